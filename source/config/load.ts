@@ -1,0 +1,189 @@
+import {accessSync, constants, readFileSync, statSync} from 'node:fs';
+import {homedir} from 'node:os';
+import path from 'node:path';
+import YAML from 'yaml';
+import type {z} from 'zod';
+import {InputError, InputErrors} from '../errors.js';
+import {parseVersion, supportedMinors, type KubeVersion} from '../versions.js';
+import {configSchema, type ClusterConfig} from './schema.js';
+import {closest} from './did-you-mean.js';
+import {kubernetesServiceIp} from './network.js';
+
+export type ResolvedConfig = ClusterConfig & {
+	/** The file the config came from; relative paths in it were resolved against its folder. */
+	source: string;
+	kubeVersion: KubeVersion;
+	serviceIp: string;
+	warnings: string[];
+};
+
+function fieldName(pathParts: readonly PropertyKey[]): string {
+	return pathParts.reduce<string>((name, part) => (typeof part === 'number' ? `${name}[${part}]` : name ? `${name}.${String(part)}` : String(part)), '') || '(top level)';
+}
+
+function valueAt(root: unknown, pathParts: readonly PropertyKey[]): unknown {
+	let value = root;
+	for (const part of pathParts) {
+		value = value !== null && typeof value === 'object' ? (value as Record<PropertyKey, unknown>)[part] : undefined;
+	}
+
+	return value;
+}
+
+/** The keys a strict object at this path accepts, for "did you mean". */
+function knownKeysAt(pathParts: readonly PropertyKey[]): string[] {
+	let schema: z.ZodType = configSchema;
+	for (const part of pathParts) {
+		schema = unwrap(schema);
+		const def = (schema as unknown as {def: {type: string; shape?: Record<string, z.ZodType>; element?: z.ZodType}}).def;
+		if (def.type === 'object' && typeof part === 'string' && def.shape?.[part]) {
+			schema = def.shape[part];
+		} else if (def.type === 'array' && typeof part === 'number' && def.element) {
+			schema = def.element;
+		} else {
+			return [];
+		}
+	}
+
+	const def = (unwrap(schema) as unknown as {def: {shape?: Record<string, unknown>}}).def;
+	return Object.keys(def.shape ?? {});
+}
+
+function unwrap(schema: z.ZodType): z.ZodType {
+	let current = schema as unknown as {def: {type: string; innerType?: unknown; in?: unknown}};
+	while (current.def.innerType ?? (current.def.type === 'pipe' ? current.def.in : undefined)) {
+		current = (current.def.innerType ?? current.def.in) as typeof current;
+	}
+
+	return current as unknown as z.ZodType;
+}
+
+function issueToError(issue: z.core.$ZodIssue, raw: unknown): InputError[] {
+	if (issue.code === 'unrecognized_keys') {
+		const known = knownKeysAt(issue.path);
+		return issue.keys.map(key => {
+			const suggestion = closest(key, known);
+			const field = fieldName([...issue.path, key]);
+			return new InputError(field, key, 'is not a known setting', suggestion ? `did you mean "${suggestion}"? Known here: ${known.join(', ')}` : `remove it; known here: ${known.join(', ')}`);
+		});
+	}
+
+	const field = fieldName(issue.path);
+	const value = valueAt(raw, issue.path);
+	const [text, fix] = issue.message.includes('|') ? issue.message.split('|') as [string, string] : [issue.message, ''];
+	if (issue.code === 'invalid_type' && value === undefined) {
+		return [new InputError(field, value, 'is required', `add ${field} to the config (see README, "Cluster config")`)];
+	}
+
+	if (issue.code === 'invalid_type') {
+		return [new InputError(field, value, `must be ${issue.expected}`, `write a ${issue.expected} here`)];
+	}
+
+	return [new InputError(field, value, text, fix || 'see README, "Cluster config"')];
+}
+
+function expandHome(file: string): string {
+	return file === '~' || file.startsWith('~/') ? path.join(homedir(), file.slice(1)) : file;
+}
+
+type LocalFileField = {field: string; get: (config: ClusterConfig) => string | undefined; set: (config: ClusterConfig, value: string) => void};
+
+const localFiles: LocalFileField[] = [
+	{field: 'binaries.tarball', get: c => c.binaries.tarball, set: (c, v) => { c.binaries.tarball = v; }},
+	{field: 'ssh.identityFile', get: c => c.ssh.identityFile, set: (c, v) => { c.ssh.identityFile = v; }},
+	{field: 'ssh.configFile', get: c => c.ssh.configFile, set: (c, v) => { c.ssh.configFile = v; }},
+	{field: 'ssh.knownHostsFile', get: c => c.ssh.knownHostsFile, set: (c, v) => { c.ssh.knownHostsFile = v; }},
+	{field: 'etcd.caFile', get: c => c.etcd.caFile, set: (c, v) => { c.etcd.caFile = v; }},
+	{field: 'etcd.certFile', get: c => c.etcd.certFile, set: (c, v) => { c.etcd.certFile = v; }},
+	{field: 'etcd.keyFile', get: c => c.etcd.keyFile, set: (c, v) => { c.etcd.keyFile = v; }},
+	{field: 'ca.certFile', get: c => c.ca?.certFile, set: (c, v) => { c.ca!.certFile = v; }},
+	{field: 'ca.keyFile', get: c => c.ca?.keyFile, set: (c, v) => { c.ca!.keyFile = v; }},
+	{field: 'encryption.keyFile', get: c => c.encryption.keyFile, set: (c, v) => { c.encryption.keyFile = v; }},
+	{field: 'kubectl', get: c => c.kubectl, set: (c, v) => { c.kubectl = v; }},
+];
+
+/** Files that must exist when the config is loaded (the known_hosts file may be created by accept-new). */
+const mustExist = new Set(['binaries.tarball', 'ssh.identityFile', 'ssh.configFile', 'etcd.caFile', 'etcd.certFile', 'etcd.keyFile', 'ca.certFile', 'ca.keyFile', 'encryption.keyFile', 'kubectl']);
+
+function checkReadable(field: string, file: string): InputError | undefined {
+	try {
+		if (!statSync(file).isFile()) {
+			return new InputError(field, file, 'is not a regular file', `point ${field} at a file`);
+		}
+
+		accessSync(file, constants.R_OK);
+		return undefined;
+	} catch (error) {
+		const code = (error as NodeJS.ErrnoException).code;
+		return code === 'ENOENT'
+			? new InputError(field, file, 'does not exist', `check the path (relative paths are read from the config file's folder)`)
+			: new InputError(field, file, `cannot be read (${code ?? 'error'})`, `make the file readable by this user`);
+	}
+}
+
+/** Validates raw config data (already parsed from YAML) and resolves it against a base folder. */
+export function resolveConfig(raw: unknown, source: string): ResolvedConfig {
+	const parsed = configSchema.safeParse(raw);
+	if (!parsed.success) {
+		throw new InputErrors(parsed.error.issues.flatMap(issue => issueToError(issue, raw)));
+	}
+
+	const config = parsed.data;
+	const base = path.dirname(path.resolve(source));
+	const errors: InputError[] = [];
+	for (const entry of localFiles) {
+		const value = entry.get(config);
+		if (value === undefined) {
+			continue;
+		}
+
+		const absolute = path.resolve(base, expandHome(value));
+		entry.set(config, absolute);
+		if (mustExist.has(entry.field)) {
+			const error = checkReadable(entry.field, absolute);
+			if (error) {
+				errors.push(error);
+			}
+		}
+	}
+
+	if (errors.length > 0) {
+		throw new InputErrors(errors);
+	}
+
+	const kubeVersion = parseVersion(config.version)!;
+	const warnings: string[] = [];
+	if (kubeVersion.minor > supportedMinors.newest) {
+		warnings.push(`version ${config.version} is newer than v1.${supportedMinors.newest}, the newest release whose flags this tool knows; the v1.${supportedMinors.newest} flags are used.`);
+	}
+
+	return {...config, source: path.resolve(source), kubeVersion, serviceIp: kubernetesServiceIp(config.network.serviceCidr), warnings};
+}
+
+export function parseConfigText(text: string, source: string): unknown {
+	const document = YAML.parseDocument(text, {prettyErrors: true, uniqueKeys: true});
+	if (document.errors.length > 0) {
+		const first = document.errors[0]!;
+		const where = first.linePos?.[0] ? `line ${first.linePos[0].line}, column ${first.linePos[0].col}` : 'the file';
+		throw new InputError(source, where, `is not valid YAML: ${first.message.split('\n')[0]}`, 'correct the YAML syntax at that place (indent with spaces, quote values holding ": ")');
+	}
+
+	const data: unknown = document.toJS();
+	if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+		throw new InputError(source, typeof data, 'does not hold a YAML mapping', 'start the file with "version: v1.28.7" and the other keys (see README)');
+	}
+
+	return data;
+}
+
+export function loadConfig(file: string): ResolvedConfig {
+	let text: string;
+	try {
+		text = readFileSync(file, 'utf8');
+	} catch (error) {
+		const code = (error as NodeJS.ErrnoException).code;
+		throw new InputError('--config', file, code === 'ENOENT' ? 'does not exist' : `cannot be read (${code ?? 'error'})`, 'pass the path of a cluster config, or write one with `k8s-master-install init`');
+	}
+
+	return resolveConfig(parseConfigText(text, file), file);
+}

@@ -1,0 +1,351 @@
+import {readFileSync} from 'node:fs';
+import path from 'node:path';
+import type {ResolvedConfig} from '../config/load.js';
+import type {Master} from '../config/schema.js';
+import {PromptRefused, StepError} from '../errors.js';
+import {sha256, writeFileAtomic} from '../files.js';
+import {ensureMaterial, type Material, type MaterialChange} from '../pki/material.js';
+import {renderArtifacts} from '../render/artifacts.js';
+import {Remote} from '../remote/ssh.js';
+import type {Runner} from '../runner.js';
+import {StateStore, type StepId} from '../state/store.js';
+import {unpackBinaries, unpackedBinaries} from '../steps/binaries.js';
+import {inputActions, steps} from '../steps/definitions.js';
+import {downloadTarball} from '../steps/download.js';
+import type {PlannedAction, StepContext, StepDefinition} from '../steps/types.js';
+import type {Workspace} from '../workspace.js';
+import type {EngineEvent, EventListener, FailureInfo, HostOutcome} from './events.js';
+import type {Prompter} from './prompts.js';
+
+/** Raised between actions once the operator asked to stop; progress so far is recorded. */
+export class StopRequested extends Error {
+	constructor() {
+		super('stopped on request');
+		this.name = 'StopRequested';
+	}
+}
+
+/** apply did not finish: which step, and every host that failed with its reason. */
+export class ApplyFailed extends Error {
+	readonly failures: FailureInfo[];
+
+	constructor(step: StepId, failures: FailureInfo[]) {
+		super(`${step} failed on ${failures.map(failure => failure.host).join(', ')}`);
+		this.name = 'ApplyFailed';
+		this.failures = failures;
+	}
+}
+
+/** Where cluster-wide steps (etcd check, RBAC) are recorded in the state. */
+export const clusterHost = 'cluster';
+
+export type ActionView =
+	| {kind: 'upload'; path: string; mode: string; sha256: string; bytes: number; secret: boolean; label: string}
+	| {kind: 'remote'; command: string}
+	| {kind: 'local'; command: string}
+	| {kind: 'check'; description: string};
+
+export type PlanView = {
+	cluster: string;
+	version: string;
+	stateFile: string;
+	materialChanges: MaterialChange[];
+	steps: Array<{
+		id: StepId;
+		title: string;
+		scope: StepDefinition['scope'];
+		hosts: Array<{host: string; recorded?: string; inputsChanged: boolean; actions: ActionView[]}>;
+	}>;
+};
+
+export type EngineOptions = {
+	config: ResolvedConfig;
+	workspace: Workspace;
+	runner: Runner;
+	prompter: Prompter;
+	rotate?: string[];
+};
+
+function fingerprint(actions: PlannedAction[]): string {
+	return sha256(JSON.stringify(actions.map(action => (action.kind === 'upload' ? {path: action.path, mode: action.mode, sha256: action.sha256} : action))));
+}
+
+/**
+ * The install engine: renders the material, plans, applies the steps on every master and records
+ * progress after every action. It imports no view; views subscribe to its events and answer its prompts.
+ */
+export class Engine {
+	readonly state: StateStore;
+	private readonly listeners = new Set<EventListener>();
+	private stopping = false;
+	private context: StepContext | undefined;
+
+	constructor(private readonly options: EngineOptions) {
+		this.state = new StateStore(options.workspace.root, options.config.name);
+		options.runner.subscribe(event => this.emit(event));
+	}
+
+	subscribe(listener: EventListener): () => void {
+		this.listeners.add(listener);
+		return () => this.listeners.delete(listener);
+	}
+
+	/** Stop after the action under way; apply then ends with outcome "stopped". */
+	requestStop(): void {
+		this.stopping = true;
+	}
+
+	private emit(event: EngineEvent): void {
+		for (const listener of this.listeners) {
+			listener(event);
+		}
+	}
+
+	private readonly throwIfStopping = () => {
+		if (this.stopping) {
+			throw new StopRequested();
+		}
+	};
+
+	/** Renders material and artifacts. persist=false (plan) makes what is missing in memory only. */
+	async prepare(persist: boolean): Promise<StepContext> {
+		const {config, workspace, runner} = this.options;
+		for (const message of config.warnings) {
+			this.emit({type: 'warning', message});
+		}
+
+		const {material, changes, record} = await ensureMaterial(config, workspace, {rotate: this.options.rotate, previous: this.state.snapshot.material, persist});
+		this.registerSecrets(material);
+		this.emit({type: 'material', changes});
+		const artifacts = renderArtifacts(config, material, readEtcdFiles(config));
+		if (persist) {
+			this.state.update(state => {
+				state.material = record;
+				state.version = config.version;
+			});
+			for (const artifact of artifacts.filter(artifact => !artifact.remote)) {
+				writeFileAtomic(path.join(workspace.renderedDir, artifact.name), artifact.content, artifact.mode);
+			}
+		}
+
+		this.context = {
+			config,
+			workspace,
+			runner,
+			remote: new Remote(runner, config),
+			state: this.state,
+			prompter: this.options.prompter,
+			artifacts,
+			material,
+			binaries: unpackedBinaries(workspace, config),
+			progress: (step, host, update) => this.emit({type: 'host-progress', step, host, ...update}),
+			throwIfStopping: this.throwIfStopping,
+		};
+		return this.context;
+	}
+
+	private registerSecrets(material: Material): void {
+		this.options.runner.addSecret(material.encryptionKey);
+		for (const pem of [material.ca.keyPem, material.leaves.kubernetes.keyPem, material.leaves['proxy-client'].keyPem, material.leaves.admin.keyPem, material.serviceAccount?.privateKeyPem]) {
+			if (pem) {
+				this.options.runner.addSecret(pem);
+			}
+		}
+	}
+
+	/** Everything apply would do, per step and per host, with hashes and secrets masked. Touches nothing. */
+	async plan(): Promise<PlanView> {
+		const materialChanges: MaterialChange[] = [];
+		const unsubscribe = this.subscribe(event => {
+			if (event.type === 'material') {
+				materialChanges.push(...event.changes);
+			}
+		});
+		const context = await this.prepare(false);
+		unsubscribe();
+		const {config} = this.options;
+		const view: PlanView = {cluster: config.name, version: config.version, stateFile: this.state.path, materialChanges, steps: []};
+		for (const step of steps) {
+			const masters = step.scope === 'cluster' ? config.masters.slice(0, 1) : config.masters;
+			view.steps.push({
+				id: step.id,
+				title: step.title,
+				scope: step.scope,
+				hosts: masters.map(master => {
+					const recordName = step.scope === 'cluster' ? clusterHost : master.name;
+					const record = this.state.host(step.id, recordName);
+					return {
+						host: step.scope === 'cluster' ? `${clusterHost} (via ${master.name})` : master.name,
+						recorded: record ? `${record.status} at ${record.at}` : undefined,
+						inputsChanged: record !== undefined && record.inputs !== fingerprint(inputActions(step, context, master)),
+						actions: step.plan(context, master).map(action => this.actionView(action)),
+					};
+				}),
+			});
+		}
+
+		return view;
+	}
+
+	private actionView(action: PlannedAction): ActionView {
+		const redact = (text: string) => this.options.runner.redact(text);
+		switch (action.kind) {
+			case 'upload': {
+				return {kind: 'upload', path: action.path, mode: action.mode.toString(8).padStart(4, '0'), sha256: action.sha256, bytes: action.bytes, secret: action.secret, label: action.label};
+			}
+
+			case 'remote': {
+				return {kind: 'remote', command: redact(action.display ?? action.script)};
+			}
+
+			case 'local': {
+				return {kind: 'local', command: redact(action.display ?? [action.command, ...action.args].join(' '))};
+			}
+
+			case 'check': {
+				return {kind: 'check', description: action.description};
+			}
+		}
+	}
+
+	/** Runs the steps in order on every master, verifying done work instead of trusting the record. */
+	async apply(options: {confirm: boolean}): Promise<void> {
+		const started = performance.now();
+		const {config} = this.options;
+		try {
+			const context = await this.prepare(true);
+			if (options.confirm) {
+				const resuming = this.state.snapshot.run;
+				const confirmed = await this.options.prompter.ask({
+					kind: 'confirm-apply',
+					message: resuming && resuming.status !== 'done'
+						? `Resume the install stopped at ${resuming.step ?? 'the start'}${resuming.host ? ` on ${resuming.host}` : ''} on ${config.masters.length} master(s)?`
+						: `Apply the plan to ${config.masters.length} master(s) (${config.masters.map(master => master.name).join(', ')})?`,
+				});
+				if (!confirmed) {
+					throw new PromptRefused('apply not confirmed');
+				}
+			}
+
+			this.state.setRun({status: 'running', startedAt: new Date().toISOString(), error: undefined});
+			context.binaries = await this.binaries();
+			for (const step of steps) {
+				await this.runStep(step, context);
+			}
+
+			this.state.setRun({status: 'done', step: undefined, host: undefined});
+			this.emit({type: 'finished', outcome: 'done', message: `${config.masters.length} master(s) installed`, durationMs: Math.round(performance.now() - started)});
+		} catch (error) {
+			const stopped = error instanceof StopRequested;
+			if (!(error instanceof PromptRefused) || this.state.snapshot.run?.status === 'running') {
+				this.state.setRun({status: stopped ? 'stopped' : 'failed', error: error instanceof Error ? this.options.runner.redact(error.message) : String(error)});
+			}
+
+			this.emit({type: 'finished', outcome: stopped ? 'stopped' : 'failed', message: error instanceof Error ? this.options.runner.redact(error.message) : String(error), durationMs: Math.round(performance.now() - started)});
+			throw error;
+		} finally {
+			await this.context?.remote.close();
+		}
+	}
+
+	private async binaries() {
+		const {config, workspace, runner} = this.options;
+		let tarball = config.binaries.tarball;
+		if (!tarball) {
+			this.emit({type: 'local', message: `download ${config.binaries.url}`});
+			tarball = await downloadTarball(config.binaries.url!, config.binaries.sha256, workspace, (bytes, total) => this.emit({type: 'local', message: 'download', bytes, total}));
+		}
+
+		this.emit({type: 'local', message: `unpack ${tarball}`});
+		return unpackBinaries(config, workspace, runner, tarball);
+	}
+
+	private async runStep(step: StepDefinition, context: StepContext): Promise<void> {
+		const started = performance.now();
+		const {masters} = this.options.config;
+		this.throwIfStopping();
+		this.emit({type: 'step-start', step: step.id, title: step.title, hosts: step.scope === 'cluster' ? [clusterHost] : masters.map(master => master.name)});
+		const outcomes = step.scope === 'cluster'
+			? [await this.runCluster(step, context)]
+			: await Promise.all(masters.map(async master => this.runHost(step, context, master, master.name)));
+		const failures = outcomes.flatMap(outcome => (outcome.failure ? [outcome.failure] : []));
+		const stopped = outcomes.some(outcome => outcome.outcome === 'stopped');
+		const overall: HostOutcome = failures.length > 0 ? 'failed' : stopped ? 'stopped' : outcomes.every(outcome => outcome.outcome === 'skipped') ? 'skipped' : 'done';
+		this.emit({type: 'step-done', step: step.id, outcome: overall, durationMs: Math.round(performance.now() - started)});
+		if (failures.length > 0) {
+			this.state.setRun({status: 'failed', step: step.id, host: failures[0]!.host});
+			throw new ApplyFailed(step.id, failures);
+		}
+
+		if (stopped) {
+			throw new StopRequested();
+		}
+	}
+
+	/** Cluster-wide steps run through the first master that can do them. */
+	private async runCluster(step: StepDefinition, context: StepContext): Promise<{outcome: HostOutcome; failure?: FailureInfo}> {
+		let last: {outcome: HostOutcome; failure?: FailureInfo} = {outcome: 'failed'};
+		for (const master of this.options.config.masters) {
+			last = await this.runHost(step, context, master, clusterHost);
+			if (last.outcome !== 'failed') {
+				return last;
+			}
+		}
+
+		return last;
+	}
+
+	private async runHost(step: StepDefinition, context: StepContext, master: Master, recordName: string): Promise<{outcome: HostOutcome; failure?: FailureInfo}> {
+		const started = performance.now();
+		const elapsed = () => Math.round(performance.now() - started);
+		const inputs = fingerprint(inputActions(step, context, master));
+		const record = this.state.host(step.id, recordName);
+		this.emit({type: 'host-start', step: step.id, host: recordName});
+		this.state.setRun({status: 'running', step: step.id, host: recordName});
+		try {
+			this.throwIfStopping();
+			const verification = await step.verify(context, master, record, inputs);
+			if (verification.done) {
+				this.state.recordHost(step.id, recordName, {...record, status: 'done', at: record?.at ?? new Date().toISOString(), inputs, note: verification.detail});
+				this.emit({type: 'host-done', step: step.id, host: recordName, outcome: 'skipped', detail: verification.detail, durationMs: elapsed()});
+				return {outcome: 'skipped'};
+			}
+
+			this.state.recordHost(step.id, recordName, {files: record?.files, status: 'running', at: new Date().toISOString(), inputs});
+			const note = await step.run(context, master, inputs);
+			const files = this.state.host(step.id, recordName)?.files;
+			this.state.recordHost(step.id, recordName, {files, status: 'done', at: new Date().toISOString(), inputs, note});
+			this.emit({type: 'host-done', step: step.id, host: recordName, outcome: 'done', detail: note, durationMs: elapsed()});
+			return {outcome: 'done'};
+		} catch (error) {
+			if (error instanceof StopRequested) {
+				this.emit({type: 'host-done', step: step.id, host: recordName, outcome: 'stopped', durationMs: elapsed()});
+				return {outcome: 'stopped'};
+			}
+
+			if (error instanceof PromptRefused) {
+				throw error;
+			}
+
+			const failure = toFailure(error, step.id, master.name, this.options.runner);
+			const files = this.state.host(step.id, recordName)?.files;
+			this.state.recordHost(step.id, recordName, {files, status: 'failed', at: new Date().toISOString(), inputs, error: failure.message});
+			this.emit({type: 'host-done', step: step.id, host: recordName, outcome: 'failed', failure, durationMs: elapsed()});
+			return {outcome: 'failed', failure};
+		}
+	}
+}
+
+function toFailure(error: unknown, step: string, host: string, runner: Runner): FailureInfo {
+	if (error instanceof StepError) {
+		return {step, host: error.host, message: runner.redact(error.message), command: error.command, output: error.output, fix: error.fix};
+	}
+
+	const message = error instanceof Error ? error.message : String(error);
+	return {step, host, message: runner.redact(`${step} on ${host}: ${message}`), command: '', output: ''};
+}
+
+function readEtcdFiles(config: ResolvedConfig): {ca?: string; cert?: string; key?: string} {
+	const read = (file: string | undefined) => (file ? readFileSync(file, 'utf8') : undefined);
+	return {ca: read(config.etcd.caFile), cert: read(config.etcd.certFile), key: read(config.etcd.keyFile)};
+}

@@ -1,0 +1,22 @@
+import type {MaterialChange} from '../pki/material.js';
+import type {CommandEvent} from '../runner.js';
+import type {StepId} from '../state/store.js';
+
+export type HostOutcome = 'done' | 'skipped' | 'failed' | 'stopped';
+
+export type FailureInfo = {step: string; host: string; message: string; command: string; output: string; fix?: string};
+
+/** What the engine tells its views. The views never run anything themselves. */
+export type EngineEvent =
+	| CommandEvent
+	| {type: 'warning'; message: string}
+	| {type: 'material'; changes: MaterialChange[]}
+	| {type: 'local'; message: string; bytes?: number; total?: number}
+	| {type: 'step-start'; step: StepId; title: string; hosts: string[]}
+	| {type: 'host-start'; step: StepId; host: string}
+	| {type: 'host-progress'; step: StepId; host: string; message?: string; bytes?: number; total?: number}
+	| {type: 'host-done'; step: StepId; host: string; outcome: HostOutcome; detail?: string; failure?: FailureInfo; durationMs: number}
+	| {type: 'step-done'; step: StepId; outcome: HostOutcome; durationMs: number}
+	| {type: 'finished'; outcome: 'done' | 'failed' | 'stopped'; message: string; durationMs: number};
+
+export type EventListener = (event: EngineEvent) => void;

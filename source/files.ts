@@ -1,0 +1,25 @@
+import {createHash, randomBytes} from 'node:crypto';
+import {chmodSync, createReadStream, mkdirSync, renameSync, writeFileSync} from 'node:fs';
+import path from 'node:path';
+
+export function sha256(data: string | Buffer): string {
+	return createHash('sha256').update(data).digest('hex');
+}
+
+export async function sha256OfFile(file: string): Promise<string> {
+	const hash = createHash('sha256');
+	for await (const chunk of createReadStream(file)) {
+		hash.update(chunk as Buffer);
+	}
+
+	return hash.digest('hex');
+}
+
+/** Writes through a temporary file and a rename, so a kill never leaves half a file; the mode is set before the content lands. */
+export function writeFileAtomic(file: string, data: string | Buffer, mode: number): void {
+	mkdirSync(path.dirname(file), {recursive: true, mode: 0o700});
+	const temporary = `${file}.${randomBytes(4).toString('hex')}.tmp`;
+	writeFileSync(temporary, data, {mode});
+	chmodSync(temporary, mode);
+	renameSync(temporary, file);
+}

@@ -1,0 +1,182 @@
+import {randomBytes} from 'node:crypto';
+import forge from 'node-forge';
+
+const {pki} = forge;
+
+export type KeyPair = {privateKeyPem: string; publicKeyPem: string};
+
+export type Subject = {C?: string; ST?: string; L?: string; O?: string | string[]; OU?: string; CN: string};
+
+export type CertificateProfile = 'ca' | 'server-client' | 'client';
+
+export type CertificateRequest = {
+	subject: Subject;
+	profile: CertificateProfile;
+	ipSans?: string[];
+	dnsSans?: string[];
+	validityDays: number;
+};
+
+export type Issuer = {certPem: string; keyPem: string};
+
+/** Starts the validity a few minutes back so that a master whose clock lags does not see "not yet valid". */
+const backdateMs = 5 * 60 * 1000;
+
+/** RSA 2048 with the callback form, which hands the work to Node's crypto and keeps the event loop free. */
+export async function generateKeyPair(): Promise<KeyPair> {
+	return new Promise((resolve, reject) => {
+		pki.rsa.generateKeyPair({bits: 2048, e: 0x1_00_01}, (error, pair) => {
+			if (error) {
+				reject(error);
+				return;
+			}
+
+			resolve({privateKeyPem: pki.privateKeyToPem(pair.privateKey), publicKeyPem: pki.publicKeyToPem(pair.publicKey)});
+		});
+	});
+}
+
+export function publicKeyPemOf(privateKeyPem: string): string {
+	const key = pki.privateKeyFromPem(privateKeyPem);
+	return pki.publicKeyToPem(pki.setRsaPublicKey(key.n, key.e));
+}
+
+function subjectAttributes(subject: Subject): forge.pki.CertificateField[] {
+	const attributes: forge.pki.CertificateField[] = [];
+	const add = (shortName: string, value: string | undefined) => {
+		if (value) {
+			attributes.push({shortName, value});
+		}
+	};
+
+	add('C', subject.C);
+	add('ST', subject.ST);
+	add('L', subject.L);
+	for (const organization of [subject.O ?? []].flat()) {
+		add('O', organization);
+	}
+
+	add('OU', subject.OU);
+	add('CN', subject.CN);
+	return attributes;
+}
+
+function serialNumber(): string {
+	const bytes = randomBytes(16);
+	bytes[0] = bytes[0]! & 0x7F; // Positive, as RFC 5280 asks.
+	return bytes.toString('hex');
+}
+
+function extensionsFor(request: CertificateRequest, subjectKeyId: string, authorityKeyId: string): unknown[] {
+	const altNames = [
+		...(request.dnsSans ?? []).map(value => ({type: 2, value})),
+		...(request.ipSans ?? []).map(ip => ({type: 7, ip})),
+	];
+	const keyIds = [
+		{name: 'subjectKeyIdentifier', subjectKeyIdentifier: subjectKeyId},
+		{name: 'authorityKeyIdentifier', keyIdentifier: authorityKeyId},
+	];
+	if (request.profile === 'ca') {
+		return [
+			{name: 'basicConstraints', cA: true, critical: true},
+			{name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true},
+			...keyIds,
+		];
+	}
+
+	return [
+		{name: 'basicConstraints', cA: false, critical: true},
+		{name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true},
+		{name: 'extKeyUsage', serverAuth: request.profile === 'server-client', clientAuth: true},
+		...(altNames.length > 0 ? [{name: 'subjectAltName', altNames}] : []),
+		...keyIds,
+	];
+}
+
+/** Issues a certificate for the key pair, signed by the issuer (or self-signed for a CA without one). */
+export function issueCertificate(request: CertificateRequest, keyPair: KeyPair, issuer?: Issuer, now = new Date()): string {
+	const cert = pki.createCertificate();
+	cert.publicKey = pki.publicKeyFromPem(keyPair.publicKeyPem);
+	cert.serialNumber = serialNumber();
+	cert.validity.notBefore = new Date(now.getTime() - backdateMs);
+	cert.validity.notAfter = new Date(now.getTime() + (request.validityDays * 24 * 3600 * 1000));
+	cert.setSubject(subjectAttributes(request.subject));
+
+	const subjectKeyId = cert.generateSubjectKeyIdentifier().getBytes();
+	let signingKey = pki.privateKeyFromPem(keyPair.privateKeyPem);
+	let authorityKeyId = subjectKeyId;
+	if (issuer) {
+		const issuerCert = pki.certificateFromPem(issuer.certPem);
+		cert.setIssuer(issuerCert.subject.attributes);
+		authorityKeyId = issuerCert.generateSubjectKeyIdentifier().getBytes();
+		signingKey = pki.privateKeyFromPem(issuer.keyPem);
+	} else {
+		cert.setIssuer(cert.subject.attributes);
+	}
+
+	cert.setExtensions(extensionsFor(request, subjectKeyId, authorityKeyId));
+	cert.sign(signingKey, forge.md.sha256.create());
+	return pki.certificateToPem(cert);
+}
+
+export type CertificateFacts = {
+	subject: string;
+	issuer: string;
+	ipSans: string[];
+	dnsSans: string[];
+	isCa: boolean;
+	serverAuth: boolean;
+	clientAuth: boolean;
+	notBefore: Date;
+	notAfter: Date;
+	publicKeyPem: string;
+};
+
+function distinguishedName(attributes: forge.pki.CertificateField[]): string {
+	return attributes.map(attribute => `${attribute.shortName ?? attribute.name}=${String(attribute.value)}`).join(',');
+}
+
+export function subjectToString(subject: Subject): string {
+	return distinguishedName(subjectAttributes(subject));
+}
+
+export function readCertificate(certPem: string): CertificateFacts {
+	const cert = pki.certificateFromPem(certPem);
+	const altNames = (cert.getExtension('subjectAltName') as {altNames?: Array<{type: number; value?: string; ip?: string}>} | null)?.altNames ?? [];
+	const basic = cert.getExtension('basicConstraints') as {cA?: boolean} | null;
+	const extended = cert.getExtension('extKeyUsage') as {serverAuth?: boolean; clientAuth?: boolean} | null;
+	return {
+		subject: distinguishedName(cert.subject.attributes),
+		issuer: distinguishedName(cert.issuer.attributes),
+		ipSans: altNames.filter(name => name.type === 7).map(name => name.ip!).sort(),
+		dnsSans: altNames.filter(name => name.type === 2).map(name => name.value!).sort(),
+		isCa: basic?.cA === true,
+		serverAuth: extended?.serverAuth === true,
+		clientAuth: extended?.clientAuth === true,
+		notBefore: cert.validity.notBefore,
+		notAfter: cert.validity.notAfter,
+		publicKeyPem: pki.publicKeyToPem(cert.publicKey),
+	};
+}
+
+/** True when the certificate was signed by the CA's key. */
+export function isSignedBy(certPem: string, caCertPem: string): boolean {
+	try {
+		return pki.certificateFromPem(caCertPem).verify(pki.certificateFromPem(certPem));
+	} catch {
+		return false;
+	}
+}
+
+/** True when the certificate already says everything the request asks, for this key and this CA. */
+export function certificateMatches(certPem: string, request: CertificateRequest, keyPair: KeyPair, caCertPem: string): boolean {
+	const facts = readCertificate(certPem);
+	const same = (a: string[], b: string[]) => a.length === b.length && a.every((value, index) => value === b[index]);
+	return facts.subject === subjectToString(request.subject)
+		&& same(facts.ipSans, [...(request.ipSans ?? [])].sort())
+		&& same(facts.dnsSans, [...(request.dnsSans ?? [])].sort())
+		&& facts.isCa === (request.profile === 'ca')
+		&& facts.serverAuth === (request.profile === 'server-client')
+		&& facts.publicKeyPem === keyPair.publicKeyPem
+		&& isSignedBy(certPem, caCertPem);
+}

@@ -1,0 +1,202 @@
+import {existsSync, readFileSync} from 'node:fs';
+import {randomBytes} from 'node:crypto';
+import type {ResolvedConfig} from '../config/load.js';
+import {InputError} from '../errors.js';
+import {sha256, writeFileAtomic} from '../files.js';
+import {needsServiceAccountKeyPair} from '../versions.js';
+import type {Workspace} from '../workspace.js';
+import {
+	certificateMatches, generateKeyPair, issueCertificate, publicKeyPemOf, readCertificate,
+	type CertificateRequest, type KeyPair,
+} from './certs.js';
+
+export type LeafName = 'kubernetes' | 'proxy-client' | 'admin';
+
+export type Material = {
+	ca: {certPem: string; keyPem: string; imported: boolean; certFile: string; keyFile: string};
+	leaves: Record<LeafName, {certPem: string; keyPem: string}>;
+	serviceAccount: KeyPair | undefined;
+	encryptionKey: string;
+};
+
+/** What rendering did to the key material: the operator sees it, the state keeps it. */
+export type MaterialChange = {item: string; action: 'made' | 'kept' | 'issued' | 'reissued' | 'imported'; reason?: string};
+
+/** What the state remembers of the material: paths and hashes, never the secrets. */
+export type MaterialRecord = {caCertSha256: string; encryptionKeySha256: string};
+
+const caValidityDays = 3650;
+
+export function leafRequests(config: ResolvedConfig): Record<LeafName, CertificateRequest> {
+	const subject = config.certificates.subject;
+	const validityDays = config.certificates.validityDays;
+	const domain = config.network.clusterDomain;
+	return {
+		kubernetes: {
+			subject: {...subject, CN: 'kubernetes'},
+			profile: 'server-client',
+			ipSans: [...new Set(['127.0.0.1', ...config.masters.map(master => master.ip), config.serviceIp, ...config.certificates.extraSans.filter(isIp)])],
+			dnsSans: [...new Set(['kubernetes', 'kubernetes.default', 'kubernetes.default.svc', `kubernetes.default.svc.${domain.split('.')[0]}`, `kubernetes.default.svc.${domain}`, ...config.certificates.extraSans.filter(name => !isIp(name))])],
+			validityDays,
+		},
+		'proxy-client': {subject: {...subject, CN: 'aggregator'}, profile: 'client', validityDays},
+		admin: {subject: {...subject, O: 'system:masters', CN: 'admin'}, profile: 'client', validityDays},
+	};
+}
+
+function isIp(value: string): boolean {
+	return /^\d+\.\d+\.\d+\.\d+$/.test(value);
+}
+
+function readText(file: string, field: string): string {
+	try {
+		return readFileSync(file, 'utf8');
+	} catch (error) {
+		throw new InputError(field, file, `cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`, 'make the file readable');
+	}
+}
+
+function importCa(config: ResolvedConfig, now: Date): Material['ca'] {
+	const {certFile, keyFile} = config.ca!;
+	const certPem = readText(certFile, 'ca.certFile');
+	const keyPem = readText(keyFile, 'ca.keyFile');
+	let facts;
+	try {
+		facts = readCertificate(certPem);
+	} catch {
+		throw new InputError('ca.certFile', certFile, 'is not a PEM RSA certificate', 'point ca.certFile at the CA certificate (ca.pem)');
+	}
+
+	let publicKeyPem;
+	try {
+		publicKeyPem = publicKeyPemOf(keyPem);
+	} catch {
+		throw new InputError('ca.keyFile', keyFile, 'is not a PEM RSA private key', 'point ca.keyFile at the CA key (ca-key.pem)');
+	}
+
+	if (!facts.isCa) {
+		throw new InputError('ca.certFile', certFile, 'is not a CA certificate (basicConstraints CA:FALSE)', 'point ca.certFile at the cluster CA, not at a leaf certificate');
+	}
+
+	if (facts.publicKeyPem !== publicKeyPem) {
+		throw new InputError('ca.keyFile', keyFile, `does not belong to the certificate ${certFile}`, 'give the key pair that was made together (ca.pem with ca-key.pem)');
+	}
+
+	if (facts.notAfter <= now) {
+		throw new InputError('ca.certFile', certFile, `expired on ${facts.notAfter.toISOString()}`, 'renew the CA first; certificates signed by an expired CA are refused');
+	}
+
+	return {certPem, keyPem, imported: true, certFile, keyFile};
+}
+
+type Save = (file: string, data: string, mode: number) => void;
+
+async function keyPairAt(file: string, changes: MaterialChange[], item: string, save: Save): Promise<KeyPair> {
+	if (existsSync(file)) {
+		const privateKeyPem = readFileSync(file, 'utf8');
+		return {privateKeyPem, publicKeyPem: publicKeyPemOf(privateKeyPem)};
+	}
+
+	const pair = await generateKeyPair();
+	save(file, pair.privateKeyPem, 0o600);
+	changes.push({item, action: 'made'});
+	return pair;
+}
+
+function validEncryptionKey(value: string): boolean {
+	return /^[A-Za-z\d+/]+={0,2}$/.test(value) && Buffer.from(value, 'base64').length === 32;
+}
+
+function encryptionKey(config: ResolvedConfig, workspace: Workspace, changes: MaterialChange[], save: Save): string {
+	const file = workspace.pki('encryption.key');
+	const configured = config.encryption.keyFile ? readText(config.encryption.keyFile, 'encryption.keyFile').trim() : undefined;
+	if (configured !== undefined && !validEncryptionKey(configured)) {
+		throw new InputError('encryption.keyFile', config.encryption.keyFile, 'does not hold the base64 of exactly 32 bytes', 'write one line made by `head -c 32 /dev/urandom | base64`, or remove the setting to have a key made once');
+	}
+
+	if (existsSync(file)) {
+		const kept = readFileSync(file, 'utf8').trim();
+		if (configured !== undefined && configured !== kept) {
+			throw new InputError('encryption.keyFile', config.encryption.keyFile, 'holds a different key than the one this install already uses; changing it would make every stored secret unreadable', 'remove encryption.keyFile from the config, or restore the file to the key in use');
+		}
+
+		changes.push({item: 'encryption key', action: 'kept'});
+		return kept;
+	}
+
+	const key = configured ?? randomBytes(32).toString('base64');
+	save(file, `${key}\n`, 0o600);
+	changes.push({item: 'encryption key', action: configured === undefined ? 'made' : 'imported'});
+	return key;
+}
+
+export type MaterialOptions = {
+	rotate?: readonly string[];
+	now?: Date;
+	previous?: MaterialRecord;
+	/** false for plan: what is missing is made in memory only and reported, nothing is written. */
+	persist?: boolean;
+};
+
+/**
+ * Makes what is missing and keeps what exists: the CA and the encryption key are made once, key
+ * pairs are kept, and a certificate is issued again only when its inputs changed or rotation is asked.
+ */
+export async function ensureMaterial(config: ResolvedConfig, workspace: Workspace, options: MaterialOptions = {}): Promise<{material: Material; changes: MaterialChange[]; record: MaterialRecord}> {
+	const now = options.now ?? new Date();
+	const changes: MaterialChange[] = [];
+	const save: Save = options.persist === false ? () => undefined : writeFileAtomic;
+
+	let ca: Material['ca'];
+	if (config.ca) {
+		ca = importCa(config, now);
+		changes.push({item: 'CA', action: 'imported'});
+	} else {
+		const certFile = workspace.pki('ca.pem');
+		const keyFile = workspace.pki('ca-key.pem');
+		if (existsSync(certFile) && !existsSync(keyFile)) {
+			throw new InputError('ca', keyFile, 'is missing while the CA certificate beside it exists', 'restore ca-key.pem from your backup; a new CA would invalidate every certificate the masters use');
+		}
+
+		const pair = await keyPairAt(keyFile, changes, 'CA key', save);
+		const request: CertificateRequest = {subject: {...config.certificates.subject, CN: 'kubernetes-ca'}, profile: 'ca', validityDays: caValidityDays};
+		const certPem = existsSync(certFile) ? readFileSync(certFile, 'utf8') : issueCertificate(request, pair, undefined, now);
+		if (!existsSync(certFile)) {
+			save(certFile, certPem, 0o644);
+			changes.push({item: 'CA certificate', action: 'made'});
+		}
+
+		ca = {certPem, keyPem: pair.privateKeyPem, imported: false, certFile, keyFile};
+	}
+
+	const caCertSha256 = sha256(ca.certPem);
+	if (options.previous && options.previous.caCertSha256 !== caCertSha256) {
+		throw new InputError(config.ca ? 'ca.certFile' : 'ca', config.ca?.certFile ?? '(made here)', `is not the CA this install already uses (sha256 ${options.previous.caCertSha256.slice(0, 16)}…); the masters trust that one`, 'restore the CA this install used, or start a separate install with a new --state-dir');
+	}
+
+	const leaves = {} as Material['leaves'];
+	for (const [name, request] of Object.entries(leafRequests(config)) as Array<[LeafName, CertificateRequest]>) {
+		const pair = await keyPairAt(workspace.pki(`${name}-key.pem`), changes, `${name} key`, save);
+		const certFile = workspace.pki(`${name}.pem`);
+		const existing = existsSync(certFile) ? readFileSync(certFile, 'utf8') : undefined;
+		const rotate = options.rotate?.includes(name) || options.rotate?.includes('all');
+		if (existing && !rotate && certificateMatches(existing, request, pair, ca.certPem)) {
+			leaves[name] = {certPem: existing, keyPem: pair.privateKeyPem};
+			continue;
+		}
+
+		const certPem = issueCertificate(request, pair, {certPem: ca.certPem, keyPem: ca.keyPem}, now);
+		save(certFile, certPem, 0o644);
+		changes.push({item: `${name} certificate`, action: existing ? 'reissued' : 'issued', reason: existing ? (rotate ? 'rotation asked' : 'its SANs, subject or CA changed') : undefined});
+		leaves[name] = {certPem, keyPem: pair.privateKeyPem};
+	}
+
+	const serviceAccount = needsServiceAccountKeyPair(config.kubeVersion) ? await keyPairAt(workspace.pki('sa.key'), changes, 'service-account key', save) : undefined;
+	const key = encryptionKey(config, workspace, changes, save);
+	const encryptionKeySha256 = sha256(key);
+	if (options.previous && options.previous.encryptionKeySha256 !== encryptionKeySha256) {
+		throw new InputError('encryption', '(key file in the state folder)', 'is not the key this install already put on the masters', 'restore pki/encryption.key in the state folder from your backup; never make a new key for a running cluster');
+	}
+
+	return {material: {ca, leaves, serviceAccount, encryptionKey: key}, changes, record: {caCertSha256, encryptionKeySha256}};
+}

@@ -1,0 +1,128 @@
+import {mkdtempSync, rmSync} from 'node:fs';
+import {tmpdir} from 'node:os';
+import path from 'node:path';
+import type {ResolvedConfig} from '../config/load.js';
+import type {Master} from '../config/schema.js';
+import {StepError} from '../errors.js';
+import type {CommandResult, Runner} from '../runner.js';
+import {shellQuote} from './quote.js';
+
+export type RemoteOptions = {step: string; timeoutMs?: number; display?: string; input?: string | Buffer; inputFile?: string; onInputProgress?: (bytes: number) => void};
+
+/** Known ssh failures and what the operator should do about them. */
+export function diagnoseSsh(stderr: string, config: ResolvedConfig, master: Master): string | undefined {
+	if (/REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed/.test(stderr)) {
+		return /HAS CHANGED/.test(stderr)
+			? `the host key of ${master.ip} differs from the one in known_hosts: check that this is really ${master.name} before removing the old key with \`ssh-keygen -R ${master.ip}\``
+			: `${master.ip} is not in known_hosts: verify its fingerprint and add it (\`ssh-keyscan ${master.ip} >> ~/.ssh/known_hosts\` after checking), or set ssh.hostKeys: accept-new to trust first use explicitly`;
+	}
+
+	if (/Permission denied \(|no supported methods remain|Too many authentication failures/.test(stderr)) {
+		return `ssh could not log in as ${config.ssh.user}@${master.ip}: ${config.ssh.identityFile ? `check that ${config.ssh.identityFile} is authorized on the host and, if it has a passphrase, that it is loaded in ssh-agent (ssh-add)` : 'set ssh.identityFile, or load your key with ssh-add'}`;
+	}
+
+	if (/Connection timed out|No route to host|Connection refused|Network is unreachable|Operation timed out|Connection closed|Broken pipe|timeout/i.test(stderr)) {
+		return `${master.name} (${master.ip}) is not reachable on port ${config.ssh.port}: check the host is up and the network path; progress is kept, run apply again to continue`;
+	}
+
+	if (/sudo: a password is required|sudo: .*not found/.test(stderr)) {
+		return `${config.ssh.user} cannot run sudo without a password on ${master.name}: allow NOPASSWD for it, or connect as root`;
+	}
+
+	return undefined;
+}
+
+/**
+ * Remote execution over the system's own ssh: the operator's ssh config, agent and known_hosts
+ * apply, host keys are always checked, and one multiplexed connection per host carries every command.
+ */
+export class Remote {
+	private controlDirPath: string | undefined;
+	private readonly used = new Set<Master>();
+
+	constructor(private readonly runner: Runner, private readonly config: ResolvedConfig) {}
+
+	/** Made on first use; a short path, as unix socket names are limited to about 100 bytes. */
+	private get controlDir(): string {
+		this.controlDirPath ??= mkdtempSync(path.join(tmpdir(), 'k8smi-'));
+		return this.controlDirPath;
+	}
+
+	sshArgs(master: Master): string[] {
+		const {ssh} = this.config;
+		const args = [
+			'-o', 'BatchMode=yes',
+			'-o', `StrictHostKeyChecking=${ssh.hostKeys === 'accept-new' ? 'accept-new' : 'yes'}`,
+			'-o', 'ControlMaster=auto',
+			'-o', `ControlPath=${this.controlDir}/%C`,
+			'-o', 'ControlPersist=120',
+			'-o', 'ConnectTimeout=10',
+			'-o', 'ServerAliveInterval=5',
+			'-o', 'ServerAliveCountMax=3',
+			'-p', String(ssh.port),
+			'-l', ssh.user,
+		];
+		if (ssh.configFile) {
+			args.unshift('-F', ssh.configFile);
+		}
+
+		if (ssh.knownHostsFile) {
+			args.push('-o', `UserKnownHostsFile=${ssh.knownHostsFile}`);
+		}
+
+		if (ssh.identityFile) {
+			args.push('-i', ssh.identityFile, '-o', 'IdentitiesOnly=yes');
+		}
+
+		return args;
+	}
+
+	/** Runs a POSIX sh script on the master (through sudo when configured) and returns its result. */
+	async run(master: Master, script: string, options: RemoteOptions): Promise<CommandResult> {
+		this.used.add(master);
+		const wrapped = this.config.ssh.sudo ? `sudo -n sh -c ${shellQuote(script)}` : `sh -c ${shellQuote(script)}`;
+		return this.runner.run({
+			command: 'ssh',
+			args: [...this.sshArgs(master), master.ip, wrapped],
+			host: master.name,
+			step: options.step,
+			timeoutMs: options.timeoutMs ?? this.config.timeouts.commandSeconds * 1000,
+			display: `ssh ${master.name} ${options.display ?? script}`,
+			input: options.input,
+			inputFile: options.inputFile,
+			onInputProgress: options.onInputProgress,
+		});
+	}
+
+	/** Like run, but a non-zero exit becomes a StepError naming the host, the command and the fix. */
+	async check(master: Master, script: string, options: RemoteOptions): Promise<CommandResult> {
+		const result = await this.run(master, script, options);
+		if (result.exitCode !== 0) {
+			const output = (result.stderr || result.stdout).trim();
+			throw new StepError({
+				step: options.step,
+				host: master.name,
+				message: result.timedOut ? `timed out: ${options.display ?? script}` : `exit ${result.exitCode}: ${lastLine(output) || options.display || script}`,
+				command: this.runner.describe({command: 'ssh', args: [], display: options.display ?? script}),
+				output: this.runner.redact(output.slice(-2000)),
+				fix: result.exitCode === 255 ? diagnoseSsh(result.stderr, this.config, master) : undefined,
+			});
+		}
+
+		return result;
+	}
+
+	/** Closes the multiplexed connections and removes their sockets. */
+	async close(): Promise<void> {
+		await Promise.all([...this.used].map(async master => this.runner.run({
+			command: 'ssh', args: [...this.sshArgs(master), '-O', 'exit', master.ip], host: master.name, timeoutMs: 5000, display: `ssh -O exit ${master.name}`,
+		})));
+		if (this.controlDirPath) {
+			rmSync(this.controlDirPath, {recursive: true, force: true});
+		}
+	}
+}
+
+function lastLine(text: string): string {
+	return text.split('\n').map(line => line.trim()).filter(Boolean).at(-1) ?? '';
+}

@@ -1,0 +1,88 @@
+import type {PlanView} from '../engine/engine.js';
+import type {InstallState} from '../state/store.js';
+import {stepIds} from '../state/store.js';
+
+export function formatBytes(bytes: number): string {
+	if (bytes < 1024) {
+		return `${bytes} B`;
+	}
+
+	const units = ['KiB', 'MiB', 'GiB'];
+	let value = bytes / 1024;
+	let unit = 0;
+	while (value >= 1024 && unit < units.length - 1) {
+		value /= 1024;
+		unit++;
+	}
+
+	return `${value.toFixed(1)} ${units[unit]}`;
+}
+
+export function formatDuration(ms: number): string {
+	return ms < 1000 ? `${ms} ms` : ms < 60_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`;
+}
+
+/** The dry run as text: per step, per host, the commands and the files with their hashes. */
+export function formatPlan(plan: PlanView): string {
+	const lines = [`Plan for cluster ${plan.cluster}, Kubernetes ${plan.version} (state: ${plan.stateFile})`];
+	const made = plan.materialChanges.filter(change => change.action !== 'kept' && change.action !== 'imported');
+	if (made.length > 0) {
+		lines.push(`Key material made at apply (not yet written; hashes below will differ for these): ${made.map(change => `${change.item} ${change.action}`).join(', ')}`);
+	}
+
+	for (const [index, step] of plan.steps.entries()) {
+		lines.push('', `${index + 1}. ${step.title} [${step.id}]`);
+		for (const host of step.hosts) {
+			const recorded = host.recorded ? ` (recorded ${host.recorded}${host.inputsChanged ? '; inputs changed: runs again' : '; verified on the host before skipping'})` : '';
+			lines.push(`   ${host.host}${recorded}`);
+			for (const action of host.actions) {
+				switch (action.kind) {
+					case 'upload': {
+						lines.push(`     write ${action.path}  mode ${action.mode}  ${formatBytes(action.bytes)}  sha256 ${action.sha256.slice(0, 16)}${action.secret ? '  (secret: content not shown)' : ''}`);
+						break;
+					}
+
+					case 'remote': {
+						lines.push(`     ssh: ${action.command}`);
+						break;
+					}
+
+					case 'local': {
+						lines.push(`     local: ${action.command}`);
+						break;
+					}
+
+					case 'check': {
+						lines.push(`     ${action.description}`);
+						break;
+					}
+				}
+			}
+		}
+	}
+
+	return lines.join('\n');
+}
+
+/** The saved progress as text. */
+export function formatStatus(state: InstallState, stateFile: string): string {
+	const lines = [`Cluster ${state.cluster}${state.version ? `, Kubernetes ${state.version}` : ''} (state: ${stateFile})`];
+	if (state.run) {
+		const where = state.run.step ? ` at ${state.run.step}${state.run.host ? ` on ${state.run.host}` : ''}` : '';
+		lines.push(`Last apply: ${state.run.status}${where}, started ${state.run.startedAt}, updated ${state.run.updatedAt}${state.run.error ? `\n  ${state.run.error}` : ''}`);
+	} else {
+		lines.push('No apply has run yet.');
+	}
+
+	if (state.material) {
+		lines.push(`CA sha256 ${state.material.caCertSha256.slice(0, 16)}…, encryption key sha256 ${state.material.encryptionKeySha256.slice(0, 16)}…`);
+	}
+
+	for (const step of stepIds) {
+		const hosts = state.steps[step]?.hosts ?? {};
+		const entries = Object.entries(hosts);
+		lines.push(`  ${step.padEnd(11)} ${entries.length === 0 ? 'pending' : entries.map(([host, record]) => `${host}: ${record.status}${record.error ? ` (${record.error})` : ''}`).join(', ')}`);
+	}
+
+	return lines.join('\n');
+}

@@ -1,0 +1,174 @@
+import {appendFileSync, createReadStream, mkdirSync} from 'node:fs';
+import path from 'node:path';
+import {execa} from 'execa';
+
+export type CommandSpec = {
+	command: string;
+	args: readonly string[];
+	/** Bytes for standard input (kept out of logs). */
+	input?: string | Buffer;
+	/** A file streamed to standard input, with progress. */
+	inputFile?: string;
+	timeoutMs?: number;
+	/** The master the command concerns, for the log and the view. */
+	host?: string;
+	step?: string;
+	/** What the view and the log show instead of the raw arguments (they may be long scripts). */
+	display?: string;
+	onInputProgress?: (bytesSent: number) => void;
+};
+
+export type CommandResult = {exitCode: number; stdout: string; stderr: string; durationMs: number; timedOut: boolean; failedToStart?: string};
+
+/** Runs one command for real; tests put a recording executor here instead. */
+export type Executor = (spec: CommandSpec) => Promise<CommandResult>;
+
+export type CommandEvent =
+	| {type: 'command-start'; id: number; host?: string; step?: string; display: string}
+	| {type: 'command-end'; id: number; host?: string; step?: string; display: string; exitCode: number; durationMs: number; timedOut: boolean};
+
+const privateKeyBlock = /-----BEGIN ([A-Z ]*)PRIVATE KEY-----[\s\S]*?-----END \1PRIVATE KEY-----/g;
+
+export const execaExecutor: Executor = async spec => {
+	const started = performance.now();
+	const subprocess = execa(spec.command, spec.args, {
+		input: spec.input,
+		stdin: spec.inputFile || spec.input !== undefined ? 'pipe' : 'ignore',
+		timeout: spec.timeoutMs,
+		reject: false,
+		stripFinalNewline: false,
+		maxBuffer: 64 * 1024 * 1024,
+	});
+	if (spec.inputFile) {
+		let sent = 0;
+		const stream = createReadStream(spec.inputFile);
+		stream.on('data', chunk => {
+			sent += chunk.length;
+			spec.onInputProgress?.(sent);
+		});
+		// The reader ends with the command; a broken pipe is reported by the command's exit status.
+		stream.on('error', () => subprocess.kill());
+		subprocess.stdin?.on('error', () => stream.destroy());
+		stream.pipe(subprocess.stdin!);
+	}
+
+	const result = await subprocess;
+	return {
+		exitCode: result.exitCode ?? (result.signal ? 128 : 1),
+		stdout: String(result.stdout ?? ''),
+		stderr: String(result.stderr ?? ''),
+		durationMs: Math.round(performance.now() - started),
+		timedOut: result.timedOut === true,
+		failedToStart: result.failed && result.exitCode === undefined && !result.timedOut && !result.signal ? result.shortMessage : undefined,
+	};
+};
+
+export type RunnerOptions = {
+	executor?: Executor;
+	/** JSON-lines file every command and its outcome are appended to. */
+	logFile?: string;
+	/** Print commands instead of running them; every call answers exit 0 with empty output. */
+	dryRun?: boolean;
+	defaultTimeoutMs?: number;
+	onEvent?: (event: CommandEvent) => void;
+};
+
+/**
+ * The one door to the outside: every ssh, scp, tar, kubectl and etcdctl call passes here, so
+ * timeouts, logging, redaction, dry-run and test recording live in one place.
+ */
+export class Runner {
+	readonly dryRun: boolean;
+	private readonly executor: Executor;
+	private readonly logFile: string | undefined;
+	private readonly defaultTimeoutMs: number;
+	private readonly secrets = new Set<string>();
+	private readonly listeners = new Set<(event: CommandEvent) => void>();
+	private nextId = 1;
+
+	constructor(options: RunnerOptions = {}) {
+		this.executor = options.executor ?? execaExecutor;
+		this.logFile = options.logFile;
+		this.dryRun = options.dryRun ?? false;
+		this.defaultTimeoutMs = options.defaultTimeoutMs ?? 120_000;
+		if (options.onEvent) {
+			this.listeners.add(options.onEvent);
+		}
+
+		if (this.logFile) {
+			mkdirSync(path.dirname(this.logFile), {recursive: true, mode: 0o700});
+		}
+	}
+
+	subscribe(listener: (event: CommandEvent) => void): () => void {
+		this.listeners.add(listener);
+		return () => this.listeners.delete(listener);
+	}
+
+	/** Values that must never reach a log or a view (the encryption key, key material). */
+	addSecret(value: string): void {
+		if (value.length >= 8) {
+			this.secrets.add(value);
+		}
+	}
+
+	redact(text: string): string {
+		let result = text.replaceAll(privateKeyBlock, '[private key]');
+		for (const secret of this.secrets) {
+			result = result.replaceAll(secret, '[secret]');
+		}
+
+		return result;
+	}
+
+	describe(spec: CommandSpec): string {
+		return this.redact(spec.display ?? [spec.command, ...spec.args].join(' '));
+	}
+
+	/** Appends one structured entry to the log, redacted. */
+	log(entry: Record<string, unknown>): void {
+		if (!this.logFile) {
+			return;
+		}
+
+		appendFileSync(this.logFile, `${this.redact(JSON.stringify({time: new Date().toISOString(), ...entry}))}\n`, {mode: 0o600});
+	}
+
+	async run(spec: CommandSpec): Promise<CommandResult> {
+		const id = this.nextId++;
+		const display = this.describe(spec);
+		this.emit({type: 'command-start', id, host: spec.host, step: spec.step, display});
+		const result = this.dryRun
+			? {exitCode: 0, stdout: '', stderr: '', durationMs: 0, timedOut: false}
+			: await this.executor({...spec, timeoutMs: spec.timeoutMs ?? this.defaultTimeoutMs});
+		this.log({
+			event: 'command',
+			host: spec.host,
+			step: spec.step,
+			command: display,
+			exitCode: result.exitCode,
+			durationMs: result.durationMs,
+			timedOut: result.timedOut,
+			dryRun: this.dryRun || undefined,
+			stdout: tail(result.stdout),
+			stderr: tail(result.stderr),
+			failedToStart: result.failedToStart,
+		});
+		this.emit({type: 'command-end', id, host: spec.host, step: spec.step, display, exitCode: result.exitCode, durationMs: result.durationMs, timedOut: result.timedOut});
+		return result;
+	}
+
+	private emit(event: CommandEvent): void {
+		for (const listener of this.listeners) {
+			listener(event);
+		}
+	}
+}
+
+function tail(text: string, limit = 4000): string | undefined {
+	if (!text) {
+		return undefined;
+	}
+
+	return text.length > limit ? `…${text.slice(-limit)}` : text;
+}

@@ -1,0 +1,120 @@
+import path from 'node:path';
+import Conf from 'conf';
+import type {MaterialRecord} from '../pki/material.js';
+
+export const stepIds = ['binaries', 'certs', 'encryption', 'audit', 'units', 'start', 'etcd-check', 'rbac'] as const;
+export type StepId = typeof stepIds[number];
+
+export type HostRecord = {
+	status: 'done' | 'running' | 'failed';
+	at: string;
+	/** Fingerprint of what the step does on this host; a change means the step must run again. */
+	inputs: string;
+	/** Remote path -> sha256 of what this install wrote there (also after a failure, per action). */
+	files?: Record<string, string>;
+	error?: string;
+	note?: string;
+};
+
+export type RunRecord = {
+	startedAt: string;
+	updatedAt: string;
+	status: 'running' | 'done' | 'failed' | 'stopped';
+	step?: StepId;
+	host?: string;
+	error?: string;
+};
+
+export type InstallState = {
+	schema: 1;
+	cluster: string;
+	version?: string;
+	material?: MaterialRecord;
+	run?: RunRecord;
+	steps: Partial<Record<StepId, {hosts: Record<string, HostRecord>}>>;
+};
+
+/** conf's own folder for this tool: the default --state-dir. */
+export function defaultStateDir(): string {
+	return path.dirname(new Conf({projectName: 'k8s-master-install', configName: 'location'}).path);
+}
+
+/**
+ * The install's progress, per step and per host, written after every action. conf writes
+ * through a temporary file and a rename, so a SIGKILL leaves the previous or the next state.
+ */
+export class StateStore {
+	private readonly conf: Conf<InstallState>;
+	private state: InstallState;
+
+	constructor(folder: string, cluster: string) {
+		this.conf = new Conf<InstallState>({cwd: folder, configName: 'state', configFileMode: 0o600, accessPropertiesByDotNotation: false, projectName: 'k8s-master-install'});
+		const stored = this.conf.store as Partial<InstallState>;
+		this.state = stored.schema === 1 ? stored as InstallState : {schema: 1, cluster, steps: {}};
+	}
+
+	get path(): string {
+		return this.conf.path;
+	}
+
+	get snapshot(): InstallState {
+		return structuredClone(this.state);
+	}
+
+	get isEmpty(): boolean {
+		return Object.keys(this.state.steps).length === 0 && this.state.run === undefined;
+	}
+
+	host(step: StepId, host: string): HostRecord | undefined {
+		return this.state.steps[step]?.hosts[host];
+	}
+
+	update(change: (state: InstallState) => void): void {
+		change(this.state);
+		this.conf.store = this.state;
+	}
+
+	recordHost(step: StepId, host: string, record: HostRecord): void {
+		this.update(state => {
+			(state.steps[step] ??= {hosts: {}}).hosts[host] = record;
+		});
+	}
+
+	/** Remembers one file written on a host, before the step as a whole is done. */
+	recordFile(step: StepId, host: string, remotePath: string, hash: string): void {
+		this.update(state => {
+			const hosts = (state.steps[step] ??= {hosts: {}}).hosts;
+			const record = hosts[host] ?? {status: 'failed', at: new Date().toISOString(), inputs: '', error: 'interrupted'};
+			record.files = {...record.files, [remotePath]: hash};
+			hosts[host] = record;
+		});
+	}
+
+	/** Every hash this install ever wrote at a remote path on a host, for "is this file ours?". */
+	writtenHashes(host: string, remotePath: string): Set<string> {
+		const hashes = new Set<string>();
+		for (const step of Object.values(this.state.steps)) {
+			const hash = step?.hosts[host]?.files?.[remotePath];
+			if (hash) {
+				hashes.add(hash);
+			}
+		}
+
+		return hashes;
+	}
+
+	setRun(run: Partial<RunRecord> & {status: RunRecord['status']}): void {
+		this.update(state => {
+			const now = new Date().toISOString();
+			state.run = {startedAt: state.run?.startedAt ?? now, ...state.run, ...run, updatedAt: now};
+		});
+	}
+
+	/** Forgets progress (not the key material): "start over". */
+	clearProgress(): void {
+		this.update(state => {
+			state.steps = {};
+			delete state.run;
+		});
+	}
+}

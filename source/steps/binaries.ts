@@ -1,0 +1,87 @@
+import {existsSync, mkdirSync, readFileSync, statSync} from 'node:fs';
+import path from 'node:path';
+import type {ResolvedConfig} from '../config/load.js';
+import {InputError} from '../errors.js';
+import {sha256OfFile, writeFileAtomic} from '../files.js';
+import type {Runner} from '../runner.js';
+import type {Workspace} from '../workspace.js';
+import type {BinaryFile} from './types.js';
+
+/** The binaries the tutorial copies to every master. */
+export const defaultBinaries = ['apiextensions-apiserver', 'cloud-controller-manager', 'kube-apiserver', 'kube-controller-manager', 'kube-proxy', 'kube-scheduler', 'kubeadm', 'kubectl', 'kubelet', 'mounter'];
+
+const binPrefix = 'kubernetes/server/bin/';
+
+type Manifest = {tarballSha256: string; files: BinaryFile[]};
+
+export function binaryNames(config: ResolvedConfig): string[] {
+	return config.binaries.include ?? defaultBinaries;
+}
+
+function manifestPath(workspace: Workspace, config: ResolvedConfig): string {
+	return path.join(workspace.binariesDir(config.version), 'manifest.json');
+}
+
+/** The unpacked binaries of an earlier run, if they are still intact; plan uses them without unpacking. */
+export function unpackedBinaries(workspace: Workspace, config: ResolvedConfig): BinaryFile[] | undefined {
+	const file = manifestPath(workspace, config);
+	if (!existsSync(file)) {
+		return undefined;
+	}
+
+	const manifest = JSON.parse(readFileSync(file, 'utf8')) as Manifest;
+	const wanted = binaryNames(config);
+	const complete = wanted.every(name => manifest.files.some(entry => entry.name === name && existsSync(entry.file) && statSync(entry.file).size === entry.bytes));
+	return complete ? manifest.files.filter(entry => wanted.includes(entry.name)) : undefined;
+}
+
+/**
+ * Unpacks the server binaries from the tarball once per tarball content; the manifest records the
+ * tarball's hash and every binary's, so a changed tarball is unpacked again and a changed binary is seen.
+ */
+export async function unpackBinaries(config: ResolvedConfig, workspace: Workspace, runner: Runner, tarball: string): Promise<BinaryFile[]> {
+	const tarballSha256 = await sha256OfFile(tarball);
+	const file = manifestPath(workspace, config);
+	const existing = unpackedBinaries(workspace, config);
+	if (existing && (JSON.parse(readFileSync(file, 'utf8')) as Manifest).tarballSha256 === tarballSha256) {
+		return existing;
+	}
+
+	const listing = await runner.run({command: 'tar', args: ['-tzf', tarball], step: 'binaries', display: `tar -tzf ${tarball}`});
+	if (listing.exitCode !== 0) {
+		throw new InputError('binaries.tarball', tarball, `is not a readable .tar.gz (${listing.stderr.trim().split('\n').at(-1) ?? 'tar failed'})`, 'download kubernetes-server-linux-amd64.tar.gz again and check its sha256');
+	}
+
+	const members = new Set(listing.stdout.split('\n'));
+	const wanted = binaryNames(config);
+	const missing = wanted.filter(name => !members.has(`${binPrefix}${name}`));
+	if (missing.length > 0) {
+		throw new InputError('binaries.tarball', tarball, `lacks ${missing.map(name => binPrefix + name).join(', ')}`, 'use the kubernetes-server-linux-amd64.tar.gz of the release, or list what it has in binaries.include');
+	}
+
+	const tagMember = `${binPrefix}kube-apiserver.docker_tag`;
+	const extract = [...wanted.map(name => binPrefix + name), ...(members.has(tagMember) ? [tagMember] : [])];
+	const directory = workspace.binariesDir(config.version);
+	mkdirSync(directory, {recursive: true, mode: 0o700});
+	const result = await runner.run({command: 'tar', args: ['-xzf', tarball, '-C', directory, '--no-same-owner', ...extract], step: 'binaries', timeoutMs: 600_000});
+	if (result.exitCode !== 0) {
+		throw new InputError('binaries.tarball', tarball, `could not be unpacked (${result.stderr.trim().split('\n').at(-1) ?? 'tar failed'})`, 'check free disk space in the state folder and the tarball\'s integrity');
+	}
+
+	if (members.has(tagMember)) {
+		const tag = readFileSync(path.join(directory, tagMember), 'utf8').trim();
+		// Tags look like v1.28.7; the config's version must be the tarball's release.
+		if (tag.startsWith('v') && tag !== config.version) {
+			throw new InputError('version', config.version, `does not match the tarball, which holds ${tag}`, `set version: ${tag}, or use the tarball of ${config.version}`);
+		}
+	}
+
+	const files: BinaryFile[] = [];
+	for (const name of wanted) {
+		const binary = path.join(directory, binPrefix, name);
+		files.push({name, file: binary, sha256: await sha256OfFile(binary), bytes: statSync(binary).size});
+	}
+
+	writeFileAtomic(file, JSON.stringify({tarballSha256, files} satisfies Manifest, null, 2), 0o600);
+	return files;
+}

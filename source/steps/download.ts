@@ -1,0 +1,57 @@
+import {createHash} from 'node:crypto';
+import {createWriteStream, existsSync, mkdirSync, renameSync, rmSync} from 'node:fs';
+import path from 'node:path';
+import {Readable} from 'node:stream';
+import {pipeline} from 'node:stream/promises';
+import {InputError} from '../errors.js';
+import {sha256OfFile} from '../files.js';
+import type {Workspace} from '../workspace.js';
+
+async function expectedChecksum(url: string, configured: string | undefined): Promise<string> {
+	if (configured) {
+		return configured;
+	}
+
+	const response = await fetch(`${url}.sha256`);
+	const text = response.ok ? (await response.text()).trim().split(/\s+/)[0] ?? '' : '';
+	if (!/^[a-f\d]{64}$/.test(text)) {
+		throw new InputError('binaries.sha256', '(not set)', `is needed: ${url}.sha256 could not be read (HTTP ${response.status})`, 'copy the sha256 of the tarball from the release notes into binaries.sha256');
+	}
+
+	return text;
+}
+
+/** Downloads the tarball once into the state folder, with progress, and refuses it unless its sha256 matches. */
+export async function downloadTarball(url: string, configuredSha256: string | undefined, workspace: Workspace, onProgress: (bytes: number, total: number) => void): Promise<string> {
+	const expected = await expectedChecksum(url, configuredSha256);
+	const target = path.join(workspace.root, 'downloads', `${expected}.tar.gz`);
+	if (existsSync(target) && await sha256OfFile(target) === expected) {
+		return target;
+	}
+
+	mkdirSync(path.dirname(target), {recursive: true, mode: 0o700});
+	const response = await fetch(url);
+	if (!response.ok || !response.body) {
+		throw new InputError('binaries.url', url, `answered HTTP ${response.status}`, 'check the URL, or download the tarball yourself and set binaries.tarball');
+	}
+
+	const total = Number(response.headers.get('content-length') ?? 0);
+	const hash = createHash('sha256');
+	let received = 0;
+	const partial = `${target}.partial`;
+	const body = Readable.fromWeb(response.body as import('node:stream/web').ReadableStream<Uint8Array>);
+	body.on('data', (chunk: Buffer) => {
+		received += chunk.length;
+		hash.update(chunk);
+		onProgress(received, total);
+	});
+	await pipeline(body, createWriteStream(partial, {mode: 0o600}));
+	const actual = hash.digest('hex');
+	if (actual !== expected) {
+		rmSync(partial, {force: true});
+		throw new InputError('binaries.url', url, `downloaded a file whose sha256 is ${actual}, not ${expected}`, 'check binaries.sha256 and the URL; the download was discarded');
+	}
+
+	renameSync(partial, target);
+	return target;
+}

@@ -1,0 +1,52 @@
+import type {ResolvedConfig} from '../config/load.js';
+import type {Master} from '../config/schema.js';
+import type {Material} from '../pki/material.js';
+import type {Artifact} from '../render/artifacts.js';
+import type {Remote} from '../remote/ssh.js';
+import type {Runner} from '../runner.js';
+import type {HostRecord, StateStore, StepId} from '../state/store.js';
+import type {Workspace} from '../workspace.js';
+import type {Prompter} from '../engine/prompts.js';
+
+export type BinaryFile = {name: string; file: string; sha256: string; bytes: number};
+
+/** One thing a step does on a host: data, so that plan can print it and apply can run it. */
+export type PlannedAction =
+	| {kind: 'upload'; path: string; mode: number; sha256: string; bytes: number; secret: boolean; source: {file: string} | {content: string}; label: string}
+	| {kind: 'remote'; script: string; display?: string}
+	| {kind: 'local'; command: string; args: string[]; display?: string}
+	| {kind: 'check'; description: string};
+
+export type StepContext = {
+	config: ResolvedConfig;
+	workspace: Workspace;
+	runner: Runner;
+	remote: Remote;
+	state: StateStore;
+	prompter: Prompter;
+	artifacts: Artifact[];
+	material: Material;
+	/** Unpacked server binaries; undefined until the binaries are unpacked (plan before the first apply). */
+	binaries: BinaryFile[] | undefined;
+	/** Reports per-host progress to the views. */
+	progress: (step: StepId, host: string, update: {message?: string; bytes?: number; total?: number}) => void;
+	/** Asks the engine whether the operator asked to stop; checked between actions. */
+	throwIfStopping: () => void;
+};
+
+export type Verification = {done: boolean; detail?: string};
+
+export type StepDefinition = {
+	id: StepId;
+	title: string;
+	/** Steps whose work this one relies on. */
+	needs: StepId[];
+	/** each-master: runs on every master in parallel; cluster: once, through the first reachable master. */
+	scope: 'each-master' | 'cluster';
+	/** What the step will do on the host, for plan and for the inputs fingerprint. */
+	plan: (context: StepContext, master: Master) => PlannedAction[];
+	/** Reads the host (not the state) to tell whether the step's result is in place for these inputs. */
+	verify: (context: StepContext, master: Master, record: HostRecord | undefined, inputs: string) => Promise<Verification>;
+	/** Does the work; returns a short note for the state and the views. */
+	run: (context: StepContext, master: Master, inputs: string) => Promise<string | undefined>;
+};

@@ -1,0 +1,776 @@
+#!/usr/bin/env bash
+# test/lab/lab.sh — the k8s-master-install test lab.
+#
+# Three "masters" k8smaster01/02/03 (172.24.8.71-73/24) as systemd-nspawn
+# containers booting real systemd + OpenSSH, each in its own network namespace,
+# joined by veth pairs to the bridge k8smi-br0 (172.24.8.1/24) in the root
+# namespace, running a real 3-member TLS etcd 3.4 cluster signed by a lab CA.
+#
+#   lab.sh deps                 install what the lab needs on this machine (apt)
+#   lab.sh up                   bring the lab up (no-op if it is already up)
+#   lab.sh down                 remove everything the lab made (keeps the rootfs cache)
+#   lab.sh status               show what is up
+#   lab.sh ssh HOST [CMD...]    ssh to a host (lab key, strict known_hosts)
+#   lab.sh cut HOST | heal HOST take the host's link down / up
+#   lab.sh logs HOST [journalctl args...]   read a host's journal from this machine
+#                               (works while the host is cut), e.g. logs k8smaster01 -u kube-apiserver
+#   lab.sh tarballs             (re)build the kubernetes-server tarball fixtures into $LAB_DIR
+#   lab.sh rootfs               build the cached rootfs only
+#   lab.sh kubectl-path         print the path of Debian's kubectl 1.20 on this machine
+#
+# HOST is a name (k8smaster01), a short index (1..3) or an IP.
+# Environment: LAB_DIR (default /run/k8smi-lab), K8SMI_CACHE_DIR (default
+# /var/cache/k8smi-lab), K8SMI_MIRROR (default http://deb.debian.org/debian).
+# Only one lab can exist on a machine at a time (the bridge/netns names are fixed).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+LAB_DIR=${LAB_DIR:-/run/k8smi-lab}
+CACHE_DIR=${K8SMI_CACHE_DIR:-/var/cache/k8smi-lab}
+MIRROR=${K8SMI_MIRROR:-http://deb.debian.org/debian}
+SUITE=bookworm
+BRIDGE=k8smi-br0
+BRIDGE_ADDR=172.24.8.1
+PREFIX_LEN=24
+HOSTS=(k8smaster01 k8smaster02 k8smaster03)
+IPS=(172.24.8.71 172.24.8.72 172.24.8.73)
+TARBALL_VERSIONS=(v1.28.7 v1.14.2)
+# Packages of the container rootfs. Changing this list (or ROOTFS_RECIPE) makes
+# `up` build a new cached rootfs.
+ROOTFS_PKGS=(systemd systemd-sysv dbus openssh-server iproute2 procps python3
+  python3-yaml python3-cryptography etcd-server etcd-client ca-certificates
+  curl openssl netbase less)
+ROOTFS_RECIPE=3   # bump when rootfs_customize changes
+MARKER=.k8smi-lab # file that marks $LAB_DIR as ours (down refuses to rm -rf without it)
+
+log() { printf '[lab %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { printf '[lab] ERROR: %s\n' "$*" >&2; exit 1; }
+need_root() { [ "$(id -u)" = 0 ] || die "must run as root"; }
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.1f", b-a}'; }
+
+check_lab_dir() {
+  case "$LAB_DIR" in
+    /*) ;;
+    *) die "LAB_DIR must be an absolute path: $LAB_DIR" ;;
+  esac
+  case "${LAB_DIR%/}" in
+    "" | /run | /tmp | /var | /var/tmp | /root | /home | /etc | /usr | /opt | /srv | /var/cache | "$CACHE_DIR")
+      die "refusing LAB_DIR=$LAB_DIR" ;;
+  esac
+  LAB_DIR=${LAB_DIR%/}
+}
+
+idx_of() { # HOST -> index 0..2
+  local h=$1 i
+  for i in 0 1 2; do
+    if [ "$h" = "${HOSTS[$i]}" ] || [ "$h" = "${IPS[$i]}" ] || [ "$h" = "$((i + 1))" ] || [ "$h" = "0$((i + 1))" ]; then
+      echo "$i"; return 0
+    fi
+  done
+  die "unknown host '$h' (one of: ${HOSTS[*]} ${IPS[*]})"
+}
+netns_of() { echo "k8smi-${HOSTS[$1]}"; }
+veth_of() { echo "k8smi-m0$(($1 + 1))"; } # bridge side (<= 15 chars)
+hostdir_of() { echo "$LAB_DIR/hosts/${HOSTS[$1]}"; }
+
+# ---------------------------------------------------------------- nspawn binary
+# systemd-nspawn comes from systemd-container pinned to the installed systemd
+# version. If that exact version is not downloadable, `deps` extracts the
+# candidate systemd-container + libsystemd-shared into the cache instead and we
+# run it from there (LD_LIBRARY_PATH beats the RUNPATH); the host's systemd is
+# never touched.
+NSPAWN=()
+find_nspawn() {
+  if command -v systemd-nspawn >/dev/null 2>&1; then
+    NSPAWN=(systemd-nspawn)
+  elif [ -x "$CACHE_DIR/nspawn/usr/bin/systemd-nspawn" ]; then
+    NSPAWN=(env "LD_LIBRARY_PATH=$CACHE_DIR/nspawn/usr/lib/x86_64-linux-gnu/systemd" "$CACHE_DIR/nspawn/usr/bin/systemd-nspawn")
+  else
+    die "systemd-nspawn not found: run '$0 deps' first"
+  fi
+}
+
+# Debian's kubectl 1.20: /usr/bin/kubectl when kubernetes-client owns it, else the
+# copy `deps` extracted into the cache.
+deb_kubectl() {
+  if [ "$(dpkg -S /usr/bin/kubectl 2>/dev/null | cut -d: -f1)" = kubernetes-client ]; then
+    echo /usr/bin/kubectl
+  elif [ -x "$CACHE_DIR/kubernetes-client/usr/bin/kubectl" ]; then
+    echo "$CACHE_DIR/kubernetes-client/usr/bin/kubectl"
+  else
+    die "Debian's kubectl (kubernetes-client) not found: run '$0 deps'"
+  fi
+}
+
+# ------------------------------------------------------------------------ deps
+pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+
+apt_install() { # packages... ; refuses anything that would upgrade/remove the machine's systemd
+  export DEBIAN_FRONTEND=noninteractive
+  local sim
+  if ! sim=$(apt-get install -s -y --no-install-recommends "$@" 2>&1 </dev/null); then
+    log "apt-get install -s failed; running apt-get update"
+    apt-get update -q </dev/null
+    sim=$(apt-get install -s -y --no-install-recommends "$@" 2>&1 </dev/null) || { printf '%s\n' "$sim" >&2; die "cannot install: $*"; }
+  fi
+  if printf '%s\n' "$sim" | grep -E '^(Inst|Remv) (systemd|systemd-sysv|libsystemd0|libsystemd-shared|udev|libudev1|libnss-systemd|libpam-systemd)(:amd64)? ' | grep -E '^Remv|\[' >&2; then
+    die "installing '$*' would upgrade or remove the machine's own systemd (lines above); refusing"
+  fi
+  apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold "$@" </dev/null
+}
+
+cmd_deps() {
+  need_root
+  export DEBIAN_FRONTEND=noninteractive
+  local want=(debootstrap iproute2 openssh-client openssl etcd-client tmux
+    curl python3 ca-certificates util-linux procps coreutils gzip tar debian-archive-keyring)
+  local missing=() p
+  for p in "${want[@]}"; do pkg_installed "$p" || missing+=("$p"); done
+  # Debian's kubectl 1.20 (kubernetes-client). If /usr/bin/kubectl already belongs
+  # to another package (e.g. Google's "kubectl"), it is not replaced: the Debian
+  # binary is extracted into $CACHE_DIR/kubernetes-client instead (see deb_kubectl).
+  local kc_extract=0
+  if ! pkg_installed kubernetes-client; then
+    if [ -e /usr/bin/kubectl ]; then kc_extract=1; else missing+=(kubernetes-client); fi
+  fi
+  local sysver="" fallback=0
+  if ! command -v systemd-nspawn >/dev/null 2>&1; then
+    if pkg_installed systemd; then
+      sysver=$(dpkg-query -W -f='${Version}' systemd)
+      ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1 || apt-get update -q </dev/null
+      if apt-cache madison systemd-container 2>/dev/null | awk -F'|' '{gsub(/ /,"",$2); print $2}' | grep -qxF "$sysver"; then
+        missing+=("systemd-container=$sysver")
+      else
+        fallback=1
+      fi
+    else
+      missing+=(systemd-container) # no systemd on this machine: nothing to keep in step with
+    fi
+  fi
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing: ${missing[*]}"
+    apt_install "${missing[@]}"
+  else
+    log "all packages already installed"
+  fi
+  if [ "$fallback" = 1 ] && [ ! -x "$CACHE_DIR/nspawn/usr/bin/systemd-nspawn" ]; then
+    log "systemd-container=$sysver is not available from apt; extracting the candidate into $CACHE_DIR/nspawn (the machine's systemd is left as it is)"
+    local tmp; tmp=$(mktemp -d)
+    (cd "$tmp" && apt-get download -q -o APT::Sandbox::User=root systemd-container libsystemd-shared </dev/null)
+    rm -rf "$CACHE_DIR/nspawn"; mkdir -p "$CACHE_DIR/nspawn"
+    for p in "$tmp"/*.deb; do dpkg-deb -x "$p" "$CACHE_DIR/nspawn"; done
+    rm -rf "$tmp"
+  fi
+  if [ "$kc_extract" = 1 ] && [ ! -x "$CACHE_DIR/kubernetes-client/usr/bin/kubectl" ]; then
+    log "/usr/bin/kubectl belongs to $(dpkg -S /usr/bin/kubectl 2>/dev/null | cut -d: -f1 || echo 'no package'); extracting Debian's kubernetes-client into $CACHE_DIR/kubernetes-client"
+    local tmp; tmp=$(mktemp -d)
+    (cd "$tmp" && apt-get download -q -o APT::Sandbox::User=root kubernetes-client </dev/null)
+    rm -rf "$CACHE_DIR/kubernetes-client"; mkdir -p "$CACHE_DIR/kubernetes-client"
+    dpkg-deb -x "$tmp"/kubernetes-client_*.deb "$CACHE_DIR/kubernetes-client"
+    rm -rf "$tmp"
+  fi
+  if [ -n "$sysver" ]; then
+    [ "$(dpkg-query -W -f='${Version}' systemd)" = "$sysver" ] || die "systemd version changed (was $sysver)!"
+  fi
+  find_nspawn
+  log "deps ok: $("${NSPAWN[@]}" --version | head -1); systemd $(dpkg-query -W -f='${Version}' systemd 2>/dev/null || echo none); Debian kubectl $(deb_kubectl) $("$(deb_kubectl)" version --client --short 2>/dev/null || true); $(etcdctl version 2>/dev/null | head -1)"
+}
+
+# ---------------------------------------------------------------------- rootfs
+rootfs_key() {
+  printf '%s\n' "$SUITE" "$ROOTFS_RECIPE" "${ROOTFS_PKGS[@]}" | sha256sum | cut -c1-12
+}
+ROOTFS=""
+rootfs_customize() { # $1 = rootfs dir (not booted)
+  local r=$1
+  rm -f "$r"/etc/ssh/ssh_host_*          # every host gets its own keys in its overlay
+  : >"$r/etc/machine-id"                 # every host gets its own id in its overlay
+  rm -f "$r/var/lib/dbus/machine-id"
+  mkdir -p "$r/etc/ssh/sshd_config.d" "$r/opt/k8s/bin" "$r/root/.ssh"
+  chmod 700 "$r/root/.ssh"
+  cat >"$r/etc/ssh/sshd_config.d/k8smi-lab.conf" <<'EOF'
+# k8smi lab: key-only root login
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UseDNS no
+MaxStartups 100:30:200
+MaxSessions 100
+EOF
+  cat >"$r/etc/hosts" <<EOF
+127.0.0.1 localhost
+::1 localhost ip6-localhost ip6-loopback
+${IPS[0]} ${HOSTS[0]}
+${IPS[1]} ${HOSTS[1]}
+${IPS[2]} ${HOSTS[2]}
+EOF
+  # nothing on a console; no services that want the network outside the lab
+  local u
+  for u in console-getty.service getty@tty1.service systemd-networkd-wait-online.service \
+    systemd-timesyncd.service apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer; do
+    ln -sf /dev/null "$r/etc/systemd/system/$u"
+  done
+  # etcd.service is configured per host (overlay); keep the package's unit from
+  # starting a default single-node etcd if a host is ever booted without it
+  rm -f "$r/etc/systemd/system/multi-user.target.wants/etcd.service"
+  mkdir -p "$r/var/log/journal"
+  echo "k8smi-lab rootfs key=$(rootfs_key) built=$(date -u +%FT%TZ)" >"$r/etc/k8smi-lab-release"
+}
+
+ensure_rootfs() {
+  local key; key=$(rootfs_key)
+  ROOTFS="$CACHE_DIR/rootfs-$key"
+  if [ -f "$ROOTFS/.k8smi-complete" ]; then
+    log "rootfs cache hit: $ROOTFS"
+    T_DEBOOTSTRAP="cached"
+    return 0
+  fi
+  command -v debootstrap >/dev/null || die "debootstrap missing: run '$0 deps'"
+  mkdir -p "$CACHE_DIR"
+  local tmp="$CACHE_DIR/.build-$key.$$"
+  rm -rf "$tmp"
+  local t0; t0=$(now)
+  log "debootstrap $SUITE (minbase + ${#ROOTFS_PKGS[@]} packages) into $tmp (~1 min cold)"
+  local incl; incl=$(IFS=,; echo "${ROOTFS_PKGS[*]}")
+  if ! debootstrap --variant=minbase --include="$incl" --components=main "$SUITE" "$tmp" "$MIRROR" \
+    >"$CACHE_DIR/debootstrap-$key.log" 2>&1 </dev/null; then
+    tail -30 "$CACHE_DIR/debootstrap-$key.log" >&2
+    rm -rf --one-file-system "$tmp"
+    die "debootstrap failed (log: $CACHE_DIR/debootstrap-$key.log)"
+  fi
+  rm -rf "$tmp/var/cache/apt/archives/"*.deb
+  rootfs_customize "$tmp"
+  printf '%s\n' "${ROOTFS_PKGS[@]}" >"$tmp/.k8smi-pkglist"
+  touch "$tmp/.k8smi-complete"
+  mv "$tmp" "$ROOTFS"
+  T_DEBOOTSTRAP=$(elapsed "$t0")
+  log "rootfs built in ${T_DEBOOTSTRAP}s: $ROOTFS"
+  # drop stale caches (other keys) unless something still uses them
+  local d
+  for d in "$CACHE_DIR"/rootfs-*; do
+    [ "$d" = "$ROOTFS" ] && continue
+    [ -d "$d" ] || continue
+    if grep -qF "$d" /proc/self/mountinfo; then continue; fi
+    if grep -qsF "lowerdir=$d" /proc/mounts; then continue; fi
+    log "removing stale rootfs cache $d"
+    rm -rf --one-file-system "$d"
+  done
+}
+
+# ------------------------------------------------------------------------- PKI
+# openssl helpers. The CA has its own CN, SKI/AKI on everything, so curl/openssl
+# and Go clients all accept the chain.
+pki_ca() { # dir
+  local d=$1
+  [ -f "$d/ca.pem" ] && [ -f "$d/ca-key.pem" ] && return 0
+  cat >"$d/ca.cnf" <<'EOF'
+[req]
+distinguished_name = dn
+prompt = no
+x509_extensions = v3_ca
+[dn]
+CN = k8smi-lab-ca
+O = k8smi-lab
+[v3_ca]
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+basicConstraints = critical, CA:true
+keyUsage = critical, keyCertSign, cRLSign
+EOF
+  openssl req -x509 -new -newkey rsa:2048 -nodes -sha256 -days 3650 \
+    -keyout "$d/ca-key.pem" -out "$d/ca.pem" -config "$d/ca.cnf" 2>/dev/null
+  chmod 600 "$d/ca-key.pem"
+  rm -f "$d/ca.cnf"
+}
+# pki_cert CA_DIR OUT_BASE SUBJECT EKU [SAN]   (SUBJECT like /CN=x/O=y; EKU serverAuth,clientAuth)
+pki_cert() {
+  local cad=$1 out=$2 subj=$3 eku=$4 san=${5:-}
+  local ext; ext=$(mktemp)
+  {
+    echo "basicConstraints = critical, CA:false"
+    echo "keyUsage = critical, digitalSignature, keyEncipherment"
+    echo "extendedKeyUsage = $eku"
+    echo "subjectKeyIdentifier = hash"
+    echo "authorityKeyIdentifier = keyid"
+    [ -n "$san" ] && echo "subjectAltName = $san"
+  } >"$ext"
+  openssl req -new -newkey rsa:2048 -nodes -keyout "$out-key.pem" -out "$out.csr" -subj "$subj" 2>/dev/null
+  openssl x509 -req -in "$out.csr" -CA "$cad/ca.pem" -CAkey "$cad/ca-key.pem" -CAcreateserial \
+    -CAserial "$cad/ca.srl" -out "$out.pem" -days 825 -sha256 -extfile "$ext" 2>/dev/null
+  chmod 600 "$out-key.pem"
+  rm -f "$ext" "$out.csr"
+}
+
+# ------------------------------------------------------------------ networking
+net_up() {
+  if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
+    ip link add "$BRIDGE" type bridge
+  fi
+  ip addr replace "$BRIDGE_ADDR/$PREFIX_LEN" dev "$BRIDGE"
+  ip link set "$BRIDGE" up
+  local i ns veth
+  for i in 0 1 2; do
+    ns=$(netns_of "$i"); veth=$(veth_of "$i")
+    [ -e "/run/netns/$ns" ] || ip netns add "$ns"
+    if ! ip link show "$veth" >/dev/null 2>&1; then
+      ip link add "$veth" type veth peer name eth0 netns "$ns"
+    fi
+    ip link set "$veth" master "$BRIDGE"
+    ip link set "$veth" up
+    ip -n "$ns" link set lo up
+    ip -n "$ns" addr replace "${IPS[$i]}/$PREFIX_LEN" dev eth0
+    ip -n "$ns" link set eth0 up
+    # no default route: the hosts reach only 172.24.8.0/24
+  done
+}
+
+# ---------------------------------------------------------------------- hosts
+host_prepare() { # i
+  local i=$1 name=${HOSTS[$1]} ip=${IPS[$1]}
+  local hd; hd=$(hostdir_of "$i")
+  local m="$hd/merged"
+  mkdir -p "$hd/upper" "$hd/work" "$m"
+  if ! mountpoint -q "$m"; then
+    mount -t overlay "k8smi-$name" -o "lowerdir=$ROOTFS,upperdir=$hd/upper,workdir=$hd/work" "$m"
+  fi
+  echo "$name" >"$m/etc/hostname"
+  od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$m/etc/machine-id"; echo >>"$m/etc/machine-id"
+  # ssh host keys, generated here so we know them before boot
+  rm -f "$m"/etc/ssh/ssh_host_*
+  ssh-keygen -q -t ed25519 -N '' -C "root@$name" -f "$m/etc/ssh/ssh_host_ed25519_key"
+  ssh-keygen -q -t ecdsa -b 256 -N '' -C "root@$name" -f "$m/etc/ssh/ssh_host_ecdsa_key"
+  ssh-keygen -q -t rsa -b 3072 -N '' -C "root@$name" -f "$m/etc/ssh/ssh_host_rsa_key"
+  chmod 600 "$m"/etc/ssh/ssh_host_*_key
+  local k
+  for k in "$m"/etc/ssh/ssh_host_*_key.pub; do
+    printf '%s %s\n' "$ip" "$(cut -d' ' -f1,2 "$k")"
+    printf '%s %s\n' "$name" "$(cut -d' ' -f1,2 "$k")"
+  done >"$hd/known_hosts"
+  install -d -m 700 "$m/root/.ssh"
+  install -m 600 "$LAB_DIR/ssh/id_ed25519.pub" "$m/root/.ssh/authorized_keys"
+
+  # etcd: certs + unit (paths as in the tutorial's etcd chapter)
+  local uid gid
+  uid=$(awk -F: '$1=="etcd"{print $3}' "$m/etc/passwd"); gid=$(awk -F: '$1=="etcd"{print $4}' "$m/etc/passwd")
+  [ -n "$uid" ] || die "no etcd user in rootfs"
+  install -d -m 755 "$m/etc/etcd/cert"
+  install -m 644 "$LAB_DIR/ca.pem" "$m/etc/etcd/cert/ca.pem"
+  install -m 644 "$LAB_DIR/pki/etcd-$name.pem" "$m/etc/etcd/cert/etcd.pem"
+  install -m 600 -o "$uid" -g "$gid" "$LAB_DIR/pki/etcd-$name-key.pem" "$m/etc/etcd/cert/etcd-key.pem"
+  install -d -m 755 "$m/data/k8s" "$m/data/k8s/etcd"
+  install -d -m 700 -o "$uid" -g "$gid" "$m/data/k8s/etcd/data" "$m/data/k8s/etcd/wal"
+  local cluster="" j
+  for j in 0 1 2; do cluster+="${cluster:+,}${HOSTS[$j]}=https://${IPS[$j]}:2380"; done
+  cat >"$m/etc/systemd/system/etcd.service" <<EOF
+# k8smi lab: 3-member etcd, TLS for clients and peers, client cert auth on.
+[Unit]
+Description=etcd (k8smi lab member $name)
+After=network.target
+Documentation=https://github.com/coreos
+
+[Service]
+Type=notify
+User=etcd
+WorkingDirectory=/data/k8s/etcd/data
+ExecStart=/usr/bin/etcd \\
+  --name=$name \\
+  --data-dir=/data/k8s/etcd/data \\
+  --wal-dir=/data/k8s/etcd/wal \\
+  --cert-file=/etc/etcd/cert/etcd.pem \\
+  --key-file=/etc/etcd/cert/etcd-key.pem \\
+  --trusted-ca-file=/etc/etcd/cert/ca.pem \\
+  --peer-cert-file=/etc/etcd/cert/etcd.pem \\
+  --peer-key-file=/etc/etcd/cert/etcd-key.pem \\
+  --peer-trusted-ca-file=/etc/etcd/cert/ca.pem \\
+  --peer-client-cert-auth \\
+  --client-cert-auth \\
+  --listen-peer-urls=https://$ip:2380 \\
+  --initial-advertise-peer-urls=https://$ip:2380 \\
+  --listen-client-urls=https://$ip:2379,https://127.0.0.1:2379 \\
+  --advertise-client-urls=https://$ip:2379 \\
+  --initial-cluster-token=k8smi-lab-etcd \\
+  --initial-cluster=$cluster \\
+  --initial-cluster-state=new \\
+  --auto-compaction-mode=periodic \\
+  --auto-compaction-retention=1h \\
+  --heartbeat-interval=250 \\
+  --election-timeout=2500 \\
+  --max-request-bytes=33554432 \\
+  --quota-backend-bytes=2147483648 \\
+  --logger=zap
+Restart=on-failure
+RestartSec=5
+LimitNOFILE=65536
+
+[Install]
+WantedBy=multi-user.target
+EOF
+  mkdir -p "$m/etc/systemd/system/multi-user.target.wants"
+  ln -sf /etc/systemd/system/etcd.service "$m/etc/systemd/system/multi-user.target.wants/etcd.service"
+  # etcdctl on the host talks to its local member by default (ETCDCTL_API=3 is the default in 3.4)
+  cat >"$m/etc/profile.d/k8smi-etcdctl.sh" <<EOF
+export ETCDCTL_ENDPOINTS=https://$ip:2379
+export ETCDCTL_CACERT=/etc/etcd/cert/ca.pem
+export ETCDCTL_CERT=/etc/etcd/cert/etcd.pem
+export ETCDCTL_KEY=/etc/etcd/cert/etcd-key.pem
+EOF
+}
+
+pid_alive() { # pid expected-substring
+  local pid=$1 want=$2
+  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$want"
+}
+
+host_boot() { # i
+  local i=$1 name=${HOSTS[$1]}
+  local hd; hd=$(hostdir_of "$i")
+  mkdir -p "$LAB_DIR/pids"
+  setsid "${NSPAWN[@]}" --quiet --boot --register=no --keep-unit \
+    --directory="$hd/merged" --machine="$name" --hostname="$name" \
+    --network-namespace-path="/run/netns/$(netns_of "$i")" \
+    --console=passive --link-journal=no --resolv-conf=off --timezone=off \
+    --kill-signal=SIGRTMIN+3 \
+    >"$hd/console.log" 2>&1 </dev/null &
+  local pid=$!
+  echo "$pid" >"$LAB_DIR/pids/$name.nspawn"
+  # the container's PID 1 (its pid namespace dies with it): record it too
+  local child="" n
+  for n in $(seq 1 100); do
+    child=$(cat "/proc/$pid/task/$pid/children" 2>/dev/null | awk '{print $1}')
+    [ -n "$child" ] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  [ -n "$child" ] && echo "$child" >"$LAB_DIR/pids/$name.init"
+  kill -0 "$pid" 2>/dev/null || { cat "$hd/console.log" >&2; die "systemd-nspawn for $name exited"; }
+}
+
+SSH_OPTS=()
+ssh_opts() {
+  SSH_OPTS=(-F /dev/null -i "$LAB_DIR/ssh/id_ed25519" -o IdentitiesOnly=yes
+    -o UserKnownHostsFile="$LAB_DIR/ssh/known_hosts" -o GlobalKnownHostsFile=/dev/null
+    -o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=5
+    -o ServerAliveInterval=5 -o ServerAliveCountMax=3 -o LogLevel=ERROR)
+}
+
+wait_ssh() { # i timeout
+  local i=$1 deadline=$(($(date +%s) + $2))
+  ssh_opts
+  while :; do
+    if ssh "${SSH_OPTS[@]}" -o ConnectTimeout=2 "root@${IPS[$i]}" true 2>/dev/null; then return 0; fi
+    pid_alive "$(cat "$LAB_DIR/pids/${HOSTS[$i]}.nspawn" 2>/dev/null)" systemd-nspawn ||
+      { tail -40 "$(hostdir_of "$i")/console.log" >&2; die "${HOSTS[$i]}: container died"; }
+    [ "$(date +%s)" -lt "$deadline" ] || die "${HOSTS[$i]}: no ssh after $2 s"
+    sleep 0.2
+  done
+}
+
+etcdctl_ws() { # etcdctl from this machine with the lab client cert
+  ETCDCTL_API=3 etcdctl --endpoints="$(etcd_endpoints)" --cacert="$LAB_DIR/ca.pem" \
+    --cert="$LAB_DIR/pki/etcd-client.pem" --key="$LAB_DIR/pki/etcd-client-key.pem" "$@"
+}
+etcd_endpoints() { local e="" i; for i in 0 1 2; do e+="${e:+,}https://${IPS[$i]}:2379"; done; echo "$e"; }
+
+write_lab_json() {
+  local tb=() v
+  for v in "${TARBALL_VERSIONS[@]}"; do tb+=("$v=$LAB_DIR/tarballs/$v/kubernetes-server-linux-amd64.tar.gz"); done
+  python3 - "$LAB_DIR" "${tb[@]}" >"$LAB_DIR/lab.json.tmp" <<PY
+import json, sys
+lab = sys.argv[1]
+hosts = [{"name": n, "ip": i} for n, i in zip("${HOSTS[*]}".split(), "${IPS[*]}".split())]
+print(json.dumps({
+  "hosts": hosts,
+  "ssh": {"user": "root", "port": 22,
+          "identityFile": lab + "/ssh/id_ed25519",
+          "knownHostsFile": lab + "/ssh/known_hosts"},
+  "ca": {"certFile": lab + "/ca.pem", "keyFile": lab + "/ca-key.pem"},
+  "etcd": {"endpoints": ["https://%s:2379" % h["ip"] for h in hosts],
+           "caFile": lab + "/ca.pem",
+           "certFile": lab + "/pki/etcd-client.pem",
+           "keyFile": lab + "/pki/etcd-client-key.pem"},
+  "tarballs": dict(a.split("=", 1) for a in sys.argv[2:]),
+  "bridge": {"name": "$BRIDGE", "ip": "$BRIDGE_ADDR", "prefixLength": $PREFIX_LEN},
+  "labDir": lab,
+}, indent=2))
+PY
+  mv "$LAB_DIR/lab.json.tmp" "$LAB_DIR/lab.json"
+}
+
+cmd_tarballs() {
+  need_root; check_lab_dir
+  mkdir -p "$LAB_DIR/tarballs"
+  local v pids=()
+  for v in "${TARBALL_VERSIONS[@]}"; do
+    mkdir -p "$LAB_DIR/tarballs/$v"
+    bash "$HERE/make-tarball.sh" "$v" "$LAB_DIR/tarballs/$v/kubernetes-server-linux-amd64.tar.gz" &
+    pids+=($!)
+  done
+  local p rc=0
+  for p in "${pids[@]}"; do wait "$p" || rc=1; done
+  [ $rc = 0 ] || die "make-tarball failed"
+}
+
+lab_is_up() {
+  [ -f "$LAB_DIR/lab.json" ] || return 1
+  local i
+  for i in 0 1 2; do
+    pid_alive "$(cat "$LAB_DIR/pids/${HOSTS[$i]}.nspawn" 2>/dev/null)" systemd-nspawn || return 1
+  done
+}
+
+cmd_up() {
+  need_root; check_lab_dir
+  exec 9>>"$(lockfile)"; flock 9
+  find_nspawn
+  if lab_is_up; then
+    log "lab is already up ($LAB_DIR/lab.json); nothing to do (run 'down' first to recreate)"
+    return 0
+  fi
+  if [ -e "$LAB_DIR" ] || ip link show "$BRIDGE" >/dev/null 2>&1 || ls /run/netns 2>/dev/null | grep -q '^k8smi-'; then
+    log "a partial lab exists: tearing it down first"
+    down_locked
+  fi
+  local T0; T0=$(now)
+  T_DEBOOTSTRAP="-"
+  ensure_rootfs
+
+  local t; t=$(now)
+  mkdir -p "$LAB_DIR"/{pki,ssh,pids,hosts,tarballs}
+  touch "$LAB_DIR/$MARKER"
+  chmod 700 "$LAB_DIR/pki" "$LAB_DIR/ssh"
+  pki_ca "$LAB_DIR"
+  local i
+  for i in 0 1 2; do
+    pki_cert "$LAB_DIR" "$LAB_DIR/pki/etcd-${HOSTS[$i]}" "/CN=etcd/O=k8s/OU=System" "serverAuth, clientAuth" \
+      "DNS:${HOSTS[$i]}, DNS:localhost, IP:127.0.0.1, IP:${IPS[0]}, IP:${IPS[1]}, IP:${IPS[2]}" &
+  done
+  pki_cert "$LAB_DIR" "$LAB_DIR/pki/etcd-client" "/CN=k8smi-lab-etcdctl/O=k8smi-lab" "clientAuth" &
+  pki_cert "$LAB_DIR" "$LAB_DIR/pki/admin" "/CN=admin/O=system:masters" "clientAuth" &
+  ssh-keygen -q -t ed25519 -N '' -C k8smi-lab -f "$LAB_DIR/ssh/id_ed25519"
+  wait
+  cmd_tarballs &
+  local tarpid=$!
+  net_up
+  for i in 0 1 2; do host_prepare "$i"; done
+  cat "$LAB_DIR"/hosts/*/known_hosts >"$LAB_DIR/ssh/known_hosts"
+  {
+    for i in 0 1 2; do
+      printf 'Host %s %s\n  HostName %s\n' "${HOSTS[$i]}" "${IPS[$i]}" "${IPS[$i]}"
+    done
+    printf 'Host *\n  User root\n  IdentityFile %s\n  IdentitiesOnly yes\n  UserKnownHostsFile %s\n  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n  BatchMode yes\n  LogLevel ERROR\n' \
+      "$LAB_DIR/ssh/id_ed25519" "$LAB_DIR/ssh/known_hosts"
+  } >"$LAB_DIR/ssh/config"
+  local T_PREP; T_PREP=$(elapsed "$t")
+
+  t=$(now)
+  for i in 0 1 2; do host_boot "$i"; done
+  for i in 0 1 2; do wait_ssh "$i" 60; done
+  local T_BOOT; T_BOOT=$(elapsed "$t")
+  log "3 hosts answer ssh after ${T_BOOT}s"
+
+  t=$(now)
+  local deadline=$(($(date +%s) + 120)) out
+  while :; do
+    if out=$(etcdctl_ws endpoint health 2>&1) && [ "$(grep -c 'is healthy' <<<"$out")" = 3 ]; then break; fi
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      printf '%s\n' "$out" >&2
+      for i in 0 1 2; do "$0" ssh "${HOSTS[$i]}" journalctl -u etcd --no-pager -n 20 >&2 || true; done
+      die "etcd cluster not healthy after 120 s"
+    fi
+    sleep 0.3
+  done
+  local T_ETCD; T_ETCD=$(elapsed "$t")
+  log "etcd: 3 healthy members after ${T_ETCD}s"
+
+  wait "$tarpid" || die "building tarballs failed"
+  write_lab_json
+  {
+    echo "debootstrap=${T_DEBOOTSTRAP}"
+    echo "prepare=${T_PREP}"
+    echo "boot_to_ssh=${T_BOOT}"
+    echo "etcd_ready=${T_ETCD}"
+    echo "up_total=$(elapsed "$T0")"
+  } >"$LAB_DIR/timings"
+  log "lab is up in $(elapsed "$T0")s (debootstrap ${T_DEBOOTSTRAP}, boot->ssh ${T_BOOT}s, etcd ${T_ETCD}s): $LAB_DIR/lab.json"
+}
+
+lockfile() { mkdir -p "$CACHE_DIR"; echo "$CACHE_DIR/lab.lock"; }
+
+# ------------------------------------------------------------------------ down
+kill_tree_pids() { # print pid and all descendants
+  local p=$1 c
+  echo "$p"
+  for c in $(cat /proc/"$p"/task/*/children 2>/dev/null); do kill_tree_pids "$c"; done
+}
+
+down_locked() {
+  local i name pid init f
+  # 1. stop the containers: SIGTERM to nspawn = orderly shutdown of the container
+  local nspawn_pids=() init_pids=()
+  for i in 0 1 2; do
+    name=${HOSTS[$i]}
+    pid=$(cat "$LAB_DIR/pids/$name.nspawn" 2>/dev/null || true)
+    init=$(cat "$LAB_DIR/pids/$name.init" 2>/dev/null || true)
+    if ! pid_alive "$pid" systemd-nspawn; then
+      # state lost? look for our nspawn by its exact command line
+      pid=""
+      for f in /proc/[0-9]*/cmdline; do
+        if tr '\0' ' ' <"$f" 2>/dev/null | grep -qF -- "--network-namespace-path=/run/netns/k8smi-$name "; then
+          pid=${f#/proc/}; pid=${pid%/cmdline}; break
+        fi
+      done
+    fi
+    if [ -n "$pid" ]; then
+      [ -n "$init" ] && [ "$(awk '{print $4}' "/proc/$init/stat" 2>/dev/null)" = "$pid" ] || \
+        init=$(awk '{print $1}' "/proc/$pid/task/$pid/children" 2>/dev/null || true)
+      nspawn_pids+=("$pid"); init_pids+=("${init:-}")
+      kill -TERM "$pid" 2>/dev/null || true
+    fi
+  done
+  local n alive
+  if [ ${#nspawn_pids[@]} -gt 0 ]; then
+    for n in $(seq 1 100); do # up to ~10 s for an orderly shutdown
+      alive=0
+      for pid in "${nspawn_pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+      [ $alive = 0 ] && break
+      sleep 0.1
+    done
+    for i in "${!nspawn_pids[@]}"; do
+      pid=${nspawn_pids[$i]}; init=${init_pids[$i]}
+      if kill -0 "$pid" 2>/dev/null; then
+        log "nspawn $pid did not stop in time: killing it and its children"
+        local tree; tree=$(kill_tree_pids "$pid" | tr '\n' ' ')
+        # killing the container's PID 1 kills its whole pid namespace
+        [ -n "$init" ] && kill -KILL "$init" 2>/dev/null || true
+        # shellcheck disable=SC2086
+        kill -KILL $tree 2>/dev/null || true
+      fi
+    done
+    for n in $(seq 1 50); do
+      alive=0
+      for pid in "${nspawn_pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+      [ $alive = 0 ] && break
+      sleep 0.1
+    done
+  fi
+  # 2. overlays
+  for i in 0 1 2; do
+    local m; m="$(hostdir_of "$i")/merged"
+    if mountpoint -q "$m" 2>/dev/null; then
+      umount "$m" 2>/dev/null || umount -l "$m" || log "cannot unmount $m"
+    fi
+  done
+  # anything else mounted under LAB_DIR (should be nothing)
+  local mnt
+  while read -r mnt; do
+    [ -n "$mnt" ] && { umount "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || true; }
+  done < <(awk -v d="$LAB_DIR/" 'index($5, d)==1 {print $5}' /proc/self/mountinfo | sort -r)
+  # 3. network
+  for i in 0 1 2; do
+    local veth ns
+    veth=$(veth_of "$i"); ns=$(netns_of "$i")
+    ip link show "$veth" >/dev/null 2>&1 && ip link del "$veth" 2>/dev/null || true
+    [ -e "/run/netns/$ns" ] && ip netns del "$ns" 2>/dev/null || true
+  done
+  ip link show "$BRIDGE" >/dev/null 2>&1 && ip link del "$BRIDGE" || true
+  # 4. the lab dir
+  if [ -d "$LAB_DIR" ]; then
+    if [ -e "$LAB_DIR/$MARKER" ] || [ -z "$(ls -A "$LAB_DIR")" ]; then
+      if awk -v d="$LAB_DIR/" 'index($5, d)==1 {f=1} END{exit !f}' /proc/self/mountinfo; then
+        die "something is still mounted under $LAB_DIR; not removing it"
+      fi
+      rm -rf --one-file-system "$LAB_DIR"
+    else
+      log "WARNING: $LAB_DIR has no $MARKER marker; not removing it"
+    fi
+  fi
+}
+
+cmd_down() {
+  need_root; check_lab_dir
+  exec 9>>"$(lockfile)"; flock 9
+  down_locked
+  log "lab is down"
+}
+
+# ---------------------------------------------------------------------- others
+cmd_ssh() {
+  [ $# -ge 1 ] || die "usage: ssh HOST [CMD...]"
+  check_lab_dir
+  local i; i=$(idx_of "$1"); shift
+  [ -f "$LAB_DIR/ssh/known_hosts" ] || die "lab is not up"
+  ssh_opts
+  exec ssh "${SSH_OPTS[@]}" "root@${IPS[$i]}" "$@"
+}
+
+cmd_cut() {
+  need_root
+  local i; i=$(idx_of "${1:?usage: cut HOST}")
+  ip link set "$(veth_of "$i")" down
+  log "${HOSTS[$i]} cut (link $(veth_of "$i") down)"
+}
+cmd_heal() {
+  need_root
+  local i; i=$(idx_of "${1:?usage: heal HOST}")
+  ip link set "$(veth_of "$i")" up
+  log "${HOSTS[$i]} healed (link $(veth_of "$i") up)"
+}
+
+cmd_logs() {
+  check_lab_dir
+  local i; i=$(idx_of "${1:?usage: logs HOST [journalctl args]}"); shift
+  local j; j="$(hostdir_of "$i")/merged/var/log/journal"
+  [ -d "$j" ] || die "no journal at $j (is the lab up?)"
+  exec journalctl --directory="$j" --no-pager "$@"
+}
+
+cmd_status() {
+  check_lab_dir
+  local up=0 i pid link
+  lab_is_up && up=1
+  echo "lab dir:  $LAB_DIR $([ -d "$LAB_DIR" ] && echo '(exists)' || echo '(absent)')"
+  echo "lab up:   $([ $up = 1 ] && echo yes || echo no)"
+  echo "bridge:   $(ip -br addr show "$BRIDGE" 2>/dev/null || echo absent)"
+  ssh_opts
+  for i in 0 1 2; do
+    pid=$(cat "$LAB_DIR/pids/${HOSTS[$i]}.nspawn" 2>/dev/null || true)
+    link=$(ip -br link show "$(veth_of "$i")" 2>/dev/null | awk '{print $2}')
+    local st="nspawn:down"
+    pid_alive "$pid" systemd-nspawn && st="nspawn:pid $pid"
+    local extra=""
+    if [ -n "$link" ] && [ "$link" != DOWN ] && [ -f "$LAB_DIR/ssh/known_hosts" ] && pid_alive "$pid" systemd-nspawn; then
+      extra=$(timeout 8 ssh "${SSH_OPTS[@]}" -o ConnectTimeout=2 "root@${IPS[$i]}" \
+        'printf "ssh:ok system:%s etcd:%s kube-apiserver:%s" "$(systemctl is-system-running 2>/dev/null)" "$(systemctl is-active etcd)" "$(systemctl is-active kube-apiserver 2>/dev/null)"' 2>/dev/null || echo "ssh:FAIL")
+    fi
+    printf '%-12s %-14s netns:%-18s link:%-5s %s %s\n' "${HOSTS[$i]}" "${IPS[$i]}" \
+      "$([ -e "/run/netns/$(netns_of "$i")" ] && netns_of "$i" || echo absent)" "${link:-absent}" "$st" "$extra"
+  done
+  if [ $up = 1 ]; then
+    etcdctl_ws endpoint health 2>&1 | sed 's/^/etcd:     /' || true
+  fi
+  [ $up = 1 ]
+}
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//'; }
+
+main() {
+  local cmd=${1:-}
+  [ $# -gt 0 ] && shift
+  case "$cmd" in
+    deps) cmd_deps "$@" ;;
+    up) cmd_up "$@" ;;
+    down) cmd_down "$@" ;;
+    status) cmd_status "$@" ;;
+    ssh) cmd_ssh "$@" ;;
+    cut) cmd_cut "$@" ;;
+    heal) cmd_heal "$@" ;;
+    logs) cmd_logs "$@" ;;
+    tarballs) cmd_tarballs "$@" ;;
+    kubectl-path) deb_kubectl ;;
+    rootfs) need_root; exec 9>>"$(lockfile)"; flock 9; ensure_rootfs ;;
+    -h | --help | help | "") usage ;;
+    *) usage >&2; die "unknown command: $cmd" ;;
+  esac
+}
+main "$@"
