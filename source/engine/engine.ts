@@ -6,6 +6,7 @@ import {PromptRefused, StepError} from '../errors.js';
 import {sha256, writeFileAtomic} from '../files.js';
 import {ensureMaterial, type Material, type MaterialChange} from '../pki/material.js';
 import {renderArtifacts} from '../render/artifacts.js';
+import {getHealth, type Probe} from '../remote/health.js';
 import {Remote} from '../remote/ssh.js';
 import type {Runner} from '../runner.js';
 import {StateStore, type StepId} from '../state/store.js';
@@ -64,6 +65,8 @@ export type EngineOptions = {
 	runner: Runner;
 	prompter: Prompter;
 	rotate?: string[];
+	/** How apiserver health is asked; the real TLS client unless a test replaces it. */
+	probe?: Probe;
 };
 
 function fingerprint(actions: PlannedAction[]): string {
@@ -138,6 +141,7 @@ export class Engine {
 			artifacts,
 			material,
 			binaries: unpackedBinaries(workspace, config),
+			probe: this.options.probe ?? getHealth,
 			progress: (step, host, update) => this.emit({type: 'host-progress', step, host, ...update}),
 			throwIfStopping: this.throwIfStopping,
 		};

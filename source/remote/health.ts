@@ -21,10 +21,12 @@ export async function getHealth(ip: string, port: number, pathName: string, tls:
 }
 
 /** Polls until the endpoint answers 200 or the deadline passes; returns the last answer. */
-export async function waitForHealth(ip: string, port: number, pathName: string, tls: TlsClient, deadlineMs: number, onWait: (answer: HealthAnswer) => void, shouldStop: () => boolean = () => false): Promise<HealthAnswer> {
+export type Probe = typeof getHealth;
+
+export async function waitForHealth(probe: Probe, ip: string, port: number, pathName: string, tls: TlsClient, deadlineMs: number, onWait: (answer: HealthAnswer) => void, shouldStop: () => boolean = () => false): Promise<HealthAnswer> {
 	const end = Date.now() + deadlineMs;
 	for (;;) {
-		const answer = await getHealth(ip, port, pathName, tls);
+		const answer = await probe(ip, port, pathName, tls);
 		if (answer.ok || Date.now() >= end || shouldStop()) {
 			return answer;
 		}

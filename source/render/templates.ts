@@ -15,7 +15,7 @@ export function renderTemplate(name: string, values: Record<string, string>): st
 	}
 
 	const used = new Set<string>();
-	const rendered = text.replaceAll(/{{([A-Z_]+)}}/g, (_, key: string) => {
+	const rendered = text.replaceAll(/{{([A-Z\d_]+)}}/g, (_, key: string) => {
 		const value = values[key];
 		if (value === undefined) {
 			throw new Error(`template ${name} needs a value for {{${key}}}`);

@@ -1,3 +1,4 @@
+import {existsSync} from 'node:fs';
 import path from 'node:path';
 import Conf from 'conf';
 import type {MaterialRecord} from '../pki/material.js';
@@ -44,17 +45,20 @@ export function defaultStateDir(): string {
  * through a temporary file and a rename, so a SIGKILL leaves the previous or the next state.
  */
 export class StateStore {
-	private readonly conf: Conf<InstallState>;
+	readonly path: string;
+	private conf: Conf<InstallState> | undefined;
 	private state: InstallState;
 
-	constructor(folder: string, cluster: string) {
-		this.conf = new Conf<InstallState>({cwd: folder, configName: 'state', configFileMode: 0o600, accessPropertiesByDotNotation: false, projectName: 'k8s-master-install'});
-		const stored = this.conf.store as Partial<InstallState>;
+	constructor(private readonly folder: string, cluster: string) {
+		this.path = path.join(folder, 'state.json');
+		// conf makes its folder when opened: a state that was never written is not opened, so plan leaves no trace.
+		const stored = existsSync(this.path) ? this.open().store as Partial<InstallState> : {};
 		this.state = stored.schema === 1 ? stored as InstallState : {schema: 1, cluster, steps: {}};
 	}
 
-	get path(): string {
-		return this.conf.path;
+	private open(): Conf<InstallState> {
+		this.conf ??= new Conf<InstallState>({cwd: this.folder, configName: 'state', configFileMode: 0o600, accessPropertiesByDotNotation: false, projectName: 'k8s-master-install'});
+		return this.conf;
 	}
 
 	get snapshot(): InstallState {
@@ -71,7 +75,7 @@ export class StateStore {
 
 	update(change: (state: InstallState) => void): void {
 		change(this.state);
-		this.conf.store = this.state;
+		this.open().store = this.state;
 	}
 
 	recordHost(step: StepId, host: string, record: HostRecord): void {

@@ -2,7 +2,7 @@ import path from 'node:path';
 import type {Master} from '../config/schema.js';
 import {StepError} from '../errors.js';
 import {flagContext} from '../render/artifacts.js';
-import {getHealth, waitForHealth} from '../remote/health.js';
+import {waitForHealth} from '../remote/health.js';
 import {shellQuote, shellWords} from '../remote/quote.js';
 import {readinessPath} from '../versions.js';
 import {sha256} from '../files.js';
@@ -93,7 +93,7 @@ const start: StepDefinition = {
 			return {done: false, detail: `kube-apiserver is ${facts.active}${facts.needsReload === 'yes' ? ', unit changed on disk' : ''}`};
 		}
 
-		const answer = await getHealth(master.ip, 6443, readinessPath(context.config.kubeVersion), tlsClient(context));
+		const answer = await context.probe(master.ip, 6443, readinessPath(context.config.kubeVersion), tlsClient(context));
 		return answer.ok ? {done: true, detail: 'active and ready'} : {done: false, detail: `not ready (${answer.error ?? `HTTP ${answer.status}`})`};
 	},
 	async run(context, master) {
@@ -106,7 +106,7 @@ const start: StepDefinition = {
 		const readiness = readinessPath(context.config.kubeVersion);
 		context.progress('start', master.name, {message: `waiting for ${readiness}`});
 		let stopped = false;
-		const answer = await waitForHealth(master.ip, 6443, readiness, tlsClient(context), context.config.timeouts.readySeconds * 1000, last => {
+		const answer = await waitForHealth(context.probe, master.ip, 6443, readiness, tlsClient(context), context.config.timeouts.readySeconds * 1000, last => {
 			context.progress('start', master.name, {message: `waiting for ${readiness}: ${last.error ?? `HTTP ${last.status}`}`});
 		}, () => {
 			try {
@@ -132,7 +132,8 @@ const start: StepDefinition = {
 function etcdctlScript(context: StepContext, master: Master): string {
 	const files = flagContext(context.config, master.ip);
 	const binDir = context.config.paths.binDir;
-	return `ETCDCTL_API=3 PATH="$PATH:${binDir}:/opt/k8s/bin" etcdctl ${shellWords([
+	const searchPath = [...new Set([binDir, '/opt/k8s/bin'])].join(':');
+	return `ETCDCTL_API=3 PATH="$PATH:${searchPath}" etcdctl ${shellWords([
 		`--endpoints=${context.config.etcd.endpoints.join(',')}`,
 		`--cacert=${files.etcdCaFile}`,
 		`--cert=${files.etcdCertFile}`,

@@ -7,6 +7,7 @@ import type {Runner} from '../runner.js';
 import type {HostRecord, StateStore, StepId} from '../state/store.js';
 import type {Workspace} from '../workspace.js';
 import type {Prompter} from '../engine/prompts.js';
+import type {Probe} from '../remote/health.js';
 
 export type BinaryFile = {name: string; file: string; sha256: string; bytes: number};
 
@@ -28,6 +29,8 @@ export type StepContext = {
 	material: Material;
 	/** Unpacked server binaries; undefined until the binaries are unpacked (plan before the first apply). */
 	binaries: BinaryFile[] | undefined;
+	/** Asks an apiserver's health endpoint over TLS (tests put a fake here). */
+	probe: Probe;
 	/** Reports per-host progress to the views. */
 	progress: (step: StepId, host: string, update: {message?: string; bytes?: number; total?: number}) => void;
 	/** Asks the engine whether the operator asked to stop; checked between actions. */

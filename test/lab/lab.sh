@@ -36,9 +36,10 @@ HOSTS=(k8smaster01 k8smaster02 k8smaster03)
 IPS=(172.24.8.71 172.24.8.72 172.24.8.73)
 TARBALL_VERSIONS=(v1.28.7 v1.14.2)
 # Packages of the container rootfs. Changing this list (or ROOTFS_RECIPE) makes
-# `up` build a new cached rootfs.
+# `up` build a new cached rootfs. debootstrap does not resolve virtual packages,
+# hence python3-cffi-backend (python3-cryptography needs python3-cffi-backend-api-*).
 ROOTFS_PKGS=(systemd systemd-sysv dbus openssh-server iproute2 procps python3
-  python3-yaml python3-cryptography etcd-server etcd-client ca-certificates
+  python3-yaml python3-cryptography python3-cffi-backend etcd-server etcd-client ca-certificates
   curl openssl netbase less)
 ROOTFS_RECIPE=3   # bump when rootfs_customize changes
 MARKER=.k8smi-lab # file that marks $LAB_DIR as ours (down refuses to rm -rf without it)
@@ -235,6 +236,7 @@ ensure_rootfs() {
   local incl; incl=$(IFS=,; echo "${ROOTFS_PKGS[*]}")
   if ! debootstrap --variant=minbase --include="$incl" --components=main "$SUITE" "$tmp" "$MIRROR" \
     >"$CACHE_DIR/debootstrap-$key.log" 2>&1 </dev/null; then
+    cat "$tmp/debootstrap/debootstrap.log" >>"$CACHE_DIR/debootstrap-$key.log" 2>/dev/null || true
     tail -30 "$CACHE_DIR/debootstrap-$key.log" >&2
     rm -rf --one-file-system "$tmp"
     die "debootstrap failed (log: $CACHE_DIR/debootstrap-$key.log)"
