@@ -147,6 +147,20 @@ export async function ensureMaterial(config: ResolvedConfig, workspace: Workspac
 	const changes: MaterialChange[] = [];
 	const save: Save = options.persist === false ? () => undefined : writeFileAtomic;
 
+	if (!config.ca && existsSync(workspace.pki('ca.pem')) && !existsSync(workspace.pki('ca-key.pem'))) {
+		throw new InputError('ca', workspace.pki('ca-key.pem'), 'is missing while the CA certificate beside it exists', 'restore ca-key.pem from your backup; a new CA would invalidate every certificate the masters use');
+	}
+
+	// Missing key pairs are made side by side: Node's crypto runs them on its thread pool.
+	const keyItems: Array<[string, string]> = [
+		...(config.ca ? [] : [['CA key', workspace.pki('ca-key.pem')] as [string, string]]),
+		...(['kubernetes', 'proxy-client', 'admin'] as const).map((name): [string, string] => [`${name} key`, workspace.pki(`${name}-key.pem`)]),
+		...(needsServiceAccountKeyPair(config.kubeVersion) ? [['service-account key', workspace.pki('sa.key')] as [string, string]] : []),
+	];
+	const made: MaterialChange[][] = keyItems.map(() => []);
+	const pairs = new Map(await Promise.all(keyItems.map(async ([item, file], index) => [item, await keyPairAt(file, made[index]!, item, save)] as const)));
+	changes.push(...made.flat());
+
 	let ca: Material['ca'];
 	if (config.ca) {
 		ca = importCa(config, now);
@@ -154,11 +168,7 @@ export async function ensureMaterial(config: ResolvedConfig, workspace: Workspac
 	} else {
 		const certFile = workspace.pki('ca.pem');
 		const keyFile = workspace.pki('ca-key.pem');
-		if (existsSync(certFile) && !existsSync(keyFile)) {
-			throw new InputError('ca', keyFile, 'is missing while the CA certificate beside it exists', 'restore ca-key.pem from your backup; a new CA would invalidate every certificate the masters use');
-		}
-
-		const pair = await keyPairAt(keyFile, changes, 'CA key', save);
+		const pair = pairs.get('CA key')!;
 		const request: CertificateRequest = {subject: {...config.certificates.subject, CN: 'kubernetes-ca'}, profile: 'ca', validityDays: caValidityDays};
 		const certPem = existsSync(certFile) ? readFileSync(certFile, 'utf8') : issueCertificate(request, pair, undefined, now);
 		if (!existsSync(certFile)) {
@@ -176,7 +186,7 @@ export async function ensureMaterial(config: ResolvedConfig, workspace: Workspac
 
 	const leaves = {} as Material['leaves'];
 	for (const [name, request] of Object.entries(leafRequests(config)) as Array<[LeafName, CertificateRequest]>) {
-		const pair = await keyPairAt(workspace.pki(`${name}-key.pem`), changes, `${name} key`, save);
+		const pair = pairs.get(`${name} key`)!;
 		const certFile = workspace.pki(`${name}.pem`);
 		const existing = existsSync(certFile) ? readFileSync(certFile, 'utf8') : undefined;
 		const rotate = options.rotate?.includes(name) || options.rotate?.includes('all');
@@ -191,7 +201,7 @@ export async function ensureMaterial(config: ResolvedConfig, workspace: Workspac
 		leaves[name] = {certPem, keyPem: pair.privateKeyPem};
 	}
 
-	const serviceAccount = needsServiceAccountKeyPair(config.kubeVersion) ? await keyPairAt(workspace.pki('sa.key'), changes, 'service-account key', save) : undefined;
+	const serviceAccount = pairs.get('service-account key');
 	const key = encryptionKey(config, workspace, changes, save);
 	const encryptionKeySha256 = sha256(key);
 	if (options.previous && options.previous.encryptionKeySha256 !== encryptionKeySha256) {

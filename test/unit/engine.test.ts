@@ -1,0 +1,210 @@
+import {existsSync, readdirSync, readFileSync} from 'node:fs';
+import path from 'node:path';
+import {describe, expect, test} from 'vitest';
+import {loadConfig} from '../../source/config/load.js';
+import {ApplyFailed, Engine, StopRequested} from '../../source/engine/engine.js';
+import type {EngineEvent} from '../../source/engine/events.js';
+import {headlessPrompter} from '../../source/engine/prompts.js';
+import {PromptRefused} from '../../source/errors.js';
+import {formatPlan} from '../../source/reporters/format.js';
+import {Runner} from '../../source/runner.js';
+import {Workspace} from '../../source/workspace.js';
+import {FakeCluster} from '../helpers/fake-hosts.js';
+import {baseConfig, makeFixture, writeConfig} from '../helpers/fixture.js';
+
+const ips = ['172.24.8.71', '172.24.8.72', '172.24.8.73'];
+
+function setup(version = 'v1.28.7') {
+	const fixture = makeFixture(version);
+	const configFile = writeConfig(fixture.dir, baseConfig(fixture.tarball, version));
+	const cluster = new FakeCluster(ips);
+	const logFile = path.join(fixture.dir, 'apply.jsonl');
+	const engine = (options: {yes?: boolean; overwrite?: boolean} = {}) => {
+		const config = loadConfig(configFile);
+		const events: EngineEvent[] = [];
+		const instance = new Engine({
+			config,
+			workspace: new Workspace(fixture.stateDir, config.name),
+			runner: new Runner({executor: cluster.executor, logFile}),
+			prompter: headlessPrompter({yes: options.yes ?? true, overwrite: options.overwrite ?? false}),
+			probe: cluster.probe,
+		});
+		instance.subscribe(event => events.push(event));
+		return {engine: instance, events};
+	};
+
+	return {...fixture, configFile, cluster, engine, logFile};
+}
+
+const hostFile = (cluster: FakeCluster, ip: string, file: string) => cluster.hosts.get(ip)!.files.get(file);
+
+describe('apply', () => {
+	test('installs every step on every master', async () => {
+		const {cluster, engine} = setup();
+		const {engine: instance, events} = engine();
+		await instance.apply({confirm: true});
+		for (const ip of ips) {
+			const host = cluster.hosts.get(ip)!;
+			expect(host.active).toBe(true);
+			expect(hostFile(cluster, ip, '/opt/k8s/bin/kube-apiserver')?.mode).toBe(0o755);
+			expect(hostFile(cluster, ip, '/etc/kubernetes/cert/kubernetes-key.pem')?.mode).toBe(0o600);
+			expect(hostFile(cluster, ip, '/etc/kubernetes/encryption-config.yaml')?.mode).toBe(0o600);
+			expect(hostFile(cluster, ip, '/etc/systemd/system/kube-apiserver.service')?.content.toString()).toContain(`--advertise-address=${ip}`);
+		}
+
+		expect(cluster.bindings.has('kube-apiserver:kubelet-apis')).toBe(true);
+		const stepsDone = events.filter(event => event.type === 'step-done').map(event => event.type === 'step-done' && `${event.step}:${event.outcome}`);
+		expect(stepsDone).toEqual(['binaries:done', 'certs:done', 'encryption:done', 'audit:done', 'units:done', 'start:done', 'etcd-check:done', 'rbac:done']);
+		expect(instance.state.snapshot.run?.status).toBe('done');
+	});
+
+	test('a second apply on a finished cluster writes nothing and restarts nothing', async () => {
+		const {cluster, engine} = setup();
+		await engine().engine.apply({confirm: true});
+		const uploads = cluster.uploads().length;
+		const restarts = ips.map(ip => cluster.hosts.get(ip)!.restarts);
+		const {engine: again, events} = engine();
+		await again.apply({confirm: true});
+		expect(cluster.uploads()).toHaveLength(uploads);
+		expect(ips.map(ip => cluster.hosts.get(ip)!.restarts)).toEqual(restarts);
+		const outcomes = events.filter(event => event.type === 'host-done' && event.step !== 'etcd-check').map(event => event.type === 'host-done' && event.outcome);
+		expect(new Set(outcomes)).toEqual(new Set(['skipped']));
+	});
+
+	test.each([5, 20, 40, 60])('stopped after command %i, then resumed: same CA, same key on every master, nothing written twice', async stopAt => {
+		const {cluster, engine, stateDir} = setup();
+		const first = engine();
+		cluster.beforeCommand = (_, index) => {
+			if (index === stopAt) {
+				first.engine.requestStop();
+			}
+		};
+		await expect(first.engine.apply({confirm: true})).rejects.toBeInstanceOf(StopRequested);
+		expect(first.engine.state.snapshot.run?.status).toBe('stopped');
+		const caBefore = readFileSync(path.join(stateDir, 'kubernetes', 'pki', 'ca.pem'), 'utf8');
+		const keyBefore = readFileSync(path.join(stateDir, 'kubernetes', 'pki', 'encryption.key'), 'utf8');
+		const uploadsBefore = cluster.uploads().map(call => `${call.args.at(-2)} ${call.args.at(-1)}`);
+
+		cluster.beforeCommand = () => undefined;
+		await engine().engine.apply({confirm: true});
+		expect(readFileSync(path.join(stateDir, 'kubernetes', 'pki', 'ca.pem'), 'utf8')).toBe(caBefore);
+		expect(readFileSync(path.join(stateDir, 'kubernetes', 'pki', 'encryption.key'), 'utf8')).toBe(keyBefore);
+		const configs = ips.map(ip => hostFile(cluster, ip, '/etc/kubernetes/encryption-config.yaml')?.content.toString());
+		expect(new Set(configs).size).toBe(1);
+		expect(configs[0]).toContain(keyBefore.trim());
+		const ca = ips.map(ip => hostFile(cluster, ip, '/etc/kubernetes/cert/ca.pem')?.content.toString());
+		expect(ca).toEqual([caBefore, caBefore, caBefore]);
+		// What landed before the stop is verified on the host and not written again.
+		const all = cluster.uploads().map(call => `${call.args.at(-2)} ${call.args.at(-1)}`);
+		expect(all.length).toBe(new Set(all).size);
+		expect(all.slice(0, uploadsBefore.length)).toEqual(uploadsBefore);
+		expect(ips.every(ip => cluster.hosts.get(ip)!.active)).toBe(true);
+	});
+
+	test('a master that cannot be reached: the error names it, the others keep their work, a retry completes', async () => {
+		const {cluster, engine} = setup();
+		cluster.hosts.get('172.24.8.72')!.reachable = false;
+		const first = engine();
+		const failure = await first.engine.apply({confirm: true}).catch((error: unknown) => error);
+		expect(failure).toBeInstanceOf(ApplyFailed);
+		expect((failure as ApplyFailed).failures.map(each => each.host)).toEqual(['k8smaster02']);
+		expect((failure as ApplyFailed).failures[0]!.fix).toMatch(/k8smaster02 \(172\.24\.8\.72\) is not reachable/);
+		expect(first.engine.state.snapshot.run).toMatchObject({status: 'failed', step: 'binaries', host: 'k8smaster02'});
+		const uploads71 = cluster.uploads('172.24.8.71').length;
+		expect(uploads71).toBeGreaterThan(0);
+
+		cluster.hosts.get('172.24.8.72')!.reachable = true;
+		await engine().engine.apply({confirm: true});
+		expect(ips.every(ip => cluster.hosts.get(ip)!.active)).toBe(true);
+		// k8smaster01's binaries were verified, not copied again.
+		const binaryUploads71 = cluster.uploads('172.24.8.71').filter(call => (call.args.at(-1) ?? '').includes('/opt/k8s/bin/'));
+		expect(binaryUploads71).toHaveLength(10);
+	});
+
+	test('a file changed on a master since this install wrote it is not overwritten without asking', async () => {
+		const {cluster, engine} = setup();
+		await engine().engine.apply({confirm: true});
+		const host = cluster.hosts.get('172.24.8.73')!;
+		host.files.set('/etc/kubernetes/audit-policy.yaml', {content: Buffer.from('edited by hand\n'), mode: 0o644, owner: 'root'});
+		await expect(engine({overwrite: false}).engine.apply({confirm: true})).rejects.toThrow(/--overwrite|differs/);
+		expect(host.files.get('/etc/kubernetes/audit-policy.yaml')?.content.toString()).toBe('edited by hand\n');
+		await engine({overwrite: true}).engine.apply({confirm: true});
+		expect(host.files.get('/etc/kubernetes/audit-policy.yaml')?.content.toString()).toContain('kind: Policy');
+		expect(cluster.calls.some(call => (call.args.at(-1) ?? '').includes('k8smi-backup-'))).toBe(true);
+	});
+
+	test('without --yes and without a terminal, apply refuses naming the option, and records nothing', async () => {
+		const {engine, stateDir} = setup();
+		const {engine: instance} = engine({yes: false});
+		const error = await instance.apply({confirm: true}).catch((caught: unknown) => caught);
+		expect(error).toBeInstanceOf(PromptRefused);
+		expect((error as PromptRefused).option).toBe('--yes');
+		expect(instance.state.snapshot.run).toBeUndefined();
+		expect(existsSync(path.join(stateDir, 'kubernetes', 'state.json'))).toBe(true);
+	});
+
+	test('a changed certificate input re-runs certs and restarts the apiservers, nothing else', async () => {
+		const {cluster, engine, configFile, tarball} = setup();
+		await engine().engine.apply({confirm: true});
+		const before = cluster.uploads().length;
+		writeConfig(path.dirname(configFile), {...baseConfig(tarball), certificates: {extraSans: ['203.0.113.10']}});
+		const {engine: again, events} = engine();
+		await again.apply({confirm: true});
+		const written = cluster.uploads().slice(before).map(call => call.args.at(-1) ?? '');
+		expect(written).toHaveLength(3);
+		expect(written.every(script => script.includes('/etc/kubernetes/cert/kubernetes.pem'))).toBe(true);
+		expect(ips.map(ip => cluster.hosts.get(ip)!.restarts)).toEqual([2, 2, 2]);
+		expect(events.some(event => event.type === 'material' && event.changes.some(change => change.item === 'kubernetes certificate' && change.action === 'reissued'))).toBe(true);
+	});
+});
+
+describe('plan', () => {
+	test('lists every step on every master with commands and hashes, masks secrets and touches nothing', async () => {
+		const {cluster, engine, stateDir} = setup();
+		const {engine: instance} = engine();
+		const plan = await instance.plan();
+		expect(plan.steps.map(step => step.id)).toEqual(['binaries', 'certs', 'encryption', 'audit', 'units', 'start', 'etcd-check', 'rbac']);
+		expect(plan.steps[1]!.hosts.map(host => host.host)).toEqual(['k8smaster01', 'k8smaster02', 'k8smaster03']);
+		expect(cluster.calls).toHaveLength(0);
+		expect(existsSync(stateDir)).toBe(false);
+		const text = formatPlan(plan);
+		expect(text).toContain('/etc/kubernetes/cert/kubernetes-key.pem  mode 0600');
+		expect(text).toContain('systemctl restart kube-apiserver');
+		expect(text).toContain('etcdctl');
+		expect(text).not.toMatch(/PRIVATE KEY/);
+	});
+
+	test('after an apply, plan shows the binaries with hashes and the recorded progress, and holds no secret', async () => {
+		const {engine, stateDir} = setup();
+		await engine().engine.apply({confirm: true});
+		const text = formatPlan(await engine().engine.plan());
+		expect(text).toMatch(/write \/opt\/k8s\/bin\/kube-apiserver {2}mode 0755 .* sha256 [a-f\d]{16}/);
+		expect(text).toContain('recorded done');
+		const key = readFileSync(path.join(stateDir, 'kubernetes', 'pki', 'encryption.key'), 'utf8').trim();
+		expect(text).not.toContain(key);
+	});
+});
+
+describe('secrets', () => {
+	test('no log line, state file or event holds the encryption key or private key material', async () => {
+		const {engine, stateDir, logFile} = setup();
+		const {engine: instance, events} = engine();
+		await instance.apply({confirm: true});
+		const key = readFileSync(path.join(stateDir, 'kubernetes', 'pki', 'encryption.key'), 'utf8').trim();
+		const haystacks = [readFileSync(logFile, 'utf8'), readFileSync(path.join(stateDir, 'kubernetes', 'state.json'), 'utf8'), JSON.stringify(events)];
+		for (const text of haystacks) {
+			expect(text).not.toContain(key);
+			expect(text).not.toMatch(/PRIVATE KEY-----\s*\n?[A-Za-z\d+/]/);
+		}
+
+		const privateKeys = readdirSync(path.join(stateDir, 'kubernetes', 'pki')).filter(file => file.endsWith('-key.pem') || file === 'sa.key');
+		expect(privateKeys).toHaveLength(5);
+		for (const file of privateKeys) {
+			const body = readFileSync(path.join(stateDir, 'kubernetes', 'pki', file), 'utf8').split('\n')[1]!.trim();
+			expect(body.length).toBeGreaterThan(40);
+			for (const text of haystacks) {
+				expect(text).not.toContain(body);
+			}
+		}
+	});
+});

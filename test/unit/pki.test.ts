@@ -1,0 +1,161 @@
+import {execFileSync} from 'node:child_process';
+import {readFileSync, statSync, writeFileSync} from 'node:fs';
+import path from 'node:path';
+import {describe, expect, test} from 'vitest';
+import {loadConfig} from '../../source/config/load.js';
+import {InputError} from '../../source/errors.js';
+import {generateKeyPair, issueCertificate} from '../../source/pki/certs.js';
+import {ensureMaterial} from '../../source/pki/material.js';
+import {Workspace} from '../../source/workspace.js';
+import {baseConfig, makeFixture, writeConfig} from '../helpers/fixture.js';
+
+function setup(change: (config: Record<string, any>) => void = () => undefined) {
+	const fixture = makeFixture();
+	const raw = baseConfig(fixture.tarball);
+	change(raw);
+	const config = loadConfig(writeConfig(fixture.dir, raw));
+	return {...fixture, config, workspace: new Workspace(fixture.stateDir, config.name)};
+}
+
+function openssl(args: string[]): string {
+	return execFileSync('openssl', args, {encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe']});
+}
+
+const mode = (file: string) => statSync(file).mode & 0o777;
+
+describe('key material', () => {
+	test('the certificates verify with openssl and carry the SANs, subject and usages asked', async () => {
+		const {config, workspace} = setup();
+		await ensureMaterial(config, workspace);
+		const ca = workspace.pki('ca.pem');
+		for (const name of ['kubernetes', 'proxy-client', 'admin']) {
+			expect(openssl(['verify', '-CAfile', ca, workspace.pki(`${name}.pem`)])).toContain(': OK');
+		}
+
+		const text = openssl(['x509', '-in', workspace.pki('kubernetes.pem'), '-noout', '-text']);
+		expect(text).toMatch(/Subject: C ?= ?CN, ST ?= ?Shanghai, L ?= ?Shanghai, O ?= ?k8s, OU ?= ?System, CN ?= ?kubernetes/);
+		for (const san of ['IP Address:127.0.0.1', 'IP Address:172.24.8.71', 'IP Address:172.24.8.72', 'IP Address:172.24.8.73', 'IP Address:10.254.0.1', 'DNS:kubernetes,', 'DNS:kubernetes.default,', 'DNS:kubernetes.default.svc,', 'DNS:kubernetes.default.svc.cluster,', 'DNS:kubernetes.default.svc.cluster.local']) {
+			expect(text).toContain(san);
+		}
+
+		expect(text).not.toContain('cluster.local.');
+		expect(text).toContain('TLS Web Server Authentication, TLS Web Client Authentication');
+		expect(text).toContain('X509v3 Authority Key Identifier');
+		const caText = openssl(['x509', '-in', ca, '-noout', '-text']);
+		expect(caText).toMatch(/CN ?= ?kubernetes-ca/);
+		expect(caText).toContain('CA:TRUE');
+		// The CA's own subject differs from the server's: curl --cacert would otherwise call it self-signed.
+		expect(openssl(['x509', '-in', ca, '-noout', '-subject'])).not.toEqual(openssl(['x509', '-in', workspace.pki('kubernetes.pem'), '-noout', '-subject']));
+
+		const proxy = openssl(['x509', '-in', workspace.pki('proxy-client.pem'), '-noout', '-text']);
+		expect(proxy).toMatch(/CN ?= ?aggregator/);
+		expect(proxy).toContain('TLS Web Client Authentication');
+		expect(proxy).not.toContain('TLS Web Server Authentication');
+		expect(openssl(['x509', '-in', workspace.pki('admin.pem'), '-noout', '-subject'])).toMatch(/O ?= ?system:masters.*CN ?= ?admin/);
+		// The key matches its certificate.
+		expect(openssl(['x509', '-in', workspace.pki('kubernetes.pem'), '-noout', '-pubkey'])).toBe(openssl(['pkey', '-in', workspace.pki('kubernetes-key.pem'), '-pubout']));
+	});
+
+	test('private keys and the encryption key are 0600', async () => {
+		const {config, workspace} = setup();
+		await ensureMaterial(config, workspace);
+		for (const file of ['ca-key.pem', 'kubernetes-key.pem', 'proxy-client-key.pem', 'admin-key.pem', 'sa.key', 'encryption.key']) {
+			expect(mode(workspace.pki(file)), file).toBe(0o600);
+		}
+
+		expect(Buffer.from(readFileSync(workspace.pki('encryption.key'), 'utf8').trim(), 'base64')).toHaveLength(32);
+	});
+
+	test('rendering again keeps the CA, every key pair, every certificate and the encryption key', async () => {
+		const {config, workspace} = setup();
+		const first = await ensureMaterial(config, workspace);
+		const files = ['ca.pem', 'ca-key.pem', 'kubernetes.pem', 'kubernetes-key.pem', 'proxy-client.pem', 'admin.pem', 'sa.key', 'encryption.key'];
+		const before = files.map(file => readFileSync(workspace.pki(file), 'utf8'));
+		const second = await ensureMaterial(config, workspace, {previous: first.record});
+		expect(files.map(file => readFileSync(workspace.pki(file), 'utf8'))).toEqual(before);
+		expect(second.changes.filter(change => change.action !== 'kept')).toEqual([]);
+	});
+
+	test('a changed SAN re-issues only the apiserver certificate, with the same key', async () => {
+		const {dir, tarball, workspace} = setup();
+		const raw = baseConfig(tarball);
+		const first = await ensureMaterial(loadConfig(writeConfig(dir, raw)), workspace);
+		const key = readFileSync(workspace.pki('kubernetes-key.pem'), 'utf8');
+		const proxy = readFileSync(workspace.pki('proxy-client.pem'), 'utf8');
+		raw.certificates = {extraSans: ['203.0.113.10', 'api.example.com']};
+		const second = await ensureMaterial(loadConfig(writeConfig(dir, raw)), workspace, {previous: first.record});
+		expect(second.changes.filter(change => change.action === 'reissued').map(change => change.item)).toEqual(['kubernetes certificate']);
+		expect(readFileSync(workspace.pki('kubernetes-key.pem'), 'utf8')).toBe(key);
+		expect(readFileSync(workspace.pki('proxy-client.pem'), 'utf8')).toBe(proxy);
+		const text = openssl(['x509', '-in', workspace.pki('kubernetes.pem'), '-noout', '-text']);
+		expect(text).toContain('IP Address:203.0.113.10');
+		expect(text).toContain('DNS:api.example.com');
+	});
+
+	test('rotation happens only when asked, and keeps the key pair', async () => {
+		const {config, workspace} = setup();
+		const first = await ensureMaterial(config, workspace);
+		const cert = readFileSync(workspace.pki('admin.pem'), 'utf8');
+		const key = readFileSync(workspace.pki('admin-key.pem'), 'utf8');
+		await ensureMaterial(config, workspace, {previous: first.record, rotate: ['admin']});
+		expect(readFileSync(workspace.pki('admin.pem'), 'utf8')).not.toBe(cert);
+		expect(readFileSync(workspace.pki('admin-key.pem'), 'utf8')).toBe(key);
+	});
+
+	test('an imported CA signs the certificates and its key never leaves its file', async () => {
+		const {dir, tarball} = makeFixture();
+		const pair = await generateKeyPair();
+		writeFileSync(path.join(dir, 'ca.pem'), issueCertificate({subject: {CN: 'imported-ca'}, profile: 'ca', validityDays: 30}, pair));
+		writeFileSync(path.join(dir, 'ca-key.pem'), pair.privateKeyPem, {mode: 0o600});
+		const raw = {...baseConfig(tarball), ca: {certFile: './ca.pem', keyFile: './ca-key.pem'}};
+		const config = loadConfig(writeConfig(dir, raw));
+		const workspace = new Workspace(path.join(dir, 'state'), config.name);
+		const {material} = await ensureMaterial(config, workspace);
+		expect(material.ca.imported).toBe(true);
+		expect(openssl(['verify', '-CAfile', path.join(dir, 'ca.pem'), workspace.pki('kubernetes.pem')])).toContain(': OK');
+		expect(() => statSync(workspace.pki('ca-key.pem'))).toThrow();
+	});
+
+	test('a CA certificate and key that do not match, or an expired CA, are refused naming the field', async () => {
+		const {dir, tarball} = makeFixture();
+		const pair = await generateKeyPair();
+		const other = await generateKeyPair();
+		writeFileSync(path.join(dir, 'ca.pem'), issueCertificate({subject: {CN: 'imported-ca'}, profile: 'ca', validityDays: 30}, pair));
+		writeFileSync(path.join(dir, 'ca-key.pem'), other.privateKeyPem);
+		const config = loadConfig(writeConfig(dir, {...baseConfig(tarball), ca: {certFile: './ca.pem', keyFile: './ca-key.pem'}}));
+		const workspace = new Workspace(path.join(dir, 'state'), config.name);
+		await expect(ensureMaterial(config, workspace)).rejects.toThrow(/ca\.keyFile: does not belong to the certificate/);
+
+		writeFileSync(path.join(dir, 'ca.pem'), issueCertificate({subject: {CN: 'old-ca'}, profile: 'ca', validityDays: 1}, pair, undefined, new Date(Date.now() - (10 * 86_400_000))));
+		writeFileSync(path.join(dir, 'ca-key.pem'), pair.privateKeyPem);
+		await expect(ensureMaterial(config, workspace)).rejects.toThrow(/ca\.certFile: expired/);
+		await expect(ensureMaterial(config, workspace)).rejects.toBeInstanceOf(InputError);
+	});
+
+	test('an encryption key file that differs from the key in use is refused, and the key is kept', async () => {
+		const {dir, tarball, workspace} = setup();
+		const config = loadConfig(writeConfig(dir, baseConfig(tarball)));
+		await ensureMaterial(config, workspace);
+		const inUse = readFileSync(workspace.pki('encryption.key'), 'utf8');
+		writeFileSync(path.join(dir, 'other.key'), Buffer.alloc(32, 1).toString('base64'));
+		const changed = loadConfig(writeConfig(dir, {...baseConfig(tarball), encryption: {keyFile: './other.key'}}));
+		await expect(ensureMaterial(changed, workspace)).rejects.toThrow(/encryption\.keyFile: holds a different key/);
+		expect(readFileSync(workspace.pki('encryption.key'), 'utf8')).toBe(inUse);
+	});
+
+	test('plan mode makes nothing on disk', async () => {
+		const {config, workspace} = setup();
+		const {changes} = await ensureMaterial(config, workspace, {persist: false});
+		expect(changes.map(change => change.item)).toContain('CA certificate');
+		expect(() => statSync(workspace.root)).toThrow();
+	});
+
+	test('key generation leaves the event loop free (the callback form)', async () => {
+		let ticks = 0;
+		const timer = setInterval(() => ticks++, 1);
+		await Promise.all([generateKeyPair(), generateKeyPair(), generateKeyPair()]);
+		clearInterval(timer);
+		expect(ticks).toBeGreaterThan(0);
+	});
+});
+

@@ -1,0 +1,121 @@
+import {readFileSync} from 'node:fs';
+import YAML from 'yaml';
+import {describe, expect, test} from 'vitest';
+import {loadConfig} from '../../source/config/load.js';
+import {ensureMaterial} from '../../source/pki/material.js';
+import {renderArtifacts, renderUnit} from '../../source/render/artifacts.js';
+import {Workspace} from '../../source/workspace.js';
+import {baseConfig, makeFixture, writeConfig} from '../helpers/fixture.js';
+
+function configFor(version: string) {
+	const {dir, tarball} = makeFixture(version);
+	return {dir, config: loadConfig(writeConfig(dir, baseConfig(tarball, version)))};
+}
+
+function flagsOf(unit: string): string[] {
+	return [...unit.matchAll(/^\s+(--[\w-]+(?:=\S+)?)/gm)].map(match => match[1]!);
+}
+
+/** The flags of the tutorial's unit (../shared/reference), for 172.24.8.71 with its environment. */
+const tutorialFlags = [
+	'--advertise-address=172.24.8.71', '--default-not-ready-toleration-seconds=360', '--default-unreachable-toleration-seconds=360',
+	'--feature-gates=DynamicAuditing=true', '--max-mutating-requests-inflight=2000', '--max-requests-inflight=4000',
+	'--default-watch-cache-size=200', '--delete-collection-workers=2', '--encryption-provider-config=/etc/kubernetes/encryption-config.yaml',
+	'--etcd-cafile=/etc/kubernetes/cert/ca.pem', '--etcd-certfile=/etc/kubernetes/cert/kubernetes.pem', '--etcd-keyfile=/etc/kubernetes/cert/kubernetes-key.pem',
+	'--etcd-servers=https://172.24.8.71:2379,https://172.24.8.72:2379,https://172.24.8.73:2379', '--bind-address=172.24.8.71', '--secure-port=6443',
+	'--tls-cert-file=/etc/kubernetes/cert/kubernetes.pem', '--tls-private-key-file=/etc/kubernetes/cert/kubernetes-key.pem', '--insecure-port=0',
+	'--audit-dynamic-configuration', '--audit-log-maxage=15', '--audit-log-maxbackup=3', '--audit-log-maxsize=100', '--audit-log-mode=batch',
+	'--audit-log-truncate-enabled', '--audit-log-batch-buffer-size=20000', '--audit-log-batch-max-size=2', '--audit-log-path=/data/k8s/k8s/kube-apiserver/audit.log',
+	'--audit-policy-file=/etc/kubernetes/audit-policy.yaml', '--profiling', '--anonymous-auth=false', '--client-ca-file=/etc/kubernetes/cert/ca.pem',
+	'--enable-bootstrap-token-auth', '--requestheader-allowed-names=aggregator', '--requestheader-client-ca-file=/etc/kubernetes/cert/ca.pem',
+	'--requestheader-extra-headers-prefix=X-Remote-Extra-', '--requestheader-group-headers=X-Remote-Group', '--requestheader-username-headers=X-Remote-User',
+	'--service-account-key-file=/etc/kubernetes/cert/ca.pem', '--authorization-mode=Node,RBAC', '--runtime-config=api/all=true',
+	'--enable-admission-plugins=NodeRestriction', '--allow-privileged=true', '--apiserver-count=3', '--event-ttl=168h',
+	'--kubelet-certificate-authority=/etc/kubernetes/cert/ca.pem', '--kubelet-client-certificate=/etc/kubernetes/cert/kubernetes.pem',
+	'--kubelet-client-key=/etc/kubernetes/cert/kubernetes-key.pem', '--kubelet-https=true', '--kubelet-timeout=10s',
+	'--proxy-client-cert-file=/etc/kubernetes/cert/proxy-client.pem', '--proxy-client-key-file=/etc/kubernetes/cert/proxy-client-key.pem',
+	'--service-cluster-ip-range=10.254.0.0/16', '--service-node-port-range=30000-32767', '--logtostderr=true', '--v=2',
+];
+
+describe('rendering the unit', () => {
+	test('v1.14.2 gets exactly the tutorial\'s flags, in its order', () => {
+		const {config} = configFor('v1.14.2');
+		expect(flagsOf(renderUnit(config, '172.24.8.71'))).toEqual(tutorialFlags);
+	});
+
+	test('v1.28.7 gets only flags that release accepts, and the ones it requires', () => {
+		const {config} = configFor('v1.28.7');
+		const flags = flagsOf(renderUnit(config, '172.24.8.72'));
+		for (const removed of ['--feature-gates=DynamicAuditing=true', '--insecure-port=0', '--audit-dynamic-configuration', '--kubelet-https=true', '--logtostderr=true', '--runtime-config=api/all=true', '--apiserver-count=3', '--service-account-key-file=/etc/kubernetes/cert/ca.pem']) {
+			expect(flags).not.toContain(removed);
+		}
+
+		expect(flags).toContain('--service-account-issuer=https://kubernetes.default.svc.cluster.local');
+		expect(flags).toContain('--service-account-signing-key-file=/etc/kubernetes/cert/sa.key');
+		expect(flags).toContain('--service-account-key-file=/etc/kubernetes/cert/sa.pub');
+		// Without it the batch audit writer busy-loops a core.
+		expect(flags).toContain('--audit-log-batch-max-wait=1s');
+		expect(flags).toContain('--advertise-address=172.24.8.72');
+		expect(flags).toContain('--bind-address=172.24.8.72');
+	});
+
+	test('the unit is a Type=notify service with a working directory under k8sDir, and no quoted values', () => {
+		const {config} = configFor('v1.28.7');
+		const unit = renderUnit(config, '172.24.8.71');
+		expect(unit).toContain('Type=notify');
+		expect(unit).toContain('WorkingDirectory=/data/k8s/k8s/kube-apiserver');
+		expect(unit).toContain('ExecStart=/opt/k8s/bin/kube-apiserver \\');
+		expect(unit).not.toMatch(/["']/);
+		// Every continued line ends in a backslash except the last flag.
+		const execLines = unit.split('\n').filter(line => line.startsWith('  --'));
+		expect(execLines.slice(0, -1).every(line => line.endsWith(' \\'))).toBe(true);
+		expect(execLines.at(-1)).toBe('  --v=2');
+	});
+});
+
+describe('rendering the artifacts', () => {
+	test('the encryption config is the canonical kind with one 32-byte aescbc key, then identity', async () => {
+		const {dir, config} = configFor('v1.14.2');
+		const {material} = await ensureMaterial(config, new Workspace(`${dir}/state`, config.name));
+		const artifacts = renderArtifacts(config, material);
+		const encryption = artifacts.find(artifact => artifact.name === 'encryption-config.yaml')!;
+		const parsed = YAML.parse(encryption.content);
+		expect(parsed.apiVersion).toBe('apiserver.config.k8s.io/v1');
+		expect(parsed.kind).toBe('EncryptionConfiguration');
+		expect(parsed.resources[0].resources).toEqual(['secrets']);
+		expect(parsed.resources[0].providers[0].aescbc.keys[0].name).toBe('key1');
+		expect(Buffer.from(parsed.resources[0].providers[0].aescbc.keys[0].secret, 'base64')).toHaveLength(32);
+		expect(parsed.resources[0].providers[1]).toEqual({identity: {}});
+		expect(encryption.mode).toBe(0o600);
+		expect(encryption.secret).toBe(true);
+	});
+
+	test('the audit policy keeps the tutorial\'s rules at audit.k8s.io/v1', () => {
+		const policy = YAML.parse(readFileSync(new URL('../../templates/audit-policy.yaml', import.meta.url), 'utf8'));
+		expect(policy.apiVersion).toBe('audit.k8s.io/v1');
+		expect(policy.kind).toBe('Policy');
+		expect(policy.rules.map((rule: {level: string}) => rule.level)).toEqual(['None', 'None', 'None', 'None', 'None', 'None', 'None', 'Request', 'Request', 'Request', 'Metadata', 'Request', 'RequestResponse', 'Metadata']);
+		expect(policy.rules[5].nonResourceURLs).toEqual(['/healthz*', '/version', '/swagger*']);
+		expect(policy.rules[11].resources).toHaveLength(18);
+	});
+
+	test('every artifact has the tutorial\'s name; only what the masters need goes to them', async () => {
+		const {dir, config} = configFor('v1.28.7');
+		const {material} = await ensureMaterial(config, new Workspace(`${dir}/state`, config.name));
+		const artifacts = renderArtifacts(config, material);
+		expect(artifacts.map(artifact => artifact.name).sort()).toEqual([
+			'admin-key.pem', 'admin.kubeconfig', 'admin.pem', 'audit-policy.yaml', 'ca-key.pem', 'ca.pem', 'encryption-config.yaml',
+			'kube-apiserver-172.24.8.71.service', 'kube-apiserver-172.24.8.72.service', 'kube-apiserver-172.24.8.73.service',
+			'kubernetes-key.pem', 'kubernetes.pem', 'proxy-client-key.pem', 'proxy-client.pem', 'sa.key', 'sa.pub',
+		]);
+		const local = artifacts.filter(artifact => !artifact.remote).map(artifact => artifact.name).sort();
+		expect(local).toEqual(['admin-key.pem', 'admin.kubeconfig', 'admin.pem', 'ca-key.pem']);
+		for (const artifact of artifacts) {
+			expect(artifact.mode, artifact.name).toBe(artifact.secret ? 0o600 : 0o644);
+			expect(artifact.secret, artifact.name).toBe(/key|encryption|kubeconfig/.test(artifact.name));
+		}
+
+		const kubeconfig = YAML.parse(artifacts.find(artifact => artifact.name === 'admin.kubeconfig')!.content);
+		expect(kubeconfig.clusters[0].cluster.server).toBe('https://172.24.8.71:6443');
+	});
+});
