@@ -27,7 +27,8 @@ export type CommandEvent =
 	| {type: 'command-start'; id: number; host?: string; step?: string; display: string}
 	| {type: 'command-end'; id: number; host?: string; step?: string; display: string; exitCode: number; durationMs: number; timedOut: boolean};
 
-const privateKeyBlock = /-----BEGIN ([A-Z ]*)PRIVATE KEY-----[\s\S]*?-----END \1PRIVATE KEY-----/g;
+// A block cut short (its END in another stream, or past a tail) is masked to the end of the text.
+const privateKeyBlock = /-----BEGIN ([A-Z ]*)PRIVATE KEY-----[\s\S]*?(?:-----END \1PRIVATE KEY-----|$)/g;
 
 export const execaExecutor: Executor = async spec => {
 	const started = performance.now();

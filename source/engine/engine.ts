@@ -2,7 +2,7 @@ import {readFileSync} from 'node:fs';
 import path from 'node:path';
 import type {ResolvedConfig} from '../config/load.js';
 import type {Master} from '../config/schema.js';
-import {PromptRefused, StepError} from '../errors.js';
+import {InputError, PromptRefused, StepError} from '../errors.js';
 import {sha256, writeFileAtomic} from '../files.js';
 import {ensureMaterial, type Material, type MaterialChange} from '../pki/material.js';
 import {renderArtifacts} from '../render/artifacts.js';
@@ -81,6 +81,7 @@ export class Engine {
 	readonly state: StateStore;
 	private readonly listeners = new Set<EventListener>();
 	private stopping = false;
+	private skipHosts = new Set<string>();
 	private context: StepContext | undefined;
 
 	constructor(private readonly options: EngineOptions) {
@@ -213,9 +214,15 @@ export class Engine {
 	}
 
 	/** Runs the steps in order on every master, verifying done work instead of trusting the record. */
-	async apply(options: {confirm: boolean}): Promise<void> {
+	async apply(options: {confirm: boolean; skipHosts?: string[]}): Promise<void> {
 		const started = performance.now();
 		const {config} = this.options;
+		this.skipHosts = new Set(options.skipHosts ?? []);
+		const unknown = [...this.skipHosts].filter(name => !config.masters.some(master => master.name === name));
+		if (unknown.length > 0 || this.skipHosts.size >= config.masters.length) {
+			throw new InputError('skip', [...this.skipHosts].join(','), unknown.length > 0 ? `names no master (${unknown.join(', ')})` : 'would skip every master', 'skip only some of the masters named in the config');
+		}
+
 		try {
 			const context = await this.prepare(true);
 			if (options.confirm) {
@@ -237,8 +244,10 @@ export class Engine {
 				await this.runStep(step, context);
 			}
 
-			this.state.setRun({status: 'done', step: undefined, host: undefined});
-			this.emit({type: 'finished', outcome: 'done', message: `${config.masters.length} master(s) installed`, durationMs: Math.round(performance.now() - started)});
+			const skipped = [...this.skipHosts];
+			this.state.setRun(skipped.length > 0 ? {status: 'failed', step: undefined, host: skipped.join(','), error: `skipped on request: ${skipped.join(', ')}`} : {status: 'done', step: undefined, host: undefined});
+			const installed = config.masters.length - skipped.length;
+			this.emit({type: 'finished', outcome: 'done', message: `${installed} master(s) installed${skipped.length > 0 ? `; skipped ${skipped.join(', ')}: run apply again to install ${skipped.length === 1 ? 'it' : 'them'}` : ''}`, durationMs: Math.round(performance.now() - started)});
 		} catch (error) {
 			const stopped = error instanceof StopRequested;
 			if (!(error instanceof PromptRefused) || this.state.snapshot.run?.status === 'running') {
@@ -271,10 +280,10 @@ export class Engine {
 		this.emit({type: 'step-start', step: step.id, title: step.title, hosts: step.scope === 'cluster' ? [clusterHost] : masters.map(master => master.name)});
 		const outcomes = step.scope === 'cluster'
 			? [await this.runCluster(step, context)]
-			: await Promise.all(masters.map(async master => this.runHost(step, context, master, master.name)));
+			: await Promise.all(masters.map(async master => (this.skipHosts.has(master.name) ? this.skipHost(step, master) : this.runHost(step, context, master, master.name))));
 		const failures = outcomes.flatMap(outcome => (outcome.failure ? [outcome.failure] : []));
 		const stopped = outcomes.some(outcome => outcome.outcome === 'stopped');
-		const overall: HostOutcome = failures.length > 0 ? 'failed' : stopped ? 'stopped' : outcomes.every(outcome => outcome.outcome === 'skipped') ? 'skipped' : 'done';
+		const overall: HostOutcome = failures.length > 0 ? 'failed' : stopped ? 'stopped' : outcomes.every(outcome => outcome.outcome === 'skipped' || outcome.outcome === 'excluded') ? 'skipped' : 'done';
 		this.emit({type: 'step-done', step: step.id, outcome: overall, durationMs: Math.round(performance.now() - started)});
 		if (failures.length > 0) {
 			this.state.setRun({status: 'failed', step: step.id, host: failures[0]!.host});
@@ -286,10 +295,16 @@ export class Engine {
 		}
 	}
 
+	/** A master the operator chose to leave out of this run: nothing is done or recorded for it. */
+	private skipHost(step: StepDefinition, master: Master): {outcome: HostOutcome; failure?: FailureInfo} {
+		this.emit({type: 'host-done', step: step.id, host: master.name, outcome: 'excluded', detail: 'skipped on request for this run', durationMs: 0});
+		return {outcome: 'excluded'};
+	}
+
 	/** Cluster-wide steps run through the first master that can do them. */
 	private async runCluster(step: StepDefinition, context: StepContext): Promise<{outcome: HostOutcome; failure?: FailureInfo}> {
 		let last: {outcome: HostOutcome; failure?: FailureInfo} = {outcome: 'failed'};
-		for (const master of this.options.config.masters) {
+		for (const master of this.options.config.masters.filter(each => !this.skipHosts.has(each.name))) {
 			last = await this.runHost(step, context, master, clusterHost);
 			if (last.outcome !== 'failed') {
 				return last;

@@ -2,7 +2,8 @@ import type {MaterialChange} from '../pki/material.js';
 import type {CommandEvent} from '../runner.js';
 import type {StepId} from '../state/store.js';
 
-export type HostOutcome = 'done' | 'skipped' | 'failed' | 'stopped';
+/** skipped: verified as already done; excluded: left out of this run on the operator's request. */
+export type HostOutcome = 'done' | 'skipped' | 'failed' | 'stopped' | 'excluded';
 
 export type FailureInfo = {step: string; host: string; message: string; command: string; output: string; fix?: string};
 

@@ -1,7 +1,7 @@
 import type {EngineEvent} from '../engine/events.js';
 import {formatBytes, formatDuration} from './format.js';
 
-const marks = {done: '✔', skipped: '↷', failed: '✘', stopped: '■'} as const;
+const marks = {done: '✔', skipped: '↷', failed: '✘', stopped: '■', excluded: '–'} as const;
 
 /**
  * Plain lines for logs, CI and pipes: one line per finished thing, progress only at quarter marks

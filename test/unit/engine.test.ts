@@ -208,3 +208,25 @@ describe('secrets', () => {
 		}
 	});
 });
+
+describe('skipping a host', () => {
+	test('a master can be left out of a run; it is installed by the next apply', async () => {
+		const {cluster, engine} = setup();
+		cluster.hosts.get('172.24.8.73')!.reachable = false;
+		const {engine: instance, events} = engine();
+		await instance.apply({confirm: true, skipHosts: ['k8smaster03']});
+		expect(cluster.hosts.get('172.24.8.71')!.active).toBe(true);
+		expect(cluster.calls.some(call => call.args.includes('172.24.8.73'))).toBe(false);
+		expect(instance.state.snapshot.run).toMatchObject({status: 'failed', error: 'skipped on request: k8smaster03'});
+		expect(events.at(-1)).toMatchObject({type: 'finished', outcome: 'done'});
+		cluster.hosts.get('172.24.8.73')!.reachable = true;
+		await engine().engine.apply({confirm: true});
+		expect(cluster.hosts.get('172.24.8.73')!.active).toBe(true);
+	});
+
+	test('skipping every master, or one that does not exist, is refused', async () => {
+		const {engine} = setup();
+		await expect(engine().engine.apply({confirm: true, skipHosts: ['k8smaster01', 'k8smaster02', 'k8smaster03']})).rejects.toThrow(/would skip every master/);
+		await expect(engine().engine.apply({confirm: true, skipHosts: ['k8smaster09']})).rejects.toThrow(/names no master/);
+	});
+});

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# test/lab/make-tarball.sh VERSION OUT.tar.gz
+#
+# A fake kubernetes-server-linux-amd64.tar.gz with the layout of the real one:
+#   kubernetes/kubernetes-src.tar.gz, kubernetes/LICENSES        (tiny)
+#   kubernetes/server/bin/kube-apiserver             the STAND-IN (test/lab/standin/kube-apiserver), VERSION baked in
+#   kubernetes/server/bin/kubectl                    Debian's real kubectl 1.20 (kubernetes-client)
+#   kubernetes/server/bin/{apiextensions-apiserver,cloud-controller-manager,kube-controller-manager,
+#                          kube-proxy,kube-scheduler,kubeadm,kubelet,mounter}   placeholder scripts
+#   kubernetes/server/bin/*.docker_tag, *.tar are NOT included.
+# Env: KUBECTL=/path/to/kubectl overrides where Debian's kubectl is taken from.
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+[ $# -eq 2 ] || { echo "usage: $0 VERSION OUT.tar.gz (VERSION like v1.28.7)" >&2; exit 2; }
+VERSION=$1
+OUT=$2
+[[ "$VERSION" =~ ^v[0-9]+\.[0-9]+\.[0-9]+$ ]] || { echo "make-tarball: bad VERSION '$VERSION' (want vX.Y.Z)" >&2; exit 2; }
+
+CACHE_DIR=${K8SMI_CACHE_DIR:-/var/cache/k8smi-lab}
+if [ -z "${KUBECTL:-}" ]; then
+  if [ "$(dpkg -S /usr/bin/kubectl 2>/dev/null | cut -d: -f1)" = kubernetes-client ]; then
+    KUBECTL=/usr/bin/kubectl
+  elif [ -x "$CACHE_DIR/kubernetes-client/usr/bin/kubectl" ]; then
+    KUBECTL="$CACHE_DIR/kubernetes-client/usr/bin/kubectl"
+  else
+    echo "make-tarball: Debian's kubectl (kubernetes-client) not found; run test/lab/lab.sh deps" >&2
+    exit 1
+  fi
+fi
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+bin="$work/kubernetes/server/bin"
+mkdir -p "$bin"
+
+sed "s/^STANDIN_VERSION = \"v0.0.0-unset\"/STANDIN_VERSION = \"$VERSION\"/" "$HERE/standin/kube-apiserver" >"$bin/kube-apiserver"
+grep -q "^STANDIN_VERSION = \"$VERSION\"" "$bin/kube-apiserver" || { echo "make-tarball: could not bake version" >&2; exit 1; }
+cp "$KUBECTL" "$bin/kubectl"
+
+for name in apiextensions-apiserver cloud-controller-manager kube-controller-manager kube-proxy kube-scheduler kubeadm kubelet mounter; do
+  cat >"$bin/$name" <<EOF
+#!/bin/sh
+# placeholder $name $VERSION (k8smi test lab fixture; not Kubernetes)
+case "\$1" in
+  --version|version) echo "Kubernetes $VERSION" ;;
+  *) echo "$name $VERSION (k8smi lab placeholder)" ;;
+esac
+exit 0
+EOF
+done
+chmod 755 "$bin"/*
+
+mkdir -p "$work/src/kubernetes"
+printf 'k8smi lab placeholder for kubernetes-src %s\n' "$VERSION" >"$work/src/kubernetes/README.k8smi-lab"
+tar -C "$work/src" -czf "$work/kubernetes/kubernetes-src.tar.gz" kubernetes
+printf 'k8smi lab placeholder\n' >"$work/kubernetes/LICENSES"
+
+mkdir -p "$(dirname "$OUT")"
+tar -C "$work" --owner=0 --group=0 --numeric-owner -cf - kubernetes | gzip -1 >"$OUT.tmp"
+mv "$OUT.tmp" "$OUT"
+echo "make-tarball: $OUT ($VERSION, $(du -h "$OUT" | cut -f1))" >&2
