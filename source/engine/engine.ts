@@ -247,6 +247,7 @@ export class Engine {
 			const skipped = [...this.skipHosts];
 			this.state.setRun(skipped.length > 0 ? {status: 'failed', step: undefined, host: skipped.join(','), error: `skipped on request: ${skipped.join(', ')}`} : {status: 'done', step: undefined, host: undefined});
 			const installed = config.masters.length - skipped.length;
+			await this.closeConnections();
 			this.emit({type: 'finished', outcome: 'done', message: `${installed} master(s) installed${skipped.length > 0 ? `; skipped ${skipped.join(', ')}: run apply again to install ${skipped.length === 1 ? 'it' : 'them'}` : ''}`, durationMs: Math.round(performance.now() - started)});
 		} catch (error) {
 			const stopped = error instanceof StopRequested;
@@ -254,11 +255,14 @@ export class Engine {
 				this.state.setRun({status: stopped ? 'stopped' : 'failed', error: error instanceof Error ? this.options.runner.redact(error.message) : String(error)});
 			}
 
+			await this.closeConnections();
 			this.emit({type: 'finished', outcome: stopped ? 'stopped' : 'failed', message: error instanceof Error ? this.options.runner.redact(error.message) : String(error), durationMs: Math.round(performance.now() - started)});
 			throw error;
-		} finally {
-			await this.context?.remote.close();
 		}
+	}
+
+	private async closeConnections(): Promise<void> {
+		await this.context?.remote.close();
 	}
 
 	private async binaries() {
