@@ -360,8 +360,9 @@ host_prepare() { # i
   install -m 644 "$LAB_DIR/ca.pem" "$m/etc/etcd/cert/ca.pem"
   install -m 644 "$LAB_DIR/pki/etcd-$name.pem" "$m/etc/etcd/cert/etcd.pem"
   install -m 600 -o "$uid" -g "$gid" "$LAB_DIR/pki/etcd-$name-key.pem" "$m/etc/etcd/cert/etcd-key.pem"
-  install -d -m 755 "$m/data/k8s" "$m/data/k8s/etcd"
-  install -d -m 700 -o "$uid" -g "$gid" "$m/data/k8s/etcd/data" "$m/data/k8s/etcd/wal"
+  install -d -m 755 "$m/data/k8s"
+  # etcd creates wal.tmp next to the wal dir: the parent must be its own
+  install -d -m 700 -o "$uid" -g "$gid" "$m/data/k8s/etcd" "$m/data/k8s/etcd/data" "$m/data/k8s/etcd/wal"
   local cluster="" j
   for j in 0 1 2; do cluster+="${cluster:+,}${HOSTS[$j]}=https://${IPS[$j]}:2380"; done
   cat >"$m/etc/systemd/system/etcd.service" <<EOF
@@ -577,7 +578,7 @@ cmd_up() {
     if out=$(etcdctl_ws endpoint health 2>&1) && [ "$(grep -c 'is healthy' <<<"$out")" = 3 ]; then break; fi
     if [ "$(date +%s)" -ge "$deadline" ]; then
       printf '%s\n' "$out" >&2
-      for i in 0 1 2; do "$0" ssh "${HOSTS[$i]}" journalctl -u etcd --no-pager -n 20 >&2 || true; done
+      for i in 0 1 2; do (cmd_ssh "${HOSTS[$i]}" journalctl -u etcd --no-pager -n 20 >&2) || true; done
       die "etcd cluster not healthy after 120 s"
     fi
     sleep 0.3

@@ -1,0 +1,142 @@
+import {readFileSync} from 'node:fs';
+import path from 'node:path';
+import {beforeAll, describe, expect, inject, test} from 'vitest';
+import {getHealth} from '../../source/remote/health.js';
+import {labCommand, labSsh, readState, remoteFacts, resetMasters, runCli, writeLabConfig} from './lab-helpers.js';
+
+const lab = inject('lab');
+
+const secretFiles = ['/etc/kubernetes/cert/kubernetes-key.pem', '/etc/kubernetes/cert/proxy-client-key.pem', '/etc/kubernetes/cert/sa.key', '/etc/kubernetes/encryption-config.yaml'];
+const publicFiles = ['/etc/kubernetes/cert/ca.pem', '/etc/kubernetes/cert/kubernetes.pem', '/etc/kubernetes/cert/proxy-client.pem', '/etc/kubernetes/cert/sa.pub', '/etc/kubernetes/audit-policy.yaml', '/etc/systemd/system/kube-apiserver.service'];
+
+function tls(stateDir: string) {
+	const pki = (file: string) => readFileSync(path.join(stateDir, 'kubernetes', 'pki', file), 'utf8');
+	return {ca: readFileSync(lab!.ca.certFile, 'utf8'), cert: pki('admin.pem'), key: pki('admin-key.pem')};
+}
+
+function mainPids(): string[] {
+	return lab!.hosts.map(host => labSsh(lab!, host.name, 'systemctl show -p MainPID --value kube-apiserver').trim());
+}
+
+function encryptionConfigs(): string[] {
+	return lab!.hosts.map(host => labSsh(lab!, host.name, 'sha256sum /etc/kubernetes/encryption-config.yaml | cut -d" " -f1').trim());
+}
+
+describe.skipIf(!lab)('apply on the lab\'s three masters', () => {
+	beforeAll(() => resetMasters(lab!));
+
+	test('a full install from an empty lab, checked on every master', async () => {
+		const {configFile, stateDir} = writeLabConfig(lab!, 'v1.28.7');
+		const started = Date.now();
+		const run = await runCli(['apply', '--config', configFile, '--state-dir', stateDir, '--yes']);
+		console.log(`full apply: ${((Date.now() - started) / 1000).toFixed(1)} s`);
+		expect(run.code, run.stdout + run.stderr).toBe(0);
+		expect(run.stdout).toMatch(/Done: 3 master\(s\) installed/);
+		expect(run.stdout).toMatch(/keys under \/registry\//);
+
+		for (const host of lab!.hosts) {
+			const facts = remoteFacts(lab!, host.name, [...secretFiles, ...publicFiles, '/opt/k8s/bin/kube-apiserver']);
+			for (const file of secretFiles) {
+				expect(facts.get(file), `${host.name}:${file}`).toMatchObject({mode: '600', owner: 'root:root'});
+			}
+
+			for (const file of publicFiles) {
+				expect(facts.get(file), `${host.name}:${file}`).toMatchObject({mode: '644', owner: 'root:root'});
+			}
+
+			expect(facts.get('/opt/k8s/bin/kube-apiserver')?.mode).toBe('755');
+			expect(labSsh(lab!, host.name, 'systemctl is-active kube-apiserver').trim()).toBe('active');
+			const ready = await getHealth(host.ip, 6443, '/readyz', tls(stateDir));
+			expect(ready, host.name).toMatchObject({ok: true});
+			// Without a client certificate the apiserver refuses (anonymous-auth=false).
+			const anonymous = await getHealth(host.ip, 6443, '/readyz', {...tls(stateDir), cert: '', key: ''});
+			expect(anonymous.ok).toBe(false);
+		}
+
+		expect(new Set(encryptionConfigs()).size).toBe(1);
+		expect(readState(stateDir).run.status).toBe('done');
+	});
+
+	test('a second apply on the finished cluster changes nothing on any host', async () => {
+		const {configFile, stateDir} = writeLabConfig(lab!, 'v1.28.7');
+		// A fresh state folder would make new keys: reuse the state of an install instead.
+		const first = await runCli(['apply', '--config', configFile, '--state-dir', stateDir, '--yes']);
+		expect(first.code, first.stdout + first.stderr).toBe(0);
+		const pids = mainPids();
+		const before = lab!.hosts.map(host => [...remoteFacts(lab!, host.name, [...secretFiles, ...publicFiles]).values()]);
+		const started = Date.now();
+		const second = await runCli(['apply', '--config', configFile, '--state-dir', stateDir, '--yes']);
+		console.log(`unchanged re-apply: ${((Date.now() - started) / 1000).toFixed(1)} s`);
+		expect(second.code, second.stdout + second.stderr).toBe(0);
+		expect(second.stdout).not.toMatch(/✔ k8smaster0\d done/);
+		expect(mainPids()).toEqual(pids);
+		expect(lab!.hosts.map(host => [...remoteFacts(lab!, host.name, [...secretFiles, ...publicFiles]).values()])).toEqual(before);
+	});
+
+	test.each([
+		['binaries', /== Copy the server binaries/, /k8smaster0\d: .* \(25%\)/],
+		['start', /== Start kube-apiserver/, /== Start kube-apiserver/],
+	])('apply killed with SIGKILL during %s, then resumed, ends the same', async (_, stepLine, killLine) => {
+		resetMasters(lab!);
+		const {configFile, stateDir} = writeLabConfig(lab!, 'v1.28.7');
+		let inStep = false;
+		const killed = await runCli(['apply', '--config', configFile, '--state-dir', stateDir, '--yes'], (line, kill) => {
+			inStep ||= stepLine.test(line);
+			if (inStep && killLine.test(line)) {
+				setTimeout(kill, 150);
+			}
+		});
+		expect(killed.signal, killed.stdout).toBe('SIGKILL');
+		const key = readFileSync(path.join(stateDir, 'kubernetes', 'pki', 'encryption.key'), 'utf8');
+		const resumed = await runCli(['apply', '--config', configFile, '--state-dir', stateDir, '--yes']);
+		expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
+		expect(readFileSync(path.join(stateDir, 'kubernetes', 'pki', 'encryption.key'), 'utf8')).toBe(key);
+		expect(new Set(encryptionConfigs()).size).toBe(1);
+		const onMaster = labSsh(lab!, lab!.hosts[0]!.name, 'cat /etc/kubernetes/encryption-config.yaml');
+		expect(onMaster).toContain(key.trim());
+		const ca = lab!.hosts.map(host => labSsh(lab!, host.name, 'cat /etc/kubernetes/cert/ca.pem'));
+		expect(new Set([...ca, readFileSync(lab!.ca.certFile, 'utf8')]).size).toBe(1);
+		for (const host of lab!.hosts) {
+			expect(labSsh(lab!, host.name, 'systemctl is-active kube-apiserver').trim()).toBe('active');
+		}
+	});
+
+	test('a master whose link is cut during apply is named; the others keep their work; a retry completes', async () => {
+		resetMasters(lab!);
+		const {configFile, stateDir} = writeLabConfig(lab!, 'v1.28.7');
+		let cut = false;
+		try {
+			const failed = await runCli(['apply', '--config', configFile, '--state-dir', stateDir, '--yes'], line => {
+				if (!cut && /== Copy the server binaries/.test(line)) {
+					cut = true;
+					labCommand(lab!, 'cut', 'k8smaster02');
+				}
+			});
+			expect(failed.code, failed.stdout + failed.stderr).toBe(1);
+			expect(failed.stdout).toMatch(/✘ k8smaster02 failed/);
+			expect(failed.stdout + failed.stderr).toMatch(/k8smaster02 \(172\.24\.8\.72\) is not reachable/);
+			const state = readState(stateDir);
+			expect(state.run).toMatchObject({status: 'failed', step: 'binaries', host: 'k8smaster02'});
+			expect(state.steps.binaries.hosts.k8smaster01.status).toBe('done');
+			expect(state.steps.binaries.hosts.k8smaster03.status).toBe('done');
+		} finally {
+			labCommand(lab!, 'heal', 'k8smaster02');
+		}
+
+		const retry = await runCli(['apply', '--config', configFile, '--state-dir', stateDir, '--yes']);
+		expect(retry.code, retry.stdout + retry.stderr).toBe(0);
+		expect(retry.stdout).toMatch(/↷ k8smaster01 skipped/);
+	});
+
+	test('the tutorial\'s v1.14.2 flags start a v1.14.2 apiserver; the same flags are refused by v1.28.7', async () => {
+		resetMasters(lab!);
+		const {configFile, stateDir} = writeLabConfig(lab!, 'v1.14.2');
+		const run = await runCli(['apply', '--config', configFile, '--state-dir', stateDir, '--yes']);
+		expect(run.code, run.stdout + run.stderr).toBe(0);
+		// The stand-in is as strict as the real binary: v1.28.7 refuses the tutorial's v1.14 flags.
+		const wrong = writeLabConfig(lab!, 'v1.28.7', {binaries: {tarball: lab!.tarballs['v1.14.2']}});
+		const mismatch = await runCli(['apply', '--config', wrong.configFile, '--state-dir', wrong.stateDir, '--yes']);
+		expect(mismatch.code).toBe(2);
+		expect(mismatch.stderr).toMatch(/version: does not match the tarball, which holds v1\.14\.2/);
+	});
+});

@@ -1,0 +1,90 @@
+import {execFileSync, spawn} from 'node:child_process';
+import {mkdtempSync, readFileSync} from 'node:fs';
+import {tmpdir} from 'node:os';
+import path from 'node:path';
+import YAML from 'yaml';
+import {writeFileSync} from 'node:fs';
+import type {LabInfo} from './global-setup.js';
+
+const bin = path.resolve('bin/k8s-master-install.js');
+
+export function labSsh(lab: LabInfo, host: string, script: string): string {
+	return execFileSync('bash', [path.resolve('test/lab/lab.sh'), 'ssh', host, script], {encoding: 'utf8', env: {...process.env, LAB_DIR: lab.dir}, stdio: ['ignore', 'pipe', 'pipe']});
+}
+
+export function labCommand(lab: LabInfo, ...args: string[]): void {
+	execFileSync('bash', [path.resolve('test/lab/lab.sh'), ...args], {stdio: 'inherit', env: {...process.env, LAB_DIR: lab.dir}});
+}
+
+/** A cluster config for the lab's masters: its CA imported (etcd trusts it), its ssh key and known_hosts. */
+export function writeLabConfig(lab: LabInfo, version: string, extra: Record<string, unknown> = {}): {dir: string; configFile: string; stateDir: string} {
+	const dir = mkdtempSync(path.join(tmpdir(), 'k8smi-e2e-'));
+	const config = {
+		version,
+		binaries: {tarball: lab.tarballs[version]},
+		masters: lab.hosts,
+		ssh: {user: lab.ssh.user, port: lab.ssh.port, identityFile: lab.ssh.identityFile, knownHostsFile: lab.ssh.knownHostsFile},
+		etcd: {endpoints: lab.etcd.endpoints},
+		network: {serviceCidr: '10.254.0.0/16', nodePortRange: '30000-32767'},
+		paths: {k8sDir: '/data/k8s/k8s'},
+		ca: lab.ca,
+		timeouts: {commandSeconds: 60, readySeconds: 60},
+		...extra,
+	};
+	const configFile = path.join(dir, 'cluster.yaml');
+	writeFileSync(configFile, YAML.stringify(config));
+	return {dir, configFile, stateDir: path.join(dir, 'state')};
+}
+
+export type CliRun = {code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string};
+
+/** Runs the installed CLI as a new operator would; onLine may kill it at a chosen moment. */
+export async function runCli(args: string[], onLine: (line: string, kill: () => void) => void = () => undefined): Promise<CliRun> {
+	return new Promise(resolve => {
+		const child = spawn(process.execPath, [bin, ...args], {stdio: ['ignore', 'pipe', 'pipe']});
+		let stdout = '';
+		let stderr = '';
+		let pending = '';
+		const kill = () => child.kill('SIGKILL');
+		child.stdout.setEncoding('utf8');
+		child.stderr.setEncoding('utf8');
+		child.stdout.on('data', (chunk: string) => {
+			stdout += chunk;
+			pending += chunk;
+			const lines = pending.split('\n');
+			pending = lines.pop() ?? '';
+			for (const line of lines) {
+				onLine(line, kill);
+			}
+		});
+		child.stderr.on('data', (chunk: string) => {
+			stderr += chunk;
+		});
+		child.on('close', (code, signal) => resolve({code, signal, stdout, stderr}));
+	});
+}
+
+/** Everything an install put on a master, removed, so that the next test starts from an empty lab. */
+export function resetMasters(lab: LabInfo): void {
+	for (const host of lab.hosts) {
+		labSsh(lab, host.name, 'systemctl disable --now kube-apiserver 2>/dev/null; rm -f /etc/systemd/system/kube-apiserver.service; systemctl daemon-reload; systemctl reset-failed 2>/dev/null; rm -rf /etc/kubernetes /data/k8s/k8s; rm -f /opt/k8s/bin/kube-* /opt/k8s/bin/kubectl /opt/k8s/bin/kubeadm /opt/k8s/bin/kubelet /opt/k8s/bin/mounter /opt/k8s/bin/apiextensions-apiserver /opt/k8s/bin/cloud-controller-manager; true');
+	}
+
+	// The RBAC binding and the apiservers' keys live in etcd: clear them too.
+	labSsh(lab, lab.hosts[0]!.name, `ETCDCTL_API=3 etcdctl --endpoints=${lab.etcd.endpoints.join(',')} --cacert=/etc/etcd/cert/ca.pem --cert=/etc/etcd/cert/etcd.pem --key=/etc/etcd/cert/etcd-key.pem del /registry/ --prefix >/dev/null || true`);
+}
+
+export function remoteFacts(lab: LabInfo, host: string, files: string[]): Map<string, {mode: string; owner: string; sha256: string}> {
+	const out = labSsh(lab, host, files.map(file => `printf '%s %s ' "$(stat -c '%a %U:%G' ${file})" ${file}; sha256sum ${file} | cut -d' ' -f1`).join('; '));
+	const facts = new Map<string, {mode: string; owner: string; sha256: string}>();
+	for (const line of out.trim().split('\n')) {
+		const [mode, owner, file, sha256] = line.split(' ');
+		facts.set(file!, {mode: mode!, owner: owner!, sha256: sha256!});
+	}
+
+	return facts;
+}
+
+export function readState(stateDir: string): any {
+	return JSON.parse(readFileSync(path.join(stateDir, 'kubernetes', 'state.json'), 'utf8'));
+}
