@@ -224,7 +224,7 @@ export class Engine {
 		}
 
 		try {
-			const context = await this.prepare(true);
+			// Asked before anything is made, so that a refusal leaves no trace.
 			if (options.confirm) {
 				const resuming = this.state.snapshot.run;
 				const confirmed = await this.options.prompter.ask({
@@ -238,6 +238,7 @@ export class Engine {
 				}
 			}
 
+			const context = await this.prepare(true);
 			this.state.setRun({status: 'running', startedAt: new Date().toISOString(), error: undefined});
 			context.binaries = await this.binaries();
 			for (const step of steps) {

@@ -140,7 +140,7 @@ describe('apply', () => {
 		expect(error).toBeInstanceOf(PromptRefused);
 		expect((error as PromptRefused).option).toBe('--yes');
 		expect(instance.state.snapshot.run).toBeUndefined();
-		expect(existsSync(path.join(stateDir, 'kubernetes', 'state.json'))).toBe(true);
+		expect(existsSync(stateDir)).toBe(false);
 	});
 
 	test('a changed certificate input re-runs certs and restarts the apiservers, nothing else', async () => {
