@@ -8,7 +8,8 @@ import {ApplyFailed, Engine, StopRequested} from './engine/engine.js';
 import {headlessPrompter} from './engine/prompts.js';
 import {InputError, isInputError, PromptRefused} from './errors.js';
 import {writeFileAtomic} from './files.js';
-import {formatPlan, formatStatus} from './reporters/format.js';
+import {formatPlan, formatStatus, type CertificateExpiry} from './reporters/format.js';
+import {readCertificate} from './pki/certs.js';
 import {jsonReporter, lineReporter} from './reporters/line.js';
 import {Runner} from './runner.js';
 import {defaultStateDir, StateStore} from './state/store.js';
@@ -101,8 +102,9 @@ export async function main(argv: string[], output: Output = defaultOutput): Prom
 
 			case 'status': {
 				const config = loadConfig(flags.config);
-				const state = new StateStore(new Workspace(flags.stateDir ?? defaultStateDir(), config.name).root, config.name);
-				output.out(flags.json ? JSON.stringify(state.snapshot, null, 2) : formatStatus(state.snapshot, state.path));
+				const workspace = new Workspace(flags.stateDir ?? defaultStateDir(), config.name);
+				const state = new StateStore(workspace.root, config.name);
+				output.out(flags.json ? JSON.stringify(state.snapshot, null, 2) : formatStatus(state.snapshot, state.path, certificateExpiries(workspace, config)));
 				return 0;
 			}
 
@@ -144,6 +146,11 @@ function reportError(error: unknown, output: Output): number {
 	}
 
 	return 1;
+}
+
+function certificateExpiries(workspace: Workspace, config: ResolvedConfig): CertificateExpiry[] {
+	const files: Array<[string, string]> = [['ca', config.ca?.certFile ?? workspace.pki('ca.pem')], ...['kubernetes', 'proxy-client', 'admin'].map((name): [string, string] => [name, workspace.pki(`${name}.pem`)])];
+	return files.filter(([, file]) => existsSync(file)).map(([name, file]) => ({name, notAfter: readCertificate(readFileSync(file, 'utf8')).notAfter}));
 }
 
 function makeEngine(config: ResolvedConfig, flags: Flags, output: Output, runnerOptions: {logFile?: string} = {}): Engine {

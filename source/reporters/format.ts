@@ -24,7 +24,10 @@ export function formatDuration(ms: number): string {
 
 /** The dry run as text: per step, per host, the commands and the files with their hashes. */
 export function formatPlan(plan: PlanView): string {
-	const lines = [`Plan for cluster ${plan.cluster}, Kubernetes ${plan.version} (state: ${plan.stateFile})`];
+	const lines = [
+		`Plan for cluster ${plan.cluster}, Kubernetes ${plan.version} (state: ${plan.stateFile})`,
+		'Each "write" runs: ssh HOST sh -c \'set -e; umask 077; mkdir -p DIR; cat > FILE.k8smi-new; chown root:root FILE.k8smi-new; chmod MODE FILE.k8smi-new; mv -f FILE.k8smi-new FILE\' with the content on standard input, and only when the file on the host differs.',
+	];
 	const made = plan.materialChanges.filter(change => change.action !== 'kept' && change.action !== 'imported');
 	if (made.length > 0) {
 		lines.push(`Key material made at apply (not yet written; hashes below will differ for these): ${made.map(change => `${change.item} ${change.action}`).join(', ')}`);
@@ -64,8 +67,10 @@ export function formatPlan(plan: PlanView): string {
 	return lines.join('\n');
 }
 
-/** The saved progress as text. */
-export function formatStatus(state: InstallState, stateFile: string): string {
+export type CertificateExpiry = {name: string; notAfter: Date};
+
+/** The saved progress as text, with the expiry of the certificates this install made. */
+export function formatStatus(state: InstallState, stateFile: string, certificates: CertificateExpiry[] = [], now = new Date()): string {
 	const lines = [`Cluster ${state.cluster}${state.version ? `, Kubernetes ${state.version}` : ''} (state: ${stateFile})`];
 	if (state.run) {
 		const where = state.run.step ? ` at ${state.run.step}${state.run.host ? ` on ${state.run.host}` : ''}` : '';
@@ -82,6 +87,12 @@ export function formatStatus(state: InstallState, stateFile: string): string {
 		const hosts = state.steps[step]?.hosts ?? {};
 		const entries = Object.entries(hosts);
 		lines.push(`  ${step.padEnd(11)} ${entries.length === 0 ? 'pending' : entries.map(([host, record]) => `${host}: ${record.status}${record.error ? ` (${record.error})` : ''}`).join(', ')}`);
+	}
+
+	for (const {name, notAfter} of certificates) {
+		const days = Math.floor((notAfter.getTime() - now.getTime()) / 86_400_000);
+		const warning = days < 0 ? '  EXPIRED: run apply --rotate ' : days < 30 ? '  expires soon: run apply --rotate ' : '';
+		lines.push(`  certificate ${name.padEnd(13)} valid until ${notAfter.toISOString().slice(0, 10)} (${days} days)${warning ? `${warning}${name === 'ca' ? '(the CA needs a planned renewal)' : name}` : ''}`);
 	}
 
 	return lines.join('\n');

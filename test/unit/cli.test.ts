@@ -60,6 +60,10 @@ describe('command line', () => {
 		const status = await run(['status', '--config', configFile, '--state-dir', stateDir]);
 		expect(status.code).toBe(0);
 		expect(status.out).toContain('No apply has run yet.');
+		await run(['render', '--config', configFile, '--state-dir', stateDir, '--out', path.join(dir, 'out')]);
+		const later = await run(['status', '--config', configFile, '--state-dir', stateDir]);
+		expect(later.out).toMatch(/certificate kubernetes +valid until \d{4}-\d\d-\d\d \(36[45] days\)/);
+		expect(later.out).toMatch(/certificate ca +valid until/);
 	});
 
 	test('apply without a terminal and without --yes refuses, naming --yes', async () => {
