@@ -117,6 +117,7 @@ const start: StepDefinition = {
 				return true;
 			}
 		});
+		context.runner.log({event: 'health', host: master.name, url: `https://${master.ip}:6443${readiness}`, ok: answer.ok, status: answer.status, error: answer.error});
 		if (stopped) {
 			context.throwIfStopping();
 		}
