@@ -8,7 +8,7 @@ export type LabInfo = {
 	hosts: Array<{name: string; ip: string}>;
 	ssh: {user: string; port: number; identityFile: string; knownHostsFile: string};
 	ca: {certFile: string; keyFile: string};
-	etcd: {endpoints: string[]};
+	etcd: {endpoints: string[]; caFile: string; certFile: string; keyFile: string};
 	tarballs: Record<string, string>;
 };
 

@@ -71,7 +71,12 @@ export function resetMasters(lab: LabInfo): void {
 	}
 
 	// The RBAC binding and the apiservers' keys live in etcd: clear them too.
-	labSsh(lab, lab.hosts[0]!.name, `ETCDCTL_API=3 etcdctl --endpoints=${lab.etcd.endpoints.join(',')} --cacert=/etc/etcd/cert/ca.pem --cert=/etc/etcd/cert/etcd.pem --key=/etc/etcd/cert/etcd-key.pem del /registry/ --prefix >/dev/null || true`);
+	etcdctl(lab, 'del', '/registry/', '--prefix');
+}
+
+/** etcdctl from this machine with the lab's client certificate. */
+export function etcdctl(lab: LabInfo, ...args: string[]): string {
+	return execFileSync('etcdctl', [`--endpoints=${lab.etcd.endpoints.join(',')}`, `--cacert=${lab.etcd.caFile}`, `--cert=${lab.etcd.certFile}`, `--key=${lab.etcd.keyFile}`, ...args], {encoding: 'utf8', env: {...process.env, ETCDCTL_API: '3'}});
 }
 
 export function remoteFacts(lab: LabInfo, host: string, files: string[]): Map<string, {mode: string; owner: string; sha256: string}> {
