@@ -75,6 +75,16 @@ export async function main(argv: string[], output: Output = defaultOutput): Prom
 	const [command] = cli.input;
 	const {flags} = cli;
 	if (flags.help || command === undefined || command === 'help') {
+		// No command, in a terminal: the guided UI. Pipes, CI, --yes and --json keep the plain behaviour.
+		if (command === undefined && !flags.help && !flags.yes && !flags.json && process.stdin.isTTY && process.stdout.isTTY) {
+			try {
+				const {runInteractive} = await import('./ui/index.js');
+				return await runInteractive({configFile: flags.config, stateDir: flags.stateDir ?? defaultStateDir(), stateDirGiven: flags.stateDir !== undefined, rotate: flags.rotate});
+			} catch (error) {
+				return reportError(error, output);
+			}
+		}
+
 		output.out(cli.help.trim());
 		return command === undefined && !flags.help ? 2 : 0;
 	}
