@@ -3,7 +3,7 @@ import path from 'node:path';
 import meow from 'meow';
 import YAML from 'yaml';
 import {loadConfig, resolveConfig, type ResolvedConfig} from './config/load.js';
-import {configFromEnvironment} from './config/from-env.js';
+import {configFromEnvironment, saveImportedEncryptionKey} from './config/from-env.js';
 import {ApplyFailed, Engine, StopRequested} from './engine/engine.js';
 import {headlessPrompter} from './engine/prompts.js';
 import {InputError, isInputError, PromptRefused} from './errors.js';
@@ -251,11 +251,7 @@ function init(flags: Flags, output: Output): number {
 	const keyFile = path.join(path.dirname(target), 'encryption.key');
 	resolveConfig({...config, binaries: {tarball: path.resolve(flags.fromEnv)}, encryption: {}}, target);
 	if (encryptionKey) {
-		if (existsSync(keyFile) && readFileSync(keyFile, 'utf8').trim() !== encryptionKey) {
-			throw new InputError('--out', keyFile, 'already holds a different encryption key', 'move it away first; an encryption key is never overwritten');
-		}
-
-		writeFileAtomic(keyFile, `${encryptionKey}\n`, 0o600);
+		saveImportedEncryptionKey(keyFile, encryptionKey);
 	}
 
 	writeFileAtomic(target, `# Written by k8s-master-install init from ${flags.fromEnv}\n${YAML.stringify(config)}`, 0o644);

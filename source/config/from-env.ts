@@ -1,4 +1,6 @@
+import {existsSync, readFileSync} from 'node:fs';
 import {InputError} from '../errors.js';
+import {writeFileAtomic} from '../files.js';
 import {kubernetesServiceIp, parseCidr} from './network.js';
 import type {ClusterConfigInput} from './schema.js';
 
@@ -118,4 +120,18 @@ export function configFromEnvironment(text: string, defaults: {version: string; 
 		encryptionKey,
 		notes,
 	};
+}
+
+/** Writes a key taken from environment.sh once (mode 0600); a file holding another key is never replaced. Returns whether it wrote. */
+export function saveImportedEncryptionKey(keyFile: string, key: string): boolean {
+	if (existsSync(keyFile)) {
+		if (readFileSync(keyFile, 'utf8').trim() !== key) {
+			throw new InputError('encryption.keyFile', keyFile, 'already holds a different encryption key', 'move it away first; an encryption key is never overwritten');
+		}
+
+		return false;
+	}
+
+	writeFileAtomic(keyFile, `${key}\n`, 0o600);
+	return true;
 }

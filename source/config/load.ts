@@ -102,6 +102,9 @@ const localFiles: LocalFileField[] = [
 	{field: 'kubectl', get: c => c.kubectl, set: (c, v) => { c.kubectl = v; }},
 ];
 
+/** The settings that name local files (relative ones are read from the config file's folder). */
+export const localFileFields: readonly string[] = localFiles.map(entry => entry.field);
+
 /** Files that must exist when the config is loaded (the known_hosts file may be created by accept-new). */
 const mustExist = new Set(['binaries.tarball', 'ssh.identityFile', 'ssh.configFile', 'etcd.caFile', 'etcd.certFile', 'etcd.keyFile', 'ca.certFile', 'ca.keyFile', 'encryption.keyFile', 'kubectl']);
 

@@ -217,6 +217,7 @@ export class Engine {
 	async apply(options: {confirm: boolean; skipHosts?: string[]}): Promise<void> {
 		const started = performance.now();
 		const {config} = this.options;
+		this.stopping = false;
 		this.skipHosts = new Set(options.skipHosts ?? []);
 		const unknown = [...this.skipHosts].filter(name => !config.masters.some(master => master.name === name));
 		if (unknown.length > 0 || this.skipHosts.size >= config.masters.length) {
@@ -296,6 +297,8 @@ export class Engine {
 		}
 
 		if (stopped) {
+			const where = outcomes.flatMap((outcome, index) => (outcome.outcome === 'stopped' ? [step.scope === 'cluster' ? clusterHost : masters[index]!.name] : []));
+			this.state.setRun({status: 'stopped', step: step.id, host: where.join(', ')});
 			throw new StopRequested();
 		}
 	}

@@ -80,7 +80,12 @@ describe('apply', () => {
 			}
 		};
 		await expect(first.engine.apply({confirm: true})).rejects.toBeInstanceOf(StopRequested);
-		expect(first.engine.state.snapshot.run?.status).toBe('stopped');
+		const stoppedRun = first.engine.state.snapshot.run!;
+		expect(stoppedRun.status).toBe('stopped');
+		// Every master that stopped is named, not only the last one to start an action.
+		const stoppedHosts = stoppedRun.host!.split(', ');
+		expect(stoppedHosts.length).toBeGreaterThan(0);
+		expect(stoppedHosts.every(host => /^(k8smaster0[123]|cluster)$/.test(host))).toBe(true);
 		const caBefore = readFileSync(path.join(stateDir, 'kubernetes', 'pki', 'ca.pem'), 'utf8');
 		const keyBefore = readFileSync(path.join(stateDir, 'kubernetes', 'pki', 'encryption.key'), 'utf8');
 		const uploadsBefore = cluster.uploads().map(call => `${call.args.at(-2)} ${call.args.at(-1)}`);

@@ -2,8 +2,8 @@ import {copyFileSync, existsSync, readFileSync, statSync} from 'node:fs';
 import {homedir} from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
-import {configFromEnvironment} from '../../config/from-env.js';
-import {parseConfigText, resolveConfig} from '../../config/load.js';
+import {configFromEnvironment, saveImportedEncryptionKey} from '../../config/from-env.js';
+import {localFileFields, parseConfigText, resolveConfig} from '../../config/load.js';
 import {cidrContains, ipv4ToNumber, isIpv4, kubernetesServiceIp, numberToIpv4, parseCidr} from '../../config/network.js';
 import {configSchema} from '../../config/schema.js';
 import {InputError, InputErrors} from '../../errors.js';
@@ -141,12 +141,8 @@ export function answersFromConfig(raw: Raw): {answers: Answers; extras: Raw} {
 	return {answers, extras};
 }
 
-/** Settings that name local files; relative ones are read from the config file's folder. */
-const localFileFields: Array<[string, string?]> = [
-	['binaries', 'tarball'], ['ssh', 'identityFile'], ['ssh', 'configFile'], ['ssh', 'knownHostsFile'],
-	['etcd', 'caFile'], ['etcd', 'certFile'], ['etcd', 'keyFile'], ['ca', 'certFile'], ['ca', 'keyFile'],
-	['encryption', 'keyFile'], ['kubectl'],
-];
+/** Settings that name local files, as [section, key]; relative ones are read from the config file's folder. */
+const localFilePaths = localFileFields.map(field => field.split('.') as [string, string?]);
 
 /** A relative path read from one folder, written so that it is read from another to the same file. */
 export function rebasePath(value: string, fromDir: string, toDir: string): string {
@@ -165,7 +161,7 @@ export function rebasePath(value: string, fromDir: string, toDir: string): strin
 
 export function rebaseLocalFiles(raw: Raw, fromDir: string, toDir: string): Raw {
 	const copy = structuredClone(raw);
-	for (const [section, key] of localFileFields) {
+	for (const [section, key] of localFilePaths) {
 		if (key === undefined) {
 			if (typeof copy[section] === 'string') {
 				copy[section] = rebasePath(copy[section], fromDir, toDir);
@@ -412,7 +408,7 @@ export function review(answers: Answers, extras: Raw, cwd: string, target: strin
 		}
 
 		const problems = errors.map(each => toProblem(each));
-		const fileFields = new Set(localFileFields.map(([section, key]) => (key ? `${section}.${key}` : section)));
+		const fileFields = new Set(localFileFields);
 		return {problems, onlyMissingFiles: errors.every(each => fileFields.has(each.field) && each.message.includes('does not exist'))};
 	}
 }
@@ -428,12 +424,7 @@ export function writeConfig(answers: Answers, extras: Raw, cwd: string, target: 
 	const config = finalConfig(answers, extras, cwd, target);
 	if (encryptionKey) {
 		const keyFile = path.join(path.dirname(target), 'encryption.key');
-		if (existsSync(keyFile)) {
-			if (readFileSync(keyFile, 'utf8').trim() !== encryptionKey) {
-				throw new InputError('encryption.keyFile', keyFile, 'already holds a different encryption key', 'move it away first; an encryption key is never overwritten');
-			}
-		} else {
-			writeFileAtomic(keyFile, `${encryptionKey}\n`, 0o600);
+		if (saveImportedEncryptionKey(keyFile, encryptionKey)) {
 			written.push(keyFile);
 		}
 	}
