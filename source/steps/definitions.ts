@@ -219,7 +219,7 @@ const rbac: StepDefinition = {
 
 		const create = await context.runner.run({command: kubectlCommand(context), args: kubectlArgs(context, master, ['create', 'clusterrolebinding', bindingName, '--clusterrole=system:kubelet-api-admin', '--user=kubernetes']), step: 'rbac', host: master.name});
 		// Another run may have made it a moment ago: AlreadyExists is fine once the content is checked.
-		if (create.exitCode !== 0 && !/AlreadyExists/.test(create.stderr)) {
+		if (create.exitCode !== 0 && !/AlreadyExists|already exists/.test(create.stderr)) {
 			throw new StepError({step: 'rbac', host: master.name, message: `kubectl create clusterrolebinding failed: ${create.stderr.trim().split('\n').at(-1) ?? ''}`, command: `kubectl create clusterrolebinding ${bindingName}`, output: create.stderr});
 		}
 

@@ -161,7 +161,7 @@ export class FakeCluster {
 		}
 
 		if (this.bindings.has(name)) {
-			return fail(1, `error: failed to create clusterrolebinding: clusterrolebindings.rbac.authorization.k8s.io "${name}" already exists (AlreadyExists)`);
+			return fail(1, `error: failed to create clusterrolebinding: clusterrolebindings.rbac.authorization.k8s.io "${name}" already exists`);
 		}
 
 		this.bindings.set(name, JSON.stringify({roleRef: {name: 'system:kubelet-api-admin'}, subjects: [{kind: 'User', name: 'kubernetes'}]}));

@@ -11,6 +11,7 @@
 #   lab.sh down                 remove everything the lab made (keeps the rootfs cache)
 #   lab.sh status               show what is up
 #   lab.sh ssh HOST [CMD...]    ssh to a host (lab key, strict known_hosts)
+#   lab.sh scp ARGS...          scp with the lab's ssh config ($LAB_DIR/ssh/config), e.g. f k8smaster01:/tmp/
 #   lab.sh cut HOST | heal HOST take the host's link down / up
 #   lab.sh logs HOST [journalctl args...]   read a host's journal from this machine
 #                               (works while the host is cut), e.g. logs k8smaster01 -u kube-apiserver
@@ -20,14 +21,24 @@
 #
 # HOST is a name (k8smaster01), a short index (1..3) or an IP.
 # Environment: LAB_DIR (default /run/k8smi-lab), K8SMI_CACHE_DIR (default
-# /var/cache/k8smi-lab), K8SMI_MIRROR (default http://deb.debian.org/debian).
+# /var/cache/k8smi-lab), K8SMI_MIRROR (default: the Debian mirror of this machine's apt
+# sources, else http://deb.debian.org/debian).
 # Only one lab can exist on a machine at a time (the bridge/netns names are fixed).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LAB_DIR=${LAB_DIR:-/run/k8smi-lab}
 CACHE_DIR=${K8SMI_CACHE_DIR:-/var/cache/k8smi-lab}
-MIRROR=${K8SMI_MIRROR:-http://deb.debian.org/debian}
+# the Debian mirror this machine's apt uses (first non-security .../debian URI), else deb.debian.org
+host_mirror() {
+  local u
+  u=$( { grep -hE '^[[:space:]]*URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | sed 's/^[[:space:]]*URIs:[[:space:]]*//' | tr ' ' '\n'
+    grep -hE '^[[:space:]]*deb[[:space:]]' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+      sed -E 's/^[[:space:]]*deb[[:space:]]+(\[[^]]*\][[:space:]]+)?//' | awk '{print $1}'; } |
+    grep -E '^https?://[^ ]+/debian/?$' | grep -v security | head -1)
+  echo "${u:-http://deb.debian.org/debian}"
+}
+MIRROR=${K8SMI_MIRROR:-$(host_mirror)}
 SUITE=bookworm
 BRIDGE=k8smi-br0
 BRIDGE_ADDR=172.24.8.1
@@ -83,7 +94,7 @@ hostdir_of() { echo "$LAB_DIR/hosts/${HOSTS[$1]}"; }
 # never touched.
 NSPAWN=()
 find_nspawn() {
-  if command -v systemd-nspawn >/dev/null 2>&1; then
+  if [ "${K8SMI_NSPAWN_FROM_CACHE:-0}" != 1 ] && command -v systemd-nspawn >/dev/null 2>&1; then
     NSPAWN=(systemd-nspawn)
   elif [ -x "$CACHE_DIR/nspawn/usr/bin/systemd-nspawn" ]; then
     NSPAWN=(env "LD_LIBRARY_PATH=$CACHE_DIR/nspawn/usr/lib/x86_64-linux-gnu/systemd" "$CACHE_DIR/nspawn/usr/bin/systemd-nspawn")
@@ -297,18 +308,24 @@ pki_cert() {
     echo "authorityKeyIdentifier = keyid"
     [ -n "$san" ] && echo "subjectAltName = $san"
   } >"$ext"
-  openssl req -new -newkey rsa:2048 -nodes -keyout "$out-key.pem" -out "$out.csr" -subj "$subj" 2>/dev/null
-  openssl x509 -req -in "$out.csr" -CA "$cad/ca.pem" -CAkey "$cad/ca-key.pem" -CAcreateserial \
-    -CAserial "$cad/ca.srl" -out "$out.pem" -days 825 -sha256 -extfile "$ext" 2>/dev/null
-  chmod 600 "$out-key.pem"
+  # random serials (no shared ca.srl: several certs are made in parallel)
+  openssl req -new -newkey rsa:2048 -nodes -keyout "$out-key.pem" -out "$out.csr" -subj "$subj" 2>/dev/null &&
+    openssl x509 -req -in "$out.csr" -CA "$cad/ca.pem" -CAkey "$cad/ca-key.pem" -set_serial "0x$(openssl rand -hex 16)" \
+      -out "$out.pem" -days 825 -sha256 -extfile "$ext" 2>/dev/null
+  local rc=$?
   rm -f "$ext" "$out.csr"
+  [ $rc = 0 ] && [ -s "$out.pem" ] || die "openssl failed making $out.pem"
+  chmod 600 "$out-key.pem"
 }
 
 # ------------------------------------------------------------------ networking
+v6off() { [ -w "/proc/sys/net/ipv6/conf/$1/disable_ipv6" ] && echo 1 >"/proc/sys/net/ipv6/conf/$1/disable_ipv6" || true; }
 net_up() {
   if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
     ip link add "$BRIDGE" type bridge
   fi
+  # IPv4 only: no IPv6 link-local chatter (router solicitations, MLD) from anything the lab made
+  v6off "$BRIDGE"
   ip addr replace "$BRIDGE_ADDR/$PREFIX_LEN" dev "$BRIDGE"
   ip link set "$BRIDGE" up
   local i ns veth
@@ -318,6 +335,8 @@ net_up() {
     if ! ip link show "$veth" >/dev/null 2>&1; then
       ip link add "$veth" type veth peer name eth0 netns "$ns"
     fi
+    v6off "$veth"
+    ip netns exec "$ns" sh -c 'for f in /proc/sys/net/ipv6/conf/*/disable_ipv6; do echo 1 >"$f"; done' 2>/dev/null || true
     ip link set "$veth" master "$BRIDGE"
     ip link set "$veth" up
     ip -n "$ns" link set lo up
@@ -404,6 +423,8 @@ ExecStart=/usr/bin/etcd \\
   --logger=zap
 Restart=on-failure
 RestartSec=5
+# a leader stopping while its peers stop too waits ~10 s for a leadership transfer
+TimeoutStopSec=4
 LimitNOFILE=65536
 
 [Install]
@@ -429,23 +450,28 @@ host_boot() { # i
   local i=$1 name=${HOSTS[$1]}
   local hd; hd=$(hostdir_of "$i")
   mkdir -p "$LAB_DIR/pids"
+  # nspawn's lock file for this directory (left behind if nspawn is ever SIGKILLed)
+  stat -c 'inode-%d:%i' "$hd/merged" >"$LAB_DIR/pids/$name.nspawn-lock"
   setsid "${NSPAWN[@]}" --quiet --boot --register=no --keep-unit \
     --directory="$hd/merged" --machine="$name" --hostname="$name" \
     --network-namespace-path="/run/netns/$(netns_of "$i")" \
     --console=passive --link-journal=no --resolv-conf=off --timezone=off \
     --kill-signal=SIGRTMIN+3 \
-    >"$hd/console.log" 2>&1 </dev/null &
+    >"$hd/console.log" 2>&1 </dev/null 9>&- &
   local pid=$!
   echo "$pid" >"$LAB_DIR/pids/$name.nspawn"
   # the container's PID 1 (its pid namespace dies with it): record it too
-  local child="" n
-  for n in $(seq 1 100); do
-    child=$(cat "/proc/$pid/task/$pid/children" 2>/dev/null | awk '{print $1}')
+  # (nspawn forks an intermediate child first: wait for the one that is PID 1 of a new pid namespace)
+  local child="" n c
+  for n in $(seq 1 200); do
+    for c in $(cat "/proc/$pid/task/$pid/children" 2>/dev/null); do
+      if grep -qE '^NSpid:[[:space:]]+[0-9]+[[:space:]]+1$' "/proc/$c/status" 2>/dev/null; then child=$c; break; fi
+    done
     [ -n "$child" ] && break
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.05
   done
-  [ -n "$child" ] && echo "$child" >"$LAB_DIR/pids/$name.init"
+  [ -n "$child" ] && echo "$child $(readlink "/proc/$child/ns/pid")" >"$LAB_DIR/pids/$name.init"
   kill -0 "$pid" 2>/dev/null || { cat "$hd/console.log" >&2; die "systemd-nspawn for $name exited"; }
 }
 
@@ -493,6 +519,7 @@ print(json.dumps({
            "certFile": lab + "/pki/etcd-client.pem",
            "keyFile": lab + "/pki/etcd-client-key.pem"},
   "tarballs": dict(a.split("=", 1) for a in sys.argv[2:]),
+  "admin": {"certFile": lab + "/pki/admin.pem", "keyFile": lab + "/pki/admin-key.pem"},
   "bridge": {"name": "$BRIDGE", "ip": "$BRIDGE_ADDR", "prefixLength": $PREFIX_LEN},
   "labDir": lab,
 }, indent=2))
@@ -551,8 +578,9 @@ cmd_up() {
   pki_cert "$LAB_DIR" "$LAB_DIR/pki/etcd-client" "/CN=k8smi-lab-etcdctl/O=k8smi-lab" "clientAuth" &
   pki_cert "$LAB_DIR" "$LAB_DIR/pki/admin" "/CN=admin/O=system:masters" "clientAuth" &
   ssh-keygen -q -t ed25519 -N '' -C k8smi-lab -f "$LAB_DIR/ssh/id_ed25519"
-  wait
-  cmd_tarballs &
+  local j
+  for j in $(jobs -p); do wait "$j" || die "making the lab certificates failed"; done
+  cmd_tarballs 9>&- &
   local tarpid=$!
   net_up
   for i in 0 1 2; do host_prepare "$i"; done
@@ -601,62 +629,59 @@ cmd_up() {
 lockfile() { mkdir -p "$CACHE_DIR"; echo "$CACHE_DIR/lab.lock"; }
 
 # ------------------------------------------------------------------------ down
-kill_tree_pids() { # print pid and all descendants
-  local p=$1 c
-  echo "$p"
-  for c in $(cat /proc/"$p"/task/*/children 2>/dev/null); do kill_tree_pids "$c"; done
+# The lab's processes, identified exactly (never by a broad name):
+#  - systemd-nspawn processes whose command line names one of our netns;
+#  - PID 1 of each container: a process that is PID 1 of a child pid namespace and
+#    whose root mount is our overlay "k8smi-<host>" (killing it ends its whole pid
+#    namespace). This also finds containers orphaned by a killed nspawn.
+lab_nspawn_pids() {
+  local f
+  for f in $(grep -lasF -- "--network-namespace-path=/run/netns/k8smi-k8smaster0" /proc/[0-9]*/cmdline 2>/dev/null); do
+    if { tr '\0' ' ' <"$f"; } 2>/dev/null | grep -qE -- "systemd-nspawn .*--network-namespace-path=/run/netns/k8smi-k8smaster0[123] "; then
+      f=${f#/proc/}; echo "${f%/cmdline}"
+    fi
+  done
+}
+lab_container_inits() {
+  local f d
+  for f in $(grep -lsE '^NSpid:[[:space:]]+[0-9]+([[:space:]]+[0-9]+)*[[:space:]]+1$' /proc/[0-9]*/status 2>/dev/null); do
+    d=${f%/status}
+    awk '$5=="/" {for (i=7;i<=NF;i++) if ($i=="-") {print $(i+2); exit}}' "$d/mountinfo" 2>/dev/null |
+      grep -qE '^k8smi-k8smaster0[123]$' && echo "${d#/proc/}"
+  done
 }
 
 down_locked() {
-  local i name pid init f
-  # 1. stop the containers: SIGTERM to nspawn = orderly shutdown of the container
-  local nspawn_pids=() init_pids=()
-  for i in 0 1 2; do
-    name=${HOSTS[$i]}
-    pid=$(cat "$LAB_DIR/pids/$name.nspawn" 2>/dev/null || true)
-    init=$(cat "$LAB_DIR/pids/$name.init" 2>/dev/null || true)
-    if ! pid_alive "$pid" systemd-nspawn; then
-      # state lost? look for our nspawn by its exact command line
-      pid=""
-      for f in /proc/[0-9]*/cmdline; do
-        if tr '\0' ' ' <"$f" 2>/dev/null | grep -qF -- "--network-namespace-path=/run/netns/k8smi-$name "; then
-          pid=${f#/proc/}; pid=${pid%/cmdline}; break
-        fi
-      done
-    fi
-    if [ -n "$pid" ]; then
-      [ -n "$init" ] && [ "$(awk '{print $4}' "/proc/$init/stat" 2>/dev/null)" = "$pid" ] || \
-        init=$(awk '{print $1}' "/proc/$pid/task/$pid/children" 2>/dev/null || true)
-      nspawn_pids+=("$pid"); init_pids+=("${init:-}")
-      kill -TERM "$pid" 2>/dev/null || true
-    fi
-  done
-  local n alive
-  if [ ${#nspawn_pids[@]} -gt 0 ]; then
-    for n in $(seq 1 100); do # up to ~10 s for an orderly shutdown
-      alive=0
-      for pid in "${nspawn_pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-      [ $alive = 0 ] && break
-      sleep 0.1
-    done
-    for i in "${!nspawn_pids[@]}"; do
-      pid=${nspawn_pids[$i]}; init=${init_pids[$i]}
-      if kill -0 "$pid" 2>/dev/null; then
-        log "nspawn $pid did not stop in time: killing it and its children"
-        local tree; tree=$(kill_tree_pids "$pid" | tr '\n' ' ')
-        # killing the container's PID 1 kills its whole pid namespace
-        [ -n "$init" ] && kill -KILL "$init" 2>/dev/null || true
-        # shellcheck disable=SC2086
-        kill -KILL $tree 2>/dev/null || true
-      fi
-    done
-    for n in $(seq 1 50); do
-      alive=0
-      for pid in "${nspawn_pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+  local i pid n
+  # 1. SIGTERM to nspawn = orderly shutdown of the container (--kill-signal=SIGRTMIN+3)
+  local nspawns; nspawns=$(lab_nspawn_pids | tr '\n' ' ')
+  for pid in $nspawns; do kill -TERM "$pid" 2>/dev/null || true; done
+  if [ -n "${nspawns// /}" ]; then
+    for n in $(seq 1 80); do # up to ~8 s
+      local alive=0
+      for pid in $nspawns; do kill -0 "$pid" 2>/dev/null && alive=1; done
       [ $alive = 0 ] && break
       sleep 0.1
     done
   fi
+  # 2. whatever is left: the containers' PID 1 (ends each pid namespace), then nspawn
+  local inits; inits=$(lab_container_inits | tr '\n' ' ')
+  local f rec recns
+  for f in "$LAB_DIR"/pids/*.init; do # recorded "PID pidns": only if that process still is it
+    [ -f "$f" ] || continue
+    read -r rec recns <"$f" || true
+    [ -n "$rec" ] && [ -n "$recns" ] && [ "$(readlink "/proc/$rec/ns/pid" 2>/dev/null)" = "$recns" ] && inits+=" $rec"
+  done
+  inits=$(printf '%s\n' $inits | sort -u | tr '\n' ' ')
+  [ -n "${inits// /}" ] && log "killing container init(s) still running: $inits"
+  for pid in $inits; do kill -KILL "$pid" 2>/dev/null || true; done
+  nspawns=$(lab_nspawn_pids | tr '\n' ' ')
+  [ -n "${nspawns// /}" ] && log "killing systemd-nspawn still running: $nspawns"
+  for pid in $nspawns; do kill -KILL "$pid" 2>/dev/null || true; done
+  for n in $(seq 1 50); do
+    [ -z "$(lab_container_inits)$(lab_nspawn_pids)" ] && break
+    sleep 0.1
+  done
   # 2. overlays
   for i in 0 1 2; do
     local m; m="$(hostdir_of "$i")/merged"
@@ -664,6 +689,11 @@ down_locked() {
       umount "$m" 2>/dev/null || umount -l "$m" || log "cannot unmount $m"
     fi
   done
+  # our overlays wherever they are (e.g. a lab made with another LAB_DIR)
+  local mp
+  while read -r mp; do
+    [ -n "$mp" ] && { umount "$mp" 2>/dev/null || umount -l "$mp" 2>/dev/null || log "cannot unmount $mp"; }
+  done < <(awk '{for (i=7;i<=NF;i++) if ($i=="-") { if ($(i+1)=="overlay" && $(i+2) ~ /^k8smi-k8smaster0[123]$/) print $5; break }}' /proc/self/mountinfo)
   # anything else mounted under LAB_DIR (should be nothing)
   local mnt
   while read -r mnt; do
@@ -677,6 +707,12 @@ down_locked() {
     [ -e "/run/netns/$ns" ] && ip netns del "$ns" 2>/dev/null || true
   done
   ip link show "$BRIDGE" >/dev/null 2>&1 && ip link del "$BRIDGE" || true
+  # nspawn's own runtime dirs: our stale lock files, then the dirs only when empty
+  for f in "$LAB_DIR"/pids/*.nspawn-lock; do
+    [ -f "$f" ] && rm -f "/run/systemd/nspawn/locks/$(cat "$f")"
+  done
+  rmdir /run/systemd/nspawn/propagate/k8smaster0[123] 2>/dev/null || true # left by a SIGKILLed nspawn
+  rmdir /run/systemd/nspawn/locks /run/systemd/nspawn/propagate /run/systemd/nspawn 2>/dev/null || true
   # 4. the lab dir
   if [ -d "$LAB_DIR" ]; then
     if [ -e "$LAB_DIR/$MARKER" ] || [ -z "$(ls -A "$LAB_DIR")" ]; then
@@ -705,6 +741,12 @@ cmd_ssh() {
   [ -f "$LAB_DIR/ssh/known_hosts" ] || die "lab is not up"
   ssh_opts
   exec ssh "${SSH_OPTS[@]}" "root@${IPS[$i]}" "$@"
+}
+
+cmd_scp() { # scp with the lab's ssh config: lab.sh scp FILE k8smaster01:/path
+  check_lab_dir
+  [ -f "$LAB_DIR/ssh/config" ] || die "lab is not up"
+  exec scp -F "$LAB_DIR/ssh/config" -q "$@"
 }
 
 cmd_cut() {
@@ -766,6 +808,7 @@ main() {
     down) cmd_down "$@" ;;
     status) cmd_status "$@" ;;
     ssh) cmd_ssh "$@" ;;
+    scp) cmd_scp "$@" ;;
     cut) cmd_cut "$@" ;;
     heal) cmd_heal "$@" ;;
     logs) cmd_logs "$@" ;;
@@ -776,4 +819,5 @@ main() {
     *) usage >&2; die "unknown command: $cmd" ;;
   esac
 }
-main "$@"
+# `source lab.sh` (e.g. from selftest.sh) only defines the functions
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then main "$@"; fi

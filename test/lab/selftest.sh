@@ -1,0 +1,504 @@
+#!/usr/bin/env bash
+# test/lab/selftest.sh — proves the lab works. Run as root (after `lab.sh deps`).
+#
+#   selftest.sh [--cold] [--keep]
+#     --cold   delete the cached rootfs first (measures a cold debootstrap, ~1 min)
+#     --keep   leave the lab up at the end (default: `lab.sh down` and check nothing is left)
+#
+# Phases: down (clean start) -> up -> strict ssh -> etcd health over TLS from this
+# machine -> stand-in v1.14.2 with the tutorial's v1.14 unit starts -> the same flags
+# under the v1.28.7 build fail with the real error messages, in the real order ->
+# a correct 1.28 unit (certs by openssl, signed by the lab CA) restarts under systemd,
+# /readyz via curl with an admin client cert, /registry/ keys in etcd, encrypted
+# secrets, the real kubectl 1.20 (create clusterrolebinding twice: AlreadyExists),
+# authn/authz refusals -> cut/heal -> down and nothing left.
+set -uo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+LAB="$HERE/lab.sh"
+# shellcheck source=lab.sh
+source "$LAB"
+set +e # lab.sh sets -e; the selftest counts failures instead
+check_lab_dir
+
+COLD=0 KEEP=0
+for a in "$@"; do
+  case "$a" in
+    --cold) COLD=1 ;;
+    --keep) KEEP=1 ;;
+    *) echo "usage: $0 [--cold] [--keep]" >&2; exit 2 ;;
+  esac
+done
+[ "$(id -u)" = 0 ] || { echo "selftest: run as root" >&2; exit 1; }
+
+PASS=0 FAIL=0
+FAILED=()
+TIMINGS=()
+ok() { PASS=$((PASS + 1)); printf '  \033[32mok\033[0m   %s\n' "$*"; }
+bad() { FAIL=$((FAIL + 1)); FAILED+=("$*"); printf '  \033[31mFAIL\033[0m %s\n' "$*"; }
+check() { # check "description" cmd...
+  local d=$1; shift
+  if "$@" >/tmp/k8smi-selftest.out 2>&1; then ok "$d"; else bad "$d"; sed 's/^/       | /' /tmp/k8smi-selftest.out | tail -15; fi
+}
+phase() { PHASE_NAME=$1; PHASE_T0=$(now); printf '\n== %s\n' "$1"; }
+phase_end() { local t; t=$(elapsed "$PHASE_T0"); TIMINGS+=("$(printf '%-44s %6ss' "$PHASE_NAME" "$t")"); }
+contains() { grep -qF -- "$2" <<<"$1"; }
+sh_() { (set +o pipefail; eval "$1"); }
+alive() { [ -d "/proc/$1" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; } # zombies are dead # run shell code in a subshell that sees this script's functions and arrays
+
+lssh() { bash "$LAB" ssh "$@"; }
+KUBECTL=$(deb_kubectl)
+export ETCDCTL_API=3
+ADMIN_CERT="$LAB_DIR/pki/admin.pem" ADMIN_KEY="$LAB_DIR/pki/admin-key.pem"
+curl_api() { # HOSTIP PATH [curl args] -> prints "HTTPCODE BODY"
+  local ip=$1 path=$2; shift 2
+  curl -sS --max-time 5 --cacert "$LAB_DIR/ca.pem" "$@" -w '\n%{http_code}' "https://$ip:6443$path"
+}
+
+# ------------------------------------------------------------------------------
+phase "down (clean start)"
+bash "$LAB" down >/dev/null 2>&1
+if [ "$COLD" = 1 ]; then
+  rm -rf --one-file-system "$CACHE_DIR"/rootfs-*
+  echo "  rootfs cache removed (--cold)"
+fi
+phase_end
+
+phase "up"
+if bash "$LAB" up; then ok "lab.sh up"; else bad "lab.sh up"; echo "cannot continue"; exit 1; fi
+phase_end
+UP_TIMINGS=$(cat "$LAB_DIR/timings")
+check "lab.sh up again says it is up (exit 0)" sh_ "bash '$LAB' up 2>&1 | grep -q 'already up'"
+check "lab.json parses and has 3 hosts, 2 tarballs" python3 -c "
+import json,os; j=json.load(open('$LAB_DIR/lab.json'))
+assert [h['ip'] for h in j['hosts']]==['172.24.8.71','172.24.8.72','172.24.8.73']
+assert j['ssh']['user']=='root' and j['ssh']['port']==22
+for f in (j['ssh']['identityFile'], j['ssh']['knownHostsFile'], j['ca']['certFile'], j['ca']['keyFile'], *j['tarballs'].values()): assert os.path.exists(f), f
+assert sorted(j['tarballs'])==['v1.14.2','v1.28.7']
+assert len(j['etcd']['endpoints'])==3"
+check "lab CA: CN k8smi-lab-ca, CA:TRUE, keyCertSign, SKI" sh_ "
+openssl x509 -in '$LAB_DIR/ca.pem' -noout -subject -text | grep -q 'CN = k8smi-lab-ca' &&
+openssl x509 -in '$LAB_DIR/ca.pem' -noout -text | grep -q 'CA:TRUE' &&
+openssl x509 -in '$LAB_DIR/ca.pem' -noout -text | grep -q 'Certificate Sign, CRL Sign' &&
+openssl x509 -in '$LAB_DIR/ca.pem' -noout -text | grep -q 'Subject Key Identifier'"
+
+# ------------------------------------------------------------------------------
+phase "ssh with strict host key checking"
+for i in 0 1 2; do
+  check "ssh root@${IPS[$i]} (StrictHostKeyChecking=yes) -> ${HOSTS[$i]}" sh_ "
+    [ \"\$(ssh -F /dev/null -i '$LAB_DIR/ssh/id_ed25519' -o IdentitiesOnly=yes -o BatchMode=yes \
+      -o StrictHostKeyChecking=yes -o UserKnownHostsFile='$LAB_DIR/ssh/known_hosts' -o GlobalKnownHostsFile=/dev/null \
+      root@${IPS[$i]} hostname)\" = '${HOSTS[$i]}' ]"
+done
+check "ssh with an empty known_hosts is refused (strict checking really applies)" sh_ "
+  ! ssh -F /dev/null -i '$LAB_DIR/ssh/id_ed25519' -o BatchMode=yes -o StrictHostKeyChecking=yes \
+    -o UserKnownHostsFile=/dev/null -o GlobalKnownHostsFile=/dev/null root@${IPS[0]} true"
+check "the three hosts have different host keys" sh_ "[ \$(awk '{print \$3}' '$LAB_DIR/ssh/known_hosts' | sort -u | wc -l) = 9 ]"
+check "hosts have no default route (no way out)" sh_ "for h in 1 2 3; do [ -z \"\$(bash '$LAB' ssh \$h ip route show default)\" ] || exit 1; done"
+check "/opt/k8s/bin exists, etcdctl is /usr/bin/etcdctl on the hosts" sh_ "bash '$LAB' ssh 1 'test -d /opt/k8s/bin && command -v etcdctl' | grep -qx /usr/bin/etcdctl"
+phase_end
+
+# ------------------------------------------------------------------------------
+phase "etcd: 3 members over TLS from this machine"
+check "etcdctl endpoint health (3 members, client cert signed by the lab CA)" sh_ "
+  out=\$(etcdctl --endpoints=$(etcd_endpoints) --cacert='$LAB_DIR/ca.pem' --cert='$LAB_DIR/pki/etcd-client.pem' \
+    --key='$LAB_DIR/pki/etcd-client-key.pem' endpoint health 2>&1); echo \"\$out\"; [ \$(grep -c 'is healthy' <<<\"\$out\") = 3 ]"
+check "etcdctl member list shows 3 started members" sh_ "[ \$(etcdctl_ws member list | grep -c started) = 3 ]"
+check "etcd refuses a client without certificate (client-cert-auth)" sh_ "
+  ! etcdctl --endpoints=https://${IPS[0]}:2379 --cacert='$LAB_DIR/ca.pem' --dial-timeout=2s --command-timeout=3s endpoint health"
+tmpca=$(mktemp -d)
+(cd "$tmpca" && openssl req -x509 -newkey rsa:2048 -nodes -keyout ca-key.pem -out ca.pem -subj /CN=other-ca -days 2 2>/dev/null &&
+  pki_cert "$tmpca" "$tmpca/c" /CN=intruder clientAuth)
+check "etcd refuses a client cert from another CA" sh_ "
+  ! etcdctl --endpoints=https://${IPS[0]}:2379 --cacert='$LAB_DIR/ca.pem' --cert='$tmpca/c.pem' --key='$tmpca/c-key.pem' \
+    --dial-timeout=2s --command-timeout=3s endpoint health"
+pki_cert "$LAB_DIR" "$tmpca/any" "/CN=some-client/O=whatever" "clientAuth"
+check "etcd accepts ANY client cert signed by the lab CA (as the apiserver's will be)" \
+  etcdctl --endpoints="$(etcd_endpoints)" --cacert="$LAB_DIR/ca.pem" --cert="$tmpca/any.pem" --key="$tmpca/any-key.pem" put /k8smi-selftest x
+etcdctl_ws del /k8smi-selftest >/dev/null 2>&1
+phase_end
+
+# ------------------------------------------------------------------------------
+# What the installer would put on a host, made here by hand with openssl.
+phase "tutorial files on the hosts (certs by openssl, lab CA)"
+W=$(mktemp -d)
+pki_cert "$LAB_DIR" "$W/kubernetes" "/C=CN/ST=Shanghai/L=Shanghai/O=k8s/OU=System/CN=kubernetes" "serverAuth, clientAuth" \
+  "IP:127.0.0.1, IP:172.24.8.71, IP:172.24.8.72, IP:172.24.8.73, IP:10.254.0.1, DNS:kubernetes, DNS:kubernetes.default, DNS:kubernetes.default.svc, DNS:kubernetes.default.svc.cluster, DNS:kubernetes.default.svc.cluster.local"
+pki_cert "$LAB_DIR" "$W/proxy-client" "/C=CN/ST=Shanghai/L=Shanghai/O=k8s/OU=System/CN=aggregator" "clientAuth"
+pki_cert "$LAB_DIR" "$W/nobody" "/CN=nobody/O=k8s" "clientAuth"
+openssl genrsa -out "$W/sa.key" 2048 2>/dev/null
+openssl rsa -in "$W/sa.key" -pubout -out "$W/sa.pub" 2>/dev/null
+cp "$LAB_DIR/ca.pem" "$W/ca.pem"
+ENCRYPTION_KEY=$(head -c 32 /dev/urandom | base64)
+cat >"$W/encryption-config-legacy.yaml" <<EOF
+kind: EncryptionConfig
+apiVersion: v1
+resources:
+  - resources:
+      - secrets
+    providers:
+      - aescbc:
+          keys:
+            - name: key1
+              secret: ${ENCRYPTION_KEY}
+      - identity: {}
+EOF
+sed -e 's/^kind: EncryptionConfig$/kind: EncryptionConfiguration/' -e 's#^apiVersion: v1$#apiVersion: apiserver.config.k8s.io/v1#' \
+  "$W/encryption-config-legacy.yaml" >"$W/encryption-config.yaml"
+# the tutorial's audit policy (v1beta1), shortened to a few of its rules
+cat >"$W/audit-policy-v1beta1.yaml" <<'EOF'
+apiVersion: audit.k8s.io/v1beta1
+kind: Policy
+rules:
+  # The following requests were manually identified as high-volume and low-risk, so drop them.
+  - level: None
+    resources:
+      - group: ""
+        resources:
+          - endpoints
+          - services
+          - services/status
+    users:
+      - 'system:kube-proxy'
+    verbs:
+      - watch
+  # Don't log these read-only URLs.
+  - level: None
+    nonResourceURLs:
+      - '/healthz*'
+      - /version
+      - '/swagger*'
+  - level: Metadata
+    omitStages:
+      - RequestReceived
+    resources:
+      - group: ""
+        resources:
+          - secrets
+          - configmaps
+  - level: RequestResponse
+    omitStages:
+      - RequestReceived
+    resources:
+      - group: ""
+      - group: rbac.authorization.k8s.io
+  # Default level for all other requests.
+  - level: Metadata
+    omitStages:
+      - RequestReceived
+EOF
+sed 's#audit.k8s.io/v1beta1#audit.k8s.io/v1#' "$W/audit-policy-v1beta1.yaml" >"$W/audit-policy.yaml"
+ETCD_ENDPOINTS=$(etcd_endpoints)
+# the tutorial's unit template, verbatim apart from the variables
+unit14() { # MASTER_IP
+  cat <<EOF
+[Unit]
+Description=Kubernetes API Server
+Documentation=https://github.com/GoogleCloudPlatform/kubernetes
+After=network.target
+
+[Service]
+WorkingDirectory=/data/k8s/k8s/kube-apiserver
+ExecStart=/opt/k8s/bin/kube-apiserver \\
+  --advertise-address=$1 \\
+  --default-not-ready-toleration-seconds=360 \\
+  --default-unreachable-toleration-seconds=360 \\
+  --feature-gates=DynamicAuditing=true \\
+  --max-mutating-requests-inflight=2000 \\
+  --max-requests-inflight=4000 \\
+  --default-watch-cache-size=200 \\
+  --delete-collection-workers=2 \\
+  --encryption-provider-config=/etc/kubernetes/encryption-config.yaml \\
+  --etcd-cafile=/etc/kubernetes/cert/ca.pem \\
+  --etcd-certfile=/etc/kubernetes/cert/kubernetes.pem \\
+  --etcd-keyfile=/etc/kubernetes/cert/kubernetes-key.pem \\
+  --etcd-servers=${ETCD_ENDPOINTS} \\
+  --bind-address=$1 \\
+  --secure-port=6443 \\
+  --tls-cert-file=/etc/kubernetes/cert/kubernetes.pem \\
+  --tls-private-key-file=/etc/kubernetes/cert/kubernetes-key.pem \\
+  --insecure-port=0 \\
+  --audit-dynamic-configuration \\
+  --audit-log-maxage=15 \\
+  --audit-log-maxbackup=3 \\
+  --audit-log-maxsize=100 \\
+  --audit-log-mode=batch \\
+  --audit-log-truncate-enabled \\
+  --audit-log-batch-buffer-size=20000 \\
+  --audit-log-batch-max-size=2 \\
+  --audit-log-path=/data/k8s/k8s/kube-apiserver/audit.log \\
+  --audit-policy-file=/etc/kubernetes/audit-policy.yaml \\
+  --profiling \\
+  --anonymous-auth=false \\
+  --client-ca-file=/etc/kubernetes/cert/ca.pem \\
+  --enable-bootstrap-token-auth \\
+  --requestheader-allowed-names="aggregator" \\
+  --requestheader-client-ca-file=/etc/kubernetes/cert/ca.pem \\
+  --requestheader-extra-headers-prefix="X-Remote-Extra-" \\
+  --requestheader-group-headers=X-Remote-Group \\
+  --requestheader-username-headers=X-Remote-User \\
+  --service-account-key-file=/etc/kubernetes/cert/ca.pem \\
+  --authorization-mode=Node,RBAC \\
+  --runtime-config=api/all=true \\
+  --enable-admission-plugins=NodeRestriction \\
+  --allow-privileged=true \\
+  --apiserver-count=3 \\
+  --event-ttl=168h \\
+  --kubelet-certificate-authority=/etc/kubernetes/cert/ca.pem \\
+  --kubelet-client-certificate=/etc/kubernetes/cert/kubernetes.pem \\
+  --kubelet-client-key=/etc/kubernetes/cert/kubernetes-key.pem \\
+  --kubelet-https=true \\
+  --kubelet-timeout=10s \\
+  --proxy-client-cert-file=/etc/kubernetes/cert/proxy-client.pem \\
+  --proxy-client-key-file=/etc/kubernetes/cert/proxy-client-key.pem \\
+  --service-cluster-ip-range=10.254.0.0/16 \\
+  --service-node-port-range=30000-32767 \\
+  --logtostderr=true \\
+  --v=2
+Restart=on-failure
+RestartSec=10
+Type=notify
+LimitNOFILE=65536
+
+[Install]
+WantedBy=multi-user.target
+EOF
+}
+# the same unit made valid for 1.28: the 5 removed flags out, service-account flags in,
+# audit batch max wait set (else the real one busy-loops)
+unit28() {
+  unit14 "$1" | sed -e '/--feature-gates=DynamicAuditing=true/d' -e '/--insecure-port=0/d' -e '/--audit-dynamic-configuration/d' \
+    -e '/--kubelet-https=true/d' -e '/--logtostderr=true/d' \
+    -e 's#--service-account-key-file=/etc/kubernetes/cert/ca.pem#--service-account-key-file=/etc/kubernetes/cert/sa.pub \\\n  --service-account-signing-key-file=/etc/kubernetes/cert/sa.key \\\n  --service-account-issuer=https://kubernetes.default.svc.cluster.local#' \
+    -e 's#--audit-log-batch-max-size=2#--audit-log-batch-max-size=2 \\\n  --audit-log-batch-max-wait=1s#'
+}
+for i in 0 1 2; do unit14 "${IPS[$i]}" >"$W/kube-apiserver-14-${IPS[$i]}.service"; unit28 "${IPS[$i]}" >"$W/kube-apiserver-28-${IPS[$i]}.service"; done
+install_files() { # HOSTIDX VERSION(14|28)
+  local i=$1 v=$2 ip=${IPS[$1]}
+  local ver; ver=$([ "$v" = 14 ] && echo v1.14.2 || echo v1.28.7)
+  bash "$LAB" ssh "${HOSTS[$i]}" 'mkdir -p /etc/kubernetes/cert /data/k8s/k8s/kube-apiserver /opt/k8s/work' &&
+    bash "$LAB" scp "$W/kubernetes.pem" "$W/kubernetes-key.pem" "$W/proxy-client.pem" "$W/proxy-client-key.pem" "$W/ca.pem" \
+      "$W/sa.key" "$W/sa.pub" "${HOSTS[$i]}:/etc/kubernetes/cert/" &&
+    bash "$LAB" scp "$W/encryption-config$([ "$v" = 14 ] && echo -legacy).yaml" "${HOSTS[$i]}:/etc/kubernetes/encryption-config.yaml" &&
+    bash "$LAB" scp "$W/audit-policy$([ "$v" = 14 ] && echo -v1beta1).yaml" "${HOSTS[$i]}:/etc/kubernetes/audit-policy.yaml" &&
+    bash "$LAB" scp "$W/kube-apiserver-$v-$ip.service" "${HOSTS[$i]}:/etc/systemd/system/kube-apiserver.service" &&
+    bash "$LAB" scp "$(python3 -c "import json;print(json.load(open('$LAB_DIR/lab.json'))['tarballs']['$ver'])")" \
+      "${HOSTS[$i]}:/opt/k8s/work/kubernetes-server-linux-amd64.tar.gz" &&
+    bash "$LAB" ssh "${HOSTS[$i]}" 'cd /opt/k8s/work && rm -rf kubernetes && tar -xzf kubernetes-server-linux-amd64.tar.gz &&
+      cp kubernetes/server/bin/{apiextensions-apiserver,cloud-controller-manager,kube-apiserver,kube-controller-manager,kube-proxy,kube-scheduler,kubeadm,kubectl,kubelet,mounter} /opt/k8s/bin/ &&
+      chmod +x /opt/k8s/bin/* && systemctl daemon-reload'
+}
+check "install the v1.14.2 tarball + tutorial unit + files on k8smaster01" install_files 0 14
+phase_end
+
+# ------------------------------------------------------------------------------
+phase "stand-in v1.14.2 with the tutorial's v1.14 unit"
+check "kube-apiserver --version says v1.14.2" sh_ "[ \"\$(bash '$LAB' ssh 1 /opt/k8s/bin/kube-apiserver --version)\" = 'Kubernetes v1.14.2' ]"
+t=$(now)
+check "systemctl restart kube-apiserver (Type=notify) succeeds" lssh 1 'systemctl restart kube-apiserver'
+T_RESTART14=$(elapsed "$t")
+check "kube-apiserver is active" sh_ "[ \"\$(bash '$LAB' ssh 1 systemctl is-active kube-apiserver)\" = active ]"
+wait_url() { # IP PATH timeout -> 0 when 200
+  local deadline=$(($(date +%s) + $3)) out
+  while :; do
+    out=$(curl_api "$1" "$2" --cert "$ADMIN_CERT" --key "$ADMIN_KEY" 2>/dev/null | tail -1)
+    [ "$out" = 200 ] && return 0
+    [ "$(date +%s)" -lt "$deadline" ] || return 1
+    sleep 0.2
+  done
+}
+check "v1.14.2: /healthz ok (admin client cert)" wait_url 172.24.8.71 /healthz 10
+check "v1.14.2: /readyz does not exist before 1.16 (404)" sh_ "curl_api 172.24.8.71 /readyz --cert '$ADMIN_CERT' --key '$ADMIN_KEY' | tail -1 | grep -qx 404"
+check "v1.14.2: /version gitVersion v1.14.2" sh_ "curl -s --cacert '$LAB_DIR/ca.pem' --cert '$ADMIN_CERT' --key '$ADMIN_KEY' https://172.24.8.71:6443/version | python3 -c 'import json,sys; assert json.load(sys.stdin)[\"gitVersion\"]==\"v1.14.2\"'"
+check "v1.14.2: wrote /registry/namespaces/default" sh_ "etcdctl_ws get /registry/namespaces/default --keys-only | grep -q default"
+check "journal has the stand-in's klog lines" sh_ "bash '$LAB' ssh 1 journalctl -u kube-apiserver --no-pager | grep -q 'Serving securely on 172.24.8.71:6443'"
+lssh 1 'systemctl stop kube-apiserver' >/dev/null 2>&1
+etcdctl_ws del /registry/ --prefix >/dev/null 2>&1
+phase_end
+
+# ------------------------------------------------------------------------------
+phase "v1.14 flags under the v1.28.7 build fail like the real one"
+install_files 0 14 >/dev/null 2>&1 # files of 1.14, then the 1.28 binaries over them:
+T28=$(python3 -c "import json;print(json.load(open('$LAB_DIR/lab.json'))['tarballs']['v1.28.7'])")
+bash "$LAB" scp "$T28" k8smaster01:/opt/k8s/work/k28.tar.gz
+lssh 1 'cd /opt/k8s/work && rm -rf kubernetes && tar -xzf k28.tar.gz && cp kubernetes/server/bin/* /opt/k8s/bin/ && chmod +x /opt/k8s/bin/*'
+check "kube-apiserver --version says v1.28.7" sh_ "[ \"\$(bash '$LAB' ssh 1 /opt/k8s/bin/kube-apiserver --version)\" = 'Kubernetes v1.28.7' ]"
+t=$(now)
+check "systemctl restart kube-apiserver FAILS with the v1.14 unit" sh_ "! bash '$LAB' ssh 1 'systemctl restart kube-apiserver'"
+T_FAIL28=$(elapsed "$t")
+check "journalctl -u kube-apiserver shows the DynamicAuditing error" sh_ "
+  bash '$LAB' ssh 1 journalctl -u kube-apiserver --no-pager -n 30 | grep -F 'invalid argument \"DynamicAuditing=true\" for \"--feature-gates\" flag: unrecognized feature gate: DynamicAuditing'"
+lssh 1 'systemctl stop kube-apiserver; systemctl reset-failed kube-apiserver' >/dev/null 2>&1
+# run the binary by hand with the unit's ExecStart, fixing one thing at a time (the real order)
+EXEC=$(sed -n '/^ExecStart=/,/--v=2/p' "$W/kube-apiserver-14-172.24.8.71.service" | sed -e 's/^ExecStart=//' -e 's/\\$//' | tr -d '\n' | sed 's/  */ /g')
+run28() { bash "$LAB" ssh 1 "cd /data/k8s/k8s/kube-apiserver && K8SMI_STANDIN_ETCD_TIMEOUT=3 timeout 20 $1" 2>&1; }
+expect_err() { # description, args, expected message
+  local out; out=$(run28 "$2"); local rc=$?
+  if [ $rc = 1 ] && grep -qF -- "$3" <<<"$out"; then ok "$1"; else bad "$1 (rc=$rc)"; tail -3 <<<"$out" | sed 's/^/       | /'; fi
+}
+E=$EXEC
+expect_err "1. DynamicAuditing" "$E" 'invalid argument "DynamicAuditing=true" for "--feature-gates" flag: unrecognized feature gate: DynamicAuditing'
+E=${E/--feature-gates=DynamicAuditing=true /}
+expect_err "2. --insecure-port" "$E" 'Error: unknown flag: --insecure-port'
+E=${E/--insecure-port=0 /}
+expect_err "3. --audit-dynamic-configuration" "$E" 'Error: unknown flag: --audit-dynamic-configuration'
+E=${E/--audit-dynamic-configuration /}
+expect_err "4. --kubelet-https" "$E" 'Error: unknown flag: --kubelet-https'
+E=${E/--kubelet-https=true /}
+expect_err "5. --logtostderr" "$E" 'Error: unknown flag: --logtostderr'
+E=${E/--logtostderr=true /}
+expect_err "6. service-account flags required" "$E" 'service-account-issuer is a required flag, --service-account-signing-key-file and --service-account-issuer are required flags'
+E=${E/--service-account-key-file=\/etc\/kubernetes\/cert\/ca.pem/--service-account-key-file=/etc/kubernetes/cert/sa.pub --service-account-signing-key-file=/etc/kubernetes/cert/sa.key --service-account-issuer=https://kubernetes.default.svc.cluster.local}
+expect_err "7. audit policy v1beta1 (klog quoting: \\\")" "$E" 'loading audit policy file: failed decoding: no kind \"Policy\" is registered for version \"audit.k8s.io/v1beta1\"'
+expect_err "   --experimental-encryption-provider-config removed" "${E/--encryption-provider-config=/--experimental-encryption-provider-config=}" 'Error: unknown flag: --experimental-encryption-provider-config'
+expect_err "   a flag no release has" "$E --no-such-flag=1" 'Error: unknown flag: --no-such-flag'
+expect_err "   a missing cert file is named" "${E//kubernetes.pem/nothere.pem}" 'open /etc/kubernetes/cert/nothere.pem: no such file or directory'
+expect_err "   key not matching the cert" "${E/--tls-private-key-file=\/etc\/kubernetes\/cert\/kubernetes-key.pem/--tls-private-key-file=/etc/kubernetes/cert/proxy-client-key.pem}" 'tls: private key does not match public key'
+lssh 1 "cp /etc/kubernetes/encryption-config.yaml /tmp/ec.yaml && sed 's/secret: .*/secret: /' /tmp/ec.yaml > /tmp/ec-empty.yaml && sed 's/secret: .*/secret: not*base64/' /tmp/ec.yaml > /tmp/ec-bad.yaml && sed 's/secret: .*/secret: c2hvcnQ=/' /tmp/ec.yaml > /tmp/ec-short.yaml"
+lssh 1 "sed -i 's#audit.k8s.io/v1beta1#audit.k8s.io/v1#' /etc/kubernetes/audit-policy.yaml"
+expect_err "   empty encryption key" "${E/\/etc\/kubernetes\/encryption-config.yaml/\/tmp\/ec-empty.yaml}" 'secret: Required value: secret is a mandatory field for a key'
+expect_err "   invalid base64 encryption key" "${E/\/etc\/kubernetes\/encryption-config.yaml/\/tmp\/ec-bad.yaml}" 'secrets must be base64 encoded'
+expect_err "   5-byte encryption key" "${E/\/etc\/kubernetes\/encryption-config.yaml/\/tmp\/ec-short.yaml}" 'secret is not of the expected length, got 5, expected one of [16 24 32]'
+expect_err "   etcd unreachable -> fails after retrying" "${E//:2379/:2999}" 'context deadline exceeded'
+phase_end
+
+# ------------------------------------------------------------------------------
+phase "a correct 1.28 unit on k8smaster01 under systemd"
+check "install the v1.28.7 tarball + a 1.28-valid unit + files" install_files 0 28
+t=$(now)
+check "systemctl restart kube-apiserver succeeds (returns at READY=1)" lssh 1 'systemctl restart kube-apiserver'
+T_RESTART28=$(elapsed "$t")
+early=$(curl_api 172.24.8.71 /readyz --cert "$ADMIN_CERT" --key "$ADMIN_KEY" 2>/dev/null | tail -1)
+[ "$early" = 500 ] && ok "/readyz is 500 right after restart returned (ok ~2 s after READY=1, like the real one)" ||
+  echo "  note: /readyz right after restart gave $early (expected 500; timing-dependent)"
+t=$(now)
+check "/readyz 200 with curl and an admin client cert (O=system:masters)" wait_url 172.24.8.71 /readyz 15
+T_READYZ=$(elapsed "$t")
+check "/readyz?verbose lists the checks" sh_ "curl -s --cacert '$LAB_DIR/ca.pem' --cert '$ADMIN_CERT' --key '$ADMIN_KEY' 'https://172.24.8.71:6443/readyz?verbose' | grep -q 'readyz check passed'"
+check "/livez and /healthz 200" sh_ "curl_api 172.24.8.71 /livez --cert '$ADMIN_CERT' --key '$ADMIN_KEY' | tail -1 | grep -qx 200 && curl_api 172.24.8.71 /healthz --cert '$ADMIN_CERT' --key '$ADMIN_KEY' | tail -1 | grep -qx 200"
+check "/version gitVersion v1.28.7" sh_ "curl -s --cacert '$LAB_DIR/ca.pem' --cert '$ADMIN_CERT' --key '$ADMIN_KEY' https://172.24.8.71:6443/version | python3 -c 'import json,sys; assert json.load(sys.stdin)[\"gitVersion\"]==\"v1.28.7\"'"
+check "no client cert -> 401 (--anonymous-auth=false)" sh_ "curl_api 172.24.8.71 /healthz | tail -1 | grep -qx 401"
+check "curl --cacert ca.pem verifies the serving cert (no 'self-signed' error)" curl -sS --max-time 5 --cacert "$LAB_DIR/ca.pem" --cert "$ADMIN_CERT" --key "$ADMIN_KEY" -o /dev/null https://172.24.8.71:6443/healthz
+check "unit is active, systemd saw READY=1 (Type=notify)" sh_ "[ \"\$(bash '$LAB' ssh 1 systemctl show -p ActiveState --value kube-apiserver)\" = active ]"
+check "audit log written under K8S_DIR" sh_ "bash '$LAB' ssh 1 'test -s /data/k8s/k8s/kube-apiserver/audit.log'"
+KEYS=$(etcdctl_ws get /registry/ --prefix --keys-only 2>/dev/null | grep .)
+for k in /registry/namespaces/default /registry/namespaces/kube-system /registry/services/specs/default/kubernetes \
+  /registry/services/endpoints/default/kubernetes /registry/ranges/serviceips /registry/ranges/servicenodeports \
+  /registry/clusterroles/system:kubelet-api-admin /registry/clusterroles/cluster-admin \
+  /registry/clusterrolebindings/cluster-admin "/registry/apiregistration.k8s.io/apiservices/v1." /registry/masterleases/172.24.8.71; do
+  if grep -qxF "$k" <<<"$KEYS"; then ok "etcd has $k"; else bad "etcd has $k"; fi
+done
+# kubectl 1.20 (Debian) with an admin kubeconfig
+# kubeconfig written by hand: Debian's kubectl 1.20 (built with Go >= 1.18 and an old
+# modern-go/reflect2) panics in `kubectl config set-credentials` (kubernetes/kubectl#1394)
+write_kubeconfig() { # FILE CERT KEY
+  cat >"$1" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: lab
+  cluster:
+    server: https://172.24.8.71:6443
+    certificate-authority-data: $(base64 -w0 "$LAB_DIR/ca.pem")
+users:
+- name: user
+  user:
+    client-certificate-data: $(base64 -w0 "$2")
+    client-key-data: $(base64 -w0 "$3")
+contexts:
+- name: lab
+  context:
+    cluster: lab
+    user: user
+current-context: lab
+EOF
+}
+KC="$W/admin.kubeconfig"
+write_kubeconfig "$KC" "$ADMIN_CERT" "$ADMIN_KEY"
+export HOME_SAVE=$HOME; export HOME=$W # kubectl's discovery cache goes to $W
+out=$("$KUBECTL" --kubeconfig "$KC" create clusterrolebinding kube-apiserver:kubelet-apis --clusterrole=system:kubelet-api-admin --user kubernetes 2>&1); rc=$?
+[ $rc = 0 ] && contains "$out" "created" && ok "kubectl create clusterrolebinding kube-apiserver:kubelet-apis: $out" || bad "kubectl create clusterrolebinding (rc=$rc): $out"
+out=$("$KUBECTL" --kubeconfig "$KC" create clusterrolebinding kube-apiserver:kubelet-apis --clusterrole=system:kubelet-api-admin --user kubernetes 2>&1); rc=$?
+# kubectl >= 1.20 prints "error: failed to create clusterrolebinding: ... already exists";
+# the reason AlreadyExists is in the 409 Status body (-v=8 shows it; kubectl then exits 255)
+body=$("$KUBECTL" --kubeconfig "$KC" create clusterrolebinding kube-apiserver:kubelet-apis --clusterrole=system:kubelet-api-admin --user kubernetes -v=8 2>&1 | grep -E 'Response (Status|Body)')
+[ $rc = 1 ] && contains "$out" 'already exists' && contains "$body" '409 Conflict' && contains "$body" '"reason":"AlreadyExists"' &&
+  ok "second create: exit 1, 409 reason AlreadyExists: $out" || bad "second create should fail with AlreadyExists (rc=$rc): $out $body"
+out=$("$KUBECTL" --kubeconfig "$KC" get clusterrolebinding kube-apiserver:kubelet-apis -o yaml 2>&1); rc=$?
+[ $rc = 0 ] && contains "$out" "name: system:kubelet-api-admin" && contains "$out" "name: kubernetes" && ok "kubectl get clusterrolebinding -o yaml" || bad "kubectl get -o yaml (rc=$rc): $out"
+check "kubectl get clusterrolebinding (table)" sh_ "'$KUBECTL' --kubeconfig '$KC' get clusterrolebinding kube-apiserver:kubelet-apis | grep -q 'ClusterRole/system:kubelet-api-admin'"
+check "kubectl get clusterrole system:kubelet-api-admin" "$KUBECTL" --kubeconfig "$KC" get clusterrole system:kubelet-api-admin
+check "etcd has /registry/clusterrolebindings/kube-apiserver:kubelet-apis" sh_ "etcdctl_ws get /registry/clusterrolebindings/kube-apiserver:kubelet-apis --keys-only | grep -q kubelet-apis"
+check "kubectl cluster-info says 'Kubernetes control plane'" sh_ "'$KUBECTL' --kubeconfig '$KC' cluster-info | grep -q 'Kubernetes control plane'"
+check "kubectl get componentstatuses warns deprecated, lists one etcd" sh_ "out=\$('$KUBECTL' --kubeconfig '$KC' get componentstatuses 2>&1); echo \"\$out\"; grep -q 'deprecated' <<<\"\$out\" && [ \$(grep -c '^etcd-' <<<\"\$out\") = 1 ]"
+# secrets: encrypted at rest in the real format
+check "kubectl create secret generic" "$KUBECTL" --kubeconfig "$KC" create secret generic k8smi-selftest --from-literal=password=hunter2
+raw=$(etcdctl_ws get /registry/secrets/default/k8smi-selftest --print-value-only 2>/dev/null | head -c 23)
+[ "$raw" = "k8s:enc:aescbc:v1:key1:" ] && ok "secret stored as k8s:enc:aescbc:v1:key1:..." || bad "secret prefix in etcd: '$raw'"
+check "secret decrypts with openssl (IV + AES-CBC, PKCS#7) using the config's key" sh_ "
+  etcdctl_ws get /registry/secrets/default/k8smi-selftest --print-value-only | head -c -1 > '$W/sec.bin'
+  tail -c +24 '$W/sec.bin' > '$W/sec.body'; iv=\$(head -c 16 '$W/sec.body' | od -An -tx1 | tr -d ' \n')
+  key=\$(echo '$ENCRYPTION_KEY' | base64 -d | od -An -tx1 | tr -d ' \n')
+  tail -c +17 '$W/sec.body' | openssl enc -d -aes-256-cbc -K \$key -iv \$iv | grep -q 'aHVudGVyMg=='"
+check "kubectl get secret reads it back" sh_ "'$KUBECTL' --kubeconfig '$KC' get secret k8smi-selftest -o jsonpath='{.data.password}' | base64 -d | grep -qx hunter2"
+# authn / authz
+NB="$W/nobody.kubeconfig"
+write_kubeconfig "$NB" "$W/nobody.pem" "$W/nobody-key.pem"
+out=$("$KUBECTL" --kubeconfig "$NB" create clusterrolebinding x --clusterrole=view --user x 2>&1)
+contains "$out" 'is forbidden: User "nobody" cannot create resource "clusterrolebindings"' && ok "a non-system:masters user is Forbidden: $out" || bad "non-admin create: $out"
+check "a non-admin user may read /version and /readyz" sh_ "curl_api 172.24.8.71 /readyz --cert '$W/nobody.pem' --key '$W/nobody-key.pem' | tail -1 | grep -qx 200"
+export HOME=$HOME_SAVE
+phase_end
+
+# ------------------------------------------------------------------------------
+phase "cut / heal"
+bash "$LAB" cut k8smaster03 >/dev/null 2>&1
+check "cut: k8smaster03 does not answer ssh" sh_ "! timeout 8 bash '$LAB' ssh 3 -o ConnectTimeout=2 true"
+check "cut: etcd reports 2 healthy, 1 unhealthy" sh_ "out=\$(etcdctl_ws endpoint health --dial-timeout=2s --command-timeout=3s 2>&1); [ \$(grep -c 'is healthy' <<<\"\$out\") = 2 ]"
+bash "$LAB" heal k8smaster03 >/dev/null 2>&1
+check "heal: k8smaster03 answers ssh again" sh_ "for n in \$(seq 1 20); do bash '$LAB' ssh 3 -o ConnectTimeout=2 true && exit 0; sleep 0.5; done; exit 1"
+check "heal: etcd 3 healthy again" sh_ "for n in \$(seq 1 30); do [ \$(etcdctl_ws endpoint health 2>&1 | grep -c 'is healthy') = 3 ] && exit 0; sleep 0.5; done; exit 1"
+check "logs: journal readable from this machine (lab.sh logs)" sh_ "bash '$LAB' logs k8smaster01 -u kube-apiserver | grep -q 'Serving securely'"
+phase_end
+
+# ------------------------------------------------------------------------------
+rm -rf "$tmpca" "$W"
+if [ "$KEEP" = 1 ]; then
+  echo; echo "--keep: the lab stays up ($LAB_DIR/lab.json)"
+else
+  phase "down"
+  NSPAWN_PIDS=$(cat "$LAB_DIR"/pids/*.nspawn "$LAB_DIR"/pids/*.init 2>/dev/null | awk '{print $1}' | tr '\n' ' ')
+  check "lab.sh down" bash "$LAB" down
+  check "no netns k8smi-*" sh_ "! ip netns list | grep -q '^k8smi-'"
+  check "no bridge k8smi-br0, no k8smi veths" sh_ "! ip -o link | grep -q 'k8smi-'"
+  check "no mounts under $LAB_DIR, no k8smi overlays" sh_ "! grep -qE ' $LAB_DIR|k8smi-' /proc/self/mountinfo"
+  check "no process the lab started is alive ($NSPAWN_PIDS)" sh_ "for p in $NSPAWN_PIDS; do alive \$p && exit 1; done; [ -z \"\$(lab_container_inits)\$(lab_nspawn_pids)\" ]"
+  check "$LAB_DIR removed, rootfs cache kept" sh_ "[ ! -e '$LAB_DIR' ] && ls -d '$CACHE_DIR'/rootfs-* >/dev/null"
+  check "lab.sh down again (already down) succeeds" bash "$LAB" down
+  phase_end
+
+  phase "half-up lab: down still cleans everything"
+  bash "$LAB" up >/dev/null 2>&1
+  victim=$(cat "$LAB_DIR/pids/k8smaster02.nspawn"); orphan=$(awk '{print $1}' "$LAB_DIR/pids/k8smaster02.init")
+  kill -KILL "$victim"                       # nspawn dies, its container lives on as an orphan
+  ip netns del k8smi-k8smaster03 2>/dev/null # and a piece of network is already gone
+  sleep 0.5
+  check "the orphaned container of k8smaster02 is still running before down" alive "$orphan"
+  check "lab.sh down" bash "$LAB" down
+  check "orphaned container killed (pid $orphan)" sh_ "! alive $orphan"
+  check "nothing left: netns, links, mounts, processes, lab dir, nspawn's /run/systemd/nspawn" sh_ "
+    ! ip netns list | grep -q '^k8smi-' && ! ip -o link | grep -q 'k8smi-' && ! grep -qE ' $LAB_DIR|k8smi-' /proc/self/mountinfo &&
+    [ -z \"\$(lab_container_inits)\$(lab_nspawn_pids)\" ] && [ ! -e '$LAB_DIR' ] && [ ! -e /run/systemd/nspawn ]"
+  phase_end
+fi
+
+echo
+echo "== timings"
+sed -e 's/=/: /' -e 's/^/  lab.sh up: /' <<<"$UP_TIMINGS"
+printf '  %-44s %6ss\n' "systemctl restart (v1.14.2, Type=notify)" "${T_RESTART14:-?}" \
+  "systemctl restart failing (v1.14 flags, 1.28)" "${T_FAIL28:-?}" \
+  "systemctl restart (1.28 unit, until READY=1)" "${T_RESTART28:-?}" \
+  "then until /readyz 200" "${T_READYZ:-?}"
+printf '  %s\n' "${TIMINGS[@]}"
+echo
+echo "== $PASS passed, $FAIL failed"
+[ $FAIL = 0 ] || { printf '  failed: %s\n' "${FAILED[@]}"; exit 1; }

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# test/lab/standin-test.sh — version matrix for the stand-in kube-apiserver, run on this
+# machine (no lab needed; needs python3, python3-yaml, openssl). Start-up checks only:
+# every case must fail (exit 1) with the given message, or get past all checks (it then
+# stops at "etcd unreachable": K8SMI_STANDIN_ETCD_TIMEOUT=0, port 2999 on 127.0.0.1).
+set -uo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+S="$HERE/standin/kube-apiserver"
+W=$(mktemp -d)
+trap 'rm -rf "$W"' EXIT
+PASS=0 FAIL=0
+
+# files: a CA, a serving/client cert, SA keys, configs
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$W/ca-key.pem" -out "$W/ca.pem" -subj /CN=t-ca -days 2 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -keyout "$W/k-key.pem" -out "$W/k.csr" -subj /CN=kubernetes 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n' >"$W/ext"
+openssl x509 -req -in "$W/k.csr" -CA "$W/ca.pem" -CAkey "$W/ca-key.pem" -CAcreateserial -out "$W/k.pem" -days 2 -extfile "$W/ext" 2>/dev/null
+openssl genrsa -out "$W/sa.key" 2048 2>/dev/null
+openssl rsa -in "$W/sa.key" -pubout -out "$W/sa.pub" 2>/dev/null
+KEY=$(head -c 32 /dev/urandom | base64)
+enc() { # FILE APIVERSION KIND SECRET [EXTRA_LINE]
+  printf 'apiVersion: %s\nkind: %s\nresources:\n  - resources: [secrets]\n    providers:\n      - aescbc:\n          keys:\n            - name: key1\n              secret: %s\n%b      - identity: {}\n' \
+    "$2" "$3" "$4" "${5:-}" >"$1"
+}
+enc "$W/enc-new.yaml" apiserver.config.k8s.io/v1 EncryptionConfiguration "$KEY"
+enc "$W/enc-legacy.yaml" v1 EncryptionConfig "$KEY"
+enc "$W/enc-unknown.yaml" apiserver.config.k8s.io/v1 EncryptionConfiguration "$KEY" "          foo: bar\n"
+enc "$W/enc-empty.yaml" apiserver.config.k8s.io/v1 EncryptionConfiguration ""
+enc "$W/enc-bad.yaml" apiserver.config.k8s.io/v1 EncryptionConfiguration 'abc$def'
+enc "$W/enc-legacy-bad.yaml" v1 EncryptionConfig 'abc$def'
+printf 'apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n' >"$W/audit-v1.yaml"
+printf 'apiVersion: audit.k8s.io/v1beta1\nkind: Policy\nrules:\n- level: Metadata\n' >"$W/audit-v1beta1.yaml"
+printf 'apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Loud\n' >"$W/audit-badlevel.yaml"
+
+PORT=$((20000 + RANDOM % 20000))
+base() { # common flags; SA flags only from 1.20
+  local v=$1
+  echo "--advertise-address=127.0.0.1 --bind-address=127.0.0.1 --secure-port=$PORT --etcd-servers=https://127.0.0.1:2999
+    --etcd-cafile=$W/ca.pem --etcd-certfile=$W/k.pem --etcd-keyfile=$W/k-key.pem --tls-cert-file=$W/k.pem
+    --tls-private-key-file=$W/k-key.pem --client-ca-file=$W/ca.pem --service-cluster-ip-range=10.254.0.0/16"
+  [ "$(echo "$v" | cut -d. -f2)" -ge 20 ] && echo "--service-account-key-file=$W/sa.pub --service-account-signing-key-file=$W/sa.key --service-account-issuer=https://kubernetes.default.svc"
+}
+# case VERSION "extra flags" "expected substring" (expected "START" = got past all checks)
+case_() {
+  local v=$1 extra=$2 want=$3 out rc
+  # before 1.20 start-up errors are printed as "Error: ..." (no klog quoting of \")
+  [ "$(echo "$v" | cut -d. -f2)" -lt 20 ] && want=${want//\\\"/\"}
+  # shellcheck disable=SC2046
+  out=$(cd "$W" && K8SMI_STANDIN_VERSION=$v K8SMI_STANDIN_ETCD_TIMEOUT=0 timeout 20 python3 "$S" $(base "$v") $extra 2>&1)
+  rc=$?
+  if [ "$want" = START ]; then
+    if { [ $rc = 1 ] || [ $rc = 255 ]; } && grep -q 'context deadline exceeded\|Unable to create storage backend' <<<"$out"; then
+      PASS=$((PASS + 1)); echo "  ok   $v ${extra:-(base)} -> starts (stops at etcd)"
+      return
+    fi
+  elif [ $rc = 1 ] && grep -qF -- "$want" <<<"$out"; then
+    PASS=$((PASS + 1)); echo "  ok   $v ${extra} -> $want"
+    return
+  fi
+  FAIL=$((FAIL + 1)); echo "  FAIL $v ${extra} (rc=$rc) want: $want"; grep -v FLAG <<<"$out" | tail -3 | sed 's/^/       | /'
+}
+
+for v in v1.14.2 v1.18.20 v1.19.16 v1.20.15 v1.22.17 v1.23.17 v1.24.17 v1.26.15 v1.28.7 v1.30.14 v1.31.4; do
+  m=$(echo "$v" | cut -d. -f2)
+  case_ $v "--encryption-provider-config=$W/enc-new.yaml --audit-policy-file=$W/audit-v1.yaml --audit-log-path=$W/audit.log" START
+  # DynamicAuditing / --audit-dynamic-configuration
+  if [ "$m" -ge 19 ]; then
+    case_ $v "--feature-gates=DynamicAuditing=true" 'Error: invalid argument "DynamicAuditing=true" for "--feature-gates" flag: unrecognized feature gate: DynamicAuditing'
+    case_ $v "--audit-dynamic-configuration" "Error: unknown flag: --audit-dynamic-configuration"
+  else
+    case_ $v "--feature-gates=DynamicAuditing=true --audit-dynamic-configuration" START
+  fi
+  # insecure port
+  if [ "$m" -ge 24 ]; then
+    case_ $v "--insecure-port=0" "Error: unknown flag: --insecure-port"
+    case_ $v "--experimental-encryption-provider-config=$W/enc-new.yaml" "Error: unknown flag: --experimental-encryption-provider-config"
+  elif [ "$m" -ge 20 ]; then
+    case_ $v "--insecure-port=0" START
+    case_ $v "--insecure-port=8080" "invalid port value 8080: only zero is allowed"
+  else
+    case_ $v "--insecure-port=0 --experimental-encryption-provider-config=$W/enc-new.yaml" START
+  fi
+  [ "$m" -ge 22 ] && case_ $v "--kubelet-https=true" "Error: unknown flag: --kubelet-https"
+  [ "$m" -lt 22 ] && case_ $v "--kubelet-https=true" START
+  [ "$m" -ge 26 ] && case_ $v "--logtostderr=true" "Error: unknown flag: --logtostderr"
+  [ "$m" -lt 26 ] && case_ $v "--logtostderr=true" START
+  # service account flags
+  if [ "$m" -ge 20 ]; then
+    out_flags="--service-account-key-file=$W/ca.pem"
+    # shellcheck disable=SC2046
+    o=$(cd "$W" && K8SMI_STANDIN_VERSION=$v python3 "$S" --advertise-address=127.0.0.1 --etcd-servers=https://127.0.0.1:2999 $out_flags 2>&1)
+    if grep -qF 'service-account-issuer is a required flag, --service-account-signing-key-file and --service-account-issuer are required flags' <<<"$o"; then
+      PASS=$((PASS + 1)); echo "  ok   $v without --service-account-issuer -> required flags"
+    else FAIL=$((FAIL + 1)); echo "  FAIL $v without SA issuer: $(tail -1 <<<"$o")"; fi
+  fi
+  # audit policy
+  if [ "$m" -ge 24 ]; then
+    case_ $v "--audit-policy-file=$W/audit-v1beta1.yaml" 'loading audit policy file: failed decoding: no kind \"Policy\" is registered for version \"audit.k8s.io/v1beta1\"'
+  else
+    case_ $v "--audit-policy-file=$W/audit-v1beta1.yaml" START
+  fi
+  case_ $v "--audit-policy-file=$W/audit-badlevel.yaml" 'rules[0].level: Unsupported value: \"Loud\"'
+  case_ $v "--audit-policy-file=$W/nope.yaml" "open $W/nope.yaml: no such file or directory"
+  # encryption config
+  if [ "$m" -ge 31 ]; then
+    case_ $v "--encryption-provider-config=$W/enc-legacy.yaml" 'no kind \"EncryptionConfig\" is registered for version \"v1\"'
+    case_ $v "--encryption-provider-config=$W/enc-unknown.yaml" 'strict decoding error: unknown field \"resources[0].providers[0].aescbc.foo\"'
+  else
+    case_ $v "--encryption-provider-config=$W/enc-legacy.yaml" START
+    case_ $v "--encryption-provider-config=$W/enc-unknown.yaml" START
+  fi
+  if [ "$m" -ge 17 ]; then
+    case_ $v "--encryption-provider-config=$W/enc-empty.yaml" 'resources[0].providers[0].aescbc.keys[0].secret: Required value: secret is a mandatory field for a key'
+    case_ $v "--encryption-provider-config=$W/enc-bad.yaml" 'resources[0].providers[0].aescbc.keys[0].secret: Invalid value: \"REDACTED\": secrets must be base64 encoded'
+  else
+    case_ $v "--encryption-provider-config=$W/enc-empty.yaml" 'key key1 has no provided secret'
+    case_ $v "--encryption-provider-config=$W/enc-legacy-bad.yaml" 'could not obtain secret for named key key1: illegal base64 data at input byte 3'
+  fi
+  case_ $v "--encryption-provider-config=$W/nope.yaml" "error opening encryption provider configuration file \\\"$W/nope.yaml\\\""
+  # files
+  case_ $v "--tls-private-key-file=$W/sa.key" "tls: private key does not match public key"
+  case_ $v "--client-ca-file=$W/nope.pem" "open $W/nope.pem: no such file or directory"
+  case_ $v "--requestheader-client-ca-file=$W/k-key.pem" "data does not contain any valid RSA or ECDSA certificates"
+  case_ $v "--kubelet-client-certificate=$W/k.pem --kubelet-client-key=$W/nope-key.pem" "open $W/nope-key.pem: no such file or directory"
+  case_ $v "--proxy-client-cert-file=$W/nope.pem --proxy-client-key-file=$W/k-key.pem" "open $W/nope.pem: no such file or directory"
+  case_ $v "--etcd-cafile=$W/nope-ca.pem" "open $W/nope-ca.pem: no such file or directory"
+  case_ $v "--no-such-flag" "Error: unknown flag: --no-such-flag"
+  case_ $v "--anonymous-auth=maybe" 'Error: invalid argument "maybe" for "--anonymous-auth" flag: strconv.ParseBool: parsing "maybe": invalid syntax'
+  case_ $v "--event-ttl=1week" 'Error: invalid argument "1week" for "--event-ttl" flag: time: unknown unit "week" in duration "1week"'
+  case_ $v "--enable-admission-plugins=NodeRestriction,NoSuchPlugin" 'enable-admission-plugins plugin \"NoSuchPlugin\" is unknown'
+  case_ $v "--authorization-mode=Node,RBAC,Magic" 'authorization-mode \"Magic\" is not a valid mode'
+done
+# the busy-loop warning (1.28 batch audit without max wait)
+o=$(cd "$W" && K8SMI_STANDIN_VERSION=v1.28.7 K8SMI_STANDIN_ETCD_TIMEOUT=0 python3 "$S" $(base v1.28.7) --audit-policy-file="$W/audit-v1.yaml" --audit-log-path="$W/a.log" --audit-log-mode=batch 2>&1)
+if grep -q 'busy-loops' <<<"$o"; then PASS=$((PASS + 1)); echo "  ok   v1.28.7 batch audit without --audit-log-batch-max-wait -> busy-loop warning"; else FAIL=$((FAIL + 1)); echo "  FAIL busy-loop warning"; fi
+# no default route and no --advertise-address
+o=$(cd "$W" && K8SMI_STANDIN_VERSION=v1.28.7 unshare -n python3 "$S" --etcd-servers=https://127.0.0.1:2999 2>&1)
+if grep -q 'unable to find suitable network address' <<<"$o"; then PASS=$((PASS + 1)); echo "  ok   no default route, no --advertise-address -> unable to find suitable network address"; else FAIL=$((FAIL + 1)); echo "  FAIL no default route: $(tail -1 <<<"$o")"; fi
+o=$(K8SMI_STANDIN_VERSION=v1.28.7 python3 "$S" --version)
+[ "$o" = "Kubernetes v1.28.7" ] && { PASS=$((PASS + 1)); echo "  ok   --version"; } || { FAIL=$((FAIL + 1)); echo "  FAIL --version: $o"; }
+echo "== standin-test: $PASS passed, $FAIL failed"
+[ $FAIL = 0 ]
