@@ -287,12 +287,17 @@ export class Engine {
 		const outcomes = step.scope === 'cluster'
 			? [await this.runCluster(step, context)]
 			: await Promise.all(masters.map(async master => (this.skipHosts.has(master.name) ? this.skipHost(step, master) : this.runHost(step, context, master, master.name))));
+		const refused = outcomes.find(outcome => outcome.refused)?.refused;
 		const failures = outcomes.flatMap(outcome => (outcome.failure ? [outcome.failure] : []));
 		const stopped = outcomes.some(outcome => outcome.outcome === 'stopped');
 		const overall: HostOutcome = failures.length > 0 ? 'failed' : stopped ? 'stopped' : outcomes.every(outcome => outcome.outcome === 'skipped' || outcome.outcome === 'excluded') ? 'skipped' : 'done';
 		this.emit({type: 'step-done', step: step.id, outcome: overall, durationMs: Math.round(performance.now() - started)});
+		if (refused) {
+			throw refused;
+		}
+
 		if (failures.length > 0) {
-			this.state.setRun({status: 'failed', step: step.id, host: failures[0]!.host});
+			this.state.setRun({status: 'failed', step: step.id, host: failures.map(failure => failure.host).join(', ')});
 			throw new ApplyFailed(step.id, failures);
 		}
 
@@ -304,17 +309,17 @@ export class Engine {
 	}
 
 	/** A master the operator chose to leave out of this run: nothing is done or recorded for it. */
-	private skipHost(step: StepDefinition, master: Master): {outcome: HostOutcome; failure?: FailureInfo} {
+	private skipHost(step: StepDefinition, master: Master): HostResult {
 		this.emit({type: 'host-done', step: step.id, host: master.name, outcome: 'excluded', detail: 'skipped on request for this run', durationMs: 0});
 		return {outcome: 'excluded'};
 	}
 
 	/** Cluster-wide steps run through the first master that can do them. */
-	private async runCluster(step: StepDefinition, context: StepContext): Promise<{outcome: HostOutcome; failure?: FailureInfo}> {
-		let last: {outcome: HostOutcome; failure?: FailureInfo} = {outcome: 'failed'};
+	private async runCluster(step: StepDefinition, context: StepContext): Promise<HostResult> {
+		let last: HostResult = {outcome: 'failed'};
 		for (const master of this.options.config.masters.filter(each => !this.skipHosts.has(each.name))) {
 			last = await this.runHost(step, context, master, clusterHost);
-			if (last.outcome !== 'failed') {
+			if (last.outcome !== 'failed' || last.refused) {
 				return last;
 			}
 		}
@@ -322,7 +327,7 @@ export class Engine {
 		return last;
 	}
 
-	private async runHost(step: StepDefinition, context: StepContext, master: Master, recordName: string): Promise<{outcome: HostOutcome; failure?: FailureInfo}> {
+	private async runHost(step: StepDefinition, context: StepContext, master: Master, recordName: string): Promise<HostResult> {
 		const started = performance.now();
 		const elapsed = () => Math.round(performance.now() - started);
 		const inputs = fingerprint(inputActions(step, context, master));
@@ -350,18 +355,17 @@ export class Engine {
 				return {outcome: 'stopped'};
 			}
 
-			if (error instanceof PromptRefused) {
-				throw error;
-			}
-
 			const failure = toFailure(error, step.id, master.name, this.options.runner);
 			const files = this.state.host(step.id, recordName)?.files;
 			this.state.recordHost(step.id, recordName, {files, status: 'failed', at: new Date().toISOString(), inputs, error: failure.message});
 			this.emit({type: 'host-done', step: step.id, host: recordName, outcome: 'failed', failure, durationMs: elapsed()});
-			return {outcome: 'failed', failure};
+			// A question that could not be answered ends the run once every host has settled.
+			return {outcome: 'failed', failure, refused: error instanceof PromptRefused ? error : undefined};
 		}
 	}
 }
+
+type HostResult = {outcome: HostOutcome; failure?: FailureInfo; refused?: PromptRefused};
 
 function toFailure(error: unknown, step: string, host: string, runner: Runner): FailureInfo {
 	if (error instanceof StepError) {

@@ -21,7 +21,7 @@ export function diagnoseSsh(stderr: string, config: ResolvedConfig, master: Mast
 		return `ssh could not log in as ${config.ssh.user}@${master.ip}: ${config.ssh.identityFile ? `check that ${config.ssh.identityFile} is authorized on the host and, if it has a passphrase, that it is loaded in ssh-agent (ssh-add)` : 'set ssh.identityFile, or load your key with ssh-add'}`;
 	}
 
-	if (/Connection timed out|No route to host|Connection refused|Network is unreachable|Operation timed out|Connection closed|Broken pipe|timeout/i.test(stderr)) {
+	if (/timed out|No route to host|Connection refused|Network is unreachable|Connection closed|Broken pipe|timeout/i.test(stderr)) {
 		return `${master.name} (${master.ip}) is not reachable on port ${config.ssh.port}: check the host is up and the network path; progress is kept, run apply again to continue`;
 	}
 

@@ -1,6 +1,6 @@
 import {readFileSync} from 'node:fs';
 import path from 'node:path';
-import {beforeAll, describe, expect, inject, test} from 'vitest';
+import {beforeEach, describe, expect, inject, test} from 'vitest';
 import {getHealth} from '../../source/remote/health.js';
 import {labCommand, labSsh, readState, remoteFacts, resetMasters, runCli, writeLabConfig} from './lab-helpers.js';
 
@@ -23,7 +23,8 @@ function encryptionConfigs(): string[] {
 }
 
 describe.skipIf(!lab)('apply on the lab\'s three masters', () => {
-	beforeAll(() => resetMasters(lab!));
+	// Every test starts from an empty lab with its own state folder, as a new operator would.
+	beforeEach(() => resetMasters(lab!));
 
 	test('a full install from an empty lab, checked on every master', async () => {
 		const {configFile, stateDir} = writeLabConfig(lab!, 'v1.28.7');
@@ -59,7 +60,6 @@ describe.skipIf(!lab)('apply on the lab\'s three masters', () => {
 
 	test('a second apply on the finished cluster changes nothing on any host', async () => {
 		const {configFile, stateDir} = writeLabConfig(lab!, 'v1.28.7');
-		// A fresh state folder would make new keys: reuse the state of an install instead.
 		const first = await runCli(['apply', '--config', configFile, '--state-dir', stateDir, '--yes']);
 		expect(first.code, first.stdout + first.stderr).toBe(0);
 		const pids = mainPids();
@@ -77,7 +77,6 @@ describe.skipIf(!lab)('apply on the lab\'s three masters', () => {
 		['binaries', /== Copy the server binaries/, /k8smaster0\d: .* \(25%\)/],
 		['start', /== Start kube-apiserver/, /== Start kube-apiserver/],
 	])('apply killed with SIGKILL during %s, then resumed, ends the same', async (_, stepLine, killLine) => {
-		resetMasters(lab!);
 		const {configFile, stateDir} = writeLabConfig(lab!, 'v1.28.7');
 		let inStep = false;
 		const killed = await runCli(['apply', '--config', configFile, '--state-dir', stateDir, '--yes'], (line, kill) => {
@@ -102,7 +101,6 @@ describe.skipIf(!lab)('apply on the lab\'s three masters', () => {
 	});
 
 	test('a master whose link is cut during apply is named; the others keep their work; a retry completes', async () => {
-		resetMasters(lab!);
 		const {configFile, stateDir} = writeLabConfig(lab!, 'v1.28.7');
 		let cut = false;
 		try {
@@ -129,7 +127,6 @@ describe.skipIf(!lab)('apply on the lab\'s three masters', () => {
 	});
 
 	test('the tutorial\'s v1.14.2 flags start a v1.14.2 apiserver; the same flags are refused by v1.28.7', async () => {
-		resetMasters(lab!);
 		const {configFile, stateDir} = writeLabConfig(lab!, 'v1.14.2');
 		const run = await runCli(['apply', '--config', configFile, '--state-dir', stateDir, '--yes']);
 		expect(run.code, run.stdout + run.stderr).toBe(0);

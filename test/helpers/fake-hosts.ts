@@ -52,6 +52,8 @@ export class FakeCluster {
 	readonly hosts = new Map<string, FakeHost>();
 	readonly calls: CommandSpec[] = [];
 	readonly bindings = new Map<string, string>();
+	/** Uploads arrive empty, as when ssh dies mid-stream and cat sees the end of its input. */
+	truncateUploads = false;
 	/** Called before each command; a test throws or stops here to interrupt at a chosen point. */
 	beforeCommand: (spec: CommandSpec, index: number) => void = () => undefined;
 
@@ -122,7 +124,12 @@ export class FakeCluster {
 			const words = unquoteWords(script.replaceAll(';', ' ; '));
 			const target = words[words.indexOf('mv') + 3]!;
 			const mode = Number.parseInt(words[words.indexOf('chmod') + 1]!, 8);
-			const content = spec.inputFile ? readFileSync(spec.inputFile) : Buffer.from(spec.input ?? '');
+			const content = this.truncateUploads ? Buffer.from('') : spec.inputFile ? readFileSync(spec.inputFile) : Buffer.from(spec.input ?? '');
+			const expected = /printf '%s {2}%s\\n' ([a-f\d]{64})/.exec(script)?.[1];
+			if (expected !== createHash('sha256').update(content).digest('hex')) {
+				return fail(3, 'incomplete upload discarded');
+			}
+
 			host.files.set(target, {content, mode, owner: 'root'});
 			return ok();
 		}

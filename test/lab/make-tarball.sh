@@ -7,7 +7,9 @@
 #   kubernetes/server/bin/kubectl                    Debian's real kubectl 1.20 (kubernetes-client)
 #   kubernetes/server/bin/{apiextensions-apiserver,cloud-controller-manager,kube-controller-manager,
 #                          kube-proxy,kube-scheduler,kubeadm,kubelet,mounter}   placeholder scripts
-#   kubernetes/server/bin/*.docker_tag, *.tar are NOT included.
+#   kubernetes/server/bin/{kube-apiserver,kube-controller-manager,kube-scheduler,kube-proxy}.docker_tag
+#                                                    the release tag, as in the real tarball (the installer checks it)
+#   kubernetes/server/bin/*.tar (container images) are NOT included.
 # Env: KUBECTL=/path/to/kubectl overrides where Debian's kubectl is taken from.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -49,6 +51,10 @@ exit 0
 EOF
 done
 chmod 755 "$bin"/*
+for name in kube-apiserver kube-controller-manager kube-scheduler kube-proxy; do
+  printf '%s\n' "$VERSION" >"$bin/$name.docker_tag"
+  chmod 644 "$bin/$name.docker_tag"
+done
 
 mkdir -p "$work/src/kubernetes"
 printf 'k8smi lab placeholder for kubernetes-src %s\n' "$VERSION" >"$work/src/kubernetes/README.k8smi-lab"

@@ -126,6 +126,18 @@ describe('apply', () => {
 		expect(binaryUploads71).toHaveLength(10);
 	});
 
+	test('an upload cut short never replaces the file: the host discards it and the step fails', async () => {
+		const {cluster, engine} = setup();
+		cluster.truncateUploads = true;
+		const failure = await engine().engine.apply({confirm: true}).catch((error: unknown) => error);
+		expect(failure).toBeInstanceOf(ApplyFailed);
+		expect((failure as ApplyFailed).failures[0]!.message).toMatch(/incomplete upload discarded/);
+		expect(ips.every(ip => cluster.hosts.get(ip)!.files.size === 0)).toBe(true);
+		cluster.truncateUploads = false;
+		await engine().engine.apply({confirm: true});
+		expect(ips.every(ip => cluster.hosts.get(ip)!.active)).toBe(true);
+	});
+
 	test('a file changed on a master since this install wrote it is not overwritten without asking', async () => {
 		const {cluster, engine} = setup();
 		await engine().engine.apply({confirm: true});
