@@ -126,14 +126,37 @@ describe.skipIf(!lab)('apply on the lab\'s three masters', () => {
 		expect(retry.stdout).toMatch(/↷ k8smaster01 skipped/);
 	});
 
-	test('the tutorial\'s v1.14.2 flags start a v1.14.2 apiserver; the same flags are refused by v1.28.7', async () => {
+	test('v1.14.2 installs with the tutorial\'s flags; a tarball of another release is refused before any host is touched', async () => {
 		const {configFile, stateDir} = writeLabConfig(lab!, 'v1.14.2');
 		const run = await runCli(['apply', '--config', configFile, '--state-dir', stateDir, '--yes']);
 		expect(run.code, run.stdout + run.stderr).toBe(0);
-		// The stand-in is as strict as the real binary: v1.28.7 refuses the tutorial's v1.14 flags.
+		const unit = labSsh(lab!, 'k8smaster01', 'cat /etc/systemd/system/kube-apiserver.service');
+		expect(unit).toContain('--feature-gates=DynamicAuditing=true');
+		expect(unit).toContain('--insecure-port=0');
+		// v1.14 has no /readyz: readiness was read from /healthz.
+		expect(await getHealth(lab!.hosts[0]!.ip, 6443, '/healthz', tls(stateDir))).toMatchObject({ok: true});
+		const pids = mainPids();
+
 		const wrong = writeLabConfig(lab!, 'v1.28.7', {binaries: {tarball: lab!.tarballs['v1.14.2']}});
 		const mismatch = await runCli(['apply', '--config', wrong.configFile, '--state-dir', wrong.stateDir, '--yes']);
 		expect(mismatch.code).toBe(2);
-		expect(mismatch.stderr).toMatch(/version: does not match the tarball, which holds v1\.14\.2/);
+		expect(mismatch.stderr).toMatch(/version: does not match the tarball, which holds v1\.14\.2 \(got v1\.28\.7\)\. Fix: set version: v1\.14\.2/);
+		expect(mainPids()).toEqual(pids);
+		expect(labSsh(lab!, 'k8smaster01', 'cat /etc/systemd/system/kube-apiserver.service')).toBe(unit);
+	});
+
+	test('a file changed on a master by hand is not overwritten without asking; --overwrite keeps a backup', async () => {
+		const {configFile, stateDir} = writeLabConfig(lab!, 'v1.28.7');
+		expect((await runCli(['apply', '--config', configFile, '--state-dir', stateDir, '--yes'])).code).toBe(0);
+		labSsh(lab!, 'k8smaster02', 'echo "# local change" >> /etc/kubernetes/audit-policy.yaml');
+		const edited = labSsh(lab!, 'k8smaster02', 'sha256sum /etc/kubernetes/audit-policy.yaml');
+		const refused = await runCli(['apply', '--config', configFile, '--state-dir', stateDir, '--yes']);
+		expect(refused.code).toBe(2);
+		expect(refused.stderr).toMatch(/\/etc\/kubernetes\/audit-policy\.yaml on k8smaster02 differs from what this install wrote there\. Not overwritten\. Pass --overwrite/);
+		expect(labSsh(lab!, 'k8smaster02', 'sha256sum /etc/kubernetes/audit-policy.yaml')).toBe(edited);
+		const overwritten = await runCli(['apply', '--config', configFile, '--state-dir', stateDir, '--yes', '--overwrite']);
+		expect(overwritten.code, overwritten.stdout + overwritten.stderr).toBe(0);
+		expect(labSsh(lab!, 'k8smaster02', 'tail -1 /etc/kubernetes/audit-policy.yaml')).not.toContain('local change');
+		expect(labSsh(lab!, 'k8smaster02', 'cat /etc/kubernetes/audit-policy.yaml.k8smi-backup-*')).toContain('# local change');
 	});
 });
