@@ -78,6 +78,10 @@ export async function main(argv: string[], output: Output = defaultOutput): Prom
 		// No command, in a terminal: the guided UI. Pipes, CI, --yes and --json keep the plain behaviour.
 		if (command === undefined && !flags.help && !flags.yes && !flags.json && process.stdin.isTTY && process.stdout.isTTY) {
 			try {
+				// Ink draws only a final frame when the environment says CI; a person is at this terminal,
+				// so the live view is wanted. Ink reads the variables once, when it is first imported.
+				delete process.env.CI;
+				delete process.env.CONTINUOUS_INTEGRATION;
 				const {runInteractive} = await import('./ui/index.js');
 				return await runInteractive({configFile: flags.config, stateDir: flags.stateDir ?? defaultStateDir(), stateDirGiven: flags.stateDir !== undefined, rotate: flags.rotate});
 			} catch (error) {
