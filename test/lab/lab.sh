@@ -129,7 +129,12 @@ apt_install() { # packages... ; refuses anything that would upgrade/remove the m
   if printf '%s\n' "$sim" | grep -E '^(Inst|Remv) (systemd|systemd-sysv|libsystemd0|libsystemd-shared|udev|libudev1|libnss-systemd|libpam-systemd)(:amd64)? ' | grep -E '^Remv|\[' >&2; then
     die "installing '$*' would upgrade or remove the machine's own systemd (lines above); refusing"
   fi
-  apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold "$@" </dev/null
+  # Lists can be stale on a machine kept from an earlier session: refresh once and try again.
+  apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold "$@" </dev/null || {
+    log "apt-get install failed; running apt-get update and trying again"
+    apt-get update -q </dev/null
+    apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold "$@" </dev/null
+  }
 }
 
 cmd_deps() {
