@@ -8,7 +8,7 @@ import {ApplyFailed, Engine, StopRequested} from './engine/engine.js';
 import {headlessPrompter} from './engine/prompts.js';
 import {InputError, isInputError, PromptRefused} from './errors.js';
 import {writeFileAtomic} from './files.js';
-import {formatPlan, formatStatus, type CertificateExpiry} from './reporters/format.js';
+import {formatCheckGrid, formatPlan, formatStatus, type CertificateExpiry, type CheckRow} from './reporters/format.js';
 import {readCertificate} from './pki/certs.js';
 import {jsonReporter, lineReporter} from './reporters/line.js';
 import {Runner} from './runner.js';
@@ -22,6 +22,7 @@ const help = `
   Commands
     init --from-env FILE   Write a cluster config from the tutorial's environment.sh
     render                 Write every local artifact (certificates, configs, units) to --out
+    preflight              Check every master (ssh, root, arch, ports, clock, etcd) and print a grid
     plan                   Print what apply would do, per step and per master; touches nothing
     apply                  Install on every master; resumes where an earlier apply stopped
     status                 Print the recorded progress
@@ -114,6 +115,19 @@ export async function main(argv: string[], output: Output = defaultOutput): Prom
 				return await apply(flags, output);
 			}
 
+			case 'preflight': {
+				const engine = makeEngine(loadConfig(flags.config), flags, output);
+				const checks: CheckRow[] = [];
+				engine.subscribe(event => {
+					if (event.type === 'check') {
+						checks.push(event);
+					}
+				});
+				const passed = await engine.preflight();
+				output.out(flags.json ? JSON.stringify(checks, null, 2) : formatCheckGrid(checks).join('\n'));
+				return passed ? 0 : 1;
+			}
+
 			case 'status': {
 				const config = loadConfig(flags.config);
 				const workspace = new Workspace(flags.stateDir ?? defaultStateDir(), config.name);
@@ -123,7 +137,7 @@ export async function main(argv: string[], output: Output = defaultOutput): Prom
 			}
 
 			default: {
-				throw new InputError('command', command, 'is not a command', 'use one of init, render, plan, apply, status (see --help)');
+				throw new InputError('command', command, 'is not a command', 'use one of init, render, preflight, plan, apply, status (see --help)');
 			}
 		}
 	} catch (error) {

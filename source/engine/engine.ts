@@ -12,6 +12,7 @@ import type {Runner} from '../runner.js';
 import {StateStore, type StepId} from '../state/store.js';
 import {unpackBinaries, unpackedBinaries} from '../steps/binaries.js';
 import {inputActions, steps} from '../steps/definitions.js';
+import {preflight} from '../steps/preflight.js';
 import {downloadTarball} from '../steps/download.js';
 import type {PlannedAction, StepContext, StepDefinition} from '../steps/types.js';
 import type {Workspace} from '../workspace.js';
@@ -144,6 +145,7 @@ export class Engine {
 			binaries: unpackedBinaries(workspace, config),
 			probe: this.options.probe ?? getHealth,
 			progress: (step, host, update) => this.emit({type: 'host-progress', step, host, ...update}),
+			check: (step, host, result) => this.emit({type: 'check', step, host, ...result}),
 			throwIfStopping: this.throwIfStopping,
 		};
 		return this.context;
@@ -211,6 +213,33 @@ export class Engine {
 				return {kind: 'check', description: action.description};
 			}
 		}
+	}
+
+	/** The preflight checks alone, on every master, recording nothing; true when none failed. */
+	async preflight(): Promise<boolean> {
+		const context = await this.prepare(false);
+		let passed = true;
+		try {
+			await Promise.all(this.options.config.masters.map(async master => {
+				try {
+					await preflight.run(context, master, '');
+				} catch {
+					passed = false;
+				}
+			}));
+			if (passed) {
+				try {
+					preflight.afterAll?.(context);
+				} catch (error) {
+					passed = false;
+					this.emit({type: 'check', step: 'preflight', host: clusterHost, check: 'distinct machines', level: 'fail', detail: error instanceof StepError ? error.message : String(error), fix: error instanceof StepError ? error.fix : undefined});
+				}
+			}
+		} finally {
+			await context.remote.close();
+		}
+
+		return passed;
 	}
 
 	/** Runs the steps in order on every master, verifying done work instead of trusting the record. */
@@ -289,6 +318,16 @@ export class Engine {
 			: await Promise.all(masters.map(async master => (this.skipHosts.has(master.name) ? this.skipHost(step, master) : this.runHost(step, context, master, master.name))));
 		const refused = outcomes.find(outcome => outcome.refused)?.refused;
 		const failures = outcomes.flatMap(outcome => (outcome.failure ? [outcome.failure] : []));
+		if (failures.length === 0 && !refused && step.afterAll) {
+			try {
+				step.afterAll(context);
+			} catch (error) {
+				const failure = toFailure(error, step.id, clusterHost, this.options.runner);
+				failures.push(failure);
+				this.emit({type: 'host-done', step: step.id, host: clusterHost, outcome: 'failed', failure, durationMs: 0});
+			}
+		}
+
 		const stopped = outcomes.some(outcome => outcome.outcome === 'stopped');
 		const overall: HostOutcome = failures.length > 0 ? 'failed' : stopped ? 'stopped' : outcomes.every(outcome => outcome.outcome === 'skipped' || outcome.outcome === 'excluded') ? 'skipped' : 'done';
 		this.emit({type: 'step-done', step: step.id, outcome: overall, durationMs: Math.round(performance.now() - started)});

@@ -1,6 +1,7 @@
 import type {MaterialChange} from '../pki/material.js';
 import type {CommandEvent} from '../runner.js';
 import type {StepId} from '../state/store.js';
+import type {CheckResult} from '../steps/preflight.js';
 
 /** skipped: verified as already done; excluded: left out of this run on the operator's request. */
 export type HostOutcome = 'done' | 'skipped' | 'failed' | 'stopped' | 'excluded';
@@ -16,6 +17,7 @@ export type EngineEvent =
 	| {type: 'step-start'; step: StepId; title: string; hosts: string[]}
 	| {type: 'host-start'; step: StepId; host: string}
 	| {type: 'host-progress'; step: StepId; host: string; message?: string; bytes?: number; total?: number}
+	| ({type: 'check'; step: StepId; host: string} & CheckResult)
 	| {type: 'host-done'; step: StepId; host: string; outcome: HostOutcome; detail?: string; failure?: FailureInfo; durationMs: number}
 	| {type: 'step-done'; step: StepId; outcome: HostOutcome; durationMs: number}
 	| {type: 'finished'; outcome: 'done' | 'failed' | 'stopped'; message: string; durationMs: number};

@@ -97,3 +97,28 @@ export function formatStatus(state: InstallState, stateFile: string, certificate
 
 	return lines.join('\n');
 }
+
+export type CheckRow = {host: string; check: string; level: 'pass' | 'warn' | 'fail'; detail: string; fix?: string};
+
+/** Checks × masters, then every warning and failure with its fix. */
+export function formatCheckGrid(rows: CheckRow[]): string[] {
+	const hosts = [...new Set(rows.map(row => row.host))];
+	const checks = [...new Set(rows.map(row => row.check))];
+	const width = Math.max(5, ...checks.map(check => check.length)) + 2;
+	const column = Math.max(6, ...hosts.map(host => host.length)) + 2;
+	const mark = {pass: 'ok', warn: 'WARN', fail: 'FAIL'} as const;
+	const lines = [`${'check'.padEnd(width)}${hosts.map(host => host.padEnd(column)).join('')}`.trimEnd()];
+	for (const check of checks) {
+		const cells = hosts.map(host => {
+			const row = rows.find(each => each.host === host && each.check === check);
+			return (row ? mark[row.level] : '-').padEnd(column);
+		});
+		lines.push(`${check.padEnd(width)}${cells.join('')}`.trimEnd());
+	}
+
+	for (const row of rows.filter(each => each.level !== 'pass')) {
+		lines.push(`${mark[row.level]} ${row.host} ${row.check}: ${row.detail}${row.fix ? `\n     fix: ${row.fix}` : ''}`);
+	}
+
+	return lines;
+}

@@ -1,5 +1,5 @@
 import type {EngineEvent} from '../engine/events.js';
-import {formatBytes, formatDuration} from './format.js';
+import {formatBytes, formatDuration, formatCheckGrid, type CheckRow} from './format.js';
 
 const marks = {done: '✔', skipped: '↷', failed: '✘', stopped: '■', excluded: '–'} as const;
 
@@ -9,8 +9,26 @@ const marks = {done: '✔', skipped: '↷', failed: '✘', stopped: '■', exclu
  */
 export function lineReporter(write: (line: string) => void, options: {verbose?: boolean} = {}): (event: EngineEvent) => void {
 	const lastQuarter = new Map<string, number>();
+	let checks: CheckRow[] = [];
 	return event => {
 		switch (event.type) {
+			case 'check': {
+				checks.push(event);
+				break;
+			}
+
+			case 'step-done': {
+				if (checks.length > 0) {
+					for (const line of formatCheckGrid(checks)) {
+						write(`   ${line}`);
+					}
+
+					checks = [];
+				}
+
+				break;
+			}
+
 			case 'warning': {
 				write(`warning: ${event.message}`);
 				break;

@@ -3,7 +3,7 @@ import path from 'node:path';
 import Conf from 'conf';
 import type {MaterialRecord} from '../pki/material.js';
 
-export const stepIds = ['binaries', 'certs', 'encryption', 'audit', 'units', 'start', 'etcd-check', 'rbac'] as const;
+export const stepIds = ['preflight', 'binaries', 'certs', 'encryption', 'audit', 'units', 'start', 'etcd-check', 'rbac'] as const;
 export type StepId = typeof stepIds[number];
 
 export type HostRecord = {

@@ -8,6 +8,7 @@ import {readinessPath} from '../versions.js';
 import {sha256} from '../files.js';
 import {diagnoseApiserver} from './diagnose.js';
 import {filesStep, type Upload} from './files.js';
+import {preflight} from './preflight.js';
 import type {PlannedAction, StepContext, StepDefinition} from './types.js';
 import type {StepId} from '../state/store.js';
 
@@ -233,7 +234,7 @@ const rbac: StepDefinition = {
 };
 
 /** The install, in order. */
-export const steps: StepDefinition[] = [binaries, certs, encryption, audit, units, start, etcdCheck, rbac];
+export const steps: StepDefinition[] = [preflight, binaries, certs, encryption, audit, units, start, etcdCheck, rbac];
 
 /** The actions whose results a step depends on (start restarts when any file it runs with changed). */
 export function inputActions(step: StepDefinition, context: StepContext, master: Master): PlannedAction[] {

@@ -8,6 +8,7 @@ import type {HostRecord, StateStore, StepId} from '../state/store.js';
 import type {Workspace} from '../workspace.js';
 import type {Prompter} from '../engine/prompts.js';
 import type {Probe} from '../remote/health.js';
+import type {CheckResult} from './preflight.js';
 
 export type BinaryFile = {name: string; file: string; sha256: string; bytes: number};
 
@@ -33,6 +34,8 @@ export type StepContext = {
 	probe: Probe;
 	/** Reports per-host progress to the views. */
 	progress: (step: StepId, host: string, update: {message?: string; bytes?: number; total?: number}) => void;
+	/** Reports one check's result (preflight) to the views. */
+	check: (step: StepId, host: string, result: CheckResult) => void;
 	/** Asks the engine whether the operator asked to stop; checked between actions. */
 	throwIfStopping: () => void;
 };
@@ -52,4 +55,6 @@ export type StepDefinition = {
 	verify: (context: StepContext, master: Master, record: HostRecord | undefined, inputs: string) => Promise<Verification>;
 	/** Does the work; returns a short note for the state and the views. */
 	run: (context: StepContext, master: Master, inputs: string) => Promise<string | undefined>;
+	/** Checks across masters once every master finished the step (e.g. two IPs of one machine). */
+	afterAll?: (context: StepContext) => void;
 };

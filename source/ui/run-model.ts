@@ -205,6 +205,10 @@ export function reduceRun(model: RunModel, event: EngineEvent, now: number): {mo
 			return {model, history: [{kind: 'note', tone: 'warn', text: `warning: ${event.message}`}]};
 		}
 
+		case 'check': {
+			return {model, history: event.level === 'pass' ? [] : [{kind: 'note', tone: event.level === 'fail' ? 'bad' : 'warn', text: `${event.host} ${event.check}: ${event.detail}${event.fix ? ` — fix: ${event.fix}` : ''}`}]};
+		}
+
 		case 'finished': {
 			return {model: {...model, local: undefined, finished: {outcome: event.outcome, message: event.message, durationMs: event.durationMs}}, history: []};
 		}

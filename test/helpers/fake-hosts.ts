@@ -5,7 +5,7 @@ import type {HealthAnswer} from '../../source/remote/health.js';
 
 type FakeFile = {content: Buffer; mode: number; owner: string};
 
-export type FakeHost = {ip: string; files: Map<string, FakeFile>; active: boolean; reachable: boolean; restarts: number};
+export type FakeHost = {ip: string; files: Map<string, FakeFile>; active: boolean; reachable: boolean; restarts: number; clockOffsetMs: number; listening: Array<{port: number; process: string}>};
 
 const ok = (stdout = ''): CommandResult => ({exitCode: 0, stdout, stderr: '', durationMs: 1, timedOut: false});
 const fail = (exitCode: number, stderr: string): CommandResult => ({exitCode, stdout: '', stderr, durationMs: 1, timedOut: false});
@@ -59,7 +59,7 @@ export class FakeCluster {
 
 	constructor(ips: string[]) {
 		for (const ip of ips) {
-			this.hosts.set(ip, {ip, files: new Map(), active: false, reachable: true, restarts: 0});
+			this.hosts.set(ip, {ip, files: new Map(), active: false, reachable: true, restarts: 0, clockOffsetMs: 0, listening: []});
 		}
 	}
 
@@ -86,6 +86,21 @@ export class FakeCluster {
 		return host?.active && host.reachable ? {ok: true, status: 200, body: 'ok'} : {ok: false, status: 0, body: '', error: 'connect ECONNREFUSED'};
 	};
 
+	/** Takes a master off the network from its first command of a step on (preflight passed); returns the repair. */
+	cutDuring(step: string, ip: string): () => void {
+		let cut = true;
+		this.beforeCommand = spec => {
+			if (cut && spec.step === step && spec.args.includes(ip)) {
+				this.hosts.get(ip)!.reachable = false;
+			}
+		};
+
+		return () => {
+			cut = false;
+			this.hosts.get(ip)!.reachable = true;
+		};
+	}
+
 	/** Commands that wrote a file (the upload script), per host. */
 	uploads(ip?: string): CommandSpec[] {
 		return this.calls.filter(call => call.command === 'ssh' && (ip === undefined || call.args.includes(ip)) && /cat > /.test(call.args.at(-1) ?? ''));
@@ -111,6 +126,17 @@ export class FakeCluster {
 	}
 
 	private script(host: FakeHost, script: string, spec: CommandSpec): CommandResult {
+		if (script.startsWith('echo "uid=$(id -u)"')) {
+			const etcd = [...script.matchAll(/echo 'etcd=(\S+) open'/g)].map(match => `etcd=${match[1]} open`);
+			return ok([
+				'uid=0', 'arch=x86_64', 'os=Debian GNU/Linux 12 (bookworm)', 'systemd=systemd 252 (252.38-1~deb12u1)',
+				`machine=${host.ip}/boot`, `time=${BigInt(Date.now() + host.clockOffsetMs) * 1_000_000n}`,
+				...(host.active ? ['listen=172.24.8.71:6443 users:(("kube-apiserver",pid=1,fd=3))'] : []),
+				...host.listening.map(entry => `listen=0.0.0.0:${entry.port} users:(("${entry.process}",pid=2,fd=3))`),
+				...etcd,
+			].join('\n'));
+		}
+
 		if (script.startsWith('for f in ')) {
 			const paths = unquoteWords(script.slice('for f in '.length, script.indexOf('; do')));
 			const lines = paths.flatMap(file => {

@@ -1,0 +1,232 @@
+import type {ResolvedConfig} from '../config/load.js';
+import type {Master} from '../config/schema.js';
+import {StepError} from '../errors.js';
+import {shellQuote} from '../remote/quote.js';
+import {diagnoseSsh} from '../remote/ssh.js';
+import type {Runner} from '../runner.js';
+import type {StepContext, StepDefinition} from './types.js';
+
+export type CheckLevel = 'pass' | 'warn' | 'fail';
+
+/** One preflight finding on one master; every warn and fail carries its fix. */
+export type CheckResult = {check: string; level: CheckLevel; detail: string; fix?: string};
+
+/** The ports the control plane listens on: apiserver, kube-nginx, controller-manager, scheduler. */
+export const controlPlanePorts: Record<number, string> = {6443: 'kube-apiserver', 8443: 'kube-nginx', 10257: 'kube-controller-manager', 10259: 'kube-scheduler'};
+
+/** Processes that may hold those ports: an earlier install of this cluster. */
+const ownProcesses = new Set(['kube-apiserver', 'nginx', 'kube-controller', 'kube-controller-manager', 'kube-scheduler']);
+
+/** Clock offsets: beyond this a warning; beyond the certificates' backdating (5 min) nothing is valid. */
+const skewWarnMs = 2000;
+const skewFailMs = 60_000;
+
+function etcdTargets(config: ResolvedConfig): Array<{host: string; port: string}> {
+	return config.etcd.endpoints.map(endpoint => {
+		const match = /^https:\/\/([^/:]+):(\d+)$/.exec(endpoint)!;
+		return {host: match[1]!, port: match[2]!};
+	});
+}
+
+/** One round trip that reads everything the checks need; every line is KEY=VALUE. */
+export function factsScript(config: ResolvedConfig): string {
+	const etcd = etcdTargets(config).map(({host, port}) => {
+		const target = `${host}:${port}`;
+		// bash's /dev/tcp makes the TCP connection; a host without bash says so instead of guessing.
+		return `if command -v bash >/dev/null && command -v timeout >/dev/null; then if timeout 3 bash -c ${shellQuote(`exec 3<>/dev/tcp/${host}/${port}`)} 2>/dev/null; then echo ${shellQuote(`etcd=${target} open`)}; else echo ${shellQuote(`etcd=${target} closed`)}; fi; else echo ${shellQuote(`etcd=${target} untested`)}; fi`;
+	});
+	return [
+		'echo "uid=$(id -u)"',
+		'echo "arch=$(uname -m)"',
+		'if [ -r /etc/os-release ]; then . /etc/os-release; fi; echo "os=${PRETTY_NAME:-unknown}"',
+		'echo "systemd=$(systemctl --version 2>/dev/null | head -n 1)"',
+		// machine-id alone is shared by cloned VMs, boot_id alone by containers on one kernel: both together name one machine.
+		'echo "machine=$(cat /etc/machine-id 2>/dev/null)/$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)"',
+		'echo "time=$(date +%s%N)"',
+		'ss -Hltnp 2>/dev/null | while read -r _ _ _ local _ users; do echo "listen=$local $users"; done',
+		...etcd,
+	].join('\n');
+}
+
+export type HostFacts = {uid?: string; arch?: string; os?: string; systemd?: string; machine?: string; timeNs?: bigint; listening: Array<{port: number; process: string}>; etcd: Array<{target: string; state: string}>};
+
+export function parseFacts(output: string): HostFacts {
+	const facts: HostFacts = {listening: [], etcd: []};
+	for (const line of output.split('\n')) {
+		const [key, ...rest] = line.split('=');
+		const value = rest.join('=');
+		switch (key) {
+			case 'uid': case 'arch': case 'os': case 'systemd': case 'machine': {
+				facts[key] = value;
+				break;
+			}
+
+			case 'time': {
+				facts.timeNs = /^\d+$/.test(value) ? BigInt(value) : undefined;
+				break;
+			}
+
+			case 'listen': {
+				const port = Number(/:(\d+) /.exec(`${value} `)?.[1]);
+				const process = /\(\("([^"]+)"/.exec(value)?.[1] ?? 'unknown process';
+				facts.listening.push({port, process});
+				break;
+			}
+
+			case 'etcd': {
+				const [target = '', state = ''] = value.split(' ');
+				facts.etcd.push({target, state});
+				break;
+			}
+
+			default: {
+				break;
+			}
+		}
+	}
+
+	return facts;
+}
+
+/** Judges one master's facts; the clock offset is remote time minus the workstation's at the midpoint. */
+export function judgeFacts(config: ResolvedConfig, facts: HostFacts, clockOffsetMs: number | undefined): CheckResult[] {
+	const results: CheckResult[] = [];
+	const as = config.ssh.sudo ? `${config.ssh.user} with sudo` : config.ssh.user;
+	results.push(facts.uid === '0'
+		? {check: 'root', level: 'pass', detail: `runs as root (${as})`}
+		: {check: 'root', level: 'fail', detail: `runs as uid ${facts.uid ?? '?'} (${as})`, fix: 'connect as root, or set ssh.sudo: true for a user with passwordless sudo'});
+	results.push(facts.arch === 'x86_64'
+		? {check: 'arch', level: 'pass', detail: `${facts.arch}, ${facts.os ?? 'unknown OS'}`}
+		: {check: 'arch', level: 'fail', detail: `${facts.arch ?? 'unknown'} (${facts.os ?? 'unknown OS'})`, fix: 'the server tarball holds linux-amd64 binaries: use x86_64 masters, or the tarball of their architecture'});
+	results.push(facts.systemd?.startsWith('systemd ')
+		? {check: 'systemd', level: 'pass', detail: facts.systemd}
+		: {check: 'systemd', level: 'fail', detail: 'systemctl not found', fix: 'the apiserver runs as a systemd unit: use a master that boots with systemd'});
+	for (const [port, component] of Object.entries(controlPlanePorts)) {
+		const holders = facts.listening.filter(entry => entry.port === Number(port));
+		const foreign = holders.filter(entry => !ownProcesses.has(entry.process));
+		results.push(foreign.length === 0
+			? {check: `port ${port}`, level: 'pass', detail: holders.length > 0 ? `held by ${holders[0]!.process} (this cluster)` : 'free'}
+			: {check: `port ${port}`, level: 'fail', detail: `in use by ${foreign.map(entry => entry.process).join(', ')}`, fix: `stop what listens on ${port} (ss -ltnp 'sport = :${port}'); ${component} needs it`});
+	}
+
+	if (clockOffsetMs === undefined) {
+		results.push({check: 'clock', level: 'warn', detail: 'could not read the time', fix: 'check that date works on the master'});
+	} else {
+		const offset = `${clockOffsetMs >= 0 ? '+' : ''}${(clockOffsetMs / 1000).toFixed(1)} s`;
+		const level: CheckLevel = Math.abs(clockOffsetMs) > skewFailMs ? 'fail' : Math.abs(clockOffsetMs) > skewWarnMs ? 'warn' : 'pass';
+		results.push({check: 'clock', level, detail: `${offset} from this workstation`, fix: level === 'pass' ? undefined : 'synchronise the clocks (chrony or systemd-timesyncd); certificates and etcd leases need agreeing clocks'});
+	}
+
+	for (const {target, state} of facts.etcd) {
+		results.push(state === 'open'
+			? {check: `etcd ${target}`, level: 'pass', detail: 'reachable'}
+			: state === 'untested'
+				? {check: `etcd ${target}`, level: 'warn', detail: 'not tested (no bash or timeout on the master)', fix: 'check by hand that the master reaches etcd'}
+				: {check: `etcd ${target}`, level: 'fail', detail: 'not reachable from this master', fix: `check etcd.endpoints, that etcd runs, and the network or firewall between the master and ${target}`});
+	}
+
+	return results;
+}
+
+/** Why ssh could not log in: which key, whether an agent holds keys, whether the key needs a passphrase. */
+export async function diagnoseAuthentication(runner: Runner, config: ResolvedConfig): Promise<string> {
+	const parts: string[] = [];
+	const identity = config.ssh.identityFile;
+	if (identity) {
+		const probe = await runner.run({command: 'ssh-keygen', args: ['-y', '-P', '', '-f', identity], display: `ssh-keygen -y -P '' -f ${identity}`, timeoutMs: 10_000});
+		parts.push(probe.exitCode === 0
+			? `${identity} has no passphrase, so the master refused it: add its public key (ssh-keygen -y -f ${identity}) to ~${config.ssh.user}/.ssh/authorized_keys on the master`
+			: /passphrase/i.test(probe.stderr)
+				? `${identity} is protected by a passphrase and ssh runs in batch mode: load it into ssh-agent first (ssh-add ${identity})`
+				: `${identity} could not be read as a private key (${probe.stderr.trim().split('\n').at(-1) ?? 'ssh-keygen failed'})`);
+	} else {
+		parts.push('no ssh.identityFile is set: ssh tries your agent and default keys (~/.ssh/id_ed25519, id_rsa, ...)');
+	}
+
+	if (process.env.SSH_AUTH_SOCK) {
+		const agent = await runner.run({command: 'ssh-add', args: ['-l'], timeoutMs: 10_000});
+		parts.push(agent.exitCode === 0 ? `ssh-agent holds ${agent.stdout.trim().split('\n').length} key(s)` : 'ssh-agent holds no key');
+	} else {
+		parts.push('no ssh-agent (SSH_AUTH_SOCK is not set)');
+	}
+
+	return parts.join('; ');
+}
+
+/** Connects, reads the facts and judges them; an ssh failure becomes one failed check with its diagnosis. */
+export async function preflightHost(context: StepContext, master: Master): Promise<{results: CheckResult[]; machineId?: string}> {
+	const sent = Date.now();
+	const result = await context.remote.run(master, factsScript(context.config), {step: 'preflight', display: 'read user, architecture, OS, listening ports, clock and etcd reachability', timeoutMs: 30_000});
+	const received = Date.now();
+	if (result.exitCode !== 0) {
+		const stderr = result.stderr.trim();
+		const authentication = /Permission denied|no supported methods remain|Too many authentication failures/.test(stderr);
+		const fix = authentication ? await diagnoseAuthentication(context.runner, context.config) : diagnoseSsh(stderr, context.config, master) ?? 'check the host and try ssh by hand';
+		return {results: [{check: 'ssh', level: 'fail', detail: stderr.split('\n').at(-1) ?? `exit ${result.exitCode}`, fix}]};
+	}
+
+	const facts = parseFacts(result.stdout);
+	const offset = facts.timeNs === undefined ? undefined : Number(facts.timeNs / 1_000_000n) - ((sent + received) / 2);
+	return {
+		results: [{check: 'ssh', level: 'pass', detail: `${context.config.ssh.user}@${master.ip}, host key checked`}, ...judgeFacts(context.config, facts, offset)],
+		machineId: facts.machine || undefined,
+	};
+}
+
+/** Masters that turned out to be the same machine (one machine-id), found after every host answered. */
+export function duplicateMachines(machineIds: Map<string, string>): string[][] {
+	const byId = new Map<string, string[]>();
+	for (const [host, id] of machineIds) {
+		byId.set(id, [...byId.get(id) ?? [], host]);
+	}
+
+	return [...byId.values()].filter(hosts => hosts.length > 1);
+}
+
+/** The machine-id each master reported during one preflight. */
+const machineIdsSeen = new WeakMap<StepContext, Map<string, string>>();
+
+export const preflight: StepDefinition = {
+	id: 'preflight',
+	title: 'Preflight checks',
+	needs: [],
+	scope: 'each-master',
+	plan: context => [{kind: 'check', description: `ssh as ${context.config.ssh.user} with host keys checked; root or sudo; x86_64; systemd; ports ${Object.keys(controlPlanePorts).join(', ')} free; clock within ${skewWarnMs / 1000} s; etcd ${context.config.etcd.endpoints.join(', ')} reachable`}],
+	// Checks are cheap and the world changes between runs: they always run again.
+	verify: async () => ({done: false}),
+	async run(context, master) {
+		const {results, machineId} = await preflightHost(context, master);
+		if (machineId) {
+			machineIdsSeen.set(context, (machineIdsSeen.get(context) ?? new Map<string, string>()).set(master.name, machineId));
+		}
+
+		for (const result of results) {
+			context.check('preflight', master.name, result);
+		}
+
+		const failed = results.filter(result => result.level === 'fail');
+		if (failed.length > 0) {
+			throw new StepError({
+				step: 'preflight',
+				host: master.name,
+				message: failed.map(result => `${result.check}: ${result.detail}`).join('; '),
+				fix: failed.map(result => result.fix).filter(Boolean).join('; '),
+			});
+		}
+
+		const warned = results.filter(result => result.level === 'warn').length;
+		return `${results.length} checks passed${warned > 0 ? `, ${warned} with a warning` : ''}`;
+	},
+	afterAll(context) {
+		const duplicates = duplicateMachines(machineIdsSeen.get(context) ?? new Map<string, string>());
+		machineIdsSeen.delete(context);
+		if (duplicates.length > 0) {
+			throw new StepError({
+				step: 'preflight',
+				host: duplicates.flat().join(', '),
+				message: `${duplicates.map(hosts => hosts.join(' and ')).join('; ')} are the same machine (same machine-id and boot id)`,
+				fix: 'list every master once, each with its own address',
+			});
+		}
+	},
+};

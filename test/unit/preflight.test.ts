@@ -1,0 +1,110 @@
+import {execFileSync} from 'node:child_process';
+import {mkdtempSync} from 'node:fs';
+import {tmpdir} from 'node:os';
+import path from 'node:path';
+import {describe, expect, test} from 'vitest';
+import {loadConfig} from '../../source/config/load.js';
+import {Engine} from '../../source/engine/engine.js';
+import type {EngineEvent} from '../../source/engine/events.js';
+import {headlessPrompter} from '../../source/engine/prompts.js';
+import {diagnoseAuthentication, duplicateMachines, factsScript, judgeFacts, parseFacts, type HostFacts} from '../../source/steps/preflight.js';
+import {formatCheckGrid} from '../../source/reporters/format.js';
+import {Runner} from '../../source/runner.js';
+import {Workspace} from '../../source/workspace.js';
+import {FakeCluster} from '../helpers/fake-hosts.js';
+import {baseConfig, makeFixture, writeConfig} from '../helpers/fixture.js';
+
+function config(change: (raw: Record<string, any>) => void = () => undefined) {
+	const {dir, tarball} = makeFixture();
+	const raw = baseConfig(tarball);
+	change(raw);
+	return loadConfig(writeConfig(dir, raw));
+}
+
+const healthy: HostFacts = {
+	uid: '0', arch: 'x86_64', os: 'Debian GNU/Linux 12 (bookworm)', systemd: 'systemd 252 (252.38-1~deb12u1)', machine: 'a/b',
+	listening: [{port: 22, process: 'sshd'}], etcd: [{target: '172.24.8.71:2379', state: 'open'}],
+};
+
+describe('preflight', () => {
+	test('the facts script runs under a real sh and its output parses', () => {
+		const output = execFileSync('sh', ['-c', factsScript(config())], {encoding: 'utf8'});
+		const facts = parseFacts(output);
+		expect(facts.uid).toBe(String(process.getuid?.()));
+		expect(facts.arch).toBe(execFileSync('uname', ['-m'], {encoding: 'utf8'}).trim());
+		expect(Number(facts.timeNs! / 1_000_000n)).toBeGreaterThan(Date.now() - 10_000);
+		expect(facts.etcd).toHaveLength(3);
+		// Nothing listens on the lab's addresses from here: each endpoint is reported, not guessed.
+		expect(facts.etcd.every(entry => ['open', 'closed', 'untested'].includes(entry.state))).toBe(true);
+	});
+
+	test('a healthy master passes every check', () => {
+		const results = judgeFacts(config(), healthy, 150);
+		expect(results.filter(result => result.level !== 'pass')).toEqual([]);
+		expect(results.map(result => result.check)).toEqual(['root', 'arch', 'systemd', 'port 6443', 'port 8443', 'port 10257', 'port 10259', 'clock', 'etcd 172.24.8.71:2379']);
+	});
+
+	test.each([
+		['a non-root user', {uid: '1000'}, 'root', /ssh\.sudo: true/],
+		['an arm64 master', {arch: 'aarch64'}, 'arch', /linux-amd64/],
+		['no systemd', {systemd: ''}, 'systemd', /systemd unit/],
+		['port 6443 held by another program', {listening: [{port: 6443, process: 'haproxy'}]}, 'port 6443', /stop what listens on 6443/],
+		['an unreachable etcd', {etcd: [{target: '172.24.8.71:2379', state: 'closed'}]}, 'etcd 172.24.8.71:2379', /etcd\.endpoints/],
+	])('%s fails with its fix', (_, change, check, fix) => {
+		const results = judgeFacts(config(), {...healthy, ...change} as HostFacts, 0);
+		const failed = results.filter(result => result.level === 'fail');
+		expect(failed.map(result => result.check)).toEqual([check]);
+		expect(failed[0]!.fix).toMatch(fix);
+	});
+
+	test('our own apiserver on 6443 is fine; the clock warns past 2 s and fails past 60 s', () => {
+		expect(judgeFacts(config(), {...healthy, listening: [{port: 6443, process: 'kube-apiserver'}]}, 0).find(result => result.check === 'port 6443')!.level).toBe('pass');
+		expect(judgeFacts(config(), healthy, 5000).find(result => result.check === 'clock')!.level).toBe('warn');
+		expect(judgeFacts(config(), healthy, -90_000).find(result => result.check === 'clock')).toMatchObject({level: 'fail', detail: '-90.0 s from this workstation'});
+	});
+
+	test('two addresses of one machine are found; cloned VMs (same machine-id, other boot) are not', () => {
+		expect(duplicateMachines(new Map([['m1', 'id1/boot1'], ['m2', 'id1/boot1'], ['m3', 'id2/boot1']]))).toEqual([['m1', 'm2']]);
+		expect(duplicateMachines(new Map([['m1', 'id1/boot1'], ['m2', 'id1/boot2']]))).toEqual([]);
+	});
+
+	test('a passphrase-protected key without an agent is diagnosed as such', async () => {
+		const dir = mkdtempSync(path.join(tmpdir(), 'k8smi-key-'));
+		const key = path.join(dir, 'id_ed25519');
+		execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', 'secret phrase', '-f', key]);
+		const withKey = config(raw => {
+			raw.ssh.identityFile = key;
+		});
+		const previous = process.env.SSH_AUTH_SOCK;
+		delete process.env.SSH_AUTH_SOCK;
+		try {
+			const diagnosis = await diagnoseAuthentication(new Runner(), withKey);
+			expect(diagnosis).toContain(`${key} is protected by a passphrase and ssh runs in batch mode: load it into ssh-agent first (ssh-add ${key})`);
+			expect(diagnosis).toContain('no ssh-agent');
+			execFileSync('ssh-keygen', ['-q', '-p', '-P', 'secret phrase', '-N', '', '-f', key]);
+			expect(await diagnoseAuthentication(new Runner(), withKey)).toMatch(/has no passphrase, so the master refused it/);
+		} finally {
+			if (previous !== undefined) {
+				process.env.SSH_AUTH_SOCK = previous;
+			}
+		}
+	});
+
+	test('apply stops at preflight when a master fails a check, and shows the grid', async () => {
+		const {dir, tarball, stateDir} = makeFixture();
+		const loaded = loadConfig(writeConfig(dir, baseConfig(tarball)));
+		const cluster = new FakeCluster(['172.24.8.71', '172.24.8.72', '172.24.8.73']);
+		cluster.hosts.get('172.24.8.73')!.listening.push({port: 10259, process: 'haproxy'});
+		cluster.hosts.get('172.24.8.72')!.clockOffsetMs = 7000;
+		const engine = new Engine({config: loaded, workspace: new Workspace(stateDir, loaded.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe});
+		const events: EngineEvent[] = [];
+		engine.subscribe(event => events.push(event));
+		await expect(engine.apply({confirm: true})).rejects.toThrow(/preflight failed on k8smaster03/);
+		expect(cluster.uploads()).toHaveLength(0);
+		const checks = events.flatMap(event => (event.type === 'check' ? [event] : []));
+		const grid = formatCheckGrid(checks).join('\n');
+		expect(grid).toMatch(/^port 10259 +ok +ok +FAIL$/m);
+		expect(grid).toMatch(/^clock +ok +WARN +ok$/m);
+		expect(grid).toContain('FAIL k8smaster03 port 10259: in use by haproxy');
+	});
+});
