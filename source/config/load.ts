@@ -5,7 +5,7 @@ import YAML from 'yaml';
 import type {z} from 'zod';
 import {InputError, InputErrors} from '../errors.js';
 import {parseVersion, supportedMinors, type KubeVersion} from '../versions.js';
-import {configSchema, type ClusterConfig} from './schema.js';
+import {configSchema, fixSeparator, type ClusterConfig} from './schema.js';
 import {closest} from './did-you-mean.js';
 import {kubernetesServiceIp} from './network.js';
 
@@ -70,7 +70,7 @@ function issueToError(issue: z.core.$ZodIssue, raw: unknown): InputError[] {
 
 	const field = fieldName(issue.path);
 	const value = valueAt(raw, issue.path);
-	const [text, fix] = issue.message.includes('|') ? issue.message.split('|') as [string, string] : [issue.message, ''];
+	const [text, fix] = issue.message.includes(fixSeparator) ? issue.message.split(fixSeparator) as [string, string] : [issue.message, ''];
 	if (issue.code === 'invalid_type' && value === undefined) {
 		return [new InputError(field, value, 'is required', `add ${field} to the config (see README, "Cluster config")`)];
 	}

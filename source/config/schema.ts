@@ -3,10 +3,12 @@ import {cidrContains, cidrHasHostBits, isIpv4, parseCidr} from './network.js';
 import {parseVersion, supportedMinors} from '../versions.js';
 
 /**
- * The cluster config. Every refinement's message is "problem|fix" so that the loader can
- * print one line naming the field, the value and the fix.
+ * The cluster config. Every refinement's message is the problem, a unit separator, then the fix,
+ * so that the loader can print one line naming the field, the value and the fix (zod's own
+ * messages never hold that character).
  */
-const problem = (text: string, fix: string) => ({message: `${text}|${fix}`});
+export const fixSeparator = '\u001F';
+const problem = (text: string, fix: string) => ({message: `${text}${fixSeparator}${fix}`});
 
 // Values reach remote shells quoted, but we also refuse anything a path or name never needs.
 const safePath = z.string()

@@ -1,6 +1,4 @@
 import {mkdtempSync, rmSync} from 'node:fs';
-import {tmpdir} from 'node:os';
-import path from 'node:path';
 import type {ResolvedConfig} from '../config/load.js';
 import type {Master} from '../config/schema.js';
 import {StepError} from '../errors.js';
@@ -12,9 +10,12 @@ export type RemoteOptions = {step: string; timeoutMs?: number; display?: string;
 /** Known ssh failures and what the operator should do about them. */
 export function diagnoseSsh(stderr: string, config: ResolvedConfig, master: Master): string | undefined {
 	if (/REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed/.test(stderr)) {
+		const port = config.ssh.port === 22 ? '' : ` -p ${config.ssh.port}`;
+		const entry = config.ssh.port === 22 ? master.ip : `'[${master.ip}]:${config.ssh.port}'`;
+		const knownHosts = config.ssh.knownHostsFile ?? '~/.ssh/known_hosts';
 		return /HAS CHANGED/.test(stderr)
-			? `the host key of ${master.ip} differs from the one in known_hosts: check that this is really ${master.name} before removing the old key with \`ssh-keygen -R ${master.ip}\``
-			: `${master.ip} is not in known_hosts: verify its fingerprint and add it (\`ssh-keyscan ${master.ip} >> ~/.ssh/known_hosts\` after checking), or set ssh.hostKeys: accept-new to trust first use explicitly`;
+			? `the host key of ${master.ip} differs from the one in known_hosts: check that this is really ${master.name} before removing the old key with \`ssh-keygen -f ${knownHosts} -R ${entry}\``
+			: `${master.ip} is not in known_hosts: verify its fingerprint and add it (\`ssh-keyscan${port} ${master.ip} >> ${knownHosts}\` after checking), or set ssh.hostKeys: accept-new to trust first use explicitly`;
 	}
 
 	if (/Permission denied \(|no supported methods remain|Too many authentication failures/.test(stderr)) {
@@ -44,7 +45,8 @@ export class Remote {
 
 	/** Made on first use; a short path, as unix socket names are limited to about 100 bytes. */
 	private get controlDir(): string {
-		this.controlDirPath ??= mkdtempSync(path.join(tmpdir(), 'k8smi-'));
+		// /tmp, not os.tmpdir(): macOS's long temporary folder would pass the 104-byte socket limit.
+		this.controlDirPath ??= mkdtempSync('/tmp/k8smi-');
 		return this.controlDirPath;
 	}
 

@@ -7,8 +7,11 @@ import type {Runner} from '../runner.js';
 import type {Workspace} from '../workspace.js';
 import type {BinaryFile} from './types.js';
 
-/** The binaries the tutorial copies to every master. */
+/** The binaries the tutorial copies to every master; releases drop some (cloud-controller-manager left the tarball in 1.16). */
 export const defaultBinaries = ['apiextensions-apiserver', 'cloud-controller-manager', 'kube-apiserver', 'kube-controller-manager', 'kube-proxy', 'kube-scheduler', 'kubeadm', 'kubectl', 'kubelet', 'mounter'];
+
+/** Without these the install cannot work; the other defaults are copied when the tarball has them. */
+const requiredBinaries = ['kube-apiserver', 'kubectl'];
 
 const binPrefix = 'kubernetes/server/bin/';
 
@@ -16,6 +19,11 @@ type Manifest = {tarballSha256: string; files: BinaryFile[]};
 
 export function binaryNames(config: ResolvedConfig): string[] {
 	return config.binaries.include ?? defaultBinaries;
+}
+
+/** The names that must be in the tarball: all of an explicit include list, else the required ones. */
+function mandatoryBinaries(config: ResolvedConfig): string[] {
+	return config.binaries.include ?? requiredBinaries;
 }
 
 function manifestPath(workspace: Workspace, config: ResolvedConfig): string {
@@ -30,9 +38,9 @@ export function unpackedBinaries(workspace: Workspace, config: ResolvedConfig): 
 	}
 
 	const manifest = JSON.parse(readFileSync(file, 'utf8')) as Manifest;
-	const wanted = binaryNames(config);
-	const complete = wanted.every(name => manifest.files.some(entry => entry.name === name && existsSync(entry.file) && statSync(entry.file).size === entry.bytes));
-	return complete ? manifest.files.filter(entry => wanted.includes(entry.name)) : undefined;
+	const complete = manifest.files.every(entry => existsSync(entry.file) && statSync(entry.file).size === entry.bytes)
+		&& mandatoryBinaries(config).every(name => manifest.files.some(entry => entry.name === name));
+	return complete ? manifest.files.filter(entry => binaryNames(config).includes(entry.name)) : undefined;
 }
 
 /**
@@ -53,8 +61,8 @@ export async function unpackBinaries(config: ResolvedConfig, workspace: Workspac
 	}
 
 	const members = new Set(listing.stdout.split('\n'));
-	const wanted = binaryNames(config);
-	const missing = wanted.filter(name => !members.has(`${binPrefix}${name}`));
+	const wanted = binaryNames(config).filter(name => members.has(`${binPrefix}${name}`));
+	const missing = mandatoryBinaries(config).filter(name => !members.has(`${binPrefix}${name}`));
 	if (missing.length > 0) {
 		throw new InputError('binaries.tarball', tarball, `lacks ${missing.map(name => binPrefix + name).join(', ')}`, 'use the kubernetes-server-linux-amd64.tar.gz of the release, or list what it has in binaries.include');
 	}

@@ -64,8 +64,9 @@ function tlsClient(context: StepContext) {
 const startScript = 'systemctl daemon-reload && systemctl enable kube-apiserver && systemctl restart kube-apiserver';
 
 async function serviceFacts(context: StepContext, master: Master): Promise<{active: string; needsReload: string}> {
-	const result = await context.remote.check(master, 'systemctl is-active kube-apiserver || true; systemctl show -p NeedDaemonReload --value kube-apiserver', {step: 'start', display: 'systemctl is-active kube-apiserver'});
-	const [active = '', needsReload = ''] = result.stdout.trim().split('\n').map(line => line.trim());
+	// Without --value (systemd 230+): CentOS 7's systemd 219 prints NeedDaemonReload=no too.
+	const result = await context.remote.check(master, 'systemctl is-active kube-apiserver || true; systemctl show -p NeedDaemonReload kube-apiserver', {step: 'start', display: 'systemctl is-active kube-apiserver'});
+	const [active = '', needsReload = ''] = result.stdout.trim().split('\n').map(line => line.trim().replace(/^NeedDaemonReload=/, ''));
 	return {active, needsReload};
 }
 
@@ -131,16 +132,19 @@ const start: StepDefinition = {
 	},
 };
 
+const etcdKeyLimit = 1000;
+
 function etcdctlScript(context: StepContext, master: Master): string {
 	const files = flagContext(context.config, master.ip);
 	const binDir = context.config.paths.binDir;
 	const searchPath = [...new Set([binDir, '/opt/k8s/bin'])].join(':');
-	return `ETCDCTL_API=3 PATH="$PATH:${searchPath}" etcdctl ${shellWords([
+	return `ETCDCTL_API=3 PATH="$PATH":${shellQuote(searchPath)} etcdctl ${shellWords([
 		`--endpoints=${context.config.etcd.endpoints.join(',')}`,
 		`--cacert=${files.etcdCaFile}`,
 		`--cert=${files.etcdCertFile}`,
 		`--key=${files.etcdKeyFile}`,
-		'get', '/registry/', '--prefix', '--keys-only',
+		// A large cluster has many keys: a sample is enough to show what the apiservers wrote.
+		'get', '/registry/', '--prefix', '--keys-only', `--limit=${etcdKeyLimit}`,
 	])}`;
 }
 
@@ -165,7 +169,7 @@ const etcdCheck: StepDefinition = {
 			groups.set(group, (groups.get(group) ?? 0) + 1);
 		}
 
-		return `${keys.length} keys under /registry/ (${[...groups].map(([group, count]) => `${group} ${count}`).join(', ')})`;
+		return `${keys.length === etcdKeyLimit ? 'at least ' : ''}${keys.length} keys under /registry/ (${[...groups].map(([group, count]) => `${group} ${count}`).join(', ')})`;
 	},
 };
 

@@ -7,12 +7,22 @@ import {InputError} from '../errors.js';
 import {sha256OfFile} from '../files.js';
 import type {Workspace} from '../workspace.js';
 
+/** fetch, with a network failure reported as bad input naming the field and the fix. */
+async function get(url: string): Promise<Response> {
+	try {
+		return await fetch(url);
+	} catch (error) {
+		const cause = (error as {cause?: {code?: string; message?: string}}).cause;
+		throw new InputError('binaries.url', url, `could not be fetched (${cause?.code ?? cause?.message ?? (error as Error).message})`, 'check the network (Node\'s fetch does not use HTTPS_PROXY), or download the tarball yourself and set binaries.tarball');
+	}
+}
+
 async function expectedChecksum(url: string, configured: string | undefined): Promise<string> {
 	if (configured) {
 		return configured;
 	}
 
-	const response = await fetch(`${url}.sha256`);
+	const response = await get(`${url}.sha256`);
 	const text = response.ok ? (await response.text()).trim().split(/\s+/)[0] ?? '' : '';
 	if (!/^[a-f\d]{64}$/.test(text)) {
 		throw new InputError('binaries.sha256', '(not set)', `is needed: ${url}.sha256 could not be read (HTTP ${response.status})`, 'copy the sha256 of the tarball from the release notes into binaries.sha256');
@@ -30,7 +40,7 @@ export async function downloadTarball(url: string, configuredSha256: string | un
 	}
 
 	mkdirSync(path.dirname(target), {recursive: true, mode: 0o700});
-	const response = await fetch(url);
+	const response = await get(url);
 	if (!response.ok || !response.body) {
 		throw new InputError('binaries.url', url, `answered HTTP ${response.status}`, 'check the URL, or download the tarball yourself and set binaries.tarball');
 	}

@@ -49,10 +49,13 @@ TARBALL_VERSIONS=(v1.28.7 v1.14.2)
 # Packages of the container rootfs. Changing this list (or ROOTFS_RECIPE) makes
 # `up` build a new cached rootfs. debootstrap does not resolve virtual packages,
 # hence python3-cffi-backend (python3-cryptography needs python3-cffi-backend-api-*).
+# nginx + libnginx-mod-stream: the tutorial's kube-nginx (a TCP proxy to the three
+# apiservers) is nginx with the stream module: /usr/sbin/nginx, the module
+# /usr/lib/nginx/modules/ngx_stream_module.so. Debian's own nginx.service is masked.
 ROOTFS_PKGS=(systemd systemd-sysv dbus openssh-server iproute2 procps python3
   python3-yaml python3-cryptography python3-cffi-backend etcd-server etcd-client ca-certificates
-  curl openssl netbase less)
-ROOTFS_RECIPE=3   # bump when rootfs_customize changes
+  curl openssl netbase less nginx libnginx-mod-stream)
+ROOTFS_RECIPE=4   # bump when rootfs_customize changes
 MARKER=.k8smi-lab # file that marks $LAB_DIR as ours (down refuses to rm -rf without it)
 
 log() { printf '[lab %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -231,6 +234,12 @@ EOF
   # etcd.service is configured per host (overlay); keep the package's unit from
   # starting a default single-node etcd if a host is ever booted without it
   rm -f "$r/etc/systemd/system/multi-user.target.wants/etcd.service"
+  # nginx is there for the installer's kube-nginx.service only: Debian's nginx.service
+  # (port 80, /etc/nginx/nginx.conf) is masked so that it never runs
+  rm -f "$r/etc/systemd/system/multi-user.target.wants/nginx.service"
+  ln -sf /dev/null "$r/etc/systemd/system/nginx.service"
+  [ -x "$r/usr/sbin/nginx" ] && [ -f "$r/usr/lib/nginx/modules/ngx_stream_module.so" ] ||
+    die "rootfs: /usr/sbin/nginx or /usr/lib/nginx/modules/ngx_stream_module.so missing"
   mkdir -p "$r/var/log/journal"
   echo "k8smi-lab rootfs key=$(rootfs_key) built=$(date -u +%FT%TZ)" >"$r/etc/k8smi-lab-release"
 }
@@ -791,7 +800,7 @@ cmd_status() {
     local extra=""
     if [ -n "$link" ] && [ "$link" != DOWN ] && [ -f "$LAB_DIR/ssh/known_hosts" ] && pid_alive "$pid" systemd-nspawn; then
       extra=$(timeout 8 ssh "${SSH_OPTS[@]}" -o ConnectTimeout=2 "root@${IPS[$i]}" \
-        'printf "ssh:ok system:%s etcd:%s kube-apiserver:%s" "$(systemctl is-system-running 2>/dev/null)" "$(systemctl is-active etcd)" "$(systemctl is-active kube-apiserver 2>/dev/null)"' 2>/dev/null || echo "ssh:FAIL")
+        'printf "ssh:ok system:%s etcd:%s" "$(systemctl is-system-running 2>/dev/null)" "$(systemctl is-active etcd)"; for u in kube-apiserver kube-controller-manager kube-scheduler kube-nginx; do printf " %s:%s" $u "$(systemctl is-active $u 2>/dev/null)"; done' 2>/dev/null || echo "ssh:FAIL")
     fi
     printf '%-12s %-14s netns:%-18s link:%-5s %s %s\n' "${HOSTS[$i]}" "${IPS[$i]}" \
       "$([ -e "/run/netns/$(netns_of "$i")" ] && netns_of "$i" || echo absent)" "${link:-absent}" "$st" "$extra"

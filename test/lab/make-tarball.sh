@@ -4,9 +4,11 @@
 # A fake kubernetes-server-linux-amd64.tar.gz with the layout of the real one:
 #   kubernetes/kubernetes-src.tar.gz, kubernetes/LICENSES        (tiny)
 #   kubernetes/server/bin/kube-apiserver             the STAND-IN (test/lab/standin/kube-apiserver), VERSION baked in
+#   kubernetes/server/bin/kube-controller-manager    the STAND-IN test/lab/standin/kube-controller-manager-and-scheduler,
+#   kubernetes/server/bin/kube-scheduler               component and VERSION baked in
 #   kubernetes/server/bin/kubectl                    Debian's real kubectl 1.20 (kubernetes-client)
-#   kubernetes/server/bin/{apiextensions-apiserver,cloud-controller-manager,kube-controller-manager,
-#                          kube-proxy,kube-scheduler,kubeadm,kubelet,mounter}   placeholder scripts
+#   kubernetes/server/bin/{apiextensions-apiserver,cloud-controller-manager,
+#                          kube-proxy,kubeadm,kubelet,mounter}   placeholder scripts
 #   kubernetes/server/bin/{kube-apiserver,kube-controller-manager,kube-scheduler,kube-proxy}.docker_tag
 #                                                    the release tag, as in the real tarball (the installer checks it)
 #   kubernetes/server/bin/*.tar (container images) are NOT included.
@@ -37,9 +39,17 @@ mkdir -p "$bin"
 
 sed "s/^STANDIN_VERSION = \"v0.0.0-unset\"/STANDIN_VERSION = \"$VERSION\"/" "$HERE/standin/kube-apiserver" >"$bin/kube-apiserver"
 grep -q "^STANDIN_VERSION = \"$VERSION\"" "$bin/kube-apiserver" || { echo "make-tarball: could not bake version" >&2; exit 1; }
+for comp in kube-controller-manager kube-scheduler; do
+  sed -e "s/^STANDIN_VERSION = \"v0.0.0-unset\"/STANDIN_VERSION = \"$VERSION\"/" \
+    -e "s/^STANDIN_COMPONENT = \"unset\"/STANDIN_COMPONENT = \"$comp\"/" \
+    -e "s/^#   STAND-IN kube-controller-manager and kube-scheduler — a TEST FIXTURE of\$/#   STAND-IN $comp ($VERSION) — a TEST FIXTURE of/" \
+    "$HERE/standin/kube-controller-manager-and-scheduler" >"$bin/$comp"
+  grep -q "^STANDIN_VERSION = \"$VERSION\"" "$bin/$comp" && grep -q "^STANDIN_COMPONENT = \"$comp\"" "$bin/$comp" &&
+    grep -q "^#   STAND-IN $comp ($VERSION)" "$bin/$comp" || { echo "make-tarball: could not bake $comp" >&2; exit 1; }
+done
 cp "$KUBECTL" "$bin/kubectl"
 
-for name in apiextensions-apiserver cloud-controller-manager kube-controller-manager kube-proxy kube-scheduler kubeadm kubelet mounter; do
+for name in apiextensions-apiserver cloud-controller-manager kube-proxy kubeadm kubelet mounter; do
   cat >"$bin/$name" <<EOF
 #!/bin/sh
 # placeholder $name $VERSION (k8smi test lab fixture; not Kubernetes)

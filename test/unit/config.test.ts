@@ -150,3 +150,19 @@ describe('init --from-env', () => {
 			.toThrow(/CLUSTER_KUBERNETES_SVC_IP.*not the first address/);
 	});
 });
+
+describe('enumerated settings', () => {
+	test('a wrong choice names the choices in the problem, with a fix that says where to look', () => {
+		const {dir, tarball} = makeFixture();
+		const raw = baseConfig(tarball);
+		raw.ssh.hostKeys = 'yes';
+		try {
+			loadConfig(writeConfig(dir, raw));
+			throw new Error('accepted');
+		} catch (error) {
+			const first = (error as InputErrors).errors[0]!;
+			expect(first.field).toBe('ssh.hostKeys');
+			expect(first.message).toMatch(/ssh\.hostKeys: Invalid option: expected one of "strict"\|"accept-new" \(got yes\)\. Fix: see README/);
+		}
+	});
+});

@@ -5,7 +5,7 @@ import YAML from 'yaml';
 import {configFromEnvironment, saveImportedEncryptionKey} from '../../config/from-env.js';
 import {localFileFields, parseConfigText, resolveConfig} from '../../config/load.js';
 import {cidrContains, ipv4ToNumber, isIpv4, kubernetesServiceIp, numberToIpv4, parseCidr} from '../../config/network.js';
-import {configSchema} from '../../config/schema.js';
+import {configSchema, fixSeparator} from '../../config/schema.js';
 import {InputError, InputErrors} from '../../errors.js';
 import {formatBytes} from '../../reporters/format.js';
 import {writeFileAtomic} from '../../files.js';
@@ -193,7 +193,7 @@ function schemaProblems(candidate: Raw, prefix: readonly PropertyKey[]): Problem
 	return parsed.error.issues
 		.filter(issue => issue.code !== 'unrecognized_keys' && prefix.every((part, index) => issue.path[index] === part) && issue.path.length >= prefix.length)
 		.map(issue => {
-			const [text, fix] = issue.message.split('|') as [string, string | undefined];
+			const [text, fix] = issue.message.split(fixSeparator) as [string, string | undefined];
 			return {field: fieldName(issue.path), text, fix};
 		});
 }
