@@ -206,7 +206,14 @@ async function render(flags: Flags, output: Output): Promise<number> {
 	const config = loadConfig(flags.config);
 	const engine = makeEngine(config, flags, output);
 	engine.subscribe(lineReporter(output.out));
-	const context = await engine.prepare(true);
+	const release = new Workspace(flags.stateDir ?? defaultStateDir(), config.name).lock();
+	let context;
+	try {
+		context = await engine.prepare(true);
+	} finally {
+		release();
+	}
+
 	for (const artifact of context.artifacts) {
 		writeFileAtomic(path.join(flags.out, artifact.name), artifact.content, artifact.mode);
 	}

@@ -113,21 +113,22 @@ export class Engine {
 	};
 
 	/** Renders material and artifacts. persist=false (plan) makes what is missing in memory only. */
-	async prepare(persist: boolean): Promise<StepContext> {
+	async prepare(persist: boolean, options: {quiet?: boolean; remote?: Remote} = {}): Promise<StepContext> {
 		const {config, workspace, runner} = this.options;
-		for (const message of config.warnings) {
-			this.emit({type: 'warning', message});
+		if (!options.quiet) {
+			for (const message of config.warnings) {
+				this.emit({type: 'warning', message});
+			}
 		}
 
 		const {material, changes, record} = await ensureMaterial(config, workspace, {rotate: this.options.rotate, previous: this.state.snapshot.material, persist});
 		this.registerSecrets(material);
-		this.emit({type: 'material', changes});
+		if (!options.quiet) {
+			this.emit({type: 'material', changes});
+		}
+
 		const artifacts = renderArtifacts(config, material, readEtcdFiles(config));
 		if (persist) {
-			this.state.update(state => {
-				state.material = record;
-				state.version = config.version;
-			});
 			for (const artifact of artifacts.filter(artifact => !artifact.remote)) {
 				writeFileAtomic(path.join(workspace.renderedDir, artifact.name), artifact.content, artifact.mode);
 			}
@@ -137,7 +138,7 @@ export class Engine {
 			config,
 			workspace,
 			runner,
-			remote: new Remote(runner, config),
+			remote: options.remote ?? new Remote(runner, config),
 			state: this.state,
 			prompter: this.options.prompter,
 			artifacts,
@@ -146,6 +147,14 @@ export class Engine {
 			probe: this.options.probe ?? getHealth,
 			progress: (step, host, update) => this.emit({type: 'host-progress', step, host, ...update}),
 			check: (step, host, result) => this.emit({type: 'check', step, host, ...result}),
+			// The key material counts as in use (and may no longer change) once it is on a master.
+			materialShipped: () => {
+				if (persist && !this.state.snapshot.material) {
+					this.state.update(state => {
+						state.material = record;
+					});
+				}
+			},
 			throwIfStopping: this.throwIfStopping,
 		};
 		return this.context;
@@ -253,6 +262,8 @@ export class Engine {
 			throw new InputError('skip', [...this.skipHosts].join(','), unknown.length > 0 ? `names no master (${unknown.join(', ')})` : 'would skip every master', 'skip only some of the masters named in the config');
 		}
 
+		let release: (() => void) | undefined;
+		let runStarted = false;
 		try {
 			// Asked before anything is made, so that a refusal leaves no trace.
 			if (options.confirm) {
@@ -268,10 +279,20 @@ export class Engine {
 				}
 			}
 
-			const context = await this.prepare(true);
+			release = this.options.workspace.lock();
+			// Checks first: a wrong tarball or a master that fails preflight leaves no key material behind.
+			const binaries = await this.binaries();
+			const checks = await this.prepare(false, {quiet: true});
+			checks.binaries = binaries;
 			this.state.setRun({status: 'running', startedAt: new Date().toISOString(), error: undefined});
-			context.binaries = await this.binaries();
-			for (const step of steps) {
+			runStarted = true;
+			await this.runStep(preflight, checks);
+			const context = await this.prepare(true, {remote: checks.remote});
+			context.binaries = binaries;
+			this.state.update(state => {
+				state.version = config.version;
+			});
+			for (const step of steps.filter(step => step !== preflight)) {
 				await this.runStep(step, context);
 			}
 
@@ -279,14 +300,17 @@ export class Engine {
 			this.state.setRun(skipped.length > 0 ? {status: 'failed', step: undefined, host: skipped.join(','), error: `skipped on request: ${skipped.join(', ')}`} : {status: 'done', step: undefined, host: undefined});
 			const installed = config.masters.length - skipped.length;
 			await this.closeConnections();
+			release();
 			this.emit({type: 'finished', outcome: 'done', message: `${installed} master(s) installed${skipped.length > 0 ? `; skipped ${skipped.join(', ')}: run apply again to install ${skipped.length === 1 ? 'it' : 'them'}` : ''}`, durationMs: Math.round(performance.now() - started)});
 		} catch (error) {
 			const stopped = error instanceof StopRequested;
-			if (!(error instanceof PromptRefused) || this.state.snapshot.run?.status === 'running') {
+			// Bad input found before the run started (a wrong tarball, a busy state folder) records nothing.
+			if (runStarted) {
 				this.state.setRun({status: stopped ? 'stopped' : 'failed', error: error instanceof Error ? this.options.runner.redact(error.message) : String(error)});
 			}
 
 			await this.closeConnections();
+			release?.();
 			this.emit({type: 'finished', outcome: stopped ? 'stopped' : 'failed', message: error instanceof Error ? this.options.runner.redact(error.message) : String(error), durationMs: Math.round(performance.now() - started)});
 			throw error;
 		}

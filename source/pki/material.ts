@@ -107,7 +107,7 @@ function validEncryptionKey(value: string): boolean {
 	return /^[A-Za-z\d+/]+={0,2}$/.test(value) && Buffer.from(value, 'base64').length === 32;
 }
 
-function encryptionKey(config: ResolvedConfig, workspace: Workspace, changes: MaterialChange[], save: Save): string {
+function encryptionKey(config: ResolvedConfig, workspace: Workspace, changes: MaterialChange[], save: Save, inUse: boolean): string {
 	const file = workspace.pki('encryption.key');
 	const configured = config.encryption.keyFile ? readText(config.encryption.keyFile, 'encryption.keyFile').trim() : undefined;
 	if (configured !== undefined && !validEncryptionKey(configured)) {
@@ -116,6 +116,13 @@ function encryptionKey(config: ResolvedConfig, workspace: Workspace, changes: Ma
 
 	if (existsSync(file)) {
 		const kept = readFileSync(file, 'utf8').trim();
+		// A key made here that never reached a master may still give way to the key of a running cluster.
+		if (configured !== undefined && configured !== kept && !inUse) {
+			save(file, `${configured}\n`, 0o600);
+			changes.push({item: 'encryption key', action: 'imported', reason: 'replaces a key made here that no master uses yet'});
+			return configured;
+		}
+
 		if (configured !== undefined && configured !== kept) {
 			throw new InputError('encryption.keyFile', config.encryption.keyFile, 'holds a different key than the one this install already uses; changing it would make every stored secret unreadable', 'remove encryption.keyFile from the config, or restore the file to the key in use');
 		}
@@ -202,7 +209,7 @@ export async function ensureMaterial(config: ResolvedConfig, workspace: Workspac
 	}
 
 	const serviceAccount = pairs.get('service-account key');
-	const key = encryptionKey(config, workspace, changes, save);
+	const key = encryptionKey(config, workspace, changes, save, options.previous !== undefined);
 	const encryptionKeySha256 = sha256(key);
 	if (options.previous && options.previous.encryptionKeySha256 !== encryptionKeySha256) {
 		throw new InputError('encryption', '(key file in the state folder)', 'is not the key this install already put on the masters', 'restore pki/encryption.key in the state folder from your backup; never make a new key for a running cluster');

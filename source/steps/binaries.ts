@@ -67,21 +67,22 @@ export async function unpackBinaries(config: ResolvedConfig, workspace: Workspac
 		throw new InputError('binaries.tarball', tarball, `lacks ${missing.map(name => binPrefix + name).join(', ')}`, 'use the kubernetes-server-linux-amd64.tar.gz of the release, or list what it has in binaries.include');
 	}
 
+	// The release is checked before anything is unpacked, so a wrong tarball leaves no trace.
 	const tagMember = `${binPrefix}kube-apiserver.docker_tag`;
-	const extract = [...wanted.map(name => binPrefix + name), ...(members.has(tagMember) ? [tagMember] : [])];
+	if (members.has(tagMember)) {
+		const tag = (await runner.run({command: 'tar', args: ['-xzOf', tarball, tagMember], step: 'binaries', timeoutMs: 600_000})).stdout.trim();
+		// Tags look like v1.28.7; the config's version must be the tarball's release.
+		if (tag.startsWith('v') && tag !== config.version) {
+			throw new InputError('version', config.version, `does not match the tarball, which holds ${tag}`, `set version: ${tag}, or use the tarball of ${config.version}`);
+		}
+	}
+
+	const extract = wanted.map(name => binPrefix + name);
 	const directory = workspace.binariesDir(config.version);
 	mkdirSync(directory, {recursive: true, mode: 0o700});
 	const result = await runner.run({command: 'tar', args: ['-xzf', tarball, '-C', directory, '--no-same-owner', ...extract], step: 'binaries', timeoutMs: 600_000});
 	if (result.exitCode !== 0) {
 		throw new InputError('binaries.tarball', tarball, `could not be unpacked (${result.stderr.trim().split('\n').at(-1) ?? 'tar failed'})`, 'check free disk space in the state folder and the tarball\'s integrity');
-	}
-
-	if (members.has(tagMember)) {
-		const tag = readFileSync(path.join(directory, tagMember), 'utf8').trim();
-		// Tags look like v1.28.7; the config's version must be the tarball's release.
-		if (tag.startsWith('v') && tag !== config.version) {
-			throw new InputError('version', config.version, `does not match the tarball, which holds ${tag}`, `set version: ${tag}, or use the tarball of ${config.version}`);
-		}
 	}
 
 	const files: BinaryFile[] = [];

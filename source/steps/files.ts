@@ -73,9 +73,12 @@ export async function verifyUploads(context: StepContext, master: Master, step: 
 	const uploads = uploadsOf(actions);
 	const facts = await readRemoteFiles(context, master, step, uploads.map(upload => upload.path));
 	const missing = uploads.filter(upload => !matches(upload, facts.get(upload.path)));
-	return missing.length === 0
-		? {done: true, detail: `${uploads.length} file(s) in place`}
-		: {done: false, detail: `${missing.length} of ${uploads.length} file(s) to write`};
+	if (missing.length > 0) {
+		return {done: false, detail: `${missing.length} of ${uploads.length} file(s) to write`};
+	}
+
+	shipped(context, step);
+	return {done: true, detail: `${uploads.length} file(s) in place`};
 }
 
 /** Writes every upload that is not already in place, recording each one as soon as it lands. */
@@ -90,6 +93,7 @@ export async function runUploads(context: StepContext, master: Master, step: Ste
 		const current = facts.get(upload.path);
 		if (matches(upload, current)) {
 			context.state.recordFile(step, master.name, upload.path, upload.sha256);
+			shipped(context, step);
 			sent += upload.bytes;
 			context.progress(step, master.name, {bytes: sent, total});
 			continue;
@@ -108,12 +112,19 @@ export async function runUploads(context: StepContext, master: Master, step: Ste
 			onInputProgress: bytes => context.progress(step, master.name, {bytes: before + bytes, total, message: upload.path}),
 		});
 		context.state.recordFile(step, master.name, upload.path, upload.sha256);
+		shipped(context, step);
 		sent += upload.bytes;
 		written++;
 		context.progress(step, master.name, {bytes: sent, total});
 	}
 
 	return `${written} written, ${uploads.length - written} already in place`;
+}
+
+function shipped(context: StepContext, step: StepId): void {
+	if (step === 'certs' || step === 'encryption') {
+		context.materialShipped();
+	}
 }
 
 /** A step that only places files: binaries, certs, encryption, audit, units. */

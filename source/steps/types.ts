@@ -34,6 +34,8 @@ export type StepContext = {
 	probe: Probe;
 	/** Reports per-host progress to the views. */
 	progress: (step: StepId, host: string, update: {message?: string; bytes?: number; total?: number}) => void;
+	/** Called once a file carrying key material (certs, encryption) is in place on a master. */
+	materialShipped: () => void;
 	/** Reports one check's result (preflight) to the views. */
 	check: (step: StepId, host: string, result: CheckResult) => void;
 	/** Asks the engine whether the operator asked to stop; checked between actions. */

@@ -7,11 +7,11 @@ import YAML from 'yaml';
 export const binaryNames = ['apiextensions-apiserver', 'cloud-controller-manager', 'kube-apiserver', 'kube-controller-manager', 'kube-proxy', 'kube-scheduler', 'kubeadm', 'kubectl', 'kubelet', 'mounter'];
 
 /** A temporary folder holding a small tarball with the release's layout, for tests that never start it. */
-export function makeFixture(version = 'v1.28.7'): {dir: string; tarball: string; stateDir: string} {
+export function makeFixture(version = 'v1.28.7', names = binaryNames): {dir: string; tarball: string; stateDir: string} {
 	const dir = mkdtempSync(path.join(tmpdir(), 'k8smi-test-'));
 	const bin = path.join(dir, 'src', 'kubernetes', 'server', 'bin');
 	mkdirSync(bin, {recursive: true});
-	for (const name of binaryNames) {
+	for (const name of names) {
 		writeFileSync(path.join(bin, name), `#!/bin/sh\necho ${name} ${version}\n`);
 		chmodSync(path.join(bin, name), 0o755);
 	}

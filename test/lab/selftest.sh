@@ -6,12 +6,17 @@
 #     --keep   leave the lab up at the end (default: `lab.sh down` and check nothing is left)
 #
 # Phases: down (clean start) -> up -> strict ssh -> etcd health over TLS from this
-# machine -> stand-in v1.14.2 with the tutorial's v1.14 unit starts -> the same flags
-# under the v1.28.7 build fail with the real error messages, in the real order ->
-# a correct 1.28 unit (certs by openssl, signed by the lab CA) restarts under systemd,
-# /readyz via curl with an admin client cert, /registry/ keys in etcd, encrypted
-# secrets, the real kubectl 1.20 (create clusterrolebinding twice: AlreadyExists),
-# authn/authz refusals -> cut/heal -> down and nothing left.
+# machine -> stand-in v1.14.2 with the tutorial's v1.14 unit starts, its controller-manager
+# and scheduler lead with Endpoints locks -> the same flags under the v1.28.7 build fail
+# with the real error messages, in the real order (apiserver, controller-manager,
+# scheduler and its --config) -> a correct 1.28 unit (certs by openssl, signed by the lab
+# CA) restarts under systemd, /readyz via curl with an admin client cert, /registry/ keys
+# in etcd, encrypted secrets written/read/deleted, the real kubectl 1.20 (create
+# clusterrolebinding twice: AlreadyExists; auth can-i --as kubernetes get nodes/proxy no/yes
+# around the binding), authn/authz refusals -> three 1.28 apiservers behind kube-nginx
+# (Debian's nginx + stream module) on every host -> two controller-managers and three
+# schedulers race for their Leases through kube-nginx, one leads, failover -> cut/heal ->
+# down and nothing left.
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LAB="$HERE/lab.sh"
@@ -287,7 +292,227 @@ install_files() { # HOSTIDX VERSION(14|28)
       cp kubernetes/server/bin/{apiextensions-apiserver,cloud-controller-manager,kube-apiserver,kube-controller-manager,kube-proxy,kube-scheduler,kubeadm,kubectl,kubelet,mounter} /opt/k8s/bin/ &&
       chmod +x /opt/k8s/bin/* && systemctl daemon-reload'
 }
+# kubeconfigs written by hand: Debian's kubectl 1.20 (built with Go >= 1.18 and an old
+# modern-go/reflect2) panics in `kubectl config set-credentials` (kubernetes/kubectl#1394)
+write_kubeconfig() { # FILE CERT KEY [SERVER]
+  cat >"$1" <<EOK
+apiVersion: v1
+kind: Config
+clusters:
+- name: lab
+  cluster:
+    server: ${4:-https://172.24.8.71:6443}
+    certificate-authority-data: $(base64 -w0 "$LAB_DIR/ca.pem")
+users:
+- name: user
+  user:
+    client-certificate-data: $(base64 -w0 "$2")
+    client-key-data: $(base64 -w0 "$3")
+contexts:
+- name: lab
+  context:
+    cluster: lab
+    user: user
+current-context: lab
+EOK
+}
+# issue #5: kube-controller-manager, kube-scheduler (certs, kubeconfigs, units as in the
+# tutorial's later chapters) and kube-nginx (nginx stream proxy on 127.0.0.1:8443)
+CP_SANS="IP:127.0.0.1, IP:172.24.8.71, IP:172.24.8.72, IP:172.24.8.73"
+pki_cert "$LAB_DIR" "$W/kube-controller-manager" "/C=CN/ST=Shanghai/L=Shanghai/O=system:kube-controller-manager/OU=System/CN=system:kube-controller-manager" "serverAuth, clientAuth" "$CP_SANS"
+pki_cert "$LAB_DIR" "$W/kube-scheduler" "/C=CN/ST=Shanghai/L=Shanghai/O=system:kube-scheduler/OU=System/CN=system:kube-scheduler" "serverAuth, clientAuth" "$CP_SANS"
+cp "$LAB_DIR/ca-key.pem" "$W/ca-key.pem"
+for c in kube-controller-manager kube-scheduler; do
+  write_kubeconfig "$W/$c-14.kubeconfig" "$W/$c.pem" "$W/$c-key.pem" https://172.24.8.71:6443  # 1.14 test: one apiserver, no kube-nginx
+  write_kubeconfig "$W/$c-28.kubeconfig" "$W/$c.pem" "$W/$c-key.pem" https://127.0.0.1:8443     # through kube-nginx
+done
+cat >"$W/kube-scheduler-14.yaml" <<'EOF2'
+apiVersion: kubescheduler.config.k8s.io/v1alpha1
+kind: KubeSchedulerConfiguration
+bindTimeoutSeconds: 600
+clientConnection:
+  burst: 200
+  kubeconfig: "/etc/kubernetes/kube-scheduler.kubeconfig"
+  qps: 100
+enableContentionProfiling: false
+enableProfiling: true
+hardPodAffinitySymmetricWeight: 1
+healthzBindAddress: ##NODE_IP##:10251
+leaderElection:
+  leaderElect: true
+metricsBindAddress: ##NODE_IP##:10251
+EOF2
+cat >"$W/kube-scheduler-28.yaml" <<'EOF2'
+apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+clientConnection:
+  burst: 200
+  kubeconfig: "/etc/kubernetes/kube-scheduler.kubeconfig"
+  qps: 100
+enableContentionProfiling: false
+enableProfiling: true
+leaderElection:
+  leaderElect: true
+EOF2
+# the tutorial's controller-manager unit (v1.14), and what 1.28 accepts of it
+unit_cm14() { # NODE_IP
+  cat <<EOF2
+[Unit]
+Description=Kubernetes Controller Manager
+Documentation=https://github.com/GoogleCloudPlatform/kubernetes
+
+[Service]
+WorkingDirectory=/data/k8s/k8s/kube-controller-manager
+ExecStart=/opt/k8s/bin/kube-controller-manager \\
+  --profiling \\
+  --cluster-name=kubernetes \\
+  --controllers=*,bootstrapsigner,tokencleaner \\
+  --kube-api-qps=1000 \\
+  --kube-api-burst=2000 \\
+  --leader-elect \\
+  --use-service-account-credentials\\
+  --concurrent-service-syncs=2 \\
+  --bind-address=$1 \\
+  --secure-port=10252 \\
+  --tls-cert-file=/etc/kubernetes/cert/kube-controller-manager.pem \\
+  --tls-private-key-file=/etc/kubernetes/cert/kube-controller-manager-key.pem \\
+  --port=0 \\
+  --authentication-kubeconfig=/etc/kubernetes/kube-controller-manager.kubeconfig \\
+  --client-ca-file=/etc/kubernetes/cert/ca.pem \\
+  --requestheader-allowed-names="aggregator" \\
+  --requestheader-client-ca-file=/etc/kubernetes/cert/ca.pem \\
+  --requestheader-extra-headers-prefix="X-Remote-Extra-" \\
+  --requestheader-group-headers=X-Remote-Group \\
+  --requestheader-username-headers=X-Remote-User \\
+  --authorization-kubeconfig=/etc/kubernetes/kube-controller-manager.kubeconfig \\
+  --cluster-signing-cert-file=/etc/kubernetes/cert/ca.pem \\
+  --cluster-signing-key-file=/etc/kubernetes/cert/ca-key.pem \\
+  --experimental-cluster-signing-duration=876000h \\
+  --horizontal-pod-autoscaler-sync-period=10s \\
+  --concurrent-deployment-syncs=10 \\
+  --concurrent-gc-syncs=30 \\
+  --node-cidr-mask-size=24 \\
+  --service-cluster-ip-range=10.254.0.0/16 \\
+  --pod-eviction-timeout=6m \\
+  --terminated-pod-gc-threshold=10000 \\
+  --root-ca-file=/etc/kubernetes/cert/ca.pem \\
+  --service-account-private-key-file=/etc/kubernetes/cert/ca-key.pem \\
+  --kubeconfig=/etc/kubernetes/kube-controller-manager.kubeconfig \\
+  --logtostderr=true \\
+  --v=2
+Restart=on-failure
+RestartSec=5
+
+[Install]
+WantedBy=multi-user.target
+EOF2
+}
+unit_cm28() { # NODE_IP: removed flags out, secure port 10257, the apiserver's service-account signing key
+  unit_cm14 "$1" | sed -e '/--port=0/d' -e '/--pod-eviction-timeout=/d' -e '/--logtostderr=true/d' \
+    -e 's/--secure-port=10252/--secure-port=10257/' -e 's/--experimental-cluster-signing-duration=/--cluster-signing-duration=/' \
+    -e 's#--service-account-private-key-file=/etc/kubernetes/cert/ca-key.pem#--service-account-private-key-file=/etc/kubernetes/cert/sa.key#'
+}
+unit_sched14() { # NODE_IP
+  cat <<EOF2
+[Unit]
+Description=Kubernetes Scheduler
+Documentation=https://github.com/GoogleCloudPlatform/kubernetes
+
+[Service]
+WorkingDirectory=/data/k8s/k8s/kube-scheduler
+ExecStart=/opt/k8s/bin/kube-scheduler \\
+  --config=/etc/kubernetes/kube-scheduler.yaml \\
+  --bind-address=$1 \\
+  --secure-port=10259 \\
+  --port=0 \\
+  --tls-cert-file=/etc/kubernetes/cert/kube-scheduler.pem \\
+  --tls-private-key-file=/etc/kubernetes/cert/kube-scheduler-key.pem \\
+  --authentication-kubeconfig=/etc/kubernetes/kube-scheduler.kubeconfig \\
+  --client-ca-file=/etc/kubernetes/cert/ca.pem \\
+  --requestheader-allowed-names="" \\
+  --requestheader-client-ca-file=/etc/kubernetes/cert/ca.pem \\
+  --requestheader-extra-headers-prefix="X-Remote-Extra-" \\
+  --requestheader-group-headers=X-Remote-Group \\
+  --requestheader-username-headers=X-Remote-User \\
+  --authorization-kubeconfig=/etc/kubernetes/kube-scheduler.kubeconfig \\
+  --logtostderr=true \\
+  --v=2
+Restart=always
+RestartSec=5
+StartLimitInterval=0
+
+[Install]
+WantedBy=multi-user.target
+EOF2
+}
+unit_sched28() { unit_sched14 "$1" | sed -e '/--port=0/d' -e '/--logtostderr=true/d'; }
+# kube-nginx: Debian's nginx + stream module (the tutorial builds nginx from source into
+# /opt/k8s/kube-nginx). Round robin here (the tutorial pins a client with `hash
+# $remote_addr consistent`) so that one client reaches all three apiservers.
+cat >"$W/kube-nginx.conf" <<'EOF2'
+load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+worker_processes 1;
+error_log logs/error.log warn;
+pid logs/kube-nginx.pid;
+events {
+    worker_connections 1024;
+}
+stream {
+    upstream backend {
+        server 172.24.8.71:6443 max_fails=3 fail_timeout=30s;
+        server 172.24.8.72:6443 max_fails=3 fail_timeout=30s;
+        server 172.24.8.73:6443 max_fails=3 fail_timeout=30s;
+    }
+    server {
+        listen 127.0.0.1:8443;
+        proxy_connect_timeout 1s;
+        proxy_pass backend;
+    }
+}
+EOF2
+cat >"$W/kube-nginx.service" <<'EOF2'
+[Unit]
+Description=kube-apiserver nginx proxy
+After=network.target
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=forking
+ExecStartPre=/usr/sbin/nginx -c /opt/k8s/kube-nginx/conf/kube-nginx.conf -p /opt/k8s/kube-nginx -t
+ExecStart=/usr/sbin/nginx -c /opt/k8s/kube-nginx/conf/kube-nginx.conf -p /opt/k8s/kube-nginx
+ExecReload=/usr/sbin/nginx -c /opt/k8s/kube-nginx/conf/kube-nginx.conf -p /opt/k8s/kube-nginx -s reload
+PrivateTmp=true
+Restart=always
+RestartSec=5
+StartLimitInterval=0
+LimitNOFILE=65536
+
+[Install]
+WantedBy=multi-user.target
+EOF2
+for i in 0 1 2; do
+  unit_cm14 "${IPS[$i]}" >"$W/kube-controller-manager-14-${IPS[$i]}.service"; unit_cm28 "${IPS[$i]}" >"$W/kube-controller-manager-28-${IPS[$i]}.service"
+  unit_sched14 "${IPS[$i]}" >"$W/kube-scheduler-14-${IPS[$i]}.service"; unit_sched28 "${IPS[$i]}" >"$W/kube-scheduler-28-${IPS[$i]}.service"
+  sed "s/##NODE_IP##/${IPS[$i]}/" "$W/kube-scheduler-14.yaml" >"$W/kube-scheduler-14-${IPS[$i]}.yaml"
+done
+install_cp() { # HOSTIDX VERSION(14|28): controller-manager, scheduler, kube-nginx files + units (not started)
+  local i=$1 v=$2 ip=${IPS[$1]} h=${HOSTS[$1]}
+  local sy; sy=$([ "$v" = 14 ] && echo "$W/kube-scheduler-14-$ip.yaml" || echo "$W/kube-scheduler-28.yaml")
+  bash "$LAB" ssh "$h" 'mkdir -p /etc/kubernetes/cert /data/k8s/k8s/kube-controller-manager /data/k8s/k8s/kube-scheduler /opt/k8s/kube-nginx/conf /opt/k8s/kube-nginx/logs' &&
+    bash "$LAB" scp "$W/kube-controller-manager.pem" "$W/kube-controller-manager-key.pem" "$W/kube-scheduler.pem" "$W/kube-scheduler-key.pem" \
+      "$W/ca-key.pem" "$h:/etc/kubernetes/cert/" &&
+    bash "$LAB" scp "$W/kube-controller-manager-$v.kubeconfig" "$h:/etc/kubernetes/kube-controller-manager.kubeconfig" &&
+    bash "$LAB" scp "$W/kube-scheduler-$v.kubeconfig" "$h:/etc/kubernetes/kube-scheduler.kubeconfig" &&
+    bash "$LAB" scp "$sy" "$h:/etc/kubernetes/kube-scheduler.yaml" &&
+    bash "$LAB" scp "$W/kube-controller-manager-$v-$ip.service" "$h:/etc/systemd/system/kube-controller-manager.service" &&
+    bash "$LAB" scp "$W/kube-scheduler-$v-$ip.service" "$h:/etc/systemd/system/kube-scheduler.service" &&
+    bash "$LAB" scp "$W/kube-nginx.conf" "$h:/opt/k8s/kube-nginx/conf/kube-nginx.conf" &&
+    bash "$LAB" scp "$W/kube-nginx.service" "$h:/etc/systemd/system/kube-nginx.service" &&
+    bash "$LAB" ssh "$h" 'systemctl daemon-reload'
+}
 check "install the v1.14.2 tarball + tutorial unit + files on k8smaster01" install_files 0 14
+check "controller-manager, scheduler, kube-nginx files and units (v1.14 tutorial) on k8smaster01" install_cp 0 14
 phase_end
 
 # ------------------------------------------------------------------------------
@@ -311,6 +536,27 @@ check "v1.14.2: /readyz does not exist before 1.16 (404)" sh_ "curl_api 172.24.8
 check "v1.14.2: /version gitVersion v1.14.2" sh_ "curl -s --cacert '$LAB_DIR/ca.pem' --cert '$ADMIN_CERT' --key '$ADMIN_KEY' https://172.24.8.71:6443/version | python3 -c 'import json,sys; assert json.load(sys.stdin)[\"gitVersion\"]==\"v1.14.2\"'"
 check "v1.14.2: wrote /registry/namespaces/default" sh_ "etcdctl_ws get /registry/namespaces/default --keys-only | grep -q default"
 check "journal has the stand-in's klog lines" sh_ "bash '$LAB' ssh 1 journalctl -u kube-apiserver --no-pager | grep -q 'Serving securely on 172.24.8.71:6443'"
+# issue #5 on v1.14: the controller-manager and the scheduler of that release elect their
+# leader with an Endpoints lock (Leases for them only from 1.17; their 1.14 roles lack leases)
+wait_for() { # TIMEOUT cmd... -> 0 as soon as cmd succeeds
+  local deadline=$(($(date +%s) + $1)); shift
+  until "$@" >/dev/null 2>&1; do [ "$(date +%s)" -lt "$deadline" ] || return 1; sleep 0.3; done
+}
+ep_holder() { # NAME -> holderIdentity in the leader annotation of Endpoints kube-system/NAME (from etcd)
+  etcdctl_ws get "/registry/services/endpoints/kube-system/$1" --print-value-only 2>/dev/null | python3 -c '
+import json,sys; o=json.loads(sys.stdin.read()); print(json.loads(o["metadata"]["annotations"]["control-plane.alpha.kubernetes.io/leader"])["holderIdentity"])'
+}
+check "v1.14.2: kube-controller-manager, kube-scheduler --version" sh_ "[ \"\$(bash '$LAB' ssh 1 '/opt/k8s/bin/kube-controller-manager --version; /opt/k8s/bin/kube-scheduler --version')\" = \"\$(printf 'Kubernetes v1.14.2\nKubernetes v1.14.2')\" ]"
+check "v1.14.2: systemctl start kube-controller-manager kube-scheduler (tutorial units, scheduler --config v1alpha1)" lssh 1 'systemctl start kube-controller-manager kube-scheduler'
+check "v1.14.2: the controller-manager leads with the Endpoints lock kube-system/kube-controller-manager" wait_for 15 ep_holder kube-controller-manager
+check "v1.14.2: the scheduler leads with the Endpoints lock kube-system/kube-scheduler" wait_for 15 ep_holder kube-scheduler
+check "v1.14.2: holderIdentity is <hostname>_<uuid>: $(ep_holder kube-scheduler)" sh_ "ep_holder kube-scheduler | grep -qE '^k8smaster01_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\$'"
+check "v1.14.2: no Lease objects for them (a verify that reads Leases needs --leader-elect-resource-lock=leases AND RBAC for leases on 1.14)" sh_ "
+  [ -z \"\$(etcdctl_ws get /registry/leases/kube-system/ --prefix --keys-only | grep -E 'kube-(controller-manager|scheduler)\$')\" ]"
+check "v1.14.2: controller-manager /healthz on the tutorial's --secure-port=10252 (TLS, its own cert)" sh_ "curl -sf --max-time 5 --cacert '$LAB_DIR/ca.pem' https://172.24.8.71:10252/healthz | grep -qx ok"
+check "v1.14.2: scheduler /healthz on 10259; --port=0 turns its insecure 10251 off" sh_ "
+  curl -sf --max-time 5 --cacert '$LAB_DIR/ca.pem' https://172.24.8.71:10259/healthz | grep -qx ok && ! curl -s --max-time 2 http://172.24.8.71:10251/healthz"
+lssh 1 'systemctl stop kube-controller-manager kube-scheduler' >/dev/null 2>&1
 lssh 1 'systemctl stop kube-apiserver' >/dev/null 2>&1
 etcdctl_ws del /registry/ --prefix >/dev/null 2>&1
 phase_end
@@ -359,6 +605,31 @@ expect_err "   empty encryption key" "${E/\/etc\/kubernetes\/encryption-config.y
 expect_err "   invalid base64 encryption key" "${E/\/etc\/kubernetes\/encryption-config.yaml/\/tmp\/ec-bad.yaml}" 'secrets must be base64 encoded'
 expect_err "   5-byte encryption key" "${E/\/etc\/kubernetes\/encryption-config.yaml/\/tmp\/ec-short.yaml}" 'secret is not of the expected length, got 5, expected one of [16 24 32]'
 expect_err "   etcd unreachable -> fails after retrying" "${E//:2379/:2999}" 'context deadline exceeded'
+# the tutorial's controller-manager and scheduler units under 1.28: one error per start, in order
+unit_exec() { sed -n '/^ExecStart=/,/--v=2/p' "$1" | sed -e 's/^ExecStart=//' -e 's/\\$//' | tr -d '\n' | sed 's/  */ /g'; }
+install_cp 0 14 >/dev/null 2>&1
+EC=$(unit_exec "$W/kube-controller-manager-14-172.24.8.71.service")
+expect_err "cm 1. --port" "$EC" 'Error: unknown flag: --port'
+EC=${EC/--port=0 /}
+expect_err "cm 2. --experimental-cluster-signing-duration" "$EC" 'Error: unknown flag: --experimental-cluster-signing-duration'
+EC=${EC/--experimental-cluster-signing-duration=876000h /}
+expect_err "cm 3. --pod-eviction-timeout" "$EC" 'Error: unknown flag: --pod-eviction-timeout'
+EC=${EC/--pod-eviction-timeout=6m /}
+expect_err "cm 4. --logtostderr" "$EC" 'Error: unknown flag: --logtostderr'
+EC=${EC/--logtostderr=true /}
+out=$(bash "$LAB" ssh 1 "cd /tmp && timeout 5 $EC" 2>&1); rc=$?
+[ $rc = 124 ] && grep -q 'error retrieving resource lock kube-system/kube-controller-manager: Get "https://172.24.8.71:6443/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/kube-controller-manager?timeout=5s": dial tcp 172.24.8.71:6443: connect: connection refused' <<<"$out" &&
+  ok "cm 5. then it runs, and retries an unreachable apiserver (Lease lock on 1.28, logged every retry)" || { bad "cm 5. runs and retries (rc=$rc)"; tail -3 <<<"$out" | sed 's/^/       | /'; }
+ES=$(unit_exec "$W/kube-scheduler-14-172.24.8.71.service")
+expect_err "scheduler 1. --port" "$ES" 'Error: unknown flag: --port'
+ES=${ES/--port=0 /}
+expect_err "scheduler 2. --logtostderr" "$ES" 'Error: unknown flag: --logtostderr'
+ES=${ES/--logtostderr=true /}
+expect_err "scheduler 3. --config v1alpha1" "$ES" 'no kind \"KubeSchedulerConfiguration\" is registered for version \"kubescheduler.config.k8s.io/v1alpha1\" in scheme \"k8s.io/kubernetes/pkg/scheduler/apis/config/scheme/scheme.go:30\"'
+lssh 1 "sed -i 's/^healthzBindAddress:.*//; s/^metricsBindAddress:.*//; s/^bindTimeoutSeconds:.*//; s/^hardPodAffinitySymmetricWeight:.*//; s#kubescheduler.config.k8s.io/v1alpha1#kubescheduler.config.k8s.io/v1beta2#' /etc/kubernetes/kube-scheduler.yaml"
+expect_err "scheduler 4. --config v1beta2 (removed in 1.28)" "$ES" 'no kind \"KubeSchedulerConfiguration\" is registered for version \"kubescheduler.config.k8s.io/v1beta2\"'
+lssh 1 "sed -i 's#kubescheduler.config.k8s.io/v1beta2#kubescheduler.config.k8s.io/v1#; \$a healthzBindAddress: 0.0.0.0:10251' /etc/kubernetes/kube-scheduler.yaml"
+expect_err "scheduler 5. v1 with a v1alpha1 field (strict decoding)" "$ES" 'strict decoding error: unknown field \"healthzBindAddress\"'
 phase_end
 
 # ------------------------------------------------------------------------------
@@ -387,34 +658,17 @@ for k in /registry/namespaces/default /registry/namespaces/kube-system /registry
   /registry/clusterrolebindings/cluster-admin "/registry/apiregistration.k8s.io/apiservices/v1." /registry/masterleases/172.24.8.71; do
   if grep -qxF "$k" <<<"$KEYS"; then ok "etcd has $k"; else bad "etcd has $k"; fi
 done
-# kubectl 1.20 (Debian) with an admin kubeconfig
-# kubeconfig written by hand: Debian's kubectl 1.20 (built with Go >= 1.18 and an old
-# modern-go/reflect2) panics in `kubectl config set-credentials` (kubernetes/kubectl#1394)
-write_kubeconfig() { # FILE CERT KEY
-  cat >"$1" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: lab
-  cluster:
-    server: https://172.24.8.71:6443
-    certificate-authority-data: $(base64 -w0 "$LAB_DIR/ca.pem")
-users:
-- name: user
-  user:
-    client-certificate-data: $(base64 -w0 "$2")
-    client-key-data: $(base64 -w0 "$3")
-contexts:
-- name: lab
-  context:
-    cluster: lab
-    user: user
-current-context: lab
-EOF
-}
+# kubectl 1.20 (Debian) with an admin kubeconfig (write_kubeconfig: see above)
 KC="$W/admin.kubeconfig"
 write_kubeconfig "$KC" "$ADMIN_CERT" "$ADMIN_KEY"
 export HOME_SAVE=$HOME; export HOME=$W # kubectl's discovery cache goes to $W
+canI() { # KUBECONFIG ARGS... -> "<output> rc=<rc>"
+  local kc=$1 out rc; shift
+  out=$("$KUBECTL" --kubeconfig "$kc" auth can-i "$@" 2>/dev/null); rc=$?
+  echo "$out rc=$rc"
+}
+r=$(canI "$KC" --as kubernetes get nodes/proxy)
+[ "$r" = "no rc=1" ] && ok "before the binding: kubectl auth can-i --as kubernetes get nodes/proxy -> $r" || bad "before the binding, can-i should be 'no rc=1': $r"
 out=$("$KUBECTL" --kubeconfig "$KC" create clusterrolebinding kube-apiserver:kubelet-apis --clusterrole=system:kubelet-api-admin --user kubernetes 2>&1); rc=$?
 [ $rc = 0 ] && contains "$out" "created" && ok "kubectl create clusterrolebinding kube-apiserver:kubelet-apis: $out" || bad "kubectl create clusterrolebinding (rc=$rc): $out"
 out=$("$KUBECTL" --kubeconfig "$KC" create clusterrolebinding kube-apiserver:kubelet-apis --clusterrole=system:kubelet-api-admin --user kubernetes 2>&1); rc=$?
@@ -428,6 +682,26 @@ out=$("$KUBECTL" --kubeconfig "$KC" get clusterrolebinding kube-apiserver:kubele
 check "kubectl get clusterrolebinding (table)" sh_ "'$KUBECTL' --kubeconfig '$KC' get clusterrolebinding kube-apiserver:kubelet-apis | grep -q 'ClusterRole/system:kubelet-api-admin'"
 check "kubectl get clusterrole system:kubelet-api-admin" "$KUBECTL" --kubeconfig "$KC" get clusterrole system:kubelet-api-admin
 check "etcd has /registry/clusterrolebindings/kube-apiserver:kubelet-apis" sh_ "etcdctl_ws get /registry/clusterrolebindings/kube-apiserver:kubelet-apis --keys-only | grep -q kubelet-apis"
+write_kubeconfig "$W/nobody.kubeconfig" "$W/nobody.pem" "$W/nobody-key.pem"
+r=$(canI "$KC" --as kubernetes get nodes/proxy)
+[ "$r" = "yes rc=0" ] && ok "with the binding: kubectl auth can-i --as kubernetes get nodes/proxy -> $r (impersonation + SelfSubjectAccessReview)" || bad "with the binding, can-i should be 'yes rc=0': $r"
+# NB: for kubectl, "nodes/proxy" is TYPE/NAME (the node named "proxy"); the subresource is --subresource=proxy
+r=$(canI "$KC" --as kubernetes create nodes --subresource=proxy); r1=$(canI "$KC" --as kubernetes create nodes/proxy)
+r2=$(canI "$KC" --as kubernetes get secrets); r3=$(canI "$KC" --as someone-else get nodes/proxy)
+[ "$r" = "yes rc=0" ] && [ "$r1" = "no rc=1" ] && [ "$r2" = "no rc=1" ] && [ "$r3" = "no rc=1" ] &&
+  ok "system:kubelet-api-admin rules: create nodes --subresource=proxy yes, create node 'proxy' no, secrets no, another user no" ||
+  bad "kubelet-api-admin rules: $r / $r1 / $r2 / $r3"
+r=$(canI "$KC" get secrets --all-namespaces)
+[ "$r" = "yes rc=0" ] && ok "admin (system:masters) can do anything: $r" || bad "admin can-i: $r"
+out=$("$KUBECTL" --kubeconfig "$W/nobody.kubeconfig" auth can-i --as kubernetes get nodes/proxy 2>&1)
+contains "$out" 'users "kubernetes" is forbidden: User "nobody" cannot impersonate resource "users" in API group "" at the cluster scope' &&
+  ok "a non-admin may not impersonate: $out" || bad "non-admin impersonation: $out"
+check "kubectl delete clusterrolebinding kube-apiserver:kubelet-apis" "$KUBECTL" --kubeconfig "$KC" delete clusterrolebinding kube-apiserver:kubelet-apis
+r=$(canI "$KC" --as kubernetes get nodes/proxy)
+[ "$r" = "no rc=1" ] && ok "binding deleted: can-i -> $r" || bad "binding deleted: can-i should be 'no rc=1': $r"
+check "binding created again" "$KUBECTL" --kubeconfig "$KC" create clusterrolebinding kube-apiserver:kubelet-apis --clusterrole=system:kubelet-api-admin --user kubernetes
+r=$(canI "$KC" --as kubernetes get nodes/proxy)
+[ "$r" = "yes rc=0" ] && ok "binding back: can-i -> $r" || bad "binding back: can-i should be 'yes rc=0': $r"
 check "kubectl cluster-info says 'Kubernetes control plane'" sh_ "'$KUBECTL' --kubeconfig '$KC' cluster-info | grep -q 'Kubernetes control plane'"
 check "kubectl get componentstatuses warns deprecated, lists one etcd" sh_ "out=\$('$KUBECTL' --kubeconfig '$KC' get componentstatuses 2>&1); echo \"\$out\"; grep -q 'deprecated' <<<\"\$out\" && [ \$(grep -c '^etcd-' <<<\"\$out\") = 1 ]"
 # secrets: encrypted at rest in the real format
@@ -440,14 +714,109 @@ check "secret decrypts with openssl (IV + AES-CBC, PKCS#7) using the config's ke
   key=\$(echo '$ENCRYPTION_KEY' | base64 -d | od -An -tx1 | tr -d ' \n')
   tail -c +17 '$W/sec.body' | openssl enc -d -aes-256-cbc -K \$key -iv \$iv | grep -q 'aHVudGVyMg=='"
 check "kubectl get secret reads it back" sh_ "'$KUBECTL' --kubeconfig '$KC' get secret k8smi-selftest -o jsonpath='{.data.password}' | base64 -d | grep -qx hunter2"
+check "kubectl delete secret (the real kubectl waits for the deletion with a metadata.name field selector)" timeout 20 "$KUBECTL" --kubeconfig "$KC" delete secret k8smi-selftest -n default
+check "the secret is gone from etcd" sh_ "[ -z \"\$(etcdctl_ws get /registry/secrets/default/k8smi-selftest --keys-only)\" ]"
 # authn / authz
 NB="$W/nobody.kubeconfig"
 write_kubeconfig "$NB" "$W/nobody.pem" "$W/nobody-key.pem"
 out=$("$KUBECTL" --kubeconfig "$NB" create clusterrolebinding x --clusterrole=view --user x 2>&1)
 contains "$out" 'is forbidden: User "nobody" cannot create resource "clusterrolebindings"' && ok "a non-system:masters user is Forbidden: $out" || bad "non-admin create: $out"
 check "a non-admin user may read /version and /readyz" sh_ "curl_api 172.24.8.71 /readyz --cert '$W/nobody.pem' --key '$W/nobody-key.pem' | tail -1 | grep -qx 200"
-export HOME=$HOME_SAVE
 phase_end
+
+# ------------------------------------------------------------------------------
+phase "issue #5: three 1.28 apiservers, kube-nginx on every host"
+inst_rest() {
+  install_files 1 28 >"$W/inst1.log" 2>&1 & local p1=$!
+  install_files 2 28 >"$W/inst2.log" 2>&1 & local p2=$!
+  wait $p1 && wait $p2 || { tail -5 "$W"/inst*.log; return 1; }
+}
+check "install the 1.28 tarball + unit + files on k8smaster02 and k8smaster03" inst_rest
+check "systemctl restart kube-apiserver on k8smaster02 and k8smaster03" sh_ "bash '$LAB' ssh 2 'systemctl restart kube-apiserver' && bash '$LAB' ssh 3 'systemctl restart kube-apiserver'"
+for ip in 172.24.8.72 172.24.8.73; do check "/readyz 200 on $ip" wait_url $ip /readyz 15; done
+cp_all() { # VERSION: install_cp on the three hosts at once
+  local i pids=()
+  for i in 0 1 2; do install_cp $i "$1" >"$W/cp$i.log" 2>&1 & pids+=($!); done
+  for i in "${pids[@]}"; do wait "$i" || { tail -5 "$W"/cp*.log; return 1; }; done
+}
+check "controller-manager, scheduler, kube-nginx files and units (1.28) on the 3 hosts" cp_all 28
+check "nginx is /usr/sbin/nginx, the stream module /usr/lib/nginx/modules/ngx_stream_module.so" lssh 1 'test -x /usr/sbin/nginx && test -f /usr/lib/nginx/modules/ngx_stream_module.so'
+check "Debian's nginx.service is masked (only kube-nginx.service runs nginx)" sh_ "[ \"\$(bash '$LAB' ssh 1 systemctl is-enabled nginx)\" = masked ] && [ \"\$(bash '$LAB' ssh 1 systemctl is-active nginx)\" = inactive ]"
+check "systemctl enable --now kube-nginx on the 3 hosts (Type=forking, nginx -t first)" sh_ "for h in 1 2 3; do bash '$LAB' ssh \$h 'systemctl enable --now kube-nginx' 2>/dev/null || exit 1; done"
+check "kube-nginx active and listening on 127.0.0.1:8443 only" sh_ "for h in 1 2 3; do
+  [ \"\$(bash '$LAB' ssh \$h systemctl is-active kube-nginx)\" = active ] || exit 1
+  [ \"\$(bash '$LAB' ssh \$h \"ss -ltnH 'sport = :8443'\" | awk '{print \$4}')\" = 127.0.0.1:8443 ] || exit 1; done"
+for i in 0 1 2; do bash "$LAB" scp "$ADMIN_CERT" "$ADMIN_KEY" "${HOSTS[$i]}:/root/"; done
+via_nginx() { # HOSTIDX N PATH -> N responses' bodies, one per line, from inside the host through 127.0.0.1:8443
+  bash "$LAB" ssh "${HOSTS[$1]}" "for n in \$(seq 1 $2); do curl -sf --max-time 5 --cacert /etc/kubernetes/cert/ca.pem --cert /root/admin.pem --key /root/admin-key.pem 'https://127.0.0.1:8443$3' | tr -d '\n'; echo; done"
+}
+backends() { python3 -c 'import json,sys; print(" ".join(sorted({json.loads(l)["serverAddressByClientCIDRs"][0]["serverAddress"] for l in sys.stdin if l.strip()})))'; }
+b=$(via_nginx 0 6 /api | backends)
+[ "$b" = "172.24.8.71:6443 172.24.8.72:6443 172.24.8.73:6443" ] && ok "one client on k8smaster01 reaches all three apiservers through kube-nginx: $b" || bad "kube-nginx backends seen: '$b'"
+check "/livez and /readyz?verbose through kube-nginx (from k8smaster02)" sh_ "
+  [ \"\$(via_nginx 1 1 /livez)\" = ok ] && via_nginx 1 1 '/readyz?verbose' | grep -q 'readyz check passed'"
+lssh 2 'systemctl stop kube-apiserver'
+b=$(via_nginx 2 6 /api | backends)
+[ "$b" = "172.24.8.71:6443 172.24.8.73:6443" ] && ok "apiserver of k8smaster02 stopped: 6 of 6 requests still answered, by the other two ($b)" || bad "kube-nginx with one apiserver down: '$b'"
+check "k8smaster02's apiserver back" sh_ "bash '$LAB' ssh 2 'systemctl start kube-apiserver' && wait_url 172.24.8.72 /readyz 15"
+phase_end
+
+# ------------------------------------------------------------------------------
+phase "issue #5: controller-manager and scheduler leader election"
+lease() { "$KUBECTL" --kubeconfig "$KC" -n kube-system get lease "$1" -o jsonpath="{.spec.$2}" 2>/dev/null; }
+has_holder() { [ -n "$(lease "$1" holderIdentity)" ]; }
+acquired() { # UNIT -> how many hosts' journals say it acquired its lease
+  local h n=0
+  for h in 1 2 3; do bash "$LAB" ssh $h "journalctl -u $1 --no-pager --since @$CP_T0" 2>/dev/null | grep -q "successfully acquired lease kube-system/$1" && n=$((n + 1)); done
+  echo $n
+}
+start_on() { # UNIT HOSTIDX... : systemctl start at the same moment on several hosts
+  local u=$1 h pids=(); shift
+  for h in "$@"; do bash "$LAB" ssh "${HOSTS[$h]}" "systemctl start $u" & pids+=($!); done
+  for h in "${pids[@]}"; do wait "$h" || return 1; done
+}
+CP_T0=$(date +%s)
+check "kube-controller-manager --version v1.28.7 (the stand-in of the tarball)" sh_ "[ \"\$(bash '$LAB' ssh 1 /opt/k8s/bin/kube-controller-manager --version)\" = 'Kubernetes v1.28.7' ]"
+t=$(now)
+check "systemctl start kube-controller-manager on k8smaster01 and k8smaster02 at once (Type=simple)" start_on kube-controller-manager 0 1
+check "Lease kube-system/kube-controller-manager has a holder" wait_for 15 has_holder kube-controller-manager
+T_CMLEASE=$(elapsed "$t")
+H=$(lease kube-controller-manager holderIdentity)
+check "holderIdentity is <hostname>_<uuid> of k8smaster01 or 02: $H" sh_ "grep -qE '^k8smaster0[12]_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\$' <<<'$H'"
+check "leaseDurationSeconds 15, acquireTime and renewTime set" sh_ "[ \"\$(lease kube-controller-manager leaseDurationSeconds)\" = 15 ] && [ -n \"\$(lease kube-controller-manager acquireTime)\" ] && [ -n \"\$(lease kube-controller-manager renewTime)\" ]"
+sleep 2
+check "exactly one of the two leads ('successfully acquired lease' in one journal)" sh_ "[ \"\$(acquired kube-controller-manager)\" = 1 ]"
+r1=$(lease kube-controller-manager renewTime); sleep 2.5; r2=$(lease kube-controller-manager renewTime)
+[ -n "$r1" ] && [ "$r1" != "$r2" ] && ok "renewTime advances (~every 2 s): $r1 -> $r2" || bad "renewTime did not advance: $r1 -> $r2"
+check "the leader loaded its key files and started (journal: 'controllers would run')" sh_ "bash '$LAB' ssh \${H:10:1} journalctl -u kube-controller-manager --no-pager --since @$CP_T0 | grep -q 'controllers would run'"
+check "/healthz on the secure port 10257 of both (curl --cacert, the cert's IP SANs)" sh_ "
+  for ip in 172.24.8.71 172.24.8.72; do curl -sf --max-time 5 --cacert '$LAB_DIR/ca.pem' https://\$ip:10257/healthz | grep -qx ok || exit 1; done"
+check "no insecure port 10252 on 1.28" sh_ "! curl -s --max-time 2 http://172.24.8.71:10252/healthz"
+check "10257 /metrics: anonymous 403, admin client cert 200 (delegated SubjectAccessReview to the apiserver)" sh_ "
+  [ \"\$(curl -s -o /dev/null -w '%{http_code}' --cacert '$LAB_DIR/ca.pem' https://172.24.8.71:10257/metrics)\" = 403 ] &&
+  [ \"\$(curl -s -o /dev/null -w '%{http_code}' --cacert '$LAB_DIR/ca.pem' --cert '$ADMIN_CERT' --key '$ADMIN_KEY' https://172.24.8.71:10257/metrics)\" = 200 ]"
+check "systemctl start kube-scheduler on the 3 hosts at once" start_on kube-scheduler 0 1 2
+check "Lease kube-system/kube-scheduler has a holder" wait_for 15 has_holder kube-scheduler
+HS=$(lease kube-scheduler holderIdentity)
+check "kube-scheduler holder is one of the three: $HS" sh_ "grep -qE '^k8smaster0[123]_[0-9a-f-]{36}\$' <<<'$HS'"
+sleep 2
+check "exactly one scheduler leads" sh_ "[ \"\$(acquired kube-scheduler)\" = 1 ]"
+check "/healthz on the secure port 10259 of the 3 schedulers" sh_ "
+  for ip in 172.24.8.71 172.24.8.72 172.24.8.73; do curl -sf --max-time 5 --cacert '$LAB_DIR/ca.pem' https://\$ip:10259/healthz | grep -qx ok || exit 1; done"
+out=$("$KUBECTL" --kubeconfig "$KC" get lease -n kube-system 2>&1)
+grep -qE '^kube-controller-manager +k8smaster0[12]_' <<<"$out" && grep -qE '^kube-scheduler +k8smaster0[123]_' <<<"$out" &&
+  ok "kubectl get lease -n kube-system (real kubectl 1.20, coordination.k8s.io/v1) shows both with holders" || bad "kubectl get lease -n kube-system: $out"
+# failover: the lease is not released on stop; the other one takes it once it expired (~15 s)
+LH=${H:10:1}; OTHER=$([ "$LH" = 1 ] && echo 2 || echo 1)
+TR=$(lease kube-controller-manager leaseTransitions)
+t=$(now)
+lssh "$LH" 'systemctl stop kube-controller-manager'
+check "failover: k8smaster0$LH stopped -> k8smaster0$OTHER holds the lease (within 30 s)" wait_for 30 sh_ "lease kube-controller-manager holderIdentity | grep -q '^k8smaster0${OTHER}_'"
+T_FAILOVER=$(elapsed "$t")
+check "leaseTransitions $TR -> $((${TR:-0} + 1))" sh_ "[ \"\$(lease kube-controller-manager leaseTransitions)\" = $((${TR:-0} + 1)) ]"
+lssh "$LH" 'systemctl start kube-controller-manager'
+phase_end
+export HOME=$HOME_SAVE
 
 # ------------------------------------------------------------------------------
 phase "cut / heal"
@@ -497,7 +866,9 @@ sed -e 's/=/: /' -e 's/^/  lab.sh up: /' <<<"$UP_TIMINGS"
 printf '  %-44s %6ss\n' "systemctl restart (v1.14.2, Type=notify)" "${T_RESTART14:-?}" \
   "systemctl restart failing (v1.14 flags, 1.28)" "${T_FAIL28:-?}" \
   "systemctl restart (1.28 unit, until READY=1)" "${T_RESTART28:-?}" \
-  "then until /readyz 200" "${T_READYZ:-?}"
+  "then until /readyz 200" "${T_READYZ:-?}" \
+  "2 controller-managers started -> Lease held" "${T_CMLEASE:-?}" \
+  "leader stopped -> the other holds the Lease" "${T_FAILOVER:-?}"
 printf '  %s\n' "${TIMINGS[@]}"
 echo
 echo "== $PASS passed, $FAIL failed"

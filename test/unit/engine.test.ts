@@ -10,7 +10,7 @@ import {formatPlan} from '../../source/reporters/format.js';
 import {Runner} from '../../source/runner.js';
 import {Workspace} from '../../source/workspace.js';
 import {FakeCluster} from '../helpers/fake-hosts.js';
-import {baseConfig, makeFixture, writeConfig} from '../helpers/fixture.js';
+import {baseConfig, binaryNames, makeFixture, writeConfig} from '../helpers/fixture.js';
 
 const ips = ['172.24.8.71', '172.24.8.72', '172.24.8.73'];
 
@@ -173,6 +173,46 @@ describe('apply', () => {
 		expect(written.every(script => script.includes('/etc/kubernetes/cert/kubernetes.pem'))).toBe(true);
 		expect(ips.map(ip => cluster.hosts.get(ip)!.restarts)).toEqual([2, 2, 2]);
 		expect(events.some(event => event.type === 'material' && event.changes.some(change => change.item === 'kubernetes certificate' && change.action === 'reissued'))).toBe(true);
+	});
+});
+
+describe('material and concurrency', () => {
+	test('a failing preflight or a wrong tarball leaves no key material; material counts as in use once on a master', async () => {
+		const {cluster, engine, stateDir} = setup();
+		cluster.hosts.get('172.24.8.73')!.listening.push({port: 6443, process: 'haproxy'});
+		await expect(engine().engine.apply({confirm: true})).rejects.toThrow(/preflight failed/);
+		expect(existsSync(path.join(stateDir, 'kubernetes', 'pki'))).toBe(false);
+		cluster.hosts.get('172.24.8.73')!.listening = [];
+		const {engine: instance} = engine();
+		await instance.apply({confirm: true});
+		expect(instance.state.snapshot.material?.encryptionKeySha256).toMatch(/^[a-f\d]{64}$/);
+	});
+
+	test('two runs on one state folder at once: the second is refused and nothing is replaced', async () => {
+		const {engine, stateDir} = setup();
+		const first = engine();
+		const second = engine();
+		const results = await Promise.allSettled([first.engine.apply({confirm: true}), second.engine.apply({confirm: true})]);
+		expect(results.map(result => result.status).sort()).toEqual(['fulfilled', 'rejected']);
+		const refused = results.find(result => result.status === 'rejected') as PromiseRejectedResult;
+		expect(String(refused.reason)).toMatch(/--state-dir: is in use by another run of k8s-master-install/);
+		expect(existsSync(path.join(stateDir, 'kubernetes', 'lock'))).toBe(false);
+	});
+});
+
+describe('binaries', () => {
+	test('a release without cloud-controller-manager (1.16+) installs; a tarball without kube-apiserver is refused naming the field', async () => {
+		const {dir, tarball, stateDir} = makeFixture('v1.28.7', binaryNames.filter(name => name !== 'cloud-controller-manager'));
+		const config = loadConfig(writeConfig(dir, baseConfig(tarball)));
+		const cluster = new FakeCluster(ips);
+		const engine = () => new Engine({config, workspace: new Workspace(stateDir, config.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe});
+		await engine().apply({confirm: true});
+		expect([...cluster.hosts.get('172.24.8.71')!.files.keys()].filter(file => file.startsWith('/opt/k8s/bin/'))).toHaveLength(9);
+
+		const broken = makeFixture('v1.28.7', binaryNames.filter(name => name !== 'kube-apiserver'));
+		const brokenConfig = loadConfig(writeConfig(broken.dir, baseConfig(broken.tarball)));
+		const refused = new Engine({config: brokenConfig, workspace: new Workspace(broken.stateDir, brokenConfig.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe});
+		await expect(refused.apply({confirm: true})).rejects.toThrow(/binaries\.tarball: lacks kubernetes\/server\/bin\/kube-apiserver/);
 	});
 });
 

@@ -135,12 +135,22 @@ describe('key material', () => {
 	test('an encryption key file that differs from the key in use is refused, and the key is kept', async () => {
 		const {dir, tarball, workspace} = setup();
 		const config = loadConfig(writeConfig(dir, baseConfig(tarball)));
-		await ensureMaterial(config, workspace);
+		const first = await ensureMaterial(config, workspace);
 		const inUse = readFileSync(workspace.pki('encryption.key'), 'utf8');
 		writeFileSync(path.join(dir, 'other.key'), Buffer.alloc(32, 1).toString('base64'));
 		const changed = loadConfig(writeConfig(dir, {...baseConfig(tarball), encryption: {keyFile: './other.key'}}));
-		await expect(ensureMaterial(changed, workspace)).rejects.toThrow(/encryption\.keyFile: holds a different key/);
+		await expect(ensureMaterial(changed, workspace, {previous: first.record})).rejects.toThrow(/encryption\.keyFile: holds a different key/);
 		expect(readFileSync(workspace.pki('encryption.key'), 'utf8')).toBe(inUse);
+	});
+
+	test('a key made here that no master uses yet gives way to the key of a running cluster', async () => {
+		const {dir, tarball, workspace} = setup();
+		await ensureMaterial(loadConfig(writeConfig(dir, baseConfig(tarball))), workspace);
+		const running = Buffer.alloc(32, 9).toString('base64');
+		writeFileSync(path.join(dir, 'running.key'), running);
+		const adopted = await ensureMaterial(loadConfig(writeConfig(dir, {...baseConfig(tarball), encryption: {keyFile: './running.key'}})), workspace);
+		expect(adopted.material.encryptionKey).toBe(running);
+		expect(readFileSync(workspace.pki('encryption.key'), 'utf8').trim()).toBe(running);
 	});
 
 	test('plan mode makes nothing on disk', async () => {
