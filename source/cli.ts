@@ -11,7 +11,7 @@ import {writeFileAtomic} from './files.js';
 import {formatCheckGrid, formatPlan, formatStatus, type CertificateExpiry, type CheckRow} from './reporters/format.js';
 import {readCertificate} from './pki/certs.js';
 import {jsonReporter, lineReporter} from './reporters/line.js';
-import {Runner} from './runner.js';
+import {Runner, stopRunningCommands} from './runner.js';
 import {defaultStateDir, StateStore} from './state/store.js';
 import {Workspace} from './workspace.js';
 
@@ -232,6 +232,7 @@ async function apply(flags: Flags, output: Output): Promise<number> {
 	const onSignal = () => {
 		interrupts++;
 		if (interrupts > 1) {
+			stopRunningCommands();
 			process.exit(130);
 		}
 

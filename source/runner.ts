@@ -30,9 +30,21 @@ export type CommandEvent =
 // A block cut short (its END in another stream, or past a tail) is masked to the end of the text.
 const privateKeyBlock = /-----BEGIN ([A-Z ]*)PRIVATE KEY-----[\s\S]*?(?:-----END \1PRIVATE KEY-----|$)/g;
 
+/** Commands under way: their own process group keeps the terminal's Ctrl-C from them, so they are stopped here. */
+const running = new Set<{kill: (signal?: NodeJS.Signals) => boolean}>();
+
+/** Ends every command under way (the second Ctrl-C); a file being written is discarded by its checksum. */
+export function stopRunningCommands(): void {
+	for (const subprocess of running) {
+		subprocess.kill('SIGTERM');
+	}
+}
+
 export const execaExecutor: Executor = async spec => {
 	const started = performance.now();
 	const subprocess = execa(spec.command, spec.args, {
+		// Ctrl-C in the terminal means "stop after the action under way": the action must not get it too.
+		detached: true,
 		input: spec.input,
 		stdin: spec.inputFile || spec.input !== undefined ? 'pipe' : 'ignore',
 		timeout: spec.timeoutMs,
@@ -53,7 +65,8 @@ export const execaExecutor: Executor = async spec => {
 		stream.pipe(subprocess.stdin!);
 	}
 
-	const result = await subprocess;
+	running.add(subprocess);
+	const result = await subprocess.finally(() => running.delete(subprocess));
 	return {
 		exitCode: result.exitCode ?? (result.signal ? 128 : 1),
 		stdout: String(result.stdout ?? ''),

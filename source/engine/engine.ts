@@ -147,6 +147,7 @@ export class Engine {
 			probe: this.options.probe ?? getHealth,
 			progress: (step, host, update) => this.emit({type: 'host-progress', step, host, ...update}),
 			check: (step, host, result) => this.emit({type: 'check', step, host, ...result}),
+			changedHosts: new Set<string>(),
 			// The key material counts as in use (and may no longer change) once it is on a master.
 			materialShipped: () => {
 				if (persist && !this.state.snapshot.material) {
@@ -337,9 +338,12 @@ export class Engine {
 		const {masters} = this.options.config;
 		this.throwIfStopping();
 		this.emit({type: 'step-start', step: step.id, title: step.title, hosts: step.scope === 'cluster' ? [clusterHost] : masters.map(master => master.name)});
+		const live = step.rollingWhenLive === true && masters.some(master => this.state.host(step.id, master.name)?.status === 'done');
 		const outcomes = step.scope === 'cluster'
 			? [await this.runCluster(step, context)]
-			: await Promise.all(masters.map(async master => (this.skipHosts.has(master.name) ? this.skipHost(step, master) : this.runHost(step, context, master, master.name))));
+			: live
+				? await this.runRolling(step, context)
+				: await Promise.all(masters.map(async master => (this.skipHosts.has(master.name) ? this.skipHost(step, master) : this.runHost(step, context, master, master.name))));
 		const refused = outcomes.find(outcome => outcome.refused)?.refused;
 		const failures = outcomes.flatMap(outcome => (outcome.failure ? [outcome.failure] : []));
 		if (failures.length === 0 && !refused && step.afterAll) {
@@ -371,9 +375,20 @@ export class Engine {
 		}
 	}
 
+	/** One master after the other; after a failure the rest are left as they are, still serving. */
+	private async runRolling(step: StepDefinition, context: StepContext): Promise<HostResult[]> {
+		const outcomes: HostResult[] = [];
+		for (const master of this.options.config.masters) {
+			const failed = outcomes.some(outcome => outcome.outcome === 'failed' || outcome.outcome === 'stopped');
+			outcomes.push(this.skipHosts.has(master.name) || failed ? this.skipHost(step, master, failed ? `not touched after an earlier master failed ${step.id}` : undefined) : await this.runHost(step, context, master, master.name));
+		}
+
+		return outcomes;
+	}
+
 	/** A master the operator chose to leave out of this run: nothing is done or recorded for it. */
-	private skipHost(step: StepDefinition, master: Master): HostResult {
-		this.emit({type: 'host-done', step: step.id, host: master.name, outcome: 'excluded', detail: 'skipped on request for this run', durationMs: 0});
+	private skipHost(step: StepDefinition, master: Master, reason = 'skipped on request for this run'): HostResult {
+		this.emit({type: 'host-done', step: step.id, host: master.name, outcome: 'excluded', detail: reason, durationMs: 0});
 		return {outcome: 'excluded'};
 	}
 
@@ -401,7 +416,9 @@ export class Engine {
 			this.throwIfStopping();
 			const verification = await step.verify(context, master, record, inputs);
 			if (verification.done) {
-				this.state.recordHost(step.id, recordName, {...record, status: 'done', at: record?.at ?? new Date().toISOString(), inputs, note: verification.detail});
+				// What was verified in place is recorded as ours, so a later change to it is not taken for a hand edit.
+				const verified = Object.fromEntries(step.plan(context, master).flatMap(action => (action.kind === 'upload' ? [[action.path, action.sha256]] : [])));
+				this.state.recordHost(step.id, recordName, {...record, files: {...record?.files, ...verified}, status: 'done', at: record?.at ?? new Date().toISOString(), inputs, note: verification.detail});
 				this.emit({type: 'host-done', step: step.id, host: recordName, outcome: 'skipped', detail: verification.detail, durationMs: elapsed()});
 				return {outcome: 'skipped'};
 			}

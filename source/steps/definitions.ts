@@ -81,6 +81,7 @@ const start: StepDefinition = {
 	title: 'Start kube-apiserver and wait until ready',
 	needs: ['binaries', 'certs', 'encryption', 'audit', 'units'],
 	scope: 'each-master',
+	rollingWhenLive: true,
 	plan: (context, master) => [
 		{kind: 'remote', script: startScript},
 		{kind: 'check', description: `wait for https://${master.ip}:6443${readinessPath(context.config.kubeVersion)} to answer ok (admin certificate, up to ${context.config.timeouts.readySeconds} s)`},
@@ -88,6 +89,10 @@ const start: StepDefinition = {
 	async verify(context, master, record, inputs) {
 		if (record?.status !== 'done' || record.inputs !== inputs) {
 			return {done: false, detail: record ? 'its inputs changed since it last started' : 'not started by this install'};
+		}
+
+		if (context.changedHosts.has(master.name)) {
+			return {done: false, detail: 'files were written on this master in this run'};
 		}
 
 		const facts = await serviceFacts(context, master);

@@ -107,12 +107,15 @@ export async function runUploads(context: StepContext, master: Master, step: Ste
 		const before = sent;
 		await context.remote.check(master, uploadScript(upload), {
 			step,
+			// Large binaries over a slow link: the limit grows with the size (at least 256 KiB/s).
+			timeoutMs: (context.config.timeouts.commandSeconds * 1000) + Math.ceil(upload.bytes / 256),
 			display: `write ${upload.path} (${upload.bytes} bytes, mode ${upload.mode.toString(8)})`,
 			...('file' in upload.source ? {inputFile: upload.source.file} : {input: upload.source.content}),
 			onInputProgress: bytes => context.progress(step, master.name, {bytes: before + bytes, total, message: upload.path}),
 		});
 		context.state.recordFile(step, master.name, upload.path, upload.sha256);
 		shipped(context, step);
+		context.changedHosts.add(master.name);
 		sent += upload.bytes;
 		written++;
 		context.progress(step, master.name, {bytes: sent, total});

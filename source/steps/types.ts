@@ -34,6 +34,8 @@ export type StepContext = {
 	probe: Probe;
 	/** Reports per-host progress to the views. */
 	progress: (step: StepId, host: string, update: {message?: string; bytes?: number; total?: number}) => void;
+	/** Masters where this run wrote a file: their apiserver must restart to read it. */
+	changedHosts: Set<string>;
 	/** Called once a file carrying key material (certs, encryption) is in place on a master. */
 	materialShipped: () => void;
 	/** Reports one check's result (preflight) to the views. */
@@ -57,6 +59,8 @@ export type StepDefinition = {
 	verify: (context: StepContext, master: Master, record: HostRecord | undefined, inputs: string) => Promise<Verification>;
 	/** Does the work; returns a short note for the state and the views. */
 	run: (context: StepContext, master: Master, inputs: string) => Promise<string | undefined>;
+	/** On a cluster already running, masters are done one at a time so that the others keep serving. */
+	rollingWhenLive?: boolean;
 	/** Checks across masters once every master finished the step (e.g. two IPs of one machine). */
 	afterAll?: (context: StepContext) => void;
 };

@@ -52,6 +52,9 @@ export class FakeCluster {
 	readonly hosts = new Map<string, FakeHost>();
 	readonly calls: CommandSpec[] = [];
 	readonly bindings = new Map<string, string>();
+	/** Masters whose apiserver fails to start, and the order restarts happened in. */
+	readonly failRestart = new Set<string>();
+	readonly restartOrder: string[] = [];
 	/** Uploads arrive empty, as when ssh dies mid-stream and cat sees the end of its input. */
 	truncateUploads = false;
 	/** Called before each command; a test throws or stops here to interrupt at a chosen point. */
@@ -165,6 +168,12 @@ export class FakeCluster {
 		}
 
 		if (script.includes('systemctl restart kube-apiserver')) {
+			this.restartOrder.push(host.ip);
+			if (this.failRestart.has(host.ip)) {
+				host.active = false;
+				return fail(1, 'Job for kube-apiserver.service failed because the control process exited with error code.');
+			}
+
 			host.active = true;
 			host.restarts++;
 			return ok();

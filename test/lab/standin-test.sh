@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# test/lab/standin-test.sh — version matrix for the stand-in kube-apiserver, run on this
-# machine (no lab needed; needs python3, python3-yaml, openssl). Start-up checks only:
-# every case must fail (exit 1) with the given message, or get past all checks (it then
-# stops at "etcd unreachable": K8SMI_STANDIN_ETCD_TIMEOUT=0, port 2999 on 127.0.0.1).
+# test/lab/standin-test.sh — version matrix for the stand-ins (kube-apiserver, then
+# kube-controller-manager and kube-scheduler), run on this machine (no lab needed; needs
+# python3, python3-yaml, openssl). Start-up checks only: every case must fail (exit 1)
+# with the given message, or get past all checks (the apiserver then stops at "etcd
+# unreachable": K8SMI_STANDIN_ETCD_TIMEOUT=0, port 2999 on 127.0.0.1; the controller-manager
+# and scheduler at their first leader-election attempt against https://127.0.0.1:2999:
+# K8SMI_STANDIN_LE_ATTEMPTS=1).
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 S="$HERE/standin/kube-apiserver"
@@ -138,5 +141,156 @@ o=$(cd "$W" && K8SMI_STANDIN_VERSION=v1.28.7 unshare -n python3 "$S" --etcd-serv
 if grep -q 'unable to find suitable network address' <<<"$o"; then PASS=$((PASS + 1)); echo "  ok   no default route, no --advertise-address -> unable to find suitable network address"; else FAIL=$((FAIL + 1)); echo "  FAIL no default route: $(tail -1 <<<"$o")"; fi
 o=$(K8SMI_STANDIN_VERSION=v1.28.7 python3 "$S" --version)
 [ "$o" = "Kubernetes v1.28.7" ] && { PASS=$((PASS + 1)); echo "  ok   --version"; } || { FAIL=$((FAIL + 1)); echo "  FAIL --version: $o"; }
+
+# ---------------------------------------------------------------------------------------
+# kube-controller-manager / kube-scheduler stand-in: flag tables, --config versions, files.
+# START = got past every start-up check and began leader election against an unreachable
+# apiserver (K8SMI_STANDIN_LE_ATTEMPTS=1: gives up after the first attempt, exit 3).
+CS="$HERE/standin/kube-controller-manager-and-scheduler"
+openssl req -newkey rsa:2048 -nodes -keyout "$W/cm-key.pem" -out "$W/cm.csr" -subj "/CN=system:kube-controller-manager/O=system:kube-controller-manager" 2>/dev/null
+openssl x509 -req -in "$W/cm.csr" -CA "$W/ca.pem" -CAkey "$W/ca-key.pem" -CAcreateserial -out "$W/cm.pem" -days 2 -extfile "$W/ext" 2>/dev/null
+kc() { # OUT CERT KEY [SERVER]
+  printf 'apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: %s\n    certificate-authority-data: %s\nusers:\n- name: u\n  user:\n    client-certificate-data: %s\n    client-key-data: %s\ncontexts:\n- name: x\n  context: {cluster: c, user: u}\ncurrent-context: x\n' \
+    "${4:-https://127.0.0.1:2999}" "$(base64 -w0 "$W/ca.pem")" "$(base64 -w0 "$2")" "$(base64 -w0 "$3")" >"$1"
+}
+kc "$W/cm.kubeconfig" "$W/cm.pem" "$W/cm-key.pem"
+kc "$W/cm-mismatch.kubeconfig" "$W/cm.pem" "$W/k-key.pem"
+printf 'apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:2999\n    certificate-authority: %s/nope-ca.pem\nusers:\n- name: u\n  user:\n    client-certificate: %s/cm.pem\n    client-key: %s/cm-key.pem\ncontexts:\n- name: x\n  context: {cluster: c, user: u}\ncurrent-context: x\n' "$W" "$W" "$W" >"$W/cm-noca.kubeconfig"
+for v in v1alpha1 v1alpha2 v1beta1 v1beta2 v1beta3 v1; do
+  printf 'apiVersion: kubescheduler.config.k8s.io/%s\nkind: KubeSchedulerConfiguration\nclientConnection:\n  kubeconfig: %s\nleaderElection:\n  leaderElect: true\n' "$v" "$W/cm.kubeconfig" >"$W/sched-$v.yaml"
+done
+cp "$W/sched-v1.yaml" "$W/sched-v1-extra.yaml"; echo "healthzBindAddress: 0.0.0.0:10251" >>"$W/sched-v1-extra.yaml"
+sed 's/KubeSchedulerConfiguration/KubeProxyConfiguration/' "$W/sched-v1.yaml" >"$W/sched-wrongkind.yaml"
+SPORT0=$((20000 + RANDOM % 20000))
+cbase() { # COMPONENT VERSION: flags every case starts from (the tutorial's, minus what the case tests)
+  local m; m=$(echo "$2" | cut -d. -f2)
+  # versions run in parallel: insecure ports (on by default before 1.22) per version, not 10251/10252
+  [ "$m" -lt 22 ] && echo "--address=127.0.0.1 --port=$((SPORT + 1))"
+  echo "--kubeconfig=$W/cm.kubeconfig --authentication-kubeconfig=$W/cm.kubeconfig --authorization-kubeconfig=$W/cm.kubeconfig
+    --bind-address=127.0.0.1 --secure-port=$SPORT --tls-cert-file=$W/k.pem --tls-private-key-file=$W/k-key.pem
+    --client-ca-file=$W/ca.pem --requestheader-client-ca-file=$W/ca.pem --requestheader-allowed-names=
+    --requestheader-extra-headers-prefix=X-Remote-Extra- --requestheader-group-headers=X-Remote-Group
+    --requestheader-username-headers=X-Remote-User --leader-elect --v=2"
+  [ "$1" = kube-controller-manager ] && echo "--cluster-name=kubernetes --controllers=*,bootstrapsigner,tokencleaner
+    --use-service-account-credentials --service-cluster-ip-range=10.254.0.0/16 --cluster-signing-cert-file=$W/ca.pem
+    --cluster-signing-key-file=$W/ca-key.pem --root-ca-file=$W/ca.pem --service-account-private-key-file=$W/sa.key
+    --kube-api-qps=1000 --kube-api-burst=2000 --concurrent-service-syncs=2 --node-cidr-mask-size=24 --terminated-pod-gc-threshold=10000"
+}
+# ccase COMPONENT VERSION "extra flags" WANT [NOBASE]
+#   WANT: START, START:<substring of the first lock URL>, or an expected message (F:<msg> = klog.Fatal, exit 255)
+ccase() {
+  local c=$1 v=$2 extra=$3 want=$4 out rc m
+  m=$(echo "$v" | cut -d. -f2)
+  # before 1.24 start-up errors are a bare line (no klog quoting of \")
+  [ "$m" -lt 24 ] && want=${want//\\\"/\"}
+  # shellcheck disable=SC2046
+  out=$(cd "$W" && K8SMI_STANDIN_COMPONENT=$c K8SMI_STANDIN_VERSION=$v K8SMI_STANDIN_LE_ATTEMPTS=1 timeout 20 python3 "$CS" $([ -z "${5:-}" ] && cbase "$c") $extra 2>&1)
+  rc=$?
+  local short=${c#kube-}; short=${short%-manager}
+  case "$want" in
+    START*)
+      if [ $rc = 3 ] && grep -q 'error retrieving resource lock' <<<"$out" && { [ "$want" = START ] || grep -qF -- "${want#START:}" <<<"$out"; }; then
+        PASS=$((PASS + 1)); echo "  ok   $short $v ${extra:-(base)} -> starts${want#START}"; return
+      fi ;;
+    F:*)
+      if [ $rc = 255 ] && grep -qF -- "${want#F:}" <<<"$out"; then PASS=$((PASS + 1)); echo "  ok   $short $v $extra -> F ${want#F:}"; return; fi ;;
+    *)
+      if [ $rc = 1 ] && grep -qF -- "$want" <<<"$out"; then PASS=$((PASS + 1)); echo "  ok   $short $v $extra -> $want"; return; fi ;;
+  esac
+  FAIL=$((FAIL + 1)); echo "  FAIL $short $v ${extra} (rc=$rc) want: $want"; grep -v FLAG <<<"$out" | tail -3 | sed 's/^/       | /'
+}
+sched_cfg_for() { # the newest KubeSchedulerConfiguration a minor release knows
+  local m=$1
+  if [ "$m" -ge 25 ]; then echo v1; elif [ "$m" -ge 23 ]; then echo v1beta3; elif [ "$m" -ge 19 ]; then echo v1beta1; else echo v1alpha1; fi
+}
+CM=kube-controller-manager SC=kube-scheduler
+matrix() { # VERSION: all cases of one release (runs in the background, prints its results)
+  local v=$1 m good lockurl cv ok
+  m=$(echo "$v" | cut -d. -f2)
+  # ---- controller-manager
+  if [ "$m" -lt 17 ]; then lockurl=/api/v1/namespaces/kube-system/endpoints/kube-controller-manager
+  elif [ "$m" -lt 20 ]; then lockurl=/api/v1/namespaces/kube-system/endpoints/kube-controller-manager  # endpointsleases: Endpoints first
+  else lockurl=/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/kube-controller-manager; fi
+  ccase $CM $v "" "START:$lockurl"
+  if [ "$m" -ge 24 ]; then
+    ccase $CM $v "--port=0" "Error: unknown flag: --port"
+    ccase $CM $v "--address=127.0.0.1" "Error: unknown flag: --address"
+  else
+    ccase $CM $v "--port=0 --address=127.0.0.1" START
+  fi
+  [ "$m" -ge 25 ] && ccase $CM $v "--experimental-cluster-signing-duration=876000h" "Error: unknown flag: --experimental-cluster-signing-duration"
+  [ "$m" -lt 25 ] && ccase $CM $v "--experimental-cluster-signing-duration=876000h" START
+  [ "$m" -ge 19 ] && ccase $CM $v "--cluster-signing-duration=876000h" START
+  [ "$m" -lt 19 ] && ccase $CM $v "--cluster-signing-duration=876000h" "Error: unknown flag: --cluster-signing-duration"
+  [ "$m" -ge 27 ] && ccase $CM $v "--pod-eviction-timeout=6m" "Error: unknown flag: --pod-eviction-timeout"
+  [ "$m" -lt 27 ] && ccase $CM $v "--pod-eviction-timeout=6m --horizontal-pod-autoscaler-sync-period=10s --concurrent-deployment-syncs=10 --concurrent-gc-syncs=30" START
+  [ "$m" -ge 26 ] && ccase $CM $v "--logtostderr=true" "Error: unknown flag: --logtostderr"
+  [ "$m" -lt 26 ] && ccase $CM $v "--logtostderr=true" START
+  ccase $CM $v "--controllers=*,bootstrapsigner,nosuchcontroller" '\"nosuchcontroller\" is not in the list of known controllers'
+  if [ "$m" -ge 24 ]; then
+    ccase $CM $v "--leader-elect-resource-lock=endpoints" "F:error creating lock: endpoints lock is removed, migrate to endpointsleases"
+  else
+    ccase $CM $v "--leader-elect-resource-lock=endpoints" START:/api/v1/namespaces/kube-system/endpoints/kube-controller-manager
+  fi
+  ccase $CM $v "--leader-elect-resource-lock=leases" START:/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/kube-controller-manager
+  ccase $CM $v "--leader-elect-lease-duration=5s" 'LeaseDuration must be greater than RenewDeadline'
+  ccase $CM $v "--kubeconfig=$W/nope.kubeconfig" "stat $W/nope.kubeconfig: no such file or directory"
+  ccase $CM $v "--kubeconfig=$W/cm-mismatch.kubeconfig" "tls: private key does not match public key"
+  ccase $CM $v "--kubeconfig=$W/cm-noca.kubeconfig" "invalid configuration: unable to read certificate-authority $W/nope-ca.pem for c due to open $W/nope-ca.pem: no such file or directory"
+  ccase $CM $v "--tls-private-key-file=$W/sa.key" "tls: private key does not match public key"
+  ccase $CM $v "--client-ca-file=$W/nope.pem" "unable to load client CA provider: open $W/nope.pem: no such file or directory"
+  ccase $CM $v "--secure-port=0 --leader-elect" "unable to load in-cluster configuration, KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must be defined" nobase
+  ccase $CM $v "--no-such-flag" "Error: unknown flag: --no-such-flag"
+  # ---- scheduler
+  good=$(sched_cfg_for "$m")
+  if [ "$m" -lt 17 ]; then lockurl=/api/v1/namespaces/kube-system/endpoints/kube-scheduler
+  elif [ "$m" -lt 20 ]; then lockurl=/api/v1/namespaces/kube-system/endpoints/kube-scheduler
+  else lockurl=/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/kube-scheduler; fi
+  ccase $SC $v "--config=$W/sched-$good.yaml" "START:$lockurl"
+  ccase $SC $v "" "START:$lockurl"   # --kubeconfig without --config
+  for cv in v1alpha1 v1alpha2 v1beta1 v1beta2 v1beta3 v1; do
+    case $cv in
+      v1alpha1) ok=$([ "$m" -ge 12 ] && [ "$m" -lt 19 ] && echo y) ;; v1alpha2) ok=$([ "$m" = 18 ] && echo y) ;;
+      v1beta1) ok=$([ "$m" -ge 19 ] && [ "$m" -lt 23 ] && echo y) ;; v1beta2) ok=$([ "$m" -ge 22 ] && [ "$m" -lt 28 ] && echo y) ;;
+      v1beta3) ok=$([ "$m" -ge 23 ] && [ "$m" -lt 29 ] && echo y) ;; v1) ok=$([ "$m" -ge 25 ] && echo y) ;;
+    esac
+    [ "$cv" = "$good" ] && continue
+    if [ "$ok" = y ]; then ccase $SC $v "--config=$W/sched-$cv.yaml" START
+    else ccase $SC $v "--config=$W/sched-$cv.yaml" "no kind \\\"KubeSchedulerConfiguration\\\" is registered for version \\\"kubescheduler.config.k8s.io/$cv\\\""; fi
+  done
+  ccase $SC $v "--config=$W/sched-wrongkind.yaml" "no kind \\\"KubeProxyConfiguration\\\" is registered for version \\\"kubescheduler.config.k8s.io/v1\\\""
+  ccase $SC $v "--config=$W/nope.yaml" "open $W/nope.yaml: no such file or directory"
+  [ "$m" -ge 25 ] && ccase $SC $v "--config=$W/sched-v1-extra.yaml" 'strict decoding error: unknown field \"healthzBindAddress\"'
+  if [ "$m" -ge 24 ]; then
+    ccase $SC $v "--port=0" "Error: unknown flag: --port"
+  elif [ "$m" -ge 22 ]; then
+    ccase $SC $v "--port=0 --address=127.0.0.1" START
+    ccase $SC $v "--port=10251" "port: Required value: invalid port value 10251: only zero is allowed"
+  else
+    ccase $SC $v "--port=$((SPORT + 1)) --address=127.0.0.1" START
+  fi
+  [ "$m" -ge 26 ] && ccase $SC $v "--logtostderr=true" "Error: unknown flag: --logtostderr"
+  [ "$m" -lt 26 ] && ccase $SC $v "--logtostderr=true" START
+  [ "$m" -ge 23 ] && ccase $SC $v "--policy-config-file=$W/policy.json" "Error: unknown flag: --policy-config-file"
+  ccase $SC $v "--secure-port=0 --leader-elect" "unable to load in-cluster configuration" nobase
+  echo "RESULT $PASS $FAIL"
+}
+VERSIONS=(v1.14.2 v1.16.15 v1.18.20 v1.19.16 v1.20.15 v1.22.17 v1.23.17 v1.24.17 v1.25.16 v1.26.15 v1.27.16 v1.28.7 v1.29.10 v1.30.14)
+n=0
+for v in "${VERSIONS[@]}"; do
+  SPORT=$((SPORT0 + n * 4)) PASS=0 FAIL=0 matrix "$v" >"$W/matrix-$v.log" 2>&1 &
+  n=$((n + 1))
+  [ $((n % 4)) = 0 ] && wait
+done
+wait
+for v in "${VERSIONS[@]}"; do
+  grep -v '^RESULT ' "$W/matrix-$v.log"
+  read -r _ p f < <(grep '^RESULT ' "$W/matrix-$v.log" || echo "RESULT 0 1")
+  PASS=$((PASS + p)) FAIL=$((FAIL + f))
+done
+for c in $CM $SC; do
+  o=$(K8SMI_STANDIN_COMPONENT=$c K8SMI_STANDIN_VERSION=v1.28.7 python3 "$CS" --version)
+  [ "$o" = "Kubernetes v1.28.7" ] && { PASS=$((PASS + 1)); echo "  ok   $c --version"; } || { FAIL=$((FAIL + 1)); echo "  FAIL $c --version: $o"; }
+done
 echo "== standin-test: $PASS passed, $FAIL failed"
 [ $FAIL = 0 ]

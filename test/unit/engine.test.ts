@@ -176,6 +176,42 @@ describe('apply', () => {
 	});
 });
 
+describe('restarts', () => {
+	test('on a running cluster the apiservers restart one at a time; after a failure the rest keep serving', async () => {
+		const {cluster, engine, configFile, tarball} = setup();
+		await engine().engine.apply({confirm: true});
+		cluster.restartOrder.length = 0;
+		writeConfig(path.dirname(configFile), {...baseConfig(tarball), certificates: {extraSans: ['203.0.113.10']}});
+		cluster.failRestart.add('172.24.8.72');
+		const failure = await engine().engine.apply({confirm: true}).catch((error: unknown) => error);
+		expect((failure as ApplyFailed).failures.map(each => each.host)).toEqual(['k8smaster02']);
+		expect(cluster.restartOrder).toEqual(['172.24.8.71', '172.24.8.72']);
+		expect(cluster.hosts.get('172.24.8.73')!.active).toBe(true);
+		cluster.failRestart.clear();
+		await engine().engine.apply({confirm: true});
+		expect(cluster.restartOrder).toEqual(['172.24.8.71', '172.24.8.72', '172.24.8.72', '172.24.8.73']);
+	});
+
+	test('a file put back with --overwrite restarts that master\'s apiserver, and only that one', async () => {
+		const {cluster, engine} = setup();
+		await engine().engine.apply({confirm: true});
+		cluster.restartOrder.length = 0;
+		cluster.hosts.get('172.24.8.73')!.files.set('/etc/kubernetes/encryption-config.yaml', {content: Buffer.from('edited'), mode: 0o600, owner: 'root'});
+		await engine({overwrite: true}).engine.apply({confirm: true});
+		expect(cluster.restartOrder).toEqual(['172.24.8.73']);
+	});
+
+	test('after "start over", files verified in place count as this install\'s: a later change is not taken for a hand edit', async () => {
+		const {engine, configFile, tarball} = setup();
+		await engine().engine.apply({confirm: true});
+		const {engine: fresh} = engine();
+		fresh.state.clearProgress();
+		await fresh.apply({confirm: true});
+		writeConfig(path.dirname(configFile), {...baseConfig(tarball), certificates: {extraSans: ['198.51.100.7']}});
+		await engine({overwrite: false}).engine.apply({confirm: true});
+	});
+});
+
 describe('material and concurrency', () => {
 	test('a failing preflight or a wrong tarball leaves no key material; material counts as in use once on a master', async () => {
 		const {cluster, engine, stateDir} = setup();
