@@ -14,6 +14,8 @@ import {initialRun, reduceRun, stepTitle, type HistoryEntry, type HistoryItem, t
 import type {Tone} from './theme.js';
 import {failureChoices, planGrid, progressGrid, resumeSentence, type FailureChoice, type Grid} from './wording.js';
 
+const progressIntervalMs = 100;
+
 /**
  * How the UI gets an engine. Each apply attempt gets a fresh one (a fresh stop flag, its own
  * log file); the first one, without a log file, only reads the state and makes the plan.
@@ -84,6 +86,7 @@ type Pending = {request: PromptRequest; resolve: (answer: boolean) => void};
 export class Session {
 	private state: SessionState;
 	private readonly listeners = new Set<() => void>();
+	private progressTimer: NodeJS.Timeout | undefined;
 	private readonly pending: Pending[] = [];
 	private readonly seenWarnings = new Set<string>();
 	private nextHistoryId = 1;
@@ -391,7 +394,20 @@ export class Session {
 
 	private onEvent(event: EngineEvent): void {
 		const {model, history} = reduceRun(this.state.run, event, this.now());
-		this.set({run: model, history: history.length > 0 ? this.addHistory(history) : this.state.history});
+		const next = {run: model, history: history.length > 0 ? this.addHistory(history) : this.state.history};
+		// Copying binaries reports every 64 KiB chunk: the screen follows at most ten times a second.
+		if (event.type === 'host-progress' && history.length === 0) {
+			this.state = {...this.state, ...next};
+			this.progressTimer ??= setTimeout(() => {
+				this.progressTimer = undefined;
+				this.set({});
+			}, progressIntervalMs);
+			return;
+		}
+
+		clearTimeout(this.progressTimer);
+		this.progressTimer = undefined;
+		this.set(next);
 	}
 
 	private async runApply(): Promise<void> {
