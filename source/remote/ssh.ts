@@ -7,8 +7,8 @@ import {shellQuote} from './quote.js';
 
 export type RemoteOptions = {step: string; timeoutMs?: number; display?: string; input?: string | Buffer; inputFile?: string; onInputProgress?: (bytes: number) => void};
 
-/** Known ssh failures and what the operator should do about them. */
-export function diagnoseSsh(stderr: string, config: ResolvedConfig, master: Master): string | undefined {
+/** What the operator should do about an ssh failure (exit 255), named for the host. */
+export function diagnoseSsh(stderr: string, config: ResolvedConfig, master: Master): string {
 	if (/REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed/.test(stderr)) {
 		const port = config.ssh.port === 22 ? '' : ` -p ${config.ssh.port}`;
 		const entry = config.ssh.port === 22 ? master.ip : `'[${master.ip}]:${config.ssh.port}'`;
@@ -30,7 +30,8 @@ export function diagnoseSsh(stderr: string, config: ResolvedConfig, master: Mast
 		return `${config.ssh.user} cannot run sudo without a password on ${master.name}: allow NOPASSWD for it, or connect as root`;
 	}
 
-	return undefined;
+	// ssh's own failures exit 255; when the connection drops under a multiplexed session it may say nothing useful.
+	return `${master.name} (${master.ip}) is not reachable over ssh, or the connection dropped (exit 255): check the host and the network path; progress is kept, run apply again to continue`;
 }
 
 /**

@@ -102,7 +102,8 @@ export type CheckRow = {host: string; check: string; level: 'pass' | 'warn' | 'f
 
 /** Checks × masters, then every warning and failure with its fix. */
 export function formatCheckGrid(rows: CheckRow[]): string[] {
-	const hosts = [...new Set(rows.map(row => row.host))];
+	// Columns in name order (k8smaster01, 02, ...), not in the order the masters happened to answer.
+	const hosts = [...new Set(rows.map(row => row.host))].sort((a, b) => a.localeCompare(b, 'en', {numeric: true}));
 	const checks = [...new Set(rows.map(row => row.check))];
 	const width = Math.max(5, ...checks.map(check => check.length)) + 2;
 	const column = Math.max(6, ...hosts.map(host => host.length)) + 2;

@@ -161,7 +161,7 @@ export async function preflightHost(context: StepContext, master: Master): Promi
 	if (result.exitCode !== 0) {
 		const stderr = result.stderr.trim();
 		const authentication = /Permission denied|no supported methods remain|Too many authentication failures/.test(stderr);
-		const fix = authentication ? await diagnoseAuthentication(context.runner, context.config) : diagnoseSsh(stderr, context.config, master) ?? 'check the host and try ssh by hand';
+		const fix = authentication ? await diagnoseAuthentication(context.runner, context.config) : diagnoseSsh(stderr, context.config, master);
 		return {results: [{check: 'ssh', level: 'fail', detail: stderr.split('\n').at(-1) ?? `exit ${result.exitCode}`, fix}]};
 	}
 

@@ -74,9 +74,19 @@ export function resetMasters(lab: LabInfo): void {
 	etcdctl(lab, 'del', '/registry/', '--prefix');
 }
 
-/** etcdctl from this machine with the lab's client certificate. */
+/** etcdctl from this machine with the lab's client certificate; tried again while a healed link settles. */
 export function etcdctl(lab: LabInfo, ...args: string[]): string {
-	return execFileSync('etcdctl', [`--endpoints=${lab.etcd.endpoints.join(',')}`, `--cacert=${lab.etcd.caFile}`, `--cert=${lab.etcd.certFile}`, `--key=${lab.etcd.keyFile}`, ...args], {encoding: 'utf8', env: {...process.env, ETCDCTL_API: '3'}});
+	for (let attempt = 1; ; attempt++) {
+		try {
+			return execFileSync('etcdctl', [`--endpoints=${lab.etcd.endpoints.join(',')}`, `--cacert=${lab.etcd.caFile}`, `--cert=${lab.etcd.certFile}`, `--key=${lab.etcd.keyFile}`, ...args], {encoding: 'utf8', env: {...process.env, ETCDCTL_API: '3'}});
+		} catch (error) {
+			if (attempt >= 5) {
+				throw error;
+			}
+
+			execFileSync('sleep', ['2']);
+		}
+	}
 }
 
 export function remoteFacts(lab: LabInfo, host: string, files: string[]): Map<string, {mode: string; owner: string; sha256: string}> {

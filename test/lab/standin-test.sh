@@ -184,7 +184,7 @@ ccase() {
   # before 1.24 start-up errors are a bare line (no klog quoting of \")
   [ "$m" -lt 24 ] && want=${want//\\\"/\"}
   # shellcheck disable=SC2046
-  out=$(cd "$W" && K8SMI_STANDIN_COMPONENT=$c K8SMI_STANDIN_VERSION=$v K8SMI_STANDIN_LE_ATTEMPTS=1 timeout 20 python3 "$CS" $([ -z "${5:-}" ] && cbase "$c") $extra 2>&1)
+  out=$(cd "$W" && K8SMI_STANDIN_COMPONENT=$c K8SMI_STANDIN_VERSION=$v K8SMI_STANDIN_LE_ATTEMPTS=1 timeout 20 python3 "$CS" $([ -z "${5:-}" ] && cbase "$c" "$v") $extra 2>&1)
   rc=$?
   local short=${c#kube-}; short=${short%-manager}
   case "$want" in
