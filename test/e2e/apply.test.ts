@@ -124,6 +124,11 @@ describe.skipIf(!lab)('apply on the lab\'s three masters', () => {
 			labCommand(lab!, 'heal', 'k8smaster02');
 		}
 
+		// A healed link needs a moment (neighbour entries) before k8smaster02 reaches its peers again;
+		// preflight would rightly refuse before that.
+		const probe = lab!.etcd.endpoints.map(endpoint => endpoint.replace('https://', '').replace(':', '/')).map(target => `timeout 2 bash -c 'exec 3<>/dev/tcp/${target}'`).join(' && ');
+		labSsh(lab!, 'k8smaster02', `for i in $(seq 60); do if ${probe}; then exit 0; fi; sleep 0.5; done; exit 1`);
+
 		const retry = await runCli(['apply', '--config', configFile, '--state-dir', stateDir, '--yes']);
 		expect(retry.code, retry.stdout + retry.stderr).toBe(0);
 		expect(retry.stdout).toMatch(/↷ k8smaster01 skipped/);
