@@ -224,6 +224,16 @@ export function checkField(id: TextFieldId, value: string, answers: Answers, con
 	const next = {...answers, [id]: value};
 	const candidate = configInput(next, context.extras);
 	const first = (prefix: readonly PropertyKey[]) => schemaProblems(candidate, prefix)[0];
+	// A local file: the schema's rule first, then whether the file is there yet (a warning, not an error).
+	const localFileCheck = (prefix: readonly PropertyKey[], whenMissing: string): Check => {
+		const error = first(prefix);
+		if (error) {
+			return {error};
+		}
+
+		const file = localFileNote(value.trim(), context.cwd);
+		return file.exists ? {info: file.note} : {warning: `${file.note}: ${whenMissing}`};
+	};
 	switch (id) {
 		case 'version': {
 			return {error: first(['version'])};
@@ -237,13 +247,7 @@ export function checkField(id: TextFieldId, value: string, answers: Answers, con
 					: {error: {field: 'binaries.tarball', text: 'is required', fix: 'give the path of kubernetes-server-linux-amd64.tar.gz'}};
 			}
 
-			const error = first(['binaries', 'tarball']);
-			if (error) {
-				return {error};
-			}
-
-			const file = localFileNote(value.trim(), context.cwd);
-			return file.exists ? {info: file.note} : {warning: `${file.note}: put the tarball there before the config is written`};
+			return localFileCheck(['binaries', 'tarball'], 'put the tarball there before the config is written');
 		}
 
 		case 'sshUser': {
@@ -264,13 +268,7 @@ export function checkField(id: TextFieldId, value: string, answers: Answers, con
 				return {info: 'empty: ssh uses its default keys and ~/.ssh/config'};
 			}
 
-			const error = first(['ssh', 'identityFile']);
-			if (error) {
-				return {error};
-			}
-
-			const file = localFileNote(value.trim(), context.cwd);
-			return file.exists ? {info: file.note} : {warning: `${file.note}: it must be there before the config is written`};
+			return localFileCheck(['ssh', 'identityFile'], 'it must be there before the config is written');
 		}
 
 		case 'etcdEndpoints': {
