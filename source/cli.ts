@@ -10,6 +10,7 @@ import {InputError, isInputError, PromptRefused} from './errors.js';
 import {writeFileAtomic} from './files.js';
 import {formatCheckGrid, formatPlan, formatStatus, type CertificateExpiry, type CheckRow} from './reporters/format.js';
 import {readCertificate} from './pki/certs.js';
+import {leafNames} from './pki/material.js';
 import {jsonReporter, lineReporter} from './reporters/line.js';
 import {Runner, stopRunningCommands} from './runner.js';
 import {defaultStateDir, StateStore} from './state/store.js';
@@ -25,6 +26,7 @@ const help = `
     preflight              Check every master (ssh, root, arch, ports, clock, etcd) and print a grid
     plan                   Print what apply would do, per step and per master; touches nothing
     apply                  Install on every master; resumes where an earlier apply stopped
+    verify                 Check the installed control plane on every master and print a grid
     status                 Print the recorded progress
 
   Options
@@ -33,7 +35,7 @@ const help = `
     --out DIR              render: target folder; init: config file to write (default: cluster.yaml)
     --yes, -y              apply: do not ask for confirmation
     --overwrite            apply: overwrite files on the masters that changed since this install wrote them (a backup is kept)
-    --rotate NAME          render/apply: issue a certificate again (kubernetes, proxy-client, admin, or all); keeps the key pair
+    --rotate NAME          render/apply: issue a certificate again (kubernetes, proxy-client, admin, kube-controller-manager, kube-scheduler, or all); keeps the key pair
     --json                 Events or results as JSON lines
     --verbose              Every command as it runs
     --kube-version V      init: the Kubernetes release (default v1.14.2, the tutorial's)
@@ -128,6 +130,19 @@ export async function main(argv: string[], output: Output = defaultOutput): Prom
 				return passed ? 0 : 1;
 			}
 
+			case 'verify': {
+				const engine = makeEngine(loadConfig(flags.config), flags, output);
+				const checks: CheckRow[] = [];
+				engine.subscribe(event => {
+					if (event.type === 'check') {
+						checks.push(event);
+					}
+				});
+				const passed = await engine.verify();
+				output.out(flags.json ? JSON.stringify(checks, null, 2) : formatCheckGrid(checks, {details: true}).join('\n'));
+				return passed ? 0 : 1;
+			}
+
 			case 'status': {
 				const config = loadConfig(flags.config);
 				const workspace = new Workspace(flags.stateDir ?? defaultStateDir(), config.name);
@@ -137,7 +152,7 @@ export async function main(argv: string[], output: Output = defaultOutput): Prom
 			}
 
 			default: {
-				throw new InputError('command', command, 'is not a command', 'use one of init, render, preflight, plan, apply, status (see --help)');
+				throw new InputError('command', command, 'is not a command', 'use one of init, render, preflight, plan, apply, verify, status (see --help)');
 			}
 		}
 	} catch (error) {
@@ -177,7 +192,7 @@ function reportError(error: unknown, output: Output): number {
 }
 
 function certificateExpiries(workspace: Workspace, config: ResolvedConfig): CertificateExpiry[] {
-	const files: Array<[string, string]> = [['ca', config.ca?.certFile ?? workspace.pki('ca.pem')], ...['kubernetes', 'proxy-client', 'admin'].map((name): [string, string] => [name, workspace.pki(`${name}.pem`)])];
+	const files: Array<[string, string]> = [['ca', config.ca?.certFile ?? workspace.pki('ca.pem')], ...leafNames.map((name): [string, string] => [name, workspace.pki(`${name}.pem`)])];
 	return files.filter(([, file]) => existsSync(file)).map(([name, file]) => ({name, notAfter: readCertificate(readFileSync(file, 'utf8')).notAfter}));
 }
 
@@ -185,9 +200,9 @@ function makeEngine(config: ResolvedConfig, flags: Flags, output: Output, runner
 	const workspace = new Workspace(flags.stateDir ?? defaultStateDir(), config.name);
 	const runner = new Runner({logFile: runnerOptions.logFile, defaultTimeoutMs: config.timeouts.commandSeconds * 1000});
 	const rotate = flags.rotate ?? [];
-	const unknown = rotate.filter(name => !['kubernetes', 'proxy-client', 'admin', 'all'].includes(name));
+	const unknown = rotate.filter(name => name !== 'all' && !(leafNames as readonly string[]).includes(name));
 	if (unknown.length > 0) {
-		throw new InputError('--rotate', unknown.join(','), 'names no certificate', 'use kubernetes, proxy-client, admin or all');
+		throw new InputError('--rotate', unknown.join(','), 'names no certificate', `use ${leafNames.join(', ')} or all`);
 	}
 
 	const engine = new Engine({config, workspace, runner, prompter: headlessPrompter({yes: flags.yes, overwrite: flags.overwrite}), rotate});

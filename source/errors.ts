@@ -44,6 +44,14 @@ export class StepError extends Error {
 	}
 }
 
+/** Checks failed on a host; each failure was already reported as a check result. */
+export class ChecksFailed extends StepError {
+	constructor(options: {step: string; host: string; message: string; fix?: string}) {
+		super(options);
+		this.name = 'ChecksFailed';
+	}
+}
+
 /** The operator declined, or a prompt could not be answered without a terminal. */
 export class PromptRefused extends Error {
 	readonly option: string | undefined;

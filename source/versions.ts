@@ -26,6 +26,7 @@ export function atLeast(version: KubeVersion, minor: number): boolean {
 }
 
 export type FlagContext = {
+	clusterName: string;
 	masterIp: string;
 	etcdServers: string;
 	serviceCidr: string;
@@ -38,9 +39,13 @@ export type FlagContext = {
 	etcdCertFile: string;
 	etcdKeyFile: string;
 	serviceAccountIssuer: string;
+	/** sa.pub, or the CA certificate where the tutorial's CA-key signing is kept. */
+	serviceAccountPublicFile: string;
+	/** sa.key, or the CA key. */
+	serviceAccountSigningFile: string;
 };
 
-type FlagRule = {
+export type FlagRule = {
 	name: string;
 	/** undefined: a bare boolean flag, written without a value. */
 	value?: (context: FlagContext) => string;
@@ -95,11 +100,10 @@ export const apiserverFlags: FlagRule[] = [
 	{name: 'requestheader-extra-headers-prefix', value: () => 'X-Remote-Extra-'},
 	{name: 'requestheader-group-headers', value: () => 'X-Remote-Group'},
 	{name: 'requestheader-username-headers', value: () => 'X-Remote-User'},
-	// Up to 1.19 the tutorial verifies service-account tokens with the CA certificate.
-	{name: 'service-account-key-file', value: c => k(c, 'ca.pem'), until: 20},
-	// From 1.20 issuer and signing key are required (k/k#95896): a dedicated key pair.
-	{name: 'service-account-key-file', value: c => k(c, 'sa.pub'), since: 20},
-	{name: 'service-account-signing-key-file', value: c => k(c, 'sa.key'), since: 20},
+	// The tutorial verifies tokens with the CA certificate; new clusters get a dedicated sa.pub.
+	{name: 'service-account-key-file', value: c => c.serviceAccountPublicFile},
+	// From 1.20 issuer and signing key are required (k/k#95896).
+	{name: 'service-account-signing-key-file', value: c => c.serviceAccountSigningFile, since: 20},
 	{name: 'service-account-issuer', value: c => c.serviceAccountIssuer, since: 20},
 	{name: 'authorization-mode', value: () => 'Node,RBAC'},
 	// Turns on every alpha API; kept only where the tutorial's exact flags are wanted.
@@ -124,24 +128,179 @@ export const apiserverFlags: FlagRule[] = [
 	{name: 'v', value: () => '2'},
 ];
 
-function applies(rule: FlagRule, version: KubeVersion): boolean {
+const cmKubeconfig = (c: FlagContext) => `${c.configDir}/kube-controller-manager.kubeconfig`;
+const schedulerKubeconfig = (c: FlagContext) => `${c.configDir}/kube-scheduler.kubeconfig`;
+
+/** Front-proxy (aggregator) requests are trusted from the CA, as the apiserver is told. */
+const requestHeaderFlags: FlagRule[] = [
+	{name: 'requestheader-allowed-names', value: () => 'aggregator'},
+	{name: 'requestheader-client-ca-file', value: c => k(c, 'ca.pem')},
+	{name: 'requestheader-extra-headers-prefix', value: () => 'X-Remote-Extra-'},
+	{name: 'requestheader-group-headers', value: () => 'X-Remote-Group'},
+	{name: 'requestheader-username-headers', value: () => 'X-Remote-User'},
+];
+
+/** The kube-controller-manager flags of the tutorial's later chapter, made valid per release. */
+export const controllerManagerFlags: FlagRule[] = [
+	{name: 'profiling'},
+	{name: 'cluster-name', value: c => c.clusterName},
+	{name: 'controllers', value: () => '*,bootstrapsigner,tokencleaner'},
+	{name: 'kube-api-qps', value: () => '1000'},
+	{name: 'kube-api-burst', value: () => '2000'},
+	{name: 'leader-elect'},
+	{name: 'use-service-account-credentials'},
+	{name: 'concurrent-service-syncs', value: () => '2'},
+	{name: 'bind-address', value: c => c.masterIp},
+	// The default secure port; the tutorial moved it to 10252, where older releases serve plain HTTP.
+	{name: 'secure-port', value: () => '10257'},
+	// The insecure port: off, until the flag was removed in 1.24.
+	{name: 'port', value: () => '0', until: 24},
+	{name: 'tls-cert-file', value: c => k(c, 'kube-controller-manager.pem')},
+	{name: 'tls-private-key-file', value: c => k(c, 'kube-controller-manager-key.pem')},
+	{name: 'authentication-kubeconfig', value: cmKubeconfig},
+	{name: 'client-ca-file', value: c => k(c, 'ca.pem')},
+	...requestHeaderFlags,
+	{name: 'authorization-kubeconfig', value: cmKubeconfig},
+	// Signs the kubelets' certificate requests: the CA key is on the masters for this.
+	{name: 'cluster-signing-cert-file', value: c => k(c, 'ca.pem')},
+	{name: 'cluster-signing-key-file', value: c => k(c, 'ca-key.pem')},
+	// Renamed in 1.19, the old name removed in 1.25.
+	{name: 'experimental-cluster-signing-duration', value: () => '876000h', until: 19},
+	{name: 'cluster-signing-duration', value: () => '876000h', since: 19},
+	{name: 'horizontal-pod-autoscaler-sync-period', value: () => '10s'},
+	{name: 'concurrent-deployment-syncs', value: () => '10'},
+	{name: 'concurrent-gc-syncs', value: () => '30'},
+	{name: 'node-cidr-mask-size', value: () => '24'},
+	{name: 'service-cluster-ip-range', value: c => c.serviceCidr},
+	// Removed in 1.27 (taint-based eviction took over).
+	{name: 'pod-eviction-timeout', value: () => '6m0s', until: 27},
+	{name: 'terminated-pod-gc-threshold', value: () => '10000'},
+	{name: 'root-ca-file', value: c => k(c, 'ca.pem')},
+	{name: 'service-account-private-key-file', value: c => c.serviceAccountSigningFile},
+	{name: 'kubeconfig', value: cmKubeconfig},
+	{name: 'logtostderr', value: () => 'true', until: 23},
+	{name: 'v', value: () => '2'},
+];
+
+/** The kube-scheduler flags; its kubeconfig and leader election are in its --config file. */
+export const schedulerFlags: FlagRule[] = [
+	{name: 'config', value: c => `${c.configDir}/kube-scheduler.yaml`},
+	{name: 'bind-address', value: c => c.masterIp},
+	{name: 'secure-port', value: () => '10259'},
+	// Must be 0 in 1.22-1.23, removed in 1.24.
+	{name: 'port', value: () => '0', until: 24},
+	{name: 'tls-cert-file', value: c => k(c, 'kube-scheduler.pem')},
+	{name: 'tls-private-key-file', value: c => k(c, 'kube-scheduler-key.pem')},
+	{name: 'authentication-kubeconfig', value: schedulerKubeconfig},
+	{name: 'client-ca-file', value: c => k(c, 'ca.pem')},
+	...requestHeaderFlags,
+	{name: 'authorization-kubeconfig', value: schedulerKubeconfig},
+	{name: 'logtostderr', value: () => 'true', until: 23},
+	{name: 'v', value: () => '2'},
+];
+
+export type Component = 'kube-apiserver' | 'kube-controller-manager' | 'kube-scheduler';
+
+const flagTables: Record<Component, FlagRule[]> = {
+	'kube-apiserver': apiserverFlags,
+	'kube-controller-manager': controllerManagerFlags,
+	'kube-scheduler': schedulerFlags,
+};
+
+function applies(rule: {since?: number; until?: number}, version: KubeVersion): boolean {
 	return (rule.since === undefined || atLeast(version, rule.since))
 		&& (rule.until === undefined || !atLeast(version, rule.until));
 }
 
-/** The kube-apiserver command-line flags for one master, for one release. */
-export function apiserverFlagsFor(version: KubeVersion, context: FlagContext): string[] {
-	return apiserverFlags
-		.filter(rule => applies(rule, version))
+/** A component's command-line flags for one master, for one release; extra flags replace same-named ones. */
+export function componentFlagsFor(component: Component, version: KubeVersion, context: FlagContext, extra: readonly string[] = []): string[] {
+	const extraNames = new Set(extra.map(flagName));
+	const flags = flagTables[component]
+		.filter(rule => applies(rule, version) && !extraNames.has(rule.name))
 		.map(rule => (rule.value ? `--${rule.name}=${rule.value(context)}` : `--${rule.name}`));
+	return [...flags, ...extra];
 }
 
-/** True when the release needs the dedicated service-account key pair (sa.key / sa.pub). */
-export function needsServiceAccountKeyPair(version: KubeVersion): boolean {
-	return atLeast(version, 20);
+/** The kube-apiserver command-line flags for one master, for one release. */
+export function apiserverFlagsFor(version: KubeVersion, context: FlagContext): string[] {
+	return componentFlagsFor('kube-apiserver', version, context);
+}
+
+/** `--name=value` -> name (pflag also takes `_` for `-`). */
+export function flagName(flag: string): string {
+	return flag.replace(/^--?/, '').split('=')[0]!.replaceAll('_', '-');
 }
 
 /** The health endpoint that says the apiserver serves requests: /readyz exists from 1.16. */
 export function readinessPath(version: KubeVersion): string {
 	return atLeast(version, 16) ? '/readyz' : '/healthz';
 }
+
+/** The liveness endpoint: /livez exists from 1.16. */
+export function livenessPath(version: KubeVersion): string {
+	return atLeast(version, 16) ? '/livez' : '/healthz';
+}
+
+/** The KubeSchedulerConfiguration version a release reads: each is accepted only for a span of releases. */
+export function schedulerConfigVersion(version: KubeVersion): string {
+	if (!atLeast(version, 19)) {
+		return 'v1alpha1';
+	}
+
+	if (!atLeast(version, 22)) {
+		return 'v1beta1';
+	}
+
+	if (!atLeast(version, 23)) {
+		return 'v1beta2';
+	}
+
+	return atLeast(version, 25) ? 'v1' : 'v1beta3';
+}
+
+/** Where the leaders of controller-manager and scheduler are recorded: Endpoints before 1.17, Leases after. */
+export function leaderLockKind(version: KubeVersion): 'endpoints' | 'leases' {
+	return atLeast(version, 17) ? 'leases' : 'endpoints';
+}
+
+/** Config file kinds: which apiVersion/kind each release reads (since/until as minor releases). */
+export const configKinds: Array<{file: string; apiVersion: string; kind: string; since?: number; until?: number; fix: string}> = [
+	{file: 'audit-policy.yaml', apiVersion: 'audit.k8s.io/v1', kind: 'Policy', since: 12, fix: 'use apiVersion audit.k8s.io/v1'},
+	{file: 'audit-policy.yaml', apiVersion: 'audit.k8s.io/v1beta1', kind: 'Policy', until: 24, fix: 'use apiVersion audit.k8s.io/v1 (v1beta1 was removed in 1.24, k/k#108092)'},
+	{file: 'encryption-config.yaml', apiVersion: 'apiserver.config.k8s.io/v1', kind: 'EncryptionConfiguration', since: 13, fix: 'use apiVersion apiserver.config.k8s.io/v1, kind EncryptionConfiguration'},
+	// The pre-1.13 form survives as an alias only while the file is decoded leniently (k/k#124912).
+	{file: 'encryption-config.yaml', apiVersion: 'v1', kind: 'EncryptionConfig', until: 31, fix: 'use apiVersion apiserver.config.k8s.io/v1, kind EncryptionConfiguration'},
+	{file: 'kube-scheduler.yaml', apiVersion: 'kubescheduler.config.k8s.io/v1alpha1', kind: 'KubeSchedulerConfiguration', until: 19, fix: 'use the version this tool renders for the release'},
+	{file: 'kube-scheduler.yaml', apiVersion: 'kubescheduler.config.k8s.io/v1alpha2', kind: 'KubeSchedulerConfiguration', since: 18, until: 19, fix: 'use the version this tool renders for the release'},
+	{file: 'kube-scheduler.yaml', apiVersion: 'kubescheduler.config.k8s.io/v1beta1', kind: 'KubeSchedulerConfiguration', since: 19, until: 23, fix: 'use the version this tool renders for the release'},
+	{file: 'kube-scheduler.yaml', apiVersion: 'kubescheduler.config.k8s.io/v1beta2', kind: 'KubeSchedulerConfiguration', since: 22, until: 28, fix: 'use the version this tool renders for the release'},
+	{file: 'kube-scheduler.yaml', apiVersion: 'kubescheduler.config.k8s.io/v1beta3', kind: 'KubeSchedulerConfiguration', since: 23, until: 29, fix: 'use the version this tool renders for the release'},
+	{file: 'kube-scheduler.yaml', apiVersion: 'kubescheduler.config.k8s.io/v1', kind: 'KubeSchedulerConfiguration', since: 25, fix: 'use the version this tool renders for the release'},
+];
+
+/** Flags a release refuses to start with ("unknown flag" or a rejected value), for the fit check. */
+export const retiredFlags: Array<{component: Component; name: string; value?: RegExp; removedIn: number; fix: string}> = [
+	{component: 'kube-apiserver', name: 'feature-gates', value: /DynamicAuditing/, removedIn: 19, fix: 'drop the DynamicAuditing gate (k/k#91502)'},
+	{component: 'kube-apiserver', name: 'audit-dynamic-configuration', removedIn: 19, fix: 'drop it; dynamic audit backends were removed (k/k#91502)'},
+	{component: 'kube-apiserver', name: 'kubelet-https', removedIn: 22, fix: 'drop it; the kubelet is always reached over https (k/k#101178)'},
+	{component: 'kube-apiserver', name: 'insecure-port', removedIn: 24, fix: 'drop it; the insecure port is gone (k/k#95856)'},
+	{component: 'kube-apiserver', name: 'experimental-encryption-provider-config', removedIn: 24, fix: 'write --encryption-provider-config (k/k#108423)'},
+	{component: 'kube-controller-manager', name: 'port', removedIn: 24, fix: 'drop it; only the secure port remains'},
+	{component: 'kube-controller-manager', name: 'address', removedIn: 24, fix: 'write --bind-address'},
+	{component: 'kube-controller-manager', name: 'experimental-cluster-signing-duration', removedIn: 25, fix: 'write --cluster-signing-duration'},
+	{component: 'kube-controller-manager', name: 'pod-eviction-timeout', removedIn: 27, fix: 'drop it; taint-based eviction replaced it'},
+	{component: 'kube-controller-manager', name: 'enable-taint-manager', removedIn: 27, fix: 'drop it'},
+	{component: 'kube-scheduler', name: 'port', removedIn: 24, fix: 'drop it; only the secure port remains'},
+	{component: 'kube-scheduler', name: 'address', removedIn: 24, fix: 'write --bind-address'},
+	{component: 'kube-scheduler', name: 'policy-config-file', removedIn: 23, fix: 'move the policy into a KubeSchedulerConfiguration profile'},
+	{component: 'kube-scheduler', name: 'algorithm-provider', removedIn: 23, fix: 'move it into a KubeSchedulerConfiguration profile'},
+	{component: 'kube-scheduler', name: 'use-legacy-policy-config', removedIn: 23, fix: 'drop it'},
+	...(['kube-apiserver', 'kube-controller-manager', 'kube-scheduler'] as const).flatMap(component => ['logtostderr', 'alsologtostderr', 'log-dir', 'log-file', 'log-file-max-size', 'skip-headers', 'skip-log-headers', 'stderrthreshold', 'one-output', 'add-dir-header'].map(name => ({
+		component, name, removedIn: 26, fix: 'drop it; klog flags were removed (KEP-2845), logs go to stderr',
+	}))),
+];
+
+/** Flags a release requires. */
+export const requiredFlags: Array<{component: Component; names: string[]; since: number; fix: string}> = [
+	{component: 'kube-apiserver', names: ['service-account-issuer', 'service-account-signing-key-file'], since: 20, fix: 'add --service-account-issuer and --service-account-signing-key-file (k/k#95896)'},
+];

@@ -100,6 +100,7 @@ const localFiles: LocalFileField[] = [
 	{field: 'ca.keyFile', get: c => c.ca?.keyFile, set: (c, v) => { c.ca!.keyFile = v; }},
 	{field: 'encryption.keyFile', get: c => c.encryption.keyFile, set: (c, v) => { c.encryption.keyFile = v; }},
 	{field: 'kubectl', get: c => c.kubectl, set: (c, v) => { c.kubectl = v; }},
+	{field: 'templatesDir', get: c => c.templatesDir, set: (c, v) => { c.templatesDir = v; }},
 ];
 
 /** The settings that name local files (relative ones are read from the config file's folder). */
@@ -121,6 +122,14 @@ function checkReadable(field: string, file: string): InputError | undefined {
 		return code === 'ENOENT'
 			? new InputError(field, file, 'does not exist', `check the path (relative paths are read from the config file's folder)`)
 			: new InputError(field, file, `cannot be read (${code ?? 'error'})`, `make the file readable by this user`);
+	}
+}
+
+function isDirectory(folder: string): boolean {
+	try {
+		return statSync(folder).isDirectory();
+	} catch {
+		return false;
 	}
 }
 
@@ -148,6 +157,10 @@ export function resolveConfig(raw: unknown, source: string): ResolvedConfig {
 				errors.push(error);
 			}
 		}
+	}
+
+	if (config.templatesDir !== undefined && !isDirectory(config.templatesDir)) {
+		errors.push(new InputError('templatesDir', config.templatesDir, 'is not a folder', 'point templatesDir at a folder holding your own copies of files from templates/ (same names), or remove it'));
 	}
 
 	if (errors.length > 0) {

@@ -30,6 +30,12 @@ const subjectPart = z.string().max(64).refine(
 	problem('holds characters not allowed in a certificate subject here', 'use letters, digits, spaces and . , @ - _'),
 );
 
+// Written into a systemd ExecStart line: no spaces, quotes or shell characters.
+const extraFlag = z.string().refine(
+	value => /^--[a-z\d][a-z\d-]*(=[\w.,:/=@+*-]*)?$/.test(value),
+	problem('is not a flag this tool can write into a unit', 'write --name=value without spaces or quotes, e.g. --oidc-issuer-url=https://issuer.example.com'),
+);
+
 const master = z.strictObject({name: hostName, ip: ipv4});
 
 const etcdEndpoint = z.string().refine(value => {
@@ -88,7 +94,22 @@ export const configSchema = z.strictObject({
 		binDir: safePath.default('/opt/k8s/bin'),
 		certDir: safePath.default('/etc/kubernetes/cert'),
 		configDir: safePath.default('/etc/kubernetes'),
+		nginxDir: safePath.default('/opt/k8s/kube-nginx'),
 	}).prefault({}),
+	// kube-nginx runs the masters' own nginx (distribution package), never one built by this tool.
+	nginx: z.strictObject({
+		binary: safePath.default('/usr/sbin/nginx'),
+		streamModule: z.union([z.literal('builtin'), safePath]).default('/usr/lib/nginx/modules/ngx_stream_module.so'),
+	}).prefault({}),
+	serviceAccount: z.strictObject({
+		signingKey: z.enum(['dedicated', 'ca']).default('dedicated'),
+	}).prefault({}),
+	extraFlags: z.strictObject({
+		'kube-apiserver': z.array(extraFlag).default([]),
+		'kube-controller-manager': z.array(extraFlag).default([]),
+		'kube-scheduler': z.array(extraFlag).default([]),
+	}).prefault({}),
+	templatesDir: localFile.optional(),
 	ca: z.strictObject({certFile: localFile, keyFile: localFile}).optional(),
 	certificates: z.strictObject({
 		subject: z.strictObject({

@@ -1,18 +1,20 @@
-import {readFileSync} from 'node:fs';
+import {existsSync, readFileSync} from 'node:fs';
 import path from 'node:path';
 import type {ResolvedConfig} from '../config/load.js';
 import type {Master} from '../config/schema.js';
-import {InputError, PromptRefused, StepError} from '../errors.js';
+import {ChecksFailed, InputError, InputErrors, PromptRefused, StepError} from '../errors.js';
 import {sha256, writeFileAtomic} from '../files.js';
 import {ensureMaterial, type Material, type MaterialChange} from '../pki/material.js';
 import {renderArtifacts} from '../render/artifacts.js';
+import {misfitError, releaseMisfits} from '../render/fit.js';
 import {getHealth, type Probe} from '../remote/health.js';
 import {Remote} from '../remote/ssh.js';
 import type {Runner} from '../runner.js';
-import {StateStore, type StepId} from '../state/store.js';
+import {StateStore, type HostRecord, type StepId} from '../state/store.js';
 import {unpackBinaries, unpackedBinaries} from '../steps/binaries.js';
 import {inputActions, steps} from '../steps/definitions.js';
 import {preflight} from '../steps/preflight.js';
+import {verify} from '../steps/verify.js';
 import {downloadTarball} from '../steps/download.js';
 import type {PlannedAction, StepContext, StepDefinition} from '../steps/types.js';
 import type {Workspace} from '../workspace.js';
@@ -113,7 +115,7 @@ export class Engine {
 	};
 
 	/** Renders material and artifacts. persist=false (plan) makes what is missing in memory only. */
-	async prepare(persist: boolean, options: {quiet?: boolean; remote?: Remote} = {}): Promise<StepContext> {
+	async prepare(persist: boolean, options: {quiet?: boolean; remote?: Remote; refuseMisfits?: boolean} = {}): Promise<StepContext> {
 		const {config, workspace, runner} = this.options;
 		if (!options.quiet) {
 			for (const message of config.warnings) {
@@ -128,6 +130,16 @@ export class Engine {
 		}
 
 		const artifacts = renderArtifacts(config, material, readEtcdFiles(config));
+		const misfits = releaseMisfits(config, artifacts);
+		if (options.refuseMisfits && misfits.length > 0) {
+			throw new InputErrors(misfits.map(misfit => misfitError(config, misfit)));
+		}
+
+		if (!options.quiet) {
+			for (const misfit of misfits) {
+				this.emit({type: 'warning', message: `${misfit.file}: ${misfit.problem}; apply refuses it. Fix: ${misfit.fix}`});
+			}
+		}
 		if (persist) {
 			for (const artifact of artifacts.filter(artifact => !artifact.remote)) {
 				writeFileAtomic(path.join(workspace.renderedDir, artifact.name), artifact.content, artifact.mode);
@@ -147,7 +159,7 @@ export class Engine {
 			probe: this.options.probe ?? getHealth,
 			progress: (step, host, update) => this.emit({type: 'host-progress', step, host, ...update}),
 			check: (step, host, result) => this.emit({type: 'check', step, host, ...result}),
-			changedHosts: new Set<string>(),
+			changedFiles: new Map<string, Set<string>>(),
 			// The key material counts as in use (and may no longer change) once it is on a master.
 			materialShipped: () => {
 				if (persist && !this.state.snapshot.material) {
@@ -163,7 +175,7 @@ export class Engine {
 
 	private registerSecrets(material: Material): void {
 		this.options.runner.addSecret(material.encryptionKey);
-		for (const pem of [material.ca.keyPem, material.leaves.kubernetes.keyPem, material.leaves['proxy-client'].keyPem, material.leaves.admin.keyPem, material.serviceAccount?.privateKeyPem]) {
+		for (const pem of [material.ca.keyPem, ...Object.values(material.leaves).map(leaf => leaf.keyPem), material.serviceAccount?.privateKeyPem]) {
 			if (pem) {
 				this.options.runner.addSecret(pem);
 			}
@@ -227,22 +239,41 @@ export class Engine {
 
 	/** The preflight checks alone, on every master, recording nothing; true when none failed. */
 	async preflight(): Promise<boolean> {
-		const context = await this.prepare(false);
+		return this.checksOnly(preflight, await this.prepare(false), 'distinct machines');
+	}
+
+	/** The verify checks alone (the command), recording nothing; true when none failed. */
+	async verify(): Promise<boolean> {
+		const {workspace} = this.options;
+		if (!this.state.snapshot.material || !existsSync(path.join(workspace.renderedDir, 'admin.kubeconfig'))) {
+			throw new InputError('--state-dir', workspace.root, 'holds no install of this cluster to verify', 'run apply first, or pass the --state-dir and --config of the install');
+		}
+
+		return this.checksOnly(verify, await this.prepare(false, {quiet: true}), 'cluster checks');
+	}
+
+	private async checksOnly(step: StepDefinition, context: StepContext, clusterCheck: string): Promise<boolean> {
 		let passed = true;
 		try {
 			await Promise.all(this.options.config.masters.map(async master => {
 				try {
-					await preflight.run(context, master, '');
-				} catch {
-					passed = false;
-				}
-			}));
-			if (passed) {
-				try {
-					preflight.afterAll?.(context);
+					await step.run(context, master, '');
 				} catch (error) {
 					passed = false;
-					this.emit({type: 'check', step: 'preflight', host: clusterHost, check: 'distinct machines', level: 'fail', detail: error instanceof StepError ? error.message : String(error), fix: error instanceof StepError ? error.fix : undefined});
+					// A master that could not even be asked says why in the grid.
+					if (!(error instanceof ChecksFailed)) {
+						this.emit({type: 'check', step: step.id, host: master.name, check: 'reachable', level: 'fail', detail: error instanceof Error ? this.options.runner.redact(error.message) : String(error), fix: error instanceof StepError ? error.fix : undefined});
+					}
+				}
+			}));
+			if (passed || step !== preflight) {
+				try {
+					await step.afterAll?.(context);
+				} catch (error) {
+					passed = false;
+					if (!(error instanceof ChecksFailed)) {
+						this.emit({type: 'check', step: step.id, host: clusterHost, check: clusterCheck, level: 'fail', detail: error instanceof StepError ? error.message : String(error), fix: error instanceof StepError ? error.fix : undefined});
+					}
 				}
 			}
 		} finally {
@@ -283,7 +314,7 @@ export class Engine {
 			release = this.options.workspace.lock();
 			// Checks first: a wrong tarball or a master that fails preflight leaves no key material behind.
 			const binaries = await this.binaries();
-			const checks = await this.prepare(false, {quiet: true});
+			const checks = await this.prepare(false, {quiet: true, refuseMisfits: true});
 			checks.binaries = binaries;
 			this.state.setRun({status: 'running', startedAt: new Date().toISOString(), error: undefined});
 			runStarted = true;
@@ -348,7 +379,7 @@ export class Engine {
 		const failures = outcomes.flatMap(outcome => (outcome.failure ? [outcome.failure] : []));
 		if (failures.length === 0 && !refused && step.afterAll) {
 			try {
-				step.afterAll(context);
+				await step.afterAll(context);
 			} catch (error) {
 				const failure = toFailure(error, step.id, clusterHost, this.options.runner);
 				failures.push(failure);
@@ -423,10 +454,9 @@ export class Engine {
 				return {outcome: 'skipped'};
 			}
 
-			this.state.recordHost(step.id, recordName, {files: record?.files, status: 'running', at: new Date().toISOString(), inputs});
+			this.state.recordHost(step.id, recordName, {...kept(record), status: 'running', at: new Date().toISOString(), inputs});
 			const note = await step.run(context, master, inputs);
-			const files = this.state.host(step.id, recordName)?.files;
-			this.state.recordHost(step.id, recordName, {files, status: 'done', at: new Date().toISOString(), inputs, note});
+			this.state.recordHost(step.id, recordName, {...kept(this.state.host(step.id, recordName)), status: 'done', at: new Date().toISOString(), inputs, note});
 			this.emit({type: 'host-done', step: step.id, host: recordName, outcome: 'done', detail: note, durationMs: elapsed()});
 			return {outcome: 'done'};
 		} catch (error) {
@@ -436,13 +466,17 @@ export class Engine {
 			}
 
 			const failure = toFailure(error, step.id, master.name, this.options.runner);
-			const files = this.state.host(step.id, recordName)?.files;
-			this.state.recordHost(step.id, recordName, {files, status: 'failed', at: new Date().toISOString(), inputs, error: failure.message});
+			this.state.recordHost(step.id, recordName, {...kept(this.state.host(step.id, recordName)), status: 'failed', at: new Date().toISOString(), inputs, error: failure.message});
 			this.emit({type: 'host-done', step: step.id, host: recordName, outcome: 'failed', failure, durationMs: elapsed()});
 			// A question that could not be answered ends the run once every host has settled.
 			return {outcome: 'failed', failure, refused: error instanceof PromptRefused ? error : undefined};
 		}
 	}
+}
+
+/** What a host record carries from one attempt to the next: files written and services started. */
+function kept(record: HostRecord | undefined): Pick<HostRecord, 'files' | 'services'> {
+	return {files: record?.files, services: record?.services};
 }
 
 type HostResult = {outcome: HostOutcome; failure?: FailureInfo; refused?: PromptRefused};

@@ -3,14 +3,15 @@ import {randomBytes} from 'node:crypto';
 import type {ResolvedConfig} from '../config/load.js';
 import {InputError} from '../errors.js';
 import {sha256, writeFileAtomic} from '../files.js';
-import {needsServiceAccountKeyPair} from '../versions.js';
 import type {Workspace} from '../workspace.js';
 import {
 	certificateMatches, generateKeyPair, issueCertificate, publicKeyPemOf, readCertificate,
 	type CertificateRequest, type KeyPair,
 } from './certs.js';
 
-export type LeafName = 'kubernetes' | 'proxy-client' | 'admin';
+export type LeafName = 'kubernetes' | 'proxy-client' | 'admin' | 'kube-controller-manager' | 'kube-scheduler';
+
+export const leafNames: readonly LeafName[] = ['kubernetes', 'proxy-client', 'admin', 'kube-controller-manager', 'kube-scheduler'];
 
 export type Material = {
 	ca: {certPem: string; keyPem: string; imported: boolean; certFile: string; keyFile: string};
@@ -23,7 +24,10 @@ export type Material = {
 export type MaterialChange = {item: string; action: 'made' | 'kept' | 'issued' | 'reissued' | 'imported'; reason?: string};
 
 /** What the state remembers of the material: paths and hashes, never the secrets. */
-export type MaterialRecord = {caCertSha256: string; encryptionKeySha256: string};
+export type MaterialRecord = {caCertSha256: string; encryptionKeySha256: string; serviceAccountKey?: ServiceAccountKey};
+
+/** What signs service-account tokens: a dedicated sa.key, or the CA key as the tutorial does. */
+export type ServiceAccountKey = 'dedicated' | 'ca';
 
 const caValidityDays = 3650;
 
@@ -41,6 +45,18 @@ export function leafRequests(config: ResolvedConfig): Record<LeafName, Certifica
 		},
 		'proxy-client': {subject: {...subject, CN: 'aggregator'}, profile: 'client', validityDays},
 		admin: {subject: {...subject, O: 'system:masters', CN: 'admin'}, profile: 'client', validityDays},
+		// Client of the apiserver (user = CN, group = O) and server of its own secure port.
+		'kube-controller-manager': componentRequest(config, 'system:kube-controller-manager'),
+		'kube-scheduler': componentRequest(config, 'system:kube-scheduler'),
+	};
+}
+
+function componentRequest(config: ResolvedConfig, user: string): CertificateRequest {
+	return {
+		subject: {...config.certificates.subject, O: user, CN: user},
+		profile: 'server-client',
+		ipSans: [...new Set(['127.0.0.1', ...config.masters.map(master => master.ip)])],
+		validityDays: config.certificates.validityDays,
 	};
 }
 
@@ -158,11 +174,18 @@ export async function ensureMaterial(config: ResolvedConfig, workspace: Workspac
 		throw new InputError('ca', workspace.pki('ca-key.pem'), 'is missing while the CA certificate beside it exists', 'restore ca-key.pem from your backup; a new CA would invalidate every certificate the masters use');
 	}
 
+	const serviceAccountKey = config.serviceAccount.signingKey;
+	// Installs recorded before the setting existed used sa.key exactly when they made one.
+	const previousServiceAccountKey = options.previous && (options.previous.serviceAccountKey ?? (existsSync(workspace.pki('sa.key')) ? 'dedicated' : 'ca'));
+	if (previousServiceAccountKey && previousServiceAccountKey !== serviceAccountKey) {
+		throw new InputError('serviceAccount.signingKey', serviceAccountKey, `differs from the ${previousServiceAccountKey === 'ca' ? 'CA key' : 'dedicated sa.key'} this cluster signs service-account tokens with; changing it makes every issued token invalid`, `set serviceAccount.signingKey: ${previousServiceAccountKey === 'ca' ? 'ca' : 'dedicated'}`);
+	}
+
 	// Missing key pairs are made side by side: Node's crypto runs them on its thread pool.
 	const keyItems: Array<[string, string]> = [
 		...(config.ca ? [] : [['CA key', workspace.pki('ca-key.pem')] as [string, string]]),
-		...(['kubernetes', 'proxy-client', 'admin'] as const).map((name): [string, string] => [`${name} key`, workspace.pki(`${name}-key.pem`)]),
-		...(needsServiceAccountKeyPair(config.kubeVersion) ? [['service-account key', workspace.pki('sa.key')] as [string, string]] : []),
+		...leafNames.map((name): [string, string] => [`${name} key`, workspace.pki(`${name}-key.pem`)]),
+		...(config.serviceAccount.signingKey === 'dedicated' ? [['service-account key', workspace.pki('sa.key')] as [string, string]] : []),
 	];
 	const made: MaterialChange[][] = keyItems.map(() => []);
 	const pairs = new Map(await Promise.all(keyItems.map(async ([item, file], index) => [item, await keyPairAt(file, made[index]!, item, save)] as const)));
@@ -215,5 +238,5 @@ export async function ensureMaterial(config: ResolvedConfig, workspace: Workspac
 		throw new InputError('encryption', '(key file in the state folder)', 'is not the key this install already put on the masters', 'restore pki/encryption.key in the state folder from your backup; never make a new key for a running cluster');
 	}
 
-	return {material: {ca, leaves, serviceAccount, encryptionKey: key}, changes, record: {caCertSha256, encryptionKeySha256}};
+	return {material: {ca, leaves, serviceAccount, encryptionKey: key}, changes, record: {caCertSha256, encryptionKeySha256, serviceAccountKey}};
 }

@@ -1,6 +1,6 @@
 import type {ResolvedConfig} from '../config/load.js';
-import type {Material} from '../pki/material.js';
-import {apiserverFlagsFor, type FlagContext} from '../versions.js';
+import type {LeafName, Material} from '../pki/material.js';
+import {componentFlagsFor, schedulerConfigVersion, type Component, type FlagContext} from '../versions.js';
 import {renderTemplate} from './templates.js';
 
 /** Which install step puts an artifact on the masters. */
@@ -20,7 +20,9 @@ export type Artifact = {
 export function flagContext(config: ResolvedConfig, masterIp: string): FlagContext {
 	const {certDir, configDir, k8sDir} = config.paths;
 	const customEtcd = config.etcd.certFile !== undefined;
+	const dedicated = config.serviceAccount.signingKey === 'dedicated';
 	return {
+		clusterName: config.name,
 		masterIp,
 		etcdServers: config.etcd.endpoints.join(','),
 		serviceCidr: config.network.serviceCidr,
@@ -33,42 +35,67 @@ export function flagContext(config: ResolvedConfig, masterIp: string): FlagConte
 		etcdCertFile: customEtcd ? `${certDir}/etcd-client.pem` : `${certDir}/kubernetes.pem`,
 		etcdKeyFile: customEtcd ? `${certDir}/etcd-client-key.pem` : `${certDir}/kubernetes-key.pem`,
 		serviceAccountIssuer: `https://kubernetes.default.svc.${config.network.clusterDomain}`,
+		serviceAccountPublicFile: `${certDir}/${dedicated ? 'sa.pub' : 'ca.pem'}`,
+		serviceAccountSigningFile: `${certDir}/${dedicated ? 'sa.key' : 'ca-key.pem'}`,
 	};
 }
 
-export function renderUnit(config: ResolvedConfig, masterIp: string): string {
-	const flags = apiserverFlagsFor(config.kubeVersion, flagContext(config, masterIp));
-	return renderTemplate('kube-apiserver.service', {
+export const components: readonly Component[] = ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler'];
+
+/** The systemd unit of one control-plane component on one master. */
+export function renderUnit(config: ResolvedConfig, masterIp: string, component: Component = 'kube-apiserver'): string {
+	const flags = componentFlagsFor(component, config.kubeVersion, flagContext(config, masterIp), config.extraFlags[component]);
+	return renderTemplate(`${component}.service`, {
 		K8S_DIR: config.paths.k8sDir,
 		BIN_DIR: config.paths.binDir,
 		FLAGS: flags.map((flag, index) => `  ${flag}${index < flags.length - 1 ? ' \\' : ''}`).join('\n'),
-	});
+	}, config.templatesDir);
 }
 
 const base64 = (text: string) => Buffer.from(text).toString('base64');
 
-export function renderAdminKubeconfig(config: ResolvedConfig, material: Material): string {
-	return renderTemplate('admin.kubeconfig', {
+function renderKubeconfig(config: ResolvedConfig, material: Material, user: string, leaf: LeafName, server: string): string {
+	return renderTemplate('kubeconfig', {
 		CLUSTER: config.name,
-		SERVER: `https://${config.masters[0]!.ip}:6443`,
+		SERVER: server,
+		USER: user,
 		CA_DATA: base64(material.ca.certPem),
-		CERT_DATA: base64(material.leaves.admin.certPem),
-		KEY_DATA: base64(material.leaves.admin.keyPem),
-	});
+		CERT_DATA: base64(material.leaves[leaf].certPem),
+		KEY_DATA: base64(material.leaves[leaf].keyPem),
+	}, config.templatesDir);
+}
+
+/** The operator's kubeconfig, straight to the first master (it runs on the workstation, without kube-nginx). */
+export function renderAdminKubeconfig(config: ResolvedConfig, material: Material): string {
+	return renderKubeconfig(config, material, 'admin', 'admin', `https://${config.masters[0]!.ip}:6443`);
+}
+
+/** Where the components on a master reach the apiservers: the local kube-nginx. */
+export const proxyServer = 'https://127.0.0.1:8443';
+
+export function renderNginxConfig(config: ResolvedConfig): string {
+	return renderTemplate('kube-nginx.conf', {
+		// Distribution packages build the stream module as a dynamic module that a config of our own must load.
+		LOAD_MODULE: config.nginx.streamModule === 'builtin' ? '# stream module built in' : `load_module ${config.nginx.streamModule};`,
+		UPSTREAMS: config.masters.map(master => `        server ${master.ip}:6443 max_fails=3 fail_timeout=30s;`).join('\n'),
+	}, config.templatesDir);
 }
 
 /** Every file the install makes, with the tutorial's names; the same list feeds render, plan and apply. */
 export function renderArtifacts(config: ResolvedConfig, material: Material, etcdFiles: {ca?: string; cert?: string; key?: string} = {}): Artifact[] {
-	const {certDir, configDir} = config.paths;
+	const {certDir, configDir, nginxDir} = config.paths;
 	const cert = (name: string, content: string, secret: boolean): Artifact => ({
 		name, content, mode: secret ? 0o600 : 0o644, secret, remote: {step: 'certs', path: `${certDir}/${name}`},
 	});
+	const leafFiles = (leaf: LeafName) => [cert(`${leaf}.pem`, material.leaves[leaf].certPem, false), cert(`${leaf}-key.pem`, material.leaves[leaf].keyPem, true)];
 	const artifacts: Artifact[] = [
 		cert('ca.pem', material.ca.certPem, false),
-		cert('kubernetes.pem', material.leaves.kubernetes.certPem, false),
-		cert('kubernetes-key.pem', material.leaves.kubernetes.keyPem, true),
-		cert('proxy-client.pem', material.leaves['proxy-client'].certPem, false),
-		cert('proxy-client-key.pem', material.leaves['proxy-client'].keyPem, true),
+		// The controller-manager signs the kubelets' certificates with it (--cluster-signing-key-file).
+		cert('ca-key.pem', material.ca.keyPem, true),
+		...leafFiles('kubernetes'),
+		...leafFiles('proxy-client'),
+		...leafFiles('kube-controller-manager'),
+		...leafFiles('kube-scheduler'),
 	];
 	if (material.serviceAccount) {
 		artifacts.push(cert('sa.pub', material.serviceAccount.publicKeyPem, false), cert('sa.key', material.serviceAccount.privateKeyPem, true));
@@ -82,29 +109,50 @@ export function renderArtifacts(config: ResolvedConfig, material: Material, etcd
 		artifacts.push(cert('etcd-client.pem', etcdFiles.cert, false), cert('etcd-client-key.pem', etcdFiles.key, true));
 	}
 
-	if (!material.ca.imported) {
-		artifacts.push({name: 'ca-key.pem', content: material.ca.keyPem, mode: 0o600, secret: true});
-	}
-
+	const kubeconfig = (component: 'kube-controller-manager' | 'kube-scheduler'): Artifact => ({
+		name: `${component}.kubeconfig`,
+		content: renderKubeconfig(config, material, `system:${component}`, component, proxyServer),
+		mode: 0o600,
+		secret: true,
+		remote: {step: 'certs', path: `${configDir}/${component}.kubeconfig`},
+	});
+	const perMaster = (component: Component) => config.masters.map((master): Artifact => ({
+		name: `${component}-${master.ip}.service`,
+		content: renderUnit(config, master.ip, component),
+		mode: 0o644,
+		secret: false,
+		remote: {step: 'units', path: `/etc/systemd/system/${component}.service`, host: master.name},
+	}));
 	artifacts.push(
+		kubeconfig('kube-controller-manager'),
+		kubeconfig('kube-scheduler'),
 		{name: 'admin.pem', content: material.leaves.admin.certPem, mode: 0o644, secret: false},
 		{name: 'admin-key.pem', content: material.leaves.admin.keyPem, mode: 0o600, secret: true},
 		{name: 'admin.kubeconfig', content: renderAdminKubeconfig(config, material), mode: 0o600, secret: true},
 		{
 			name: 'encryption-config.yaml',
-			content: renderTemplate('encryption-config.yaml', {ENCRYPTION_KEY: material.encryptionKey}),
+			content: renderTemplate('encryption-config.yaml', {ENCRYPTION_KEY: material.encryptionKey}, config.templatesDir),
 			mode: 0o600,
 			secret: true,
 			remote: {step: 'encryption', path: `${configDir}/encryption-config.yaml`},
 		},
-		{name: 'audit-policy.yaml', content: renderTemplate('audit-policy.yaml', {}), mode: 0o644, secret: false, remote: {step: 'audit', path: `${configDir}/audit-policy.yaml`}},
-		...config.masters.map((master): Artifact => ({
-			name: `kube-apiserver-${master.ip}.service`,
-			content: renderUnit(config, master.ip),
+		{name: 'audit-policy.yaml', content: renderTemplate('audit-policy.yaml', {}, config.templatesDir), mode: 0o644, secret: false, remote: {step: 'audit', path: `${configDir}/audit-policy.yaml`}},
+		...components.flatMap(component => perMaster(component)),
+		{
+			name: 'kube-scheduler.yaml',
+			content: renderTemplate('kube-scheduler.yaml', {API_VERSION: schedulerConfigVersion(config.kubeVersion), KUBECONFIG: `${configDir}/kube-scheduler.kubeconfig`}, config.templatesDir),
 			mode: 0o644,
 			secret: false,
-			remote: {step: 'units', path: '/etc/systemd/system/kube-apiserver.service', host: master.name},
-		})),
+			remote: {step: 'units', path: `${configDir}/kube-scheduler.yaml`},
+		},
+		{name: 'kube-nginx.conf', content: renderNginxConfig(config), mode: 0o644, secret: false, remote: {step: 'units', path: `${nginxDir}/conf/kube-nginx.conf`}},
+		{
+			name: 'kube-nginx.service',
+			content: renderTemplate('kube-nginx.service', {NGINX: config.nginx.binary, NGINX_DIR: nginxDir}, config.templatesDir),
+			mode: 0o644,
+			secret: false,
+			remote: {step: 'units', path: '/etc/systemd/system/kube-nginx.service'},
+		},
 	);
 	return artifacts;
 }

@@ -1,23 +1,39 @@
-import {readFileSync} from 'node:fs';
+import {existsSync, readFileSync} from 'node:fs';
+import path from 'node:path';
 import {fileURLToPath} from 'node:url';
+import {InputError} from '../errors.js';
 
 /** templates/ sits two levels above both source/render and dist/render. */
 const templatesDir = fileURLToPath(new URL('../../templates/', import.meta.url));
 
 const cache = new Map<string, string>();
 
-/** Fills {{NAME}} placeholders; a placeholder without a value, or a value without a placeholder, is a bug. */
-export function renderTemplate(name: string, values: Record<string, string>): string {
-	let text = cache.get(name);
+function read(file: string): string {
+	let text = cache.get(file);
 	if (text === undefined) {
-		text = readFileSync(`${templatesDir}${name}`, 'utf8');
-		cache.set(name, text);
+		text = readFileSync(file, 'utf8');
+		cache.set(file, text);
 	}
 
+	return text;
+}
+
+/**
+ * Fills {{NAME}} placeholders. In the shipped templates a placeholder without a value, or a value
+ * without a placeholder, is a bug. An operator's copy (from `templatesDir`) may leave values out;
+ * a placeholder this tool does not fill is their mistake, named as such.
+ */
+export function renderTemplate(name: string, values: Record<string, string>, operatorDir?: string): string {
+	const own = operatorDir !== undefined && existsSync(path.join(operatorDir, name)) ? path.join(operatorDir, name) : undefined;
+	const text = read(own ?? `${templatesDir}${name}`);
 	const used = new Set<string>();
 	const rendered = text.replaceAll(/{{([A-Z\d_]+)}}/g, (_, key: string) => {
 		const value = values[key];
 		if (value === undefined) {
+			if (own) {
+				throw new InputError('templatesDir', own, `uses {{${key}}}, which this tool does not fill for ${name}`, `use only ${Object.keys(values).map(each => `{{${each}}}`).join(', ')}`);
+			}
+
 			throw new Error(`template ${name} needs a value for {{${key}}}`);
 		}
 
@@ -25,7 +41,7 @@ export function renderTemplate(name: string, values: Record<string, string>): st
 		return value;
 	});
 	const unused = Object.keys(values).filter(key => !used.has(key));
-	if (unused.length > 0) {
+	if (unused.length > 0 && !own) {
 		throw new Error(`template ${name} has no place for ${unused.join(', ')}`);
 	}
 

@@ -101,7 +101,8 @@ export function formatStatus(state: InstallState, stateFile: string, certificate
 export type CheckRow = {host: string; check: string; level: 'pass' | 'warn' | 'fail'; detail: string; fix?: string};
 
 /** Checks × masters, then every warning and failure with its fix. */
-export function formatCheckGrid(rows: CheckRow[]): string[] {
+/** details: also the passing checks' findings (verify: leaders, expiry), not only failures. */
+export function formatCheckGrid(rows: CheckRow[], options: {details?: boolean} = {}): string[] {
 	// Columns in name order (k8smaster01, 02, ...), not in the order the masters happened to answer.
 	const hosts = [...new Set(rows.map(row => row.host))].sort((a, b) => a.localeCompare(b, 'en', {numeric: true}));
 	const checks = [...new Set(rows.map(row => row.check))];
@@ -117,7 +118,7 @@ export function formatCheckGrid(rows: CheckRow[]): string[] {
 		lines.push(`${check.padEnd(width)}${cells.join('')}`.trimEnd());
 	}
 
-	for (const row of rows.filter(each => each.level !== 'pass')) {
+	for (const row of rows.filter(each => each.level !== 'pass' || options.details)) {
 		lines.push(`${mark[row.level]} ${row.host} ${row.check}: ${row.detail}${row.fix ? `\n     fix: ${row.fix}` : ''}`);
 	}
 

@@ -3,7 +3,7 @@ import path from 'node:path';
 import Conf from 'conf';
 import type {MaterialRecord} from '../pki/material.js';
 
-export const stepIds = ['preflight', 'binaries', 'certs', 'encryption', 'audit', 'units', 'start', 'etcd-check', 'rbac'] as const;
+export const stepIds = ['preflight', 'binaries', 'certs', 'encryption', 'audit', 'units', 'start', 'etcd-check', 'rbac', 'verify'] as const;
 export type StepId = typeof stepIds[number];
 
 export type HostRecord = {
@@ -13,6 +13,8 @@ export type HostRecord = {
 	inputs: string;
 	/** Remote path -> sha256 of what this install wrote there (also after a failure, per action). */
 	files?: Record<string, string>;
+	/** Service -> fingerprint of the files it read when it last started healthy (start step). */
+	services?: Record<string, string>;
 	error?: string;
 	note?: string;
 };
@@ -90,6 +92,16 @@ export class StateStore {
 			const hosts = (state.steps[step] ??= {hosts: {}}).hosts;
 			const record = hosts[host] ?? {status: 'failed', at: new Date().toISOString(), inputs: '', error: 'interrupted'};
 			record.files = {...record.files, [remotePath]: hash};
+			hosts[host] = record;
+		});
+	}
+
+	/** Remembers that a service started healthy with these inputs, before the step as a whole is done. */
+	recordService(step: StepId, host: string, service: string, inputs: string): void {
+		this.update(state => {
+			const hosts = (state.steps[step] ??= {hosts: {}}).hosts;
+			const record = hosts[host] ?? {status: 'failed', at: new Date().toISOString(), inputs: '', error: 'interrupted'};
+			record.services = {...record.services, [service]: inputs};
 			hosts[host] = record;
 		});
 	}

@@ -10,20 +10,20 @@ import type {BinaryFile} from './types.js';
 /** The binaries the tutorial copies to every master; releases drop some (cloud-controller-manager left the tarball in 1.16). */
 export const defaultBinaries = ['apiextensions-apiserver', 'cloud-controller-manager', 'kube-apiserver', 'kube-controller-manager', 'kube-proxy', 'kube-scheduler', 'kubeadm', 'kubectl', 'kubelet', 'mounter'];
 
-/** Without these the install cannot work; the other defaults are copied when the tarball has them. */
-const requiredBinaries = ['kube-apiserver', 'kubectl'];
+/** Without these the install cannot work (kubectl checks kube-nginx on the masters); always copied. */
+const requiredBinaries = ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubectl'];
 
 const binPrefix = 'kubernetes/server/bin/';
 
 type Manifest = {tarballSha256: string; files: BinaryFile[]};
 
 export function binaryNames(config: ResolvedConfig): string[] {
-	return config.binaries.include ?? defaultBinaries;
+	return config.binaries.include ? [...new Set([...requiredBinaries, ...config.binaries.include])] : defaultBinaries;
 }
 
-/** The names that must be in the tarball: all of an explicit include list, else the required ones. */
+/** The names that must be in the tarball: the required ones and all of an explicit include list. */
 function mandatoryBinaries(config: ResolvedConfig): string[] {
-	return config.binaries.include ?? requiredBinaries;
+	return config.binaries.include ? binaryNames(config) : requiredBinaries;
 }
 
 function manifestPath(workspace: Workspace, config: ResolvedConfig): string {

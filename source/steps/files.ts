@@ -115,7 +115,11 @@ export async function runUploads(context: StepContext, master: Master, step: Ste
 		});
 		context.state.recordFile(step, master.name, upload.path, upload.sha256);
 		shipped(context, step);
-		context.changedHosts.add(master.name);
+		if (!context.changedFiles.has(master.name)) {
+			context.changedFiles.set(master.name, new Set());
+		}
+
+		context.changedFiles.get(master.name)!.add(upload.path);
 		sent += upload.bytes;
 		written++;
 		context.progress(step, master.name, {bytes: sent, total});

@@ -1,6 +1,6 @@
 import type {ResolvedConfig} from '../config/load.js';
 import type {Master} from '../config/schema.js';
-import {StepError} from '../errors.js';
+import {ChecksFailed, StepError} from '../errors.js';
 import {shellQuote} from '../remote/quote.js';
 import {diagnoseSsh} from '../remote/ssh.js';
 import type {Runner} from '../runner.js';
@@ -206,7 +206,7 @@ export const preflight: StepDefinition = {
 
 		const failed = results.filter(result => result.level === 'fail');
 		if (failed.length > 0) {
-			throw new StepError({
+			throw new ChecksFailed({
 				step: 'preflight',
 				host: master.name,
 				message: failed.map(result => `${result.check}: ${result.detail}`).join('; '),

@@ -34,8 +34,8 @@ export type StepContext = {
 	probe: Probe;
 	/** Reports per-host progress to the views. */
 	progress: (step: StepId, host: string, update: {message?: string; bytes?: number; total?: number}) => void;
-	/** Masters where this run wrote a file: their apiserver must restart to read it. */
-	changedHosts: Set<string>;
+	/** Per master, the remote paths this run wrote: a service reading one must restart. */
+	changedFiles: Map<string, Set<string>>;
 	/** Called once a file carrying key material (certs, encryption) is in place on a master. */
 	materialShipped: () => void;
 	/** Reports one check's result (preflight) to the views. */
@@ -62,5 +62,5 @@ export type StepDefinition = {
 	/** On a cluster already running, masters are done one at a time so that the others keep serving. */
 	rollingWhenLive?: boolean;
 	/** Checks across masters once every master finished the step (e.g. two IPs of one machine). */
-	afterAll?: (context: StepContext) => void;
+	afterAll?: (context: StepContext) => void | Promise<void>;
 };

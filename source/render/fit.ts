@@ -1,0 +1,85 @@
+import YAML from 'yaml';
+import type {ResolvedConfig} from '../config/load.js';
+import {InputError} from '../errors.js';
+import {atLeast, configKinds, flagName, requiredFlags, retiredFlags, type Component, type KubeVersion} from '../versions.js';
+import {components, type Artifact} from './artifacts.js';
+
+/** Something rendered that the chosen release would refuse at start-up. */
+export type Misfit = {file: string; problem: string; fix: string};
+
+function inSpan(span: {since?: number; until?: number}, version: KubeVersion): boolean {
+	return (span.since === undefined || atLeast(version, span.since)) && (span.until === undefined || !atLeast(version, span.until));
+}
+
+/** The arguments of a unit's ExecStart, continuation lines joined; systemd drops the quotes. */
+export function execStartArguments(unit: string): string[] {
+	const joined = unit.replaceAll(/\\\n/g, ' ');
+	const line = /^ExecStart=(.*)$/m.exec(joined)?.[1] ?? '';
+	return line.trim().split(/\s+/).slice(1).map(word => word.replaceAll(/["']/g, ''));
+}
+
+function unitMisfits(component: Component, artifact: Artifact, version: KubeVersion): Misfit[] {
+	const flags = execStartArguments(artifact.content).filter(word => word.startsWith('--'));
+	const names = new Set(flags.map(flagName));
+	const misfits: Misfit[] = [];
+	for (const flag of flags) {
+		const value = flag.includes('=') ? flag.slice(flag.indexOf('=') + 1) : '';
+		const retired = retiredFlags.find(rule => rule.component === component && rule.name === flagName(flag) && (rule.value === undefined || rule.value.test(value)) && atLeast(version, rule.removedIn));
+		if (retired) {
+			misfits.push({file: artifact.name, problem: `${flag} is refused by ${component} from v1.${retired.removedIn}`, fix: retired.fix});
+		}
+	}
+
+	for (const rule of requiredFlags.filter(rule => rule.component === component && atLeast(version, rule.since))) {
+		const missing = rule.names.filter(name => !names.has(name));
+		if (missing.length > 0) {
+			misfits.push({file: artifact.name, problem: `${component} from v1.${rule.since} requires --${missing.join(' and --')}`, fix: rule.fix});
+		}
+	}
+
+	return misfits;
+}
+
+function kindMisfits(artifact: Artifact, version: KubeVersion): Misfit[] {
+	const known = configKinds.filter(entry => entry.file === artifact.name);
+	if (known.length === 0) {
+		return [];
+	}
+
+	let document: {apiVersion?: unknown; kind?: unknown};
+	try {
+		document = (YAML.parse(artifact.content) ?? {}) as typeof document;
+	} catch (error) {
+		return [{file: artifact.name, problem: `is not valid YAML (${(error as Error).message.split('\n')[0]})`, fix: 'correct the template'}];
+	}
+
+	const matching = known.filter(entry => entry.apiVersion === document.apiVersion && entry.kind === document.kind);
+	if (matching.some(entry => inSpan(entry, version))) {
+		return [];
+	}
+
+	const accepted = known.filter(entry => inSpan(entry, version)).map(entry => `${entry.apiVersion} ${entry.kind}`);
+	return [{
+		file: artifact.name,
+		problem: `${String(document.apiVersion)} ${String(document.kind)} is not read by ${version.text} (it reads ${accepted.join(', ')})`,
+		fix: matching[0]?.fix ?? known[0]!.fix,
+	}];
+}
+
+/** Checks rendered units and config files against what the chosen release accepts and requires. */
+export function releaseMisfits(config: ResolvedConfig, artifacts: Artifact[]): Misfit[] {
+	const misfits: Misfit[] = [];
+	for (const artifact of artifacts) {
+		const component = components.find(each => artifact.name.startsWith(`${each}-`) && artifact.name.endsWith('.service'));
+		misfits.push(...(component ? unitMisfits(component, artifact, config.kubeVersion) : kindMisfits(artifact, config.kubeVersion)));
+	}
+
+	return misfits;
+}
+
+/** A misfit as bad input: the operator's template or extra flag names what to change. */
+export function misfitError(config: ResolvedConfig, misfit: Misfit): InputError {
+	const component = components.find(each => misfit.file.startsWith(`${each}-`));
+	const field = component && config.extraFlags[component].length > 0 ? `extraFlags.${component}` : config.templatesDir ? `templatesDir (${misfit.file})` : 'version';
+	return new InputError(field, config.version, misfit.problem, misfit.fix);
+}

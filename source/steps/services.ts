@@ -1,0 +1,235 @@
+import type {Master} from '../config/schema.js';
+import {StepError} from '../errors.js';
+import {sha256} from '../files.js';
+import type {HealthAnswer} from '../remote/health.js';
+import {shellQuote, shellWords} from '../remote/quote.js';
+import type {StepId} from '../state/store.js';
+import {readinessPath} from '../versions.js';
+import {diagnoseService} from './diagnose.js';
+import type {Upload} from './files.js';
+import type {PlannedAction, StepContext, StepDefinition} from './types.js';
+
+export type ServiceName = 'kube-apiserver' | 'kube-nginx' | 'kube-controller-manager' | 'kube-scheduler';
+
+type Readiness = {ok: boolean; detail: string};
+
+type Service = {
+	name: ServiceName;
+	/** For plan: what "ready" means. */
+	readyText: (context: StepContext, master: Master) => string;
+	ready: (context: StepContext, master: Master) => Promise<Readiness>;
+};
+
+export function adminTls(context: StepContext) {
+	return {ca: context.material.ca.certPem, cert: context.material.leaves.admin.certPem, key: context.material.leaves.admin.keyPem};
+}
+
+function answerText(answer: HealthAnswer): string {
+	return answer.ok ? 'ok' : answer.error ?? `HTTP ${answer.status}${answer.body.trim() ? `: ${answer.body.trim().split('\n').at(-1)}` : ''}`;
+}
+
+async function probeReady(context: StepContext, master: Master, port: number, pathName: string): Promise<Readiness> {
+	const answer = await context.probe(master.ip, port, pathName, adminTls(context));
+	return {ok: answer.ok, detail: answerText(answer)};
+}
+
+/** kubectl on the master through kube-nginx, with the controller-manager's own credentials. */
+export function throughProxyScript(context: StepContext, pathName: string): string {
+	const {binDir, configDir} = context.config.paths;
+	return `${shellQuote(`${binDir}/kubectl`)} ${shellWords(['--kubeconfig', `${configDir}/kube-controller-manager.kubeconfig`, '--request-timeout=5s', 'get', `--raw=${pathName}`])}`;
+}
+
+export async function readyThroughProxy(context: StepContext, master: Master, pathName: string, step: StepId): Promise<Readiness & {output: string}> {
+	const result = await context.remote.run(master, throughProxyScript(context, pathName), {step, display: `kubectl get --raw=${pathName} via 127.0.0.1:8443`});
+	if (result.exitCode === 255) {
+		// ssh itself failed: that is a host problem, not an answer.
+		await context.remote.check(master, 'true', {step});
+	}
+
+	const output = result.stdout.trim();
+	return {ok: result.exitCode === 0 && /ok|passed/.test(output), detail: result.exitCode === 0 ? output.split('\n').at(-1) ?? '' : result.stderr.trim().split('\n').at(-1) ?? `exit ${result.exitCode}`, output};
+}
+
+/** In start order: the apiserver first, then the proxy in front of the apiservers, then its clients. */
+export const services: Service[] = [
+	{
+		name: 'kube-apiserver',
+		readyText: (context, master) => `https://${master.ip}:6443${readinessPath(context.config.kubeVersion)} answers ok (admin certificate)`,
+		ready: async (context, master) => probeReady(context, master, 6443, readinessPath(context.config.kubeVersion)),
+	},
+	{
+		name: 'kube-nginx',
+		readyText: context => `https://127.0.0.1:8443${readinessPath(context.config.kubeVersion)} answers ok on the master (kubectl with the controller-manager's kubeconfig)`,
+		ready: async (context, master) => readyThroughProxy(context, master, readinessPath(context.config.kubeVersion), 'start'),
+	},
+	{
+		name: 'kube-controller-manager',
+		readyText: (_, master) => `https://${master.ip}:10257/healthz answers ok`,
+		ready: async (context, master) => probeReady(context, master, 10_257, '/healthz'),
+	},
+	{
+		name: 'kube-scheduler',
+		readyText: (_, master) => `https://${master.ip}:10259/healthz answers ok`,
+		ready: async (context, master) => probeReady(context, master, 10_259, '/healthz'),
+	},
+];
+
+const unitPath = (name: ServiceName) => `/etc/systemd/system/${name}.service`;
+
+function mentions(text: string, remotePath: string): boolean {
+	return new RegExp(`${remotePath.replaceAll(/[.*+?^${}()|[\]\\/]/g, '\\$&')}(?![\\w.-])`).test(text);
+}
+
+const textOf = (upload: Upload) => ('content' in upload.source ? upload.source.content : '');
+
+/**
+ * The files a service reads: its unit, what the unit names (binary, certificates, configs), and
+ * what those name in turn (the scheduler's config names its kubeconfig). Derived from the
+ * rendered files, so an operator's own template is followed too.
+ */
+export function serviceInputs(name: ServiceName, uploads: Upload[]): Upload[] {
+	const unit = uploads.find(upload => upload.path === unitPath(name));
+	if (!unit) {
+		return [];
+	}
+
+	const direct = uploads.filter(upload => upload !== unit && mentions(textOf(unit), upload.path));
+	const indirect = uploads.filter(upload => upload !== unit && !direct.includes(upload) && direct.some(each => mentions(textOf(each), upload.path)));
+	return [unit, ...direct, ...indirect];
+}
+
+function serviceFingerprint(inputs: Upload[]): string {
+	return sha256(JSON.stringify(inputs.map(upload => [upload.path, upload.sha256, upload.mode]).sort()));
+}
+
+/** The uploads of the steps that start depends on, on this master. */
+type UploadsOf = (context: StepContext, master: Master) => Upload[];
+
+type UnitStatus = {active: string; needsReload: string};
+
+async function unitStatus(context: StepContext, master: Master): Promise<Map<ServiceName, UnitStatus>> {
+	// Without --value (systemd 230+): CentOS 7's systemd 219 prints NeedDaemonReload=no too.
+	const script = `for u in ${services.map(service => service.name).join(' ')}; do r=$(systemctl show -p NeedDaemonReload "$u"); echo "$u $(systemctl is-active "$u") \${r#*=}"; done`;
+	const result = await context.remote.check(master, script, {step: 'start', display: 'systemctl is-active, NeedDaemonReload of the control-plane units'});
+	const status = new Map<ServiceName, UnitStatus>();
+	for (const line of result.stdout.split('\n')) {
+		const [name, active = '', needsReload = ''] = line.trim().split(/\s+/);
+		if (services.some(service => service.name === name)) {
+			status.set(name as ServiceName, {active, needsReload});
+		}
+	}
+
+	return status;
+}
+
+async function failure(context: StepContext, master: Master, name: ServiceName, message: string, command: string): Promise<StepError> {
+	const journal = await context.remote.run(master, `journalctl -u ${name} -n 40 --no-pager -o cat; systemctl status ${name} --no-pager -n 0 || true`, {step: 'start', display: `journalctl -u ${name} -n 40`});
+	const output = context.runner.redact(journal.stdout.trim());
+	return new StepError({step: 'start', host: master.name, message, command, output: output.split('\n').slice(-15).join('\n'), fix: diagnoseService(name, output) ?? `read the journal on ${master.name}: journalctl -u ${name}`});
+}
+
+const restartScript = (name: ServiceName, reload: boolean) => `${reload ? 'systemctl daemon-reload && ' : ''}systemctl enable ${name} && systemctl restart ${name}`;
+
+/** Waits until the service is ready, stopping early when the operator asks to stop. */
+async function waitReady(context: StepContext, master: Master, service: Service): Promise<Readiness> {
+	const deadline = Date.now() + (context.config.timeouts.readySeconds * 1000);
+	for (;;) {
+		const readiness = await service.ready(context, master);
+		if (readiness.ok || Date.now() >= deadline) {
+			return readiness;
+		}
+
+		context.progress('start', master.name, {message: `waiting for ${service.name}: ${readiness.detail}`});
+		context.throwIfStopping();
+		await new Promise(resolve => setTimeout(resolve, 500));
+	}
+}
+
+/**
+ * Starts the four services in order on one master. A service is restarted only when a file it
+ * reads changed (since it last started healthy, or in this run), its unit is not active, or systemd
+ * holds an old copy of its unit; each is then waited for until ready.
+ */
+export function startStep(uploadsOf: UploadsOf): StepDefinition {
+	const inputsOf = (context: StepContext, master: Master) => {
+		const uploads = uploadsOf(context, master);
+		return new Map(services.map(service => [service.name, serviceInputs(service.name, uploads)] as const));
+	};
+
+	const reasonToRestart = (context: StepContext, master: Master, name: ServiceName, inputs: Upload[], recorded: string | undefined, status: UnitStatus | undefined): string | undefined => {
+		const changed = context.changedFiles.get(master.name);
+		if (recorded !== serviceFingerprint(inputs)) {
+			return recorded ? 'a file it reads changed' : 'not started by this install';
+		}
+
+		if (inputs.some(upload => changed?.has(upload.path))) {
+			return 'a file it reads was written in this run';
+		}
+
+		if (status?.active !== 'active') {
+			return `it is ${status?.active ?? 'unknown'}`;
+		}
+
+		return status.needsReload === 'no' ? undefined : 'its unit changed on disk';
+	};
+
+	return {
+		id: 'start',
+		title: 'Start the control plane and wait until ready',
+		needs: ['binaries', 'certs', 'encryption', 'audit', 'units'],
+		scope: 'each-master',
+		rollingWhenLive: true,
+		plan: (context, master) => services.flatMap((service, index): PlannedAction[] => [
+			{kind: 'remote', script: restartScript(service.name, index === 0), display: `${restartScript(service.name, index === 0)} (when a file it reads changed, or it is not active)`},
+			{kind: 'check', description: `wait until ${service.readyText(context, master)} (up to ${context.config.timeouts.readySeconds} s)`},
+		]),
+		async verify(context, master, record) {
+			const inputs = inputsOf(context, master);
+			const status = await unitStatus(context, master);
+			for (const service of services) {
+				const reason = reasonToRestart(context, master, service.name, inputs.get(service.name)!, record?.services?.[service.name], status.get(service.name));
+				if (reason) {
+					return {done: false, detail: `${service.name}: ${reason}`};
+				}
+
+				const readiness = await service.ready(context, master);
+				if (!readiness.ok) {
+					return {done: false, detail: `${service.name} not ready (${readiness.detail})`};
+				}
+			}
+
+			return {done: true, detail: 'all four services active and ready'};
+		},
+		async run(context, master) {
+			const inputs = inputsOf(context, master);
+			const status = await unitStatus(context, master);
+			const restarted: string[] = [];
+			for (const service of services) {
+				context.throwIfStopping();
+				const serviceInputList = inputs.get(service.name)!;
+				const recorded = context.state.host('start', master.name)?.services?.[service.name];
+				if (reasonToRestart(context, master, service.name, serviceInputList, recorded, status.get(service.name))) {
+					const script = restartScript(service.name, restarted.length === 0);
+					context.progress('start', master.name, {message: `restarting ${service.name}`});
+					// Type=notify (apiserver) and forking (nginx) return once started, or failed.
+					const result = await context.remote.run(master, script, {step: 'start', timeoutMs: (context.config.timeouts.readySeconds + 30) * 1000});
+					if (result.exitCode !== 0) {
+						throw await failure(context, master, service.name, `${service.name} did not start (exit ${result.exitCode})`, script);
+					}
+
+					restarted.push(service.name);
+				}
+
+				const readiness = await waitReady(context, master, service);
+				context.runner.log({event: 'health', host: master.name, service: service.name, ok: readiness.ok, detail: readiness.detail});
+				if (!readiness.ok) {
+					throw await failure(context, master, service.name, `${service.name} was not ready within ${context.config.timeouts.readySeconds} s (${readiness.detail})`, service.readyText(context, master));
+				}
+
+				context.state.recordService('start', master.name, service.name, serviceFingerprint(serviceInputList));
+			}
+
+			return restarted.length > 0 ? `restarted ${restarted.join(', ')}; all ready` : 'all ready, nothing restarted';
+		},
+	};
+}

@@ -1,0 +1,233 @@
+import {randomBytes} from 'node:crypto';
+import type {Master} from '../config/schema.js';
+import {ChecksFailed, StepError} from '../errors.js';
+import {sha256} from '../files.js';
+import {readCertificate} from '../pki/certs.js';
+import {shellQuote, shellWords} from '../remote/quote.js';
+import {leaderLockKind, livenessPath, readinessPath} from '../versions.js';
+import {etcdctlScript, kubectl} from './clients.js';
+import type {CheckResult} from './preflight.js';
+import {adminTls, readyThroughProxy} from './services.js';
+import type {PlannedAction, StepContext, StepDefinition} from './types.js';
+
+/** A certificate closer than this to its end is reported as a warning. */
+const expiryWarningDays = 30;
+const dayMs = 24 * 60 * 60 * 1000;
+
+async function endpointCheck(context: StepContext, master: Master, check: string, port: number, pathName: string): Promise<CheckResult> {
+	const answer = await context.probe(master.ip, port, pathName, adminTls(context));
+	if (answer.ok) {
+		const passed = answer.body.split('\n').filter(line => line.startsWith('[+]')).length;
+		return {check, level: 'pass', detail: passed > 0 ? `ok (${passed} checks passed)` : 'ok'};
+	}
+
+	const failed = answer.body.split('\n').filter(line => line.startsWith('[-]')).join('; ');
+	return {check, level: 'fail', detail: `${answer.error ?? `HTTP ${answer.status}`}${failed ? `: ${failed}` : ''}`, fix: `journalctl -u ${port === 6443 ? 'kube-apiserver' : port === 10_257 ? 'kube-controller-manager' : 'kube-scheduler'} on ${master.name}`};
+}
+
+async function proxyCheck(context: StepContext, master: Master): Promise<CheckResult> {
+	const pathName = `${readinessPath(context.config.kubeVersion)}?verbose`;
+	const answer = await readyThroughProxy(context, master, pathName, 'verify');
+	return answer.ok
+		? {check: 'via kube-nginx', level: 'pass', detail: `127.0.0.1:8443${pathName}: ${answer.output.split('\n').at(-1)}`}
+		: {check: 'via kube-nginx', level: 'fail', detail: `127.0.0.1:8443${pathName}: ${answer.detail}`, fix: `systemctl status kube-nginx on ${master.name}; its config is ${context.config.paths.nginxDir}/conf/kube-nginx.conf`};
+}
+
+/** Reads the installed certificates back from the master: present, ours, and how long they last. */
+async function certificateCheck(context: StepContext, master: Master): Promise<CheckResult> {
+	const ours = context.artifacts.filter(artifact => artifact.remote?.step === 'certs' && !artifact.secret && artifact.content.includes('BEGIN CERTIFICATE'));
+	const script = `for f in ${shellWords(ours.map(artifact => artifact.remote!.path))}; do echo "==> $f"; cat -- "$f" 2>/dev/null || echo missing; done`;
+	const result = await context.remote.check(master, script, {step: 'verify', display: `read ${ours.length} installed certificate(s)`});
+	const installed = new Map<string, string>();
+	for (const block of result.stdout.split('==> ').slice(1)) {
+		const newline = block.indexOf('\n');
+		installed.set(block.slice(0, newline), block.slice(newline + 1));
+	}
+
+	const now = Date.now();
+	const problems: string[] = [];
+	const notes: string[] = [];
+	let soonest: {name: string; notAfter: Date} | undefined;
+	for (const artifact of ours) {
+		const text = installed.get(artifact.remote!.path) ?? '';
+		let notAfter: Date;
+		try {
+			notAfter = readCertificate(text).notAfter;
+		} catch {
+			problems.push(`${artifact.name} is missing or unreadable`);
+			continue;
+		}
+
+		if (sha256(text) !== sha256(artifact.content)) {
+			notes.push(`${artifact.name} differs from the one this install made`);
+		}
+
+		if (notAfter.getTime() <= now) {
+			problems.push(`${artifact.name} expired on ${notAfter.toISOString().slice(0, 10)}`);
+		} else if (!soonest || notAfter < soonest.notAfter) {
+			soonest = {name: artifact.name, notAfter};
+		}
+	}
+
+	if (problems.length > 0) {
+		return {check: 'certificates', level: 'fail', detail: problems.join('; '), fix: 'run apply again to put the certificates in place (k8s-master-install apply --rotate NAME re-issues one)'};
+	}
+
+	const days = soonest ? Math.floor((soonest.notAfter.getTime() - now) / dayMs) : 0;
+	const detail = `${ours.length} certificates; first to expire: ${soonest?.name ?? '-'} on ${soonest?.notAfter.toISOString().slice(0, 10) ?? '-'} (${days} days)${notes.length > 0 ? `; ${notes.join('; ')}` : ''}`;
+	if (days < expiryWarningDays || notes.length > 0) {
+		return {check: 'certificates', level: 'warn', detail, fix: days < expiryWarningDays ? `renew it: k8s-master-install apply --rotate ${soonest!.name.replace(/\.pem$/, '')}` : 'run apply to put back the certificates this install made, or keep yours on purpose'};
+	}
+
+	return {check: 'certificates', level: 'pass', detail};
+}
+
+async function rbacCheck(context: StepContext, master: Master): Promise<CheckResult> {
+	// `get nodes/proxy` would ask about a node named "proxy"; the subresource is the real question.
+	const result = await kubectl(context, master, 'verify', ['auth', 'can-i', '--as', 'kubernetes', 'get', 'nodes', '--subresource=proxy']);
+	const answer = result.stdout.trim();
+	return answer === 'yes'
+		? {check: 'kubernetes may use nodes/proxy', level: 'pass', detail: 'kubectl auth can-i --as kubernetes get nodes --subresource=proxy: yes'}
+		: {check: 'kubernetes may use nodes/proxy', level: 'fail', detail: `kubectl auth can-i answered ${answer || result.stderr.trim().split('\n').at(-1) || `exit ${result.exitCode}`}`, fix: 'run apply again: its rbac step makes the binding kube-apiserver:kubelet-apis'};
+}
+
+const encryptedPrefix = 'k8s:enc:aescbc:v1:';
+
+/** Writes a throwaway secret, reads its raw value in etcd, and deletes it again. */
+async function encryptionCheck(context: StepContext, master: Master): Promise<CheckResult> {
+	const check = 'secrets encrypted in etcd';
+	const name = `k8smi-verify-${randomBytes(4).toString('hex')}`;
+	const marker = randomBytes(16).toString('hex');
+	const create = await kubectl(context, master, 'verify', ['-n', 'default', 'create', 'secret', 'generic', name, `--from-literal=check=${marker}`]);
+	if (create.exitCode !== 0) {
+		return {check, level: 'fail', detail: `could not create a test secret: ${create.stderr.trim().split('\n').at(-1) ?? ''}`, fix: 'check the apiserver logs (journalctl -u kube-apiserver)'};
+	}
+
+	try {
+		const get = etcdctlScript(context, master, ['get', `/registry/secrets/default/${name}`, '--print-value-only']);
+		const script = `v=$(${get} | head -c ${encryptedPrefix.length + 16} | tr -c '[:print:]' '.'); n=$(${get} | grep -a -c ${shellQuote(marker)}); echo "prefix=$v"; echo "plain=$n"`;
+		const result = await context.remote.check(master, script, {step: 'verify', display: `etcdctl get /registry/secrets/default/${name} (raw value)`});
+		const prefix = /^prefix=(.*)$/m.exec(result.stdout)?.[1] ?? '';
+		const plain = /^plain=(\d+)$/m.exec(result.stdout)?.[1] ?? '?';
+		if (prefix.startsWith(encryptedPrefix) && plain === '0') {
+			return {check, level: 'pass', detail: `raw value starts ${prefix.slice(0, prefix.indexOf(':', encryptedPrefix.length) + 1) || encryptedPrefix}`};
+		}
+
+		return {check, level: 'fail', detail: prefix ? `raw value starts "${prefix}"${plain === '0' ? '' : ', and the plain text is readable'}` : 'the secret is not in etcd under /registry/secrets/default/', fix: `every apiserver must run with --encryption-provider-config=${context.config.paths.configDir}/encryption-config.yaml; secrets written before that stay plain until rewritten (kubectl get secrets -A -o json | kubectl replace -f -)`};
+	} finally {
+		await kubectl(context, master, 'verify', ['-n', 'default', 'delete', 'secret', name, '--wait=false']);
+	}
+}
+
+type LeaderRecord = {holder: string; renewed: Date | undefined; leaseSeconds: number};
+
+async function leaderRecord(context: StepContext, master: Master, component: string): Promise<LeaderRecord | string> {
+	const kind = leaderLockKind(context.config.kubeVersion);
+	const result = await kubectl(context, master, 'verify', ['-n', 'kube-system', 'get', kind === 'leases' ? 'lease' : 'endpoints', component, '-o', 'json']);
+	if (result.exitCode !== 0) {
+		return result.stderr.trim().split('\n').at(-1) ?? `exit ${result.exitCode}`;
+	}
+
+	const object = JSON.parse(result.stdout) as {spec?: {holderIdentity?: string; renewTime?: string; leaseDurationSeconds?: number}; metadata?: {annotations?: Record<string, string>}};
+	// Before 1.17 the record is a JSON annotation on an Endpoints object.
+	const record = kind === 'leases'
+		? object.spec ?? {}
+		: JSON.parse(object.metadata?.annotations?.['control-plane.alpha.kubernetes.io/leader'] ?? '{}') as {holderIdentity?: string; renewTime?: string; leaseDurationSeconds?: number};
+	return {holder: record.holderIdentity ?? '', renewed: record.renewTime ? new Date(record.renewTime) : undefined, leaseSeconds: record.leaseDurationSeconds ?? 15};
+}
+
+/** A leader that renewed within its lease; waits for one (a restarted leader's lease must expire first). */
+async function leaderCheck(context: StepContext, master: Master, component: 'kube-controller-manager' | 'kube-scheduler'): Promise<CheckResult> {
+	const check = `leader ${component}`;
+	const deadline = Date.now() + (context.config.timeouts.readySeconds * 1000);
+	for (;;) {
+		const record = await leaderRecord(context, master, component);
+		const age = typeof record === 'string' || !record.renewed ? undefined : (Date.now() - record.renewed.getTime()) / 1000;
+		// The workstation's clock may differ from the leader's by a few seconds (preflight warns beyond 2 s).
+		if (typeof record !== 'string' && record.holder && age !== undefined && age < record.leaseSeconds + 10) {
+			return {check, level: 'pass', detail: `held by ${record.holder.split('_')[0]} (renewed ${Math.max(0, Math.round(age))} s ago)`};
+		}
+
+		if (Date.now() >= deadline) {
+			const detail = typeof record === 'string' ? record : record.holder ? `held by ${record.holder.split('_')[0]} but not renewed for ${Math.round(age ?? 0)} s` : 'no leader';
+			return {check, level: 'fail', detail, fix: `journalctl -u ${component} on the masters; each must reach https://127.0.0.1:8443 through kube-nginx`};
+		}
+
+		context.throwIfStopping();
+		await new Promise(resolve => setTimeout(resolve, 2000));
+	}
+}
+
+function report(context: StepContext, host: string, results: CheckResult[]): void {
+	for (const result of results) {
+		context.check('verify', host, result);
+	}
+}
+
+function failed(results: CheckResult[], host: string): ChecksFailed | undefined {
+	const failures = results.filter(result => result.level === 'fail');
+	return failures.length > 0
+		? new ChecksFailed({step: 'verify', host, message: `${failures.map(result => `${result.check}: ${result.detail}`).join('; ')}`, fix: failures[0]!.fix})
+		: undefined;
+}
+
+/** The first master whose apiserver answers: cluster-wide checks go through it. */
+async function reachableMaster(context: StepContext): Promise<Master> {
+	for (const master of context.config.masters) {
+		if ((await context.probe(master.ip, 6443, readinessPath(context.config.kubeVersion), adminTls(context))).ok) {
+			return master;
+		}
+	}
+
+	throw new StepError({step: 'verify', host: 'cluster', message: 'no apiserver answers: the cluster-wide checks cannot run', fix: 'run k8s-master-install status, then apply'});
+}
+
+export const verify: StepDefinition = {
+	id: 'verify',
+	title: 'Verify the control plane',
+	needs: ['start', 'rbac'],
+	scope: 'each-master',
+	plan: (context, master): PlannedAction[] => {
+		const version = context.config.kubeVersion;
+		return [
+			{kind: 'check', description: `https://${master.ip}:6443${livenessPath(version)} and ${readinessPath(version)}?verbose answer ok`},
+			{kind: 'check', description: `https://127.0.0.1:8443${readinessPath(version)}?verbose answers ok on the master (through kube-nginx)`},
+			{kind: 'check', description: `https://${master.ip}:10257/healthz and :10259/healthz answer ok`},
+			{kind: 'check', description: 'the installed certificates are the ones made here, and not expired'},
+			{kind: 'check', description: 'once for the cluster: kubectl auth can-i --as kubernetes get nodes --subresource=proxy; a test secret is stored encrypted (k8s:enc:aescbc:v1:) in etcd, then deleted; controller-manager and scheduler have a leader'},
+		];
+	},
+	// Checks are always done again: their answer is about now.
+	verify: async () => ({done: false}),
+	async run(context, master) {
+		const version = context.config.kubeVersion;
+		const results = [
+			await endpointCheck(context, master, 'apiserver live', 6443, livenessPath(version)),
+			await endpointCheck(context, master, 'apiserver ready', 6443, `${readinessPath(version)}?verbose`),
+			await proxyCheck(context, master),
+			await endpointCheck(context, master, 'controller-manager healthy', 10_257, '/healthz'),
+			await endpointCheck(context, master, 'scheduler healthy', 10_259, '/healthz'),
+			await certificateCheck(context, master),
+		];
+		report(context, master.name, results);
+		const failure = failed(results, master.name);
+		if (failure) {
+			throw failure;
+		}
+
+		return `${results.length} checks passed${results.some(result => result.level === 'warn') ? ' (with warnings)' : ''}`;
+	},
+	async afterAll(context) {
+		const master = await reachableMaster(context);
+		const results = [
+			await rbacCheck(context, master),
+			await encryptionCheck(context, master),
+			...await Promise.all([leaderCheck(context, master, 'kube-controller-manager'), leaderCheck(context, master, 'kube-scheduler')]),
+		];
+		report(context, 'cluster', results);
+		const failure = failed(results, 'cluster');
+		if (failure) {
+			throw failure;
+		}
+	},
+};
