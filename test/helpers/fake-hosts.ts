@@ -5,7 +5,8 @@ import type {HealthAnswer} from '../../source/remote/health.js';
 
 type FakeFile = {content: Buffer; mode: number; owner: string};
 
-export type FakeHost = {ip: string; files: Map<string, FakeFile>; active: boolean; reachable: boolean; restarts: number; clockOffsetMs: number; listening: Array<{port: number; process: string}>};
+/** active/restarts: the apiserver; units: the other services that run (kube-nginx, controller-manager, scheduler). */
+export type FakeHost = {ip: string; files: Map<string, FakeFile>; active: boolean; reachable: boolean; restarts: number; units: Set<string>; unitRestarts: Map<string, number>; clockOffsetMs: number; listening: Array<{port: number; process: string}>};
 
 const ok = (stdout = ''): CommandResult => ({exitCode: 0, stdout, stderr: '', durationMs: 1, timedOut: false});
 const fail = (exitCode: number, stderr: string): CommandResult => ({exitCode, stdout: '', stderr, durationMs: 1, timedOut: false});
@@ -52,6 +53,8 @@ export class FakeCluster {
 	readonly hosts = new Map<string, FakeHost>();
 	readonly calls: CommandSpec[] = [];
 	readonly bindings = new Map<string, string>();
+	/** Secrets created through kubectl (verify's test secret). */
+	readonly secrets = new Set<string>();
 	/** Masters whose apiserver fails to start, and the order restarts happened in. */
 	readonly failRestart = new Set<string>();
 	readonly restartOrder: string[] = [];
@@ -62,7 +65,7 @@ export class FakeCluster {
 
 	constructor(ips: string[]) {
 		for (const ip of ips) {
-			this.hosts.set(ip, {ip, files: new Map(), active: false, reachable: true, restarts: 0, clockOffsetMs: 0, listening: []});
+			this.hosts.set(ip, {ip, files: new Map(), active: false, reachable: true, restarts: 0, units: new Set(), unitRestarts: new Map(), clockOffsetMs: 0, listening: []});
 		}
 	}
 
@@ -84,10 +87,18 @@ export class FakeCluster {
 		return fail(127, `${spec.command}: not faked`);
 	};
 
-	readonly probe = async (ip: string): Promise<HealthAnswer> => {
+	readonly probe = async (ip: string, port: number, pathName: string): Promise<HealthAnswer> => {
 		const host = this.hosts.get(ip);
-		return host?.active && host.reachable ? {ok: true, status: 200, body: 'ok'} : {ok: false, status: 0, body: '', error: 'connect ECONNREFUSED'};
+		const up = port === 6443 ? host?.active : host?.units.has(port === 10_257 ? 'kube-controller-manager' : 'kube-scheduler');
+		const body = pathName.endsWith('?verbose') ? '[+]ping ok\n[+]etcd ok\nreadyz check passed' : 'ok';
+		return up && host!.reachable ? {ok: true, status: 200, body} : {ok: false, status: 0, body: '', error: 'connect ECONNREFUSED'};
 	};
+
+	/** Every unit a master runs, the apiserver included. */
+	running(ip: string): string[] {
+		const host = this.hosts.get(ip)!;
+		return [...(host.active ? ['kube-apiserver'] : []), ...[...host.units].sort()];
+	}
 
 	/** Takes a master off the network from its first command of a step on (preflight passed); returns the repair. */
 	cutDuring(step: string, ip: string): () => void {
@@ -140,6 +151,16 @@ export class FakeCluster {
 			].join('\n'));
 		}
 
+		if (script.startsWith('for u in ')) {
+			const names = script.slice('for u in '.length, script.indexOf(';')).split(' ');
+			return ok(names.map(name => `${name} ${(name === 'kube-apiserver' ? host.active : host.units.has(name)) ? 'active' : 'inactive'} no`).join('\n'));
+		}
+
+		if (script.startsWith('for f in ') && script.includes('echo "==> $f"')) {
+			const paths = unquoteWords(script.slice('for f in '.length, script.indexOf('; do')));
+			return ok(paths.map(file => `==> ${file}\n${host.files.get(file)?.content.toString() ?? 'missing\n'}`).join(''));
+		}
+
 		if (script.startsWith('for f in ')) {
 			const paths = unquoteWords(script.slice('for f in '.length, script.indexOf('; do')));
 			const lines = paths.flatMap(file => {
@@ -167,7 +188,19 @@ export class FakeCluster {
 			return ok(script.startsWith('cat -- ') ? host.files.get(unquoteWords(script)[2]!)?.content.toString() ?? '' : '');
 		}
 
-		if (script.includes('systemctl restart kube-apiserver')) {
+		const restart = /systemctl restart ([\w-]+)/.exec(script);
+		if (restart) {
+			const unit = restart[1]!;
+			if (!host.files.has(`/etc/systemd/system/${unit}.service`)) {
+				return fail(5, `Failed to restart ${unit}.service: Unit ${unit}.service not found.`);
+			}
+
+			if (unit !== 'kube-apiserver') {
+				host.units.add(unit);
+				host.unitRestarts.set(unit, (host.unitRestarts.get(unit) ?? 0) + 1);
+				return ok();
+			}
+
 			this.restartOrder.push(host.ip);
 			if (this.failRestart.has(host.ip)) {
 				host.active = false;
@@ -179,12 +212,22 @@ export class FakeCluster {
 			return ok();
 		}
 
-		if (script.startsWith('systemctl is-active')) {
-			return ok(`${host.active ? 'active' : 'inactive'}\nno\n`);
+		if (script.includes('kubectl') && script.includes('--raw=')) {
+			const apiserverUp = [...this.hosts.values()].some(each => each.active && each.reachable);
+			return host.units.has('kube-nginx') && apiserverUp ? ok(script.includes('verbose') ? '[+]ping ok\nreadyz check passed' : 'ok') : fail(1, 'The connection to the server 127.0.0.1:8443 was refused - did you specify the right host or port?');
 		}
 
 		if (script.startsWith('journalctl')) {
 			return ok('kube-apiserver: fake journal');
+		}
+
+		if (script.includes('etcdctl') && script.includes('--print-value-only')) {
+			const name = /\/registry\/secrets\/default\/([\w-]+)/.exec(script)?.[1] ?? '';
+			if (!this.secrets.has(name)) {
+				return ok('prefix=\nplain=0\n');
+			}
+
+			return ok(host.files.has('/etc/kubernetes/encryption-config.yaml') ? 'prefix=k8s:enc:aescbc:v1:key1:..x.\nplain=0\n' : 'prefix=k8s..v1..Secret..\nplain=1\n');
 		}
 
 		if (script.includes('etcdctl')) {
@@ -196,6 +239,33 @@ export class FakeCluster {
 	}
 
 	private kubectl(args: readonly string[]): CommandResult {
+		const at = (word: string) => args.indexOf(word);
+		if (at('auth') >= 0) {
+			return this.bindings.has('kube-apiserver:kubelet-apis') ? ok('yes\n') : {...fail(1, ''), stdout: 'no\n'};
+		}
+
+		if (at('secret') >= 0) {
+			const name = args[at('secret') + (at('generic') >= 0 ? 2 : 1)]!;
+			if (at('create') >= 0) {
+				this.secrets.add(name);
+				return ok(`secret/${name} created`);
+			}
+
+			this.secrets.delete(name);
+			return ok(`secret "${name}" deleted`);
+		}
+
+		if (at('lease') >= 0 || at('endpoints') >= 0) {
+			const component = args[Math.max(at('lease'), at('endpoints')) + 1]!;
+			const leader = [...this.hosts.values()].find(host => host.units.has(component));
+			if (!leader) {
+				return fail(1, `Error from server (NotFound): leases.coordination.k8s.io "${component}" not found`);
+			}
+
+			const record = {holderIdentity: `${leader.ip}_0f0e`, leaseDurationSeconds: 15, renewTime: new Date().toISOString()};
+			return ok(JSON.stringify(at('lease') >= 0 ? {spec: record} : {metadata: {annotations: {'control-plane.alpha.kubernetes.io/leader': JSON.stringify(record)}}}));
+		}
+
 		const verb = args.find(arg => arg === 'get' || arg === 'create');
 		const name = 'kube-apiserver:kubelet-apis';
 		if (verb === 'get') {

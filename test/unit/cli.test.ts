@@ -42,7 +42,9 @@ describe('command line', () => {
 		expect((await run(['render', '--config', configFile, '--state-dir', stateDir, '--out', out])).code).toBe(0);
 		const files = readdirSync(out).sort();
 		expect(files).toContain('kube-apiserver-172.24.8.73.service');
-		expect(files).not.toContain('sa.key');
+		// New clusters get a dedicated service-account key on every release (the tutorial reused the CA key).
+		expect(files).toContain('sa.key');
+		expect(files).toContain('kube-scheduler-172.24.8.71.service');
 		const modes = Object.fromEntries(files.map(file => [file, statSync(path.join(out, file)).mode & 0o777]));
 		expect(modes['ca-key.pem']).toBe(0o600);
 		expect(modes['encryption-config.yaml']).toBe(0o600);
@@ -56,7 +58,7 @@ describe('command line', () => {
 		const {dir, tarball, stateDir} = makeFixture();
 		const configFile = writeConfig(dir, baseConfig(tarball));
 		const plan = await run(['plan', '--config', configFile, '--state-dir', stateDir, '--json']);
-		expect(JSON.parse(plan.out).steps).toHaveLength(9);
+		expect(JSON.parse(plan.out).steps).toHaveLength(10);
 		const status = await run(['status', '--config', configFile, '--state-dir', stateDir]);
 		expect(status.code).toBe(0);
 		expect(status.out).toContain('No apply has run yet.');

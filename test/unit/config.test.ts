@@ -31,7 +31,7 @@ describe('config', () => {
 		const {dir, tarball} = makeFixture();
 		const config = loadConfig(writeConfig(dir, baseConfig(tarball)));
 		expect(config.serviceIp).toBe('10.254.0.1');
-		expect(config.paths).toEqual({k8sDir: '/data/k8s/k8s', binDir: '/opt/k8s/bin', certDir: '/etc/kubernetes/cert', configDir: '/etc/kubernetes'});
+		expect(config.paths).toEqual({k8sDir: '/data/k8s/k8s', binDir: '/opt/k8s/bin', certDir: '/etc/kubernetes/cert', configDir: '/etc/kubernetes', nginxDir: '/opt/k8s/kube-nginx'});
 		expect(config.ssh.hostKeys).toBe('strict');
 		expect(config.kubeVersion.minor).toBe(28);
 	});

@@ -50,11 +50,21 @@ describe('apply', () => {
 			expect(hostFile(cluster, ip, '/etc/kubernetes/cert/kubernetes-key.pem')?.mode).toBe(0o600);
 			expect(hostFile(cluster, ip, '/etc/kubernetes/encryption-config.yaml')?.mode).toBe(0o600);
 			expect(hostFile(cluster, ip, '/etc/systemd/system/kube-apiserver.service')?.content.toString()).toContain(`--advertise-address=${ip}`);
+			expect(cluster.running(ip)).toEqual(['kube-apiserver', 'kube-controller-manager', 'kube-nginx', 'kube-scheduler']);
+			expect(hostFile(cluster, ip, '/etc/kubernetes/kube-controller-manager.kubeconfig')?.mode).toBe(0o600);
+			expect(hostFile(cluster, ip, '/etc/kubernetes/cert/ca-key.pem')?.mode).toBe(0o600);
+			expect(hostFile(cluster, ip, '/opt/k8s/kube-nginx/conf/kube-nginx.conf')?.content.toString()).toContain('listen 127.0.0.1:8443;');
 		}
+
+		// verify wrote a test secret, found it encrypted in etcd, and deleted it.
+		expect(cluster.secrets.size).toBe(0);
+		const verified = events.filter(event => event.type === 'check' && event.step === 'verify');
+		expect(verified.length).toBeGreaterThanOrEqual(ips.length * 6 + 4);
+		expect(verified.filter(event => event.type === 'check' && event.level === 'fail')).toEqual([]);
 
 		expect(cluster.bindings.has('kube-apiserver:kubelet-apis')).toBe(true);
 		const stepsDone = events.filter(event => event.type === 'step-done').map(event => event.type === 'step-done' && `${event.step}:${event.outcome}`);
-		expect(stepsDone).toEqual(['preflight:done', 'binaries:done', 'certs:done', 'encryption:done', 'audit:done', 'units:done', 'start:done', 'etcd-check:done', 'rbac:done']);
+		expect(stepsDone).toEqual(['preflight:done', 'binaries:done', 'certs:done', 'encryption:done', 'audit:done', 'units:done', 'start:done', 'etcd-check:done', 'rbac:done', 'verify:done']);
 		expect(instance.state.snapshot.run?.status).toBe('done');
 	});
 
@@ -63,12 +73,14 @@ describe('apply', () => {
 		await engine().engine.apply({confirm: true});
 		const uploads = cluster.uploads().length;
 		const restarts = ips.map(ip => cluster.hosts.get(ip)!.restarts);
+		const unitRestarts = ips.map(ip => JSON.stringify([...cluster.hosts.get(ip)!.unitRestarts]));
 		const {engine: again, events} = engine();
 		await again.apply({confirm: true});
 		expect(cluster.uploads()).toHaveLength(uploads);
 		expect(ips.map(ip => cluster.hosts.get(ip)!.restarts)).toEqual(restarts);
-		// Preflight and the etcd check are checks: they run every time and change nothing.
-		const outcomes = events.filter(event => event.type === 'host-done' && event.step !== 'etcd-check' && event.step !== 'preflight').map(event => event.type === 'host-done' && event.outcome);
+		expect(ips.map(ip => JSON.stringify([...cluster.hosts.get(ip)!.unitRestarts]))).toEqual(unitRestarts);
+		// Preflight, the etcd check and verify are checks: they run every time and change nothing.
+		const outcomes = events.filter(event => event.type === 'host-done' && !['etcd-check', 'preflight', 'verify'].includes(event.step)).map(event => event.type === 'host-done' && event.outcome);
 		expect(new Set(outcomes)).toEqual(new Set(['skipped']));
 	});
 
@@ -172,7 +184,31 @@ describe('apply', () => {
 		expect(written).toHaveLength(3);
 		expect(written.every(script => script.includes('/etc/kubernetes/cert/kubernetes.pem'))).toBe(true);
 		expect(ips.map(ip => cluster.hosts.get(ip)!.restarts)).toEqual([2, 2, 2]);
+		// The other services do not read the apiserver's certificate.
+		expect(ips.map(ip => [...cluster.hosts.get(ip)!.unitRestarts.values()])).toEqual([[1, 1, 1], [1, 1, 1], [1, 1, 1]]);
 		expect(events.some(event => event.type === 'material' && event.changes.some(change => change.item === 'kubernetes certificate' && change.action === 'reissued'))).toBe(true);
+	});
+
+	test('a change only the scheduler reads restarts only the schedulers', async () => {
+		const {cluster, engine, configFile, tarball} = setup();
+		await engine().engine.apply({confirm: true});
+		writeConfig(path.dirname(configFile), {...baseConfig(tarball), extraFlags: {'kube-scheduler': ['--v=4']}});
+		const {engine: again, events} = engine();
+		await again.apply({confirm: true});
+		expect(ips.map(ip => cluster.hosts.get(ip)!.restarts)).toEqual([1, 1, 1]);
+		expect(ips.map(ip => Object.fromEntries(cluster.hosts.get(ip)!.unitRestarts))).toEqual(ips.map(() => ({'kube-nginx': 1, 'kube-controller-manager': 1, 'kube-scheduler': 2})));
+		expect(hostFile(cluster, ips[0]!, '/etc/systemd/system/kube-scheduler.service')?.content.toString()).toMatch(/--v=4$/m);
+		expect(events.some(event => event.type === 'host-done' && event.step === 'start' && event.detail === 'restarted kube-scheduler; all ready')).toBe(true);
+	});
+
+	test('a unit that stopped on a master is started again by the next apply, the others are left running', async () => {
+		const {cluster, engine} = setup();
+		await engine().engine.apply({confirm: true});
+		cluster.hosts.get('172.24.8.72')!.units.delete('kube-controller-manager');
+		await engine().engine.apply({confirm: true});
+		expect(cluster.running('172.24.8.72')).toContain('kube-controller-manager');
+		expect(ips.map(ip => cluster.hosts.get(ip)!.unitRestarts.get('kube-controller-manager'))).toEqual([1, 2, 1]);
+		expect(ips.map(ip => cluster.hosts.get(ip)!.restarts)).toEqual([1, 1, 1]);
 	});
 });
 
@@ -257,7 +293,7 @@ describe('plan', () => {
 		const {cluster, engine, stateDir} = setup();
 		const {engine: instance} = engine();
 		const plan = await instance.plan();
-		expect(plan.steps.map(step => step.id)).toEqual(['preflight', 'binaries', 'certs', 'encryption', 'audit', 'units', 'start', 'etcd-check', 'rbac']);
+		expect(plan.steps.map(step => step.id)).toEqual(['preflight', 'binaries', 'certs', 'encryption', 'audit', 'units', 'start', 'etcd-check', 'rbac', 'verify']);
 		expect(plan.steps[1]!.hosts.map(host => host.host)).toEqual(['k8smaster01', 'k8smaster02', 'k8smaster03']);
 		expect(cluster.calls).toHaveLength(0);
 		expect(existsSync(stateDir)).toBe(false);
@@ -292,7 +328,7 @@ describe('secrets', () => {
 		}
 
 		const privateKeys = readdirSync(path.join(stateDir, 'kubernetes', 'pki')).filter(file => file.endsWith('-key.pem') || file === 'sa.key');
-		expect(privateKeys).toHaveLength(5);
+		expect(privateKeys).toHaveLength(7);
 		for (const file of privateKeys) {
 			const body = readFileSync(path.join(stateDir, 'kubernetes', 'pki', file), 'utf8').split('\n')[1]!.trim();
 			expect(body.length).toBeGreaterThan(40);

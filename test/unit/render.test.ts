@@ -7,9 +7,9 @@ import {renderArtifacts, renderUnit} from '../../source/render/artifacts.js';
 import {Workspace} from '../../source/workspace.js';
 import {baseConfig, makeFixture, writeConfig} from '../helpers/fixture.js';
 
-function configFor(version: string) {
+function configFor(version: string, settings: Record<string, unknown> = {}) {
 	const {dir, tarball} = makeFixture(version);
-	return {dir, config: loadConfig(writeConfig(dir, baseConfig(tarball, version)))};
+	return {dir, config: loadConfig(writeConfig(dir, {...baseConfig(tarball, version), ...settings}))};
 }
 
 function flagsOf(unit: string): string[] {
@@ -38,8 +38,8 @@ const tutorialFlags = [
 ];
 
 describe('rendering the unit', () => {
-	test('v1.14.2 gets exactly the tutorial\'s flags, in its order', () => {
-		const {config} = configFor('v1.14.2');
+	test('v1.14.2 gets exactly the tutorial\'s flags, in its order, when the CA key signs service-account tokens as there', () => {
+		const {config} = configFor('v1.14.2', {serviceAccount: {signingKey: 'ca'}});
 		expect(flagsOf(renderUnit(config, '172.24.8.71'))).toEqual(tutorialFlags);
 	});
 
@@ -106,10 +106,16 @@ describe('rendering the artifacts', () => {
 		expect(artifacts.map(artifact => artifact.name).sort()).toEqual([
 			'admin-key.pem', 'admin.kubeconfig', 'admin.pem', 'audit-policy.yaml', 'ca-key.pem', 'ca.pem', 'encryption-config.yaml',
 			'kube-apiserver-172.24.8.71.service', 'kube-apiserver-172.24.8.72.service', 'kube-apiserver-172.24.8.73.service',
+			'kube-controller-manager-172.24.8.71.service', 'kube-controller-manager-172.24.8.72.service', 'kube-controller-manager-172.24.8.73.service',
+			'kube-controller-manager-key.pem', 'kube-controller-manager.kubeconfig', 'kube-controller-manager.pem',
+			'kube-nginx.conf', 'kube-nginx.service',
+			'kube-scheduler-172.24.8.71.service', 'kube-scheduler-172.24.8.72.service', 'kube-scheduler-172.24.8.73.service',
+			'kube-scheduler-key.pem', 'kube-scheduler.kubeconfig', 'kube-scheduler.pem', 'kube-scheduler.yaml',
 			'kubernetes-key.pem', 'kubernetes.pem', 'proxy-client-key.pem', 'proxy-client.pem', 'sa.key', 'sa.pub',
 		]);
 		const local = artifacts.filter(artifact => !artifact.remote).map(artifact => artifact.name).sort();
-		expect(local).toEqual(['admin-key.pem', 'admin.kubeconfig', 'admin.pem', 'ca-key.pem']);
+		// The CA key goes to the masters too: the controller-manager signs the kubelets' certificates with it.
+		expect(local).toEqual(['admin-key.pem', 'admin.kubeconfig', 'admin.pem']);
 		for (const artifact of artifacts) {
 			expect(artifact.mode, artifact.name).toBe(artifact.secret ? 0o600 : 0o644);
 			expect(artifact.secret, artifact.name).toBe(/key|encryption|kubeconfig/.test(artifact.name));

@@ -44,7 +44,7 @@ describe('plan and run', () => {
 		expect(existsSync(stateDir)).toBe(false);
 		expect(plan).toContain('Plan for cluster kubernetes: Kubernetes v1.28.7 on 3 masters');
 		expect(plan).toMatch(/Step\s+k8smaster01\s+k8smaster02\s+k8smaster03/);
-		expect(plan).toMatch(/Place certificates and keys\s+○ 7 files\s+○ 7 files\s+○ 7 files/);
+		expect(plan).toMatch(/Place certificates and keys\s+○ 14 files\s+○ 14 files\s+○ 14 files/);
 		expect(plan).toMatch(/Let the apiserver use the kubelet API \(RBAC\)\s+○ once for the cluster, via k8smaster01/);
 		expect(plan).toContain('↑↓ choose  ·  Enter select  ·  q quit');
 		expect(cluster.calls).toHaveLength(0);

@@ -1,0 +1,249 @@
+import {existsSync, mkdirSync, writeFileSync} from 'node:fs';
+import path from 'node:path';
+import YAML from 'yaml';
+import {describe, expect, test} from 'vitest';
+import {loadConfig} from '../../source/config/load.js';
+import {Engine} from '../../source/engine/engine.js';
+import type {EngineEvent} from '../../source/engine/events.js';
+import {headlessPrompter} from '../../source/engine/prompts.js';
+import {InputErrors, isInputError} from '../../source/errors.js';
+import {ensureMaterial} from '../../source/pki/material.js';
+import {readCertificate} from '../../source/pki/certs.js';
+import {renderArtifacts, renderUnit} from '../../source/render/artifacts.js';
+import {releaseMisfits} from '../../source/render/fit.js';
+import {Runner} from '../../source/runner.js';
+import {configKinds, parseVersion, schedulerConfigVersion} from '../../source/versions.js';
+import {Workspace} from '../../source/workspace.js';
+import {FakeCluster} from '../helpers/fake-hosts.js';
+import {baseConfig, makeFixture, writeConfig} from '../helpers/fixture.js';
+
+const ips = ['172.24.8.71', '172.24.8.72', '172.24.8.73'];
+
+function flagsOf(unit: string): string[] {
+	return [...unit.matchAll(/^\s+(--[\w-]+(?:=\S+)?)/gm)].map(match => match[1]!);
+}
+
+function configFor(version: string, settings: Record<string, unknown> = {}) {
+	const fixture = makeFixture(version);
+	return {...fixture, config: loadConfig(writeConfig(fixture.dir, {...baseConfig(fixture.tarball, version), ...settings}))};
+}
+
+async function artifactsFor(version: string, settings: Record<string, unknown> = {}) {
+	const {config, stateDir} = configFor(version, settings);
+	const {material} = await ensureMaterial(config, new Workspace(stateDir, config.name));
+	return {config, material, artifacts: renderArtifacts(config, material)};
+}
+
+describe('controller-manager and scheduler', () => {
+	test('v1.14.2 gets the tutorial\'s flags of its time; v1.28.7 none that it refuses', () => {
+		const old = configFor('v1.14.2').config;
+		const oldFlags = flagsOf(renderUnit(old, '172.24.8.71', 'kube-controller-manager'));
+		for (const flag of ['--port=0', '--experimental-cluster-signing-duration=876000h', '--pod-eviction-timeout=6m0s', '--logtostderr=true', '--leader-elect', '--secure-port=10257', '--bind-address=172.24.8.71']) {
+			expect(oldFlags).toContain(flag);
+		}
+
+		const current = configFor('v1.28.7').config;
+		const cm = flagsOf(renderUnit(current, '172.24.8.72', 'kube-controller-manager'));
+		expect(cm).toContain('--cluster-signing-duration=876000h');
+		expect(cm).toContain('--service-account-private-key-file=/etc/kubernetes/cert/sa.key');
+		expect(cm).toContain('--kubeconfig=/etc/kubernetes/kube-controller-manager.kubeconfig');
+		for (const removed of ['--port=0', '--experimental-cluster-signing-duration=876000h', '--pod-eviction-timeout=6m0s', '--logtostderr=true']) {
+			expect(cm).not.toContain(removed);
+		}
+
+		const scheduler = flagsOf(renderUnit(current, '172.24.8.72', 'kube-scheduler'));
+		expect(scheduler).toContain('--config=/etc/kubernetes/kube-scheduler.yaml');
+		expect(scheduler).toContain('--secure-port=10259');
+		expect(scheduler).not.toContain('--port=0');
+	});
+
+	test('the scheduler config kind is one each release reads, for every supported release', () => {
+		const expected: Record<number, string> = {14: 'v1alpha1', 18: 'v1alpha1', 19: 'v1beta1', 21: 'v1beta1', 22: 'v1beta2', 23: 'v1beta3', 24: 'v1beta3', 25: 'v1', 28: 'v1', 34: 'v1'};
+		for (const [minor, kind] of Object.entries(expected)) {
+			expect(schedulerConfigVersion(parseVersion(`v1.${minor}.0`)!), `1.${minor}`).toBe(kind);
+		}
+
+		for (let minor = 14; minor <= 34; minor++) {
+			const version = parseVersion(`v1.${minor}.0`)!;
+			const apiVersion = `kubescheduler.config.k8s.io/${schedulerConfigVersion(version)}`;
+			const accepted = configKinds.filter(entry => entry.apiVersion === apiVersion && (entry.since ?? 0) <= minor && (entry.until ?? 999) > minor);
+			expect(accepted, `1.${minor}`).toHaveLength(1);
+		}
+	});
+
+	test('every release from v1.14 to v1.34 renders files that fit it', async () => {
+		const {material} = await artifactsFor('v1.28.7');
+		for (let minor = 14; minor <= 34; minor++) {
+			const {config} = configFor(`v1.${minor}.3`);
+			expect(releaseMisfits(config, renderArtifacts(config, material)), `v1.${minor}.3`).toEqual([]);
+		}
+	});
+
+	test('component certificates name the user and group the default RBAC roles expect, and serve on the masters\' addresses', async () => {
+		const {material} = await artifactsFor('v1.28.7');
+		for (const component of ['kube-controller-manager', 'kube-scheduler'] as const) {
+			const facts = readCertificate(material.leaves[component].certPem);
+			expect(facts.subject).toContain(`O=system:${component}`);
+			expect(facts.subject).toContain(`CN=system:${component}`);
+			expect(facts.ipSans).toEqual(['127.0.0.1', ...ips].sort());
+			expect(facts.serverAuth && facts.clientAuth).toBe(true);
+		}
+	});
+
+	test('component kubeconfigs reach the apiservers through kube-nginx with their own certificate', async () => {
+		const {artifacts, material} = await artifactsFor('v1.28.7');
+		const kubeconfig = YAML.parse(artifacts.find(artifact => artifact.name === 'kube-scheduler.kubeconfig')!.content);
+		expect(kubeconfig.clusters[0].cluster.server).toBe('https://127.0.0.1:8443');
+		expect(kubeconfig.users[0].name).toBe('system:kube-scheduler');
+		expect(Buffer.from(kubeconfig.users[0].user['client-certificate-data'], 'base64').toString()).toBe(material.leaves['kube-scheduler'].certPem);
+		const schedulerConfig = YAML.parse(artifacts.find(artifact => artifact.name === 'kube-scheduler.yaml')!.content);
+		expect(schedulerConfig).toEqual({apiVersion: 'kubescheduler.config.k8s.io/v1', kind: 'KubeSchedulerConfiguration', clientConnection: {kubeconfig: '/etc/kubernetes/kube-scheduler.kubeconfig'}, leaderElection: {leaderElect: true}});
+	});
+});
+
+describe('kube-nginx', () => {
+	test('proxies 127.0.0.1:8443 to every apiserver with a short connect timeout, loading the distribution\'s stream module', async () => {
+		const {artifacts} = await artifactsFor('v1.28.7');
+		const nginx = artifacts.find(artifact => artifact.name === 'kube-nginx.conf')!.content;
+		expect(nginx.split('\n')[0]).toBe('load_module /usr/lib/nginx/modules/ngx_stream_module.so;');
+		expect(nginx).toContain('listen 127.0.0.1:8443;');
+		expect(nginx).toContain('proxy_connect_timeout 1s;');
+		expect([...nginx.matchAll(/server (\S+):6443 /g)].map(match => match[1])).toEqual(ips);
+		const unit = artifacts.find(artifact => artifact.name === 'kube-nginx.service')!.content;
+		expect(unit).toContain('ExecStart=/usr/sbin/nginx -c /opt/k8s/kube-nginx/conf/kube-nginx.conf -p /opt/k8s/kube-nginx');
+		expect(unit).toContain('PIDFile=/opt/k8s/kube-nginx/logs/kube-nginx.pid');
+	});
+
+	test('an nginx built with the stream module loads nothing', async () => {
+		const {artifacts} = await artifactsFor('v1.28.7', {nginx: {binary: '/opt/k8s/kube-nginx/sbin/kube-nginx', streamModule: 'builtin'}});
+		expect(artifacts.find(artifact => artifact.name === 'kube-nginx.conf')!.content).not.toContain('load_module');
+		expect(artifacts.find(artifact => artifact.name === 'kube-nginx.service')!.content).toContain('ExecStart=/opt/k8s/kube-nginx/sbin/kube-nginx -c');
+	});
+});
+
+describe('fit to the release', () => {
+	test('an extra flag the release removed is named with the field and the fix; apply refuses it before any host is touched', async () => {
+		const {config, dir, stateDir} = configFor('v1.28.7', {extraFlags: {'kube-apiserver': ['--insecure-port=0']}});
+		const cluster = new FakeCluster(ips);
+		const engine = new Engine({config, workspace: new Workspace(stateDir, config.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe});
+		const warnings: string[] = [];
+		engine.subscribe(event => {
+			if (event.type === 'warning') {
+				warnings.push(event.message);
+			}
+		});
+		await engine.plan();
+		expect(warnings.join('\n')).toMatch(/kube-apiserver-172\.24\.8\.71\.service: --insecure-port=0 is refused by kube-apiserver from v1\.24; apply refuses it/);
+		const error = await engine.apply({confirm: true}).catch((error_: unknown) => error_);
+		expect(isInputError(error)).toBe(true);
+		expect((error as InputErrors).message).toMatch(/extraFlags\.kube-apiserver.*v1\.28\.7.*--insecure-port=0 is refused.*Fix: drop it/s);
+		expect(cluster.calls.filter(call => call.command === 'ssh')).toEqual([]);
+		expect(existsSync(path.join(stateDir, 'kubernetes', 'state.json'))).toBe(false);
+		expect(dir).toBeTruthy();
+	});
+
+	test('an operator\'s template with the tutorial\'s v1beta1 audit policy is refused on v1.24 and accepted on v1.23', async () => {
+		const templates = path.join(makeFixture().dir, 'templates');
+		mkdirSync(templates);
+		writeFileSync(path.join(templates, 'audit-policy.yaml'), 'apiVersion: audit.k8s.io/v1beta1\nkind: Policy\nrules:\n  - level: Metadata\n');
+		const newer = await artifactsFor('v1.24.0', {templatesDir: templates});
+		expect(releaseMisfits(newer.config, newer.artifacts)).toEqual([{file: 'audit-policy.yaml', problem: 'audit.k8s.io/v1beta1 Policy is not read by v1.24.0 (it reads audit.k8s.io/v1 Policy)', fix: expect.stringContaining('audit.k8s.io/v1') as string}]);
+		const older = await artifactsFor('v1.23.0', {templatesDir: templates});
+		expect(releaseMisfits(older.config, older.artifacts)).toEqual([]);
+	});
+
+	test('an operator\'s unit template with the tutorial\'s v1.14 flags is refused on 1.28, one misfit per flag', async () => {
+		const templates = path.join(makeFixture().dir, 'templates');
+		mkdirSync(templates);
+		writeFileSync(path.join(templates, 'kube-apiserver.service'), '[Service]\nExecStart={{BIN_DIR}}/kube-apiserver \\\n  --feature-gates=DynamicAuditing=true \\\n  --insecure-port=0 \\\n  --kubelet-https=true \\\n  --logtostderr=true \\\n  --service-account-key-file=/etc/kubernetes/cert/ca.pem\n');
+		const {config, artifacts} = await artifactsFor('v1.28.7', {templatesDir: templates});
+		const misfits = releaseMisfits(config, artifacts).filter(misfit => misfit.file === 'kube-apiserver-172.24.8.71.service');
+		expect(misfits.map(misfit => misfit.problem)).toEqual([
+			'--feature-gates=DynamicAuditing=true is refused by kube-apiserver from v1.19',
+			'--insecure-port=0 is refused by kube-apiserver from v1.24',
+			'--kubelet-https=true is refused by kube-apiserver from v1.22',
+			'--logtostderr=true is refused by kube-apiserver from v1.26',
+			'kube-apiserver from v1.20 requires --service-account-issuer and --service-account-signing-key-file',
+		]);
+	});
+
+	test('an operator\'s template using a placeholder this tool does not fill is named', async () => {
+		const templates = path.join(makeFixture().dir, 'templates');
+		mkdirSync(templates);
+		writeFileSync(path.join(templates, 'kube-nginx.conf'), '{{LOAD_MODULE}}\nstream { upstream b { {{SERVERS}} } }\n');
+		const error = await artifactsFor('v1.28.7', {templatesDir: templates}).catch((error_: unknown) => error_);
+		expect(isInputError(error)).toBe(true);
+		expect(String((error as Error).message)).toMatch(/^templatesDir: uses \{\{SERVERS\}\}, which this tool does not fill for kube-nginx\.conf \(got .*kube-nginx\.conf\)\. Fix: use only \{\{LOAD_MODULE\}\}, \{\{UPSTREAMS\}\}$/);
+	});
+});
+
+describe('service-account signing key', () => {
+	test('changing it on a cluster that already has tokens is refused, naming the setting that keeps it', async () => {
+		const {config, stateDir, dir, tarball} = configFor('v1.14.2', {serviceAccount: {signingKey: 'ca'}});
+		const workspace = new Workspace(stateDir, config.name);
+		const {record} = await ensureMaterial(config, workspace);
+		expect(record.serviceAccountKey).toBe('ca');
+		const changed = loadConfig(writeConfig(dir, baseConfig(tarball, 'v1.14.2')));
+		const error = await ensureMaterial(changed, workspace, {previous: record}).catch((error_: unknown) => error_);
+		expect(isInputError(error)).toBe(true);
+		expect((error as Error).message).toMatch(/^serviceAccount\.signingKey: differs from the CA key .* \(got dedicated\)\. Fix: set serviceAccount\.signingKey: ca$/);
+		expect(existsSync(workspace.pki('sa.key'))).toBe(false);
+	});
+
+	test('with the CA key the apiserver and the controller-manager both use it; no sa.key is made', async () => {
+		const {config, material, artifacts} = await artifactsFor('v1.28.7', {serviceAccount: {signingKey: 'ca'}});
+		expect(material.serviceAccount).toBeUndefined();
+		expect(artifacts.some(artifact => artifact.name === 'sa.key')).toBe(false);
+		expect(flagsOf(renderUnit(config, '172.24.8.71'))).toEqual(expect.arrayContaining(['--service-account-key-file=/etc/kubernetes/cert/ca.pem', '--service-account-signing-key-file=/etc/kubernetes/cert/ca-key.pem']));
+		expect(flagsOf(renderUnit(config, '172.24.8.71', 'kube-controller-manager'))).toContain('--service-account-private-key-file=/etc/kubernetes/cert/ca-key.pem');
+	});
+});
+
+describe('verify', () => {
+	function installed() {
+		const {config, stateDir} = configFor('v1.28.7');
+		const cluster = new FakeCluster(ips);
+		const engine = () => {
+			const instance = new Engine({config, workspace: new Workspace(stateDir, config.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe});
+			const events: EngineEvent[] = [];
+			instance.subscribe(event => events.push(event));
+			return {instance, events};
+		};
+
+		return {cluster, engine, stateDir};
+	}
+
+	test('before any install it says so, naming what to run', async () => {
+		const {engine} = installed();
+		const error = await engine().instance.verify().catch((error_: unknown) => error_);
+		expect(isInputError(error)).toBe(true);
+		expect((error as Error).message).toMatch(/holds no install.*run apply first/s);
+	});
+
+	test('a master whose apiserver runs without the encryption config fails the encryption check; the test secret is deleted', async () => {
+		const {cluster, engine} = installed();
+		await engine().instance.apply({confirm: true});
+		const {instance, events} = engine();
+		expect(await instance.verify()).toBe(true);
+		for (const host of cluster.hosts.values()) {
+			host.files.delete('/etc/kubernetes/encryption-config.yaml');
+		}
+
+		const again = engine();
+		expect(await again.instance.verify()).toBe(false);
+		const failed = again.events.filter(event => event.type === 'check' && event.level === 'fail');
+		expect(failed.map(event => event.type === 'check' && `${event.host} ${event.check}`)).toEqual(['cluster secrets encrypted in etcd']);
+		expect(cluster.secrets.size).toBe(0);
+		expect(events.filter(event => event.type === 'check').length).toBeGreaterThan(0);
+	});
+
+	test('a stopped scheduler on one master fails that master\'s check and names the fix', async () => {
+		const {cluster, engine} = installed();
+		await engine().instance.apply({confirm: true});
+		cluster.hosts.get('172.24.8.73')!.units.delete('kube-scheduler');
+		const {instance, events} = engine();
+		expect(await instance.verify()).toBe(false);
+		const failed = events.filter(event => event.type === 'check' && event.level === 'fail');
+		expect(failed).toEqual([expect.objectContaining({host: 'k8smaster03', check: 'scheduler healthy', fix: 'journalctl -u kube-scheduler on k8smaster03'})]);
+	});
+});
