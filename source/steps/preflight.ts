@@ -45,10 +45,20 @@ export function factsScript(config: ResolvedConfig): string {
 		'echo "time=$(date +%s%N)"',
 		'ss -Hltnp 2>/dev/null | while read -r _ _ _ local _ users; do echo "listen=$local $users"; done',
 		...etcd,
+		...nginxFacts(config),
 	].join('\n');
 }
 
-export type HostFacts = {uid?: string; arch?: string; os?: string; systemd?: string; machine?: string; timeNs?: bigint; listening: Array<{port: number; process: string}>; etcd: Array<{target: string; state: string}>};
+/** kube-nginx runs the master's own nginx: is it there, and can it proxy TCP (the stream module)? */
+function nginxFacts(config: ResolvedConfig): string[] {
+	const binary = shellQuote(config.nginx.binary);
+	const stream = config.nginx.streamModule === 'builtin'
+		? `if ${binary} -V 2>&1 | grep -q -- --with-stream; then echo nginxstream=builtin; else echo nginxstream=missing; fi`
+		: `if [ -f ${shellQuote(config.nginx.streamModule)} ]; then echo nginxstream=module; else echo nginxstream=missing; fi`;
+	return [`if [ -x ${binary} ]; then echo "nginx=$(${binary} -v 2>&1 | head -n 1)"; ${stream}; else echo nginx=missing; fi`];
+}
+
+export type HostFacts = {uid?: string; arch?: string; os?: string; systemd?: string; machine?: string; timeNs?: bigint; nginx?: string; nginxstream?: string; listening: Array<{port: number; process: string}>; etcd: Array<{target: string; state: string}>};
 
 export function parseFacts(output: string): HostFacts {
 	const facts: HostFacts = {listening: [], etcd: []};
@@ -56,7 +66,7 @@ export function parseFacts(output: string): HostFacts {
 		const [key, ...rest] = line.split('=');
 		const value = rest.join('=');
 		switch (key) {
-			case 'uid': case 'arch': case 'os': case 'systemd': case 'machine': {
+			case 'uid': case 'arch': case 'os': case 'systemd': case 'machine': case 'nginx': case 'nginxstream': {
 				facts[key] = value;
 				break;
 			}
@@ -88,6 +98,19 @@ export function parseFacts(output: string): HostFacts {
 	return facts;
 }
 
+function nginxCheck(config: ResolvedConfig, facts: HostFacts): CheckResult {
+	const install = 'install nginx with the stream module (Debian/Ubuntu: apt install nginx libnginx-mod-stream; RHEL: dnf install nginx nginx-mod-stream, then set nginx.streamModule: /usr/lib64/nginx/modules/ngx_stream_module.so)';
+	if (facts.nginx === undefined || facts.nginx === 'missing') {
+		return {check: 'nginx', level: 'fail', detail: `${config.nginx.binary} not found (kube-nginx runs it)`, fix: `${install}, or set nginx.binary`};
+	}
+
+	if (facts.nginxstream !== 'module' && facts.nginxstream !== 'builtin') {
+		return {check: 'nginx', level: 'fail', detail: config.nginx.streamModule === 'builtin' ? `${config.nginx.binary} is not built --with-stream` : `${config.nginx.streamModule} not found`, fix: install};
+	}
+
+	return {check: 'nginx', level: 'pass', detail: `${facts.nginx.replace(/^nginx version: /, '')}, stream ${facts.nginxstream === 'builtin' ? 'built in' : 'module'}`};
+}
+
 /** Judges one master's facts; the clock offset is remote time minus the workstation's at the midpoint. */
 export function judgeFacts(config: ResolvedConfig, facts: HostFacts, clockOffsetMs: number | undefined): CheckResult[] {
 	const results: CheckResult[] = [];
@@ -98,6 +121,7 @@ export function judgeFacts(config: ResolvedConfig, facts: HostFacts, clockOffset
 	results.push(facts.arch === 'x86_64'
 		? {check: 'arch', level: 'pass', detail: `${facts.arch}, ${facts.os ?? 'unknown OS'}`}
 		: {check: 'arch', level: 'fail', detail: `${facts.arch ?? 'unknown'} (${facts.os ?? 'unknown OS'})`, fix: 'the server tarball holds linux-amd64 binaries: use x86_64 masters, or the tarball of their architecture'});
+	results.push(nginxCheck(config, facts));
 	results.push(facts.systemd?.startsWith('systemd ')
 		? {check: 'systemd', level: 'pass', detail: facts.systemd}
 		: {check: 'systemd', level: 'fail', detail: 'systemctl not found', fix: 'the apiserver runs as a systemd unit: use a master that boots with systemd'});

@@ -148,6 +148,7 @@ export class FakeCluster {
 				...(host.active ? ['listen=172.24.8.71:6443 users:(("kube-apiserver",pid=1,fd=3))'] : []),
 				...host.listening.map(entry => `listen=0.0.0.0:${entry.port} users:(("${entry.process}",pid=2,fd=3))`),
 				...etcd,
+				'nginx=nginx version: nginx/1.22.1', 'nginxstream=module',
 			].join('\n'));
 		}
 

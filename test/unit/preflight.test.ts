@@ -23,6 +23,7 @@ function config(change: (raw: Record<string, any>) => void = () => undefined) {
 
 const healthy: HostFacts = {
 	uid: '0', arch: 'x86_64', os: 'Debian GNU/Linux 12 (bookworm)', systemd: 'systemd 252 (252.38-1~deb12u1)', machine: 'a/b',
+	nginx: 'nginx version: nginx/1.22.1', nginxstream: 'module',
 	listening: [{port: 22, process: 'sshd'}], etcd: [{target: '172.24.8.71:2379', state: 'open'}],
 };
 
@@ -34,6 +35,8 @@ describe('preflight', () => {
 		expect(facts.arch).toBe(execFileSync('uname', ['-m'], {encoding: 'utf8'}).trim());
 		expect(Number(facts.timeNs! / 1_000_000n)).toBeGreaterThan(Date.now() - 10_000);
 		expect(facts.etcd).toHaveLength(3);
+		// This workstation has no nginx at /usr/sbin/nginx, or one: either way it is reported, not guessed.
+		expect(facts.nginx).toBeDefined();
 		// Nothing listens on the lab's addresses from here: each endpoint is reported, not guessed.
 		expect(facts.etcd.every(entry => ['open', 'closed', 'untested'].includes(entry.state))).toBe(true);
 	});
@@ -41,7 +44,7 @@ describe('preflight', () => {
 	test('a healthy master passes every check', () => {
 		const results = judgeFacts(config(), healthy, 150);
 		expect(results.filter(result => result.level !== 'pass')).toEqual([]);
-		expect(results.map(result => result.check)).toEqual(['root', 'arch', 'systemd', 'port 6443', 'port 8443', 'port 10257', 'port 10259', 'clock', 'etcd 172.24.8.71:2379']);
+		expect(results.map(result => result.check)).toEqual(['root', 'arch', 'nginx', 'systemd', 'port 6443', 'port 8443', 'port 10257', 'port 10259', 'clock', 'etcd 172.24.8.71:2379']);
 	});
 
 	test.each([
@@ -50,6 +53,8 @@ describe('preflight', () => {
 		['no systemd', {systemd: ''}, 'systemd', /systemd unit/],
 		['port 6443 held by another program', {listening: [{port: 6443, process: 'haproxy'}]}, 'port 6443', /stop what listens on 6443/],
 		['an unreachable etcd', {etcd: [{target: '172.24.8.71:2379', state: 'closed'}]}, 'etcd 172.24.8.71:2379', /etcd\.endpoints/],
+		['no nginx', {nginx: 'missing', nginxstream: undefined}, 'nginx', /apt install nginx libnginx-mod-stream.*or set nginx\.binary/],
+		['nginx without the stream module', {nginxstream: 'missing'}, 'nginx', /nginx-mod-stream.*nginx\.streamModule/],
 	])('%s fails with its fix', (_, change, check, fix) => {
 		const results = judgeFacts(config(), {...healthy, ...change} as HostFacts, 0);
 		const failed = results.filter(result => result.level === 'fail');
