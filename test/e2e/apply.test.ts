@@ -2,20 +2,33 @@ import {readFileSync} from 'node:fs';
 import path from 'node:path';
 import {beforeEach, describe, expect, inject, test} from 'vitest';
 import {getHealth} from '../../source/remote/health.js';
-import {labCommand, labSsh, readState, remoteFacts, resetMasters, runCli, writeLabConfig} from './lab-helpers.js';
+import {controlPlaneUnits, labCommand, labSsh, readState, remoteFacts, resetMasters, runCli, writeLabConfig} from './lab-helpers.js';
 
 const lab = inject('lab');
 
-const secretFiles = ['/etc/kubernetes/cert/kubernetes-key.pem', '/etc/kubernetes/cert/proxy-client-key.pem', '/etc/kubernetes/cert/sa.key', '/etc/kubernetes/encryption-config.yaml'];
-const publicFiles = ['/etc/kubernetes/cert/ca.pem', '/etc/kubernetes/cert/kubernetes.pem', '/etc/kubernetes/cert/proxy-client.pem', '/etc/kubernetes/cert/sa.pub', '/etc/kubernetes/audit-policy.yaml', '/etc/systemd/system/kube-apiserver.service'];
+const cert = (file: string) => `/etc/kubernetes/cert/${file}`;
+const secretFiles = [
+	...['ca-key.pem', 'kubernetes-key.pem', 'proxy-client-key.pem', 'kube-controller-manager-key.pem', 'kube-scheduler-key.pem', 'sa.key'].map(cert),
+	'/etc/kubernetes/encryption-config.yaml', '/etc/kubernetes/kube-controller-manager.kubeconfig', '/etc/kubernetes/kube-scheduler.kubeconfig',
+];
+const publicFiles = [
+	...['ca.pem', 'kubernetes.pem', 'proxy-client.pem', 'kube-controller-manager.pem', 'kube-scheduler.pem', 'sa.pub'].map(cert),
+	'/etc/kubernetes/audit-policy.yaml', '/etc/kubernetes/kube-scheduler.yaml', '/opt/k8s/kube-nginx/conf/kube-nginx.conf',
+	...controlPlaneUnits.map(unit => `/etc/systemd/system/${unit}.service`),
+];
 
 function tls(stateDir: string) {
 	const pki = (file: string) => readFileSync(path.join(stateDir, 'kubernetes', 'pki', file), 'utf8');
 	return {ca: readFileSync(lab!.ca.certFile, 'utf8'), cert: pki('admin.pem'), key: pki('admin-key.pem')};
 }
 
+/** The main PID of every control-plane unit on every master: equal lists mean nothing restarted. */
 function mainPids(): string[] {
-	return lab!.hosts.map(host => labSsh(lab!, host.name, 'systemctl show -p MainPID --value kube-apiserver').trim());
+	return lab!.hosts.flatMap(host => labSsh(lab!, host.name, controlPlaneUnits.map(unit => `systemctl show -p MainPID --value ${unit}`).join('; ')).trim().split('\n'));
+}
+
+function activeUnits(host: string): string[] {
+	return labSsh(lab!, host, `systemctl is-active ${controlPlaneUnits.join(' ')} || true`).trim().split('\n');
 }
 
 function encryptionConfigs(): string[] {
@@ -46,7 +59,11 @@ describe.skipIf(!lab)('apply on the lab\'s three masters', () => {
 			}
 
 			expect(facts.get('/opt/k8s/bin/kube-apiserver')?.mode).toBe('755');
-			expect(labSsh(lab!, host.name, 'systemctl is-active kube-apiserver').trim()).toBe('active');
+			expect(activeUnits(host.name)).toEqual(['active', 'active', 'active', 'active']);
+			// Secure ports only, on the master's address; kube-nginx on loopback; no insecure 10251/10252.
+			const listening = labSsh(lab!, host.name, 'ss -Hltn | awk \'{print $4}\' | sort').trim().split('\n');
+			expect(listening).toEqual(expect.arrayContaining([`${host.ip}:6443`, '127.0.0.1:8443', `${host.ip}:10257`, `${host.ip}:10259`]));
+			expect(listening.filter(address => /:1025[12]$/.test(address))).toEqual([]);
 			const ready = await getHealth(host.ip, 6443, '/readyz', tls(stateDir));
 			expect(ready, host.name).toMatchObject({ok: true});
 			// Without a client certificate the apiserver refuses (anonymous-auth=false).
@@ -56,6 +73,33 @@ describe.skipIf(!lab)('apply on the lab\'s three masters', () => {
 
 		expect(new Set(encryptionConfigs()).size).toBe(1);
 		expect(readState(stateDir).run.status).toBe('done');
+		// verify ran last: every check on every master and the cluster passed.
+		expect(run.stdout).toMatch(/== Verify the control plane \[verify\]/);
+		expect(run.stdout).toMatch(/secrets encrypted in etcd\s+ok/);
+		expect(run.stdout).toMatch(/leader kube-scheduler\s+ok/);
+		expect(run.stdout).not.toMatch(/FAIL/);
+	});
+
+	test('with one apiserver stopped, kube-nginx serves its master\'s components from the others; verify names it; apply restarts only it', async () => {
+		const {configFile, stateDir} = writeLabConfig(lab!, 'v1.28.7');
+		expect((await runCli(['apply', '--config', configFile, '--state-dir', stateDir, '--yes'])).code).toBe(0);
+		const pids = mainPids();
+		labSsh(lab!, 'k8smaster01', 'systemctl stop kube-apiserver');
+		const verify = await runCli(['verify', '--config', configFile, '--state-dir', stateDir]);
+		expect(verify.code, verify.stdout + verify.stderr).toBe(1);
+		expect(verify.stdout).toMatch(/^apiserver ready\s+-\s+FAIL\s+ok\s+ok$/m);
+		expect(verify.stdout).toMatch(/^via kube-nginx\s+-\s+ok\s+ok\s+ok$/m);
+		expect(verify.stdout).toMatch(/FAIL k8smaster01 apiserver ready: connect ECONNREFUSED 172\.24\.8\.71:6443\n\s+fix: journalctl -u kube-apiserver on k8smaster01/);
+		expect(verify.stdout).toMatch(/^ok cluster secrets encrypted in etcd: raw value starts k8s:enc:aescbc:v1:key1:$/m);
+
+		const repaired = await runCli(['apply', '--config', configFile, '--state-dir', stateDir, '--yes']);
+		expect(repaired.code, repaired.stdout + repaired.stderr).toBe(0);
+		expect(repaired.stdout).toMatch(/✔ k8smaster01 done in .*: restarted kube-apiserver; all ready/);
+		const after = mainPids();
+		// Only the apiserver of k8smaster01 has a new process.
+		expect(after.filter((pid, index) => pid !== pids[index])).toHaveLength(1);
+		expect(after[0]).not.toBe(pids[0]);
+		expect((await runCli(['verify', '--config', configFile, '--state-dir', stateDir])).code).toBe(0);
 	});
 
 	test('a second apply on the finished cluster changes nothing on any host', async () => {
@@ -71,14 +115,14 @@ describe.skipIf(!lab)('apply on the lab\'s three masters', () => {
 		// Preflight and the etcd check run every time; nothing is written and no apiserver restarts.
 		expect(second.stdout).not.toMatch(/[1-9]\d* written/);
 		expect(second.stdout).not.toMatch(/done in .*: ready/);
-		expect(second.stdout).toMatch(/↷ k8smaster01 skipped in .*: active and ready/);
+		expect(second.stdout).toMatch(/↷ k8smaster01 skipped in .*: all four services active and ready/);
 		expect(mainPids()).toEqual(pids);
 		expect(lab!.hosts.map(host => [...remoteFacts(lab!, host.name, [...secretFiles, ...publicFiles]).values()])).toEqual(before);
 	});
 
 	test.each([
 		['binaries', /== Copy the server binaries/, /k8smaster0\d: .* \(25%\)/],
-		['start', /== Start kube-apiserver/, /== Start kube-apiserver/],
+		['start', /== Start the control plane/, /== Start the control plane/],
 	])('apply killed with SIGKILL during %s, then resumed, ends the same', async (_, stepLine, killLine) => {
 		const {configFile, stateDir} = writeLabConfig(lab!, 'v1.28.7');
 		let inStep = false;
@@ -99,7 +143,7 @@ describe.skipIf(!lab)('apply on the lab\'s three masters', () => {
 		const ca = lab!.hosts.map(host => labSsh(lab!, host.name, 'cat /etc/kubernetes/cert/ca.pem'));
 		expect(new Set([...ca, readFileSync(lab!.ca.certFile, 'utf8')]).size).toBe(1);
 		for (const host of lab!.hosts) {
-			expect(labSsh(lab!, host.name, 'systemctl is-active kube-apiserver').trim()).toBe('active');
+			expect(activeUnits(host.name)).toEqual(['active', 'active', 'active', 'active']);
 		}
 	});
 
@@ -143,6 +187,10 @@ describe.skipIf(!lab)('apply on the lab\'s three masters', () => {
 		expect(unit).toContain('--insecure-port=0');
 		// v1.14 has no /readyz: readiness was read from /healthz.
 		expect(await getHealth(lab!.hosts[0]!.ip, 6443, '/healthz', tls(stateDir))).toMatchObject({ok: true});
+		// Its controller-manager and scheduler started with the flags and config kind of 1.14, and elected leaders (Endpoints then).
+		expect(labSsh(lab!, 'k8smaster01', 'cat /etc/kubernetes/kube-scheduler.yaml')).toMatch(/^apiVersion: kubescheduler\.config\.k8s\.io\/v1alpha1$/m);
+		expect(run.stdout).toMatch(/leader kube-controller-manager\s+ok/);
+		expect(run.stdout).not.toMatch(/FAIL/);
 		const pids = mainPids();
 
 		const wrong = writeLabConfig(lab!, 'v1.28.7', {binaries: {tarball: lab!.tarballs['v1.14.2']}});

@@ -40,14 +40,14 @@ describe.skipIf(!lab)('the terminal UI in a real terminal', () => {
 		const command = `${process.execPath} ${path.resolve('bin/k8s-master-install.js')} --config ${configFile} --state-dir ${stateDir}; echo "EXIT=$?"; sleep 600`;
 		tmux('new-session', '-d', '-s', session, '-x', '120', '-y', '50', '-e', 'TERM=xterm-256color', command);
 		const plan = await waitFor(/Start the install on k8smaster01, k8smaster02, k8smaster03/, 30_000);
-		expect(plan).toMatch(/Place certificates and keys +○ 7 files +○ 7 files +○ 7 files/);
+		expect(plan).toMatch(/Place certificates and keys +○ 14 files +○ 14 files +○ 14 files/);
 		tmux('send-keys', '-t', session, 'Enter');
 		const progress = await waitFor(/Install on 3 master\(s\)|EXIT=/, 30_000);
 		expect(progress).toMatch(/Install on 3 master\(s\): k8smaster01, k8smaster02, k8smaster03/);
 		const done = await waitFor(/EXIT=\d+/, 120_000);
 		expect(done, done).toContain('EXIT=0');
 		expect(done).toMatch(/Done: 3 master\(s\) installed/);
-		expect(done).toMatch(/✔ Start kube-apiserver and wait until ready/);
+		expect(done).toMatch(/✔ Start the control plane and wait until ready/);
 		expect(readState(stateDir).run.status).toBe('done');
 		for (const host of lab!.hosts) {
 			expect(labSsh(lab!, host.name, 'systemctl is-active kube-apiserver').trim()).toBe('active');
