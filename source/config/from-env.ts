@@ -102,6 +102,7 @@ export function configFromEnvironment(text: string, defaults: {version: string; 
 	if (key?.kind === 'scalar' && key.value) {
 		encryptionKey = key.value;
 		notes.push('ENCRYPTION_KEY was taken once as a value into encryption.key (mode 0600); it is never computed again.');
+		notes.push('A fixed key means the cluster may already run: service-account tokens stay signed with the CA key, as in the tutorial (serviceAccount.signingKey: ca). For a new cluster, remove that setting to get a dedicated sa.key.');
 	} else if (key?.kind === 'computed') {
 		notes.push(`ENCRYPTION_KEY is computed (${key.text}) each time environment.sh is sourced, so it was not taken. A key is made once at the first render or apply. If your masters already run with an encryption config, put its key in a file and set encryption.keyFile.`);
 	}
@@ -115,7 +116,7 @@ export function configFromEnvironment(text: string, defaults: {version: string; 
 			etcd: {endpoints: endpoints.split(',').map(endpoint => endpoint.trim()).filter(Boolean)},
 			network: {serviceCidr, nodePortRange: scalar('NODE_PORT_RANGE') ?? '30000-32767', ...(domain ? {clusterDomain: domain} : {})},
 			paths: {k8sDir: scalar('K8S_DIR') ?? '/data/k8s/k8s'},
-			...(encryptionKey ? {encryption: {keyFile: './encryption.key'}} : {}),
+			...(encryptionKey ? {encryption: {keyFile: './encryption.key'}, serviceAccount: {signingKey: 'ca' as const}} : {}),
 		},
 		encryptionKey,
 		notes,

@@ -137,6 +137,8 @@ describe('init --from-env', () => {
 		const configText = readFileSync(path.join(dir, 'cluster.yaml'), 'utf8');
 		expect(configText).not.toContain(key);
 		expect(configText).toContain('keyFile: ./encryption.key');
+		// A fixed key means a running cluster: its tokens stay signed with the CA key.
+		expect(configText).toMatch(/serviceAccount:\n  signingKey: ca/);
 		expect(readFileSync(path.join(dir, 'encryption.key'), 'utf8').trim()).toBe(key);
 		expect(out.join('\n')).not.toContain(key);
 		// Run again: the config exists, so nothing is replaced without --force.
