@@ -43,6 +43,10 @@ export type FlagContext = {
 	serviceAccountPublicFile: string;
 	/** sa.key, or the CA key. */
 	serviceAccountSigningFile: string;
+	/** With an imported CA, tokens signed by its key before this install stay valid beside sa.pub. */
+	acceptCaSignedTokens: boolean;
+	/** The controller-manager signs kubelet certificates with the CA key on the masters. */
+	clusterSigning: boolean;
 };
 
 export type FlagRule = {
@@ -53,6 +57,8 @@ export type FlagRule = {
 	since?: number;
 	/** First minor release that no longer gets it (removed, or no longer useful). */
 	until?: number;
+	/** Only for clusters where this holds. */
+	when?: (context: FlagContext) => boolean;
 };
 
 const k = (context: FlagContext, file: string) => `${context.certDir}/${file}`;
@@ -102,6 +108,7 @@ export const apiserverFlags: FlagRule[] = [
 	{name: 'requestheader-username-headers', value: () => 'X-Remote-User'},
 	// The tutorial verifies tokens with the CA certificate; new clusters get a dedicated sa.pub.
 	{name: 'service-account-key-file', value: c => c.serviceAccountPublicFile},
+	{name: 'service-account-key-file', value: c => k(c, 'ca.pem'), when: c => c.acceptCaSignedTokens},
 	// From 1.20 issuer and signing key are required (k/k#95896).
 	{name: 'service-account-signing-key-file', value: c => c.serviceAccountSigningFile, since: 20},
 	{name: 'service-account-issuer', value: c => c.serviceAccountIssuer, since: 20},
@@ -162,11 +169,11 @@ export const controllerManagerFlags: FlagRule[] = [
 	...requestHeaderFlags,
 	{name: 'authorization-kubeconfig', value: cmKubeconfig},
 	// Signs the kubelets' certificate requests: the CA key is on the masters for this.
-	{name: 'cluster-signing-cert-file', value: c => k(c, 'ca.pem')},
-	{name: 'cluster-signing-key-file', value: c => k(c, 'ca-key.pem')},
+	{name: 'cluster-signing-cert-file', value: c => k(c, 'ca.pem'), when: c => c.clusterSigning},
+	{name: 'cluster-signing-key-file', value: c => k(c, 'ca-key.pem'), when: c => c.clusterSigning},
 	// Renamed in 1.19, the old name removed in 1.25.
-	{name: 'experimental-cluster-signing-duration', value: () => '876000h', until: 19},
-	{name: 'cluster-signing-duration', value: () => '876000h', since: 19},
+	{name: 'experimental-cluster-signing-duration', value: () => '876000h', until: 19, when: c => c.clusterSigning},
+	{name: 'cluster-signing-duration', value: () => '876000h', since: 19, when: c => c.clusterSigning},
 	{name: 'horizontal-pod-autoscaler-sync-period', value: () => '10s'},
 	{name: 'concurrent-deployment-syncs', value: () => '10'},
 	{name: 'concurrent-gc-syncs', value: () => '30'},
@@ -187,7 +194,7 @@ export const schedulerFlags: FlagRule[] = [
 	{name: 'config', value: c => `${c.configDir}/kube-scheduler.yaml`},
 	{name: 'bind-address', value: c => c.masterIp},
 	{name: 'secure-port', value: () => '10259'},
-	// Must be 0 in 1.22-1.23, removed in 1.24.
+	// Must be 0 in 1.22-1.23, removed in 1.24. Before 1.22 the --config file's healthzBindAddress rules.
 	{name: 'port', value: () => '0', until: 24},
 	{name: 'tls-cert-file', value: c => k(c, 'kube-scheduler.pem')},
 	{name: 'tls-private-key-file', value: c => k(c, 'kube-scheduler-key.pem')},
@@ -216,7 +223,7 @@ function applies(rule: {since?: number; until?: number}, version: KubeVersion): 
 export function componentFlagsFor(component: Component, version: KubeVersion, context: FlagContext, extra: readonly string[] = []): string[] {
 	const extraNames = new Set(extra.map(flagName));
 	const flags = flagTables[component]
-		.filter(rule => applies(rule, version) && !extraNames.has(rule.name))
+		.filter(rule => applies(rule, version) && (rule.when?.(context) ?? true) && !extraNames.has(rule.name))
 		.map(rule => (rule.value ? `--${rule.name}=${rule.value(context)}` : `--${rule.name}`));
 	return [...flags, ...extra];
 }
@@ -298,6 +305,12 @@ export const retiredFlags: Array<{component: Component; name: string; value?: Re
 	...(['kube-apiserver', 'kube-controller-manager', 'kube-scheduler'] as const).flatMap(component => ['logtostderr', 'alsologtostderr', 'log-dir', 'log-file', 'log-file-max-size', 'skip-headers', 'skip-log-headers', 'stderrthreshold', 'one-output', 'add-dir-header'].map(name => ({
 		component, name, removedIn: 26, fix: 'drop it; klog flags were removed (KEP-2845), logs go to stderr',
 	}))),
+];
+
+/** Flags a release does not know before a minor release (pflag: "unknown flag"). */
+export const introducedFlags: Array<{component: Component; name: string; since: number; fix: string}> = [
+	{component: 'kube-controller-manager', name: 'cluster-signing-duration', since: 19, fix: 'write --experimental-cluster-signing-duration before 1.19'},
+	{component: 'kube-apiserver', name: 'audit-log-batch-max-wait', since: 11, fix: 'drop it'},
 ];
 
 /** Flags a release requires. */

@@ -178,6 +178,8 @@ export class Engine {
 		for (const pem of [material.ca.keyPem, ...Object.values(material.leaves).map(leaf => leaf.keyPem), material.serviceAccount?.privateKeyPem]) {
 			if (pem) {
 				this.options.runner.addSecret(pem);
+				// Kubeconfigs carry keys as base64 (client-key-data).
+				this.options.runner.addSecret(Buffer.from(pem).toString('base64'));
 			}
 		}
 	}
@@ -369,7 +371,7 @@ export class Engine {
 		const {masters} = this.options.config;
 		this.throwIfStopping();
 		this.emit({type: 'step-start', step: step.id, title: step.title, hosts: step.scope === 'cluster' ? [clusterHost] : masters.map(master => master.name)});
-		const live = step.rollingWhenLive === true && masters.some(master => this.state.host(step.id, master.name)?.status === 'done');
+		const live = step.rollingWhenLive === true && (masters.some(master => this.state.host(step.id, master.name)?.status === 'done') || await this.anyApiserverAnswers(context));
 		const outcomes = step.scope === 'cluster'
 			? [await this.runCluster(step, context)]
 			: live
@@ -404,6 +406,12 @@ export class Engine {
 			this.state.setRun({status: 'stopped', step: step.id, host: where.join(', ')});
 			throw new StopRequested();
 		}
+	}
+
+	/** A control plane this install has no record of may already serve (taking over a cluster): any HTTP answer counts. */
+	private async anyApiserverAnswers(context: StepContext): Promise<boolean> {
+		const answers = await Promise.all(this.options.config.masters.map(async master => context.probe(master.ip, 6443, '/healthz', {ca: context.material.ca.certPem, cert: context.material.leaves.admin.certPem, key: context.material.leaves.admin.keyPem})));
+		return answers.some(answer => answer.status > 0);
 	}
 
 	/** One master after the other; after a failure the rest are left as they are, still serving. */

@@ -1,6 +1,6 @@
 import type {ResolvedConfig} from '../config/load.js';
 import type {LeafName, Material} from '../pki/material.js';
-import {componentFlagsFor, schedulerConfigVersion, type Component, type FlagContext} from '../versions.js';
+import {atLeast, componentFlagsFor, schedulerConfigVersion, type Component, type FlagContext} from '../versions.js';
 import {renderTemplate} from './templates.js';
 
 /** Which install step puts an artifact on the masters. */
@@ -37,10 +37,16 @@ export function flagContext(config: ResolvedConfig, masterIp: string): FlagConte
 		serviceAccountIssuer: `https://kubernetes.default.svc.${config.network.clusterDomain}`,
 		serviceAccountPublicFile: `${certDir}/${dedicated ? 'sa.pub' : 'ca.pem'}`,
 		serviceAccountSigningFile: `${certDir}/${dedicated ? 'sa.key' : 'ca-key.pem'}`,
+		acceptCaSignedTokens: dedicated && config.ca !== undefined,
+		clusterSigning: config.certificates.clusterSigning,
 	};
 }
 
 export const components: readonly Component[] = ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler'];
+
+export function caKeyOnMasters(config: ResolvedConfig): boolean {
+	return config.certificates.clusterSigning || config.serviceAccount.signingKey === 'ca';
+}
 
 /** The systemd unit of one control-plane component on one master. */
 export function renderUnit(config: ResolvedConfig, masterIp: string, component: Component = 'kube-apiserver'): string {
@@ -90,8 +96,9 @@ export function renderArtifacts(config: ResolvedConfig, material: Material, etcd
 	const leafFiles = (leaf: LeafName) => [cert(`${leaf}.pem`, material.leaves[leaf].certPem, false), cert(`${leaf}-key.pem`, material.leaves[leaf].keyPem, true)];
 	const artifacts: Artifact[] = [
 		cert('ca.pem', material.ca.certPem, false),
-		// The controller-manager signs the kubelets' certificates with it (--cluster-signing-key-file).
-		cert('ca-key.pem', material.ca.keyPem, true),
+		// The controller-manager signs the kubelets' certificates with it (--cluster-signing-key-file),
+		// and with signingKey: ca the service-account tokens: only then does it leave the workstation.
+		...(caKeyOnMasters(config) ? [cert('ca-key.pem', material.ca.keyPem, true)] : []),
 		...leafFiles('kubernetes'),
 		...leafFiles('proxy-client'),
 		...leafFiles('kube-controller-manager'),
@@ -107,6 +114,10 @@ export function renderArtifacts(config: ResolvedConfig, material: Material, etcd
 
 	if (etcdFiles.cert && etcdFiles.key) {
 		artifacts.push(cert('etcd-client.pem', etcdFiles.cert, false), cert('etcd-client-key.pem', etcdFiles.key, true));
+	}
+
+	if (!material.ca.imported && !caKeyOnMasters(config)) {
+		artifacts.push({name: 'ca-key.pem', content: material.ca.keyPem, mode: 0o600, secret: true});
 	}
 
 	const kubeconfig = (component: 'kube-controller-manager' | 'kube-scheduler'): Artifact => ({
@@ -140,7 +151,13 @@ export function renderArtifacts(config: ResolvedConfig, material: Material, etcd
 		...components.flatMap(component => perMaster(component)),
 		{
 			name: 'kube-scheduler.yaml',
-			content: renderTemplate('kube-scheduler.yaml', {API_VERSION: schedulerConfigVersion(config.kubeVersion), KUBECONFIG: `${configDir}/kube-scheduler.kubeconfig`}, config.templatesDir),
+			content: renderTemplate('kube-scheduler.yaml', {
+				API_VERSION: schedulerConfigVersion(config.kubeVersion),
+				KUBECONFIG: `${configDir}/kube-scheduler.kubeconfig`,
+				// Before 1.22 the config file, not --port, decides the plain-HTTP port (default 0.0.0.0:10251,
+				// with /metrics and /debug/pprof unauthenticated): loopback only.
+				INSECURE_SERVING: atLeast(config.kubeVersion, 22) ? '' : 'healthzBindAddress: 127.0.0.1:10251\nmetricsBindAddress: 127.0.0.1:10251',
+			}, config.templatesDir).trimEnd() + '\n',
 			mode: 0o644,
 			secret: false,
 			remote: {step: 'units', path: `${configDir}/kube-scheduler.yaml`},

@@ -1,11 +1,11 @@
 import YAML from 'yaml';
 import type {ResolvedConfig} from '../config/load.js';
 import {InputError} from '../errors.js';
-import {atLeast, configKinds, flagName, requiredFlags, retiredFlags, type Component, type KubeVersion} from '../versions.js';
+import {atLeast, configKinds, flagName, introducedFlags, requiredFlags, retiredFlags, type Component, type KubeVersion} from '../versions.js';
 import {components, type Artifact} from './artifacts.js';
 
 /** Something rendered that the chosen release would refuse at start-up. */
-export type Misfit = {file: string; problem: string; fix: string};
+export type Misfit = {file: string; problem: string; fix: string; flag?: string};
 
 function inSpan(span: {since?: number; until?: number}, version: KubeVersion): boolean {
 	return (span.since === undefined || atLeast(version, span.since)) && (span.until === undefined || !atLeast(version, span.until));
@@ -26,7 +26,12 @@ function unitMisfits(component: Component, artifact: Artifact, version: KubeVers
 		const value = flag.includes('=') ? flag.slice(flag.indexOf('=') + 1) : '';
 		const retired = retiredFlags.find(rule => rule.component === component && rule.name === flagName(flag) && (rule.value === undefined || rule.value.test(value)) && atLeast(version, rule.removedIn));
 		if (retired) {
-			misfits.push({file: artifact.name, problem: `${flag} is refused by ${component} from v1.${retired.removedIn}`, fix: retired.fix});
+			misfits.push({file: artifact.name, problem: `${flag} is refused by ${component} from v1.${retired.removedIn}`, fix: retired.fix, flag});
+		}
+
+		const early = introducedFlags.find(rule => rule.component === component && rule.name === flagName(flag) && !atLeast(version, rule.since));
+		if (early) {
+			misfits.push({file: artifact.name, problem: `${flag} is not known to ${component} before v1.${early.since}`, fix: early.fix, flag});
 		}
 	}
 
@@ -46,13 +51,16 @@ function kindMisfits(artifact: Artifact, version: KubeVersion): Misfit[] {
 		return [];
 	}
 
-	let document: {apiVersion?: unknown; kind?: unknown};
-	try {
-		document = (YAML.parse(artifact.content) ?? {}) as typeof document;
-	} catch (error) {
-		return [{file: artifact.name, problem: `is not valid YAML (${(error as Error).message.split('\n')[0]})`, fix: 'correct the template'}];
+	const documents = YAML.parseAllDocuments(artifact.content);
+	const broken = documents.find(each => each.errors.length > 0);
+	if (broken) {
+		return [{file: artifact.name, problem: `is not valid YAML (${broken.errors[0]!.message.split('\n')[0]})`, fix: 'correct the template'}];
 	}
 
+	return documents.map(each => each.toJS() as {apiVersion?: unknown; kind?: unknown} | null).filter(each => each !== null).flatMap(document => documentMisfits(artifact, document, known, version));
+}
+
+function documentMisfits(artifact: Artifact, document: {apiVersion?: unknown; kind?: unknown}, known: typeof configKinds, version: KubeVersion): Misfit[] {
 	const matching = known.filter(entry => entry.apiVersion === document.apiVersion && entry.kind === document.kind);
 	if (matching.some(entry => inSpan(entry, version))) {
 		return [];
@@ -80,6 +88,7 @@ export function releaseMisfits(config: ResolvedConfig, artifacts: Artifact[]): M
 /** A misfit as bad input: the operator's template or extra flag names what to change. */
 export function misfitError(config: ResolvedConfig, misfit: Misfit): InputError {
 	const component = components.find(each => misfit.file.startsWith(`${each}-`));
-	const field = component && config.extraFlags[component].length > 0 ? `extraFlags.${component}` : config.templatesDir ? `templatesDir (${misfit.file})` : 'version';
+	const fromExtra = component !== undefined && misfit.flag !== undefined && config.extraFlags[component].includes(misfit.flag);
+	const field = fromExtra ? `extraFlags.${component}` : config.templatesDir ? `templatesDir (${misfit.file})` : 'version';
 	return new InputError(field, config.version, misfit.problem, misfit.fix);
 }

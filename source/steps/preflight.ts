@@ -1,3 +1,4 @@
+import path from 'node:path';
 import type {ResolvedConfig} from '../config/load.js';
 import type {Master} from '../config/schema.js';
 import {ChecksFailed, StepError} from '../errors.js';
@@ -14,8 +15,10 @@ export type CheckResult = {check: string; level: CheckLevel; detail: string; fix
 /** The ports the control plane listens on: apiserver, kube-nginx, controller-manager, scheduler. */
 export const controlPlanePorts: Record<number, string> = {6443: 'kube-apiserver', 8443: 'kube-nginx', 10257: 'kube-controller-manager', 10259: 'kube-scheduler'};
 
-/** Processes that may hold those ports: an earlier install of this cluster. */
-const ownProcesses = new Set(['kube-apiserver', 'nginx', 'kube-controller', 'kube-controller-manager', 'kube-scheduler']);
+/** Processes that may hold those ports: an earlier install of this cluster (ss shows at most 15 characters). */
+function ownProcesses(config: ResolvedConfig): Set<string> {
+	return new Set(['kube-apiserver', 'nginx', 'kube-nginx', 'kube-controller', 'kube-controller-manager', 'kube-scheduler', path.basename(config.nginx.binary).slice(0, 15)]);
+}
 
 /** Clock offsets: beyond this a warning; beyond the certificates' backdating (5 min) nothing is valid. */
 const skewWarnMs = 2000;
@@ -46,6 +49,7 @@ export function factsScript(config: ResolvedConfig): string {
 		'ss -Hltnp 2>/dev/null | while read -r _ _ _ local _ users; do echo "listen=$local $users"; done',
 		...etcd,
 		...nginxFacts(config),
+		'if command -v getenforce >/dev/null; then echo "selinux=$(getenforce)"; fi',
 	].join('\n');
 }
 
@@ -58,7 +62,7 @@ function nginxFacts(config: ResolvedConfig): string[] {
 	return [`if [ -x ${binary} ]; then echo "nginx=$(${binary} -v 2>&1 | head -n 1)"; ${stream}; else echo nginx=missing; fi`];
 }
 
-export type HostFacts = {uid?: string; arch?: string; os?: string; systemd?: string; machine?: string; timeNs?: bigint; nginx?: string; nginxstream?: string; listening: Array<{port: number; process: string}>; etcd: Array<{target: string; state: string}>};
+export type HostFacts = {selinux?: string; uid?: string; arch?: string; os?: string; systemd?: string; machine?: string; timeNs?: bigint; nginx?: string; nginxstream?: string; listening: Array<{port: number; process: string}>; etcd: Array<{target: string; state: string}>};
 
 export function parseFacts(output: string): HostFacts {
 	const facts: HostFacts = {listening: [], etcd: []};
@@ -66,7 +70,7 @@ export function parseFacts(output: string): HostFacts {
 		const [key, ...rest] = line.split('=');
 		const value = rest.join('=');
 		switch (key) {
-			case 'uid': case 'arch': case 'os': case 'systemd': case 'machine': case 'nginx': case 'nginxstream': {
+			case 'uid': case 'arch': case 'os': case 'systemd': case 'machine': case 'nginx': case 'nginxstream': case 'selinux': {
 				facts[key] = value;
 				break;
 			}
@@ -122,12 +126,17 @@ export function judgeFacts(config: ResolvedConfig, facts: HostFacts, clockOffset
 		? {check: 'arch', level: 'pass', detail: `${facts.arch}, ${facts.os ?? 'unknown OS'}`}
 		: {check: 'arch', level: 'fail', detail: `${facts.arch ?? 'unknown'} (${facts.os ?? 'unknown OS'})`, fix: 'the server tarball holds linux-amd64 binaries: use x86_64 masters, or the tarball of their architecture'});
 	results.push(nginxCheck(config, facts));
+	if (facts.selinux === 'Enforcing') {
+		// Not tested on such a host: the distribution's nginx runs confined as httpd_t under systemd.
+		results.push({check: 'selinux', level: 'warn', detail: 'Enforcing: the distribution\'s nginx may not connect to 6443 or write its logs', fix: `setsebool -P httpd_can_network_connect 1; semanage fcontext -a -t httpd_log_t '${config.paths.nginxDir}/logs(/.*)?' && restorecon -R ${config.paths.nginxDir}`});
+	}
+
 	results.push(facts.systemd?.startsWith('systemd ')
 		? {check: 'systemd', level: 'pass', detail: facts.systemd}
 		: {check: 'systemd', level: 'fail', detail: 'systemctl not found', fix: 'the apiserver runs as a systemd unit: use a master that boots with systemd'});
 	for (const [port, component] of Object.entries(controlPlanePorts)) {
 		const holders = facts.listening.filter(entry => entry.port === Number(port));
-		const foreign = holders.filter(entry => !ownProcesses.has(entry.process));
+		const foreign = holders.filter(entry => !ownProcesses(config).has(entry.process));
 		results.push(foreign.length === 0
 			? {check: `port ${port}`, level: 'pass', detail: holders.length > 0 ? `held by ${holders[0]!.process} (this cluster)` : 'free'}
 			: {check: `port ${port}`, level: 'fail', detail: `in use by ${foreign.map(entry => entry.process).join(', ')}`, fix: `stop what listens on ${port} (ss -ltnp 'sport = :${port}'); ${component} needs it`});

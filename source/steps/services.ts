@@ -128,6 +128,14 @@ async function failure(context: StepContext, master: Master, name: ServiceName, 
 	return new StepError({step: 'start', host: master.name, message, command, output: output.split('\n').slice(-15).join('\n'), fix: diagnoseService(name, output) ?? `read the journal on ${master.name}: journalctl -u ${name}`});
 }
 
+/** kube-nginx whose config alone was written in this run, while it runs from an unchanged unit. */
+function onlyConfigChanged(context: StepContext, master: Master, name: ServiceName, inputs: Upload[], status: UnitStatus | undefined): boolean {
+	const changed = context.changedFiles.get(master.name);
+	const written = inputs.filter(upload => changed?.has(upload.path));
+	return name === 'kube-nginx' && status?.active === 'active' && status.needsReload === 'no'
+		&& written.length > 0 && written.every(upload => upload.path.endsWith('/conf/kube-nginx.conf'));
+}
+
 const restartScript = (name: ServiceName, reload: boolean) => `${reload ? 'systemctl daemon-reload && ' : ''}systemctl enable ${name} && systemctl restart ${name}`;
 
 /** Waits until the service is ready, stopping early when the operator asks to stop. */
@@ -204,12 +212,16 @@ export function startStep(uploadsOf: UploadsOf): StepDefinition {
 			const inputs = inputsOf(context, master);
 			const status = await unitStatus(context, master);
 			const restarted: string[] = [];
+			let daemonReloaded = false;
 			for (const service of services) {
 				context.throwIfStopping();
 				const serviceInputList = inputs.get(service.name)!;
 				const recorded = context.state.host('start', master.name)?.services?.[service.name];
 				if (reasonToRestart(context, master, service.name, serviceInputList, recorded, status.get(service.name))) {
-					const script = restartScript(service.name, restarted.length === 0);
+					// A reload keeps nginx's open connections (the components' watches and leader elections).
+					const reload = onlyConfigChanged(context, master, service.name, serviceInputList, status.get(service.name));
+					const script = reload ? `systemctl reload ${service.name}` : restartScript(service.name, !daemonReloaded);
+					daemonReloaded ||= !reload;
 					context.progress('start', master.name, {message: `restarting ${service.name}`});
 					// Type=notify (apiserver) and forking (nginx) return once started, or failed.
 					const result = await context.remote.run(master, script, {step: 'start', timeoutMs: (context.config.timeouts.readySeconds + 30) * 1000});
@@ -217,7 +229,7 @@ export function startStep(uploadsOf: UploadsOf): StepDefinition {
 						throw await failure(context, master, service.name, `${service.name} did not start (exit ${result.exitCode})`, script);
 					}
 
-					restarted.push(service.name);
+					restarted.push(reload ? `${service.name} (reloaded)` : service.name);
 				}
 
 				const readiness = await waitReady(context, master, service);

@@ -1,8 +1,10 @@
 import {randomBytes} from 'node:crypto';
+import YAML from 'yaml';
 import type {Master} from '../config/schema.js';
 import {ChecksFailed, StepError} from '../errors.js';
 import {sha256} from '../files.js';
 import {readCertificate} from '../pki/certs.js';
+import {leafNames} from '../pki/material.js';
 import {shellQuote, shellWords} from '../remote/quote.js';
 import {leaderLockKind, livenessPath, readinessPath} from '../versions.js';
 import {etcdctlScript, kubectl} from './clients.js';
@@ -76,10 +78,28 @@ async function certificateCheck(context: StepContext, master: Master): Promise<C
 	const days = soonest ? Math.floor((soonest.notAfter.getTime() - now) / dayMs) : 0;
 	const detail = `${ours.length} certificates; first to expire: ${soonest?.name ?? '-'} on ${soonest?.notAfter.toISOString().slice(0, 10) ?? '-'} (${days} days)${notes.length > 0 ? `; ${notes.join('; ')}` : ''}`;
 	if (days < expiryWarningDays || notes.length > 0) {
-		return {check: 'certificates', level: 'warn', detail, fix: days < expiryWarningDays ? `renew it: k8s-master-install apply --rotate ${soonest!.name.replace(/\.pem$/, '')}` : 'run apply to put back the certificates this install made, or keep yours on purpose'};
+		return {check: 'certificates', level: 'warn', detail, fix: days < expiryWarningDays ? renewal(soonest!.name) : 'run apply to put back the certificates this install made, or keep yours on purpose'};
 	}
 
 	return {check: 'certificates', level: 'pass', detail};
+}
+
+function renewal(file: string): string {
+	const leaf = file.replace(/\.pem$/, '');
+	if ((leafNames as readonly string[]).includes(leaf)) {
+		return `renew it: k8s-master-install apply --rotate ${leaf}`;
+	}
+
+	return file === 'ca.pem' ? 'renew the CA (ca.certFile/ca.keyFile) and apply; every certificate is then issued again' : `renew ${file} where it comes from (etcd.certFile / etcd.caFile) and apply`;
+}
+
+/** The plain-HTTP ports of old releases (scheduler 10251, controller-manager 10252) serve /metrics and pprof unauthenticated. */
+async function insecurePortsCheck(context: StepContext, master: Master): Promise<CheckResult> {
+	const result = await context.remote.check(master, 'ss -Hltn', {step: 'verify', display: 'ss -Hltn (listening TCP ports)'});
+	const open = result.stdout.split('\n').map(line => line.trim().split(/\s+/)[3] ?? '').filter(address => /:(10251|10252)$/.test(address) && !/^(127\.0\.0\.1|\[::1\]):/.test(address));
+	return open.length === 0
+		? {check: 'no insecure ports', level: 'pass', detail: 'nothing listens on 10251/10252 beyond loopback'}
+		: {check: 'no insecure ports', level: 'fail', detail: `plain HTTP on ${open.join(', ')}`, fix: 'bind the insecure port to 127.0.0.1 or turn it off (--port=0; before 1.22 the scheduler\'s healthzBindAddress/metricsBindAddress in its --config)'};
 }
 
 async function rbacCheck(context: StepContext, master: Master): Promise<CheckResult> {
@@ -91,11 +111,23 @@ async function rbacCheck(context: StepContext, master: Master): Promise<CheckRes
 		: {check: 'kubernetes may use nodes/proxy', level: 'fail', detail: `kubectl auth can-i answered ${answer || result.stderr.trim().split('\n').at(-1) || `exit ${result.exitCode}`}`, fix: 'run apply again: its rbac step makes the binding kube-apiserver:kubelet-apis'};
 }
 
-const encryptedPrefix = 'k8s:enc:aescbc:v1:';
+/** What a secret's raw value in etcd starts with under the rendered encryption config: its first provider and key. */
+export function expectedSecretPrefix(context: StepContext): string | undefined {
+	const config = context.artifacts.find(artifact => artifact.remote?.step === 'encryption');
+	const parsed = YAML.parse(config?.content ?? '') as {resources?: Array<{resources?: string[]; providers?: Array<Record<string, {keys?: Array<{name?: string}>}>>}>} | null;
+	const first = parsed?.resources?.find(entry => entry.resources?.includes('secrets'))?.providers?.[0];
+	const [provider, settings] = Object.entries(first ?? {})[0] ?? [];
+	return provider && provider !== 'identity' && settings?.keys?.[0]?.name ? `k8s:enc:${provider}:v1:${settings.keys[0].name}:` : undefined;
+}
 
 /** Writes a throwaway secret, reads its raw value in etcd, and deletes it again. */
 async function encryptionCheck(context: StepContext, master: Master): Promise<CheckResult> {
 	const check = 'secrets encrypted in etcd';
+	const expected = expectedSecretPrefix(context);
+	if (!expected) {
+		return {check, level: 'fail', detail: 'the encryption config does not encrypt secrets with a key first', fix: 'put an aescbc, aesgcm or secretbox provider with a key before identity (templates/encryption-config.yaml)'};
+	}
+
 	const name = `k8smi-verify-${randomBytes(4).toString('hex')}`;
 	const marker = randomBytes(16).toString('hex');
 	const create = await kubectl(context, master, 'verify', ['-n', 'default', 'create', 'secret', 'generic', name, `--from-literal=check=${marker}`]);
@@ -105,12 +137,12 @@ async function encryptionCheck(context: StepContext, master: Master): Promise<Ch
 
 	try {
 		const get = etcdctlScript(context, master, ['get', `/registry/secrets/default/${name}`, '--print-value-only']);
-		const script = `v=$(${get} | head -c ${encryptedPrefix.length + 16} | tr -c '[:print:]' '.'); n=$(${get} | grep -a -c ${shellQuote(marker)}); echo "prefix=$v"; echo "plain=$n"`;
+		const script = `v=$(${get} | head -c ${expected.length} | tr -c '[:print:]' '.'); n=$(${get} | grep -a -c ${shellQuote(marker)}); echo "prefix=$v"; echo "plain=$n"`;
 		const result = await context.remote.check(master, script, {step: 'verify', display: `etcdctl get /registry/secrets/default/${name} (raw value)`});
 		const prefix = /^prefix=(.*)$/m.exec(result.stdout)?.[1] ?? '';
 		const plain = /^plain=(\d+)$/m.exec(result.stdout)?.[1] ?? '?';
-		if (prefix.startsWith(encryptedPrefix) && plain === '0') {
-			return {check, level: 'pass', detail: `raw value starts ${prefix.slice(0, prefix.indexOf(':', encryptedPrefix.length) + 1) || encryptedPrefix}`};
+		if (prefix === expected && plain === '0') {
+			return {check, level: 'pass', detail: `raw value starts ${expected}`};
 		}
 
 		return {check, level: 'fail', detail: prefix ? `raw value starts "${prefix}"${plain === '0' ? '' : ', and the plain text is readable'}` : 'the secret is not in etcd under /registry/secrets/default/', fix: `every apiserver must run with --encryption-provider-config=${context.config.paths.configDir}/encryption-config.yaml; secrets written before that stay plain until rewritten (kubectl get secrets -A -o json | kubectl replace -f -)`};
@@ -192,7 +224,7 @@ export const verify: StepDefinition = {
 		return [
 			{kind: 'check', description: `https://${master.ip}:6443${livenessPath(version)} and ${readinessPath(version)}?verbose answer ok`},
 			{kind: 'check', description: `https://127.0.0.1:8443${readinessPath(version)}?verbose answers ok on the master (through kube-nginx)`},
-			{kind: 'check', description: `https://${master.ip}:10257/healthz and :10259/healthz answer ok`},
+			{kind: 'check', description: `https://${master.ip}:10257/healthz and :10259/healthz answer ok; nothing serves plain HTTP on 10251/10252 beyond loopback`},
 			{kind: 'check', description: 'the installed certificates are the ones made here, and not expired'},
 			{kind: 'check', description: 'once for the cluster: kubectl auth can-i --as kubernetes get nodes --subresource=proxy; a test secret is stored encrypted (k8s:enc:aescbc:v1:) in etcd, then deleted; controller-manager and scheduler have a leader'},
 		];
@@ -207,6 +239,7 @@ export const verify: StepDefinition = {
 			await proxyCheck(context, master),
 			await endpointCheck(context, master, 'controller-manager healthy', 10_257, '/healthz'),
 			await endpointCheck(context, master, 'scheduler healthy', 10_259, '/healthz'),
+			await insecurePortsCheck(context, master),
 			await certificateCheck(context, master),
 		];
 		report(context, master.name, results);

@@ -58,6 +58,8 @@ export class FakeCluster {
 	/** Masters whose apiserver fails to start, and the order restarts happened in. */
 	readonly failRestart = new Set<string>();
 	readonly restartOrder: string[] = [];
+	/** `host unit` of every systemctl reload. */
+	readonly reloads: string[] = [];
 	/** Uploads arrive empty, as when ssh dies mid-stream and cat sees the end of its input. */
 	truncateUploads = false;
 	/** Called before each command; a test throws or stops here to interrupt at a chosen point. */
@@ -152,6 +154,10 @@ export class FakeCluster {
 			].join('\n'));
 		}
 
+		if (script === 'ss -Hltn') {
+			return ok([...host.listening.map(entry => `LISTEN 0 4096 0.0.0.0:${entry.port} 0.0.0.0:*`), ...(host.active ? [`LISTEN 0 4096 ${host.ip}:6443 0.0.0.0:*`] : [])].join('\n'));
+		}
+
 		if (script.startsWith('for u in ')) {
 			const names = script.slice('for u in '.length, script.indexOf(';')).split(' ');
 			return ok(names.map(name => `${name} ${(name === 'kube-apiserver' ? host.active : host.units.has(name)) ? 'active' : 'inactive'} no`).join('\n'));
@@ -187,6 +193,12 @@ export class FakeCluster {
 
 		if (script.startsWith('mkdir -p') || script.startsWith('cp -p') || script.startsWith('cat -- ')) {
 			return ok(script.startsWith('cat -- ') ? host.files.get(unquoteWords(script)[2]!)?.content.toString() ?? '' : '');
+		}
+
+		const reload = /^systemctl reload ([\w-]+)$/.exec(script);
+		if (reload) {
+			this.reloads.push(`${host.ip} ${reload[1]}`);
+			return host.units.has(reload[1]!) ? ok() : fail(1, `${reload[1]}.service is not active, cannot reload.`);
 		}
 
 		const restart = /systemctl restart ([\w-]+)/.exec(script);
@@ -228,7 +240,7 @@ export class FakeCluster {
 				return ok('prefix=\nplain=0\n');
 			}
 
-			return ok(host.files.has('/etc/kubernetes/encryption-config.yaml') ? 'prefix=k8s:enc:aescbc:v1:key1:..x.\nplain=0\n' : 'prefix=k8s..v1..Secret..\nplain=1\n');
+			return ok(host.files.has('/etc/kubernetes/encryption-config.yaml') ? 'prefix=k8s:enc:aescbc:v1:key1:\nplain=0\n' : 'prefix=k8s..v1..Secret..\nplain=1\n');
 		}
 
 		if (script.includes('etcdctl')) {

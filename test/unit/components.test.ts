@@ -247,3 +247,77 @@ describe('verify', () => {
 		expect(failed).toEqual([expect.objectContaining({host: 'k8smaster03', check: 'scheduler healthy', fix: 'journalctl -u kube-scheduler on k8smaster03'})]);
 	});
 });
+
+describe('what an operator taking over or changing a running cluster relies on', () => {
+	function cluster(settings: Record<string, unknown> = {}) {
+		const fixture = makeFixture('v1.28.7');
+		const configFile = writeConfig(fixture.dir, {...baseConfig(fixture.tarball), ...settings});
+		const fake = new FakeCluster(ips);
+		const engine = () => {
+			const config = loadConfig(configFile);
+			return new Engine({config, workspace: new Workspace(fixture.stateDir, config.name), runner: new Runner({executor: fake.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: fake.probe});
+		};
+
+		return {...fixture, configFile, fake, engine};
+	}
+
+	test('a cluster whose apiservers already answer is restarted one master at a time, even without a record of this install', async () => {
+		const {fake, engine} = cluster();
+		for (const host of fake.hosts.values()) {
+			host.active = true;
+		}
+
+		fake.failRestart.add('172.24.8.72');
+		await engine().apply({confirm: true}).catch(() => undefined);
+		// Master 3 was left serving: the failure on master 2 stopped the rolling restart.
+		expect(fake.restartOrder).toEqual(['172.24.8.71', '172.24.8.72']);
+		expect(fake.hosts.get('172.24.8.73')!.restarts).toBe(0);
+	});
+
+	test('a new kube-nginx config alone is reloaded, not restarted: the components keep their connections', async () => {
+		const {fake, engine, dir, tarball} = cluster();
+		await engine().apply({confirm: true});
+		const templates = path.join(dir, 'templates');
+		mkdirSync(templates);
+		writeFileSync(path.join(templates, 'kube-nginx.conf'), '{{LOAD_MODULE}}\nworker_processes 2;\nstream { upstream backend {\n{{UPSTREAMS}}\n} server { listen 127.0.0.1:8443; proxy_pass backend; } }\n');
+		writeConfig(dir, {...baseConfig(tarball), templatesDir: templates});
+		await engine().apply({confirm: true});
+		expect(fake.reloads.sort()).toEqual(ips.map(ip => `${ip} kube-nginx`));
+		expect(ips.map(ip => fake.hosts.get(ip)!.unitRestarts.get('kube-nginx'))).toEqual([1, 1, 1]);
+	});
+
+	test('with an imported CA, tokens its key signed stay valid beside sa.pub; clusterSigning: false keeps the CA key off the masters', async () => {
+		const {config, artifacts} = await artifactsFor('v1.28.7', {certificates: {clusterSigning: false}});
+		expect(artifacts.find(artifact => artifact.name === 'ca-key.pem')?.remote).toBeUndefined();
+		expect(flagsOf(renderUnit(config, '172.24.8.71', 'kube-controller-manager')).filter(flag => flag.includes('cluster-signing'))).toEqual([]);
+		const {dir} = makeFixture();
+		const fixture = configFor('v1.28.7');
+		const {material} = await ensureMaterial(fixture.config, new Workspace(fixture.stateDir, fixture.config.name));
+		writeFileSync(path.join(dir, 'ca.pem'), material.ca.certPem);
+		writeFileSync(path.join(dir, 'ca-key.pem'), material.ca.keyPem);
+		const imported = configFor('v1.28.7', {ca: {certFile: path.join(dir, 'ca.pem'), keyFile: path.join(dir, 'ca-key.pem')}}).config;
+		expect(flagsOf(renderUnit(imported, '172.24.8.71')).filter(flag => flag.startsWith('--service-account-key-file'))).toEqual(['--service-account-key-file=/etc/kubernetes/cert/sa.pub', '--service-account-key-file=/etc/kubernetes/cert/ca.pem']);
+	});
+
+	test('before 1.22 the scheduler\'s plain-HTTP port is bound to loopback by its config (--port is ignored with --config)', async () => {
+		const old = await artifactsFor('v1.21.0');
+		expect(YAML.parse(old.artifacts.find(artifact => artifact.name === 'kube-scheduler.yaml')!.content)).toMatchObject({apiVersion: 'kubescheduler.config.k8s.io/v1beta1', healthzBindAddress: '127.0.0.1:10251', metricsBindAddress: '127.0.0.1:10251'});
+		const current = await artifactsFor('v1.22.0');
+		expect(current.artifacts.find(artifact => artifact.name === 'kube-scheduler.yaml')!.content).not.toContain('BindAddress');
+	});
+
+	test('verify fails a master that serves plain HTTP on 10251 beyond loopback', async () => {
+		const {fake, engine} = cluster();
+		await engine().apply({confirm: true});
+		fake.hosts.get('172.24.8.72')!.listening.push({port: 10_251, process: 'kube-scheduler'});
+		const instance = engine();
+		const failed: string[] = [];
+		instance.subscribe(event => {
+			if (event.type === 'check' && event.level === 'fail') {
+				failed.push(`${event.host} ${event.check}: ${event.detail}`);
+			}
+		});
+		expect(await instance.verify()).toBe(false);
+		expect(failed).toEqual(['k8smaster02 no insecure ports: plain HTTP on 0.0.0.0:10251']);
+	});
+});
