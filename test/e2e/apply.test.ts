@@ -189,6 +189,8 @@ describe.skipIf(!lab)('apply on the lab\'s three masters', () => {
 		expect(await getHealth(lab!.hosts[0]!.ip, 6443, '/healthz', tls(stateDir))).toMatchObject({ok: true});
 		// Its controller-manager and scheduler started with the flags and config kind of 1.14, and elected leaders (Endpoints then).
 		expect(labSsh(lab!, 'k8smaster01', 'cat /etc/kubernetes/kube-scheduler.yaml')).toMatch(/^apiVersion: kubescheduler\.config\.k8s\.io\/v1alpha1$/m);
+		// Its plain-HTTP port exists in 1.14 and is ignored by --port with --config: only loopback.
+		expect(labSsh(lab!, 'k8smaster01', 'ss -Hltn | awk \'{print $4}\' | grep :10251 || true').trim()).toBe('127.0.0.1:10251');
 		expect(run.stdout).toMatch(/leader kube-controller-manager\s+ok/);
 		expect(run.stdout).not.toMatch(/FAIL/);
 		const pids = mainPids();
