@@ -28,6 +28,7 @@ const help = `
     apply                  Install on every master; resumes where an earlier apply stopped
     verify                 Check the installed control plane on every master and print a grid
     status                 Print the recorded progress
+    reset                  Stop and remove what this install put on the masters (asks first); keeps the CA and keys
 
   Options
     --config, -c FILE      Cluster config (default: cluster.yaml)
@@ -41,6 +42,7 @@ const help = `
     --kube-version V      init: the Kubernetes release (default v1.14.2, the tutorial's)
     --tarball FILE         init: the server tarball (default ./kubernetes-server-linux-amd64.tar.gz)
     --force                init: replace an existing config file
+    --remove-local         reset: also delete the state folder (CA, keys, encryption key, state)
 
   Exit codes: 0 done, 1 failed (progress kept), 2 bad input or a question that needs an option, 130 stopped.
 `;
@@ -72,6 +74,7 @@ export async function main(argv: string[], output: Output = defaultOutput): Prom
 			kubeVersion: {type: 'string', default: 'v1.14.2'},
 			tarball: {type: 'string', default: './kubernetes-server-linux-amd64.tar.gz'},
 			force: {type: 'boolean', default: false},
+			removeLocal: {type: 'boolean', default: false},
 			help: {type: 'boolean', shortFlag: 'h', default: false},
 		},
 	});
@@ -143,6 +146,10 @@ export async function main(argv: string[], output: Output = defaultOutput): Prom
 				return passed ? 0 : 1;
 			}
 
+			case 'reset': {
+				return await reset(flags, output);
+			}
+
 			case 'status': {
 				const config = loadConfig(flags.config);
 				const workspace = new Workspace(flags.stateDir ?? defaultStateDir(), config.name);
@@ -152,7 +159,7 @@ export async function main(argv: string[], output: Output = defaultOutput): Prom
 			}
 
 			default: {
-				throw new InputError('command', command, 'is not a command', 'use one of init, render, preflight, plan, apply, verify, status (see --help)');
+				throw new InputError('command', command, 'is not a command', 'use one of init, render, preflight, plan, apply, verify, status, reset (see --help)');
 			}
 		}
 	} catch (error) {
@@ -160,7 +167,7 @@ export async function main(argv: string[], output: Output = defaultOutput): Prom
 	}
 }
 
-type Flags = {config: string; stateDir?: string; out?: string; yes: boolean; overwrite: boolean; rotate?: string[]; json: boolean; verbose: boolean; fromEnv?: string; kubeVersion: string; tarball: string; force: boolean};
+type Flags = {config: string; stateDir?: string; out?: string; yes: boolean; overwrite: boolean; rotate?: string[]; json: boolean; verbose: boolean; fromEnv?: string; kubeVersion: string; tarball: string; force: boolean; removeLocal: boolean};
 
 function reportError(error: unknown, output: Output): number {
 	if (isInputError(error)) {
@@ -179,7 +186,9 @@ function reportError(error: unknown, output: Output): number {
 	}
 
 	if (error instanceof ApplyFailed) {
-		output.err(`error: ${error.message}. Progress is saved: fix the cause and run apply again to resume.`);
+		output.err(error.failures[0]?.step === 'reset'
+			? `error: ${error.message}. What was removed is recorded: run reset again once they are reachable.`
+			: `error: ${error.message}. Progress is saved: fix the cause and run apply again to resume.`);
 		return 1;
 	}
 
@@ -268,6 +277,26 @@ async function apply(flags: Flags, output: Output): Promise<number> {
 		process.off('SIGINT', onSignal);
 		process.off('SIGTERM', onSignal);
 	}
+}
+
+/** On a terminal without --yes, reset asks for the cluster's name to be typed; otherwise --yes is needed. */
+async function reset(flags: Flags, output: Output): Promise<number> {
+	const config = loadConfig(flags.config);
+	const engine = makeEngine(config, flags, output);
+	engine.subscribe(flags.json ? jsonReporter(output.out) : lineReporter(output.out, {verbose: flags.verbose}));
+	const typed = !flags.yes && process.stdin.isTTY === true && process.stdout.isTTY === true;
+	if (typed) {
+		const readline = await import('node:readline/promises');
+		const terminal = readline.createInterface({input: process.stdin, output: process.stdout});
+		const answer = await terminal.question(`This stops the control plane on ${config.masters.map(master => master.name).join(', ')} and removes this install's files there${flags.removeLocal ? ', then deletes the CA, keys and state here' : ''}.\nType the cluster name (${config.name}) to go on: `);
+		terminal.close();
+		if (answer.trim() !== config.name) {
+			throw new PromptRefused('reset not confirmed');
+		}
+	}
+
+	await engine.reset({confirm: !typed, removeLocal: flags.removeLocal});
+	return 0;
 }
 
 function init(flags: Flags, output: Output): number {

@@ -1,4 +1,4 @@
-import {existsSync, readFileSync} from 'node:fs';
+import {existsSync, readFileSync, rmSync} from 'node:fs';
 import path from 'node:path';
 import type {ResolvedConfig} from '../config/load.js';
 import type {Master} from '../config/schema.js';
@@ -14,6 +14,7 @@ import {StateStore, type HostRecord, type StepId} from '../state/store.js';
 import {unpackBinaries, unpackedBinaries} from '../steps/binaries.js';
 import {inputActions, steps} from '../steps/definitions.js';
 import {preflight} from '../steps/preflight.js';
+import {resetHost} from '../steps/reset.js';
 import {verify} from '../steps/verify.js';
 import {downloadTarball} from '../steps/download.js';
 import type {PlannedAction, StepContext, StepDefinition} from '../steps/types.js';
@@ -237,6 +238,62 @@ export class Engine {
 				return {kind: 'check', description: action.description};
 			}
 		}
+	}
+
+	/**
+	 * Stops and removes on every master what this install put there: the four units, then every file
+	 * whose content is still what this install wrote (a file changed since is kept and named). etcd's
+	 * data is not touched. The local CA, keys and state folder stay unless removeLocal is asked.
+	 */
+	async reset(options: {confirm: boolean; removeLocal?: boolean}): Promise<void> {
+		const started = performance.now();
+		const {config, workspace} = this.options;
+		if (options.confirm) {
+			const confirmed = await this.options.prompter.ask({
+				kind: 'confirm-reset',
+				message: `Stop kube-apiserver, kube-nginx, kube-controller-manager and kube-scheduler and remove this install's files on ${config.masters.map(master => master.name).join(', ')}${options.removeLocal ? `, then delete ${workspace.root} (CA, keys, encryption key, state)` : ''}?`,
+			});
+			if (!confirmed) {
+				throw new PromptRefused('reset not confirmed');
+			}
+		}
+
+		const release = workspace.lock();
+		const context = await this.prepare(false, {quiet: true});
+		const failures: FailureInfo[] = [];
+		try {
+			this.emit({type: 'step-start', step: 'reset', title: 'Remove the control plane from the masters', hosts: config.masters.map(master => master.name)});
+			await Promise.all(config.masters.map(async master => {
+				const hostStarted = performance.now();
+				this.emit({type: 'host-start', step: 'reset', host: master.name});
+				try {
+					const detail = await resetHost(context, master);
+					this.state.forgetHost(master.name);
+					this.emit({type: 'host-done', step: 'reset', host: master.name, outcome: 'done', detail, durationMs: Math.round(performance.now() - hostStarted)});
+				} catch (error) {
+					const failure = toFailure(error, 'reset', master.name, this.options.runner);
+					failures.push(failure);
+					this.emit({type: 'host-done', step: 'reset', host: master.name, outcome: 'failed', failure, durationMs: Math.round(performance.now() - hostStarted)});
+				}
+			}));
+			this.emit({type: 'step-done', step: 'reset', outcome: failures.length > 0 ? 'failed' : 'done', durationMs: Math.round(performance.now() - started)});
+		} finally {
+			await context.remote.close();
+			release();
+		}
+
+		if (failures.length > 0) {
+			this.emit({type: 'finished', outcome: 'failed', message: `reset failed on ${failures.map(failure => failure.host).join(', ')}; run reset again once they are reachable`, durationMs: Math.round(performance.now() - started)});
+			throw new ApplyFailed('reset', failures);
+		}
+
+		this.state.clearProgress();
+		this.state.forgetMaterialInUse();
+		if (options.removeLocal) {
+			rmSync(workspace.root, {recursive: true, force: true});
+		}
+
+		this.emit({type: 'finished', outcome: 'done', message: `${config.masters.length} master(s) reset${options.removeLocal ? `; ${workspace.root} deleted` : `; the CA and keys are kept in ${workspace.root}`}`, durationMs: Math.round(performance.now() - started)});
 	}
 
 	/** The preflight checks alone, on every master, recording nothing; true when none failed. */

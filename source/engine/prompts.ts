@@ -3,9 +3,10 @@ import {PromptRefused} from '../errors.js';
 /** Questions the engine asks; a view answers them (the terminal UI) or the options do (headless). */
 export type PromptRequest =
 	| {kind: 'confirm-apply'; message: string}
+	| {kind: 'confirm-reset'; message: string}
 	| {kind: 'overwrite'; host: string; path: string; message: string; diff?: string};
 
-export type PromptAnswer<R extends PromptRequest> = R extends {kind: 'confirm-apply'} ? boolean : R extends {kind: 'overwrite'} ? boolean : never;
+export type PromptAnswer<R extends PromptRequest> = R extends {kind: 'confirm-apply' | 'confirm-reset' | 'overwrite'} ? boolean : never;
 
 export type Prompter = {
 	ask: <R extends PromptRequest>(request: R) => Promise<PromptAnswer<R>>;
@@ -15,7 +16,7 @@ export type Prompter = {
 export function headlessPrompter(options: {yes: boolean; overwrite: boolean}): Prompter {
 	return {
 		async ask(request) {
-			if (request.kind === 'confirm-apply') {
+			if (request.kind === 'confirm-apply' || request.kind === 'confirm-reset') {
 				if (!options.yes) {
 					throw new PromptRefused(`${request.message} There is no terminal to confirm on.`, '--yes');
 				}

@@ -3,7 +3,7 @@ import path from 'node:path';
 import Conf from 'conf';
 import type {MaterialRecord} from '../pki/material.js';
 
-export const stepIds = ['preflight', 'binaries', 'certs', 'encryption', 'audit', 'units', 'start', 'etcd-check', 'rbac', 'verify'] as const;
+export const stepIds = ['preflight', 'binaries', 'certs', 'encryption', 'audit', 'units', 'start', 'etcd-check', 'rbac', 'verify', 'reset'] as const;
 export type StepId = typeof stepIds[number];
 
 export type HostRecord = {
@@ -123,6 +123,34 @@ export class StateStore {
 		this.update(state => {
 			const now = new Date().toISOString();
 			state.run = {startedAt: state.run?.startedAt ?? now, ...state.run, ...run, updatedAt: now};
+		});
+	}
+
+	/** Every remote path this install wrote on a host, with the hashes it wrote there. */
+	writtenFiles(host: string): Map<string, Set<string>> {
+		const files = new Map<string, Set<string>>();
+		for (const step of Object.values(this.state.steps)) {
+			for (const [remotePath, hash] of Object.entries(step?.hosts[host]?.files ?? {})) {
+				files.set(remotePath, (files.get(remotePath) ?? new Set()).add(hash));
+			}
+		}
+
+		return files;
+	}
+
+	/** Forgets what was done on one host (after reset removed it there). */
+	forgetHost(host: string): void {
+		this.update(state => {
+			for (const step of Object.values(state.steps)) {
+				delete step?.hosts[host];
+			}
+		});
+	}
+
+	/** Forgets that the key material is in use: no master holds it any more. */
+	forgetMaterialInUse(): void {
+		this.update(state => {
+			delete state.material;
 		});
 	}
 

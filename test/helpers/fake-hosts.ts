@@ -158,6 +158,21 @@ export class FakeCluster {
 			return ok([...host.listening.map(entry => `LISTEN 0 4096 0.0.0.0:${entry.port} 0.0.0.0:*`), ...(host.active ? [`LISTEN 0 4096 ${host.ip}:6443 0.0.0.0:*`] : [])].join('\n'));
 		}
 
+		if (script.startsWith('for u in ') && script.includes('systemctl stop')) {
+			host.active = false;
+			host.units.clear();
+			return ok();
+		}
+
+		const removal = /^(?:rm -f -- (.*?); )?systemctl daemon-reload; systemctl reset-failed/.exec(script);
+		if (removal) {
+			for (const file of unquoteWords(removal[1] ?? '')) {
+				host.files.delete(file);
+			}
+
+			return ok();
+		}
+
 		if (script.startsWith('for u in ')) {
 			const names = script.slice('for u in '.length, script.indexOf(';')).split(' ');
 			return ok(names.map(name => `${name} ${(name === 'kube-apiserver' ? host.active : host.units.has(name)) ? 'active' : 'inactive'} no`).join('\n'));

@@ -1,4 +1,4 @@
-import {existsSync, mkdirSync, writeFileSync} from 'node:fs';
+import {existsSync, mkdirSync, readFileSync, writeFileSync} from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import {describe, expect, test} from 'vitest';
@@ -319,5 +319,57 @@ describe('what an operator taking over or changing a running cluster relies on',
 		});
 		expect(await instance.verify()).toBe(false);
 		expect(failed).toEqual(['k8smaster02 no insecure ports: plain HTTP on 0.0.0.0:10251']);
+	});
+});
+
+describe('reset', () => {
+	test('removes what this install put on every master, keeps a file changed by hand and the local CA and keys; apply then reinstalls with the same CA', async () => {
+		const fixture = makeFixture('v1.28.7');
+		const config = loadConfig(writeConfig(fixture.dir, baseConfig(fixture.tarball)));
+		const fake = new FakeCluster(ips);
+		const engine = (yes = true) => new Engine({config, workspace: new Workspace(fixture.stateDir, config.name), runner: new Runner({executor: fake.executor}), prompter: headlessPrompter({yes, overwrite: false}), probe: fake.probe});
+		await engine().apply({confirm: true});
+		const workspace = new Workspace(fixture.stateDir, config.name);
+		const caBefore = readFileSync(workspace.pki('ca.pem'), 'utf8');
+		fake.hosts.get('172.24.8.72')!.files.set('/etc/kubernetes/audit-policy.yaml', {content: Buffer.from('# mine\n'), mode: 0o644, owner: 'root'});
+
+		const refused = await engine(false).reset({confirm: true}).catch((error: unknown) => error);
+		expect((refused as Error).message).toMatch(/There is no terminal to confirm on/);
+		expect(fake.running('172.24.8.71')).toHaveLength(4);
+
+		const events: EngineEvent[] = [];
+		const instance = engine();
+		instance.subscribe(event => events.push(event));
+		await instance.reset({confirm: true});
+		for (const ip of ips) {
+			expect(fake.running(ip)).toEqual([]);
+			const left = [...fake.hosts.get(ip)!.files.keys()];
+			expect(left).toEqual(ip === '172.24.8.72' ? ['/etc/kubernetes/audit-policy.yaml'] : []);
+		}
+
+		expect(events.some(event => event.type === 'host-done' && event.host === 'k8smaster02' && /kept 1 changed since this install wrote them: \/etc\/kubernetes\/audit-policy\.yaml/.test(event.detail ?? ''))).toBe(true);
+		expect(instance.state.isEmpty).toBe(true);
+		expect(readFileSync(workspace.pki('ca.pem'), 'utf8')).toBe(caBefore);
+		expect(existsSync(workspace.pki('encryption.key'))).toBe(true);
+
+		fake.hosts.get('172.24.8.72')!.files.delete('/etc/kubernetes/audit-policy.yaml');
+		await engine().apply({confirm: true});
+		expect(ips.map(ip => fake.running(ip).length)).toEqual([4, 4, 4]);
+		expect(fake.hosts.get('172.24.8.71')!.files.get('/etc/kubernetes/cert/ca.pem')?.content.toString()).toBe(caBefore);
+	});
+
+	test('--remove-local also deletes the state folder, after the masters are clean', async () => {
+		const fixture = makeFixture('v1.28.7');
+		const config = loadConfig(writeConfig(fixture.dir, baseConfig(fixture.tarball)));
+		const fake = new FakeCluster(ips);
+		const engine = () => new Engine({config, workspace: new Workspace(fixture.stateDir, config.name), runner: new Runner({executor: fake.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: fake.probe});
+		await engine().apply({confirm: true});
+		fake.hosts.get('172.24.8.73')!.reachable = false;
+		await expect(engine().reset({confirm: true, removeLocal: true})).rejects.toThrow(/reset failed on k8smaster03/);
+		// Nothing local is deleted while a master still holds the install.
+		expect(existsSync(path.join(fixture.stateDir, 'kubernetes', 'pki', 'ca-key.pem'))).toBe(true);
+		fake.hosts.get('172.24.8.73')!.reachable = true;
+		await engine().reset({confirm: true, removeLocal: true});
+		expect(existsSync(path.join(fixture.stateDir, 'kubernetes'))).toBe(false);
 	});
 });

@@ -52,11 +52,11 @@ export function DiffView({diff, host}: {diff: string; host: string}) {
 
 /** A question from the engine: overwrite a file changed on a master, or confirm the apply. */
 export function PromptDialog({request, waiting, onAnswer}: {request: PromptRequest; waiting: number; onAnswer: (value: boolean) => void}) {
-	if (request.kind === 'confirm-apply') {
+	if (request.kind === 'confirm-apply' || request.kind === 'confirm-reset') {
 		return (
 			<Box flexDirection="column" marginTop={1}>
 				<Text bold>{request.message}</Text>
-				<Menu items={[{label: 'Yes, apply', value: 'yes'}, {label: 'No', value: 'no'}]} onSelect={value => onAnswer(value === 'yes')} />
+				<Menu items={[{label: request.kind === 'confirm-apply' ? 'Yes, apply' : 'Yes, remove', value: 'yes'}, {label: 'No', value: 'no'}]} onSelect={value => onAnswer(value === 'yes')} />
 			</Box>
 		);
 	}
