@@ -271,7 +271,11 @@ async function apply(flags: Flags, output: Output): Promise<number> {
 		output.err(`log: ${logFile}`);
 		return 0;
 	} catch (error) {
-		output.err(`log: ${logFile}`);
+		// Bad input is refused before any host is touched: the message alone says it all.
+		if (!isInputError(error)) {
+			output.err(`log: ${logFile}`);
+		}
+
 		throw error;
 	} finally {
 		process.off('SIGINT', onSignal);

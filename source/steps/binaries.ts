@@ -1,4 +1,4 @@
-import {existsSync, mkdirSync, readFileSync, statSync} from 'node:fs';
+import {closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync} from 'node:fs';
 import path from 'node:path';
 import type {ResolvedConfig} from '../config/load.js';
 import {InputError} from '../errors.js';
@@ -43,6 +43,26 @@ export function unpackedBinaries(workspace: Workspace, config: ResolvedConfig): 
 	return complete ? manifest.files.filter(entry => binaryNames(config).includes(entry.name)) : undefined;
 }
 
+const elfMachines: Record<number, string> = {3: '386', 40: 'arm', 62: 'amd64', 183: 'arm64', 21: 'ppc64le', 22: 's390x', 243: 'riscv64'};
+
+/** The architecture an ELF binary is built for; undefined for anything that is not ELF (scripts). */
+function elfArchitecture(file: string): string | undefined {
+	const header = Buffer.alloc(20);
+	const descriptor = openSync(file, 'r');
+	try {
+		readSync(descriptor, header, 0, 20, 0);
+	} finally {
+		closeSync(descriptor);
+	}
+
+	if (header.subarray(0, 4).toString('latin1') !== '\u007FELF') {
+		return undefined;
+	}
+
+	const machine = header[5] === 2 ? header.readUInt16BE(18) : header.readUInt16LE(18);
+	return elfMachines[machine] ?? `machine ${machine}`;
+}
+
 /**
  * Unpacks the server binaries from the tarball once per tarball content; the manifest records the
  * tarball's hash and every binary's, so a changed tarball is unpacked again and a changed binary is seen.
@@ -83,6 +103,12 @@ export async function unpackBinaries(config: ResolvedConfig, workspace: Workspac
 	const result = await runner.run({command: 'tar', args: ['-xzf', tarball, '-C', directory, '--no-same-owner', ...extract], step: 'binaries', timeoutMs: 600_000});
 	if (result.exitCode !== 0) {
 		throw new InputError('binaries.tarball', tarball, `could not be unpacked (${result.stderr.trim().split('\n').at(-1) ?? 'tar failed'})`, 'check free disk space in the state folder and the tarball\'s integrity');
+	}
+
+	const architecture = elfArchitecture(path.join(directory, binPrefix, 'kube-apiserver'));
+	if (architecture !== undefined && architecture !== 'amd64') {
+		rmSync(directory, {recursive: true, force: true});
+		throw new InputError('binaries.tarball', tarball, `holds ${architecture} binaries (kube-apiserver is built for ${architecture})`, 'use kubernetes-server-linux-amd64.tar.gz of the release: the masters must be x86_64 (preflight checks them)');
 	}
 
 	const files: BinaryFile[] = [];

@@ -1,0 +1,194 @@
+import {execFileSync} from 'node:child_process';
+import {existsSync, mkdirSync, readdirSync, writeFileSync} from 'node:fs';
+import path from 'node:path';
+import {describe, expect, test} from 'vitest';
+import {main} from '../../source/cli.js';
+import {generateKeyPair, issueCertificate} from '../../source/pki/certs.js';
+import {baseConfig, makeFixture, writeConfig} from '../helpers/fixture.js';
+
+type Raw = Record<string, any>;
+
+async function run(args: string[]) {
+	const out: string[] = [];
+	const err: string[] = [];
+	const code = await main(args, {out: line => out.push(line), err: line => err.push(line)});
+	return {code, out: out.join('\n'), err: err.join('\n')};
+}
+
+/** Sets a value at a dotted path with [index] parts, e.g. masters[0].ip. */
+function set(raw: Raw, field: string, value: unknown): Raw {
+	const parts = field.replaceAll(/\[(\d+)\]/g, '.$1').split('.');
+	let target: any = raw;
+	for (const [index, part] of parts.slice(0, -1).entries()) {
+		target[part] ??= /^\d+$/.test(parts[index + 1]!) ? [] : {};
+		target = target[part];
+	}
+
+	target[parts.at(-1)!] = value;
+	return raw;
+}
+
+/** A tarball like the release's, built in dir, with its kube-apiserver replaced. */
+function tarballWith(dir: string, version: string, apiserver: Buffer | undefined): string {
+	const bin = path.join(dir, 'custom', 'kubernetes', 'server', 'bin');
+	mkdirSync(bin, {recursive: true});
+	for (const name of ['kube-controller-manager', 'kube-scheduler', 'kubectl']) {
+		writeFileSync(path.join(bin, name), '#!/bin/sh\n', {mode: 0o755});
+	}
+
+	if (apiserver) {
+		writeFileSync(path.join(bin, 'kube-apiserver'), apiserver, {mode: 0o755});
+	}
+
+	writeFileSync(path.join(bin, 'kube-apiserver.docker_tag'), `${version}\n`);
+	const file = path.join(dir, `custom-${version}.tar.gz`);
+	execFileSync('tar', ['-czf', file, '-C', path.join(dir, 'custom'), 'kubernetes']);
+	return file;
+}
+
+/** The first bytes of an ELF executable for a machine (62 x86-64, 183 aarch64). */
+function elf(machine: number): Buffer {
+	const header = Buffer.alloc(64);
+	header.write('\u007FELF', 0, 'latin1');
+	header[4] = 2;
+	header[5] = 1;
+	header.writeUInt16LE(2, 16);
+	header.writeUInt16LE(machine, 18);
+	return header;
+}
+
+async function caFiles(dir: string, options: {expired?: boolean; leaf?: boolean; mismatched?: boolean}): Promise<{certFile: string; keyFile: string}> {
+	const pair = await generateKeyPair();
+	const now = options.expired ? new Date(Date.now() - (400 * 24 * 3600 * 1000)) : new Date();
+	const cert = issueCertificate({subject: {CN: 'test-ca'}, profile: options.leaf ? 'client' : 'ca', validityDays: options.expired ? 30 : 365}, pair, undefined, now);
+	const key = options.mismatched ? (await generateKeyPair()).privateKeyPem : pair.privateKeyPem;
+	writeFileSync(path.join(dir, 'ca.pem'), cert);
+	writeFileSync(path.join(dir, 'ca-key.pem'), key, {mode: 0o600});
+	return {certFile: path.join(dir, 'ca.pem'), keyFile: path.join(dir, 'ca-key.pem')};
+}
+
+type Case = {
+	name: string;
+	/** The field the message must name first. */
+	field: string;
+	/** Part of the message after the field (the problem). */
+	problem: RegExp;
+	/** Changes the config; returns raw text to write it verbatim. */
+	change: (raw: Raw, dir: string) => Raw | string | Promise<Raw | string>;
+	/** apply (unpacks the tarball before touching any host) instead of plan. */
+	command?: 'apply';
+};
+
+const cases: Case[] = [
+	{name: 'an address out of range', field: 'masters[0].ip', problem: /is not an IPv4 address \(got 999\.1\.1\.1\)/, change: raw => set(raw, 'masters[0].ip', '999.1.1.1')},
+	{name: 'an address with three parts', field: 'masters[0].ip', problem: /is not an IPv4 address/, change: raw => set(raw, 'masters[0].ip', '172.24.8')},
+	{name: 'an IPv6 master', field: 'masters[0].ip', problem: /is not an IPv4 address \(got ::1\)/, change: raw => set(raw, 'masters[0].ip', '::1')},
+	{name: 'a duplicate address', field: 'masters[1].ip', problem: /repeats masters\[0\]\.ip/, change: raw => set(raw, 'masters[1].ip', '172.24.8.71')},
+	{name: 'a duplicate name', field: 'masters[2].name', problem: /repeats masters\[0\]\.name/, change: raw => set(raw, 'masters[2].name', 'k8smaster01')},
+	{name: 'an upper-case name with _', field: 'masters[0].name', problem: /is not a valid host name/, change: raw => set(raw, 'masters[0].name', 'K8S_Master')},
+	{name: 'an empty name', field: 'masters[0].name', problem: /is not a valid host name/, change: raw => set(raw, 'masters[0].name', '')},
+	{name: 'no master', field: 'masters', problem: /lists no master/, change: raw => set(raw, 'masters', [])},
+	{name: 'a master with a misspelt key', field: 'masters[0].nmae', problem: /is not a known setting.*did you mean "name"/s, change: raw => set(raw, 'masters[0].nmae', 'x')},
+	{name: 'a CIDR that is a word', field: 'network.serviceCidr', problem: /is not an IPv4 CIDR \(got ten\)/, change: raw => set(raw, 'network.serviceCidr', 'ten')},
+	{name: 'a CIDR with host bits', field: 'network.serviceCidr', problem: /has host bits set/, change: raw => set(raw, 'network.serviceCidr', '10.254.0.1/16')},
+	{name: 'a prefix of 33', field: 'network.serviceCidr', problem: /is not an IPv4 CIDR/, change: raw => set(raw, 'network.serviceCidr', '10.254.0.0/33')},
+	{name: 'a service range holding the masters', field: 'network.serviceCidr', problem: /contains masters\[0\]\.ip 172\.24\.8\.71/, change: raw => set(raw, 'network.serviceCidr', '172.24.0.0/16')},
+	{name: 'a service range of /8', field: 'network.serviceCidr', problem: /has a prefix outside \/12 to \/28/, change: raw => set(raw, 'network.serviceCidr', '10.0.0.0/8')},
+	{name: 'a reversed port range', field: 'network.nodePortRange', problem: /is not a port range/, change: raw => set(raw, 'network.nodePortRange', '32767-30000')},
+	{name: 'a domain with a trailing dot', field: 'network.clusterDomain', problem: /is not a DNS domain/, change: raw => set(raw, 'network.clusterDomain', 'cluster.local.')},
+	{name: 'a version without v', field: 'version', problem: /is not a supported Kubernetes release \(got 1\.28\.7\)/, change: raw => set(raw, 'version', '1.28.7')},
+	{name: 'a version before 1.14', field: 'version', problem: /is not a supported Kubernetes release \(got v1\.13\.0\)/, change: raw => set(raw, 'version', 'v1.13.0')},
+	{name: 'the version "latest"', field: 'version', problem: /is not a supported Kubernetes release/, change: raw => set(raw, 'version', 'latest')},
+	{name: 'a version 2', field: 'version', problem: /is not a supported Kubernetes release/, change: raw => set(raw, 'version', 'v2.0.0')},
+	{name: 'a version as a number', field: 'version', problem: /must be string/, change: raw => set(raw, 'version', 1.28)},
+	{name: 'a missing tarball', field: 'binaries.tarball', problem: /does not exist/, change: (raw, dir) => set(raw, 'binaries.tarball', path.join(dir, 'nope.tar.gz'))},
+	{name: 'a tarball that is a folder', field: 'binaries.tarball', problem: /is not a regular file/, change: (raw, dir) => set(raw, 'binaries.tarball', dir)},
+	{name: 'both tarball and url', field: 'binaries', problem: /needs exactly one of tarball and url/, change: raw => set(raw, 'binaries.url', 'https://dl.k8s.io/v1.28.7/kubernetes-server-linux-amd64.tar.gz')},
+	{name: 'a plain-http url', field: 'binaries.url', problem: /is not an https URL/, change: raw => set(raw, 'binaries', {url: 'http://dl.k8s.io/x.tar.gz'})},
+	{name: 'a short sha256', field: 'binaries.sha256', problem: /is not a sha256 hex digest/, change: raw => set(raw, 'binaries.sha256', 'abc')},
+	{name: 'a tarball of another release', field: 'version', problem: /does not match the tarball, which holds v1\.14\.2/, command: 'apply', change: (raw, dir) => set(raw, 'binaries.tarball', tarballWith(dir, 'v1.14.2', Buffer.from('#!/bin/sh\n')))},
+	{name: 'a tarball of another architecture', field: 'binaries.tarball', problem: /holds arm64 binaries/, command: 'apply', change: (raw, dir) => set(raw, 'binaries.tarball', tarballWith(dir, 'v1.28.7', elf(183)))},
+	{name: 'a tarball that is not gzip', field: 'binaries.tarball', problem: /is not a readable \.tar\.gz/, command: 'apply', change(raw, dir) {
+		writeFileSync(path.join(dir, 'text.tar.gz'), 'not a tarball');
+		return set(raw, 'binaries.tarball', path.join(dir, 'text.tar.gz'));
+	}},
+	{name: 'a tarball without kube-apiserver', field: 'binaries.tarball', problem: /lacks kubernetes\/server\/bin\/kube-apiserver/, command: 'apply', change: (raw, dir) => set(raw, 'binaries.tarball', tarballWith(dir, 'v1.28.7', undefined))},
+	{name: 'a CA certificate and key that do not match', field: 'ca.keyFile', problem: /does not belong to the certificate/, change: async (raw, dir) => set(raw, 'ca', await caFiles(dir, {mismatched: true}))},
+	{name: 'an expired CA', field: 'ca.certFile', problem: /expired on \d{4}-\d\d-\d\d/, change: async (raw, dir) => set(raw, 'ca', await caFiles(dir, {expired: true}))},
+	{name: 'a leaf certificate as the CA', field: 'ca.certFile', problem: /is not a CA certificate/, change: async (raw, dir) => set(raw, 'ca', await caFiles(dir, {leaf: true}))},
+	{name: 'a CA key that is not PEM', field: 'ca.keyFile', problem: /is not a PEM RSA private key/, async change(raw, dir) {
+		const files = await caFiles(dir, {});
+		writeFileSync(files.keyFile, 'garbage');
+		return set(raw, 'ca', files);
+	}},
+	{name: 'an http etcd endpoint', field: 'etcd.endpoints[0]', problem: /is not an etcd client URL/, change: raw => set(raw, 'etcd.endpoints[0]', 'http://172.24.8.71:2379')},
+	{name: 'an etcd endpoint without scheme', field: 'etcd.endpoints[1]', problem: /is not an etcd client URL/, change: raw => set(raw, 'etcd.endpoints[1]', '172.24.8.72:2379')},
+	{name: 'an etcd port out of range', field: 'etcd.endpoints[2]', problem: /is not an etcd client URL/, change: raw => set(raw, 'etcd.endpoints[2]', 'https://172.24.8.73:99999')},
+	{name: 'an etcd endpoint with a path', field: 'etcd.endpoints[0]', problem: /is not an etcd client URL/, change: raw => set(raw, 'etcd.endpoints[0]', 'https://172.24.8.71:2379/v3')},
+	{name: 'no etcd endpoint', field: 'etcd.endpoints', problem: /lists no endpoint/, change: raw => set(raw, 'etcd.endpoints', [])},
+	{name: 'an etcd certificate without key', field: 'etcd', problem: /has only one of certFile and keyFile/, change: (raw, dir) => set(raw, 'etcd.certFile', writeConfig(dir, 'x', 'etcd.pem'))},
+	{name: 'YAML with an unclosed bracket', field: 'cluster.yaml', problem: /is not valid YAML/, change: () => 'version: v1.28.7\nmasters: [\n'},
+	{name: 'YAML with a tab indent', field: 'cluster.yaml', problem: /is not valid YAML/, change: () => 'version: v1.28.7\nnetwork:\n\tserviceCidr: 10.254.0.0/16\n'},
+	{name: 'YAML that is a list', field: 'cluster.yaml', problem: /does not hold a YAML mapping/, change: () => '- version: v1.28.7\n'},
+	{name: 'a key written twice', field: 'cluster.yaml', problem: /is not valid YAML: Map keys must be unique/, change: () => 'version: v1.28.7\nversion: v1.14.2\n'},
+	{name: 'an unknown top-level key', field: 'master', problem: /is not a known setting.*did you mean "masters"/s, change: raw => set(raw, 'master', [])},
+	{name: 'an unknown nested key', field: 'ssh.identity_file', problem: /did you mean "identityFile"/, change: raw => set(raw, 'ssh.identity_file', '~/.ssh/id_rsa')},
+	{name: 'an ssh port of 70000', field: 'ssh.port', problem: /70000|too big|<=65535/i, change: raw => set(raw, 'ssh.port', 70_000)},
+	{name: 'a relative binDir', field: 'paths.binDir', problem: /must be an absolute path/, change: raw => set(raw, 'paths.binDir', 'opt/k8s/bin')},
+	{name: 'a k8sDir climbing out with ..', field: 'paths.k8sDir', problem: /may hold only letters/, change: raw => set(raw, 'paths.k8sDir', '/data/../etc')},
+	{name: 'an encryption key of 16 bytes', field: 'encryption.keyFile', problem: /does not hold the base64 of exactly 32 bytes/, change: (raw, dir) => set(raw, 'encryption.keyFile', writeConfig(dir, Buffer.alloc(16).toString('base64'), 'encryption.key'))},
+	{name: 'an unknown signing-key choice', field: 'serviceAccount.signingKey', problem: /dedicated|ca/, change: raw => set(raw, 'serviceAccount.signingKey', 'shared')},
+	{name: 'a ready timeout of 1 s', field: 'timeouts.readySeconds', problem: /5|too small|>=5/i, change: raw => set(raw, 'timeouts.readySeconds', 1)},
+	{name: 'a kubectl that does not exist', field: 'kubectl', problem: /does not exist/, change: raw => set(raw, 'kubectl', '/nonexistent/kubectl')},
+	{name: 'a templatesDir that is a file', field: 'templatesDir', problem: /is not a folder/, change: (raw, dir) => set(raw, 'templatesDir', writeConfig(dir, 'x', 'not-a-folder'))},
+	{name: 'an extra flag the release refuses', field: 'extraFlags.kube-apiserver', problem: /--insecure-port=0 is refused by kube-apiserver from v1\.24/, command: 'apply', change: raw => set(raw, 'extraFlags', {'kube-apiserver': ['--insecure-port=0']})},
+	{name: 'an extra flag with a space', field: 'extraFlags.kube-scheduler[0]', problem: /is not a flag this tool can write into a unit/, change: raw => set(raw, 'extraFlags', {'kube-scheduler': ['--v 4']})},
+];
+
+/** Every string field that may reach a host, each given a value full of shell metacharacters. */
+const hostile = 'x;$(id)`id`\'"|&>/tmp/p\n';
+const stringFields = [
+	'name', 'version', 'masters[0].name', 'masters[1].ip', 'ssh.user', 'ssh.hostKeys', 'etcd.endpoints[0]', 'network.serviceCidr',
+	'network.nodePortRange', 'network.clusterDomain', 'paths.k8sDir', 'paths.binDir', 'paths.certDir', 'paths.configDir', 'paths.nginxDir',
+	'nginx.binary', 'nginx.streamModule', 'certificates.subject.C', 'certificates.subject.ST', 'certificates.subject.L', 'certificates.subject.O',
+	'certificates.subject.OU', 'certificates.extraSans[0]', 'extraFlags.kube-apiserver[0]', 'extraFlags.kube-controller-manager[0]',
+	'extraFlags.kube-scheduler[0]', 'binaries.sha256', 'binaries.include[0]', 'serviceAccount.signingKey', 'binaries.tarball', 'ssh.identityFile',
+	'etcd.caFile', 'kubectl', 'encryption.keyFile',
+];
+
+for (const field of stringFields) {
+	cases.push({
+		name: `shell metacharacters in ${field}`,
+		// Lists report the element; a missing local file is reported as such.
+		field: field.replace(/\[0\]$/, field.startsWith('extraFlags') || field.startsWith('binaries.include') || field.startsWith('certificates.extraSans') || field.startsWith('etcd.endpoints') ? '[0]' : ''),
+		problem: /./,
+		change: raw => set(raw, field, hostile),
+	});
+}
+
+describe('bad input', () => {
+	test(`the corpus has at least 40 cases (${cases.length})`, () => {
+		expect(cases.length).toBeGreaterThanOrEqual(40);
+	});
+
+	test.each(cases.map(each => [each.name, each] as const))('%s: exit 2, one message naming the field and the fix, no stack, no state', async (_, each) => {
+		const {dir, tarball, stateDir} = makeFixture();
+		const changed = await each.change(baseConfig(tarball), dir);
+		const configFile = writeConfig(dir, changed);
+		const result = await run([each.command ?? 'plan', '--config', configFile, '--state-dir', stateDir, '--yes']);
+		expect(result.code, result.err).toBe(2);
+		const first = result.err.split('\n')[0]!;
+		const field = each.field === 'cluster.yaml' ? configFile : each.field;
+		expect(first.startsWith(`error: ${field}: `), result.err).toBe(true);
+		expect(result.err).toMatch(each.problem);
+		expect(result.err).toMatch(/Fix: \S/);
+		expect(result.err).not.toMatch(/^\s+at .+:\d+:\d+\)?$/m);
+		// No step started: no host was touched (apply may say it unpacked the tarball to check it).
+		expect(result.out).not.toMatch(/^== /m);
+		// Nothing made or kept: no state, no key material, no unpacked binaries.
+		const stateFolder = path.join(stateDir, 'kubernetes');
+		expect(existsSync(path.join(stateFolder, 'state.json'))).toBe(false);
+		expect(existsSync(path.join(stateFolder, 'pki'))).toBe(false);
+		expect(existsSync(path.join(stateFolder, 'binaries')) ? readdirSync(path.join(stateFolder, 'binaries')) : []).toEqual([]);
+	});
+});
