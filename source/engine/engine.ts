@@ -372,8 +372,8 @@ export class Engine {
 
 			release = this.options.workspace.lock();
 			// Checks first: a wrong tarball or a master that fails preflight leaves no key material behind.
-			const binaries = await this.binaries();
 			const checks = await this.prepare(false, {quiet: true, refuseMisfits: true});
+			const binaries = await this.binaries();
 			checks.binaries = binaries;
 			this.state.setRun({status: 'running', startedAt: new Date().toISOString(), error: undefined});
 			runStarted = true;
