@@ -1,4 +1,4 @@
-import {existsSync, readdirSync, readFileSync} from 'node:fs';
+import {existsSync, readdirSync, readFileSync, statSync} from 'node:fs';
 import path from 'node:path';
 import {describe, expect, test} from 'vitest';
 import {loadConfig} from '../../source/config/load.js';
@@ -6,7 +6,7 @@ import {ApplyFailed, Engine, StopRequested} from '../../source/engine/engine.js'
 import type {EngineEvent} from '../../source/engine/events.js';
 import {headlessPrompter} from '../../source/engine/prompts.js';
 import {PromptRefused} from '../../source/errors.js';
-import {formatPlan} from '../../source/reporters/format.js';
+import {formatPlan, formatStatus} from '../../source/reporters/format.js';
 import {Runner} from '../../source/runner.js';
 import {Workspace} from '../../source/workspace.js';
 import {FakeCluster} from '../helpers/fake-hosts.js';
@@ -317,7 +317,7 @@ describe('plan', () => {
 
 describe('secrets', () => {
 	test('no log line, state file or event holds the encryption key or private key material', async () => {
-		const {engine, stateDir, logFile} = setup();
+		const {engine, stateDir, logFile, cluster} = setup();
 		const {engine: instance, events} = engine();
 		await instance.apply({confirm: true});
 		const key = readFileSync(path.join(stateDir, 'kubernetes', 'pki', 'encryption.key'), 'utf8').trim();
@@ -327,13 +327,43 @@ describe('secrets', () => {
 			expect(text).not.toMatch(/PRIVATE KEY-----\s*\n?[A-Za-z\d+/]/);
 		}
 
-		const privateKeys = readdirSync(path.join(stateDir, 'kubernetes', 'pki')).filter(file => file.endsWith('-key.pem') || file === 'sa.key');
+		// What an operator sees too: the plan (text and JSON), status, and a verify run.
+		const plan = await engine().engine.plan();
+		haystacks.push(formatPlan(plan), JSON.stringify(plan), formatStatus(instance.state.snapshot, instance.state.path, []));
+		const verify = engine();
+		expect(await verify.engine.verify()).toBe(true);
+		haystacks.push(JSON.stringify(verify.events));
+
+		const pki = path.join(stateDir, 'kubernetes', 'pki');
+		const privateKeys = readdirSync(pki).filter(file => file.endsWith('-key.pem') || file === 'sa.key');
 		expect(privateKeys).toHaveLength(7);
 		for (const file of privateKeys) {
-			const body = readFileSync(path.join(stateDir, 'kubernetes', 'pki', file), 'utf8').split('\n')[1]!.trim();
+			const pem = readFileSync(path.join(pki, file), 'utf8');
+			const body = pem.split('\n')[1]!.trim();
 			expect(body.length).toBeGreaterThan(40);
 			for (const text of haystacks) {
 				expect(text).not.toContain(body);
+				// Kubeconfigs carry keys base64-encoded.
+				expect(text).not.toContain(Buffer.from(pem).toString('base64').slice(0, 60));
+			}
+		}
+
+		for (const text of haystacks) {
+			expect(text).not.toContain(key);
+		}
+
+		// 0600 here for every secret (0700 folders), and on every master.
+		const mode = (file: string) => statSync(file).mode & 0o777;
+		for (const file of [...privateKeys.map(name => path.join(pki, name)), path.join(pki, 'encryption.key'), path.join(stateDir, 'kubernetes', 'state.json'), path.join(stateDir, 'kubernetes', 'rendered', 'admin.kubeconfig')]) {
+			expect(mode(file), file).toBe(0o600);
+		}
+
+		expect(mode(pki)).toBe(0o700);
+		for (const ip of ips) {
+			for (const [file, facts] of cluster.hosts.get(ip)!.files) {
+				if (/key|encryption-config|kubeconfig/.test(file)) {
+					expect(facts.mode, `${ip}:${file}`).toBe(0o600);
+				}
 			}
 		}
 	});
