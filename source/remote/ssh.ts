@@ -34,6 +34,19 @@ export function diagnoseSsh(stderr: string, config: ResolvedConfig, master: Mast
 	return `${master.name} (${master.ip}) is not reachable over ssh, or the connection dropped (exit 255): check the host and the network path; progress is kept, run apply again to continue`;
 }
 
+/** What to do about a command that ran on the master and failed there, when its output says. */
+function diagnoseRemote(output: string, master: Master): string | undefined {
+	if (/No space left on device/.test(output)) {
+		return `${master.name} ran out of disk space (df -h there): free some and run apply again; the partly written file was removed`;
+	}
+
+	if (/Read-only file system/.test(output)) {
+		return `the target file system on ${master.name} is read-only: remount it read-write or choose other paths`;
+	}
+
+	return undefined;
+}
+
 /**
  * Remote execution over the system's own ssh: the operator's ssh config, agent and known_hosts
  * apply, host keys are always checked, and one multiplexed connection per host carries every command.
@@ -108,7 +121,7 @@ export class Remote {
 				message: result.timedOut ? `timed out: ${options.display ?? script}` : `exit ${result.exitCode}: ${lastLine(output) || options.display || script}`,
 				command: this.runner.describe({command: 'ssh', args: [], display: options.display ?? script}),
 				output: this.runner.redact(output.slice(-2000)),
-				fix: result.exitCode === 255 ? diagnoseSsh(result.stderr, this.config, master) : undefined,
+				fix: result.exitCode === 255 ? diagnoseSsh(result.stderr, this.config, master) : diagnoseRemote(output, master),
 			});
 		}
 

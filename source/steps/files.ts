@@ -43,8 +43,8 @@ function uploadScript(upload: Upload): string {
 	const directory = shellQuote(upload.path.slice(0, upload.path.lastIndexOf('/')) || '/');
 	// umask first: a secret is never readable by others, not even while it is being written.
 	// If ssh dies mid-stream, cat sees a normal end of input: only content with the expected
-	// sha256 may replace the file.
-	return `set -e; umask 077; mkdir -p ${directory}; cat > ${temporary}; if ! printf '%s  %s\\n' ${upload.sha256} ${temporary} | sha256sum -c --status; then rm -f ${temporary}; echo 'incomplete upload discarded' >&2; exit 3; fi; chown root:root ${temporary}; chmod ${upload.mode.toString(8)} ${temporary}; mv -f ${temporary} ${target}`;
+	// sha256 may replace the file. A write that fails (disk full) leaves no partial file behind.
+	return `set -e; umask 077; mkdir -p ${directory}; if ! cat > ${temporary}; then rm -f ${temporary}; exit 4; fi; if ! printf '%s  %s\\n' ${upload.sha256} ${temporary} | sha256sum -c --status; then rm -f ${temporary}; echo 'incomplete upload discarded' >&2; exit 3; fi; chown root:root ${temporary}; chmod ${upload.mode.toString(8)} ${temporary}; mv -f ${temporary} ${target}`;
 }
 
 async function confirmOverwrite(context: StepContext, master: Master, step: StepId, upload: Upload): Promise<void> {

@@ -150,12 +150,20 @@ export function judgeFacts(config: ResolvedConfig, facts: HostFacts, clockOffset
 		results.push({check: 'clock', level, detail: `${offset} from this workstation`, fix: level === 'pass' ? undefined : 'synchronise the clocks (chrony or systemd-timesyncd); certificates and etcd leases need agreeing clocks'});
 	}
 
+	// etcd keeps serving with a majority of its members: one member down is worth a warning, not a stop.
+	const closed = facts.etcd.filter(entry => entry.state === 'closed').length;
+	const quorumReachable = facts.etcd.length - closed > facts.etcd.length / 2;
 	for (const {target, state} of facts.etcd) {
 		results.push(state === 'open'
 			? {check: `etcd ${target}`, level: 'pass', detail: 'reachable'}
 			: state === 'untested'
 				? {check: `etcd ${target}`, level: 'warn', detail: 'not tested (no bash or timeout on the master)', fix: 'check by hand that the master reaches etcd'}
-				: {check: `etcd ${target}`, level: 'fail', detail: 'not reachable from this master', fix: `check etcd.endpoints, that etcd runs, and the network or firewall between the master and ${target}`});
+				: {
+					check: `etcd ${target}`,
+					level: quorumReachable ? 'warn' : 'fail',
+					detail: `not reachable from this master${quorumReachable ? `; ${facts.etcd.length - closed} of ${facts.etcd.length} are, enough for etcd to serve` : `; only ${facts.etcd.length - closed} of ${facts.etcd.length} are, less than a majority`}`,
+					fix: `check etcd.endpoints, that etcd runs, and the network or firewall between the master and ${target}`,
+				});
 	}
 
 	return results;

@@ -13,6 +13,7 @@
 #   lab.sh ssh HOST [CMD...]    ssh to a host (lab key, strict known_hosts)
 #   lab.sh scp ARGS...          scp with the lab's ssh config ($LAB_DIR/ssh/config), e.g. f k8smaster01:/tmp/
 #   lab.sh cut HOST | heal HOST take the host's link down / up
+#   lab.sh reboot HOST          systemctl reboot inside the host; boots it again and waits for ssh
 #   lab.sh logs HOST [journalctl args...]   read a host's journal from this machine
 #                               (works while the host is cut), e.g. logs k8smaster01 -u kube-apiserver
 #   lab.sh tarballs             (re)build the kubernetes-server tarball fixtures into $LAB_DIR
@@ -776,6 +777,23 @@ cmd_heal() {
   log "${HOSTS[$i]} healed (link $(veth_of "$i") up)"
 }
 
+# A real reboot of one master: `systemctl reboot` inside it makes systemd-nspawn exit (133, "reboot
+# requested"); the container is then booted again on the same disk and we wait for its ssh.
+cmd_reboot() {
+  need_root
+  local i; i=$(idx_of "${1:?usage: reboot HOST}")
+  local name=${HOSTS[$i]} pid n
+  pid=$(cat "$LAB_DIR/pids/$name.nspawn")
+  ssh_opts
+  ssh "${SSH_OPTS[@]}" "root@${IPS[$i]}" 'systemctl reboot' >/dev/null 2>&1 || true
+  for n in $(seq 1 300); do pid_alive "$pid" systemd-nspawn || break; sleep 0.1; done
+  pid_alive "$pid" systemd-nspawn && die "$name: did not go down within 30 s of systemctl reboot"
+  find_nspawn
+  host_boot "$i"
+  wait_ssh "$i" 60
+  log "$name rebooted"
+}
+
 cmd_logs() {
   check_lab_dir
   local i; i=$(idx_of "${1:?usage: logs HOST [journalctl args]}"); shift
@@ -824,6 +842,7 @@ main() {
     ssh) cmd_ssh "$@" ;;
     scp) cmd_scp "$@" ;;
     cut) cmd_cut "$@" ;;
+    reboot) cmd_reboot "$@" ;;
     heal) cmd_heal "$@" ;;
     logs) cmd_logs "$@" ;;
     tarballs) cmd_tarballs "$@" ;;

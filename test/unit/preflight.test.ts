@@ -62,6 +62,15 @@ describe('preflight', () => {
 		expect(failed[0]!.fix).toMatch(fix);
 	});
 
+	test('one etcd member of three out of reach warns (etcd still serves); two fail', () => {
+		const etcd = (closed: number) => ['71', '72', '73'].map((last, index) => ({target: `172.24.8.${last}:2379`, state: index < closed ? 'closed' : 'open'}));
+		const one = judgeFacts(config(), {...healthy, etcd: etcd(1)}, 0).filter(result => result.level !== 'pass');
+		expect(one).toEqual([expect.objectContaining({check: 'etcd 172.24.8.71:2379', level: 'warn', detail: 'not reachable from this master; 2 of 3 are, enough for etcd to serve'})]);
+		const two = judgeFacts(config(), {...healthy, etcd: etcd(2)}, 0).filter(result => result.level !== 'pass');
+		expect(two.map(result => result.level)).toEqual(['fail', 'fail']);
+		expect(two[0]!.detail).toMatch(/only 1 of 3 are, less than a majority/);
+	});
+
 	test('our own apiserver on 6443 is fine; the clock warns past 2 s and fails past 60 s', () => {
 		expect(judgeFacts(config(), {...healthy, listening: [{port: 6443, process: 'kube-apiserver'}]}, 0).find(result => result.check === 'port 6443')!.level).toBe('pass');
 		expect(judgeFacts(config(), healthy, 5000).find(result => result.check === 'clock')!.level).toBe('warn');
