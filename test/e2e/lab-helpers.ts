@@ -39,9 +39,9 @@ export function writeLabConfig(lab: LabInfo, version: string, extra: Record<stri
 export type CliRun = {code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string};
 
 /** Runs the installed CLI as a new operator would; onLine may kill it at a chosen moment. */
-export async function runCli(args: string[], onLine: (line: string, kill: () => void) => void = () => undefined): Promise<CliRun> {
+export async function runCli(args: string[], onLine: (line: string, kill: () => void) => void = () => undefined, env: NodeJS.ProcessEnv = process.env): Promise<CliRun> {
 	return new Promise(resolve => {
-		const child = spawn(process.execPath, [bin, ...args], {stdio: ['ignore', 'pipe', 'pipe']});
+		const child = spawn(process.execPath, [bin, ...args], {stdio: ['ignore', 'pipe', 'pipe'], env});
 		let stdout = '';
 		let stderr = '';
 		let pending = '';
