@@ -218,3 +218,32 @@ describe.skipIf(!lab)('apply on the lab\'s three masters', () => {
 		expect(labSsh(lab!, 'k8smaster02', 'cat /etc/kubernetes/audit-policy.yaml.k8smi-backup-*')).toContain('# local change');
 	});
 });
+
+describe.skipIf(!lab)('reset on the lab', () => {
+	beforeEach(() => resetMasters(lab!));
+
+	test('reset stops and removes the install on every master, keeps the local keys; apply then brings back the same cluster', async () => {
+		const {configFile, stateDir} = writeLabConfig(lab!, 'v1.28.7');
+		expect((await runCli(['apply', '--config', configFile, '--state-dir', stateDir, '--yes'])).code).toBe(0);
+		const key = readFileSync(path.join(stateDir, 'kubernetes', 'pki', 'encryption.key'), 'utf8');
+		const refused = await runCli(['reset', '--config', configFile, '--state-dir', stateDir]);
+		expect(refused.code).toBe(2);
+		expect(refused.stderr).toMatch(/Pass --yes to answer it/);
+		expect(labSsh(lab!, 'k8smaster01', 'systemctl is-active kube-apiserver').trim()).toBe('active');
+
+		const reset = await runCli(['reset', '--config', configFile, '--state-dir', stateDir, '--yes']);
+		expect(reset.code, reset.stdout + reset.stderr).toBe(0);
+		expect(reset.stdout).toMatch(/✔ k8smaster03 done in .*: units stopped and disabled, \d+ file\(s\) removed/);
+		for (const host of lab!.hosts) {
+			const left = labSsh(lab!, host.name, `systemctl is-active ${controlPlaneUnits.join(' ')} || true; ls /etc/systemd/system | grep -c kube- || true; ls /opt/k8s/bin | wc -l; test -e /etc/kubernetes && echo left || echo gone`).trim().split('\n');
+			expect(left, host.name).toEqual(['inactive', 'inactive', 'inactive', 'inactive', '0', '0', 'gone']);
+			// etcd is the operator's: untouched and healthy.
+			expect(labSsh(lab!, host.name, 'systemctl is-active etcd').trim()).toBe('active');
+		}
+
+		expect(readFileSync(path.join(stateDir, 'kubernetes', 'pki', 'encryption.key'), 'utf8')).toBe(key);
+		const again = await runCli(['apply', '--config', configFile, '--state-dir', stateDir, '--yes']);
+		expect(again.code, again.stdout + again.stderr).toBe(0);
+		expect(labSsh(lab!, 'k8smaster02', 'grep -o "secret: .*" /etc/kubernetes/encryption-config.yaml').trim()).toBe(`secret: ${key.trim()}`);
+	});
+});
