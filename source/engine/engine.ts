@@ -436,7 +436,9 @@ export class Engine {
 				: await Promise.all(masters.map(async master => (this.skipHosts.has(master.name) ? this.skipHost(step, master) : this.runHost(step, context, master, master.name))));
 		const refused = outcomes.find(outcome => outcome.refused)?.refused;
 		const failures = outcomes.flatMap(outcome => (outcome.failure ? [outcome.failure] : []));
-		if (failures.length === 0 && !refused && step.afterAll) {
+		// A stop asked while the masters finished still stops before the cross-master work.
+		const stoppedBeforeAfterAll = step.afterAll !== undefined && this.stopping && failures.length === 0 && !refused;
+		if (failures.length === 0 && !refused && step.afterAll && !stoppedBeforeAfterAll) {
 			try {
 				await step.afterAll(context);
 			} catch (error) {
@@ -446,7 +448,7 @@ export class Engine {
 			}
 		}
 
-		const stopped = outcomes.some(outcome => outcome.outcome === 'stopped');
+		const stopped = stoppedBeforeAfterAll || outcomes.some(outcome => outcome.outcome === 'stopped');
 		const overall: HostOutcome = failures.length > 0 ? 'failed' : stopped ? 'stopped' : outcomes.every(outcome => outcome.outcome === 'skipped' || outcome.outcome === 'excluded') ? 'skipped' : 'done';
 		this.emit({type: 'step-done', step: step.id, outcome: overall, durationMs: Math.round(performance.now() - started)});
 		if (refused) {
@@ -459,7 +461,8 @@ export class Engine {
 		}
 
 		if (stopped) {
-			const where = outcomes.flatMap((outcome, index) => (outcome.outcome === 'stopped' ? [step.scope === 'cluster' ? clusterHost : masters[index]!.name] : []));
+			const stoppedHosts = outcomes.flatMap((outcome, index) => (outcome.outcome === 'stopped' ? [step.scope === 'cluster' ? clusterHost : masters[index]!.name] : []));
+			const where = stoppedHosts.length > 0 ? stoppedHosts : [clusterHost];
 			this.state.setRun({status: 'stopped', step: step.id, host: where.join(', ')});
 			throw new StopRequested();
 		}

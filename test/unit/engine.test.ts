@@ -7,7 +7,7 @@ import type {EngineEvent} from '../../source/engine/events.js';
 import {headlessPrompter} from '../../source/engine/prompts.js';
 import {PromptRefused} from '../../source/errors.js';
 import {formatPlan, formatStatus} from '../../source/reporters/format.js';
-import {Runner} from '../../source/runner.js';
+import {Runner, type CommandSpec} from '../../source/runner.js';
 import {Workspace} from '../../source/workspace.js';
 import {FakeCluster} from '../helpers/fake-hosts.js';
 import {baseConfig, binaryNames, makeFixture, writeConfig} from '../helpers/fixture.js';
@@ -84,39 +84,57 @@ describe('apply', () => {
 		expect(new Set(outcomes)).toEqual(new Set(['skipped']));
 	});
 
-	test.each([5, 20, 40, 60])('stopped after command %i, then resumed: same CA, same key on every master, nothing written twice', async stopAt => {
+	/** Stops the first apply where shouldStop says, resumes, and checks that the resume ends with the same cluster. */
+	async function stopThenResume(shouldStop: (spec: CommandSpec, index: number) => boolean) {
 		const {cluster, engine, stateDir} = setup();
 		const first = engine();
-		cluster.beforeCommand = (_, index) => {
-			if (index === stopAt) {
+		cluster.beforeCommand = (spec, index) => {
+			if (shouldStop(spec, index)) {
 				first.engine.requestStop();
 			}
 		};
 		await expect(first.engine.apply({confirm: true})).rejects.toBeInstanceOf(StopRequested);
 		const stoppedRun = first.engine.state.snapshot.run!;
 		expect(stoppedRun.status).toBe('stopped');
-		// Every master that stopped is named, not only the last one to start an action.
-		const stoppedHosts = stoppedRun.host!.split(', ');
-		expect(stoppedHosts.length).toBeGreaterThan(0);
-		expect(stoppedHosts.every(host => /^(k8smaster0[123]|cluster)$/.test(host))).toBe(true);
-		const caBefore = readFileSync(path.join(stateDir, 'kubernetes', 'pki', 'ca.pem'), 'utf8');
-		const keyBefore = readFileSync(path.join(stateDir, 'kubernetes', 'pki', 'encryption.key'), 'utf8');
+		// Every master that stopped is named, not only the last one to start an action (none before the first step).
+		if (stoppedRun.step) {
+			const stoppedHosts = stoppedRun.host!.split(', ');
+			expect(stoppedHosts.length).toBeGreaterThan(0);
+			expect(stoppedHosts.every(host => /^(k8smaster0[123]|cluster)$/.test(host))).toBe(true);
+		}
+
+		const caBefore = existsSync(path.join(stateDir, 'kubernetes', 'pki', 'ca.pem')) ? readFileSync(path.join(stateDir, 'kubernetes', 'pki', 'ca.pem'), 'utf8') : undefined;
+		const keyBefore = existsSync(path.join(stateDir, 'kubernetes', 'pki', 'encryption.key')) ? readFileSync(path.join(stateDir, 'kubernetes', 'pki', 'encryption.key'), 'utf8') : undefined;
 		const uploadsBefore = cluster.uploads().map(call => `${call.args.at(-2)} ${call.args.at(-1)}`);
 
 		cluster.beforeCommand = () => undefined;
 		await engine().engine.apply({confirm: true});
-		expect(readFileSync(path.join(stateDir, 'kubernetes', 'pki', 'ca.pem'), 'utf8')).toBe(caBefore);
-		expect(readFileSync(path.join(stateDir, 'kubernetes', 'pki', 'encryption.key'), 'utf8')).toBe(keyBefore);
+		const ca = readFileSync(path.join(stateDir, 'kubernetes', 'pki', 'ca.pem'), 'utf8');
+		const key = readFileSync(path.join(stateDir, 'kubernetes', 'pki', 'encryption.key'), 'utf8');
+		expect(ca).toBe(caBefore ?? ca);
+		expect(key).toBe(keyBefore ?? key);
 		const configs = ips.map(ip => hostFile(cluster, ip, '/etc/kubernetes/encryption-config.yaml')?.content.toString());
 		expect(new Set(configs).size).toBe(1);
-		expect(configs[0]).toContain(keyBefore.trim());
-		const ca = ips.map(ip => hostFile(cluster, ip, '/etc/kubernetes/cert/ca.pem')?.content.toString());
-		expect(ca).toEqual([caBefore, caBefore, caBefore]);
+		expect(configs[0]).toContain(key.trim());
+		expect(ips.map(ip => hostFile(cluster, ip, '/etc/kubernetes/cert/ca.pem')?.content.toString())).toEqual([ca, ca, ca]);
 		// What landed before the stop is verified on the host and not written again.
 		const all = cluster.uploads().map(call => `${call.args.at(-2)} ${call.args.at(-1)}`);
 		expect(all.length).toBe(new Set(all).size);
 		expect(all.slice(0, uploadsBefore.length)).toEqual(uploadsBefore);
-		expect(ips.every(ip => cluster.hosts.get(ip)!.active)).toBe(true);
+		expect(ips.map(ip => cluster.running(ip).length)).toEqual([4, 4, 4]);
+	}
+
+	test.each([5, 20, 40, 60])('stopped after command %i, then resumed: same CA, same key on every master, nothing written twice', async stopAt => {
+		await stopThenResume((_, index) => index === stopAt);
+	});
+
+	// At every step's first command (its boundary) and at its third (inside it).
+	test.each([
+		...['preflight', 'binaries', 'certs', 'encryption', 'audit', 'units', 'start', 'etcd-check', 'rbac', 'verify'].map(step => [step, 1] as const),
+		...['preflight', 'binaries', 'certs', 'encryption', 'audit', 'units', 'start', 'rbac', 'verify'].map(step => [step, 3] as const),
+	])('stopped at %s command %i, then resumed: the same cluster', async (step, nth) => {
+		let seen = 0;
+		await stopThenResume(spec => spec.step === step && ++seen === nth);
 	});
 
 	test('a master that cannot be reached: the error names it, the others keep their work, a retry completes', async () => {
