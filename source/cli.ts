@@ -121,29 +121,11 @@ export async function main(argv: string[], output: Output = defaultOutput): Prom
 			}
 
 			case 'preflight': {
-				const engine = makeEngine(loadConfig(flags.config), flags, output);
-				const checks: CheckRow[] = [];
-				engine.subscribe(event => {
-					if (event.type === 'check') {
-						checks.push(event);
-					}
-				});
-				const passed = await engine.preflight();
-				output.out(flags.json ? JSON.stringify(checks, null, 2) : formatCheckGrid(checks).join('\n'));
-				return passed ? 0 : 1;
+				return await checksCommand(flags, output, async engine => engine.preflight(), false);
 			}
 
 			case 'verify': {
-				const engine = makeEngine(loadConfig(flags.config), flags, output);
-				const checks: CheckRow[] = [];
-				engine.subscribe(event => {
-					if (event.type === 'check') {
-						checks.push(event);
-					}
-				});
-				const passed = await engine.verify();
-				output.out(flags.json ? JSON.stringify(checks, null, 2) : formatCheckGrid(checks, {details: true}).join('\n'));
-				return passed ? 0 : 1;
+				return await checksCommand(flags, output, async engine => engine.verify(), true);
 			}
 
 			case 'reset': {
@@ -281,6 +263,20 @@ async function apply(flags: Flags, output: Output): Promise<number> {
 		process.off('SIGINT', onSignal);
 		process.off('SIGTERM', onSignal);
 	}
+}
+
+/** preflight and verify: run the checks, print them as a grid (or JSON); exit 1 when one failed. */
+async function checksCommand(flags: Flags, output: Output, run: (engine: Engine) => Promise<boolean>, details: boolean): Promise<number> {
+	const engine = makeEngine(loadConfig(flags.config), flags, output);
+	const checks: CheckRow[] = [];
+	engine.subscribe(event => {
+		if (event.type === 'check') {
+			checks.push(event);
+		}
+	});
+	const passed = await run(engine);
+	output.out(flags.json ? JSON.stringify(checks, null, 2) : formatCheckGrid(checks, {details}).join('\n'));
+	return passed ? 0 : 1;
 }
 
 /** On a terminal without --yes, reset asks for the cluster's name to be typed; otherwise --yes is needed. */

@@ -88,20 +88,24 @@ export class StateStore {
 
 	/** Remembers one file written on a host, before the step as a whole is done. */
 	recordFile(step: StepId, host: string, remotePath: string, hash: string): void {
-		this.update(state => {
-			const hosts = (state.steps[step] ??= {hosts: {}}).hosts;
-			const record = hosts[host] ?? {status: 'failed', at: new Date().toISOString(), inputs: '', error: 'interrupted'};
+		this.updateHost(step, host, record => {
 			record.files = {...record.files, [remotePath]: hash};
-			hosts[host] = record;
 		});
 	}
 
 	/** Remembers that a service started healthy with these inputs, before the step as a whole is done. */
 	recordService(step: StepId, host: string, service: string, inputs: string): void {
+		this.updateHost(step, host, record => {
+			record.services = {...record.services, [service]: inputs};
+		});
+	}
+
+	/** Changes a host's record in place; a host without one gets an "interrupted" record to change. */
+	private updateHost(step: StepId, host: string, change: (record: HostRecord) => void): void {
 		this.update(state => {
 			const hosts = (state.steps[step] ??= {hosts: {}}).hosts;
 			const record = hosts[host] ?? {status: 'failed', at: new Date().toISOString(), inputs: '', error: 'interrupted'};
-			record.services = {...record.services, [service]: inputs};
+			change(record);
 			hosts[host] = record;
 		});
 	}
