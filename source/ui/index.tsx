@@ -1,5 +1,6 @@
 import {render} from 'ink';
 import {InputError} from '../errors.js';
+import {leafNames} from '../pki/material.js';
 import {shellQuote} from '../remote/quote.js';
 import {InstallerApp} from './app.js';
 import {defaultEngineFactory, Session, type EngineFactory} from './session.js';
@@ -21,7 +22,7 @@ export type InteractiveOptions = {
 	stderr?: NodeJS.WriteStream;
 };
 
-const rotatable = ['kubernetes', 'proxy-client', 'admin', 'all'];
+const rotatable = [...leafNames, 'all'];
 
 /**
  * The guided terminal UI. Mount it only when stdin and stdout are terminals: Ink reads keys in raw
@@ -31,7 +32,7 @@ const rotatable = ['kubernetes', 'proxy-client', 'admin', 'all'];
 export async function runInteractive(options: InteractiveOptions): Promise<number> {
 	const unknown = (options.rotate ?? []).filter(name => !rotatable.includes(name));
 	if (unknown.length > 0) {
-		throw new InputError('--rotate', unknown.join(','), 'names no certificate', 'use kubernetes, proxy-client, admin or all');
+		throw new InputError('--rotate', unknown.join(','), 'names no certificate', `use ${rotatable.join(', ')}`);
 	}
 
 	const session = new Session({
