@@ -44,6 +44,12 @@ export async function runInteractive(options: InteractiveOptions): Promise<numbe
 	});
 	let code = 0;
 	let force = false;
+	const stdout = options.stdout ?? process.stdout;
+	// bin/ drew the first screen before the modules loaded: Ink draws from that line on.
+	if ((globalThis as Record<symbol, unknown>)[Symbol.for('k8s-master-install.first-frame')] === true) {
+		stdout.write('\u001B[2K');
+	}
+
 	const instance = render(
 		<InstallerApp
 			session={session}
