@@ -136,7 +136,7 @@ function onlyConfigChanged(context: StepContext, master: Master, name: ServiceNa
 		&& written.length > 0 && written.every(upload => upload.path.endsWith('/conf/kube-nginx.conf'));
 }
 
-const restartScript = (name: ServiceName, reload: boolean) => `${reload ? 'systemctl daemon-reload && ' : ''}systemctl enable ${name} && systemctl restart ${name}`;
+const restartScript = (names: readonly ServiceName[]) => `systemctl daemon-reload && systemctl enable ${names.join(' ')} && systemctl restart ${names.join(' ')}`;
 
 /** Waits until the service is ready, stopping early when the operator asks to stop. */
 async function waitReady(context: StepContext, master: Master, service: Service): Promise<Readiness> {
@@ -187,10 +187,10 @@ export function startStep(uploadsOf: UploadsOf): StepDefinition {
 		needs: ['binaries', 'certs', 'encryption', 'audit', 'units'],
 		scope: 'each-master',
 		rollingWhenLive: true,
-		plan: (context, master) => services.flatMap((service, index): PlannedAction[] => [
-			{kind: 'remote', script: restartScript(service.name, index === 0), display: `${restartScript(service.name, index === 0)} (when a file it reads changed, or it is not active)`},
-			{kind: 'check', description: `wait until ${service.readyText(context, master)} (up to ${context.config.timeouts.readySeconds} s)`},
-		]),
+		plan: (context, master) => [
+			{kind: 'remote', script: restartScript(services.map(service => service.name)), display: `${restartScript(services.map(service => service.name))} (only the units a changed file or a stopped unit concerns; kube-nginx is reloaded when its config alone changed)`},
+			...services.map((service): PlannedAction => ({kind: 'check', description: `wait until ${service.readyText(context, master)} (up to ${context.config.timeouts.readySeconds} s)`})),
+		],
 		async verify(context, master, record) {
 			const inputs = inputsOf(context, master);
 			const status = await unitStatus(context, master);
@@ -211,36 +211,47 @@ export function startStep(uploadsOf: UploadsOf): StepDefinition {
 		async run(context, master) {
 			const inputs = inputsOf(context, master);
 			const status = await unitStatus(context, master);
-			const restarted: string[] = [];
-			let daemonReloaded = false;
+			const toRestart: ServiceName[] = [];
+			const toReload: ServiceName[] = [];
+			for (const service of services) {
+				const recorded = context.state.host('start', master.name)?.services?.[service.name];
+				if (reasonToRestart(context, master, service.name, inputs.get(service.name)!, recorded, status.get(service.name))) {
+					// A reload keeps nginx's open connections (the components' watches and leader elections).
+					(onlyConfigChanged(context, master, service.name, inputs.get(service.name)!, status.get(service.name)) ? toReload : toRestart).push(service.name);
+				}
+			}
+
+			context.throwIfStopping();
+			if (toRestart.length > 0) {
+				// One systemctl call starts them side by side (the others retry until the apiserver answers);
+				// it returns once the apiserver (Type=notify) and nginx (forking) are up, or one failed.
+				const script = restartScript(toRestart);
+				context.progress('start', master.name, {message: `restarting ${toRestart.join(', ')}`});
+				const result = await context.remote.run(master, script, {step: 'start', timeoutMs: (context.config.timeouts.readySeconds + 30) * 1000});
+				if (result.exitCode !== 0) {
+					const after = await unitStatus(context, master);
+					const failed = toRestart.find(name => after.get(name)?.active !== 'active') ?? toRestart[0]!;
+					throw await failure(context, master, failed, `${failed} did not start (exit ${result.exitCode})`, script);
+				}
+			}
+
+			for (const name of toReload) {
+				await context.remote.check(master, `systemctl reload ${name}`, {step: 'start'});
+			}
+
+			// Waited for in start order: they started together, so the order costs no time.
 			for (const service of services) {
 				context.throwIfStopping();
-				const serviceInputList = inputs.get(service.name)!;
-				const recorded = context.state.host('start', master.name)?.services?.[service.name];
-				if (reasonToRestart(context, master, service.name, serviceInputList, recorded, status.get(service.name))) {
-					// A reload keeps nginx's open connections (the components' watches and leader elections).
-					const reload = onlyConfigChanged(context, master, service.name, serviceInputList, status.get(service.name));
-					const script = reload ? `systemctl reload ${service.name}` : restartScript(service.name, !daemonReloaded);
-					daemonReloaded ||= !reload;
-					context.progress('start', master.name, {message: `restarting ${service.name}`});
-					// Type=notify (apiserver) and forking (nginx) return once started, or failed.
-					const result = await context.remote.run(master, script, {step: 'start', timeoutMs: (context.config.timeouts.readySeconds + 30) * 1000});
-					if (result.exitCode !== 0) {
-						throw await failure(context, master, service.name, `${service.name} did not start (exit ${result.exitCode})`, script);
-					}
-
-					restarted.push(reload ? `${service.name} (reloaded)` : service.name);
-				}
-
 				const readiness = await waitReady(context, master, service);
 				context.runner.log({event: 'health', host: master.name, service: service.name, ok: readiness.ok, detail: readiness.detail});
 				if (!readiness.ok) {
 					throw await failure(context, master, service.name, `${service.name} was not ready within ${context.config.timeouts.readySeconds} s (${readiness.detail})`, service.readyText(context, master));
 				}
 
-				context.state.recordService('start', master.name, service.name, serviceFingerprint(serviceInputList));
+				context.state.recordService('start', master.name, service.name, serviceFingerprint(inputs.get(service.name)!));
 			}
 
+			const restarted = [...toRestart, ...toReload.map(name => `${name} (reloaded)`)];
 			return restarted.length > 0 ? `restarted ${restarted.join(', ')}; all ready` : 'all ready, nothing restarted';
 		},
 	};

@@ -216,27 +216,30 @@ export class FakeCluster {
 			return host.units.has(reload[1]!) ? ok() : fail(1, `${reload[1]}.service is not active, cannot reload.`);
 		}
 
-		const restart = /systemctl restart ([\w-]+)/.exec(script);
+		const restart = /systemctl restart ([\w -]+)$/.exec(script);
 		if (restart) {
-			const unit = restart[1]!;
-			if (!host.files.has(`/etc/systemd/system/${unit}.service`)) {
-				return fail(5, `Failed to restart ${unit}.service: Unit ${unit}.service not found.`);
+			const names = restart[1]!.trim().split(' ');
+			const missing = names.find(unit => !host.files.has(`/etc/systemd/system/${unit}.service`));
+			if (missing) {
+				return fail(5, `Failed to restart ${missing}.service: Unit ${missing}.service not found.`);
 			}
 
-			if (unit !== 'kube-apiserver') {
+			for (const unit of names.filter(name => name !== 'kube-apiserver')) {
 				host.units.add(unit);
 				host.unitRestarts.set(unit, (host.unitRestarts.get(unit) ?? 0) + 1);
-				return ok();
 			}
 
-			this.restartOrder.push(host.ip);
-			if (this.failRestart.has(host.ip)) {
-				host.active = false;
-				return fail(1, 'Job for kube-apiserver.service failed because the control process exited with error code.');
+			if (names.includes('kube-apiserver')) {
+				this.restartOrder.push(host.ip);
+				if (this.failRestart.has(host.ip)) {
+					host.active = false;
+					return fail(1, 'Job for kube-apiserver.service failed because the control process exited with error code.');
+				}
+
+				host.active = true;
+				host.restarts++;
 			}
 
-			host.active = true;
-			host.restarts++;
 			return ok();
 		}
 
