@@ -4,6 +4,7 @@ import type {ResolvedConfig} from '../config/load.js';
 import type {Master} from '../config/schema.js';
 import {ChecksFailed, InputError, InputErrors, PromptRefused, StepError} from '../errors.js';
 import {sha256, writeFileAtomic} from '../files.js';
+import type {KeyPair} from '../pki/certs.js';
 import {ensureMaterial, type Material, type MaterialChange} from '../pki/material.js';
 import {renderArtifacts} from '../render/artifacts.js';
 import {misfitError, releaseMisfits} from '../render/fit.js';
@@ -87,6 +88,8 @@ export class Engine {
 	private stopping = false;
 	private skipHosts = new Set<string>();
 	private context: StepContext | undefined;
+	/** Key pairs the checks before apply made in memory: apply keeps those instead of making new ones. */
+	private readonly keyCache = new Map<string, KeyPair>();
 
 	constructor(private readonly options: EngineOptions) {
 		this.state = new StateStore(options.workspace.root, options.config.name);
@@ -124,7 +127,7 @@ export class Engine {
 			}
 		}
 
-		const {material, changes, record} = await ensureMaterial(config, workspace, {rotate: this.options.rotate, previous: this.state.snapshot.material, persist});
+		const {material, changes, record} = await ensureMaterial(config, workspace, {rotate: this.options.rotate, previous: this.state.snapshot.material, persist, keyCache: this.keyCache});
 		this.registerSecrets(material);
 		if (!options.quiet) {
 			this.emit({type: 'material', changes});

@@ -107,13 +107,14 @@ function importCa(config: ResolvedConfig, now: Date): Material['ca'] {
 
 type Save = (file: string, data: string, mode: number) => void;
 
-async function keyPairAt(file: string, changes: MaterialChange[], item: string, save: Save): Promise<KeyPair> {
+async function keyPairAt(file: string, changes: MaterialChange[], item: string, save: Save, cache?: Map<string, KeyPair>): Promise<KeyPair> {
 	if (existsSync(file)) {
 		const privateKeyPem = readFileSync(file, 'utf8');
 		return {privateKeyPem, publicKeyPem: publicKeyPemOf(privateKeyPem)};
 	}
 
-	const pair = await generateKeyPair();
+	const pair = cache?.get(file) ?? await generateKeyPair();
+	cache?.set(file, pair);
 	save(file, pair.privateKeyPem, 0o600);
 	changes.push({item, action: 'made'});
 	return pair;
@@ -159,6 +160,8 @@ export type MaterialOptions = {
 	previous?: MaterialRecord;
 	/** false for plan: what is missing is made in memory only and reported, nothing is written. */
 	persist?: boolean;
+	/** Key pairs made in memory by an earlier call (persist: false) of the same run, reused rather than made twice. */
+	keyCache?: Map<string, KeyPair>;
 };
 
 /**
@@ -188,7 +191,7 @@ export async function ensureMaterial(config: ResolvedConfig, workspace: Workspac
 		...(config.serviceAccount.signingKey === 'dedicated' ? [['service-account key', workspace.pki('sa.key')] as [string, string]] : []),
 	];
 	const made: MaterialChange[][] = keyItems.map(() => []);
-	const pairs = new Map(await Promise.all(keyItems.map(async ([item, file], index) => [item, await keyPairAt(file, made[index]!, item, save)] as const)));
+	const pairs = new Map(await Promise.all(keyItems.map(async ([item, file], index) => [item, await keyPairAt(file, made[index]!, item, save, options.keyCache)] as const)));
 	changes.push(...made.flat());
 
 	let ca: Material['ca'];

@@ -1,4 +1,4 @@
-import {closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync} from 'node:fs';
+import {closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync} from 'node:fs';
 import path from 'node:path';
 import type {ResolvedConfig} from '../config/load.js';
 import {InputError} from '../errors.js';
@@ -75,42 +75,45 @@ export async function unpackBinaries(config: ResolvedConfig, workspace: Workspac
 		return existing;
 	}
 
-	const listing = await runner.run({command: 'tar', args: ['-tzf', tarball], step: 'binaries', display: `tar -tzf ${tarball}`});
-	if (listing.exitCode !== 0) {
-		throw new InputError('binaries.tarball', tarball, `is not a readable .tar.gz (${listing.stderr.trim().split('\n').at(-1) ?? 'tar failed'})`, 'download kubernetes-server-linux-amd64.tar.gz again and check its sha256');
-	}
-
-	const members = new Set(listing.stdout.split('\n'));
-	const wanted = binaryNames(config).filter(name => members.has(`${binPrefix}${name}`));
-	const missing = mandatoryBinaries(config).filter(name => !members.has(`${binPrefix}${name}`));
-	if (missing.length > 0) {
-		throw new InputError('binaries.tarball', tarball, `lacks ${missing.map(name => binPrefix + name).join(', ')}`, 'use the kubernetes-server-linux-amd64.tar.gz of the release, or list what it has in binaries.include');
-	}
-
-	// The release is checked before anything is unpacked, so a wrong tarball leaves no trace.
+	// One pass over the archive, into a folder beside the final one: a wrong tarball (missing
+	// binaries, another release or architecture) is refused and leaves no trace.
 	const tagMember = `${binPrefix}kube-apiserver.docker_tag`;
-	if (members.has(tagMember)) {
-		const tag = (await runner.run({command: 'tar', args: ['-xzOf', tarball, tagMember], step: 'binaries', timeoutMs: 600_000})).stdout.trim();
+	const directory = workspace.binariesDir(config.version);
+	const unpacking = `${directory}.unpacking`;
+	rmSync(unpacking, {recursive: true, force: true});
+	mkdirSync(unpacking, {recursive: true, mode: 0o700});
+	try {
+		const result = await runner.run({command: 'tar', args: ['-xzf', tarball, '-C', unpacking, '--no-same-owner', ...binaryNames(config).map(name => binPrefix + name), tagMember], step: 'binaries', display: `tar -xzf ${tarball}`, timeoutMs: 600_000});
+		// Optional binaries may be absent from a release ("Not found in archive"); anything else is a broken tarball.
+		const problems = result.stderr.split('\n').filter(line => line.trim() && !/Not found in archive|Exiting with failure status due to previous errors/.test(line));
+		if (result.exitCode !== 0 && problems.length > 0) {
+			throw new InputError('binaries.tarball', tarball, `is not a readable .tar.gz (${problems.at(-1)!.trim()})`, 'download kubernetes-server-linux-amd64.tar.gz again and check its sha256, and check free disk space in the state folder');
+		}
+
+		const unpacked = (name: string) => existsSync(path.join(unpacking, binPrefix, name));
+		const missing = mandatoryBinaries(config).filter(name => !unpacked(name));
+		if (missing.length > 0) {
+			throw new InputError('binaries.tarball', tarball, `lacks ${missing.map(name => binPrefix + name).join(', ')}`, 'use the kubernetes-server-linux-amd64.tar.gz of the release, or list what it has in binaries.include');
+		}
+
 		// Tags look like v1.28.7; the config's version must be the tarball's release.
+		const tag = unpacked('kube-apiserver.docker_tag') ? readFileSync(path.join(unpacking, tagMember), 'utf8').trim() : '';
 		if (tag.startsWith('v') && tag !== config.version) {
 			throw new InputError('version', config.version, `does not match the tarball, which holds ${tag}`, `set version: ${tag}, or use the tarball of ${config.version}`);
 		}
-	}
 
-	const extract = wanted.map(name => binPrefix + name);
-	const directory = workspace.binariesDir(config.version);
-	mkdirSync(directory, {recursive: true, mode: 0o700});
-	const result = await runner.run({command: 'tar', args: ['-xzf', tarball, '-C', directory, '--no-same-owner', ...extract], step: 'binaries', timeoutMs: 600_000});
-	if (result.exitCode !== 0) {
-		throw new InputError('binaries.tarball', tarball, `could not be unpacked (${result.stderr.trim().split('\n').at(-1) ?? 'tar failed'})`, 'check free disk space in the state folder and the tarball\'s integrity');
-	}
+		const architecture = elfArchitecture(path.join(unpacking, binPrefix, 'kube-apiserver'));
+		if (architecture !== undefined && architecture !== 'amd64') {
+			throw new InputError('binaries.tarball', tarball, `holds ${architecture} binaries (kube-apiserver is built for ${architecture})`, 'use kubernetes-server-linux-amd64.tar.gz of the release: the masters must be x86_64 (preflight checks them)');
+		}
 
-	const architecture = elfArchitecture(path.join(directory, binPrefix, 'kube-apiserver'));
-	if (architecture !== undefined && architecture !== 'amd64') {
 		rmSync(directory, {recursive: true, force: true});
-		throw new InputError('binaries.tarball', tarball, `holds ${architecture} binaries (kube-apiserver is built for ${architecture})`, 'use kubernetes-server-linux-amd64.tar.gz of the release: the masters must be x86_64 (preflight checks them)');
+		renameSync(unpacking, directory);
+	} finally {
+		rmSync(unpacking, {recursive: true, force: true});
 	}
 
+	const wanted = binaryNames(config).filter(name => existsSync(path.join(directory, binPrefix, name)));
 	const files: BinaryFile[] = [];
 	for (const name of wanted) {
 		const binary = path.join(directory, binPrefix, name);

@@ -149,7 +149,7 @@ async function waitReady(context: StepContext, master: Master, service: Service)
 
 		context.progress('start', master.name, {message: `waiting for ${service.name}: ${readiness.detail}`});
 		context.throwIfStopping();
-		await new Promise(resolve => setTimeout(resolve, 500));
+		await new Promise(resolve => setTimeout(resolve, 200));
 	}
 }
 

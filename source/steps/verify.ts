@@ -252,11 +252,13 @@ export const verify: StepDefinition = {
 	},
 	async afterAll(context) {
 		const master = await reachableMaster(context);
-		const results = [
-			await rbacCheck(context, master),
-			await encryptionCheck(context, master),
-			...await Promise.all([leaderCheck(context, master, 'kube-controller-manager'), leaderCheck(context, master, 'kube-scheduler')]),
-		];
+		// Independent of each other: asked side by side.
+		const results = await Promise.all([
+			rbacCheck(context, master),
+			encryptionCheck(context, master),
+			leaderCheck(context, master, 'kube-controller-manager'),
+			leaderCheck(context, master, 'kube-scheduler'),
+		]);
 		report(context, 'cluster', results);
 		const failure = failed(results, 'cluster');
 		if (failure) {
