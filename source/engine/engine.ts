@@ -375,8 +375,24 @@ export class Engine {
 
 			release = this.options.workspace.lock();
 			// Checks first: a wrong tarball or a master that fails preflight leaves no key material behind.
-			const checks = await this.prepare(false, {quiet: true, refuseMisfits: true});
-			const binaries = await this.binaries();
+			// Key pairs are made on crypto's thread pool while tar unpacks: side by side.
+			const unpackedBefore = existsSync(this.options.workspace.binariesDir(config.version));
+			const [prepared, unpacked] = await Promise.allSettled([this.prepare(false, {quiet: true, refuseMisfits: true}), this.binaries()]);
+			if (prepared.status === 'rejected') {
+				// Refused input leaves nothing behind, not even the binaries unpacked meanwhile.
+				if (!unpackedBefore) {
+					rmSync(this.options.workspace.binariesDir(config.version), {recursive: true, force: true});
+				}
+
+				throw prepared.reason;
+			}
+
+			if (unpacked.status === 'rejected') {
+				throw unpacked.reason;
+			}
+
+			const checks = prepared.value;
+			const binaries = unpacked.value;
 			checks.binaries = binaries;
 			this.state.setRun({status: 'running', startedAt: new Date().toISOString(), error: undefined});
 			runStarted = true;

@@ -121,28 +121,23 @@ const rbac: StepDefinition = {
 	async verify(context, master) {
 		return (await bindingState(context, master)) === 'correct' ? {done: true, detail: `${bindingName} in place`} : {done: false};
 	},
+	// verify() just found it absent or different: create it, and look at it only when it is there already.
 	async run(context, master) {
-		const before = await bindingState(context, master);
-		if (before === 'correct') {
-			return `${bindingName} already in place`;
-		}
-
-		if (before !== 'absent') {
-			throw new StepError({step: 'rbac', host: master.name, message: `clusterrolebinding ${bindingName} is not what this install makes: ${before}`, fix: `inspect it (kubectl get clusterrolebinding ${bindingName} -o yaml); delete it to let apply make it again`});
-		}
-
 		const create = await kubectl(context, master, 'rbac', ['create', 'clusterrolebinding', bindingName, '--clusterrole=system:kubelet-api-admin', '--user=kubernetes']);
-		// Another run may have made it a moment ago: AlreadyExists is fine once the content is checked.
-		if (create.exitCode !== 0 && !/AlreadyExists|already exists/.test(create.stderr)) {
+		if (create.exitCode === 0) {
+			return `${bindingName} created`;
+		}
+
+		if (!/AlreadyExists|already exists/.test(create.stderr)) {
 			throw new StepError({step: 'rbac', host: master.name, message: `kubectl create clusterrolebinding failed: ${create.stderr.trim().split('\n').at(-1) ?? ''}`, command: `kubectl create clusterrolebinding ${bindingName}`, output: create.stderr});
 		}
 
-		const after = await bindingState(context, master);
-		if (after !== 'correct') {
-			throw new StepError({step: 'rbac', host: master.name, message: `clusterrolebinding ${bindingName} is not right after creating it: ${after}`});
+		const existing = await bindingState(context, master);
+		if (existing === 'correct') {
+			return `${bindingName} already in place`;
 		}
 
-		return `${bindingName} created`;
+		throw new StepError({step: 'rbac', host: master.name, message: `clusterrolebinding ${bindingName} is not what this install makes: ${existing}`, fix: `inspect it (kubectl get clusterrolebinding ${bindingName} -o yaml); delete it to let apply make it again`});
 	},
 };
 

@@ -131,7 +131,9 @@ describe('apply', () => {
 	// At every step's first command (its boundary) and at its third (inside it).
 	test.each([
 		...['preflight', 'binaries', 'certs', 'encryption', 'audit', 'units', 'start', 'etcd-check', 'rbac', 'verify'].map(step => [step, 1] as const),
-		...['preflight', 'binaries', 'certs', 'encryption', 'audit', 'units', 'start', 'rbac', 'verify'].map(step => [step, 3] as const),
+		...['preflight', 'binaries', 'certs', 'encryption', 'audit', 'units', 'start', 'verify'].map(step => [step, 3] as const),
+		// rbac asks twice on a fresh install (is it there? create it): stopped at the second.
+		['rbac', 2] as const,
 	])('stopped at %s command %i, then resumed: the same cluster', async (step, nth) => {
 		let seen = 0;
 		await stopThenResume(spec => spec.step === step && ++seen === nth);
