@@ -37,14 +37,25 @@ function matches(upload: Upload, facts: RemoteFileFacts | undefined): boolean {
 
 const uploadsOf = (actions: PlannedAction[]) => actions.filter((action): action is Upload => action.kind === 'upload');
 
-function uploadScript(upload: Upload): string {
+/**
+ * Writes one file from stdin: `cat` for a single file, `head -c N` for one of several sent one after
+ * the other on the same stdin (it reads no further than N bytes from a pipe).
+ */
+function writeScript(upload: Upload, read: string): string {
 	const target = shellQuote(upload.path);
 	const temporary = shellQuote(`${upload.path}.k8smi-new`);
-	const directory = shellQuote(upload.path.slice(0, upload.path.lastIndexOf('/')) || '/');
 	// umask first: a secret is never readable by others, not even while it is being written.
-	// If ssh dies mid-stream, cat sees a normal end of input: only content with the expected
+	// If ssh dies mid-stream, the reader sees a normal end of input: only content with the expected
 	// sha256 may replace the file. A write that fails (disk full) leaves no partial file behind.
-	return `set -e; umask 077; mkdir -p ${directory}; if ! cat > ${temporary}; then rm -f ${temporary}; exit 4; fi; if ! printf '%s  %s\\n' ${upload.sha256} ${temporary} | sha256sum -c --status; then rm -f ${temporary}; echo 'incomplete upload discarded' >&2; exit 3; fi; chown root:root ${temporary}; chmod ${upload.mode.toString(8)} ${temporary}; mv -f ${temporary} ${target}`;
+	return `if ! ${read} > ${temporary}; then rm -f ${temporary}; exit 4; fi; if ! printf '%s  %s\\n' ${upload.sha256} ${temporary} | sha256sum -c --status; then rm -f ${temporary}; echo 'incomplete upload discarded' >&2; exit 3; fi; chown root:root ${temporary}; chmod ${upload.mode.toString(8)} ${temporary}; mv -f ${temporary} ${target}`;
+}
+
+const directoryOf = (upload: Upload) => shellQuote(upload.path.slice(0, upload.path.lastIndexOf('/')) || '/');
+
+function uploadScript(uploads: Upload[]): string {
+	const directories = [...new Set(uploads.map(directoryOf))].join(' ');
+	const writes = uploads.length === 1 ? [writeScript(uploads[0]!, 'cat')] : uploads.map(upload => writeScript(upload, `head -c ${upload.bytes}`));
+	return `set -e; umask 077; mkdir -p ${directories}; ${writes.join('; ')}`;
 }
 
 async function confirmOverwrite(context: StepContext, master: Master, step: StepId, upload: Upload): Promise<void> {
@@ -88,6 +99,34 @@ export async function runUploads(context: StepContext, master: Master, step: Ste
 	const total = uploads.reduce((sum, upload) => sum + upload.bytes, 0);
 	let sent = 0;
 	let written = 0;
+	const landed = (upload: Upload) => {
+		context.state.recordFile(step, master.name, upload.path, upload.sha256);
+		shipped(context, step);
+		if (!context.changedFiles.has(master.name)) {
+			context.changedFiles.set(master.name, new Set());
+		}
+
+		context.changedFiles.get(master.name)!.add(upload.path);
+		written++;
+	};
+
+	const write = async (batch: Upload[], source: {inputFile: string} | {input: Buffer}, display: string) => {
+		const before = sent;
+		const bytes = batch.reduce((sum, upload) => sum + upload.bytes, 0);
+		await context.remote.check(master, uploadScript(batch), {
+			step,
+			// Large binaries over a slow link: the limit grows with the size (at least 256 KiB/s).
+			timeoutMs: (context.config.timeouts.commandSeconds * 1000) + Math.ceil(bytes / 256),
+			display,
+			...source,
+			onInputProgress: sentBytes => context.progress(step, master.name, {bytes: before + sentBytes, total, message: batch.length === 1 ? batch[0]!.path : undefined}),
+		});
+		sent += bytes;
+		context.progress(step, master.name, {bytes: sent, total});
+	};
+
+	// Generated files (certificates, configs, units) go in one round trip; binaries one by one, streamed.
+	const generated: Upload[] = [];
 	for (const upload of uploads) {
 		context.throwIfStopping();
 		const current = facts.get(upload.path);
@@ -104,25 +143,23 @@ export async function runUploads(context: StepContext, master: Master, step: Ste
 			await confirmOverwrite(context, master, step, upload);
 		}
 
-		const before = sent;
-		await context.remote.check(master, uploadScript(upload), {
-			step,
-			// Large binaries over a slow link: the limit grows with the size (at least 256 KiB/s).
-			timeoutMs: (context.config.timeouts.commandSeconds * 1000) + Math.ceil(upload.bytes / 256),
-			display: `write ${upload.path} (${upload.bytes} bytes, mode ${upload.mode.toString(8)})`,
-			...('file' in upload.source ? {inputFile: upload.source.file} : {input: upload.source.content}),
-			onInputProgress: bytes => context.progress(step, master.name, {bytes: before + bytes, total, message: upload.path}),
-		});
-		context.state.recordFile(step, master.name, upload.path, upload.sha256);
-		shipped(context, step);
-		if (!context.changedFiles.has(master.name)) {
-			context.changedFiles.set(master.name, new Set());
+		if ('file' in upload.source) {
+			await write([upload], {inputFile: upload.source.file}, `write ${upload.path} (${upload.bytes} bytes, mode ${upload.mode.toString(8)})`);
+			landed(upload);
+		} else {
+			generated.push(upload);
 		}
+	}
 
-		context.changedFiles.get(master.name)!.add(upload.path);
-		sent += upload.bytes;
-		written++;
-		context.progress(step, master.name, {bytes: sent, total});
+	if (generated.length > 0) {
+		context.throwIfStopping();
+		const input = Buffer.concat(generated.map(upload => Buffer.from('content' in upload.source ? upload.source.content : '')));
+		await write(generated, {input}, generated.length === 1
+			? `write ${generated[0]!.path} (${generated[0]!.bytes} bytes, mode ${generated[0]!.mode.toString(8)})`
+			: `write ${generated.length} files: ${generated.map(upload => `${upload.path} (${upload.mode.toString(8)})`).join(', ')}`);
+		for (const upload of generated) {
+			landed(upload);
+		}
 	}
 
 	return `${written} written, ${uploads.length - written} already in place`;

@@ -119,7 +119,7 @@ export class FakeCluster {
 
 	/** Commands that wrote a file (the upload script), per host. */
 	uploads(ip?: string): CommandSpec[] {
-		return this.calls.filter(call => call.command === 'ssh' && (ip === undefined || call.args.includes(ip)) && /cat > /.test(call.args.at(-1) ?? ''));
+		return this.calls.filter(call => call.command === 'ssh' && (ip === undefined || call.args.includes(ip)) && /(cat|head -c \d+) > /.test(call.args.at(-1) ?? ''));
 	}
 
 	private ssh(spec: CommandSpec): CommandResult {
@@ -192,17 +192,21 @@ export class FakeCluster {
 			return ok(lines.join('\n'));
 		}
 
-		if (script.includes('cat > ')) {
-			const words = unquoteWords(script.replaceAll(';', ' ; '));
-			const target = words[words.indexOf('mv') + 3]!;
-			const mode = Number.parseInt(words[words.indexOf('chmod') + 1]!, 8);
-			const content = this.truncateUploads ? Buffer.from('') : spec.inputFile ? readFileSync(spec.inputFile) : Buffer.from(spec.input ?? '');
-			const expected = /printf '%s {2}%s\\n' ([a-f\d]{64})/.exec(script)?.[1];
-			if (expected !== createHash('sha256').update(content).digest('hex')) {
-				return fail(3, 'incomplete upload discarded');
+		if (/(cat|head -c \d+) > /.test(script)) {
+			// One or more writes `if ! READ > TMP; ...printf SHA...; chmod MODE TMP; mv -f TMP TARGET`, reading stdin in turn.
+			const input = this.truncateUploads ? Buffer.from('') : spec.inputFile ? readFileSync(spec.inputFile) : Buffer.from(spec.input ?? '');
+			let offset = 0;
+			for (const write of script.matchAll(/if ! (?:cat|head -c (\d+)) > \S+; .*?printf '%s {2}%s\\n' ([a-f\d]{64}) .*?chmod (\d+) \S+; mv -f \S+ ([^;]+)/g)) {
+				const size = write[1] === undefined ? input.length - offset : Number(write[1]);
+				const content = Buffer.from(input.subarray(offset, offset + size));
+				offset += size;
+				if (write[2] !== createHash('sha256').update(content).digest('hex')) {
+					return fail(3, 'incomplete upload discarded');
+				}
+
+				host.files.set(unquoteWords(write[4]!)[0]!, {content, mode: Number.parseInt(write[3]!, 8), owner: 'root'});
 			}
 
-			host.files.set(target, {content, mode, owner: 'root'});
 			return ok();
 		}
 
