@@ -154,9 +154,9 @@ async function waitReady(context: StepContext, master: Master, service: Service)
 }
 
 /**
- * Starts the four services in order on one master. A service is restarted only when a file it
- * reads changed (since it last started healthy, or in this run), its unit is not active, or systemd
- * holds an old copy of its unit; each is then waited for until ready.
+ * Starts the four services on one master. A service is restarted only when a file it reads changed
+ * (since it last started healthy, or in this run), its unit is not active, or systemd holds an old
+ * copy of its unit; those start together, then each is waited for until ready, in start order.
  */
 export function startStep(uploadsOf: UploadsOf): StepDefinition {
 	const inputsOf = (context: StepContext, master: Master) => {
