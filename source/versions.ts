@@ -214,7 +214,8 @@ const flagTables: Record<Component, FlagRule[]> = {
 	'kube-scheduler': schedulerFlags,
 };
 
-function applies(rule: {since?: number; until?: number}, version: KubeVersion): boolean {
+/** True when the release is within [since, until) (minor releases; either end may be open). */
+export function inReleaseSpan(rule: {since?: number; until?: number}, version: KubeVersion): boolean {
 	return (rule.since === undefined || atLeast(version, rule.since))
 		&& (rule.until === undefined || !atLeast(version, rule.until));
 }
@@ -223,7 +224,7 @@ function applies(rule: {since?: number; until?: number}, version: KubeVersion): 
 export function componentFlagsFor(component: Component, version: KubeVersion, context: FlagContext, extra: readonly string[] = []): string[] {
 	const extraNames = new Set(extra.map(flagName));
 	const flags = flagTables[component]
-		.filter(rule => applies(rule, version) && (rule.when?.(context) ?? true) && !extraNames.has(rule.name))
+		.filter(rule => inReleaseSpan(rule, version) && (rule.when?.(context) ?? true) && !extraNames.has(rule.name))
 		.map(rule => (rule.value ? `--${rule.name}=${rule.value(context)}` : `--${rule.name}`));
 	return [...flags, ...extra];
 }

@@ -14,8 +14,10 @@ import type {Runner} from '../runner.js';
 import {StateStore, type HostRecord, type StepId} from '../state/store.js';
 import {unpackBinaries, unpackedBinaries} from '../steps/binaries.js';
 import {inputActions, steps} from '../steps/definitions.js';
+import {uploadsOf} from '../steps/files.js';
 import {preflight} from '../steps/preflight.js';
 import {resetHost} from '../steps/reset.js';
+import {adminTls} from '../steps/services.js';
 import {verify} from '../steps/verify.js';
 import {downloadTarball} from '../steps/download.js';
 import type {PlannedAction, StepContext, StepDefinition} from '../steps/types.js';
@@ -489,7 +491,7 @@ export class Engine {
 
 	/** A control plane this install has no record of may already serve (taking over a cluster): any HTTP answer counts. */
 	private async anyApiserverAnswers(context: StepContext): Promise<boolean> {
-		const answers = await Promise.all(this.options.config.masters.map(async master => context.probe(master.ip, 6443, '/healthz', {ca: context.material.ca.certPem, cert: context.material.leaves.admin.certPem, key: context.material.leaves.admin.keyPem})));
+		const answers = await Promise.all(this.options.config.masters.map(async master => context.probe(master.ip, 6443, '/healthz', adminTls(context))));
 		return answers.some(answer => answer.status > 0);
 	}
 
@@ -535,7 +537,7 @@ export class Engine {
 			const verification = await step.verify(context, master, record, inputs);
 			if (verification.done) {
 				// What was verified in place is recorded as ours, so a later change to it is not taken for a hand edit.
-				const verified = Object.fromEntries(step.plan(context, master).flatMap(action => (action.kind === 'upload' ? [[action.path, action.sha256]] : [])));
+				const verified = Object.fromEntries(uploadsOf(step.plan(context, master)).map(upload => [upload.path, upload.sha256]));
 				this.state.recordHost(step.id, recordName, {...record, files: {...record?.files, ...verified}, status: 'done', at: record?.at ?? new Date().toISOString(), inputs, note: verification.detail});
 				this.emit({type: 'host-done', step: step.id, host: recordName, outcome: 'skipped', detail: verification.detail, durationMs: elapsed()});
 				return {outcome: 'skipped'};

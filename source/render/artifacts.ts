@@ -44,6 +44,15 @@ export function flagContext(config: ResolvedConfig, masterIp: string): FlagConte
 
 export const components: readonly Component[] = ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler'];
 
+/** Where systemd reads a unit of this install. */
+export const unitPath = (name: string) => `/etc/systemd/system/${name}.service`;
+
+/** Folders the units need before they start: working directories (else 200/CHDIR), and nginx's conf/ and logs/ (nginx -t needs logs/). */
+export function workingDirectories(config: ResolvedConfig): string[] {
+	const {k8sDir, nginxDir} = config.paths;
+	return [...components.map(component => `${k8sDir}/${component}`), `${nginxDir}/conf`, `${nginxDir}/logs`];
+}
+
 export function caKeyOnMasters(config: ResolvedConfig): boolean {
 	return config.certificates.clusterSigning || config.serviceAccount.signingKey === 'ca';
 }
@@ -132,7 +141,7 @@ export function renderArtifacts(config: ResolvedConfig, material: Material, etcd
 		content: renderUnit(config, master.ip, component),
 		mode: 0o644,
 		secret: false,
-		remote: {step: 'units', path: `/etc/systemd/system/${component}.service`, host: master.name},
+		remote: {step: 'units', path: unitPath(component), host: master.name},
 	}));
 	artifacts.push(
 		kubeconfig('kube-controller-manager'),
@@ -168,7 +177,7 @@ export function renderArtifacts(config: ResolvedConfig, material: Material, etcd
 			content: renderTemplate('kube-nginx.service', {NGINX: config.nginx.binary, NGINX_DIR: nginxDir}, config.templatesDir),
 			mode: 0o644,
 			secret: false,
-			remote: {step: 'units', path: '/etc/systemd/system/kube-nginx.service'},
+			remote: {step: 'units', path: unitPath('kube-nginx')},
 		},
 	);
 	return artifacts;

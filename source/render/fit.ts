@@ -1,15 +1,11 @@
 import YAML from 'yaml';
 import type {ResolvedConfig} from '../config/load.js';
 import {InputError} from '../errors.js';
-import {atLeast, configKinds, flagName, introducedFlags, requiredFlags, retiredFlags, type Component, type KubeVersion} from '../versions.js';
+import {atLeast, configKinds, flagName, inReleaseSpan, introducedFlags, requiredFlags, retiredFlags, type Component, type KubeVersion} from '../versions.js';
 import {components, type Artifact} from './artifacts.js';
 
 /** Something rendered that the chosen release would refuse at start-up. */
 export type Misfit = {file: string; problem: string; fix: string; flag?: string};
-
-function inSpan(span: {since?: number; until?: number}, version: KubeVersion): boolean {
-	return (span.since === undefined || atLeast(version, span.since)) && (span.until === undefined || !atLeast(version, span.until));
-}
 
 /** The arguments of a unit's ExecStart, continuation lines joined; systemd drops the quotes. */
 export function execStartArguments(unit: string): string[] {
@@ -62,11 +58,11 @@ function kindMisfits(artifact: Artifact, version: KubeVersion): Misfit[] {
 
 function documentMisfits(artifact: Artifact, document: {apiVersion?: unknown; kind?: unknown}, known: typeof configKinds, version: KubeVersion): Misfit[] {
 	const matching = known.filter(entry => entry.apiVersion === document.apiVersion && entry.kind === document.kind);
-	if (matching.some(entry => inSpan(entry, version))) {
+	if (matching.some(entry => inReleaseSpan(entry, version))) {
 		return [];
 	}
 
-	const accepted = known.filter(entry => inSpan(entry, version)).map(entry => `${entry.apiVersion} ${entry.kind}`);
+	const accepted = known.filter(entry => inReleaseSpan(entry, version)).map(entry => `${entry.apiVersion} ${entry.kind}`);
 	return [{
 		file: artifact.name,
 		problem: `${String(document.apiVersion)} ${String(document.kind)} is not read by ${version.text} (it reads ${accepted.join(', ')})`,

@@ -1,9 +1,10 @@
 import type {Master} from '../config/schema.js';
 import {StepError} from '../errors.js';
-import {shellQuote} from '../remote/quote.js';
+import {workingDirectories} from '../render/artifacts.js';
+import {shellWords} from '../remote/quote.js';
 import {sha256} from '../files.js';
 import {etcdctlScript, kubectl, kubectlArgs, kubectlCommand} from './clients.js';
-import {filesStep, type Upload} from './files.js';
+import {filesStep, uploadsOf, type Upload} from './files.js';
 import {preflight} from './preflight.js';
 import {startStep} from './services.js';
 import {verify} from './verify.js';
@@ -48,20 +49,13 @@ const units = filesStep({
 	id: 'units',
 	title: 'Install the units and the component configs',
 	needs: [],
-	plan(context, master) {
-		const {k8sDir, nginxDir} = context.config.paths;
-		// Working directories must exist before systemd starts the units (else 200/CHDIR); nginx -t needs logs/.
-		const directories = [...['kube-apiserver', 'kube-controller-manager', 'kube-scheduler'].map(name => `${k8sDir}/${name}`), `${nginxDir}/conf`, `${nginxDir}/logs`];
-		return [
-			{kind: 'remote', script: `mkdir -p ${directories.map(directory => shellQuote(directory)).join(' ')}`},
-			...artifactUploads(context, master, 'units'),
-		];
-	},
+	plan: (context, master) => [
+		{kind: 'remote', script: `mkdir -p ${shellWords(workingDirectories(context.config))}`},
+		...artifactUploads(context, master, 'units'),
+	],
 });
 
-const uploadsStartReads = (context: StepContext, master: Master): Upload[] => [binaries, certs, encryption, audit, units]
-	.flatMap(step => step.plan(context, master))
-	.filter((action): action is Upload => action.kind === 'upload');
+const uploadsStartReads = (context: StepContext, master: Master): Upload[] => uploadsOf([binaries, certs, encryption, audit, units].flatMap(step => step.plan(context, master)));
 
 const start = startStep(uploadsStartReads);
 

@@ -35,7 +35,7 @@ function matches(upload: Upload, facts: RemoteFileFacts | undefined): boolean {
 	return facts?.sha256 === upload.sha256 && facts.mode === upload.mode && facts.owner === 'root';
 }
 
-const uploadsOf = (actions: PlannedAction[]) => actions.filter((action): action is Upload => action.kind === 'upload');
+export const uploadsOf = (actions: PlannedAction[]) => actions.filter((action): action is Upload => action.kind === 'upload');
 
 /**
  * Writes one file from stdin: `cat` for a single file, `head -c N` for one of several sent one after

@@ -1,7 +1,8 @@
 import type {Master} from '../config/schema.js';
+import {workingDirectories} from '../render/artifacts.js';
 import {shellWords} from '../remote/quote.js';
 import {steps} from './definitions.js';
-import {readRemoteFiles, type Upload} from './files.js';
+import {readRemoteFiles, uploadsOf} from './files.js';
 import {services} from './services.js';
 import type {StepContext} from './types.js';
 
@@ -15,10 +16,8 @@ export async function resetHost(context: StepContext, master: Master): Promise<s
 	await context.remote.check(master, `for u in ${units.join(' ')}; do systemctl stop "$u" 2>/dev/null; systemctl disable "$u" 2>/dev/null; done; true`, {step: 'reset', display: `systemctl stop and disable ${units.join(' ')}`});
 
 	const ours = context.state.writtenFiles(master.name);
-	for (const step of steps) {
-		for (const action of step.plan(context, master).filter((each): each is Upload => each.kind === 'upload')) {
-			ours.set(action.path, (ours.get(action.path) ?? new Set()).add(action.sha256));
-		}
+	for (const upload of uploadsOf(steps.flatMap(step => step.plan(context, master)))) {
+		ours.set(upload.path, (ours.get(upload.path) ?? new Set()).add(upload.sha256));
 	}
 
 	const facts = await readRemoteFiles(context, master, 'reset', [...ours.keys()]);
@@ -35,7 +34,7 @@ export async function resetHost(context: StepContext, master: Master): Promise<s
 
 	const {certDir, configDir, k8sDir, nginxDir} = context.config.paths;
 	// Deepest first; rmdir leaves any folder that still holds something (logs, other files).
-	const folders = [`${nginxDir}/conf`, `${nginxDir}/logs`, nginxDir, certDir, configDir, ...['kube-apiserver', 'kube-controller-manager', 'kube-scheduler'].map(name => `${k8sDir}/${name}`), k8sDir];
+	const folders = [...workingDirectories(context.config), nginxDir, certDir, configDir, k8sDir];
 	const removeScript = remove.length > 0 ? `rm -f -- ${shellWords(remove)}; ` : '';
 	await context.remote.check(master, `${removeScript}systemctl daemon-reload; systemctl reset-failed 2>/dev/null; for d in ${shellWords(folders)}; do rmdir -- "$d" 2>/dev/null; done; true`, {step: 'reset', display: `rm -f ${remove.length} file(s); systemctl daemon-reload; rmdir empty folders`});
 	return `units stopped and disabled, ${remove.length} file(s) removed${kept.length > 0 ? `; kept ${kept.length} changed since this install wrote them: ${kept.join(', ')}` : ''}`;

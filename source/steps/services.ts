@@ -1,6 +1,7 @@
 import type {Master} from '../config/schema.js';
 import {StepError} from '../errors.js';
 import {sha256} from '../files.js';
+import {unitPath} from '../render/artifacts.js';
 import type {HealthAnswer} from '../remote/health.js';
 import {shellQuote, shellWords} from '../remote/quote.js';
 import type {StepId} from '../state/store.js';
@@ -73,8 +74,6 @@ export const services: Service[] = [
 		ready: async (context, master) => probeReady(context, master, 10_259, '/healthz'),
 	},
 ];
-
-const unitPath = (name: ServiceName) => `/etc/systemd/system/${name}.service`;
 
 function mentions(text: string, remotePath: string): boolean {
 	return new RegExp(`${remotePath.replaceAll(/[.*+?^${}()|[\]\\/]/g, '\\$&')}(?![\\w.-])`).test(text);
