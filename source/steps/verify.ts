@@ -16,7 +16,7 @@ import type {PlannedAction, StepContext, StepDefinition} from './types.js';
 const expiryWarningDays = 30;
 const dayMs = 24 * 60 * 60 * 1000;
 
-async function endpointCheck(context: StepContext, master: Master, check: string, port: number, pathName: string): Promise<CheckResult> {
+async function endpointCheck(context: StepContext, master: Master, check: string, unit: string, port: number, pathName: string): Promise<CheckResult> {
 	const answer = await context.probe(master.ip, port, pathName, adminTls(context));
 	if (answer.ok) {
 		const passed = answer.body.split('\n').filter(line => line.startsWith('[+]')).length;
@@ -24,7 +24,7 @@ async function endpointCheck(context: StepContext, master: Master, check: string
 	}
 
 	const failed = answer.body.split('\n').filter(line => line.startsWith('[-]')).join('; ');
-	return {check, level: 'fail', detail: `${answer.error ?? `HTTP ${answer.status}`}${failed ? `: ${failed}` : ''}`, fix: `journalctl -u ${port === 6443 ? 'kube-apiserver' : port === 10_257 ? 'kube-controller-manager' : 'kube-scheduler'} on ${master.name}`};
+	return {check, level: 'fail', detail: `${answer.error ?? `HTTP ${answer.status}`}${failed ? `: ${failed}` : ''}`, fix: `journalctl -u ${unit} on ${master.name}`};
 }
 
 async function proxyCheck(context: StepContext, master: Master): Promise<CheckResult> {
@@ -137,7 +137,8 @@ async function encryptionCheck(context: StepContext, master: Master): Promise<Ch
 
 	try {
 		const get = etcdctlScript(context, master, ['get', `/registry/secrets/default/${name}`, '--print-value-only']);
-		const script = `v=$(${get} | head -c ${expected.length} | tr -c '[:print:]' '.'); n=$(${get} | grep -a -c ${shellQuote(marker)}); echo "prefix=$v"; echo "plain=$n"`;
+		// One read, kept in a private temporary file for the two looks at it.
+		const script = `t=$(mktemp); trap 'rm -f "$t"' EXIT; ${get} > "$t"; echo "prefix=$(head -c ${expected.length} "$t" | tr -c '[:print:]' '.')"; echo "plain=$(grep -a -c ${shellQuote(marker)} "$t")"`;
 		const result = await context.remote.check(master, script, {step: 'verify', display: `etcdctl get /registry/secrets/default/${name} (raw value)`});
 		const prefix = /^prefix=(.*)$/m.exec(result.stdout)?.[1] ?? '';
 		const plain = /^plain=(\d+)$/m.exec(result.stdout)?.[1] ?? '?';
@@ -153,6 +154,9 @@ async function encryptionCheck(context: StepContext, master: Master): Promise<Ch
 
 type LeaderRecord = {holder: string; renewed: Date | undefined; leaseSeconds: number};
 
+/** What client-go's leader election writes: a Lease's spec, or (before 1.17) an Endpoints annotation. */
+type LeaderElectionRecord = {holderIdentity?: string; renewTime?: string; leaseDurationSeconds?: number};
+
 async function leaderRecord(context: StepContext, master: Master, component: string): Promise<LeaderRecord | string> {
 	const kind = leaderLockKind(context.config.kubeVersion);
 	const result = await kubectl(context, master, 'verify', ['-n', 'kube-system', 'get', kind === 'leases' ? 'lease' : 'endpoints', component, '-o', 'json']);
@@ -160,11 +164,11 @@ async function leaderRecord(context: StepContext, master: Master, component: str
 		return result.stderr.trim().split('\n').at(-1) ?? `exit ${result.exitCode}`;
 	}
 
-	const object = JSON.parse(result.stdout) as {spec?: {holderIdentity?: string; renewTime?: string; leaseDurationSeconds?: number}; metadata?: {annotations?: Record<string, string>}};
+	const object = JSON.parse(result.stdout) as {spec?: LeaderElectionRecord; metadata?: {annotations?: Record<string, string>}};
 	// Before 1.17 the record is a JSON annotation on an Endpoints object.
 	const record = kind === 'leases'
 		? object.spec ?? {}
-		: JSON.parse(object.metadata?.annotations?.['control-plane.alpha.kubernetes.io/leader'] ?? '{}') as {holderIdentity?: string; renewTime?: string; leaseDurationSeconds?: number};
+		: JSON.parse(object.metadata?.annotations?.['control-plane.alpha.kubernetes.io/leader'] ?? '{}') as LeaderElectionRecord;
 	return {holder: record.holderIdentity ?? '', renewed: record.renewTime ? new Date(record.renewTime) : undefined, leaseSeconds: record.leaseDurationSeconds ?? 15};
 }
 
@@ -234,11 +238,11 @@ export const verify: StepDefinition = {
 	async run(context, master) {
 		const version = context.config.kubeVersion;
 		const results = [
-			await endpointCheck(context, master, 'apiserver live', 6443, livenessPath(version)),
-			await endpointCheck(context, master, 'apiserver ready', 6443, `${readinessPath(version)}?verbose`),
+			await endpointCheck(context, master, 'apiserver live', 'kube-apiserver', 6443, livenessPath(version)),
+			await endpointCheck(context, master, 'apiserver ready', 'kube-apiserver', 6443, `${readinessPath(version)}?verbose`),
 			await proxyCheck(context, master),
-			await endpointCheck(context, master, 'controller-manager healthy', 10_257, '/healthz'),
-			await endpointCheck(context, master, 'scheduler healthy', 10_259, '/healthz'),
+			await endpointCheck(context, master, 'controller-manager healthy', 'kube-controller-manager', 10_257, '/healthz'),
+			await endpointCheck(context, master, 'scheduler healthy', 'kube-scheduler', 10_259, '/healthz'),
 			await insecurePortsCheck(context, master),
 			await certificateCheck(context, master),
 		];
