@@ -1,14 +1,13 @@
 import {appendFileSync, createReadStream, mkdirSync} from 'node:fs';
 import path from 'node:path';
+import {Readable} from 'node:stream';
 import {execa} from 'execa';
 
 export type CommandSpec = {
 	command: string;
 	args: readonly string[];
-	/** Bytes for standard input (kept out of logs). */
-	input?: string | Buffer;
-	/** A file streamed to standard input, with progress. */
-	inputFile?: string;
+	/** Standard input, streamed part after part (files as they are read), with progress; kept out of logs. */
+	inputParts?: InputPart[];
 	timeoutMs?: number;
 	/** The master the command concerns, for the log and the view. */
 	host?: string;
@@ -17,6 +16,8 @@ export type CommandSpec = {
 	display?: string;
 	onInputProgress?: (bytesSent: number) => void;
 };
+
+export type InputPart = {file: string} | {bytes: Buffer};
 
 export type CommandResult = {exitCode: number; stdout: string; stderr: string; durationMs: number; timedOut: boolean; failedToStart?: string};
 
@@ -45,16 +46,15 @@ export const execaExecutor: Executor = async spec => {
 	const subprocess = execa(spec.command, spec.args, {
 		// Ctrl-C in the terminal means "stop after the action under way": the action must not get it too.
 		detached: true,
-		input: spec.input,
-		stdin: spec.inputFile || spec.input !== undefined ? 'pipe' : 'ignore',
+		stdin: spec.inputParts ? 'pipe' : 'ignore',
 		timeout: spec.timeoutMs,
 		reject: false,
 		stripFinalNewline: false,
 		maxBuffer: 64 * 1024 * 1024,
 	});
-	if (spec.inputFile) {
+	if (spec.inputParts) {
 		let sent = 0;
-		const stream = createReadStream(spec.inputFile);
+		const stream = Readable.from(streamParts(spec.inputParts));
 		stream.on('data', chunk => {
 			sent += chunk.length;
 			spec.onInputProgress?.(sent);
@@ -76,6 +76,16 @@ export const execaExecutor: Executor = async spec => {
 		failedToStart: result.failed && result.exitCode === undefined && !result.timedOut && !result.signal ? result.shortMessage : undefined,
 	};
 };
+
+async function * streamParts(parts: InputPart[]): AsyncGenerator<Buffer> {
+	for (const part of parts) {
+		if ('file' in part) {
+			yield * createReadStream(part.file) as AsyncIterable<Buffer>;
+		} else {
+			yield part.bytes;
+		}
+	}
+}
 
 export type RunnerOptions = {
 	executor?: Executor;

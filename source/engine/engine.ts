@@ -20,7 +20,7 @@ import {resetHost} from '../steps/reset.js';
 import {adminTls} from '../steps/services.js';
 import {verify} from '../steps/verify.js';
 import {downloadTarball} from '../steps/download.js';
-import type {PlannedAction, StepContext, StepDefinition} from '../steps/types.js';
+import type {PlannedAction, StepContext, StepDefinition, Verification} from '../steps/types.js';
 import type {Workspace} from '../workspace.js';
 import type {EngineEvent, EventListener, FailureInfo, HostOutcome} from './events.js';
 import type {Prompter} from './prompts.js';
@@ -495,12 +495,30 @@ export class Engine {
 		return answers.some(answer => answer.status > 0);
 	}
 
-	/** One master after the other; after a failure the rest are left as they are, still serving. */
+	/**
+	 * One master after the other; after a failure the rest are left as they are, still serving.
+	 * The read-only checks run side by side first: only masters with work to do take their turn.
+	 */
 	private async runRolling(step: StepDefinition, context: StepContext): Promise<HostResult[]> {
+		const {masters} = this.options.config;
+		const checked = await Promise.all(masters.map(async master => {
+			if (this.skipHosts.has(master.name)) {
+				return undefined;
+			}
+
+			const record = this.state.host(step.id, master.name);
+			try {
+				const verification = await step.verify(context, master, record, fingerprint(inputActions(step, context, master)));
+				return verification.done ? verification : undefined;
+			} catch {
+				// Found again, and reported, when the master takes its turn.
+				return undefined;
+			}
+		}));
 		const outcomes: HostResult[] = [];
-		for (const master of this.options.config.masters) {
+		for (const [index, master] of masters.entries()) {
 			const failed = outcomes.some(outcome => outcome.outcome === 'failed' || outcome.outcome === 'stopped');
-			outcomes.push(this.skipHosts.has(master.name) || failed ? this.skipHost(step, master, failed ? `not touched after an earlier master failed ${step.id}` : undefined) : await this.runHost(step, context, master, master.name));
+			outcomes.push(this.skipHosts.has(master.name) || failed ? this.skipHost(step, master, failed ? `not touched after an earlier master failed ${step.id}` : undefined) : await this.runHost(step, context, master, master.name, checked[index]));
 		}
 
 		return outcomes;
@@ -525,7 +543,8 @@ export class Engine {
 		return last;
 	}
 
-	private async runHost(step: StepDefinition, context: StepContext, master: Master, recordName: string): Promise<HostResult> {
+	/** `verified`: a verification already made for this master in this run (rolling steps check side by side first). */
+	private async runHost(step: StepDefinition, context: StepContext, master: Master, recordName: string, verified?: Verification): Promise<HostResult> {
 		const started = performance.now();
 		const elapsed = () => Math.round(performance.now() - started);
 		const inputs = fingerprint(inputActions(step, context, master));
@@ -534,11 +553,12 @@ export class Engine {
 		this.state.setRun({status: 'running', step: step.id, host: recordName});
 		try {
 			this.throwIfStopping();
-			const verification = await step.verify(context, master, record, inputs);
+			const verification = verified ?? await step.verify(context, master, record, inputs);
 			if (verification.done) {
 				// What was verified in place is recorded as ours, so a later change to it is not taken for a hand edit.
-				const verified = Object.fromEntries(uploadsOf(step.plan(context, master)).map(upload => [upload.path, upload.sha256]));
-				this.state.recordHost(step.id, recordName, {...record, files: {...record?.files, ...verified}, status: 'done', at: record?.at ?? new Date().toISOString(), inputs, note: verification.detail});
+				const files = Object.fromEntries(uploadsOf(step.plan(context, master)).map(upload => [upload.path, upload.sha256]));
+				const current = this.state.host(step.id, recordName);
+				this.state.recordHost(step.id, recordName, {...current, files: {...current?.files, ...files}, status: 'done', at: record?.at ?? new Date().toISOString(), inputs, note: verification.detail});
 				this.emit({type: 'host-done', step: step.id, host: recordName, outcome: 'skipped', detail: verification.detail, durationMs: elapsed()});
 				return {outcome: 'skipped'};
 			}
@@ -563,9 +583,9 @@ export class Engine {
 	}
 }
 
-/** What a host record carries from one attempt to the next: files written and services started. */
-function kept(record: HostRecord | undefined): Pick<HostRecord, 'files' | 'services'> {
-	return {files: record?.files, services: record?.services};
+/** What a host record carries from one attempt to the next: files written (and their identities) and services started. */
+function kept(record: HostRecord | undefined): Pick<HostRecord, 'files' | 'stats' | 'services'> {
+	return {files: record?.files, stats: record?.stats, services: record?.services};
 }
 
 type HostResult = {outcome: HostOutcome; failure?: FailureInfo; refused?: PromptRefused};

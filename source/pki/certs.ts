@@ -1,5 +1,6 @@
-import {randomBytes, sign as nativeSign} from 'node:crypto';
+import {createPublicKey, randomBytes, sign as nativeSign} from 'node:crypto';
 import forge from 'node-forge';
+import {generateRsaKeyPair} from './rsa.js';
 
 const {pki} = forge;
 
@@ -22,23 +23,14 @@ export type Issuer = {certPem: string; keyPem: string};
 /** Starts the validity a few minutes back so that a master whose clock lags does not see "not yet valid". */
 const backdateMs = 5 * 60 * 1000;
 
-/** RSA 2048 with the callback form, which hands the work to Node's crypto and keeps the event loop free. */
+/** RSA 2048, made off the event loop (Node's crypto), so spinners keep turning. */
 export async function generateKeyPair(): Promise<KeyPair> {
-	return new Promise((resolve, reject) => {
-		pki.rsa.generateKeyPair({bits: 2048, e: 0x1_00_01}, (error, pair) => {
-			if (error) {
-				reject(error);
-				return;
-			}
-
-			resolve({privateKeyPem: pki.privateKeyToPem(pair.privateKey), publicKeyPem: pki.publicKeyToPem(pair.publicKey)});
-		});
-	});
+	return generateRsaKeyPair();
 }
 
-export function publicKeyPemOf(privateKeyPem: string): string {
-	const key = pki.privateKeyFromPem(privateKeyPem);
-	return pki.publicKeyToPem(pki.setRsaPublicKey(key.n, key.e));
+/** The public half (of a private or public key) as generateKeyPair writes it: SPKI PEM, the one form compared. */
+export function publicKeyPemOf(keyPem: string): string {
+	return createPublicKey(keyPem).export({type: 'spki', format: 'pem'}).toString();
 }
 
 function subjectAttributes(subject: Subject): forge.pki.CertificateField[] {
@@ -158,7 +150,7 @@ export function readCertificate(certPem: string): CertificateFacts {
 		clientAuth: extended?.clientAuth === true,
 		notBefore: cert.validity.notBefore,
 		notAfter: cert.validity.notAfter,
-		publicKeyPem: pki.publicKeyToPem(cert.publicKey),
+		publicKeyPem: publicKeyPemOf(pki.publicKeyToPem(cert.publicKey)),
 	};
 }
 

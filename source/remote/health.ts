@@ -32,6 +32,6 @@ export async function waitForHealth(probe: Probe, ip: string, port: number, path
 		}
 
 		onWait(answer);
-		await new Promise(resolve => setTimeout(resolve, 500));
+		await new Promise(resolve => setTimeout(resolve, 200));
 	}
 }

@@ -2,10 +2,10 @@ import {mkdtempSync, rmSync} from 'node:fs';
 import type {ResolvedConfig} from '../config/load.js';
 import type {Master} from '../config/schema.js';
 import {StepError} from '../errors.js';
-import type {CommandResult, Runner} from '../runner.js';
+import type {CommandResult, InputPart, Runner} from '../runner.js';
 import {shellQuote} from './quote.js';
 
-export type RemoteOptions = {step: string; timeoutMs?: number; display?: string; input?: string | Buffer; inputFile?: string; onInputProgress?: (bytes: number) => void};
+export type RemoteOptions = {step: string; timeoutMs?: number; display?: string; inputParts?: InputPart[]; onInputProgress?: (bytes: number) => void};
 
 /** What the operator should do about an ssh failure (exit 255), named for the host. */
 export function diagnoseSsh(stderr: string, config: ResolvedConfig, master: Master): string {
@@ -104,8 +104,7 @@ export class Remote {
 			step: options.step,
 			timeoutMs: options.timeoutMs ?? this.config.timeouts.commandSeconds * 1000,
 			display: `ssh ${master.name} ${options.display ?? script}`,
-			input: options.input,
-			inputFile: options.inputFile,
+			inputParts: options.inputParts,
 			onInputProgress: options.onInputProgress,
 		});
 	}
@@ -114,18 +113,23 @@ export class Remote {
 	async check(master: Master, script: string, options: RemoteOptions): Promise<CommandResult> {
 		const result = await this.run(master, script, options);
 		if (result.exitCode !== 0) {
-			const output = (result.stderr || result.stdout).trim();
-			throw new StepError({
-				step: options.step,
-				host: master.name,
-				message: result.timedOut ? `timed out: ${options.display ?? script}` : `exit ${result.exitCode}: ${lastLine(output) || options.display || script}`,
-				command: this.runner.describe({command: 'ssh', args: [], display: options.display ?? script}),
-				output: this.runner.redact(output.slice(-2000)),
-				fix: result.exitCode === 255 ? diagnoseSsh(result.stderr, this.config, master) : diagnoseRemote(output, master),
-			});
+			throw this.failure(master, script, options, result);
 		}
 
 		return result;
+	}
+
+	/** The StepError for a command that failed on (or on the way to) the master. */
+	failure(master: Master, script: string, options: RemoteOptions, result: CommandResult): StepError {
+		const output = (result.stderr || result.stdout).trim();
+		return new StepError({
+			step: options.step,
+			host: master.name,
+			message: result.timedOut ? `timed out: ${options.display ?? script}` : `exit ${result.exitCode}: ${lastLine(output) || options.display || script}`,
+			command: this.runner.describe({command: 'ssh', args: [], display: options.display ?? script}),
+			output: this.runner.redact(output.slice(-2000)),
+			fix: result.exitCode === 255 ? diagnoseSsh(result.stderr, this.config, master) : diagnoseRemote(output, master),
+		});
 	}
 
 	/** Closes the multiplexed connections and removes their sockets. */

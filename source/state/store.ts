@@ -13,6 +13,8 @@ export type HostRecord = {
 	inputs: string;
 	/** Remote path -> sha256 of what this install wrote there (also after a failure, per action). */
 	files?: Record<string, string>;
+	/** Remote path -> its identity (device:inode:size:mtime:ctime) when it last had this sha256: unchanged, it is not hashed again. */
+	stats?: Record<string, {stat: string; sha256: string}>;
 	/** Service -> fingerprint of the files it read when it last started healthy (start step). */
 	services?: Record<string, string>;
 	error?: string;
@@ -86,10 +88,26 @@ export class StateStore {
 		});
 	}
 
-	/** Remembers one file written on a host, before the step as a whole is done. */
-	recordFile(step: StepId, host: string, remotePath: string, hash: string): void {
+	/** Remembers one file written (or found in place) on a host, before the step as a whole is done. */
+	recordFile(step: StepId, host: string, remotePath: string, hash: string, stat?: string): void {
 		this.updateHost(step, host, record => {
 			record.files = {...record.files, [remotePath]: hash};
+			if (stat) {
+				record.stats = {...record.stats, [remotePath]: {stat, sha256: hash}};
+			}
+		});
+	}
+
+	/** Remembers the identity of files found in place with these hashes. */
+	recordStats(step: StepId, host: string, files: Array<{path: string; stat?: string; sha256: string}>): void {
+		const seen = files.filter((file): file is {path: string; stat: string; sha256: string} => file.stat !== undefined);
+		const stats = this.host(step, host)?.stats ?? {};
+		if (seen.every(file => stats[file.path]?.stat === file.stat && stats[file.path]?.sha256 === file.sha256)) {
+			return;
+		}
+
+		this.updateHost(step, host, record => {
+			record.stats = {...record.stats, ...Object.fromEntries(seen.map(file => [file.path, {stat: file.stat, sha256: file.sha256}]))};
 		});
 	}
 

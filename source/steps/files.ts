@@ -1,24 +1,34 @@
 import {createTwoFilesPatch} from './diff.js';
 import type {Master} from '../config/schema.js';
 import {StepError} from '../errors.js';
-import {shellQuote, shellWords} from '../remote/quote.js';
+import {shellQuote} from '../remote/quote.js';
 import type {StepId} from '../state/store.js';
 import type {PlannedAction, StepContext, StepDefinition, Verification} from './types.js';
 
 export type Upload = Extract<PlannedAction, {kind: 'upload'}>;
 
-export type RemoteFileFacts = {sha256?: string; mode?: number; owner?: string};
+/** `stat` is device:inode:size:mtime:ctime (ns); any write, rename or chmod changes at least one of them. */
+export type RemoteFileFacts = {sha256?: string; mode?: number; owner?: string; stat?: string};
 
-/** One round trip that reads hash, mode and owner of every path (absent files are simply missing). */
+const statFormat = '%d:%i:%s:%.9Y:%.9Z';
+
+/**
+ * One round trip that reads mode, owner and identity of every path (absent files are simply
+ * missing) and hashes each file whose identity differs from the one recorded with its hash, the
+ * way git and rsync skip unchanged files: a master's binaries are then not read again on every run.
+ */
 export async function readRemoteFiles(context: StepContext, master: Master, step: StepId, paths: string[]): Promise<Map<string, RemoteFileFacts>> {
-	const quoted = shellWords(paths);
-	const script = `for f in ${quoted}; do if [ -f "$f" ]; then printf 'F %s %s\\n' "$(stat -c '%a:%U' -- "$f")" "$f"; sha256sum -- "$f"; fi; done`;
+	const known = context.state.host(step, master.name)?.stats ?? {};
+	const calls = paths.map(file => `k8smi_file ${shellQuote(file)} ${shellQuote(known[file]?.stat ?? '-')}`).join('; ');
+	const script = `k8smi_file() { if [ -f "$1" ]; then s=$(stat -c '%a:%U ${statFormat}' -- "$1") || return 0; printf 'F %s %s\n' "$s" "$1"; [ "\${s#* }" = "$2" ] || sha256sum -- "$1"; fi; }; ${calls}`;
 	const result = await context.remote.check(master, script, {step, display: `read sha256, mode and owner of ${paths.length} file(s)`});
 	const facts = new Map<string, RemoteFileFacts>();
 	for (const line of result.stdout.split('\n')) {
-		const stat = /^F (\d+):(\S+) (.+)$/.exec(line);
+		const stat = /^F (\d+):(\S+) (\S+) (.+)$/.exec(line);
 		if (stat) {
-			facts.set(stat[3]!, {...facts.get(stat[3]!), mode: Number.parseInt(stat[1]!, 8), owner: stat[2]!});
+			const file = stat[4]!;
+			const unchanged = known[file]?.stat === stat[3];
+			facts.set(file, {...facts.get(file), mode: Number.parseInt(stat[1]!, 8), owner: stat[2]!, stat: stat[3]!, ...(unchanged ? {sha256: known[file]!.sha256} : {})});
 			continue;
 		}
 
@@ -47,7 +57,8 @@ function writeScript(upload: Upload, read: string): string {
 	// umask first: a secret is never readable by others, not even while it is being written.
 	// If ssh dies mid-stream, the reader sees a normal end of input: only content with the expected
 	// sha256 may replace the file. A write that fails (disk full) leaves no partial file behind.
-	return `if ! ${read} > ${temporary}; then rm -f ${temporary}; exit 4; fi; if ! printf '%s  %s\\n' ${upload.sha256} ${temporary} | sha256sum -c --status; then rm -f ${temporary}; echo 'incomplete upload discarded' >&2; exit 3; fi; chown root:root ${temporary}; chmod ${upload.mode.toString(8)} ${temporary}; mv -f ${temporary} ${target}`;
+	// The identity of the new file is printed for the state, so the next run need not hash it.
+	return `if ! ${read} > ${temporary}; then rm -f ${temporary}; exit 4; fi; if ! printf '%s  %s\\n' ${upload.sha256} ${temporary} | sha256sum -c --status; then rm -f ${temporary}; echo 'incomplete upload discarded' >&2; exit 3; fi; chown root:root ${temporary}; chmod ${upload.mode.toString(8)} ${temporary}; mv -f ${temporary} ${target}; printf 'S %s %s\\n' "$(stat -c '${statFormat}' -- ${target})" ${target}`;
 }
 
 const directoryOf = (upload: Upload) => shellQuote(upload.path.slice(0, upload.path.lastIndexOf('/')) || '/');
@@ -80,61 +91,45 @@ async function confirmOverwrite(context: StepContext, master: Master, step: Step
 	await context.remote.check(master, `cp -p -- ${shellQuote(upload.path)} ${backup}`, {step, display: `back up ${upload.path}`});
 }
 
+/** What verify read, handed to the run that follows it on the same master (one read, not two). */
+const readForRun = new WeakMap<StepContext, Map<string, Map<string, RemoteFileFacts>>>();
+
 export async function verifyUploads(context: StepContext, master: Master, step: StepId, actions: PlannedAction[]): Promise<Verification> {
 	const uploads = uploadsOf(actions);
 	const facts = await readRemoteFiles(context, master, step, uploads.map(upload => upload.path));
 	const missing = uploads.filter(upload => !matches(upload, facts.get(upload.path)));
 	if (missing.length > 0) {
+		const read = readForRun.get(context) ?? new Map<string, Map<string, RemoteFileFacts>>();
+		readForRun.set(context, read.set(`${step} ${master.name}`, facts));
 		return {done: false, detail: `${missing.length} of ${uploads.length} file(s) to write`};
 	}
 
+	context.state.recordStats(step, master.name, uploads.map(upload => ({path: upload.path, stat: facts.get(upload.path)?.stat, sha256: upload.sha256})));
 	shipped(context, step);
 	return {done: true, detail: `${uploads.length} file(s) in place`};
+}
+
+async function factsForRun(context: StepContext, master: Master, step: StepId, uploads: Upload[]): Promise<Map<string, RemoteFileFacts>> {
+	const key = `${step} ${master.name}`;
+	const read = readForRun.get(context)?.get(key);
+	readForRun.get(context)?.delete(key);
+	return read ?? readRemoteFiles(context, master, step, uploads.map(upload => upload.path));
 }
 
 /** Writes every upload that is not already in place, recording each one as soon as it lands. */
 export async function runUploads(context: StepContext, master: Master, step: StepId, actions: PlannedAction[]): Promise<string> {
 	const uploads = uploadsOf(actions);
-	const facts = await readRemoteFiles(context, master, step, uploads.map(upload => upload.path));
+	const facts = await factsForRun(context, master, step, uploads);
 	const total = uploads.reduce((sum, upload) => sum + upload.bytes, 0);
-	let sent = 0;
-	let written = 0;
-	const landed = (upload: Upload) => {
-		context.state.recordFile(step, master.name, upload.path, upload.sha256);
-		shipped(context, step);
-		if (!context.changedFiles.has(master.name)) {
-			context.changedFiles.set(master.name, new Set());
-		}
-
-		context.changedFiles.get(master.name)!.add(upload.path);
-		written++;
-	};
-
-	const write = async (batch: Upload[], source: {inputFile: string} | {input: Buffer}, display: string) => {
-		const before = sent;
-		const bytes = batch.reduce((sum, upload) => sum + upload.bytes, 0);
-		await context.remote.check(master, uploadScript(batch), {
-			step,
-			// Large binaries over a slow link: the limit grows with the size (at least 256 KiB/s).
-			timeoutMs: (context.config.timeouts.commandSeconds * 1000) + Math.ceil(bytes / 256),
-			display,
-			...source,
-			onInputProgress: sentBytes => context.progress(step, master.name, {bytes: before + sentBytes, total, message: batch.length === 1 ? batch[0]!.path : undefined}),
-		});
-		sent += bytes;
-		context.progress(step, master.name, {bytes: sent, total});
-	};
-
-	// Generated files (certificates, configs, units) go in one round trip; binaries one by one, streamed.
-	const generated: Upload[] = [];
+	let inPlaceBytes = 0;
+	const pending: Upload[] = [];
 	for (const upload of uploads) {
 		context.throwIfStopping();
 		const current = facts.get(upload.path);
 		if (matches(upload, current)) {
-			context.state.recordFile(step, master.name, upload.path, upload.sha256);
+			context.state.recordFile(step, master.name, upload.path, upload.sha256, current?.stat);
 			shipped(context, step);
-			sent += upload.bytes;
-			context.progress(step, master.name, {bytes: sent, total});
+			inPlaceBytes += upload.bytes;
 			continue;
 		}
 
@@ -143,26 +138,79 @@ export async function runUploads(context: StepContext, master: Master, step: Ste
 			await confirmOverwrite(context, master, step, upload);
 		}
 
-		if ('file' in upload.source) {
-			await write([upload], {inputFile: upload.source.file}, `write ${upload.path} (${upload.bytes} bytes, mode ${upload.mode.toString(8)})`);
-			landed(upload);
-		} else {
-			generated.push(upload);
-		}
+		pending.push(upload);
 	}
 
-	if (generated.length > 0) {
+	context.progress(step, master.name, {bytes: inPlaceBytes, total});
+	let sent = inPlaceBytes;
+	let written = 0;
+	for (const batch of batches(pending)) {
 		context.throwIfStopping();
-		const input = Buffer.concat(generated.map(upload => Buffer.from('content' in upload.source ? upload.source.content : '')));
-		await write(generated, {input}, generated.length === 1
-			? `write ${generated[0]!.path} (${generated[0]!.bytes} bytes, mode ${generated[0]!.mode.toString(8)})`
-			: `write ${generated.length} files: ${generated.map(upload => `${upload.path} (${upload.mode.toString(8)})`).join(', ')}`);
-		for (const upload of generated) {
-			landed(upload);
-		}
+		written += await writeBatch(context, master, step, batch, {sent, total});
+		sent += batch.reduce((sum, upload) => sum + upload.bytes, 0);
 	}
 
-	return `${written} written, ${uploads.length - written} already in place`;
+	context.progress(step, master.name, {bytes: total, total});
+	return `${written} written, ${uploads.length - pending.length} already in place`;
+}
+
+/** Files up to this size share a round trip; a larger one goes alone, so a stop waits for one file at most. */
+const batchBytes = 8 * 1024 * 1024;
+
+function batches(uploads: Upload[]): Upload[][] {
+	const result: Upload[][] = [];
+	let bytes = Number.POSITIVE_INFINITY;
+	for (const upload of uploads) {
+		if (bytes + upload.bytes > batchBytes) {
+			result.push([]);
+			bytes = 0;
+		}
+
+		result.at(-1)!.push(upload);
+		bytes += upload.bytes;
+	}
+
+	return result;
+}
+
+/**
+ * One round trip: the batch's files streamed one after the other, each checked and renamed into
+ * place by the master; records every file that landed, also when a later one failed.
+ */
+async function writeBatch(context: StepContext, master: Master, step: StepId, batch: Upload[], progress: {sent: number; total: number}): Promise<number> {
+	const bytes = batch.reduce((sum, upload) => sum + upload.bytes, 0);
+	// The file being sent, for the view: the one whose bytes the stream is in.
+	const sending = (offset: number) => {
+		let end = 0;
+		return batch.find(upload => (end += upload.bytes) > offset)?.path;
+	};
+
+	const options = {
+		step,
+		// Large binaries over a slow link: the limit grows with the size (at least 256 KiB/s).
+		timeoutMs: (context.config.timeouts.commandSeconds * 1000) + Math.ceil(bytes / 256),
+		display: batch.length === 1
+			? `write ${batch[0]!.path} (${batch[0]!.bytes} bytes, mode ${batch[0]!.mode.toString(8)})`
+			: `write ${batch.length} files: ${batch.map(upload => `${upload.path} (${upload.mode.toString(8)})`).join(', ')}`,
+		inputParts: batch.map(upload => ('file' in upload.source ? {file: upload.source.file} : {bytes: Buffer.from(upload.source.content)})),
+		onInputProgress: (sentBytes: number) => context.progress(step, master.name, {bytes: progress.sent + sentBytes, total: progress.total, message: sending(sentBytes)}),
+	};
+	const script = uploadScript(batch);
+	const result = await context.remote.run(master, script, options);
+	const landed = new Map([...result.stdout.matchAll(/^S (\S+) (.+)$/gm)].map(match => [match[2]!, match[1]!] as const));
+	const changed = context.changedFiles.get(master.name) ?? new Set<string>();
+	context.changedFiles.set(master.name, changed);
+	for (const upload of batch.filter(upload => landed.has(upload.path))) {
+		context.state.recordFile(step, master.name, upload.path, upload.sha256, landed.get(upload.path));
+		shipped(context, step);
+		changed.add(upload.path);
+	}
+
+	if (result.exitCode !== 0) {
+		throw context.remote.failure(master, script, options, result);
+	}
+
+	return landed.size;
 }
 
 function shipped(context: StepContext, step: StepId): void {

@@ -190,7 +190,7 @@ async function leaderCheck(context: StepContext, master: Master, component: 'kub
 		}
 
 		context.throwIfStopping();
-		await new Promise(resolve => setTimeout(resolve, 2000));
+		await new Promise(resolve => setTimeout(resolve, 250));
 	}
 }
 

@@ -5,6 +5,11 @@ import type {HealthAnswer} from '../../source/remote/health.js';
 
 type FakeFile = {content: Buffer; mode: number; owner: string};
 
+/** What `stat` would tell of a file: any change of content, mode or owner changes it, as mtime/ctime would. */
+function fakeIdentity(file: FakeFile): string {
+	return `1:${createHash('sha256').update(file.content).update(`${file.mode}:${file.owner}`).digest('hex').slice(0, 12)}:${file.content.length}:0:0`;
+}
+
 /** active/restarts: the apiserver; units: the other services that run (kube-nginx, controller-manager, scheduler). */
 export type FakeHost = {ip: string; files: Map<string, FakeFile>; active: boolean; reachable: boolean; restarts: number; units: Set<string>; unitRestarts: Map<string, number>; clockOffsetMs: number; listening: Array<{port: number; process: string}>};
 
@@ -60,6 +65,8 @@ export class FakeCluster {
 	readonly restartOrder: string[] = [];
 	/** `host unit` of every systemctl reload. */
 	readonly reloads: string[] = [];
+	/** Files whose content a read hashed (`IP PATH`): an unchanged identity spares the hash. */
+	readonly hashedFiles: string[] = [];
 	/** Uploads arrive empty, as when ssh dies mid-stream and cat sees the end of its input. */
 	truncateUploads = false;
 	/** Called before each command; a test throws or stops here to interrupt at a chosen point. */
@@ -183,31 +190,45 @@ export class FakeCluster {
 			return ok(paths.map(file => `==> ${file}\n${host.files.get(file)?.content.toString() ?? 'missing\n'}`).join(''));
 		}
 
-		if (script.startsWith('for f in ')) {
-			const paths = unquoteWords(script.slice('for f in '.length, script.indexOf('; do')));
-			const lines = paths.flatMap(file => {
+		if (script.startsWith('k8smi_file() {')) {
+			// `k8smi_file PATH KNOWN-IDENTITY`: mode, owner and identity; the hash only when the identity differs.
+			const lines = [...script.matchAll(/; k8smi_file ('[^']*'|[^\s;]+) ('[^']*'|[^\s;]+)/g)].flatMap(call => {
+				const [file, known] = unquoteWords(`${call[1]!} ${call[2]!}`) as [string, string];
 				const found = host.files.get(file);
-				return found ? [`F ${found.mode.toString(8)}:${found.owner} ${file}`, `${createHash('sha256').update(found.content).digest('hex')}  ${file}`] : [];
+				if (!found) {
+					return [];
+				}
+
+				const identity = fakeIdentity(found);
+				if (identity === known) {
+					return [`F ${found.mode.toString(8)}:${found.owner} ${identity} ${file}`];
+				}
+
+				this.hashedFiles.push(`${host.ip} ${file}`);
+				return [`F ${found.mode.toString(8)}:${found.owner} ${identity} ${file}`, `${createHash('sha256').update(found.content).digest('hex')}  ${file}`];
 			});
 			return ok(lines.join('\n'));
 		}
 
 		if (/(cat|head -c \d+) > /.test(script)) {
 			// One or more writes `if ! READ > TMP; ...printf SHA...; chmod MODE TMP; mv -f TMP TARGET`, reading stdin in turn.
-			const input = this.truncateUploads ? Buffer.from('') : spec.inputFile ? readFileSync(spec.inputFile) : Buffer.from(spec.input ?? '');
+			const input = this.truncateUploads ? Buffer.from('') : Buffer.concat((spec.inputParts ?? []).map(part => ('file' in part ? readFileSync(part.file) : part.bytes)));
+			const landed: string[] = [];
 			let offset = 0;
 			for (const write of script.matchAll(/if ! (?:cat|head -c (\d+)) > \S+; .*?printf '%s {2}%s\\n' ([a-f\d]{64}) .*?chmod (\d+) \S+; mv -f \S+ ([^;]+)/g)) {
 				const size = write[1] === undefined ? input.length - offset : Number(write[1]);
 				const content = Buffer.from(input.subarray(offset, offset + size));
 				offset += size;
 				if (write[2] !== createHash('sha256').update(content).digest('hex')) {
-					return fail(3, 'incomplete upload discarded');
+					return {...fail(3, 'incomplete upload discarded'), stdout: landed.join('\n')};
 				}
 
-				host.files.set(unquoteWords(write[4]!)[0]!, {content, mode: Number.parseInt(write[3]!, 8), owner: 'root'});
+				const file = unquoteWords(write[4]!)[0]!;
+				host.files.set(file, {content, mode: Number.parseInt(write[3]!, 8), owner: 'root'});
+				landed.push(`S ${fakeIdentity(host.files.get(file)!)} ${file}`);
 			}
 
-			return ok();
+			return ok(landed.join('\n'));
 		}
 
 		if (script.startsWith('mkdir -p') || script.startsWith('cp -p') || script.startsWith('cat -- ')) {

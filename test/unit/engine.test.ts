@@ -84,6 +84,22 @@ describe('apply', () => {
 		expect(new Set(outcomes)).toEqual(new Set(['skipped']));
 	});
 
+	test('a file whose identity (inode, size, mtime, ctime) is unchanged since it was written is not hashed again; a changed one is', async () => {
+		const {cluster, engine} = setup();
+		await engine().engine.apply({confirm: true});
+		cluster.hashedFiles.length = 0;
+		await engine().engine.apply({confirm: true});
+		expect(cluster.hashedFiles).toEqual([]);
+
+		// Changed by hand: its identity changes with it, so it is hashed, found foreign, and left alone (no --overwrite).
+		const edited = cluster.hosts.get(ips[1]!)!.files.get('/etc/kubernetes/audit-policy.yaml')!;
+		edited.content = Buffer.from(`${edited.content.toString()}# local change\n`);
+		const failure = await engine({overwrite: false}).engine.apply({confirm: true}).catch((error: unknown) => error);
+		expect(cluster.hashedFiles).toContain(`${ips[1]} /etc/kubernetes/audit-policy.yaml`);
+		expect(cluster.hashedFiles.filter(entry => entry !== `${ips[1]} /etc/kubernetes/audit-policy.yaml`)).toEqual([]);
+		expect(String(failure)).toMatch(/audit-policy\.yaml on k8smaster02 differs from what this install wrote there/);
+	});
+
 	/** Stops the first apply where shouldStop says, resumes, and checks that the resume ends with the same cluster. */
 	async function stopThenResume(shouldStop: (spec: CommandSpec, index: number) => boolean) {
 		const {cluster, engine, stateDir} = setup();
@@ -154,9 +170,10 @@ describe('apply', () => {
 		heal();
 		await engine().engine.apply({confirm: true});
 		expect(ips.every(ip => cluster.hosts.get(ip)!.active)).toBe(true);
-		// k8smaster01's binaries were verified, not copied again.
+		// k8smaster01's binaries were verified, not copied again: the one upload is the first run's, all ten in one stream.
 		const binaryUploads71 = cluster.uploads('172.24.8.71').filter(call => (call.args.at(-1) ?? '').includes('/opt/k8s/bin/'));
-		expect(binaryUploads71).toHaveLength(10);
+		expect(binaryUploads71).toHaveLength(1);
+		expect(binaryUploads71[0]!.args.at(-1)!.match(/; mv -f /g)).toHaveLength(10);
 	});
 
 	test('an upload cut short never replaces the file: the host discards it and the step fails', async () => {

@@ -49,7 +49,7 @@ describe('runner', () => {
 	test('input files are streamed with progress', async () => {
 		const {tarball} = makeFixture();
 		const seen: number[] = [];
-		const result = await new Runner().run({command: 'wc', args: ['-c'], inputFile: tarball, onInputProgress: bytes => seen.push(bytes)});
+		const result = await new Runner().run({command: 'wc', args: ['-c'], inputParts: [{file: tarball}], onInputProgress: bytes => seen.push(bytes)});
 		expect(Number(result.stdout.trim())).toBe(seen.at(-1));
 	});
 });

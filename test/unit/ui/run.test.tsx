@@ -1,4 +1,4 @@
-import {existsSync, readFileSync} from 'node:fs';
+import {existsSync, readFileSync, statSync} from 'node:fs';
 import path from 'node:path';
 import {cleanup} from 'ink-testing-library';
 import {afterEach, describe, expect, test} from 'vitest';
@@ -11,10 +11,10 @@ import {ips, keys, mount, setup} from './helpers.js';
 afterEach(cleanup);
 
 const active = (cluster: FakeCluster) => ips.map(ip => cluster.hosts.get(ip)!.active);
-const isUpload = (spec: CommandSpec) => spec.command === 'ssh' && /cat > /.test(spec.args.at(-1) ?? '');
+const isUpload = (spec: CommandSpec) => spec.command === 'ssh' && /(cat|head -c \d+) > /.test(spec.args.at(-1) ?? '');
 
 /** An executor that holds the nth upload to one master until the test lets it go. */
-function holdUpload(ip: string, nth: number) {
+function holdUpload(ip: string) {
 	let release: () => void = () => undefined;
 	const released = new Promise<void>(resolve => {
 		release = resolve;
@@ -25,7 +25,10 @@ function holdUpload(ip: string, nth: number) {
 	});
 	let count = 0;
 	const executor = (cluster: FakeCluster) => async (spec: CommandSpec): Promise<CommandResult> => {
-		if (isUpload(spec) && spec.args.includes(ip) && count++ === nth) {
+		if (isUpload(spec) && spec.args.includes(ip) && count++ === 0) {
+			// Held in the middle of its stream: the first file sent, the rest to come.
+			const [first] = spec.inputParts ?? [];
+			spec.onInputProgress?.(first && 'file' in first ? statSync(first.file).size : first?.bytes.length ?? 0);
 			reached();
 			await released;
 		}
@@ -61,7 +64,7 @@ describe('plan and run', () => {
 	});
 
 	test('while copying: per-host bytes and percent, the last commands, pending steps; q stops after the current action', async () => {
-		const hold = holdUpload('172.24.8.71', 4);
+		const hold = holdUpload('172.24.8.71');
 		const {session, stateDir} = setup({executor: hold.executor});
 		const app = mount(session());
 		await app.until('Start the install');
@@ -73,7 +76,7 @@ describe('plan and run', () => {
 		expect(Number(share)).toBeLessThan(100);
 		expect(running).toMatch(/Copy the server binaries {2}\d+ s\n/);
 		expect(running).toContain('Last commands');
-		expect(running).toMatch(/⠋ k8smaster01 +ssh k8smaster01 write \/opt\/k8s\/bin\/\S+ \(\d+ bytes, mode 755\)/);
+		expect(running).toMatch(/⠋ k8smaster01 +ssh k8smaster01 write 10 files: \/opt\/k8s\/bin\/\S+ \(755\)/);
 		expect(running).toContain('○ Place certificates and keys');
 		expect(running).toContain('q or Ctrl-C stop safely after the current action');
 
@@ -83,8 +86,9 @@ describe('plan and run', () => {
 		hold.release();
 		expect(await app.exited).toBe(130);
 		const last = app.frame();
-		expect(last).toContain('■ Stopped at binaries (Copy the server binaries) on k8smaster01. Progress is saved.');
-		expect(last).toMatch(/■ Copy the server binaries +\d+ ms\n +✔ k8smaster01|■ k8smaster01 +stopped/);
+		// The action under way was the stream of all ten (small) binaries: it finished, nothing after it began.
+		expect(last).toContain('■ Stopped before certs (Place certificates and keys). Progress is saved.');
+		expect(last).toMatch(/✔ Copy the server binaries +\d+ ms\n +✔ k8smaster01 +done: 10 written/);
 		expect(last).toMatch(/To resume: k8s-master-install apply --config \S+cluster\.yaml/);
 		expect(new StateStore(path.join(stateDir, 'kubernetes'), 'kubernetes').snapshot.run?.status).toBe('stopped');
 	});
