@@ -182,6 +182,20 @@ export class Runner {
 		return result;
 	}
 
+	/** An HTTPS call made in-process (an apiserver's API): shown and logged like a command; exit 0 for a 2xx answer. */
+	async call<T extends {status: number; error?: string}>(spec: {host?: string; step?: string; display: string}, action: () => Promise<T>): Promise<T> {
+		const id = this.nextId++;
+		const display = this.redact(spec.display);
+		this.emit({type: 'command-start', id, host: spec.host, step: spec.step, display});
+		const started = performance.now();
+		const answer = await action();
+		const durationMs = Math.round(performance.now() - started);
+		const exitCode = answer.status >= 200 && answer.status < 300 ? 0 : 1;
+		this.log({event: 'api', host: spec.host, step: spec.step, command: display, status: answer.status, error: answer.error, durationMs});
+		this.emit({type: 'command-end', id, host: spec.host, step: spec.step, display, exitCode, durationMs, timedOut: false});
+		return answer;
+	}
+
 	private emit(event: CommandEvent): void {
 		for (const listener of this.listeners) {
 			listener(event);

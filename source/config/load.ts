@@ -99,7 +99,6 @@ const localFiles: LocalFileField[] = [
 	{field: 'ca.certFile', get: c => c.ca?.certFile, set: (c, v) => { c.ca!.certFile = v; }},
 	{field: 'ca.keyFile', get: c => c.ca?.keyFile, set: (c, v) => { c.ca!.keyFile = v; }},
 	{field: 'encryption.keyFile', get: c => c.encryption.keyFile, set: (c, v) => { c.encryption.keyFile = v; }},
-	{field: 'kubectl', get: c => c.kubectl, set: (c, v) => { c.kubectl = v; }},
 	{field: 'templatesDir', get: c => c.templatesDir, set: (c, v) => { c.templatesDir = v; }},
 ];
 
@@ -107,7 +106,7 @@ const localFiles: LocalFileField[] = [
 export const localFileFields: readonly string[] = localFiles.map(entry => entry.field);
 
 /** Files that must exist when the config is loaded (the known_hosts file may be created by accept-new). */
-const mustExist = new Set(['binaries.tarball', 'ssh.identityFile', 'ssh.configFile', 'etcd.caFile', 'etcd.certFile', 'etcd.keyFile', 'ca.certFile', 'ca.keyFile', 'encryption.keyFile', 'kubectl']);
+const mustExist = new Set(['binaries.tarball', 'ssh.identityFile', 'ssh.configFile', 'etcd.caFile', 'etcd.certFile', 'etcd.keyFile', 'ca.certFile', 'ca.keyFile', 'encryption.keyFile']);
 
 function checkReadable(field: string, file: string): InputError | undefined {
 	try {
@@ -171,6 +170,10 @@ export function resolveConfig(raw: unknown, source: string): ResolvedConfig {
 	const warnings: string[] = [];
 	if (kubeVersion.minor > supportedMinors.newest) {
 		warnings.push(`version ${config.version} is newer than v1.${supportedMinors.newest}, the newest release whose flags this tool knows; the v1.${supportedMinors.newest} flags are used.`);
+	}
+
+	if (config.kubectl !== undefined) {
+		warnings.push('kubectl: no longer used, this workstation needs no kubectl (the tool calls the apiservers itself); remove the setting.');
 	}
 
 	return {...config, source: path.resolve(source), kubeVersion, serviceIp: kubernetesServiceIp(config.network.serviceCidr), warnings};

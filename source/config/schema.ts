@@ -125,7 +125,8 @@ export const configSchema = z.strictObject({
 		clusterSigning: z.boolean().default(true),
 	}).prefault({}),
 	encryption: z.strictObject({keyFile: localFile.optional()}).prefault({}),
-	kubectl: localFile.optional(),
+	// Accepted from older configs; the tool calls the apiserver itself and runs no kubectl here.
+	kubectl: z.string().optional(),
 	timeouts: z.strictObject({
 		commandSeconds: z.number().int().min(1).max(3600).default(120),
 		readySeconds: z.number().int().min(5).max(3600).default(180),

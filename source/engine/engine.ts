@@ -8,7 +8,7 @@ import type {KeyPair} from '../pki/certs.js';
 import {ensureMaterial, type Material, type MaterialChange} from '../pki/material.js';
 import {renderArtifacts} from '../render/artifacts.js';
 import {misfitError, releaseMisfits} from '../render/fit.js';
-import {getHealth, type Probe} from '../remote/health.js';
+import {callApi, getHealth, type Api, type Probe} from '../remote/health.js';
 import {Remote} from '../remote/ssh.js';
 import type {Runner} from '../runner.js';
 import {StateStore, type HostRecord, type StepId} from '../state/store.js';
@@ -74,6 +74,7 @@ export type EngineOptions = {
 	rotate?: string[];
 	/** How apiserver health is asked; the real TLS client unless a test replaces it. */
 	probe?: Probe;
+	api?: Api;
 };
 
 function fingerprint(actions: PlannedAction[]): string {
@@ -163,6 +164,7 @@ export class Engine {
 			material,
 			binaries: unpackedBinaries(workspace, config),
 			probe: this.options.probe ?? getHealth,
+			api: this.options.api ?? callApi,
 			progress: (step, host, update) => this.emit({type: 'host-progress', step, host, ...update}),
 			check: (step, host, result) => this.emit({type: 'check', step, host, ...result}),
 			changedFiles: new Map<string, Set<string>>(),
@@ -236,7 +238,7 @@ export class Engine {
 			}
 
 			case 'local': {
-				return {kind: 'local', command: redact(action.display ?? [action.command, ...action.args].join(' '))};
+				return {kind: 'local', command: redact(action.display)};
 			}
 
 			case 'check': {

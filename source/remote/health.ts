@@ -4,20 +4,35 @@ export type TlsClient = {ca: string; cert: string; key: string};
 
 export type HealthAnswer = {ok: boolean; status: number; body: string; error?: string};
 
-/** One GET over TLS with the admin client certificate; the server certificate is checked against the CA. */
-export async function getHealth(ip: string, port: number, pathName: string, tls: TlsClient, timeoutMs = 5000): Promise<HealthAnswer> {
+export type ApiRequest = {method: 'GET' | 'POST' | 'DELETE'; path: string; body?: unknown; headers?: Record<string, string>};
+
+/** One HTTPS call to a component: JSON in and out, client certificate, server certificate checked against the CA. */
+export async function callApi(ip: string, port: number, request: ApiRequest, tls: TlsClient, timeoutMs = 10_000): Promise<HealthAnswer> {
+	const payload = request.body === undefined ? undefined : JSON.stringify(request.body);
 	return new Promise(resolve => {
-		const request = https.get({host: ip, port, path: pathName, ca: tls.ca, cert: tls.cert, key: tls.key, timeout: timeoutMs, agent: false}, response => {
+		const call = https.request({
+			host: ip, port, path: request.path, method: request.method, ca: tls.ca, cert: tls.cert, key: tls.key, timeout: timeoutMs, agent: false,
+			headers: {accept: 'application/json', ...(payload === undefined ? {} : {'content-type': 'application/json', 'content-length': Buffer.byteLength(payload)}), ...request.headers},
+		}, response => {
 			let body = '';
 			response.setEncoding('utf8');
 			response.on('data', (chunk: string) => {
 				body += chunk;
 			});
-			response.on('end', () => resolve({ok: response.statusCode === 200, status: response.statusCode ?? 0, body}));
+			response.on('end', () => resolve({ok: (response.statusCode ?? 0) >= 200 && (response.statusCode ?? 0) < 300, status: response.statusCode ?? 0, body}));
 		});
-		request.on('timeout', () => request.destroy(new Error(`no answer in ${timeoutMs} ms`)));
-		request.on('error', error => resolve({ok: false, status: 0, body: '', error: error.message}));
+		call.on('timeout', () => call.destroy(new Error(`no answer in ${timeoutMs} ms`)));
+		call.on('error', error => resolve({ok: false, status: 0, body: '', error: error.message}));
+		call.end(payload);
 	});
+}
+
+export type Api = typeof callApi;
+
+/** One GET of a health endpoint; ok means 200. */
+export async function getHealth(ip: string, port: number, pathName: string, tls: TlsClient, timeoutMs = 5000): Promise<HealthAnswer> {
+	const answer = await callApi(ip, port, {method: 'GET', path: pathName, headers: {accept: '*/*'}}, tls, timeoutMs);
+	return {...answer, ok: answer.status === 200};
 }
 
 /** Polls until the endpoint answers 200 or the deadline passes; returns the last answer. */

@@ -1,28 +1,29 @@
-import path from 'node:path';
 import type {Master} from '../config/schema.js';
 import {flagContext} from '../render/artifacts.js';
 import {shellQuote, shellWords} from '../remote/quote.js';
-import type {CommandResult} from '../runner.js';
+import type {ApiRequest} from '../remote/health.js';
 import type {StepId} from '../state/store.js';
+import {adminTls} from './services.js';
 import type {StepContext} from './types.js';
 
-/** The kubectl this workstation runs: the configured one, the release's own on linux/amd64, else PATH. */
-export function kubectlCommand(context: StepContext): string {
-	if (context.config.kubectl) {
-		return context.config.kubectl;
-	}
+export type ApiResult = {ok: boolean; status: number; object: Record<string, unknown> | undefined; reason: string | undefined; problem: string};
 
-	const bundled = context.binaries?.find(binary => binary.name === 'kubectl');
-	return bundled && process.platform === 'linux' && process.arch === 'x64' ? bundled.file : 'kubectl';
-}
+/**
+ * One call to a master's apiserver as admin, straight to IP:6443 (the workstation has no kube-nginx),
+ * logged like a command. No kubectl runs here: the workstation needs none, of any version or platform.
+ */
+export async function apiserver(context: StepContext, master: Master, step: StepId, request: ApiRequest): Promise<ApiResult> {
+	const answer = await context.runner.call({host: master.name, step, display: `${request.method} https://${master.ip}:6443${request.path}`}, async () => context.api(master.ip, 6443, request, adminTls(context)));
+	let object: Record<string, unknown> | undefined;
+	try {
+		object = JSON.parse(answer.body) as Record<string, unknown>;
+	} catch {}
 
-/** Local kubectl as admin, straight to one master's apiserver (the workstation has no kube-nginx). */
-export function kubectlArgs(context: StepContext, master: Master, args: string[]): string[] {
-	return ['--kubeconfig', path.join(context.workspace.renderedDir, 'admin.kubeconfig'), `--server=https://${master.ip}:6443`, '--request-timeout=20s', ...args];
-}
-
-export async function kubectl(context: StepContext, master: Master, step: StepId, args: string[]): Promise<CommandResult> {
-	return context.runner.run({command: kubectlCommand(context), args: kubectlArgs(context, master, args), step, host: master.name});
+	// A failed call answers with a Status object: its reason (NotFound, AlreadyExists, Forbidden) and message.
+	const reason = answer.ok ? undefined : typeof object?.reason === 'string' ? object.reason : undefined;
+	const message = typeof object?.message === 'string' ? object.message : answer.body.trim().split('\n').at(-1);
+	const problem = answer.ok ? '' : answer.error ? `${request.method} ${request.path}: ${answer.error}` : `${request.method} ${request.path}: HTTP ${answer.status}${reason ? ` ${reason}` : ''}${message ? `: ${message}` : ''}`;
+	return {ok: answer.ok, status: answer.status, object, reason, problem};
 }
 
 /** etcdctl on a master, with the certificates the apiserver uses for etcd. */

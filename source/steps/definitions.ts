@@ -3,7 +3,7 @@ import {StepError} from '../errors.js';
 import {workingDirectories} from '../render/artifacts.js';
 import {shellWords} from '../remote/quote.js';
 import {sha256} from '../files.js';
-import {etcdctlScript, kubectl, kubectlArgs, kubectlCommand} from './clients.js';
+import {apiserver, etcdctlScript} from './clients.js';
 import {filesStep, uploadsOf, type Upload} from './files.js';
 import {preflight} from './preflight.js';
 import {startStep} from './services.js';
@@ -90,20 +90,28 @@ const etcdCheck: StepDefinition = {
 };
 
 const bindingName = 'kube-apiserver:kubelet-apis';
+const bindingsPath = '/apis/rbac.authorization.k8s.io/v1/clusterrolebindings';
+const binding = {
+	apiVersion: 'rbac.authorization.k8s.io/v1',
+	kind: 'ClusterRoleBinding',
+	metadata: {name: bindingName},
+	roleRef: {apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'system:kubelet-api-admin'},
+	subjects: [{apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: 'kubernetes'}],
+};
 
 async function bindingState(context: StepContext, master: Master): Promise<'absent' | 'correct' | string> {
-	const result = await kubectl(context, master, 'rbac', ['get', 'clusterrolebinding', bindingName, '-o', 'json']);
-	if (result.exitCode !== 0) {
-		if (/NotFound/.test(result.stderr)) {
+	const answer = await apiserver(context, master, 'rbac', {method: 'GET', path: `${bindingsPath}/${bindingName}`});
+	if (!answer.ok) {
+		if (answer.reason === 'NotFound') {
 			return 'absent';
 		}
 
-		throw new StepError({step: 'rbac', host: master.name, message: `kubectl get clusterrolebinding failed: ${result.stderr.trim().split('\n').at(-1) ?? ''}`, command: `kubectl get clusterrolebinding ${bindingName}`, output: result.stderr});
+		throw new StepError({step: 'rbac', host: master.name, message: `reading clusterrolebinding ${bindingName} failed: ${answer.problem}`, command: `GET ${bindingsPath}/${bindingName}`});
 	}
 
-	const binding = JSON.parse(result.stdout) as {roleRef?: {name?: string}; subjects?: Array<{kind?: string; name?: string}>};
-	const correct = binding.roleRef?.name === 'system:kubelet-api-admin' && (binding.subjects ?? []).some(subject => subject.kind === 'User' && subject.name === 'kubernetes');
-	return correct ? 'correct' : `it exists with roleRef ${binding.roleRef?.name ?? '?'} and subjects ${JSON.stringify(binding.subjects ?? [])}`;
+	const found = answer.object as {roleRef?: {name?: string}; subjects?: Array<{kind?: string; name?: string}>};
+	const correct = found.roleRef?.name === 'system:kubelet-api-admin' && (found.subjects ?? []).some(subject => subject.kind === 'User' && subject.name === 'kubernetes');
+	return correct ? 'correct' : `it exists with roleRef ${found.roleRef?.name ?? '?'} and subjects ${JSON.stringify(found.subjects ?? [])}`;
 }
 
 const rbac: StepDefinition = {
@@ -111,19 +119,19 @@ const rbac: StepDefinition = {
 	title: 'Let the apiserver use the kubelet API (RBAC)',
 	needs: ['start'],
 	scope: 'cluster',
-	plan: (context, master) => [{kind: 'local', command: kubectlCommand(context), args: kubectlArgs(context, master, ['create', 'clusterrolebinding', bindingName, '--clusterrole=system:kubelet-api-admin', '--user=kubernetes'])}],
+	plan: (_context, master) => [{kind: 'local', display: `POST https://${master.ip}:6443${bindingsPath}: ${bindingName}, ClusterRole system:kubelet-api-admin for User kubernetes (as kubectl create clusterrolebinding ${bindingName} --clusterrole=system:kubelet-api-admin --user=kubernetes)`}],
 	async verify(context, master) {
 		return (await bindingState(context, master)) === 'correct' ? {done: true, detail: `${bindingName} in place`} : {done: false};
 	},
 	// verify() just found it absent or different: create it, and look at it only when it is there already.
 	async run(context, master) {
-		const create = await kubectl(context, master, 'rbac', ['create', 'clusterrolebinding', bindingName, '--clusterrole=system:kubelet-api-admin', '--user=kubernetes']);
-		if (create.exitCode === 0) {
+		const create = await apiserver(context, master, 'rbac', {method: 'POST', path: bindingsPath, body: binding});
+		if (create.ok) {
 			return `${bindingName} created`;
 		}
 
-		if (!/AlreadyExists|already exists/.test(create.stderr)) {
-			throw new StepError({step: 'rbac', host: master.name, message: `kubectl create clusterrolebinding failed: ${create.stderr.trim().split('\n').at(-1) ?? ''}`, command: `kubectl create clusterrolebinding ${bindingName}`, output: create.stderr});
+		if (create.reason !== 'AlreadyExists') {
+			throw new StepError({step: 'rbac', host: master.name, message: `creating clusterrolebinding ${bindingName} failed: ${create.problem}`, command: `POST ${bindingsPath}`});
 		}
 
 		const existing = await bindingState(context, master);

@@ -7,7 +7,7 @@ import type {Runner} from '../runner.js';
 import type {HostRecord, StateStore, StepId} from '../state/store.js';
 import type {Workspace} from '../workspace.js';
 import type {Prompter} from '../engine/prompts.js';
-import type {Probe} from '../remote/health.js';
+import type {Api, Probe} from '../remote/health.js';
 import type {CheckResult} from './preflight.js';
 
 export type BinaryFile = {name: string; file: string; sha256: string; bytes: number};
@@ -16,7 +16,8 @@ export type BinaryFile = {name: string; file: string; sha256: string; bytes: num
 export type PlannedAction =
 	| {kind: 'upload'; path: string; mode: number; sha256: string; bytes: number; secret: boolean; source: {file: string} | {content: string}; label: string}
 	| {kind: 'remote'; script: string; display?: string}
-	| {kind: 'local'; command: string; args: string[]; display?: string}
+	/** Done from this workstation (an API call to an apiserver). */
+	| {kind: 'local'; display: string}
 	| {kind: 'check'; description: string};
 
 export type StepContext = {
@@ -32,6 +33,8 @@ export type StepContext = {
 	binaries: BinaryFile[] | undefined;
 	/** Asks an apiserver's health endpoint over TLS (tests put a fake here). */
 	probe: Probe;
+	/** Calls an apiserver's API over TLS (tests put a fake here). */
+	api: Api;
 	/** Reports per-host progress to the views. */
 	progress: (step: StepId, host: string, update: {message?: string; bytes?: number; total?: number}) => void;
 	/** Per master, the remote paths this run wrote: a service reading one must restart. */

@@ -7,7 +7,7 @@ import {readCertificate} from '../pki/certs.js';
 import {leafNames} from '../pki/material.js';
 import {shellQuote, shellWords} from '../remote/quote.js';
 import {leaderLockKind, livenessPath, readinessPath} from '../versions.js';
-import {etcdctlScript, kubectl} from './clients.js';
+import {apiserver, etcdctlScript} from './clients.js';
 import type {CheckResult} from './preflight.js';
 import {adminTls, readyThroughProxy} from './services.js';
 import type {PlannedAction, StepContext, StepDefinition} from './types.js';
@@ -103,12 +103,17 @@ async function insecurePortsCheck(context: StepContext, master: Master): Promise
 }
 
 async function rbacCheck(context: StepContext, master: Master): Promise<CheckResult> {
-	// `get nodes/proxy` would ask about a node named "proxy"; the subresource is the real question.
-	const result = await kubectl(context, master, 'verify', ['auth', 'can-i', '--as', 'kubernetes', 'get', 'nodes', '--subresource=proxy']);
-	const answer = result.stdout.trim();
-	return answer === 'yes'
-		? {check: 'kubernetes may use nodes/proxy', level: 'pass', detail: 'kubectl auth can-i --as kubernetes get nodes --subresource=proxy: yes'}
-		: {check: 'kubernetes may use nodes/proxy', level: 'fail', detail: `kubectl auth can-i answered ${answer || result.stderr.trim().split('\n').at(-1) || `exit ${result.exitCode}`}`, fix: 'run apply again: its rbac step makes the binding kube-apiserver:kubelet-apis'};
+	// What `kubectl auth can-i --as kubernetes get nodes --subresource=proxy` asks (`get nodes/proxy` would ask about a node named "proxy").
+	const answer = await apiserver(context, master, 'verify', {
+		method: 'POST',
+		path: '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews',
+		headers: {'Impersonate-User': 'kubernetes'},
+		body: {apiVersion: 'authorization.k8s.io/v1', kind: 'SelfSubjectAccessReview', spec: {resourceAttributes: {verb: 'get', resource: 'nodes', subresource: 'proxy'}}},
+	});
+	const status = answer.object?.status as {allowed?: boolean; reason?: string} | undefined;
+	return answer.ok && status?.allowed === true
+		? {check: 'kubernetes may use nodes/proxy', level: 'pass', detail: 'can-i --as kubernetes get nodes --subresource=proxy: yes'}
+		: {check: 'kubernetes may use nodes/proxy', level: 'fail', detail: answer.ok ? `can-i --as kubernetes get nodes --subresource=proxy: no${status?.reason ? ` (${status.reason})` : ''}` : answer.problem, fix: 'run apply again: its rbac step makes the binding kube-apiserver:kubelet-apis'};
 }
 
 /** What a secret's raw value in etcd starts with under the rendered encryption config: its first provider and key. */
@@ -130,9 +135,10 @@ async function encryptionCheck(context: StepContext, master: Master): Promise<Ch
 
 	const name = `k8smi-verify-${randomBytes(4).toString('hex')}`;
 	const marker = randomBytes(16).toString('hex');
-	const create = await kubectl(context, master, 'verify', ['-n', 'default', 'create', 'secret', 'generic', name, `--from-literal=check=${marker}`]);
-	if (create.exitCode !== 0) {
-		return {check, level: 'fail', detail: `could not create a test secret: ${create.stderr.trim().split('\n').at(-1) ?? ''}`, fix: 'check the apiserver logs (journalctl -u kube-apiserver)'};
+	const secrets = '/api/v1/namespaces/default/secrets';
+	const create = await apiserver(context, master, 'verify', {method: 'POST', path: secrets, body: {apiVersion: 'v1', kind: 'Secret', metadata: {name}, type: 'Opaque', data: {check: Buffer.from(marker).toString('base64')}}});
+	if (!create.ok) {
+		return {check, level: 'fail', detail: `could not create a test secret: ${create.problem}`, fix: 'check the apiserver logs (journalctl -u kube-apiserver)'};
 	}
 
 	try {
@@ -148,7 +154,7 @@ async function encryptionCheck(context: StepContext, master: Master): Promise<Ch
 
 		return {check, level: 'fail', detail: prefix ? `raw value starts "${prefix}"${plain === '0' ? '' : ', and the plain text is readable'}` : 'the secret is not in etcd under /registry/secrets/default/', fix: `every apiserver must run with --encryption-provider-config=${context.config.paths.configDir}/encryption-config.yaml; secrets written before that stay plain until rewritten (kubectl get secrets -A -o json | kubectl replace -f -)`};
 	} finally {
-		await kubectl(context, master, 'verify', ['-n', 'default', 'delete', 'secret', name, '--wait=false']);
+		await apiserver(context, master, 'verify', {method: 'DELETE', path: `${secrets}/${name}`});
 	}
 }
 
@@ -159,12 +165,12 @@ type LeaderElectionRecord = {holderIdentity?: string; renewTime?: string; leaseD
 
 async function leaderRecord(context: StepContext, master: Master, component: string): Promise<LeaderRecord | string> {
 	const kind = leaderLockKind(context.config.kubeVersion);
-	const result = await kubectl(context, master, 'verify', ['-n', 'kube-system', 'get', kind === 'leases' ? 'lease' : 'endpoints', component, '-o', 'json']);
-	if (result.exitCode !== 0) {
-		return result.stderr.trim().split('\n').at(-1) ?? `exit ${result.exitCode}`;
+	const answer = await apiserver(context, master, 'verify', {method: 'GET', path: kind === 'leases' ? `/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/${component}` : `/api/v1/namespaces/kube-system/endpoints/${component}`});
+	if (!answer.ok) {
+		return answer.reason === 'NotFound' ? 'no leader yet' : answer.problem;
 	}
 
-	const object = JSON.parse(result.stdout) as {spec?: LeaderElectionRecord; metadata?: {annotations?: Record<string, string>}};
+	const object = answer.object as {spec?: LeaderElectionRecord; metadata?: {annotations?: Record<string, string>}};
 	// Before 1.17 the record is a JSON annotation on an Endpoints object.
 	const record = kind === 'leases'
 		? object.spec ?? {}
@@ -230,7 +236,7 @@ export const verify: StepDefinition = {
 			{kind: 'check', description: `https://127.0.0.1:8443${readinessPath(version)}?verbose answers ok on the master (through kube-nginx)`},
 			{kind: 'check', description: `https://${master.ip}:10257/healthz and :10259/healthz answer ok; nothing serves plain HTTP on 10251/10252 beyond loopback`},
 			{kind: 'check', description: 'the installed certificates are the ones made here, and not expired'},
-			{kind: 'check', description: 'once for the cluster: kubectl auth can-i --as kubernetes get nodes --subresource=proxy; a test secret is stored encrypted (k8s:enc:aescbc:v1:) in etcd, then deleted; controller-manager and scheduler have a leader'},
+			{kind: 'check', description: 'once for the cluster: can-i --as kubernetes get nodes --subresource=proxy (a SelfSubjectAccessReview, as kubectl auth can-i); a test secret is stored encrypted (k8s:enc:aescbc:v1:) in etcd, then deleted; controller-manager and scheduler have a leader'},
 		];
 	},
 	// Checks are always done again: their answer is about now.

@@ -1,7 +1,7 @@
 import {createHash} from 'node:crypto';
 import {readFileSync} from 'node:fs';
 import {execaExecutor, type CommandResult, type CommandSpec, type Executor} from '../../source/runner.js';
-import type {HealthAnswer} from '../../source/remote/health.js';
+import type {ApiRequest, HealthAnswer} from '../../source/remote/health.js';
 
 type FakeFile = {content: Buffer; mode: number; owner: string};
 
@@ -87,10 +87,6 @@ export class FakeCluster {
 
 		if (spec.command === 'ssh') {
 			return this.ssh(spec);
-		}
-
-		if (spec.command.endsWith('kubectl')) {
-			return this.kubectl(spec.args);
 		}
 
 		return fail(127, `${spec.command}: not faked`);
@@ -294,45 +290,62 @@ export class FakeCluster {
 		return fail(127, `fake host does not know: ${script}`);
 	}
 
-	private kubectl(args: readonly string[]): CommandResult {
-		const at = (word: string) => args.indexOf(word);
-		if (at('auth') >= 0) {
-			return this.bindings.has('kube-apiserver:kubelet-apis') ? ok('yes\n') : {...fail(1, ''), stdout: 'no\n'};
+	/** The apiserver's API as the engine calls it (callApi): RBAC, access reviews, secrets, leader records. */
+	readonly api = async (ip: string, _port: number, request: ApiRequest): Promise<HealthAnswer> => {
+		// Counted and hooked like the commands, so a test can stop a run at an API call; the step is told by the path.
+		const spec: CommandSpec = {command: 'https', args: [request.method, `https://${ip}:6443${request.path}`], host: ip, step: request.path.includes('clusterrolebindings') ? 'rbac' : 'verify'};
+		this.beforeCommand(spec, this.calls.length);
+		this.calls.push(spec);
+		const host = this.hosts.get(ip);
+		if (!host?.active || !host.reachable) {
+			return {ok: false, status: 0, body: '', error: 'connect ECONNREFUSED'};
 		}
 
-		if (at('secret') >= 0) {
-			const name = args[at('secret') + (at('generic') >= 0 ? 2 : 1)]!;
-			if (at('create') >= 0) {
-				this.secrets.add(name);
-				return ok(`secret/${name} created`);
+		const answer = (status: number, object: unknown): HealthAnswer => ({ok: status >= 200 && status < 300, status, body: JSON.stringify(object)});
+		const status = (code: number, reason: string, message: string) => answer(code, {kind: 'Status', status: 'Failure', reason, message, code});
+		const body = request.body as Record<string, any> | undefined;
+		if (request.path === '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews') {
+			const allowed = request.headers?.['Impersonate-User'] === 'kubernetes' && body?.spec?.resourceAttributes?.subresource === 'proxy' && this.bindings.has('kube-apiserver:kubelet-apis');
+			return answer(201, {...body, status: {allowed}});
+		}
+
+		const secret = /^\/api\/v1\/namespaces\/default\/secrets(?:\/([\w-]+))?$/.exec(request.path);
+		if (secret) {
+			if (request.method === 'POST') {
+				this.secrets.add(body?.metadata?.name as string);
+				return answer(201, body);
 			}
 
-			this.secrets.delete(name);
-			return ok(`secret "${name}" deleted`);
+			this.secrets.delete(secret[1]!);
+			return answer(200, {kind: 'Status', status: 'Success'});
 		}
 
-		if (at('lease') >= 0 || at('endpoints') >= 0) {
-			const component = args[Math.max(at('lease'), at('endpoints')) + 1]!;
-			const leader = [...this.hosts.values()].find(host => host.units.has(component));
-			if (!leader) {
-				return fail(1, `Error from server (NotFound): leases.coordination.k8s.io "${component}" not found`);
+		const leader = /\/namespaces\/kube-system\/(leases|endpoints)\/([\w-]+)$/.exec(request.path);
+		if (leader) {
+			const component = leader[2]!;
+			const holder = [...this.hosts.values()].find(each => each.units.has(component));
+			if (!holder) {
+				return status(404, 'NotFound', `${leader[1] === 'leases' ? 'leases.coordination.k8s.io' : 'endpoints'} "${component}" not found`);
 			}
 
-			const record = {holderIdentity: `${leader.ip}_0f0e`, leaseDurationSeconds: 15, renewTime: new Date().toISOString()};
-			return ok(JSON.stringify(at('lease') >= 0 ? {spec: record} : {metadata: {annotations: {'control-plane.alpha.kubernetes.io/leader': JSON.stringify(record)}}}));
+			const record = {holderIdentity: `${holder.ip}_0f0e`, leaseDurationSeconds: 15, renewTime: new Date().toISOString()};
+			return answer(200, leader[1] === 'leases' ? {spec: record} : {metadata: {annotations: {'control-plane.alpha.kubernetes.io/leader': JSON.stringify(record)}}});
 		}
 
-		const verb = args.find(arg => arg === 'get' || arg === 'create');
 		const name = 'kube-apiserver:kubelet-apis';
-		if (verb === 'get') {
-			return this.bindings.has(name) ? ok(this.bindings.get(name)) : fail(1, `Error from server (NotFound): clusterrolebindings.rbac.authorization.k8s.io "${name}" not found`);
+		if (request.path === `/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/${name}`) {
+			return this.bindings.has(name) ? answer(200, JSON.parse(this.bindings.get(name)!)) : status(404, 'NotFound', `clusterrolebindings.rbac.authorization.k8s.io "${name}" not found`);
 		}
 
-		if (this.bindings.has(name)) {
-			return fail(1, `error: failed to create clusterrolebinding: clusterrolebindings.rbac.authorization.k8s.io "${name}" already exists`);
+		if (request.path === '/apis/rbac.authorization.k8s.io/v1/clusterrolebindings' && request.method === 'POST') {
+			if (this.bindings.has(name)) {
+				return status(409, 'AlreadyExists', `clusterrolebindings.rbac.authorization.k8s.io "${name}" already exists`);
+			}
+
+			this.bindings.set(name, JSON.stringify(body));
+			return answer(201, body);
 		}
 
-		this.bindings.set(name, JSON.stringify({roleRef: {name: 'system:kubelet-api-admin'}, subjects: [{kind: 'User', name: 'kubernetes'}]}));
-		return ok('clusterrolebinding.rbac.authorization.k8s.io/kube-apiserver:kubelet-apis created');
-	}
+		return status(404, 'NotFound', `the server could not find the requested resource (${request.method} ${request.path})`);
+	};
 }

@@ -139,7 +139,6 @@ const cases: Case[] = [
 	{name: 'an encryption key of 16 bytes', field: 'encryption.keyFile', problem: /does not hold the base64 of exactly 32 bytes/, change: (raw, dir) => set(raw, 'encryption.keyFile', writeConfig(dir, Buffer.alloc(16).toString('base64'), 'encryption.key'))},
 	{name: 'an unknown signing-key choice', field: 'serviceAccount.signingKey', problem: /dedicated|ca/, change: raw => set(raw, 'serviceAccount.signingKey', 'shared')},
 	{name: 'a ready timeout of 1 s', field: 'timeouts.readySeconds', problem: /5|too small|>=5/i, change: raw => set(raw, 'timeouts.readySeconds', 1)},
-	{name: 'a kubectl that does not exist', field: 'kubectl', problem: /does not exist/, change: raw => set(raw, 'kubectl', '/nonexistent/kubectl')},
 	{name: 'a templatesDir that is a file', field: 'templatesDir', problem: /is not a folder/, change: (raw, dir) => set(raw, 'templatesDir', writeConfig(dir, 'x', 'not-a-folder'))},
 	{name: 'an extra flag the release refuses', field: 'extraFlags.kube-apiserver', problem: /--insecure-port=0 is refused by kube-apiserver from v1\.24/, command: 'apply', change: raw => set(raw, 'extraFlags', {'kube-apiserver': ['--insecure-port=0']})},
 	{name: 'an extra flag with a space', field: 'extraFlags.kube-scheduler[0]', problem: /is not a flag this tool can write into a unit/, change: raw => set(raw, 'extraFlags', {'kube-scheduler': ['--v 4']})},
@@ -153,7 +152,7 @@ const stringFields = [
 	'nginx.binary', 'nginx.streamModule', 'certificates.subject.C', 'certificates.subject.ST', 'certificates.subject.L', 'certificates.subject.O',
 	'certificates.subject.OU', 'certificates.extraSans[0]', 'extraFlags.kube-apiserver[0]', 'extraFlags.kube-controller-manager[0]',
 	'extraFlags.kube-scheduler[0]', 'binaries.sha256', 'binaries.include[0]', 'serviceAccount.signingKey', 'binaries.tarball', 'ssh.identityFile',
-	'etcd.caFile', 'kubectl', 'encryption.keyFile',
+	'etcd.caFile', 'encryption.keyFile',
 ];
 
 for (const field of stringFields) {

@@ -125,7 +125,7 @@ describe('fit to the release', () => {
 	test('an extra flag the release removed is named with the field and the fix; apply refuses it before any host is touched', async () => {
 		const {config, dir, stateDir} = configFor('v1.28.7', {extraFlags: {'kube-apiserver': ['--insecure-port=0']}});
 		const cluster = new FakeCluster(ips);
-		const engine = new Engine({config, workspace: new Workspace(stateDir, config.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe});
+		const engine = new Engine({config, workspace: new Workspace(stateDir, config.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe, api: cluster.api});
 		const warnings: string[] = [];
 		engine.subscribe(event => {
 			if (event.type === 'warning') {
@@ -204,7 +204,7 @@ describe('verify', () => {
 		const {config, stateDir} = configFor('v1.28.7');
 		const cluster = new FakeCluster(ips);
 		const engine = () => {
-			const instance = new Engine({config, workspace: new Workspace(stateDir, config.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe});
+			const instance = new Engine({config, workspace: new Workspace(stateDir, config.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe, api: cluster.api});
 			const events: EngineEvent[] = [];
 			instance.subscribe(event => events.push(event));
 			return {instance, events};
@@ -255,7 +255,7 @@ describe('what an operator taking over or changing a running cluster relies on',
 		const fake = new FakeCluster(ips);
 		const engine = () => {
 			const config = loadConfig(configFile);
-			return new Engine({config, workspace: new Workspace(fixture.stateDir, config.name), runner: new Runner({executor: fake.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: fake.probe});
+			return new Engine({config, workspace: new Workspace(fixture.stateDir, config.name), runner: new Runner({executor: fake.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: fake.probe, api: fake.api});
 		};
 
 		return {...fixture, configFile, fake, engine};
@@ -327,7 +327,7 @@ describe('reset', () => {
 		const fixture = makeFixture('v1.28.7');
 		const config = loadConfig(writeConfig(fixture.dir, baseConfig(fixture.tarball)));
 		const fake = new FakeCluster(ips);
-		const engine = (yes = true) => new Engine({config, workspace: new Workspace(fixture.stateDir, config.name), runner: new Runner({executor: fake.executor}), prompter: headlessPrompter({yes, overwrite: false}), probe: fake.probe});
+		const engine = (yes = true) => new Engine({config, workspace: new Workspace(fixture.stateDir, config.name), runner: new Runner({executor: fake.executor}), prompter: headlessPrompter({yes, overwrite: false}), probe: fake.probe, api: fake.api});
 		await engine().apply({confirm: true});
 		const workspace = new Workspace(fixture.stateDir, config.name);
 		const caBefore = readFileSync(workspace.pki('ca.pem'), 'utf8');
@@ -362,7 +362,7 @@ describe('reset', () => {
 		const fixture = makeFixture('v1.28.7');
 		const config = loadConfig(writeConfig(fixture.dir, baseConfig(fixture.tarball)));
 		const fake = new FakeCluster(ips);
-		const engine = () => new Engine({config, workspace: new Workspace(fixture.stateDir, config.name), runner: new Runner({executor: fake.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: fake.probe});
+		const engine = () => new Engine({config, workspace: new Workspace(fixture.stateDir, config.name), runner: new Runner({executor: fake.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: fake.probe, api: fake.api});
 		await engine().apply({confirm: true});
 		fake.hosts.get('172.24.8.73')!.reachable = false;
 		await expect(engine().reset({confirm: true, removeLocal: true})).rejects.toThrow(/reset failed on k8smaster03/);

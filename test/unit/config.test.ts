@@ -36,6 +36,13 @@ describe('config', () => {
 		expect(config.kubeVersion.minor).toBe(28);
 	});
 
+	test('a kubectl setting from an older config is accepted with a warning: no kubectl runs on this workstation any more', () => {
+		const {dir, tarball} = makeFixture();
+		expect(loadConfig(writeConfig(dir, baseConfig(tarball))).warnings).toEqual([]);
+		const config = loadConfig(writeConfig(dir, {...baseConfig(tarball), kubectl: '/nonexistent/kubectl'}));
+		expect(config.warnings).toEqual(['kubectl: no longer used, this workstation needs no kubectl (the tool calls the apiservers itself); remove the setting.']);
+	});
+
 	test('relative paths are read from the config file\'s folder', () => {
 		const {dir} = makeFixture();
 		const config = loadConfig(writeConfig(dir, baseConfig('./kubernetes-server-linux-amd64.tar.gz')));

@@ -27,7 +27,7 @@ function setup(version = 'v1.28.7') {
 			workspace: new Workspace(fixture.stateDir, config.name),
 			runner: new Runner({executor: cluster.executor, logFile}),
 			prompter: headlessPrompter({yes: options.yes ?? true, overwrite: options.overwrite ?? false}),
-			probe: cluster.probe,
+			probe: cluster.probe, api: cluster.api,
 		});
 		instance.subscribe(event => events.push(event));
 		return {engine: instance, events};
@@ -314,13 +314,13 @@ describe('binaries', () => {
 		const {dir, tarball, stateDir} = makeFixture('v1.28.7', binaryNames.filter(name => name !== 'cloud-controller-manager'));
 		const config = loadConfig(writeConfig(dir, baseConfig(tarball)));
 		const cluster = new FakeCluster(ips);
-		const engine = () => new Engine({config, workspace: new Workspace(stateDir, config.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe});
+		const engine = () => new Engine({config, workspace: new Workspace(stateDir, config.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe, api: cluster.api});
 		await engine().apply({confirm: true});
 		expect([...cluster.hosts.get('172.24.8.71')!.files.keys()].filter(file => file.startsWith('/opt/k8s/bin/'))).toHaveLength(9);
 
 		const broken = makeFixture('v1.28.7', binaryNames.filter(name => name !== 'kube-apiserver'));
 		const brokenConfig = loadConfig(writeConfig(broken.dir, baseConfig(broken.tarball)));
-		const refused = new Engine({config: brokenConfig, workspace: new Workspace(broken.stateDir, brokenConfig.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe});
+		const refused = new Engine({config: brokenConfig, workspace: new Workspace(broken.stateDir, brokenConfig.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe, api: cluster.api});
 		await expect(refused.apply({confirm: true})).rejects.toThrow(/binaries\.tarball: lacks kubernetes\/server\/bin\/kube-apiserver/);
 	});
 });

@@ -110,7 +110,7 @@ describe('preflight', () => {
 		const cluster = new FakeCluster(['172.24.8.71', '172.24.8.72', '172.24.8.73']);
 		cluster.hosts.get('172.24.8.73')!.listening.push({port: 10259, process: 'haproxy'});
 		cluster.hosts.get('172.24.8.72')!.clockOffsetMs = 7000;
-		const engine = new Engine({config: loaded, workspace: new Workspace(stateDir, loaded.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe});
+		const engine = new Engine({config: loaded, workspace: new Workspace(stateDir, loaded.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe, api: cluster.api});
 		const events: EngineEvent[] = [];
 		engine.subscribe(event => events.push(event));
 		await expect(engine.apply({confirm: true})).rejects.toThrow(/preflight failed on k8smaster03/);

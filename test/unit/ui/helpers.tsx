@@ -34,7 +34,7 @@ export function setup(options: {config?: boolean; executor?: (cluster: FakeClust
 	const applies: Array<{confirm: boolean; skipHosts?: string[]}> = [];
 	const executor = options.executor?.(cluster) ?? cluster.executor;
 	const createEngine: EngineFactory = ({config, prompter, logFile, rotate}) => {
-		const engine = new Engine({config, workspace: new Workspace(fixture.stateDir, config.name), runner: new Runner({executor, logFile}), prompter, probe: cluster.probe, rotate});
+		const engine = new Engine({config, workspace: new Workspace(fixture.stateDir, config.name), runner: new Runner({executor, logFile}), prompter, probe: cluster.probe, api: cluster.api, rotate});
 		const apply = engine.apply.bind(engine);
 		engine.apply = async applyOptions => {
 			applies.push(applyOptions);
@@ -47,7 +47,7 @@ export function setup(options: {config?: boolean; executor?: (cluster: FakeClust
 	/** A headless engine on the same cluster and state, to prepare a situation before the UI starts. */
 	const headless = (overwrite = true) => {
 		const config = loadConfig(configFile);
-		return new Engine({config, workspace: new Workspace(fixture.stateDir, config.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite}), probe: cluster.probe});
+		return new Engine({config, workspace: new Workspace(fixture.stateDir, config.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite}), probe: cluster.probe, api: cluster.api});
 	};
 
 	const session = () => new Session({configFile, stateDir: fixture.stateDir, createEngine, cwd: fixture.dir});
