@@ -80,7 +80,8 @@ export const execaExecutor: Executor = async spec => {
 async function * streamParts(parts: InputPart[]): AsyncGenerator<Buffer> {
 	for (const part of parts) {
 		if ('file' in part) {
-			yield * createReadStream(part.file) as AsyncIterable<Buffer>;
+			// Large reads: fewer chunks through the pipe for the same bytes.
+			yield * createReadStream(part.file, {highWaterMark: 256 * 1024}) as AsyncIterable<Buffer>;
 		} else {
 			yield part.bytes;
 		}

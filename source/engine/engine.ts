@@ -10,12 +10,12 @@ import {renderArtifacts} from '../render/artifacts.js';
 import {misfitError, releaseMisfits} from '../render/fit.js';
 import {callApi, getHealth, type Api, type Probe} from '../remote/health.js';
 import {Remote} from '../remote/ssh.js';
-import type {Runner} from '../runner.js';
+import {stopRunningCommands, type Runner} from '../runner.js';
 import {StateStore, type HostRecord, type StepId} from '../state/store.js';
 import {unpackBinaries, unpackedBinaries} from '../steps/binaries.js';
 import {inputActions, steps} from '../steps/definitions.js';
 import {uploadsOf} from '../steps/files.js';
-import {preflight} from '../steps/preflight.js';
+import {preflight, readFactsEarly} from '../steps/preflight.js';
 import {resetHost} from '../steps/reset.js';
 import {adminTls} from '../steps/services.js';
 import {verify} from '../steps/verify.js';
@@ -381,7 +381,16 @@ export class Engine {
 			// Checks first: a wrong tarball or a master that fails preflight leaves no key material behind.
 			// Key pairs are made on crypto's thread pool while tar unpacks: side by side.
 			const unpackedBefore = existsSync(this.options.workspace.binariesDir(config.version));
-			const [prepared, unpacked] = await Promise.allSettled([this.prepare(false, {quiet: true, refuseMisfits: true}), this.binaries()]);
+			const remote = new Remote(this.options.runner, config);
+			// A master left out of this run is not contacted at all.
+			readFactsEarly(remote, config, config.masters.filter(master => !this.skipHosts.has(master.name)));
+			const [prepared, unpacked] = await Promise.allSettled([this.prepare(false, {quiet: true, refuseMisfits: true, remote}), this.binaries()]);
+			if (prepared.status === 'rejected' || unpacked.status === 'rejected') {
+				// Bad input: the early reads are not waited for (an unreachable master would hold the answer back).
+				stopRunningCommands();
+				await remote.close();
+			}
+
 			if (prepared.status === 'rejected') {
 				// Refused input leaves nothing behind, not even the binaries unpacked meanwhile.
 				if (!unpackedBefore) {

@@ -3,8 +3,8 @@ import path from 'node:path';
 import {fileURLToPath} from 'node:url';
 import {InputError} from '../errors.js';
 
-/** templates/ sits two levels above both source/render and dist/render. */
-const templatesDir = fileURLToPath(new URL('../../templates/', import.meta.url));
+/** templates/ sits beside dist/ (the bundle) and two levels above source/render (tests). */
+const templatesDir = ['../templates/', '../../templates/'].map(relative => fileURLToPath(new URL(relative, import.meta.url))).find(dir => existsSync(path.join(dir, 'kube-apiserver.service')))!;
 
 const cache = new Map<string, string>();
 

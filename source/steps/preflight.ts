@@ -3,8 +3,8 @@ import type {ResolvedConfig} from '../config/load.js';
 import type {Master} from '../config/schema.js';
 import {ChecksFailed, StepError} from '../errors.js';
 import {shellQuote} from '../remote/quote.js';
-import {diagnoseSsh} from '../remote/ssh.js';
-import type {Runner} from '../runner.js';
+import {diagnoseSsh, type Remote} from '../remote/ssh.js';
+import type {CommandResult, Runner} from '../runner.js';
 import type {StepContext, StepDefinition} from './types.js';
 
 export type CheckLevel = 'pass' | 'warn' | 'fail';
@@ -194,11 +194,30 @@ export async function diagnoseAuthentication(runner: Runner, config: ResolvedCon
 	return parts.join('; ');
 }
 
+type FactsReading = {result: CommandResult; sent: number; received: number};
+
+async function readFacts(remote: Remote, config: ResolvedConfig, master: Master): Promise<FactsReading> {
+	const sent = Date.now();
+	const result = await remote.run(master, factsScript(config), {step: 'preflight', display: 'read user, architecture, OS, listening ports, clock and etcd reachability', timeoutMs: 30_000});
+	return {result, sent, received: Date.now()};
+}
+
+/** Readings started early, per connection: each is used once by the preflight that follows. */
+const earlyReadings = new WeakMap<Remote, Map<string, Promise<FactsReading>>>();
+
+/**
+ * Starts reading every master's facts (read-only) while the workstation is busy with its own work
+ * (key pairs, unpacking): the ssh connections are then up, and the answers in, when preflight runs.
+ */
+export function readFactsEarly(remote: Remote, config: ResolvedConfig, masters: Master[]): void {
+	earlyReadings.set(remote, new Map(masters.map(master => [master.name, readFacts(remote, config, master)])));
+}
+
 /** Connects, reads the facts and judges them; an ssh failure becomes one failed check with its diagnosis. */
 export async function preflightHost(context: StepContext, master: Master): Promise<{results: CheckResult[]; machineId?: string}> {
-	const sent = Date.now();
-	const result = await context.remote.run(master, factsScript(context.config), {step: 'preflight', display: 'read user, architecture, OS, listening ports, clock and etcd reachability', timeoutMs: 30_000});
-	const received = Date.now();
+	const early = earlyReadings.get(context.remote)?.get(master.name);
+	earlyReadings.get(context.remote)?.delete(master.name);
+	const {result, sent, received} = await (early ?? readFacts(context.remote, context.config, master));
 	if (result.exitCode !== 0) {
 		const stderr = result.stderr.trim();
 		const authentication = /Permission denied|no supported methods remain|Too many authentication failures/.test(stderr);

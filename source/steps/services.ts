@@ -106,6 +106,9 @@ type UploadsOf = (context: StepContext, master: Master) => Upload[];
 
 type UnitStatus = {active: string; needsReload: string};
 
+/** The units' state as verify just read it, handed to the run that follows on the same master (one read, not two). */
+const statusForRun = new WeakMap<StepContext, Map<string, Map<ServiceName, UnitStatus>>>();
+
 async function unitStatus(context: StepContext, master: Master): Promise<Map<ServiceName, UnitStatus>> {
 	// Without --value (systemd 230+): CentOS 7's systemd 219 prints NeedDaemonReload=no too.
 	const script = `for u in ${services.map(service => service.name).join(' ')}; do r=$(systemctl show -p NeedDaemonReload "$u"); echo "$u $(systemctl is-active "$u") \${r#*=}"; done`;
@@ -135,7 +138,8 @@ function onlyConfigChanged(context: StepContext, master: Master, name: ServiceNa
 		&& written.length > 0 && written.every(upload => upload.path.endsWith('/conf/kube-nginx.conf'));
 }
 
-const restartScript = (names: readonly ServiceName[]) => `systemctl daemon-reload && systemctl enable ${names.join(' ')} && systemctl restart ${names.join(' ')}`;
+// enable --no-reload only links the units for boot: the one daemon-reload after it loads everything.
+const restartScript = (names: readonly ServiceName[]) => `systemctl enable --no-reload ${names.join(' ')} && systemctl daemon-reload && systemctl restart ${names.join(' ')}`;
 
 /** Waits until the service is ready, stopping early when the operator asks to stop. */
 async function waitReady(context: StepContext, master: Master, service: Service): Promise<Readiness> {
@@ -196,6 +200,7 @@ export function startStep(uploadsOf: UploadsOf): StepDefinition {
 			for (const service of services) {
 				const reason = reasonToRestart(context, master, service.name, inputs.get(service.name)!, record?.services?.[service.name], status.get(service.name));
 				if (reason) {
+					statusForRun.set(context, (statusForRun.get(context) ?? new Map<string, Map<ServiceName, UnitStatus>>()).set(master.name, status));
 					return {done: false, detail: `${service.name}: ${reason}`};
 				}
 
@@ -209,7 +214,9 @@ export function startStep(uploadsOf: UploadsOf): StepDefinition {
 		},
 		async run(context, master) {
 			const inputs = inputsOf(context, master);
-			const status = await unitStatus(context, master);
+			const read = statusForRun.get(context)?.get(master.name);
+			statusForRun.get(context)?.delete(master.name);
+			const status = read ?? await unitStatus(context, master);
 			const toRestart: ServiceName[] = [];
 			const toReload: ServiceName[] = [];
 			for (const service of services) {
@@ -238,8 +245,7 @@ export function startStep(uploadsOf: UploadsOf): StepDefinition {
 				await context.remote.check(master, `systemctl reload ${name}`, {step: 'start'});
 			}
 
-			// Waited for in start order: they started together, so the order costs no time.
-			for (const service of services) {
+			const ready = async (service: Service) => {
 				context.throwIfStopping();
 				const readiness = await waitReady(context, master, service);
 				context.runner.log({event: 'health', host: master.name, service: service.name, ok: readiness.ok, detail: readiness.detail});
@@ -248,6 +254,16 @@ export function startStep(uploadsOf: UploadsOf): StepDefinition {
 				}
 
 				context.state.recordService('start', master.name, service.name, serviceFingerprint(inputs.get(service.name)!));
+			};
+
+			// The apiserver first (the others answer only through it); then the rest side by side,
+			// every wait run to its end, and the first failure in start order reported.
+			const [apiserver, ...others] = services;
+			await ready(apiserver!);
+			const settled = await Promise.allSettled(others.map(ready));
+			const rejected = settled.find(outcome => outcome.status === 'rejected');
+			if (rejected) {
+				throw rejected.reason;
 			}
 
 			const restarted = [...toRestart, ...toReload.map(name => `${name} (reloaded)`)];

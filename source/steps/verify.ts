@@ -243,15 +243,16 @@ export const verify: StepDefinition = {
 	verify: async () => ({done: false}),
 	async run(context, master) {
 		const version = context.config.kubeVersion;
-		const results = [
-			await endpointCheck(context, master, 'apiserver live', 'kube-apiserver', 6443, livenessPath(version)),
-			await endpointCheck(context, master, 'apiserver ready', 'kube-apiserver', 6443, `${readinessPath(version)}?verbose`),
-			await proxyCheck(context, master),
-			await endpointCheck(context, master, 'controller-manager healthy', 'kube-controller-manager', 10_257, '/healthz'),
-			await endpointCheck(context, master, 'scheduler healthy', 'kube-scheduler', 10_259, '/healthz'),
-			await insecurePortsCheck(context, master),
-			await certificateCheck(context, master),
-		];
+		// Independent reads: asked side by side, reported in this order.
+		const results = await Promise.all([
+			endpointCheck(context, master, 'apiserver live', 'kube-apiserver', 6443, livenessPath(version)),
+			endpointCheck(context, master, 'apiserver ready', 'kube-apiserver', 6443, `${readinessPath(version)}?verbose`),
+			proxyCheck(context, master),
+			endpointCheck(context, master, 'controller-manager healthy', 'kube-controller-manager', 10_257, '/healthz'),
+			endpointCheck(context, master, 'scheduler healthy', 'kube-scheduler', 10_259, '/healthz'),
+			insecurePortsCheck(context, master),
+			certificateCheck(context, master),
+		]);
 		report(context, master.name, results);
 		const failure = failed(results, master.name);
 		if (failure) {

@@ -11,7 +11,7 @@ import {ensureMaterial} from '../../source/pki/material.js';
 import {readCertificate} from '../../source/pki/certs.js';
 import {renderArtifacts, renderUnit} from '../../source/render/artifacts.js';
 import {releaseMisfits} from '../../source/render/fit.js';
-import {Runner} from '../../source/runner.js';
+import {Runner, type CommandSpec} from '../../source/runner.js';
 import {configKinds, parseVersion, schedulerConfigVersion} from '../../source/versions.js';
 import {Workspace} from '../../source/workspace.js';
 import {FakeCluster} from '../helpers/fake-hosts.js';
@@ -122,7 +122,7 @@ describe('kube-nginx', () => {
 });
 
 describe('fit to the release', () => {
-	test('an extra flag the release removed is named with the field and the fix; apply refuses it before any host is touched', async () => {
+	test('an extra flag the release removed is named with the field and the fix; apply refuses it before any host is written to', async () => {
 		const {config, dir, stateDir} = configFor('v1.28.7', {extraFlags: {'kube-apiserver': ['--insecure-port=0']}});
 		const cluster = new FakeCluster(ips);
 		const engine = new Engine({config, workspace: new Workspace(stateDir, config.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe, api: cluster.api});
@@ -137,7 +137,10 @@ describe('fit to the release', () => {
 		const error = await engine.apply({confirm: true}).catch((error_: unknown) => error_);
 		expect(isInputError(error)).toBe(true);
 		expect((error as InputErrors).message).toMatch(/extraFlags\.kube-apiserver.*v1\.28\.7.*--insecure-port=0 is refused.*Fix: drop it/s);
-		expect(cluster.calls.filter(call => call.command === 'ssh')).toEqual([]);
+		// The masters were only read (preflight's facts, started early) and their connections closed, never written to.
+		const reads = (call: CommandSpec) => (call.args.at(-1) ?? '').includes('echo "uid=$(id -u)"') || call.args.includes('-O');
+		expect(cluster.calls.filter(call => call.command === 'ssh' && !reads(call))).toEqual([]);
+		expect([...cluster.hosts.values()].every(host => host.files.size === 0 && !host.active)).toBe(true);
 		expect(existsSync(path.join(stateDir, 'kubernetes', 'state.json'))).toBe(false);
 		expect(dir).toBeTruthy();
 	});
