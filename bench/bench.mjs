@@ -263,7 +263,7 @@ async function main() {
 			row('`apply`, full install from an empty lab', full, '≤ 0.4 × tutorial'),
 			row('`apply` again, nothing changed', again, '≤ 0.1 × full install'),
 			row('`apply` resumed after a SIGKILL during start', resume),
-			row('`render`: CA + 5 certificates with keys (node-forge)', certificates.tool, '≤ 1.0 × cfssl'),
+			row('`render`: CA + 5 certificates with keys', certificates.tool, '≤ 1.0 × cfssl'),
 			row('`cfssl gencert` for the same set (Debian golang-cfssl)', certificates.cfssl),
 			row('terminal UI: cold start to the first frame', frames.first, '≤ 0.4 s'),
 			row('terminal UI: cold start to the plan on screen', frames.plan),
