@@ -47,6 +47,8 @@ export type FlagContext = {
 	acceptCaSignedTokens: boolean;
 	/** The controller-manager signs kubelet certificates with the CA key on the masters. */
 	clusterSigning: boolean;
+	/** Hardened to the CIS Kubernetes Benchmark (profile: cis); false: the tutorial's own flags. */
+	cis: boolean;
 };
 
 export type FlagRule = {
@@ -62,6 +64,17 @@ export type FlagRule = {
 };
 
 const k = (context: FlagContext, file: string) => `${context.certDir}/${file}`;
+const cis = (context: FlagContext) => context.cis;
+const tutorial = (context: FlagContext) => !context.cis;
+
+/**
+ * TLS 1.2 suites for the apiserver (CIS 1.2.29): ECDHE with AEAD only, the names every benchmark
+ * release from cis-1.6 to cis-1.10 accepts and every supported apiserver knows. TLS 1.3 is not configurable, and stays on.
+ */
+export const cisCipherSuites = [
+	'TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256', 'TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256', 'TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305',
+	'TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384', 'TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305', 'TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384',
+];
 
 /** The kube-apiserver flags, in the tutorial's order, each with the releases it belongs to. */
 export const apiserverFlags: FlagRule[] = [
@@ -86,8 +99,9 @@ export const apiserverFlags: FlagRule[] = [
 	// Only 0 allowed and without effect from 1.20, removed in 1.24 (k/k#95856).
 	{name: 'insecure-port', value: () => '0', until: 20},
 	{name: 'audit-dynamic-configuration', until: 19},
-	{name: 'audit-log-maxage', value: () => '15'},
-	{name: 'audit-log-maxbackup', value: () => '3'},
+	// CIS 1.2.17/1.2.18 ask at least 30 days and 10 files; the tutorial keeps 15 and 3.
+	{name: 'audit-log-maxage', value: c => (c.cis ? '30' : '15')},
+	{name: 'audit-log-maxbackup', value: c => (c.cis ? '10' : '3')},
 	{name: 'audit-log-maxsize', value: () => '100'},
 	{name: 'audit-log-mode', value: () => 'batch'},
 	{name: 'audit-log-truncate-enabled'},
@@ -97,7 +111,8 @@ export const apiserverFlags: FlagRule[] = [
 	{name: 'audit-log-batch-max-wait', value: () => '1s', since: 15},
 	{name: 'audit-log-path', value: c => `${c.k8sDir}/kube-apiserver/audit.log`},
 	{name: 'audit-policy-file', value: c => `${c.configDir}/audit-policy.yaml`},
-	{name: 'profiling'},
+	{name: 'profiling', when: tutorial},
+	{name: 'profiling', value: () => 'false', when: cis},
 	{name: 'anonymous-auth', value: () => 'false'},
 	{name: 'client-ca-file', value: c => k(c, 'ca.pem')},
 	{name: 'enable-bootstrap-token-auth'},
@@ -115,7 +130,10 @@ export const apiserverFlags: FlagRule[] = [
 	{name: 'authorization-mode', value: () => 'Node,RBAC'},
 	// Turns on every alpha API; kept only where the tutorial's exact flags are wanted.
 	{name: 'runtime-config', value: () => 'api/all=true', until: 15},
-	{name: 'enable-admission-plugins', value: () => 'NodeRestriction'},
+	// DenyServiceExternalIPs (CIS 1.2.3, cis-1.7 on): closes CVE-2020-8554; the cis-1.23/1.24 benchmarks ask it off.
+	{name: 'enable-admission-plugins', value: c => (c.cis ? 'NodeRestriction,DenyServiceExternalIPs' : 'NodeRestriction'), since: 25},
+	{name: 'enable-admission-plugins', value: () => 'NodeRestriction', until: 25},
+	{name: 'tls-cipher-suites', value: () => cisCipherSuites.join(','), when: cis},
 	{name: 'allow-privileged', value: () => 'true'},
 	// No effect under the lease endpoint reconciler, deprecated ~1.24 (k/k#108062).
 	{name: 'apiserver-count', value: c => String(c.apiserverCount), until: 24},
@@ -149,7 +167,8 @@ const requestHeaderFlags: FlagRule[] = [
 
 /** The kube-controller-manager flags of the tutorial's later chapter, made valid per release. */
 export const controllerManagerFlags: FlagRule[] = [
-	{name: 'profiling'},
+	{name: 'profiling', when: tutorial},
+	{name: 'profiling', value: () => 'false', when: cis},
 	{name: 'cluster-name', value: c => c.clusterName},
 	{name: 'controllers', value: () => '*,bootstrapsigner,tokencleaner'},
 	{name: 'kube-api-qps', value: () => '1000'},
@@ -157,7 +176,8 @@ export const controllerManagerFlags: FlagRule[] = [
 	{name: 'leader-elect'},
 	{name: 'use-service-account-credentials'},
 	{name: 'concurrent-service-syncs', value: () => '2'},
-	{name: 'bind-address', value: c => c.masterIp},
+	// CIS 1.3.7/1.4.2: the secure port on loopback only (health is then checked on the master).
+	{name: 'bind-address', value: c => (c.cis ? '127.0.0.1' : c.masterIp)},
 	// The default secure port; the tutorial moved it to 10252, where older releases serve plain HTTP.
 	{name: 'secure-port', value: () => '10257'},
 	// The insecure port: off, until the flag was removed in 1.24.
@@ -192,7 +212,9 @@ export const controllerManagerFlags: FlagRule[] = [
 /** The kube-scheduler flags; its kubeconfig and leader election are in its --config file. */
 export const schedulerFlags: FlagRule[] = [
 	{name: 'config', value: c => `${c.configDir}/kube-scheduler.yaml`},
-	{name: 'bind-address', value: c => c.masterIp},
+	// Ignored beside --config (the file's enableProfiling rules), but what the benchmark reads (CIS 1.4.1).
+	{name: 'profiling', value: () => 'false', when: cis},
+	{name: 'bind-address', value: c => (c.cis ? '127.0.0.1' : c.masterIp)},
 	{name: 'secure-port', value: () => '10259'},
 	// Must be 0 in 1.22-1.23, removed in 1.24. Before 1.22 the --config file's healthzBindAddress rules.
 	{name: 'port', value: () => '0', until: 24},

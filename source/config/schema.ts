@@ -125,6 +125,8 @@ export const configSchema = z.strictObject({
 		clusterSigning: z.boolean().default(true),
 	}).prefault({}),
 	encryption: z.strictObject({keyFile: localFile.optional()}).prefault({}),
+	// cis: hardened to the CIS Kubernetes Benchmark (README: CIS); tutorial: the tutorial's own flags and 644 files.
+	profile: z.enum(['cis', 'tutorial']).default('cis'),
 	// Accepted from older configs; the tool calls the apiserver itself and runs no kubectl here.
 	kubectl: z.string().optional(),
 	timeouts: z.strictObject({

@@ -39,6 +39,7 @@ export function flagContext(config: ResolvedConfig, masterIp: string): FlagConte
 		serviceAccountSigningFile: `${certDir}/${dedicated ? 'sa.key' : 'ca-key.pem'}`,
 		acceptCaSignedTokens: dedicated && config.ca !== undefined,
 		clusterSigning: config.certificates.clusterSigning,
+		cis: config.profile === 'cis',
 	};
 }
 
@@ -96,11 +97,17 @@ export function renderNginxConfig(config: ResolvedConfig): string {
 	}, config.templatesDir);
 }
 
+/** Files that are not secret: 0600 like the rest under the CIS profile (the benchmark's 1.1 checks), 0644 as the tutorial leaves them. */
+export function publicFileMode(config: ResolvedConfig): number {
+	return config.profile === 'tutorial' ? 0o644 : 0o600;
+}
+
 /** Every file the install makes, with the tutorial's names; the same list feeds render, plan and apply. */
 export function renderArtifacts(config: ResolvedConfig, material: Material, etcdFiles: {ca?: string; cert?: string; key?: string} = {}): Artifact[] {
 	const {certDir, configDir, nginxDir} = config.paths;
+	const readable = publicFileMode(config);
 	const cert = (name: string, content: string, secret: boolean): Artifact => ({
-		name, content, mode: secret ? 0o600 : 0o644, secret, remote: {step: 'certs', path: `${certDir}/${name}`},
+		name, content, mode: secret ? 0o600 : readable, secret, remote: {step: 'certs', path: `${certDir}/${name}`},
 	});
 	const leafFiles = (leaf: LeafName) => [cert(`${leaf}.pem`, material.leaves[leaf].certPem, false), cert(`${leaf}-key.pem`, material.leaves[leaf].keyPem, true)];
 	const artifacts: Artifact[] = [
@@ -139,14 +146,14 @@ export function renderArtifacts(config: ResolvedConfig, material: Material, etcd
 	const perMaster = (component: Component) => config.masters.map((master): Artifact => ({
 		name: `${component}-${master.ip}.service`,
 		content: renderUnit(config, master.ip, component),
-		mode: 0o644,
+		mode: readable,
 		secret: false,
 		remote: {step: 'units', path: unitPath(component), host: master.name},
 	}));
 	artifacts.push(
 		kubeconfig('kube-controller-manager'),
 		kubeconfig('kube-scheduler'),
-		{name: 'admin.pem', content: material.leaves.admin.certPem, mode: 0o644, secret: false},
+		{name: 'admin.pem', content: material.leaves.admin.certPem, mode: readable, secret: false},
 		{name: 'admin-key.pem', content: material.leaves.admin.keyPem, mode: 0o600, secret: true},
 		{name: 'admin.kubeconfig', content: renderAdminKubeconfig(config, material), mode: 0o600, secret: true},
 		{
@@ -156,7 +163,7 @@ export function renderArtifacts(config: ResolvedConfig, material: Material, etcd
 			secret: true,
 			remote: {step: 'encryption', path: `${configDir}/encryption-config.yaml`},
 		},
-		{name: 'audit-policy.yaml', content: renderTemplate('audit-policy.yaml', {}, config.templatesDir), mode: 0o644, secret: false, remote: {step: 'audit', path: `${configDir}/audit-policy.yaml`}},
+		{name: 'audit-policy.yaml', content: renderTemplate('audit-policy.yaml', {}, config.templatesDir), mode: readable, secret: false, remote: {step: 'audit', path: `${configDir}/audit-policy.yaml`}},
 		...components.flatMap(component => perMaster(component)),
 		{
 			name: 'kube-scheduler.yaml',
@@ -166,16 +173,18 @@ export function renderArtifacts(config: ResolvedConfig, material: Material, etcd
 				// Before 1.22 the config file, not --port, decides the plain-HTTP port (default 0.0.0.0:10251,
 				// with /metrics and /debug/pprof unauthenticated): loopback only.
 				INSECURE_SERVING: atLeast(config.kubeVersion, 22) ? '' : 'healthzBindAddress: 127.0.0.1:10251\nmetricsBindAddress: 127.0.0.1:10251',
+				// What --profiling=false cannot do beside --config (CIS 1.4.1).
+				ENABLE_PROFILING: String(config.profile === 'tutorial'),
 			}, config.templatesDir).trimEnd() + '\n',
-			mode: 0o644,
+			mode: readable,
 			secret: false,
 			remote: {step: 'units', path: `${configDir}/kube-scheduler.yaml`},
 		},
-		{name: 'kube-nginx.conf', content: renderNginxConfig(config), mode: 0o644, secret: false, remote: {step: 'units', path: `${nginxDir}/conf/kube-nginx.conf`}},
+		{name: 'kube-nginx.conf', content: renderNginxConfig(config), mode: readable, secret: false, remote: {step: 'units', path: `${nginxDir}/conf/kube-nginx.conf`}},
 		{
 			name: 'kube-nginx.service',
 			content: renderTemplate('kube-nginx.service', {NGINX: config.nginx.binary, NGINX_DIR: nginxDir}, config.templatesDir),
-			mode: 0o644,
+			mode: readable,
 			secret: false,
 			remote: {step: 'units', path: unitPath('kube-nginx')},
 		},

@@ -51,6 +51,31 @@ export async function readyThroughProxy(context: StepContext, master: Master, pa
 	return {ok: result.exitCode === 0 && /ok|passed/.test(output), detail: result.exitCode === 0 ? output.split('\n').at(-1) ?? '' : result.stderr.trim().split('\n').at(-1) ?? `exit ${result.exitCode}`, output};
 }
 
+/** Under the CIS profile the controller-manager and the scheduler serve on 127.0.0.1 only: asked on the master, with their own credentials. */
+export const servesOnLoopback = (context: StepContext) => context.config.profile === 'cis';
+
+export function componentHealthText(context: StepContext, master: Master, port: number): string {
+	return servesOnLoopback(context) ? `https://127.0.0.1:${port}/healthz answers ok on the master (kubectl with the component's kubeconfig)` : `https://${master.ip}:${port}/healthz answers ok`;
+}
+
+/** /healthz of the controller-manager (10257) or the scheduler (10259), wherever it serves. */
+export async function componentHealth(context: StepContext, master: Master, component: 'kube-controller-manager' | 'kube-scheduler', step: StepId): Promise<Readiness> {
+	const port = component === 'kube-controller-manager' ? 10_257 : 10_259;
+	if (!servesOnLoopback(context)) {
+		return probeReady(context, master, port, '/healthz');
+	}
+
+	const {binDir, configDir} = context.config.paths;
+	const script = `${shellQuote(`${binDir}/kubectl`)} ${shellWords(['--kubeconfig', `${configDir}/${component}.kubeconfig`, `--server=https://127.0.0.1:${port}`, '--request-timeout=5s', 'get', '--raw=/healthz'])}`;
+	const result = await context.remote.run(master, script, {step, display: `kubectl get --raw=/healthz via 127.0.0.1:${port}`});
+	if (result.exitCode === 255) {
+		await context.remote.check(master, 'true', {step});
+	}
+
+	const output = result.stdout.trim();
+	return {ok: result.exitCode === 0 && output === 'ok', detail: result.exitCode === 0 ? output : result.stderr.trim().split('\n').at(-1) ?? `exit ${result.exitCode}`};
+}
+
 /** In start order: the apiserver first, then the proxy in front of the apiservers, then its clients. */
 export const services: Service[] = [
 	{
@@ -65,13 +90,13 @@ export const services: Service[] = [
 	},
 	{
 		name: 'kube-controller-manager',
-		readyText: (_, master) => `https://${master.ip}:10257/healthz answers ok`,
-		ready: async (context, master) => probeReady(context, master, 10_257, '/healthz'),
+		readyText: (context, master) => componentHealthText(context, master, 10_257),
+		ready: async (context, master) => componentHealth(context, master, 'kube-controller-manager', 'start'),
 	},
 	{
 		name: 'kube-scheduler',
-		readyText: (_, master) => `https://${master.ip}:10259/healthz answers ok`,
-		ready: async (context, master) => probeReady(context, master, 10_259, '/healthz'),
+		readyText: (context, master) => componentHealthText(context, master, 10_259),
+		ready: async (context, master) => componentHealth(context, master, 'kube-scheduler', 'start'),
 	},
 ];
 

@@ -9,7 +9,7 @@ import {shellQuote, shellWords} from '../remote/quote.js';
 import {leaderLockKind, livenessPath, readinessPath} from '../versions.js';
 import {apiserver, etcdctlScript} from './clients.js';
 import type {CheckResult} from './preflight.js';
-import {adminTls, readyThroughProxy} from './services.js';
+import {adminTls, componentHealth, componentHealthText, readyThroughProxy} from './services.js';
 import type {PlannedAction, StepContext, StepDefinition} from './types.js';
 
 /** A certificate closer than this to its end is reported as a warning. */
@@ -25,6 +25,11 @@ async function endpointCheck(context: StepContext, master: Master, check: string
 
 	const failed = answer.body.split('\n').filter(line => line.startsWith('[-]')).join('; ');
 	return {check, level: 'fail', detail: `${answer.error ?? `HTTP ${answer.status}`}${failed ? `: ${failed}` : ''}`, fix: `journalctl -u ${unit} on ${master.name}`};
+}
+
+async function componentCheck(context: StepContext, master: Master, check: string, component: 'kube-controller-manager' | 'kube-scheduler'): Promise<CheckResult> {
+	const health = await componentHealth(context, master, component, 'verify');
+	return health.ok ? {check, level: 'pass', detail: 'ok'} : {check, level: 'fail', detail: health.detail, fix: `journalctl -u ${component} on ${master.name}`};
 }
 
 async function proxyCheck(context: StepContext, master: Master): Promise<CheckResult> {
@@ -234,7 +239,7 @@ export const verify: StepDefinition = {
 		return [
 			{kind: 'check', description: `https://${master.ip}:6443${livenessPath(version)} and ${readinessPath(version)}?verbose answer ok`},
 			{kind: 'check', description: `https://127.0.0.1:8443${readinessPath(version)}?verbose answers ok on the master (through kube-nginx)`},
-			{kind: 'check', description: `https://${master.ip}:10257/healthz and :10259/healthz answer ok; nothing serves plain HTTP on 10251/10252 beyond loopback`},
+			{kind: 'check', description: `controller-manager: ${componentHealthText(context, master, 10_257)}; scheduler: ${componentHealthText(context, master, 10_259)}; nothing serves plain HTTP on 10251/10252 beyond loopback`},
 			{kind: 'check', description: 'the installed certificates are the ones made here, and not expired'},
 			{kind: 'check', description: 'once for the cluster: can-i --as kubernetes get nodes --subresource=proxy (a SelfSubjectAccessReview, as kubectl auth can-i); a test secret is stored encrypted (k8s:enc:aescbc:v1:) in etcd, then deleted; controller-manager and scheduler have a leader'},
 		];
@@ -248,8 +253,8 @@ export const verify: StepDefinition = {
 			endpointCheck(context, master, 'apiserver live', 'kube-apiserver', 6443, livenessPath(version)),
 			endpointCheck(context, master, 'apiserver ready', 'kube-apiserver', 6443, `${readinessPath(version)}?verbose`),
 			proxyCheck(context, master),
-			endpointCheck(context, master, 'controller-manager healthy', 'kube-controller-manager', 10_257, '/healthz'),
-			endpointCheck(context, master, 'scheduler healthy', 'kube-scheduler', 10_259, '/healthz'),
+			componentCheck(context, master, 'controller-manager healthy', 'kube-controller-manager'),
+			componentCheck(context, master, 'scheduler healthy', 'kube-scheduler'),
 			insecurePortsCheck(context, master),
 			certificateCheck(context, master),
 		]);

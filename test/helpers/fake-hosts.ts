@@ -264,6 +264,12 @@ export class FakeCluster {
 			return ok();
 		}
 
+		const loopback = /--server=https:\/\/127\.0\.0\.1:(10257|10259)/.exec(script);
+		if (loopback && script.includes('kubectl')) {
+			const unit = loopback[1] === '10257' ? 'kube-controller-manager' : 'kube-scheduler';
+			return host.units.has(unit) ? ok('ok') : fail(1, `The connection to the server 127.0.0.1:${loopback[1]} was refused - did you specify the right host or port?`);
+		}
+
 		if (script.includes('kubectl') && script.includes('--raw=')) {
 			const apiserverUp = [...this.hosts.values()].some(each => each.active && each.reachable);
 			return host.units.has('kube-nginx') && apiserverUp ? ok(script.includes('verbose') ? '[+]ping ok\nreadyz check passed' : 'ok') : fail(1, 'The connection to the server 127.0.0.1:8443 was refused - did you specify the right host or port?');

@@ -48,7 +48,7 @@ describe('command line', () => {
 		const modes = Object.fromEntries(files.map(file => [file, statSync(path.join(out, file)).mode & 0o777]));
 		expect(modes['ca-key.pem']).toBe(0o600);
 		expect(modes['encryption-config.yaml']).toBe(0o600);
-		expect(modes['ca.pem']).toBe(0o644);
+		expect(modes['ca.pem']).toBe(0o600);
 		const again = await run(['render', '--config', configFile, '--state-dir', stateDir, '--out', out]);
 		expect(again.code).toBe(0);
 		expect(again.out).not.toMatch(/made|issued/);

@@ -36,9 +36,9 @@ async function artifactsFor(version: string, settings: Record<string, unknown> =
 
 describe('controller-manager and scheduler', () => {
 	test('v1.14.2 gets the tutorial\'s flags of its time; v1.28.7 none that it refuses', () => {
-		const old = configFor('v1.14.2').config;
+		const old = configFor('v1.14.2', {profile: 'tutorial'}).config;
 		const oldFlags = flagsOf(renderUnit(old, '172.24.8.71', 'kube-controller-manager'));
-		for (const flag of ['--port=0', '--experimental-cluster-signing-duration=876000h', '--pod-eviction-timeout=6m0s', '--logtostderr=true', '--leader-elect', '--secure-port=10257', '--bind-address=172.24.8.71']) {
+		for (const flag of ['--port=0', '--experimental-cluster-signing-duration=876000h', '--pod-eviction-timeout=6m0s', '--logtostderr=true', '--leader-elect', '--secure-port=10257', '--bind-address=172.24.8.71', '--profiling']) {
 			expect(oldFlags).toContain(flag);
 		}
 
@@ -55,6 +55,22 @@ describe('controller-manager and scheduler', () => {
 		expect(scheduler).toContain('--config=/etc/kubernetes/kube-scheduler.yaml');
 		expect(scheduler).toContain('--secure-port=10259');
 		expect(scheduler).not.toContain('--port=0');
+	});
+
+	test('by default (profile: cis) both serve on loopback only and profile nothing: on the command line and in the scheduler\'s config', async () => {
+		const {config, dir} = configFor('v1.28.7');
+		for (const component of ['kube-controller-manager', 'kube-scheduler'] as const) {
+			const flags = flagsOf(renderUnit(config, '172.24.8.72', component));
+			expect(flags, component).toContain('--bind-address=127.0.0.1');
+			expect(flags, component).toContain('--profiling=false');
+			expect(flags, component).not.toContain('--profiling');
+		}
+
+		const {material} = await ensureMaterial(config, new Workspace(`${dir}/state`, config.name));
+		const schedulerConfig = YAML.parse(renderArtifacts(config, material).find(artifact => artifact.name === 'kube-scheduler.yaml')!.content);
+		expect(schedulerConfig.enableProfiling).toBe(false);
+		const tutorial = configFor('v1.28.7', {profile: 'tutorial'}).config;
+		expect(YAML.parse(renderArtifacts(tutorial, material).find(artifact => artifact.name === 'kube-scheduler.yaml')!.content).enableProfiling).toBe(true);
 	});
 
 	test('the scheduler config kind is one each release reads, for every supported release', () => {
@@ -97,7 +113,7 @@ describe('controller-manager and scheduler', () => {
 		expect(kubeconfig.users[0].name).toBe('system:kube-scheduler');
 		expect(Buffer.from(kubeconfig.users[0].user['client-certificate-data'], 'base64').toString()).toBe(material.leaves['kube-scheduler'].certPem);
 		const schedulerConfig = YAML.parse(artifacts.find(artifact => artifact.name === 'kube-scheduler.yaml')!.content);
-		expect(schedulerConfig).toEqual({apiVersion: 'kubescheduler.config.k8s.io/v1', kind: 'KubeSchedulerConfiguration', clientConnection: {kubeconfig: '/etc/kubernetes/kube-scheduler.kubeconfig'}, leaderElection: {leaderElect: true}});
+		expect(schedulerConfig).toEqual({apiVersion: 'kubescheduler.config.k8s.io/v1', kind: 'KubeSchedulerConfiguration', clientConnection: {kubeconfig: '/etc/kubernetes/kube-scheduler.kubeconfig'}, leaderElection: {leaderElect: true}, enableProfiling: false});
 	});
 });
 

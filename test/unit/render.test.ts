@@ -4,6 +4,7 @@ import {describe, expect, test} from 'vitest';
 import {loadConfig} from '../../source/config/load.js';
 import {ensureMaterial} from '../../source/pki/material.js';
 import {renderArtifacts, renderUnit} from '../../source/render/artifacts.js';
+import {cisCipherSuites} from '../../source/versions.js';
 import {Workspace} from '../../source/workspace.js';
 import {baseConfig, makeFixture, writeConfig} from '../helpers/fixture.js';
 
@@ -38,9 +39,22 @@ const tutorialFlags = [
 ];
 
 describe('rendering the unit', () => {
-	test('v1.14.2 gets exactly the tutorial\'s flags, in its order, when the CA key signs service-account tokens as there', () => {
-		const {config} = configFor('v1.14.2', {serviceAccount: {signingKey: 'ca'}});
+	test('v1.14.2 with profile: tutorial gets exactly the tutorial\'s flags, in its order, when the CA key signs service-account tokens as there', () => {
+		const {config} = configFor('v1.14.2', {serviceAccount: {signingKey: 'ca'}, profile: 'tutorial'});
 		expect(flagsOf(renderUnit(config, '172.24.8.71'))).toEqual(tutorialFlags);
+	});
+
+	test('by default (profile: cis) the tutorial\'s flags change only where the CIS benchmark asks', () => {
+		const {config} = configFor('v1.14.2', {serviceAccount: {signingKey: 'ca'}});
+		const changed = new Map([
+			['--profiling', '--profiling=false'], ['--audit-log-maxage=15', '--audit-log-maxage=30'], ['--audit-log-maxbackup=3', '--audit-log-maxbackup=10'],
+		]);
+		const expected = tutorialFlags.flatMap(flag => (flag === '--enable-admission-plugins=NodeRestriction' ? [flag, `--tls-cipher-suites=${cisCipherSuites.join(',')}`] : [changed.get(flag) ?? flag]));
+		expect(flagsOf(renderUnit(config, '172.24.8.71'))).toEqual(expected);
+		// From 1.25 also DenyServiceExternalIPs (the cis-1.23/1.24 benchmarks ask it off before).
+		expect(flagsOf(renderUnit(configFor('v1.24.17').config, '172.24.8.71'))).toContain('--enable-admission-plugins=NodeRestriction');
+		expect(flagsOf(renderUnit(configFor('v1.28.7').config, '172.24.8.71'))).toContain('--enable-admission-plugins=NodeRestriction,DenyServiceExternalIPs');
+		expect(flagsOf(renderUnit(configFor('v1.28.7', {profile: 'tutorial'}).config, '172.24.8.71'))).toContain('--enable-admission-plugins=NodeRestriction');
 	});
 
 	test('v1.28.7 gets only flags that release accepts, and the ones it requires', () => {
@@ -117,7 +131,8 @@ describe('rendering the artifacts', () => {
 		// The CA key goes to the masters too: the controller-manager signs the kubelets' certificates with it.
 		expect(local).toEqual(['admin-key.pem', 'admin.kubeconfig', 'admin.pem']);
 		for (const artifact of artifacts) {
-			expect(artifact.mode, artifact.name).toBe(artifact.secret ? 0o600 : 0o644);
+			// CIS 1.1: every file 0600 under the default profile; the tutorial leaves the public ones 0644.
+			expect(artifact.mode, artifact.name).toBe(0o600);
 			expect(artifact.secret, artifact.name).toBe(/key|encryption|kubeconfig/.test(artifact.name));
 		}
 
