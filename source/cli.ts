@@ -8,7 +8,7 @@ import {ApplyFailed, Engine, StopRequested} from './engine/engine.js';
 import {headlessPrompter} from './engine/prompts.js';
 import {InputError, isInputError, PromptRefused} from './errors.js';
 import {writeFileAtomic} from './files.js';
-import {formatCheckGrid, formatPlan, formatStatus, type CertificateExpiry, type CheckRow} from './reporters/format.js';
+import {formatCheckGrid, formatCisGrid, formatPlan, formatStatus, type CertificateExpiry, type CheckRow} from './reporters/format.js';
 import {readCertificate} from './pki/certs.js';
 import {leafNames} from './pki/material.js';
 import {jsonReporter, lineReporter} from './reporters/line.js';
@@ -27,6 +27,7 @@ const help = `
     plan                   Print what apply would do, per step and per master; touches nothing
     apply                  Install on every master; resumes where an earlier apply stopped
     verify                 Check the installed control plane on every master and print a grid
+    cis                    The CIS Kubernetes Benchmark's control-plane checks (1.1-1.4) on every master: PASS / FAIL / SKIP
     status                 Print the recorded progress
     reset                  Stop and remove what this install put on the masters (asks first); keeps the CA and keys
 
@@ -128,6 +129,14 @@ export async function main(argv: string[], output: Output = defaultOutput): Prom
 				return await checksCommand(flags, output, async engine => engine.verify(), true);
 			}
 
+			case 'cis': {
+				const engine = makeEngine(loadConfig(flags.config), flags, output);
+				const results = await engine.cis();
+				output.out(flags.json ? JSON.stringify(Object.fromEntries(results), null, 2) : formatCisGrid(results).join('\n'));
+				// A failed check, or a master that could not be read, is a non-zero exit.
+				return [...results.values()].every(value => Array.isArray(value) && value.every(result => result.level !== 'fail')) ? 0 : 1;
+			}
+
 			case 'reset': {
 				return await reset(flags, output);
 			}
@@ -141,7 +150,7 @@ export async function main(argv: string[], output: Output = defaultOutput): Prom
 			}
 
 			default: {
-				throw new InputError('command', command, 'is not a command', 'use one of init, render, preflight, plan, apply, verify, status, reset (see --help)');
+				throw new InputError('command', command, 'is not a command', 'use one of init, render, preflight, plan, apply, verify, cis, status, reset (see --help)');
 			}
 		}
 	} catch (error) {

@@ -15,6 +15,7 @@ import {StateStore, type HostRecord, type StepId} from '../state/store.js';
 import {unpackBinaries, unpackedBinaries} from '../steps/binaries.js';
 import {inputActions, steps} from '../steps/definitions.js';
 import {uploadsOf} from '../steps/files.js';
+import {cisResults, type CisResult} from '../steps/cis.js';
 import {preflight, readFactsEarly} from '../steps/preflight.js';
 import {resetHost} from '../steps/reset.js';
 import {adminTls} from '../steps/services.js';
@@ -316,6 +317,22 @@ export class Engine {
 		}
 
 		return this.checksOnly(verify, await this.prepare(false, {quiet: true}), 'cluster checks');
+	}
+
+	/** The CIS benchmark's control-plane checks, read from every master; records nothing. */
+	async cis(): Promise<Map<string, CisResult[] | FailureInfo>> {
+		const context = await this.prepare(false, {quiet: true});
+		try {
+			return new Map(await Promise.all(this.options.config.masters.map(async (master): Promise<[string, CisResult[] | FailureInfo]> => {
+				try {
+					return [master.name, await cisResults(context, master, 'verify')];
+				} catch (error) {
+					return [master.name, toFailure(error, 'verify', master.name, this.options.runner)];
+				}
+			})));
+		} finally {
+			await context.remote.close();
+		}
 	}
 
 	private async checksOnly(step: StepDefinition, context: StepContext, clusterCheck: string): Promise<boolean> {

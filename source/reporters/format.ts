@@ -1,4 +1,6 @@
 import type {PlanView} from '../engine/engine.js';
+import type {FailureInfo} from '../engine/events.js';
+import type {CisResult} from '../steps/cis.js';
 import type {InstallState} from '../state/store.js';
 import {stepIds} from '../state/store.js';
 
@@ -120,6 +122,45 @@ export function formatCheckGrid(rows: CheckRow[], options: {details?: boolean} =
 
 	for (const row of rows.filter(each => each.level !== 'pass' || options.details)) {
 		lines.push(`${mark[row.level]} ${row.host} ${row.check}: ${row.detail}${row.fix ? `\n     fix: ${row.fix}` : ''}`);
+	}
+
+	return lines;
+}
+
+/**
+ * The CIS benchmark per master: one row per check id, PASS / FAIL / SKIP per master; then, once per
+ * check, what was read (identical on every master, or per master), and every skip's reason.
+ */
+export function formatCisGrid(results: Map<string, CisResult[] | FailureInfo>): string[] {
+	const hosts = [...results.keys()].sort((a, b) => a.localeCompare(b, 'en', {numeric: true}));
+	const reference = [...results.values()].find((value): value is CisResult[] => Array.isArray(value)) ?? [];
+	const width = Math.max(...reference.map(result => `${result.id}  ${result.text}`.length), 5) + 2;
+	const column = Math.max(6, ...hosts.map(host => host.length)) + 2;
+	const mark = {pass: 'PASS', fail: 'FAIL', skip: 'SKIP'} as const;
+	const lines = [`${'check'.padEnd(width)}${hosts.map(host => host.padEnd(column)).join('')}`.trimEnd()];
+	const cell = (host: string, id: string) => {
+		const value = results.get(host);
+		return Array.isArray(value) ? value.find(result => result.id === id) : undefined;
+	};
+
+	for (const check of reference) {
+		lines.push(`${`${check.id}  ${check.text}`.padEnd(width)}${hosts.map(host => (cell(host, check.id) ? mark[cell(host, check.id)!.level] : '-').padEnd(column)).join('')}`.trimEnd());
+	}
+
+	for (const check of reference.filter(each => hosts.some(host => cell(host, each.id)?.level !== 'pass'))) {
+		const found = hosts.map(host => cell(host, check.id));
+		// The same finding on every master is said once.
+		const same = new Set(found.map(result => `${result?.level} ${result?.detail}`)).size === 1;
+		for (const [index, result] of (same ? found.slice(0, 1) : found).entries()) {
+			lines.push(`${mark[result?.level ?? 'fail']} ${check.id} ${same ? 'every master' : hosts[index]}: ${result?.detail ?? '-'}`);
+		}
+	}
+
+	for (const host of hosts) {
+		const value = results.get(host);
+		if (value && !Array.isArray(value)) {
+			lines.push(`FAIL ${host}: could not be read: ${value.message}${value.fix ? `\n     fix: ${value.fix}` : ''}`);
+		}
 	}
 
 	return lines;

@@ -55,15 +55,22 @@ describe.skipIf(!lab)('apply on the lab\'s three masters', () => {
 				expect(facts.get(file), `${host.name}:${file}`).toMatchObject({mode: '600', owner: 'root:root'});
 			}
 
+			// profile: cis (the default): the public files are 0600 too (CIS 1.1).
 			for (const file of publicFiles) {
-				expect(facts.get(file), `${host.name}:${file}`).toMatchObject({mode: '644', owner: 'root:root'});
+				expect(facts.get(file), `${host.name}:${file}`).toMatchObject({mode: '600', owner: 'root:root'});
 			}
 
 			expect(facts.get('/opt/k8s/bin/kube-apiserver')?.mode).toBe('755');
 			expect(activeUnits(host.name)).toEqual(['active', 'active', 'active', 'active']);
-			// Secure ports only, on the master's address; kube-nginx on loopback; no insecure 10251/10252.
+			// Secure ports only: the apiserver on the master's address; kube-nginx, controller-manager and scheduler on loopback (CIS 1.3.7, 1.4.2); no insecure 10251/10252.
 			const listening = labSsh(lab!, host.name, 'ss -Hltn | awk \'{print $4}\' | sort').trim().split('\n');
-			expect(listening).toEqual(expect.arrayContaining([`${host.ip}:6443`, '127.0.0.1:8443', `${host.ip}:10257`, `${host.ip}:10259`]));
+			expect(listening).toEqual(expect.arrayContaining([`${host.ip}:6443`, '127.0.0.1:8443', '127.0.0.1:10257', '127.0.0.1:10259']));
+			expect(listening.filter(address => /:1025[79]$/.test(address) && !address.startsWith('127.0.0.1:'))).toEqual([]);
+			// What the running processes were started with, read as the benchmark reads it.
+			const args = (unit: string) => labSsh(lab!, host.name, `tr '\\0' '\\n' < /proc/$(systemctl show -p MainPID --value ${unit})/cmdline`).trim().split('\n');
+			expect(args('kube-apiserver')).toEqual(expect.arrayContaining(['--profiling=false', '--audit-log-maxage=30', '--audit-log-maxbackup=10', '--enable-admission-plugins=NodeRestriction,DenyServiceExternalIPs']));
+			expect(args('kube-controller-manager')).toEqual(expect.arrayContaining(['--profiling=false', '--bind-address=127.0.0.1']));
+			expect(args('kube-scheduler')).toEqual(expect.arrayContaining(['--profiling=false', '--bind-address=127.0.0.1']));
 			expect(listening.filter(address => /:1025[12]$/.test(address))).toEqual([]);
 			const ready = await getHealth(host.ip, 6443, '/readyz', tls(stateDir));
 			expect(ready, host.name).toMatchObject({ok: true});
@@ -78,7 +85,16 @@ describe.skipIf(!lab)('apply on the lab\'s three masters', () => {
 		expect(run.stdout).toMatch(/== Verify the control plane \[verify\]/);
 		expect(run.stdout).toMatch(/secrets encrypted in etcd\s+ok/);
 		expect(run.stdout).toMatch(/leader kube-scheduler\s+ok/);
+		expect(run.stdout).toMatch(/^ +CIS benchmark +- +ok +ok +ok$/m);
 		expect(run.stdout).not.toMatch(/FAIL/);
+
+		// The benchmark's checks, read back from the masters: no automated check fails.
+		const cis = await runCli(['cis', '--config', configFile, '--state-dir', stateDir]);
+		expect(cis.code, cis.stdout + cis.stderr).toBe(0);
+		expect(cis.stdout).toMatch(/^1\.2\.15 +--profiling=false +PASS +PASS +PASS$/m);
+		expect(cis.stdout).toMatch(/^1\.1\.20 +certificate files 600 or stricter +PASS +PASS +PASS$/m);
+		expect(cis.stdout).toMatch(/^SKIP 1\.1\.7 every master: etcd is external/m);
+		expect(cis.stdout).not.toMatch(/FAIL/);
 	});
 
 	test('with one apiserver stopped, kube-nginx serves its master\'s components from the others; verify names it; apply restarts only it', async () => {
@@ -191,8 +207,8 @@ describe.skipIf(!lab)('apply on the lab\'s three masters', () => {
 		expect(retry.stdout).toMatch(/↷ k8smaster01 skipped/);
 	});
 
-	test('v1.14.2 installs with the tutorial\'s flags; a tarball of another release is refused before any host is touched', async () => {
-		const {configFile, stateDir} = writeLabConfig(lab!, 'v1.14.2');
+	test('v1.14.2 with profile: tutorial installs with the tutorial\'s flags, and the benchmark names what they leave; a tarball of another release is refused before any host is touched', async () => {
+		const {configFile, stateDir} = writeLabConfig(lab!, 'v1.14.2', {profile: 'tutorial'});
 		const run = await runCli(['apply', '--config', configFile, '--state-dir', stateDir, '--yes']);
 		expect(run.code, run.stdout + run.stderr).toBe(0);
 		const unit = labSsh(lab!, 'k8smaster01', 'cat /etc/systemd/system/kube-apiserver.service');
@@ -206,6 +222,13 @@ describe.skipIf(!lab)('apply on the lab\'s three masters', () => {
 		expect(labSsh(lab!, 'k8smaster01', 'ss -Hltn | awk \'{print $4}\' | grep :10251 || true').trim()).toBe('127.0.0.1:10251');
 		expect(run.stdout).toMatch(/leader kube-controller-manager\s+ok/);
 		expect(run.stdout).not.toMatch(/FAIL/);
+		// The tutorial's settings, as the benchmark sees them: a warning in verify, failures in `cis`.
+		expect(run.stdout).toMatch(/WARN k8smaster01 CIS benchmark: CIS 1\.10 control plane: \d+ pass, \d+ fail \(1\.1\.1, .*1\.2\.15, 1\.2\.17, 1\.2\.18, .*1\.4\.2\)/);
+		const cis = await runCli(['cis', '--config', configFile, '--state-dir', stateDir]);
+		expect(cis.code).toBe(1);
+		expect(cis.stdout).toMatch(/^FAIL 1\.2\.17 every master: --audit-log-maxage=15 \(wanted: >= 30\)$/m);
+		expect(cis.stdout).toMatch(/^FAIL 1\.3\.7 k8smaster01: --bind-address=172\.24\.8\.71 \(wanted: 127\.0\.0\.1\)$/m);
+		expect(labSsh(lab!, 'k8smaster01', 'stat -c %a /etc/kubernetes/cert/ca.pem').trim()).toBe('644');
 		const pids = mainPids();
 
 		const wrong = writeLabConfig(lab!, 'v1.28.7', {binaries: {tarball: lab!.tarballs['v1.14.2']}});

@@ -176,6 +176,10 @@ export class FakeCluster {
 			return ok();
 		}
 
+		if (script.includes('/proc/$p/cmdline')) {
+			return ok(this.cisFacts(host, script));
+		}
+
 		if (script.startsWith('for u in ')) {
 			const names = script.slice('for u in '.length, script.indexOf(';')).split(' ');
 			return ok(names.map(name => `${name} ${(name === 'kube-apiserver' ? host.active : host.units.has(name)) ? 'active' : 'inactive'} no`).join('\n'));
@@ -294,6 +298,42 @@ export class FakeCluster {
 		}
 
 		return fail(127, `fake host does not know: ${script}`);
+	}
+
+	/** What the CIS read finds: the running units' command lines (from their unit files), modes and owners, the encryption provider. */
+	private cisFacts(host: FakeHost, script: string): string {
+		const lines: string[] = [];
+		for (const unit of ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler']) {
+			const file = host.files.get(`/etc/systemd/system/${unit}.service`);
+			if (!file || !(unit === 'kube-apiserver' ? host.active : host.units.has(unit))) {
+				continue;
+			}
+
+			const exec = /^ExecStart=([\s\S]*?[^\\])$/m.exec(file.content.toString().replaceAll(' \\\n', ' '))?.[1] ?? '';
+			lines.push(`R ${unit}`, ...exec.trim().split(/\s+/).map(arg => `A ${unit} ${arg}`));
+		}
+
+		const listed = unquoteWords(/for f in (.*?); do if \[ -e/.exec(script)?.[1] ?? '');
+		for (const path of listed) {
+			const found = host.files.get(path);
+			if (found) {
+				lines.push(`S ${found.mode.toString(8)} ${found.owner}:${found.owner} ${path}`);
+			}
+		}
+
+		const certDir = unquoteWords(/if \[ -d (\S+) \]; then find/.exec(script)?.[1] ?? '')[0]!;
+		const certs = [...host.files].filter(([path]) => path.startsWith(`${certDir}/`));
+		if (certs.length > 0) {
+			lines.push(`D 700 root:root ${certDir}`, ...certs.map(([path, found]) => `D ${found.mode.toString(8)} ${found.owner}:${found.owner} ${path}`));
+		}
+
+		const encryption = [...host.files].find(([path]) => path.endsWith('/encryption-config.yaml'))?.[1].content.toString().split('\n') ?? [];
+		const last = encryption.findLastIndex(line => line.includes('providers:'));
+		if (last >= 0) {
+			lines.push(...(encryption[last + 1]?.match(/[A-Za-z]+/g) ?? []).map(word => `P ${word}`));
+		}
+
+		return lines.join('\n');
 	}
 
 	/** The apiserver's API as the engine calls it (callApi): RBAC, access reviews, secrets, leader records. */

@@ -1,0 +1,97 @@
+import {describe, expect, test} from 'vitest';
+import {loadConfig} from '../../source/config/load.js';
+import {Engine} from '../../source/engine/engine.js';
+import type {EngineEvent} from '../../source/engine/events.js';
+import {headlessPrompter} from '../../source/engine/prompts.js';
+import {formatCisGrid} from '../../source/reporters/format.js';
+import {Runner} from '../../source/runner.js';
+import type {CisResult} from '../../source/steps/cis.js';
+import {Workspace} from '../../source/workspace.js';
+import {FakeCluster} from '../helpers/fake-hosts.js';
+import {baseConfig, makeFixture, writeConfig} from '../helpers/fixture.js';
+
+const ips = ['172.24.8.71', '172.24.8.72', '172.24.8.73'];
+
+function setup(settings: Record<string, unknown> = {}, version = 'v1.28.7') {
+	const fixture = makeFixture(version);
+	const configFile = writeConfig(fixture.dir, {...baseConfig(fixture.tarball, version), ...settings});
+	const cluster = new FakeCluster(ips);
+	const engine = () => {
+		const config = loadConfig(configFile);
+		const events: EngineEvent[] = [];
+		const instance = new Engine({config, workspace: new Workspace(fixture.stateDir, config.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe, api: cluster.api});
+		instance.subscribe(event => events.push(event));
+		return {instance, events};
+	};
+
+	return {cluster, engine, configFile};
+}
+
+const byId = (results: CisResult[] | unknown) => new Map((results as CisResult[]).map(result => [result.id, result]));
+
+describe('CIS benchmark (kube-bench cis-1.10, sections 1.1-1.4)', () => {
+	test('by default every automated check passes on every master, read back from the hosts; etcd\'s are skipped as external', async () => {
+		const {engine} = setup();
+		await engine().instance.apply({confirm: true});
+		const results = await engine().instance.cis();
+		expect([...results.keys()].sort()).toEqual(['k8smaster01', 'k8smaster02', 'k8smaster03']);
+		for (const [host, value] of results) {
+			const checks = value as CisResult[];
+			expect(checks.filter(check => check.level === 'fail'), host).toEqual([]);
+			const ids = byId(checks);
+			for (const id of ['1.1.1', '1.1.2', '1.1.15', '1.1.17', '1.1.19', '1.1.20', '1.1.21', '1.2.15', '1.2.17', '1.2.18', '1.2.28', '1.2.29', '1.3.2', '1.3.7', '1.4.1', '1.4.2']) {
+				expect(ids.get(id)?.level, `${host} ${id}`).toBe('pass');
+			}
+
+			for (const id of ['1.1.7', '1.1.8', '1.1.11', '1.1.12']) {
+				expect(ids.get(id)?.detail, id).toMatch(/etcd is external/);
+			}
+
+			// Manual checks not met on purpose say why.
+			expect(ids.get('1.2.11')).toMatchObject({level: 'skip', detail: expect.stringMatching(/air-gapped/)});
+			expect(ids.get('1.2.3')?.level).toBe('pass');
+		}
+	});
+
+	test('profile: tutorial reports what the tutorial leaves: profiling on, short audit retention, 644 files, components on the master\'s address', async () => {
+		const {engine} = setup({profile: 'tutorial'});
+		await engine().instance.apply({confirm: true});
+		const checks = byId((await engine().instance.cis()).get('k8smaster02'));
+		const failed = [...checks.values()].filter(check => check.level === 'fail').map(check => check.id);
+		expect(failed).toEqual(['1.1.1', '1.1.3', '1.1.5', '1.1.20', '1.2.3', '1.2.9', '1.2.11', '1.2.15', '1.2.17', '1.2.18', '1.2.29', '1.3.2', '1.3.7', '1.4.1', '1.4.2']);
+		expect(checks.get('1.2.17')?.detail).toBe('--audit-log-maxage=15 (wanted: >= 30)');
+		expect(checks.get('1.3.7')?.detail).toBe('--bind-address=172.24.8.72 (wanted: 127.0.0.1)');
+		expect(checks.get('1.1.1')?.detail).toMatch(/\/etc\/systemd\/system\/kube-apiserver\.service is 644/);
+	});
+
+	test('a file changed by hand on one master fails its check there only; verify warns and names the ids', async () => {
+		const {engine, cluster} = setup();
+		await engine().instance.apply({confirm: true});
+		cluster.hosts.get(ips[2]!)!.files.get('/etc/kubernetes/kube-controller-manager.kubeconfig')!.mode = 0o644;
+		const results = await engine().instance.cis();
+		expect(byId(results.get('k8smaster03')).get('1.1.17')).toMatchObject({level: 'fail', detail: '/etc/kubernetes/kube-controller-manager.kubeconfig is 644'});
+		expect(byId(results.get('k8smaster01')).get('1.1.17')?.level).toBe('pass');
+		const grid = formatCisGrid(results).join('\n');
+		expect(grid).toMatch(/^1\.1\.17 +controller-manager kubeconfig 600 or stricter +PASS +PASS +FAIL$/m);
+		expect(grid).toMatch(/^FAIL 1\.1\.17 k8smaster03: \/etc\/kubernetes\/kube-controller-manager\.kubeconfig is 644$/m);
+		expect(grid).toMatch(/^SKIP 1\.1\.7 every master: etcd is external/m);
+
+		const {instance, events} = engine();
+		await instance.verify();
+		const benchmark = events.filter(event => event.type === 'check' && event.check === 'CIS benchmark');
+		expect(benchmark.map(event => event.type === 'check' && `${event.host} ${event.level}`).sort()).toEqual(['k8smaster01 pass', 'k8smaster02 pass', 'k8smaster03 warn']);
+		expect(benchmark.find(event => event.type === 'check' && event.host === 'k8smaster03')).toMatchObject({detail: expect.stringMatching(/1 fail \(1\.1\.17\)/)});
+	});
+
+	test('every file the install puts on the masters is 0600 root:root by default (binaries aside)', async () => {
+		const {engine, cluster} = setup();
+		await engine().instance.apply({confirm: true});
+		for (const ip of ips) {
+			for (const [file, found] of cluster.hosts.get(ip)!.files) {
+				expect(found.owner, file).toBe('root');
+				expect(found.mode, file).toBe(file.startsWith('/opt/k8s/bin/') ? 0o755 : 0o600);
+			}
+		}
+	});
+});
+
