@@ -18,7 +18,6 @@ type Service = {
 	name: ServiceName;
 	/** For plan: what "ready" means. */
 	readyText: (context: StepContext, master: Master) => string;
-	ready: (context: StepContext, master: Master) => Promise<Readiness>;
 };
 
 export function adminTls(context: StepContext) {
@@ -29,51 +28,67 @@ function answerText(answer: HealthAnswer): string {
 	return answer.ok ? 'ok' : answer.error ?? `HTTP ${answer.status}${answer.body.trim() ? `: ${answer.body.trim().split('\n').at(-1)}` : ''}`;
 }
 
-async function probeReady(context: StepContext, master: Master, port: number, pathName: string): Promise<Readiness> {
-	const answer = await context.probe(master.ip, port, pathName, adminTls(context));
-	return {ok: answer.ok, detail: answerText(answer)};
-}
-
-/** kubectl on the master through kube-nginx, with the controller-manager's own credentials. */
-export function throughProxyScript(context: StepContext, pathName: string): string {
-	const {binDir, configDir} = context.config.paths;
-	return `${shellQuote(`${binDir}/kubectl`)} ${shellWords(['--kubeconfig', `${configDir}/kube-controller-manager.kubeconfig`, '--request-timeout=5s', 'get', `--raw=${pathName}`])}`;
-}
-
-export async function readyThroughProxy(context: StepContext, master: Master, pathName: string, step: StepId): Promise<Readiness & {output: string}> {
-	const result = await context.remote.run(master, throughProxyScript(context, pathName), {step, display: `kubectl get --raw=${pathName} via 127.0.0.1:8443`});
-	if (result.exitCode === 255) {
-		// ssh itself failed: that is a host problem, not an answer.
-		await context.remote.check(master, 'true', {step});
-	}
-
-	const output = result.stdout.trim();
-	return {ok: result.exitCode === 0 && /ok|passed/.test(output), detail: result.exitCode === 0 ? output.split('\n').at(-1) ?? '' : result.stderr.trim().split('\n').at(-1) ?? `exit ${result.exitCode}`, output};
-}
-
 /** Under the CIS profile the controller-manager and the scheduler serve on 127.0.0.1 only: asked on the master, with their own credentials. */
 export const servesOnLoopback = (context: StepContext) => context.config.profile === 'cis';
 
-export function componentHealthText(context: StepContext, master: Master, port: number): string {
-	return servesOnLoopback(context) ? `https://127.0.0.1:${port}/healthz answers ok on the master (kubectl with the component's kubeconfig)` : `https://${master.ip}:${port}/healthz answers ok`;
+const componentPorts = {'kube-controller-manager': 10_257, 'kube-scheduler': 10_259} as const;
+
+/** An HTTPS endpoint on a master's loopback, asked on the master with a component's own credentials. */
+type LocalEndpoint = {service: ServiceName; port: number; path: string; identity: 'kube-controller-manager' | 'kube-scheduler'};
+
+/**
+ * One GET on the master: curl when the master has it (a fraction of kubectl's start-up), else the
+ * release's own kubectl; the last line printed is the HTTP status (200 from kubectl means it succeeded).
+ */
+function localGetScript(context: StepContext, endpoint: LocalEndpoint): string {
+	const {binDir, certDir, configDir} = context.config.paths;
+	const url = `https://127.0.0.1:${endpoint.port}${endpoint.path}`;
+	const curl = `curl -sS --max-time 5 ${shellWords(['--cacert', `${certDir}/ca.pem`, '--cert', `${certDir}/${endpoint.identity}.pem`, '--key', `${certDir}/${endpoint.identity}-key.pem`])} -w '\\n%{http_code}' ${shellQuote(url)}`;
+	const kubectl = `${shellQuote(`${binDir}/kubectl`)} ${shellWords(['--kubeconfig', `${configDir}/${endpoint.identity}.kubeconfig`, `--server=https://127.0.0.1:${endpoint.port}`, '--request-timeout=5s', 'get', `--raw=${endpoint.path}`])} && printf '\\n200'`;
+	return `if command -v curl >/dev/null 2>&1; then ${curl}; else ${kubectl}; fi`;
 }
 
-/** /healthz of the controller-manager (10257) or the scheduler (10259), wherever it serves. */
-export async function componentHealth(context: StepContext, master: Master, component: 'kube-controller-manager' | 'kube-scheduler', step: StepId): Promise<Readiness> {
-	const port = component === 'kube-controller-manager' ? 10_257 : 10_259;
-	if (!servesOnLoopback(context)) {
-		return probeReady(context, master, port, '/healthz');
+/** Asks every endpoint side by side on the master, in one round trip. */
+async function probeOnMaster(context: StepContext, master: Master, endpoints: LocalEndpoint[], step: StepId): Promise<Map<ServiceName, Readiness & {body: string}>> {
+	const runs = endpoints.map((endpoint, index) => `(${localGetScript(context, endpoint)}) > "$t/${index}" 2>&1 &`).join(' ');
+	const script = `t=$(mktemp -d); trap 'rm -rf "$t"' EXIT; ${runs} wait; for i in ${endpoints.map((_, index) => index).join(' ')}; do echo "==> $i"; cat "$t/$i"; echo; done`;
+	const result = await context.remote.check(master, script, {step, display: `GET ${endpoints.map(endpoint => `127.0.0.1:${endpoint.port}${endpoint.path}`).join(', ')} on the master`});
+	const answers = new Map<ServiceName, Readiness & {body: string}>();
+	for (const [index, endpoint] of endpoints.entries()) {
+		const block = result.stdout.split(`==> ${index}\n`)[1]?.split(/\n==> \d+\n/)[0] ?? '';
+		const lines = block.trimEnd().split('\n');
+		const status = lines.at(-1)?.trim() ?? '';
+		const body = lines.slice(0, -1).join('\n').trim();
+		answers.set(endpoint.service, status === '200'
+			? {ok: true, detail: body.split('\n').at(-1) ?? 'ok', body}
+			: {ok: false, detail: /^\d{3}$/.test(status) && status !== '000' ? `HTTP ${status}${body ? `: ${body.split('\n').at(-1)}` : ''}` : (body || status || 'no answer').split('\n').at(-1)!, body});
 	}
 
-	const {binDir, configDir} = context.config.paths;
-	const script = `${shellQuote(`${binDir}/kubectl`)} ${shellWords(['--kubeconfig', `${configDir}/${component}.kubeconfig`, `--server=https://127.0.0.1:${port}`, '--request-timeout=5s', 'get', '--raw=/healthz'])}`;
-	const result = await context.remote.run(master, script, {step, display: `kubectl get --raw=/healthz via 127.0.0.1:${port}`});
-	if (result.exitCode === 255) {
-		await context.remote.check(master, 'true', {step});
+	return answers;
+}
+
+/**
+ * Readiness of some of the four services on one master: the apiserver over TLS from here; kube-nginx
+ * (and, serving on loopback, the controller-manager and the scheduler) on the master, in one round trip.
+ */
+export async function servicesReady(context: StepContext, master: Master, names: ServiceName[], step: StepId, nginxPath = readinessPath(context.config.kubeVersion)): Promise<Map<ServiceName, Readiness & {body?: string}>> {
+	const local: LocalEndpoint[] = [];
+	const direct: Array<Promise<[ServiceName, Readiness]>> = [];
+	for (const name of names) {
+		if (name === 'kube-apiserver') {
+			direct.push(context.probe(master.ip, 6443, readinessPath(context.config.kubeVersion), adminTls(context)).then(answer => [name, {ok: answer.ok, detail: answerText(answer)}]));
+		} else if (name === 'kube-nginx') {
+			local.push({service: name, port: 8443, path: nginxPath, identity: 'kube-controller-manager'});
+		} else if (servesOnLoopback(context)) {
+			local.push({service: name, port: componentPorts[name], path: '/healthz', identity: name});
+		} else {
+			direct.push(context.probe(master.ip, componentPorts[name], '/healthz', adminTls(context)).then(answer => [name, {ok: answer.ok, detail: answerText(answer)}]));
+		}
 	}
 
-	const output = result.stdout.trim();
-	return {ok: result.exitCode === 0 && output === 'ok', detail: result.exitCode === 0 ? output : result.stderr.trim().split('\n').at(-1) ?? `exit ${result.exitCode}`};
+	const [onMaster, fromHere] = await Promise.all([local.length > 0 ? probeOnMaster(context, master, local, step) : new Map(), Promise.all(direct)]);
+	const answers = new Map<ServiceName, Readiness & {body?: string}>([...onMaster, ...fromHere]);
+	return new Map(names.map(name => [name, answers.get(name)!]));
 }
 
 /** In start order: the apiserver first, then the proxy in front of the apiservers, then its clients. */
@@ -81,23 +96,17 @@ export const services: Service[] = [
 	{
 		name: 'kube-apiserver',
 		readyText: (context, master) => `https://${master.ip}:6443${readinessPath(context.config.kubeVersion)} answers ok (admin certificate)`,
-		ready: async (context, master) => probeReady(context, master, 6443, readinessPath(context.config.kubeVersion)),
 	},
 	{
 		name: 'kube-nginx',
-		readyText: context => `https://127.0.0.1:8443${readinessPath(context.config.kubeVersion)} answers ok on the master (kubectl with the controller-manager's kubeconfig)`,
-		ready: async (context, master) => readyThroughProxy(context, master, readinessPath(context.config.kubeVersion), 'start'),
+		readyText: context => `https://127.0.0.1:8443${readinessPath(context.config.kubeVersion)} answers ok on the master (curl, else kubectl, with the controller-manager's certificate)`,
 	},
-	{
-		name: 'kube-controller-manager',
-		readyText: (context, master) => componentHealthText(context, master, 10_257),
-		ready: async (context, master) => componentHealth(context, master, 'kube-controller-manager', 'start'),
-	},
-	{
-		name: 'kube-scheduler',
-		readyText: (context, master) => componentHealthText(context, master, 10_259),
-		ready: async (context, master) => componentHealth(context, master, 'kube-scheduler', 'start'),
-	},
+	...(['kube-controller-manager', 'kube-scheduler'] as const).map((name): Service => ({
+		name,
+		readyText: (context, master) => (servesOnLoopback(context)
+			? `https://127.0.0.1:${componentPorts[name]}/healthz answers ok on the master (its own certificate)`
+			: `https://${master.ip}:${componentPorts[name]}/healthz answers ok`),
+	})),
 ];
 
 function mentions(text: string, remotePath: string): boolean {
@@ -166,16 +175,17 @@ function onlyConfigChanged(context: StepContext, master: Master, name: ServiceNa
 // enable --no-reload only links the units for boot: the one daemon-reload after it loads everything.
 const restartScript = (names: readonly ServiceName[]) => `systemctl enable --no-reload ${names.join(' ')} && systemctl daemon-reload && systemctl restart ${names.join(' ')}`;
 
-/** Waits until the service is ready, stopping early when the operator asks to stop. */
-async function waitReady(context: StepContext, master: Master, service: Service): Promise<Readiness> {
+/** Waits until every named service is ready (or the deadline passes), stopping early when the operator asks to stop. */
+async function waitReady(context: StepContext, master: Master, names: ServiceName[]): Promise<Map<ServiceName, Readiness>> {
 	const deadline = Date.now() + (context.config.timeouts.readySeconds * 1000);
 	for (;;) {
-		const readiness = await service.ready(context, master);
-		if (readiness.ok || Date.now() >= deadline) {
+		const readiness = await servicesReady(context, master, names, 'start');
+		const waiting = [...readiness].filter(([, each]) => !each.ok);
+		if (waiting.length === 0 || Date.now() >= deadline) {
 			return readiness;
 		}
 
-		context.progress('start', master.name, {message: `waiting for ${service.name}: ${readiness.detail}`});
+		context.progress('start', master.name, {message: `waiting for ${waiting.map(([name, each]) => `${name}: ${each.detail}`).join('; ')}`});
 		context.throwIfStopping();
 		await new Promise(resolve => setTimeout(resolve, 200));
 	}
@@ -228,14 +238,10 @@ export function startStep(uploadsOf: UploadsOf): StepDefinition {
 					statusForRun.set(context, (statusForRun.get(context) ?? new Map<string, Map<ServiceName, UnitStatus>>()).set(master.name, status));
 					return {done: false, detail: `${service.name}: ${reason}`};
 				}
-
-				const readiness = await service.ready(context, master);
-				if (!readiness.ok) {
-					return {done: false, detail: `${service.name} not ready (${readiness.detail})`};
-				}
 			}
 
-			return {done: true, detail: 'all four services active and ready'};
+			const notReady = [...await servicesReady(context, master, services.map(service => service.name), 'start')].find(([, readiness]) => !readiness.ok);
+			return notReady ? {done: false, detail: `${notReady[0]} not ready (${notReady[1].detail})`} : {done: true, detail: 'all four services active and ready'};
 		},
 		async run(context, master) {
 			const inputs = inputsOf(context, master);
@@ -270,25 +276,24 @@ export function startStep(uploadsOf: UploadsOf): StepDefinition {
 				await context.remote.check(master, `systemctl reload ${name}`, {step: 'start'});
 			}
 
-			const ready = async (service: Service) => {
+			// The apiserver first (the others answer only through it), then the other three together;
+			// the first not ready, in start order, is reported with its journal.
+			for (const names of [['kube-apiserver'], ['kube-nginx', 'kube-controller-manager', 'kube-scheduler']] as ServiceName[][]) {
 				context.throwIfStopping();
-				const readiness = await waitReady(context, master, service);
-				context.runner.log({event: 'health', host: master.name, service: service.name, ok: readiness.ok, detail: readiness.detail});
-				if (!readiness.ok) {
-					throw await failure(context, master, service.name, `${service.name} was not ready within ${context.config.timeouts.readySeconds} s (${readiness.detail})`, service.readyText(context, master));
+				const readiness = await waitReady(context, master, names);
+				for (const [name, each] of readiness) {
+					context.runner.log({event: 'health', host: master.name, service: name, ok: each.ok, detail: each.detail});
 				}
 
-				context.state.recordService('start', master.name, service.name, serviceFingerprint(inputs.get(service.name)!));
-			};
+				const notReady = [...readiness].find(([, each]) => !each.ok);
+				if (notReady) {
+					const service = services.find(each => each.name === notReady[0])!;
+					throw await failure(context, master, service.name, `${service.name} was not ready within ${context.config.timeouts.readySeconds} s (${notReady[1].detail})`, service.readyText(context, master));
+				}
 
-			// The apiserver first (the others answer only through it); then the rest side by side,
-			// every wait run to its end, and the first failure in start order reported.
-			const [apiserver, ...others] = services;
-			await ready(apiserver!);
-			const settled = await Promise.allSettled(others.map(ready));
-			const rejected = settled.find(outcome => outcome.status === 'rejected');
-			if (rejected) {
-				throw rejected.reason;
+				for (const name of names) {
+					context.state.recordService('start', master.name, name, serviceFingerprint(inputs.get(name)!));
+				}
 			}
 
 			const restarted = [...toRestart, ...toReload.map(name => `${name} (reloaded)`)];

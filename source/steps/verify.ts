@@ -10,7 +10,7 @@ import {leaderLockKind, livenessPath, readinessPath} from '../versions.js';
 import {cisResults, cisSummary} from './cis.js';
 import {apiserver, etcdctlScript} from './clients.js';
 import type {CheckResult} from './preflight.js';
-import {adminTls, componentHealth, componentHealthText, readyThroughProxy} from './services.js';
+import {adminTls, services, servicesReady} from './services.js';
 import type {PlannedAction, StepContext, StepDefinition} from './types.js';
 
 /** A certificate closer than this to its end is reported as a warning. */
@@ -36,17 +36,23 @@ async function benchmarkCheck(context: StepContext, master: Master): Promise<Che
 		: {check: 'CIS benchmark', level: 'warn', detail: text, fix: context.config.profile === 'cis' ? 'k8s-master-install cis names each check and what it read; an extra flag or a changed file is the likely cause' : 'profile: tutorial keeps the tutorial\'s settings; profile: cis (the default) meets the benchmark'};
 }
 
-async function componentCheck(context: StepContext, master: Master, check: string, component: 'kube-controller-manager' | 'kube-scheduler'): Promise<CheckResult> {
-	const health = await componentHealth(context, master, component, 'verify');
-	return health.ok ? {check, level: 'pass', detail: 'ok'} : {check, level: 'fail', detail: health.detail, fix: `journalctl -u ${component} on ${master.name}`};
-}
-
-async function proxyCheck(context: StepContext, master: Master): Promise<CheckResult> {
+/** kube-nginx (readiness through it), the controller-manager and the scheduler: one round trip to the master. */
+async function localChecks(context: StepContext, master: Master): Promise<CheckResult[]> {
 	const pathName = `${readinessPath(context.config.kubeVersion)}?verbose`;
-	const answer = await readyThroughProxy(context, master, pathName, 'verify');
-	return answer.ok
-		? {check: 'via kube-nginx', level: 'pass', detail: `127.0.0.1:8443${pathName}: ${answer.output.split('\n').at(-1)}`}
-		: {check: 'via kube-nginx', level: 'fail', detail: `127.0.0.1:8443${pathName}: ${answer.detail}`, fix: `systemctl status kube-nginx on ${master.name}; its config is ${context.config.paths.nginxDir}/conf/kube-nginx.conf`};
+	const answers = await servicesReady(context, master, ['kube-nginx', 'kube-controller-manager', 'kube-scheduler'], 'verify', pathName);
+	const proxy = answers.get('kube-nginx')!;
+	const component = (check: string, name: 'kube-controller-manager' | 'kube-scheduler'): CheckResult => {
+		const answer = answers.get(name)!;
+		return answer.ok ? {check, level: 'pass', detail: 'ok'} : {check, level: 'fail', detail: answer.detail, fix: `journalctl -u ${name} on ${master.name}`};
+	};
+
+	return [
+		proxy.ok
+			? {check: 'via kube-nginx', level: 'pass', detail: `127.0.0.1:8443${pathName}: ${proxy.detail}`}
+			: {check: 'via kube-nginx', level: 'fail', detail: `127.0.0.1:8443${pathName}: ${proxy.detail}`, fix: `systemctl status kube-nginx on ${master.name}; its config is ${context.config.paths.nginxDir}/conf/kube-nginx.conf`},
+		component('controller-manager healthy', 'kube-controller-manager'),
+		component('scheduler healthy', 'kube-scheduler'),
+	];
 }
 
 /** Reads the installed certificates back from the master: present, ours, and how long they last. */
@@ -248,7 +254,8 @@ export const verify: StepDefinition = {
 		return [
 			{kind: 'check', description: `https://${master.ip}:6443${livenessPath(version)} and ${readinessPath(version)}?verbose answer ok`},
 			{kind: 'check', description: `https://127.0.0.1:8443${readinessPath(version)}?verbose answers ok on the master (through kube-nginx)`},
-			{kind: 'check', description: `controller-manager: ${componentHealthText(context, master, 10_257)}; scheduler: ${componentHealthText(context, master, 10_259)}; nothing serves plain HTTP on 10251/10252 beyond loopback`},
+			...services.slice(2).map((service): PlannedAction => ({kind: 'check', description: service.readyText(context, master)})),
+			{kind: 'check', description: 'nothing serves plain HTTP on 10251/10252 beyond loopback'},
 			{kind: 'check', description: 'the installed certificates are the ones made here, and not expired'},
 			{kind: 'check', description: 'the CIS Kubernetes Benchmark\'s control-plane checks (1.1-1.4), read from the running command lines and the files\' modes and owners'},
 			{kind: 'check', description: 'once for the cluster: can-i --as kubernetes get nodes --subresource=proxy (a SelfSubjectAccessReview, as kubectl auth can-i); a test secret is stored encrypted (k8s:enc:aescbc:v1:) in etcd, then deleted; controller-manager and scheduler have a leader'},
@@ -259,16 +266,15 @@ export const verify: StepDefinition = {
 	async run(context, master) {
 		const version = context.config.kubeVersion;
 		// Independent reads: asked side by side, reported in this order.
-		const results = await Promise.all([
+		const [live, ready, local, ...rest] = await Promise.all([
 			endpointCheck(context, master, 'apiserver live', 'kube-apiserver', 6443, livenessPath(version)),
 			endpointCheck(context, master, 'apiserver ready', 'kube-apiserver', 6443, `${readinessPath(version)}?verbose`),
-			proxyCheck(context, master),
-			componentCheck(context, master, 'controller-manager healthy', 'kube-controller-manager'),
-			componentCheck(context, master, 'scheduler healthy', 'kube-scheduler'),
+			localChecks(context, master),
 			insecurePortsCheck(context, master),
 			certificateCheck(context, master),
 			benchmarkCheck(context, master),
 		]);
+		const results = [live, ready, ...local, ...rest];
 		report(context, master.name, results);
 		const failure = failed(results, master.name);
 		if (failure) {

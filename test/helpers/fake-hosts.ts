@@ -268,15 +268,16 @@ export class FakeCluster {
 			return ok();
 		}
 
-		const loopback = /--server=https:\/\/127\.0\.0\.1:(10257|10259)/.exec(script);
-		if (loopback && script.includes('kubectl')) {
-			const unit = loopback[1] === '10257' ? 'kube-controller-manager' : 'kube-scheduler';
-			return host.units.has(unit) ? ok('ok') : fail(1, `The connection to the server 127.0.0.1:${loopback[1]} was refused - did you specify the right host or port?`);
-		}
-
-		if (script.includes('kubectl') && script.includes('--raw=')) {
+		if (script.startsWith('t=$(mktemp -d)') && script.includes('==> $i')) {
+			// GETs on the master's loopback, side by side: kube-nginx (an apiserver behind it), the controller-manager, the scheduler.
 			const apiserverUp = [...this.hosts.values()].some(each => each.active && each.reachable);
-			return host.units.has('kube-nginx') && apiserverUp ? ok(script.includes('verbose') ? '[+]ping ok\nreadyz check passed' : 'ok') : fail(1, 'The connection to the server 127.0.0.1:8443 was refused - did you specify the right host or port?');
+			const urls = [...script.matchAll(/-w '\\n%\{http_code\}' (?:'([^']+)'|(\S+));/g)].map(match => match[1] ?? match[2]!);
+			return ok(urls.map((url, index) => {
+				const [, port, pathName] = /^https:\/\/127\.0\.0\.1:(\d+)(\S*)$/.exec(url)!;
+				const up = port === '8443' ? host.units.has('kube-nginx') && apiserverUp : host.units.has(port === '10257' ? 'kube-controller-manager' : 'kube-scheduler');
+				const body = pathName!.includes('verbose') ? '[+]ping ok\nreadyz check passed' : 'ok';
+				return `==> ${index}\n${up ? `${body}\n200` : `curl: (7) Failed to connect to 127.0.0.1 port ${port}: Connection refused\n000`}\n`;
+			}).join(''));
 		}
 
 		if (script.startsWith('journalctl')) {
