@@ -135,6 +135,17 @@ describe.skipIf(!lab)('apply on the lab\'s three masters', () => {
 		expect(second.stdout).toMatch(/↷ k8smaster01 skipped in .*: all four services active and ready/);
 		expect(mainPids()).toEqual(pids);
 		expect(lab!.hosts.map(host => [...remoteFacts(lab!, host.name, [...secretFiles, ...publicFiles]).values()])).toEqual(before);
+
+		// A master without curl is asked through the release's kubectl instead: the same answers.
+		labSsh(lab!, 'k8smaster02', 'chmod 0 /usr/bin/curl');
+		try {
+			const verify = await runCli(['verify', '--config', configFile, '--state-dir', stateDir]);
+			expect(verify.code, verify.stdout + verify.stderr).toBe(0);
+			expect(verify.stdout).toMatch(/^via kube-nginx +- +ok +ok +ok$/m);
+			expect(verify.stdout).toMatch(/^scheduler healthy +- +ok +ok +ok$/m);
+		} finally {
+			labSsh(lab!, 'k8smaster02', 'chmod 755 /usr/bin/curl');
+		}
 	});
 
 	test.each([
