@@ -189,12 +189,15 @@ export class Runner {
 		const display = this.redact(spec.display);
 		this.emit({type: 'command-start', id, host: spec.host, step: spec.step, display});
 		const started = performance.now();
-		const answer = await action();
-		const durationMs = Math.round(performance.now() - started);
-		const exitCode = answer.status >= 200 && answer.status < 300 ? 0 : 1;
-		this.log({event: 'api', host: spec.host, step: spec.step, command: display, status: answer.status, error: answer.error, durationMs});
-		this.emit({type: 'command-end', id, host: spec.host, step: spec.step, display, exitCode, durationMs, timedOut: false});
-		return answer;
+		let answer: T | undefined;
+		try {
+			answer = await action();
+			return answer;
+		} finally {
+			const durationMs = Math.round(performance.now() - started);
+			this.log({event: 'api', host: spec.host, step: spec.step, command: display, status: answer?.status, error: answer?.error, durationMs});
+			this.emit({type: 'command-end', id, host: spec.host, step: spec.step, display, exitCode: answer && answer.status >= 200 && answer.status < 300 ? 0 : 1, durationMs, timedOut: false});
+		}
 	}
 
 	private emit(event: CommandEvent): void {

@@ -586,7 +586,7 @@ export class Engine {
 				// What was verified in place is recorded as ours, so a later change to it is not taken for a hand edit.
 				const files = Object.fromEntries(uploadsOf(step.plan(context, master)).map(upload => [upload.path, upload.sha256]));
 				const current = this.state.host(step.id, recordName);
-				this.state.recordHost(step.id, recordName, {...current, files: {...current?.files, ...files}, status: 'done', at: record?.at ?? new Date().toISOString(), inputs, note: verification.detail});
+				this.state.recordHost(step.id, recordName, {...current, files: {...current?.files, ...files}, status: 'done', at: record?.at ?? new Date().toISOString(), inputs, note: verification.detail, error: undefined});
 				this.emit({type: 'host-done', step: step.id, host: recordName, outcome: 'skipped', detail: verification.detail, durationMs: elapsed()});
 				return {outcome: 'skipped'};
 			}

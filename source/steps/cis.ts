@@ -24,6 +24,8 @@ export type CisFacts = {
 	certDirEntries: Array<{path: string; mode: number; owner: string}>;
 	/** The words of the line after the last `providers:` of the encryption config (what the benchmark reads). */
 	encryptionProviderWords: string[];
+	/** `enableProfiling` in the scheduler's config file: beside --config the flag alone is ignored. */
+	schedulerConfigProfiling: string | undefined;
 };
 
 /** The cis-1.10 cipher list (1.2.29): a suite outside it fails the check. */
@@ -115,9 +117,10 @@ function fileCheck(paths: (context: StepContext) => string[], want: {mode?: numb
 
 const isKeyFile = (file: string) => /-key\.pem$|\.key$/.test(file);
 
-function certDirCheck(select: (path: string) => boolean, want: {mode?: number; owner?: string}) {
+/** Entries under certDir that `select` keeps; the folder itself only where `folderToo` (1.1.19: "directory and file ownership"). */
+function certDirCheck(select: (path: string) => boolean, want: {mode?: number; owner?: string}, folderToo = false) {
 	return (facts: CisFacts, context: StepContext): Outcome => {
-		const entries = facts.certDirEntries.filter(entry => entry.path !== context.config.paths.certDir && select(entry.path));
+		const entries = facts.certDirEntries.filter(entry => (entry.path === context.config.paths.certDir ? folderToo : select(entry.path)));
 		if (facts.certDirEntries.length === 0) {
 			return {ok: false, detail: `${context.config.paths.certDir} is missing`};
 		}
@@ -125,7 +128,7 @@ function certDirCheck(select: (path: string) => boolean, want: {mode?: number; o
 		const bad = entries.filter(entry => (want.mode !== undefined && (entry.mode & ~want.mode) !== 0) || (want.owner !== undefined && entry.owner !== want.owner));
 		const wanted = want.mode === undefined ? want.owner! : want.mode.toString(8);
 		return bad.length === 0
-			? {ok: true, detail: `${entries.length} file(s) under ${context.config.paths.certDir} ${wanted}`}
+			? {ok: true, detail: `${entries.length} entries under ${context.config.paths.certDir} ${wanted}`}
 			: {ok: false, detail: bad.map(entry => `${entry.path} is ${want.mode === undefined ? `owned by ${entry.owner}` : entry.mode.toString(8)}`).join('; ')};
 	};
 }
@@ -155,7 +158,7 @@ const checks: Check[] = [
 	{id: '1.1.16', text: 'scheduler kubeconfig owned by root:root', automated: true, evaluate: fileCheck(context => [configFile(context, 'kube-scheduler.kubeconfig')], {owner: 'root:root'})},
 	{id: '1.1.17', text: 'controller-manager kubeconfig 600 or stricter', automated: true, evaluate: fileCheck(context => [configFile(context, 'kube-controller-manager.kubeconfig')], {mode: 0o600})},
 	{id: '1.1.18', text: 'controller-manager kubeconfig owned by root:root', automated: true, evaluate: fileCheck(context => [configFile(context, 'kube-controller-manager.kubeconfig')], {owner: 'root:root'})},
-	{id: '1.1.19', text: 'certificate folder and files owned by root:root', automated: true, evaluate: certDirCheck(() => true, {owner: 'root:root'})},
+	{id: '1.1.19', text: 'certificate folder and files owned by root:root', automated: true, evaluate: certDirCheck(() => true, {owner: 'root:root'}, true)},
 	{id: '1.1.20', text: 'certificate files 600 or stricter', automated: false, evaluate: certDirCheck(file => !isKeyFile(file), {mode: 0o600})},
 	{id: '1.1.21', text: 'key files 600', automated: false, evaluate: certDirCheck(isKeyFile, {mode: 0o600})},
 	{id: '1.2.1', text: '--anonymous-auth=false', automated: false, evaluate: flags('kube-apiserver', [['anonymous-auth', equals('false'), 'false']])},
@@ -224,7 +227,20 @@ const checks: Check[] = [
 	{id: '1.3.5', text: '--root-ca-file', automated: true, evaluate: flags('kube-controller-manager', [['root-ca-file', present, 'a file']])},
 	{id: '1.3.6', text: 'RotateKubeletServerCertificate not turned off', automated: true, evaluate: flags('kube-controller-manager', [['feature-gates', lacks('RotateKubeletServerCertificate=false'), 'no RotateKubeletServerCertificate=false']])},
 	{id: '1.3.7', text: '--bind-address=127.0.0.1', automated: true, evaluate: flags('kube-controller-manager', [['bind-address', unsetOr('127.0.0.1'), '127.0.0.1']])},
-	{id: '1.4.1', text: '--profiling=false', automated: true, evaluate: flags('kube-scheduler', [['profiling', equals('false'), 'false']])},
+	{
+		id: '1.4.1', text: '--profiling=false (and enableProfiling: false in its config)', automated: true,
+		evaluate(facts, context) {
+			const flag = flags('kube-scheduler', [['profiling', equals('false'), 'false']])(facts);
+			if ('skip' in flag || !flag.ok) {
+				return flag;
+			}
+
+			// The flag is what the benchmark reads; beside --config only the file's setting takes effect.
+			return facts.schedulerConfigProfiling === 'false'
+				? {ok: true, detail: `${flag.detail}, enableProfiling: false`}
+				: {ok: false, detail: `${flag.detail}, but ${configFile(context, 'kube-scheduler.yaml')} has ${facts.schedulerConfigProfiling === undefined ? 'no enableProfiling (on by default)' : `enableProfiling: ${facts.schedulerConfigProfiling}`}`};
+		},
+	},
 	{id: '1.4.2', text: '--bind-address=127.0.0.1', automated: true, evaluate: flags('kube-scheduler', [['bind-address', unsetOr('127.0.0.1'), '127.0.0.1']])},
 ];
 
@@ -244,14 +260,15 @@ export function cisFactsScript(context: StepContext): string {
 	return [
 		`for u in ${cisComponents.join(' ')}; do p=$(systemctl show -p MainPID "$u" 2>/dev/null); p=\${p#MainPID=}; if [ -n "$p" ] && [ "$p" != 0 ] && [ -r "/proc/$p/cmdline" ]; then echo "R $u"; tr '\\0' '\\n' < "/proc/$p/cmdline" | while IFS= read -r a; do printf 'A %s %s\\n' "$u" "$a"; done; fi; done`,
 		`for f in ${shellWords(filesToRead(context))}; do if [ -e "$f" ]; then stat -c 'S %a %U:%G %n' -- "$f"; fi; done`,
-		`if [ -d ${shellQuote(context.config.paths.certDir)} ]; then find ${shellQuote(context.config.paths.certDir)} -exec stat -c 'D %a %U:%G %n' -- {} +; fi`,
+		`if [ -d ${shellQuote(context.config.paths.certDir)} ]; then find -H ${shellQuote(context.config.paths.certDir)} -exec stat -c 'D %a %U:%G %n' -- {} +; fi`,
 		// The benchmark's own reading (1.2.28): the words of the line after the last `providers:`; the key is never printed.
 		`if [ -f ${encryption} ]; then grep -A1 'providers:' ${encryption} | tail -n 1 | grep -o '[A-Za-z]*' | sed 's/^/P /'; fi`,
+		`grep -h '^enableProfiling:' ${shellQuote(configFile(context, 'kube-scheduler.yaml'))} 2>/dev/null | sed 's/^enableProfiling: */E /'`,
 	].join('\n');
 }
 
 export function parseCisFacts(output: string): CisFacts {
-	const facts: CisFacts = {commandLines: new Map(), files: new Map(), certDirEntries: [], encryptionProviderWords: []};
+	const facts: CisFacts = {commandLines: new Map(), files: new Map(), certDirEntries: [], encryptionProviderWords: [], schedulerConfigProfiling: undefined};
 	for (const line of output.split('\n')) {
 		const [kind, ...rest] = line.split(' ');
 		if (kind === 'R') {
@@ -267,6 +284,8 @@ export function parseCisFacts(output: string): CisFacts {
 			}
 		} else if (kind === 'P' && rest[0]) {
 			facts.encryptionProviderWords.push(rest[0]);
+		} else if (kind === 'E') {
+			facts.schedulerConfigProfiling = rest.join(' ').trim();
 		}
 	}
 

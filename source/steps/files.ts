@@ -11,6 +11,7 @@ export type Upload = Extract<PlannedAction, {kind: 'upload'}>;
 export type RemoteFileFacts = {sha256?: string; mode?: number; owner?: string; stat?: string};
 
 const statFormat = '%d:%i:%s:%.9Y:%.9Z';
+const preciseIdentity = /^\d+:\d+:\d+:\d+\.(?!0{9})\d{9}:\d+\.\d{9}$/;
 
 /**
  * One round trip that reads mode, owner and identity of every path (absent files are simply
@@ -18,7 +19,9 @@ const statFormat = '%d:%i:%s:%.9Y:%.9Z';
  * way git and rsync skip unchanged files: a master's binaries are then not read again on every run.
  */
 export async function readRemoteFiles(context: StepContext, master: Master, step: StepId, paths: string[]): Promise<Map<string, RemoteFileFacts>> {
-	const known = context.state.host(step, master.name)?.stats ?? {};
+	// Trusted only with nanosecond times: with whole seconds (another stat, an old file system) a change
+	// of the same size within the second of our write would look unchanged.
+	const known = Object.fromEntries(Object.entries(context.state.host(step, master.name)?.stats ?? {}).filter(([, seen]) => preciseIdentity.test(seen.stat)));
 	const calls = paths.map(file => `k8smi_file ${shellQuote(file)} ${shellQuote(known[file]?.stat ?? '-')}`).join('; ');
 	const script = `k8smi_file() { if [ -f "$1" ]; then s=$(stat -c '%a:%U ${statFormat}' -- "$1") || return 0; printf 'F %s %s\n' "$s" "$1"; [ "\${s#* }" = "$2" ] || sha256sum -- "$1"; fi; }; ${calls}`;
 	const result = await context.remote.check(master, script, {step, display: `read sha256, mode and owner of ${paths.length} file(s)`});

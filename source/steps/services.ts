@@ -28,8 +28,15 @@ function answerText(answer: HealthAnswer): string {
 	return answer.ok ? 'ok' : answer.error ?? `HTTP ${answer.status}${answer.body.trim() ? `: ${answer.body.trim().split('\n').at(-1)}` : ''}`;
 }
 
-/** Under the CIS profile the controller-manager and the scheduler serve on 127.0.0.1 only: asked on the master, with their own credentials. */
-export const servesOnLoopback = (context: StepContext) => context.config.profile === 'cis';
+/**
+ * Whether the controller-manager or the scheduler serves on 127.0.0.1 only (profile: cis), read from
+ * its rendered unit, so that an operator's --bind-address in extraFlags is followed: then it is asked
+ * on the master with its own credentials, else from here on the master's address.
+ */
+function servesOnLoopback(context: StepContext, master: Master, component: 'kube-controller-manager' | 'kube-scheduler'): boolean {
+	const unit = context.artifacts.find(artifact => artifact.remote?.path === unitPath(component) && (artifact.remote.host === undefined || artifact.remote.host === master.name));
+	return /--bind-address=127\.0\.0\.1(?!\S)/.test(unit?.content ?? '');
+}
 
 const componentPorts = {'kube-controller-manager': 10_257, 'kube-scheduler': 10_259} as const;
 
@@ -43,7 +50,8 @@ type LocalEndpoint = {service: ServiceName; port: number; path: string; identity
 function localGetScript(context: StepContext, endpoint: LocalEndpoint): string {
 	const {binDir, certDir, configDir} = context.config.paths;
 	const url = `https://127.0.0.1:${endpoint.port}${endpoint.path}`;
-	const curl = `curl -sS --max-time 5 ${shellWords(['--cacert', `${certDir}/ca.pem`, '--cert', `${certDir}/${endpoint.identity}.pem`, '--key', `${certDir}/${endpoint.identity}-key.pem`])} -w '\\n%{http_code}' ${shellQuote(url)}`;
+	// -q: no ~/.curlrc; --noproxy: a master's https_proxy (pam_env, /etc/environment) must not take loopback.
+	const curl = `curl -q --noproxy '*' -sS --max-time 5 ${shellWords(['--cacert', `${certDir}/ca.pem`, '--cert', `${certDir}/${endpoint.identity}.pem`, '--key', `${certDir}/${endpoint.identity}-key.pem`])} -w '\\n%{http_code}' ${shellQuote(url)}`;
 	const kubectl = `${shellQuote(`${binDir}/kubectl`)} ${shellWords(['--kubeconfig', `${configDir}/${endpoint.identity}.kubeconfig`, `--server=https://127.0.0.1:${endpoint.port}`, '--request-timeout=5s', 'get', `--raw=${endpoint.path}`])} && printf '\\n200'`;
 	return `if command -v curl >/dev/null 2>&1; then ${curl}; else ${kubectl}; fi`;
 }
@@ -51,7 +59,7 @@ function localGetScript(context: StepContext, endpoint: LocalEndpoint): string {
 /** Asks every endpoint side by side on the master, in one round trip. */
 async function probeOnMaster(context: StepContext, master: Master, endpoints: LocalEndpoint[], step: StepId): Promise<Map<ServiceName, Readiness & {body: string}>> {
 	const runs = endpoints.map((endpoint, index) => `(${localGetScript(context, endpoint)}) > "$t/${index}" 2>&1 &`).join(' ');
-	const script = `t=$(mktemp -d); trap 'rm -rf "$t"' EXIT; ${runs} wait; for i in ${endpoints.map((_, index) => index).join(' ')}; do echo "==> $i"; cat "$t/$i"; echo; done`;
+	const script = `t=$(mktemp -d) || exit 1; trap 'rm -rf "$t"' EXIT; ${runs} wait; for i in ${endpoints.map((_, index) => index).join(' ')}; do echo "==> $i"; cat "$t/$i"; echo; done`;
 	const result = await context.remote.check(master, script, {step, display: `GET ${endpoints.map(endpoint => `127.0.0.1:${endpoint.port}${endpoint.path}`).join(', ')} on the master`});
 	const answers = new Map<ServiceName, Readiness & {body: string}>();
 	for (const [index, endpoint] of endpoints.entries()) {
@@ -79,7 +87,7 @@ export async function servicesReady(context: StepContext, master: Master, names:
 			direct.push(context.probe(master.ip, 6443, readinessPath(context.config.kubeVersion), adminTls(context)).then(answer => [name, {ok: answer.ok, detail: answerText(answer)}]));
 		} else if (name === 'kube-nginx') {
 			local.push({service: name, port: 8443, path: nginxPath, identity: 'kube-controller-manager'});
-		} else if (servesOnLoopback(context)) {
+		} else if (servesOnLoopback(context, master, name)) {
 			local.push({service: name, port: componentPorts[name], path: '/healthz', identity: name});
 		} else {
 			direct.push(context.probe(master.ip, componentPorts[name], '/healthz', adminTls(context)).then(answer => [name, {ok: answer.ok, detail: answerText(answer)}]));
@@ -103,7 +111,7 @@ export const services: Service[] = [
 	},
 	...(['kube-controller-manager', 'kube-scheduler'] as const).map((name): Service => ({
 		name,
-		readyText: (context, master) => (servesOnLoopback(context)
+		readyText: (context, master) => (servesOnLoopback(context, master, name)
 			? `https://127.0.0.1:${componentPorts[name]}/healthz answers ok on the master (its own certificate)`
 			: `https://${master.ip}:${componentPorts[name]}/healthz answers ok`),
 	})),

@@ -164,7 +164,7 @@ async function encryptionCheck(context: StepContext, master: Master): Promise<Ch
 	try {
 		const get = etcdctlScript(context, master, ['get', `/registry/secrets/default/${name}`, '--print-value-only']);
 		// One read, kept in a private temporary file for the two looks at it.
-		const script = `t=$(mktemp); trap 'rm -f "$t"' EXIT; ${get} > "$t"; echo "prefix=$(head -c ${expected.length} "$t" | tr -c '[:print:]' '.')"; echo "plain=$(grep -a -c ${shellQuote(marker)} "$t")"`;
+		const script = `t=$(mktemp) || exit 1; trap 'rm -f "$t"' EXIT; ${get} > "$t"; echo "prefix=$(head -c ${expected.length} "$t" | tr -c '[:print:]' '.')"; echo "plain=$(grep -a -c ${shellQuote(marker)} "$t")"`;
 		const result = await context.remote.check(master, script, {step: 'verify', display: `etcdctl get /registry/secrets/default/${name} (raw value)`});
 		const prefix = /^prefix=(.*)$/m.exec(result.stdout)?.[1] ?? '';
 		const plain = /^plain=(\d+)$/m.exec(result.stdout)?.[1] ?? '?';

@@ -7,7 +7,9 @@ type FakeFile = {content: Buffer; mode: number; owner: string};
 
 /** What `stat` would tell of a file: any change of content, mode or owner changes it, as mtime/ctime would. */
 function fakeIdentity(file: FakeFile): string {
-	return `1:${createHash('sha256').update(file.content).update(`${file.mode}:${file.owner}`).digest('hex').slice(0, 12)}:${file.content.length}:0:0`;
+	const digits = Number.parseInt(createHash('sha256').update(file.content).update(`${file.mode}:${file.owner}`).digest('hex').slice(0, 12), 16);
+	const nanoseconds = String((digits % 999_999_999) + 1).padStart(9, '0');
+	return `2049:${digits % 1_000_000}:${file.content.length}:1764130000.${nanoseconds}:1764130000.${nanoseconds}`;
 }
 
 /** active/restarts: the apiserver; units: the other services that run (kube-nginx, controller-manager, scheduler). */
@@ -332,6 +334,11 @@ export class FakeCluster {
 		const last = encryption.findLastIndex(line => line.includes('providers:'));
 		if (last >= 0) {
 			lines.push(...(encryption[last + 1]?.match(/[A-Za-z]+/g) ?? []).map(word => `P ${word}`));
+		}
+
+		const profiling = /^enableProfiling: *(\S+)$/m.exec(host.files.get('/etc/kubernetes/kube-scheduler.yaml')?.content.toString() ?? '');
+		if (profiling) {
+			lines.push(`E ${profiling[1]}`);
 		}
 
 		return lines.join('\n');

@@ -83,6 +83,26 @@ describe('CIS benchmark (kube-bench cis-1.10, sections 1.1-1.4)', () => {
 		expect(benchmark.find(event => event.type === 'check' && event.host === 'k8smaster03')).toMatchObject({detail: expect.stringMatching(/1 fail \(1\.1\.17\)/)});
 	});
 
+	test('1.4.1 reads the scheduler\'s config too: beside --config, --profiling=false alone changes nothing', async () => {
+		const {engine, cluster} = setup();
+		await engine().instance.apply({confirm: true});
+		const config = cluster.hosts.get(ips[0]!)!.files.get('/etc/kubernetes/kube-scheduler.yaml')!;
+		config.content = Buffer.from(config.content.toString().replace(/^enableProfiling: false\n/m, ''));
+		const results = await engine().instance.cis();
+		expect(byId(results.get('k8smaster01')).get('1.4.1')).toMatchObject({level: 'fail', detail: '--profiling=false, but /etc/kubernetes/kube-scheduler.yaml has no enableProfiling (on by default)'});
+		expect(byId(results.get('k8smaster02')).get('1.4.1')).toMatchObject({level: 'pass', detail: '--profiling=false, enableProfiling: false'});
+	});
+
+	test('an operator\'s --bind-address in extraFlags is followed: the controller-manager is then asked on the master\'s address, and 1.3.7 names it', async () => {
+		const {engine, cluster} = setup({extraFlags: {'kube-controller-manager': ['--bind-address=0.0.0.0']}});
+		await engine().instance.apply({confirm: true});
+		const onMaster = cluster.calls.map(call => call.args.at(-1) ?? '').filter(script => script.includes('mktemp -d'));
+		expect(onMaster.length).toBeGreaterThan(0);
+		expect(onMaster.some(script => script.includes('127.0.0.1:10257'))).toBe(false);
+		expect(onMaster.every(script => script.includes('127.0.0.1:10259'))).toBe(true);
+		expect(byId((await engine().instance.cis()).get('k8smaster01')).get('1.3.7')).toMatchObject({level: 'fail', detail: '--bind-address=0.0.0.0 (wanted: 127.0.0.1)'});
+	});
+
 	test('every file the install puts on the masters is 0600 root:root by default (binaries aside)', async () => {
 		const {engine, cluster} = setup();
 		await engine().instance.apply({confirm: true});

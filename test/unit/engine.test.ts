@@ -91,6 +91,18 @@ describe('apply', () => {
 		await engine().engine.apply({confirm: true});
 		expect(cluster.hashedFiles).toEqual([]);
 
+		// An identity in whole seconds (another stat, an old file system) is not trusted: those files are hashed.
+		const coarse = engine().engine;
+		coarse.state.update(state => {
+			for (const seen of Object.values(state.steps.binaries!.hosts.k8smaster01!.stats!)) {
+				seen.stat = seen.stat.replaceAll(/\.\d{9}/g, '');
+			}
+		});
+		await coarse.apply({confirm: true});
+		expect(new Set(cluster.hashedFiles.map(entry => entry.split(' ')[0]))).toEqual(new Set([ips[0]]));
+		expect(cluster.hashedFiles.filter(entry => entry.includes('/opt/k8s/bin/'))).toHaveLength(10);
+		cluster.hashedFiles.length = 0;
+
 		// Changed by hand: its identity changes with it, so it is hashed, found foreign, and left alone (no --overwrite).
 		const edited = cluster.hosts.get(ips[1]!)!.files.get('/etc/kubernetes/audit-policy.yaml')!;
 		edited.content = Buffer.from(`${edited.content.toString()}# local change\n`);
