@@ -147,6 +147,12 @@ export class FakeCluster {
 	}
 
 	private script(host: FakeHost, script: string, spec: CommandSpec): CommandResult {
+		// Sections `echo '##k8smi## NAME'` + `{ SCRIPT }`, each answered as if sent alone.
+		if (script.startsWith('echo \'##k8smi## ')) {
+			const sections = [...script.matchAll(/^echo '##k8smi## (\w+)'\n\{\n([\s\S]*?)\n\}$/gm)];
+			return ok(sections.map(([, name, part]) => `##k8smi## ${name}\n${this.script(host, part!, spec).stdout}\n`).join(''));
+		}
+
 		if (script.startsWith('echo "uid=$(id -u)"')) {
 			const etcd = [...script.matchAll(/echo 'etcd=(\S+) open'/g)].map(match => `etcd=${match[1]} open`);
 			return ok([
