@@ -107,6 +107,7 @@ export function configFromEnvironment(text: string, defaults: {version: string; 
 		notes.push(`ENCRYPTION_KEY is computed (${key.text}) each time environment.sh is sourced, so it was not taken. A key is made once at the first render or apply. If your masters already run with an encryption config, put its key in a file and set encryption.keyFile.`);
 	}
 
+	notes.push('profile: cis (written out) hardens the tutorial\'s flags and files to the CIS Kubernetes Benchmark; on a running cluster the components then restart with them, one master at a time. profile: tutorial keeps the tutorial\'s exact settings.');
 	const domain = scalar('CLUSTER_DNS_DOMAIN')?.replace(/\.$/, '');
 	return {
 		config: {
@@ -116,6 +117,8 @@ export function configFromEnvironment(text: string, defaults: {version: string; 
 			etcd: {endpoints: endpoints.split(',').map(endpoint => endpoint.trim()).filter(Boolean)},
 			network: {serviceCidr, nodePortRange: scalar('NODE_PORT_RANGE') ?? '30000-32767', ...(domain ? {clusterDomain: domain} : {})},
 			paths: {k8sDir: scalar('K8S_DIR') ?? '/data/k8s/k8s'},
+			// Written out so that the choice is visible in the operator's file.
+			profile: 'cis' as const,
 			...(encryptionKey ? {encryption: {keyFile: './encryption.key'}, serviceAccount: {signingKey: 'ca' as const}} : {}),
 		},
 		encryptionKey,

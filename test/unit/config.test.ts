@@ -131,6 +131,9 @@ describe('init --from-env', () => {
 		expect(notes.join(' ')).toMatch(/computed .* not taken/);
 		expect(config.masters).toHaveLength(3);
 		expect(config.network).toMatchObject({serviceCidr: '10.254.0.0/16', clusterDomain: 'cluster.local'});
+		// The hardening is a visible choice in the written file, with the way back named.
+		expect(config.profile).toBe('cis');
+		expect(notes.join(' ')).toMatch(/profile: tutorial keeps the tutorial's exact settings/);
 	});
 
 	test('a literal ENCRYPTION_KEY is taken once into a 0600 file, never into the config', async () => {

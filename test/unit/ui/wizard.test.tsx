@@ -159,7 +159,7 @@ describe('wizard', () => {
 		frame = await app.until('Review: this is what will be written to');
 		expect(frame).toMatch(/masters +m1 10\.0\.0\.11, m2 10\.0\.0\.12, m3 10\.0\.0\.13/);
 		expect(frame).toContain(`Started from ${path.join(dir, 'environment.sh')}`);
-		expect(frame).toContain('also written as imported: network.clusterDomain, encryption.keyFile');
+		expect(frame).toContain('also written as imported: network.clusterDomain, profile, encryption.keyFile');
 		expect(frame).toContain('note: ENCRYPTION_KEY was taken once as a value into encryption.key');
 		expect(frame).toContain('✔ The whole config checks out.');
 		await app.press(keys.enter);
