@@ -592,7 +592,7 @@ export class Engine {
 			}
 
 			this.state.recordHost(step.id, recordName, {...kept(record), status: 'running', at: new Date().toISOString(), inputs});
-			const note = await step.run(context, master, inputs);
+			const note = await step.run(context, master, inputs, verification);
 			this.state.recordHost(step.id, recordName, {...kept(this.state.host(step.id, recordName)), status: 'done', at: new Date().toISOString(), inputs, note});
 			this.emit({type: 'host-done', step: step.id, host: recordName, outcome: 'done', detail: note, durationMs: elapsed()});
 			return {outcome: 'done'};

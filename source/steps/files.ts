@@ -94,17 +94,12 @@ async function confirmOverwrite(context: StepContext, master: Master, step: Step
 	await context.remote.check(master, `cp -p -- ${shellQuote(upload.path)} ${backup}`, {step, display: `back up ${upload.path}`});
 }
 
-/** What verify read, handed to the run that follows it on the same master (one read, not two). */
-const readForRun = new WeakMap<StepContext, Map<string, Map<string, RemoteFileFacts>>>();
-
 export async function verifyUploads(context: StepContext, master: Master, step: StepId, actions: PlannedAction[]): Promise<Verification> {
 	const uploads = uploadsOf(actions);
 	const facts = await readRemoteFiles(context, master, step, uploads.map(upload => upload.path));
 	const missing = uploads.filter(upload => !matches(upload, facts.get(upload.path)));
 	if (missing.length > 0) {
-		const read = readForRun.get(context) ?? new Map<string, Map<string, RemoteFileFacts>>();
-		readForRun.set(context, read.set(`${step} ${master.name}`, facts));
-		return {done: false, detail: `${missing.length} of ${uploads.length} file(s) to write`};
+		return {done: false, detail: `${missing.length} of ${uploads.length} file(s) to write`, observed: facts};
 	}
 
 	context.state.recordStats(step, master.name, uploads.map(upload => ({path: upload.path, stat: facts.get(upload.path)?.stat, sha256: upload.sha256})));
@@ -112,17 +107,10 @@ export async function verifyUploads(context: StepContext, master: Master, step: 
 	return {done: true, detail: `${uploads.length} file(s) in place`};
 }
 
-async function factsForRun(context: StepContext, master: Master, step: StepId, uploads: Upload[]): Promise<Map<string, RemoteFileFacts>> {
-	const key = `${step} ${master.name}`;
-	const read = readForRun.get(context)?.get(key);
-	readForRun.get(context)?.delete(key);
-	return read ?? readRemoteFiles(context, master, step, uploads.map(upload => upload.path));
-}
-
-/** Writes every upload that is not already in place, recording each one as soon as it lands. */
-export async function runUploads(context: StepContext, master: Master, step: StepId, actions: PlannedAction[]): Promise<string> {
+/** Writes every upload that is not already in place, recording each one as soon as it lands; `read`: what verify just read. */
+export async function runUploads(context: StepContext, master: Master, step: StepId, actions: PlannedAction[], read?: Map<string, RemoteFileFacts>): Promise<string> {
 	const uploads = uploadsOf(actions);
-	const facts = await factsForRun(context, master, step, uploads);
+	const facts = read ?? await readRemoteFiles(context, master, step, uploads.map(upload => upload.path));
 	const total = uploads.reduce((sum, upload) => sum + upload.bytes, 0);
 	let inPlaceBytes = 0;
 	const pending: Upload[] = [];
@@ -228,13 +216,13 @@ export function filesStep(definition: Pick<StepDefinition, 'id' | 'title' | 'nee
 		...definition,
 		scope: 'each-master',
 		verify: async (context, master) => verifyUploads(context, master, definition.id, definition.plan(context, master)),
-		async run(context, master) {
+		async run(context, master, _inputs, verification) {
 			const actions = definition.plan(context, master);
 			for (const action of actions.filter(action => action.kind === 'remote')) {
 				await context.remote.check(master, action.script, {step: definition.id, display: action.display});
 			}
 
-			return runUploads(context, master, definition.id, actions);
+			return runUploads(context, master, definition.id, actions, verification?.observed as Map<string, RemoteFileFacts> | undefined);
 		},
 	};
 }

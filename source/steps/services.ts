@@ -148,9 +148,6 @@ type UploadsOf = (context: StepContext, master: Master) => Upload[];
 
 type UnitStatus = {active: string; needsReload: string};
 
-/** The units' state as verify just read it, handed to the run that follows on the same master (one read, not two). */
-const statusForRun = new WeakMap<StepContext, Map<string, Map<ServiceName, UnitStatus>>>();
-
 async function unitStatus(context: StepContext, master: Master): Promise<Map<ServiceName, UnitStatus>> {
 	// Without --value (systemd 230+): CentOS 7's systemd 219 prints NeedDaemonReload=no too.
 	const script = `for u in ${services.map(service => service.name).join(' ')}; do r=$(systemctl show -p NeedDaemonReload "$u"); echo "$u $(systemctl is-active "$u") \${r#*=}"; done`;
@@ -243,19 +240,17 @@ export function startStep(uploadsOf: UploadsOf): StepDefinition {
 			for (const service of services) {
 				const reason = reasonToRestart(context, master, service.name, inputs.get(service.name)!, record?.services?.[service.name], status.get(service.name));
 				if (reason) {
-					statusForRun.set(context, (statusForRun.get(context) ?? new Map<string, Map<ServiceName, UnitStatus>>()).set(master.name, status));
-					return {done: false, detail: `${service.name}: ${reason}`};
+					return {done: false, detail: `${service.name}: ${reason}`, observed: status};
 				}
 			}
 
 			const notReady = [...await servicesReady(context, master, services.map(service => service.name), 'start')].find(([, readiness]) => !readiness.ok);
 			return notReady ? {done: false, detail: `${notReady[0]} not ready (${notReady[1].detail})`} : {done: true, detail: 'all four services active and ready'};
 		},
-		async run(context, master) {
+		async run(context, master, _inputs, verification) {
 			const inputs = inputsOf(context, master);
-			const read = statusForRun.get(context)?.get(master.name);
-			statusForRun.get(context)?.delete(master.name);
-			const status = read ?? await unitStatus(context, master);
+			// The units' state as verify just read it, when it found one to restart.
+			const status = (verification?.observed as Map<ServiceName, UnitStatus> | undefined) ?? await unitStatus(context, master);
 			const toRestart: ServiceName[] = [];
 			const toReload: ServiceName[] = [];
 			for (const service of services) {

@@ -47,7 +47,8 @@ export type StepContext = {
 	throwIfStopping: () => void;
 };
 
-export type Verification = {done: boolean; detail?: string};
+/** `observed`: what verify read on the host, handed to the run that follows it (one read, not two). */
+export type Verification = {done: boolean; detail?: string; observed?: unknown};
 
 export type StepDefinition = {
 	id: StepId;
@@ -61,7 +62,7 @@ export type StepDefinition = {
 	/** Reads the host (not the state) to tell whether the step's result is in place for these inputs. */
 	verify: (context: StepContext, master: Master, record: HostRecord | undefined, inputs: string) => Promise<Verification>;
 	/** Does the work; returns a short note for the state and the views. */
-	run: (context: StepContext, master: Master, inputs: string) => Promise<string | undefined>;
+	run: (context: StepContext, master: Master, inputs: string, verification?: Verification) => Promise<string | undefined>;
 	/** On a cluster already running, masters are done one at a time so that the others keep serving. */
 	rollingWhenLive?: boolean;
 	/** Checks across masters once every master finished the step (e.g. two IPs of one machine). */

@@ -66,6 +66,12 @@ describe('apply', () => {
 		const stepsDone = events.filter(event => event.type === 'step-done').map(event => event.type === 'step-done' && `${event.step}:${event.outcome}`);
 		expect(stepsDone).toEqual(['preflight:done', 'binaries:done', 'certs:done', 'encryption:done', 'audit:done', 'units:done', 'start:done', 'etcd-check:done', 'rbac:done', 'verify:done']);
 		expect(instance.state.snapshot.run?.status).toBe('done');
+		// What verify read is what run uses: one read of the files per step and master, one of the units' state per master.
+		const remoteScripts = (ip: string) => cluster.calls.filter(call => call.command === 'ssh' && call.args.includes(ip)).map(call => call.args.at(-1) ?? '');
+		for (const ip of ips) {
+			expect(remoteScripts(ip).filter(script => script.includes('k8smi_file()'))).toHaveLength(5);
+			expect(remoteScripts(ip).filter(script => script.includes('NeedDaemonReload'))).toHaveLength(1);
+		}
 	});
 
 	test('a second apply on a finished cluster writes nothing and restarts nothing', async () => {
