@@ -57,19 +57,19 @@ function localGetScript(context: StepContext, endpoint: LocalEndpoint): string {
 }
 
 /** Asks every endpoint side by side on the master, in one round trip. */
-async function probeOnMaster(context: StepContext, master: Master, endpoints: LocalEndpoint[], step: StepId): Promise<Map<ServiceName, Readiness & {body: string}>> {
+async function probeOnMaster(context: StepContext, master: Master, endpoints: LocalEndpoint[], step: StepId): Promise<Map<ServiceName, Readiness>> {
 	const runs = endpoints.map((endpoint, index) => `(${localGetScript(context, endpoint)}) > "$t/${index}" 2>&1 &`).join(' ');
 	const script = `t=$(mktemp -d) || exit 1; trap 'rm -rf "$t"' EXIT; ${runs} wait; for i in ${endpoints.map((_, index) => index).join(' ')}; do echo "==> $i"; cat "$t/$i"; echo; done`;
 	const result = await context.remote.check(master, script, {step, display: `GET ${endpoints.map(endpoint => `127.0.0.1:${endpoint.port}${endpoint.path}`).join(', ')} on the master`});
-	const answers = new Map<ServiceName, Readiness & {body: string}>();
+	const answers = new Map<ServiceName, Readiness>();
 	for (const [index, endpoint] of endpoints.entries()) {
 		const block = result.stdout.split(`==> ${index}\n`)[1]?.split(/\n==> \d+\n/)[0] ?? '';
 		const lines = block.trimEnd().split('\n');
 		const status = lines.at(-1)?.trim() ?? '';
 		const body = lines.slice(0, -1).join('\n').trim();
 		answers.set(endpoint.service, status === '200'
-			? {ok: true, detail: body.split('\n').at(-1) ?? 'ok', body}
-			: {ok: false, detail: /^\d{3}$/.test(status) && status !== '000' ? `HTTP ${status}${body ? `: ${body.split('\n').at(-1)}` : ''}` : (body || status || 'no answer').split('\n').at(-1)!, body});
+			? {ok: true, detail: body.split('\n').at(-1) ?? 'ok'}
+			: {ok: false, detail: /^\d{3}$/.test(status) && status !== '000' ? `HTTP ${status}${body ? `: ${body.split('\n').at(-1)}` : ''}` : (body || status || 'no answer').split('\n').at(-1)!});
 	}
 
 	return answers;
@@ -79,23 +79,28 @@ async function probeOnMaster(context: StepContext, master: Master, endpoints: Lo
  * Readiness of some of the four services on one master: the apiserver over TLS from here; kube-nginx
  * (and, serving on loopback, the controller-manager and the scheduler) on the master, in one round trip.
  */
-export async function servicesReady(context: StepContext, master: Master, names: ServiceName[], step: StepId, nginxPath = readinessPath(context.config.kubeVersion)): Promise<Map<ServiceName, Readiness & {body?: string}>> {
+export async function servicesReady(context: StepContext, master: Master, names: ServiceName[], step: StepId, nginxPath = readinessPath(context.config.kubeVersion)): Promise<Map<ServiceName, Readiness>> {
 	const local: LocalEndpoint[] = [];
 	const direct: Array<Promise<[ServiceName, Readiness]>> = [];
+	const fromHere = async (name: ServiceName, port: number, pathName: string): Promise<[ServiceName, Readiness]> => {
+		const answer = await context.probe(master.ip, port, pathName, adminTls(context));
+		return [name, {ok: answer.ok, detail: answerText(answer)}];
+	};
+
 	for (const name of names) {
 		if (name === 'kube-apiserver') {
-			direct.push(context.probe(master.ip, 6443, readinessPath(context.config.kubeVersion), adminTls(context)).then(answer => [name, {ok: answer.ok, detail: answerText(answer)}]));
+			direct.push(fromHere(name, 6443, readinessPath(context.config.kubeVersion)));
 		} else if (name === 'kube-nginx') {
 			local.push({service: name, port: 8443, path: nginxPath, identity: 'kube-controller-manager'});
 		} else if (servesOnLoopback(context, master, name)) {
 			local.push({service: name, port: componentPorts[name], path: '/healthz', identity: name});
 		} else {
-			direct.push(context.probe(master.ip, componentPorts[name], '/healthz', adminTls(context)).then(answer => [name, {ok: answer.ok, detail: answerText(answer)}]));
+			direct.push(fromHere(name, componentPorts[name], '/healthz'));
 		}
 	}
 
-	const [onMaster, fromHere] = await Promise.all([local.length > 0 ? probeOnMaster(context, master, local, step) : new Map(), Promise.all(direct)]);
-	const answers = new Map<ServiceName, Readiness & {body?: string}>([...onMaster, ...fromHere]);
+	const [onMaster, answeredHere] = await Promise.all([local.length > 0 ? probeOnMaster(context, master, local, step) : new Map<ServiceName, Readiness>(), Promise.all(direct)]);
+	const answers = new Map<ServiceName, Readiness>([...onMaster, ...answeredHere]);
 	return new Map(names.map(name => [name, answers.get(name)!]));
 }
 

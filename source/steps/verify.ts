@@ -75,13 +75,13 @@ async function localChecks(context: StepContext, master: Master): Promise<CheckR
 	];
 }
 
-/** Reads the installed certificates back from the master: present, ours, and how long they last. */
 const installedCertificates = (context: StepContext) => context.artifacts.filter(artifact => artifact.remote?.step === 'certs' && !artifact.secret && artifact.content.includes('BEGIN CERTIFICATE'));
 
 function certificatesScript(context: StepContext): string {
 	return `for f in ${shellWords(installedCertificates(context).map(artifact => artifact.remote!.path))}; do echo "==> $f"; cat -- "$f" 2>/dev/null || echo missing; done`;
 }
 
+/** The installed certificates as read back from the master: present, ours, and how long they last. */
 function certificateCheck(context: StepContext, output: string): CheckResult {
 	const ours = installedCertificates(context);
 	const installed = new Map<string, string>();
