@@ -337,7 +337,15 @@ export class Engine {
 
 	private async checksOnly(step: StepDefinition, context: StepContext, clusterCheck: string): Promise<boolean> {
 		let passed = true;
+		const clusterFailed = (error: unknown) => {
+			passed = false;
+			if (!(error instanceof ChecksFailed)) {
+				this.emit({type: 'check', step: step.id, host: clusterHost, check: clusterCheck, level: 'fail', detail: error instanceof StepError ? error.message : String(error), fix: error instanceof StepError ? error.fix : undefined});
+			}
+		};
+
 		try {
+			const beside = step.beside?.(context).catch(clusterFailed);
 			await Promise.all(this.options.config.masters.map(async master => {
 				try {
 					await step.run(context, master, '');
@@ -349,14 +357,12 @@ export class Engine {
 					}
 				}
 			}));
+			await beside;
 			if (passed || step !== preflight) {
 				try {
 					await step.afterAll?.(context);
 				} catch (error) {
-					passed = false;
-					if (!(error instanceof ChecksFailed)) {
-						this.emit({type: 'check', step: step.id, host: clusterHost, check: clusterCheck, level: 'fail', detail: error instanceof StepError ? error.message : String(error), fix: error instanceof StepError ? error.fix : undefined});
-					}
+					clusterFailed(error);
 				}
 			}
 		} finally {
@@ -478,6 +484,8 @@ export class Engine {
 		this.throwIfStopping();
 		this.emit({type: 'step-start', step: step.id, title: step.title, hosts: step.scope === 'cluster' ? [clusterHost] : masters.map(master => master.name)});
 		const live = step.rollingWhenLive === true && (masters.some(master => this.state.host(step.id, master.name)?.status === 'done') || await this.anyApiserverAnswers(context));
+		// Settles to the error it raised, if any, so that the masters' outcomes are all collected first.
+		const beside = step.beside?.(context).then(() => undefined, (error: unknown) => error ?? new Error('failed'));
 		const outcomes = step.scope === 'cluster'
 			? [await this.runCluster(step, context)]
 			: live
@@ -485,6 +493,15 @@ export class Engine {
 				: await Promise.all(masters.map(async master => (this.skipHosts.has(master.name) ? this.skipHost(step, master) : this.runHost(step, context, master, master.name))));
 		const refused = outcomes.find(outcome => outcome.refused)?.refused;
 		const failures = outcomes.flatMap(outcome => (outcome.failure ? [outcome.failure] : []));
+		const besideError = await beside;
+		// A stop asked while the step ran ends the run there, as it would between actions.
+		const stoppedBeside = besideError instanceof StopRequested || (beside !== undefined && this.stopping);
+		if (besideError && !stoppedBeside) {
+			const failure = toFailure(besideError, step.id, clusterHost, this.options.runner);
+			failures.push(failure);
+			this.emit({type: 'host-done', step: step.id, host: clusterHost, outcome: 'failed', failure, durationMs: Math.round(performance.now() - started)});
+		}
+
 		// A stop asked while the masters finished still stops before the cross-master work.
 		const stoppedBeforeAfterAll = step.afterAll !== undefined && this.stopping && failures.length === 0 && !refused;
 		if (failures.length === 0 && !refused && step.afterAll && !stoppedBeforeAfterAll) {
@@ -497,7 +514,7 @@ export class Engine {
 			}
 		}
 
-		const stopped = stoppedBeforeAfterAll || outcomes.some(outcome => outcome.outcome === 'stopped');
+		const stopped = stoppedBeforeAfterAll || stoppedBeside || outcomes.some(outcome => outcome.outcome === 'stopped');
 		const overall: HostOutcome = failures.length > 0 ? 'failed' : stopped ? 'stopped' : outcomes.every(outcome => outcome.outcome === 'skipped' || outcome.outcome === 'excluded') ? 'skipped' : 'done';
 		this.emit({type: 'step-done', step: step.id, outcome: overall, durationMs: Math.round(performance.now() - started)});
 		if (refused) {

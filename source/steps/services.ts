@@ -56,14 +56,20 @@ function localGetScript(context: StepContext, endpoint: LocalEndpoint): string {
 	return `if command -v curl >/dev/null 2>&1; then ${curl}; else ${kubectl}; fi`;
 }
 
-/** Asks every endpoint side by side on the master, in one round trip. */
-async function probeOnMaster(context: StepContext, master: Master, endpoints: LocalEndpoint[], step: StepId): Promise<Map<ServiceName, Readiness>> {
+/** A read done on the master in the same round trip as the probes: its output comes back apart. */
+type AlsoRead = {script: string; display: string};
+
+/** Asks every endpoint side by side on the master, in one round trip (with `also`, when given, first). */
+async function probeOnMaster(context: StepContext, master: Master, endpoints: LocalEndpoint[], step: StepId, also?: AlsoRead): Promise<{answers: Map<ServiceName, Readiness>; also: string}> {
 	const runs = endpoints.map((endpoint, index) => `(${localGetScript(context, endpoint)}) > "$t/${index}" 2>&1 &`).join(' ');
-	const script = `t=$(mktemp -d) || exit 1; trap 'rm -rf "$t"' EXIT; ${runs} wait; for i in ${endpoints.map((_, index) => index).join(' ')}; do echo "==> $i"; cat "$t/$i"; echo; done`;
-	const result = await context.remote.check(master, script, {step, display: `GET ${endpoints.map(endpoint => `127.0.0.1:${endpoint.port}${endpoint.path}`).join(', ')} on the master`});
+	const probes = endpoints.length === 0 ? '' : `t=$(mktemp -d) || exit 1; trap 'rm -rf "$t"' EXIT; ${runs} wait; for i in ${endpoints.map((_, index) => index).join(' ')}; do echo "==> $i"; cat "$t/$i"; echo; done`;
+	const script = also ? `${also.script}\necho '##k8smi## probes'\n${probes}` : probes;
+	const display = [also?.display, endpoints.length > 0 ? `GET ${endpoints.map(endpoint => `127.0.0.1:${endpoint.port}${endpoint.path}`).join(', ')} on the master` : undefined].filter(Boolean).join('; ');
+	const result = await context.remote.check(master, script, {step, display});
+	const [alsoOutput, probeOutput] = also ? splitOnce(result.stdout, '##k8smi## probes\n') : ['', result.stdout];
 	const answers = new Map<ServiceName, Readiness>();
 	for (const [index, endpoint] of endpoints.entries()) {
-		const block = result.stdout.split(`==> ${index}\n`)[1]?.split(/\n==> \d+\n/)[0] ?? '';
+		const block = probeOutput.split(`==> ${index}\n`)[1]?.split(/\n==> \d+\n/)[0] ?? '';
 		const lines = block.trimEnd().split('\n');
 		const status = lines.at(-1)?.trim() ?? '';
 		const body = lines.slice(0, -1).join('\n').trim();
@@ -72,7 +78,12 @@ async function probeOnMaster(context: StepContext, master: Master, endpoints: Lo
 			: {ok: false, detail: /^\d{3}$/.test(status) && status !== '000' ? `HTTP ${status}${body ? `: ${body.split('\n').at(-1)}` : ''}` : (body || status || 'no answer').split('\n').at(-1)!});
 	}
 
-	return answers;
+	return {answers, also: alsoOutput};
+}
+
+function splitOnce(text: string, separator: string): [string, string] {
+	const index = text.indexOf(separator);
+	return index === -1 ? [text, ''] : [text.slice(0, index), text.slice(index + separator.length)];
 }
 
 /**
@@ -80,6 +91,11 @@ async function probeOnMaster(context: StepContext, master: Master, endpoints: Lo
  * (and, serving on loopback, the controller-manager and the scheduler) on the master, in one round trip.
  */
 export async function servicesReady(context: StepContext, master: Master, names: ServiceName[], step: StepId, nginxPath = readinessPath(context.config.kubeVersion)): Promise<Map<ServiceName, Readiness>> {
+	return (await readinessAnd(context, master, names, step, nginxPath)).readiness;
+}
+
+/** servicesReady, with another read on the master done in the same round trip. */
+async function readinessAnd(context: StepContext, master: Master, names: ServiceName[], step: StepId, nginxPath: string, also?: AlsoRead): Promise<{readiness: Map<ServiceName, Readiness>; also: string}> {
 	const local: LocalEndpoint[] = [];
 	const direct: Array<Promise<[ServiceName, Readiness]>> = [];
 	const fromHere = async (name: ServiceName, port: number, pathName: string): Promise<[ServiceName, Readiness]> => {
@@ -99,9 +115,9 @@ export async function servicesReady(context: StepContext, master: Master, names:
 		}
 	}
 
-	const [onMaster, answeredHere] = await Promise.all([local.length > 0 ? probeOnMaster(context, master, local, step) : new Map<ServiceName, Readiness>(), Promise.all(direct)]);
-	const answers = new Map<ServiceName, Readiness>([...onMaster, ...answeredHere]);
-	return new Map(names.map(name => [name, answers.get(name)!]));
+	const [onMaster, answeredHere] = await Promise.all([local.length > 0 || also ? probeOnMaster(context, master, local, step, also) : {answers: new Map<ServiceName, Readiness>(), also: ''}, Promise.all(direct)]);
+	const answers = new Map<ServiceName, Readiness>([...onMaster.answers, ...answeredHere]);
+	return {readiness: new Map(names.map(name => [name, answers.get(name)!])), also: onMaster.also};
 }
 
 /** In start order: the apiserver first, then the proxy in front of the apiservers, then its clients. */
@@ -153,12 +169,20 @@ type UploadsOf = (context: StepContext, master: Master) => Upload[];
 
 type UnitStatus = {active: string; needsReload: string};
 
+// Without --value (systemd 230+): CentOS 7's systemd 219 prints NeedDaemonReload=no too.
+const unitStatusRead: AlsoRead = {
+	script: `for u in ${services.map(service => service.name).join(' ')}; do r=$(systemctl show -p NeedDaemonReload "$u"); echo "$u $(systemctl is-active "$u") \${r#*=}"; done`,
+	display: 'systemctl is-active, NeedDaemonReload of the control-plane units',
+};
+
 async function unitStatus(context: StepContext, master: Master): Promise<Map<ServiceName, UnitStatus>> {
-	// Without --value (systemd 230+): CentOS 7's systemd 219 prints NeedDaemonReload=no too.
-	const script = `for u in ${services.map(service => service.name).join(' ')}; do r=$(systemctl show -p NeedDaemonReload "$u"); echo "$u $(systemctl is-active "$u") \${r#*=}"; done`;
-	const result = await context.remote.check(master, script, {step: 'start', display: 'systemctl is-active, NeedDaemonReload of the control-plane units'});
+	const result = await context.remote.check(master, unitStatusRead.script, {step: 'start', display: unitStatusRead.display});
+	return parseUnitStatus(result.stdout);
+}
+
+function parseUnitStatus(output: string): Map<ServiceName, UnitStatus> {
 	const status = new Map<ServiceName, UnitStatus>();
-	for (const line of result.stdout.split('\n')) {
+	for (const line of output.split('\n')) {
 		const [name, active = '', needsReload = ''] = line.trim().split(/\s+/);
 		if (services.some(service => service.name === name)) {
 			status.set(name as ServiceName, {active, needsReload});
@@ -174,12 +198,15 @@ async function failure(context: StepContext, master: Master, name: ServiceName, 
 	return new StepError({step: 'start', host: master.name, message, command, output: output.split('\n').slice(-15).join('\n'), fix: diagnoseService(name, output) ?? `read the journal on ${master.name}: journalctl -u ${name}`});
 }
 
-/** kube-nginx whose config alone was written in this run, while it runs from an unchanged unit. */
-function onlyConfigChanged(context: StepContext, master: Master, name: ServiceName, inputs: Upload[], status: UnitStatus | undefined): boolean {
+/** kube-nginx of which only the config was written in this run: a reload may do, if it runs from an unchanged unit. */
+function onlyConfigWritten(context: StepContext, master: Master, name: ServiceName, inputs: Upload[]): boolean {
 	const changed = context.changedFiles.get(master.name);
 	const written = inputs.filter(upload => changed?.has(upload.path));
-	return name === 'kube-nginx' && status?.active === 'active' && status.needsReload === 'no'
-		&& written.length > 0 && written.every(upload => upload.path.endsWith('/conf/kube-nginx.conf'));
+	return name === 'kube-nginx' && written.length > 0 && written.every(upload => upload.path.endsWith('/conf/kube-nginx.conf'));
+}
+
+function onlyConfigChanged(context: StepContext, master: Master, name: ServiceName, inputs: Upload[], status: UnitStatus | undefined): boolean {
+	return onlyConfigWritten(context, master, name, inputs) && status?.active === 'active' && status.needsReload === 'no';
 }
 
 // enable --no-reload only links the units for boot: the one daemon-reload after it loads everything.
@@ -212,14 +239,20 @@ export function startStep(uploadsOf: UploadsOf): StepDefinition {
 		return new Map(services.map(service => [service.name, serviceInputs(service.name, uploads)] as const));
 	};
 
-	const reasonToRestart = (context: StepContext, master: Master, name: ServiceName, inputs: Upload[], recorded: string | undefined, status: UnitStatus | undefined): string | undefined => {
+	/** A reason found in the files alone, whatever state the unit is in. */
+	const filesReason = (context: StepContext, master: Master, inputs: Upload[], recorded: string | undefined): string | undefined => {
 		const changed = context.changedFiles.get(master.name);
 		if (recorded !== serviceFingerprint(inputs)) {
 			return recorded ? 'a file it reads changed' : 'not started by this install';
 		}
 
-		if (inputs.some(upload => changed?.has(upload.path))) {
-			return 'a file it reads was written in this run';
+		return inputs.some(upload => changed?.has(upload.path)) ? 'a file it reads was written in this run' : undefined;
+	};
+
+	const reasonToRestart = (context: StepContext, master: Master, name: ServiceName, inputs: Upload[], recorded: string | undefined, status: UnitStatus | undefined): string | undefined => {
+		const fromFiles = filesReason(context, master, inputs, recorded);
+		if (fromFiles) {
+			return fromFiles;
 		}
 
 		if (status?.active !== 'active') {
@@ -241,7 +274,15 @@ export function startStep(uploadsOf: UploadsOf): StepDefinition {
 		],
 		async verify(context, master, record) {
 			const inputs = inputsOf(context, master);
-			const status = await unitStatus(context, master);
+			// A fresh master: every service restarts whatever its unit's state, so there is nothing to read.
+			const reasons = services.map(service => filesReason(context, master, inputs.get(service.name)!, record?.services?.[service.name]));
+			if (reasons.every(Boolean) && !services.some(service => onlyConfigWritten(context, master, service.name, inputs.get(service.name)!))) {
+				return {done: false, detail: `${services[0]!.name}: ${reasons[0]}`, observed: new Map<ServiceName, UnitStatus>()};
+			}
+
+			// The units' state and the services' readiness in one round trip.
+			const {readiness, also} = await readinessAnd(context, master, services.map(service => service.name), 'start', readinessPath(context.config.kubeVersion), unitStatusRead);
+			const status = parseUnitStatus(also);
 			for (const service of services) {
 				const reason = reasonToRestart(context, master, service.name, inputs.get(service.name)!, record?.services?.[service.name], status.get(service.name));
 				if (reason) {
@@ -249,12 +290,12 @@ export function startStep(uploadsOf: UploadsOf): StepDefinition {
 				}
 			}
 
-			const notReady = [...await servicesReady(context, master, services.map(service => service.name), 'start')].find(([, readiness]) => !readiness.ok);
-			return notReady ? {done: false, detail: `${notReady[0]} not ready (${notReady[1].detail})`} : {done: true, detail: 'all four services active and ready'};
+			const notReady = [...readiness].find(([, each]) => !each.ok);
+			return notReady ? {done: false, detail: `${notReady[0]} not ready (${notReady[1].detail})`, observed: status} : {done: true, detail: 'all four services active and ready'};
 		},
 		async run(context, master, _inputs, verification) {
 			const inputs = inputsOf(context, master);
-			// The units' state as verify just read it, when it found one to restart.
+			// The units' state as verify just read it (none when it did not matter).
 			const status = (verification?.observed as Map<ServiceName, UnitStatus> | undefined) ?? await unitStatus(context, master);
 			const toRestart: ServiceName[] = [];
 			const toReload: ServiceName[] = [];

@@ -67,4 +67,6 @@ export type StepDefinition = {
 	rollingWhenLive?: boolean;
 	/** Checks across masters once every master finished the step (e.g. two IPs of one machine). */
 	afterAll?: (context: StepContext) => void | Promise<void>;
+	/** Cluster-wide work that needs nothing from the masters' own results: runs beside them. */
+	beside?: (context: StepContext) => Promise<void>;
 };
