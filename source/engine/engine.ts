@@ -14,7 +14,7 @@ import {stopRunningCommands, type Runner} from '../runner.js';
 import {StateStore, type HostRecord, type StepId} from '../state/store.js';
 import {unpackBinaries, unpackedBinaries} from '../steps/binaries.js';
 import {inputActions, steps} from '../steps/definitions.js';
-import {uploadsOf} from '../steps/files.js';
+import {FilesReadAhead, uploadsOf} from '../steps/files.js';
 import {cisResults, type CisResult} from '../steps/cis.js';
 import {preflight, readFactsEarly} from '../steps/preflight.js';
 import {resetHost} from '../steps/reset.js';
@@ -123,7 +123,7 @@ export class Engine {
 	};
 
 	/** Renders material and artifacts. persist=false (plan) makes what is missing in memory only. */
-	async prepare(persist: boolean, options: {quiet?: boolean; remote?: Remote; refuseMisfits?: boolean} = {}): Promise<StepContext> {
+	async prepare(persist: boolean, options: {quiet?: boolean; remote?: Remote; readAhead?: FilesReadAhead; refuseMisfits?: boolean} = {}): Promise<StepContext> {
 		const {config, workspace, runner} = this.options;
 		if (!options.quiet) {
 			for (const message of config.warnings) {
@@ -169,6 +169,7 @@ export class Engine {
 			progress: (step, host, update) => this.emit({type: 'host-progress', step, host, ...update}),
 			check: (step, host, result) => this.emit({type: 'check', step, host, ...result}),
 			changedFiles: new Map<string, Set<string>>(),
+			readAhead: options.readAhead ?? new FilesReadAhead(),
 			// The key material counts as in use (and may no longer change) once it is on a master.
 			materialShipped: () => {
 				if (persist && !this.state.snapshot.material) {
@@ -385,6 +386,7 @@ export class Engine {
 
 		let release: (() => void) | undefined;
 		let runStarted = false;
+		let readingAhead: Promise<unknown> | undefined;
 		try {
 			// Asked before anything is made, so that a refusal leaves no trace.
 			if (options.confirm) {
@@ -432,8 +434,10 @@ export class Engine {
 			checks.binaries = binaries;
 			this.state.setRun({status: 'running', startedAt: new Date().toISOString(), error: undefined});
 			runStarted = true;
+			// Read-only, beside preflight: the files of every step, one round trip per master once its connection is up.
+			readingAhead = Promise.all(config.masters.filter(master => !this.skipHosts.has(master.name)).map(async master => checks.readAhead.read(checks, master, steps.flatMap(step => (step.reads ? [{step: step.id, paths: step.reads(checks, master)}] : [])))));
 			await this.runStep(preflight, checks);
-			const context = await this.prepare(true, {remote: checks.remote});
+			const context = await this.prepare(true, {remote: checks.remote, readAhead: checks.readAhead});
 			context.binaries = binaries;
 			this.state.update(state => {
 				state.version = config.version;
@@ -455,6 +459,8 @@ export class Engine {
 				this.state.setRun({status: stopped ? 'stopped' : 'failed', error: error instanceof Error ? this.options.runner.redact(error.message) : String(error)});
 			}
 
+			// Not cut off by the closing: it would open a connection of its own.
+			await readingAhead;
 			await this.closeConnections();
 			release?.();
 			this.emit({type: 'finished', outcome: stopped ? 'stopped' : 'failed', message: error instanceof Error ? this.options.runner.redact(error.message) : String(error), durationMs: Math.round(performance.now() - started)});

@@ -54,6 +54,8 @@ function diagnoseRemote(output: string, master: Master): string | undefined {
 export class Remote {
 	private controlDirPath: string | undefined;
 	private readonly used = new Set<Master>();
+	/** Per master, the first command's answer: once it settled, the shared connection is up (or failed). */
+	private readonly firstAnswers = new Map<Master, Promise<unknown>>();
 
 	constructor(private readonly runner: Runner, private readonly config: ResolvedConfig) {}
 
@@ -97,7 +99,7 @@ export class Remote {
 	async run(master: Master, script: string, options: RemoteOptions): Promise<CommandResult> {
 		this.used.add(master);
 		const wrapped = this.config.ssh.sudo ? `sudo -n sh -c ${shellQuote(script)}` : `sh -c ${shellQuote(script)}`;
-		return this.runner.run({
+		const answer = this.runner.run({
 			command: 'ssh',
 			args: [...this.sshArgs(master), master.ip, wrapped],
 			host: master.name,
@@ -107,6 +109,19 @@ export class Remote {
 			inputParts: options.inputParts,
 			onInputProgress: options.onInputProgress,
 		});
+		if (!this.firstAnswers.has(master)) {
+			this.firstAnswers.set(master, answer.catch(() => undefined));
+		}
+
+		return answer;
+	}
+
+	/**
+	 * Settles once the first command sent to the master settled: a command sent after it shares that
+	 * connection instead of racing it with a second handshake.
+	 */
+	async connected(master: Master): Promise<void> {
+		await this.firstAnswers.get(master);
 	}
 
 	/** Like run, but a non-zero exit becomes a StepError naming the host, the command and the fix. */

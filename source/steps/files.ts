@@ -13,18 +13,35 @@ export type RemoteFileFacts = {sha256?: string; mode?: number; owner?: string; s
 const statFormat = '%d:%i:%s:%.9Y:%.9Z';
 const preciseIdentity = /^\d+:\d+:\d+:\d+\.(?!0{9})\d{9}:\d+\.\d{9}$/;
 
+/** Identities recorded with their hashes, trusted only with nanosecond times: with whole seconds (another stat, an old file system) a change of the same size within the second of our write would look unchanged. */
+function knownIdentities(context: StepContext, master: Master, step: StepId): Record<string, {stat: string; sha256: string}> {
+	return Object.fromEntries(Object.entries(context.state.host(step, master.name)?.stats ?? {}).filter(([, seen]) => preciseIdentity.test(seen.stat)));
+}
+
 /**
  * One round trip that reads mode, owner and identity of every path (absent files are simply
  * missing) and hashes each file whose identity differs from the one recorded with its hash, the
  * way git and rsync skip unchanged files: a master's binaries are then not read again on every run.
  */
-export async function readRemoteFiles(context: StepContext, master: Master, step: StepId, paths: string[]): Promise<Map<string, RemoteFileFacts>> {
-	// Trusted only with nanosecond times: with whole seconds (another stat, an old file system) a change
-	// of the same size within the second of our write would look unchanged.
-	const known = Object.fromEntries(Object.entries(context.state.host(step, master.name)?.stats ?? {}).filter(([, seen]) => preciseIdentity.test(seen.stat)));
-	const calls = paths.map(file => `k8smi_file ${shellQuote(file)} ${shellQuote(known[file]?.stat ?? '-')}`).join('; ');
-	const script = `k8smi_file() { if [ -f "$1" ]; then s=$(stat -c '%a:%U ${statFormat}' -- "$1") || return 0; printf 'F %s %s\n' "$s" "$1"; [ "\${s#* }" = "$2" ] || sha256sum -- "$1"; fi; }; ${calls}`;
-	const result = await context.remote.check(master, script, {step, display: `read sha256, mode and owner of ${paths.length} file(s)`});
+async function readFacts(context: StepContext, master: Master, step: StepId, requests: Array<{step: StepId; paths: string[]}>): Promise<Map<string, RemoteFileFacts>> {
+	const known = Object.assign({}, ...requests.map(request => knownIdentities(context, master, request.step))) as Record<string, {stat: string; sha256: string}>;
+	const paths = requests.flatMap(request => request.paths);
+	const unchanged = paths.filter(file => known[file]).map(file => shellQuote(`${known[file]!.stat} ${file}`));
+	// One stat for every path (absent ones print nothing), then one sha256sum for the regular files whose
+	// identity is not the recorded one: a couple of processes whatever the number of files. %f is the raw
+	// mode in hex: 8xxx is a regular file. The loop reads a here-document, so it runs in this shell.
+	const script = [
+		`k8smi_stats=$(stat -c '%f %a:%U ${statFormat} %n' -- ${paths.map(file => shellQuote(file)).join(' ')} 2>/dev/null)`,
+		'while IFS=\' \' read -r kind access identity path; do',
+		'case $kind in 8???) ;; *) continue ;; esac',
+		'printf \'F %s %s %s\\n\' "$access" "$identity" "$path"',
+		unchanged.length > 0 ? `case "$identity $path" in ${unchanged.join('|')}) ;; *) set -- "$@" "$path" ;; esac` : 'set -- "$@" "$path"',
+		'done <<k8smi_end',
+		'$k8smi_stats',
+		'k8smi_end',
+		'[ "$#" -eq 0 ] || sha256sum -- "$@"',
+	].join('\n');
+	const result = await context.remote.check(master, script, {step, display: `read sha256, mode and owner of ${paths.length} file(s)${requests.length > 1 ? ` (${requests.map(request => request.step).join(', ')})` : ''}`});
 	const facts = new Map<string, RemoteFileFacts>();
 	for (const line of result.stdout.split('\n')) {
 		const stat = /^F (\d+):(\S+) (\S+) (.+)$/.exec(line);
@@ -44,32 +61,91 @@ export async function readRemoteFiles(context: StepContext, master: Master, step
 	return facts;
 }
 
+/** The facts of a step's files: those read for every step at the start of the run when still recent, else read now. */
+export async function readRemoteFiles(context: StepContext, master: Master, step: StepId, paths: string[]): Promise<Map<string, RemoteFileFacts>> {
+	return (await context.readAhead.take(master.name, paths, context.changedFiles.get(master.name))) ?? readFacts(context, master, step, [{step, paths}]);
+}
+
+type ReadAhead = {at: number; asked: Set<string>; facts: Map<string, RemoteFileFacts>};
+
+/**
+ * The files of every files step, read in one round trip per master at the start of apply (beside
+ * preflight) instead of one round trip per step. Each step takes its own facts once, unless one of
+ * its files was written in this run or the facts are older than a few seconds: a hand edit on a
+ * master during a long run (an upload over a slow link, a question to the operator) is read again.
+ */
+export class FilesReadAhead {
+	private static readonly recentMs = 10_000;
+	private readonly byHost = new Map<string, Promise<ReadAhead | undefined>>();
+
+	/**
+	 * Sent once the master's connection is up (a second handshake beside the first would cost more
+	 * than it saves). Never fails: a master that cannot be read now is read by each step, which says why.
+	 */
+	async read(context: StepContext, master: Master, requests: Array<{step: StepId; paths: string[]}>): Promise<void> {
+		const reading = (async () => {
+			if (requests.length === 0) {
+				return undefined;
+			}
+
+			await context.remote.connected(master);
+			const facts = await readFacts(context, master, requests[0]!.step, requests);
+			return {at: Date.now(), asked: new Set(requests.flatMap(request => request.paths)), facts};
+		})().catch(() => undefined);
+		this.byHost.set(master.name, reading);
+		await reading;
+	}
+
+	async take(host: string, paths: string[], written: Set<string> | undefined): Promise<Map<string, RemoteFileFacts> | undefined> {
+		const read = await this.byHost.get(host);
+		if (!read || Date.now() - read.at > FilesReadAhead.recentMs || paths.some(file => !read.asked.has(file) || written?.has(file))) {
+			return undefined;
+		}
+
+		for (const file of paths) {
+			read.asked.delete(file);
+		}
+
+		return new Map(paths.flatMap(file => (read.facts.has(file) ? [[file, read.facts.get(file)!] as const] : [])));
+	}
+}
+
 function matches(upload: Upload, facts: RemoteFileFacts | undefined): boolean {
 	return facts?.sha256 === upload.sha256 && facts.mode === upload.mode && facts.owner === 'root';
 }
 
 export const uploadsOf = (actions: PlannedAction[]) => actions.filter((action): action is Upload => action.kind === 'upload');
 
-/**
- * Writes one file from stdin: `cat` for a single file, `head -c N` for one of several sent one after
- * the other on the same stdin (it reads no further than N bytes from a pipe).
- */
-function writeScript(upload: Upload, read: string): string {
-	const target = shellQuote(upload.path);
-	const temporary = shellQuote(`${upload.path}.k8smi-new`);
-	// umask first: a secret is never readable by others, not even while it is being written.
-	// If ssh dies mid-stream, the reader sees a normal end of input: only content with the expected
-	// sha256 may replace the file. A write that fails (disk full) leaves no partial file behind.
-	// The identity of the new file is printed for the state, so the next run need not hash it.
-	return `if ! ${read} > ${temporary}; then rm -f ${temporary}; exit 4; fi; if ! printf '%s  %s\\n' ${upload.sha256} ${temporary} | sha256sum -c --status; then rm -f ${temporary}; echo 'incomplete upload discarded' >&2; exit 3; fi; chown root:root ${temporary}; chmod ${upload.mode.toString(8)} ${temporary}; mv -f ${temporary} ${target}; printf 'S %s %s\\n' "$(stat -c '${statFormat}' -- ${target})" ${target}`;
-}
-
 const directoryOf = (upload: Upload) => shellQuote(upload.path.slice(0, upload.path.lastIndexOf('/')) || '/');
 
+/**
+ * Writes a batch of files from stdin in one script: `cat` for a single file, `head -c N` for each of
+ * several sent one after the other (it reads no further than N bytes from a pipe). A few processes
+ * per batch, not six per file: on a busy master each one costs milliseconds.
+ */
 function uploadScript(uploads: Upload[]): string {
+	const temporary = (upload: Upload) => shellQuote(`${upload.path}.k8smi-new`);
+	const temporaries = uploads.map(temporary).join(' ');
 	const directories = [...new Set(uploads.map(directoryOf))].join(' ');
-	const writes = uploads.length === 1 ? [writeScript(uploads[0]!, 'cat')] : uploads.map(upload => writeScript(upload, `head -c ${upload.bytes}`));
-	return `set -e; umask 077; mkdir -p ${directories}; ${writes.join('; ')}`;
+	const discard = `rm -f ${temporaries}`;
+	const reads = uploads.map(upload => `if ! ${uploads.length === 1 ? 'cat' : `head -c ${upload.bytes}`} > ${temporary(upload)}; then ${discard}; exit 4; fi`);
+	const sums = uploads.map(upload => `${upload.sha256} ${temporary(upload)}`).join(' ');
+	const modes = [...new Set(uploads.map(upload => upload.mode))];
+	const chmods = modes.map(mode => `chmod ${mode.toString(8)} ${uploads.filter(upload => upload.mode === mode).map(temporary).join(' ')}`);
+	const moves = uploads.map(upload => `mv -f ${temporary(upload)} ${shellQuote(upload.path)}`);
+	// umask first: a secret is never readable by others, not even while it is being written.
+	// If ssh dies mid-stream, the reader sees a normal end of input: only a batch whose every file has
+	// its expected sha256 replaces anything. A failed write (disk full) leaves no partial file behind.
+	// The identity of each new file is printed for the state, so the next run need not hash it.
+	return [
+		`set -e; umask 077; mkdir -p ${directories}`,
+		...reads,
+		`if ! printf '%s  %s\\n' ${sums} | sha256sum -c --status; then ${discard}; echo 'incomplete upload discarded' >&2; exit 3; fi`,
+		`chown root:root ${temporaries}`,
+		...chmods,
+		...moves,
+		`stat -c 'S ${statFormat} %n' -- ${uploads.map(upload => shellQuote(upload.path)).join(' ')}`,
+	].join('; ');
 }
 
 async function confirmOverwrite(context: StepContext, master: Master, step: StepId, upload: Upload): Promise<void> {
@@ -165,8 +241,8 @@ function batches(uploads: Upload[]): Upload[][] {
 }
 
 /**
- * One round trip: the batch's files streamed one after the other, each checked and renamed into
- * place by the master; records every file that landed, also when a later one failed.
+ * One round trip: the batch's files streamed one after the other, checked, and renamed into place
+ * by the master; records every file that landed.
  */
 async function writeBatch(context: StepContext, master: Master, step: StepId, batch: Upload[], progress: {sent: number; total: number}): Promise<number> {
 	const bytes = batch.reduce((sum, upload) => sum + upload.bytes, 0);
@@ -215,6 +291,7 @@ export function filesStep(definition: Pick<StepDefinition, 'id' | 'title' | 'nee
 	return {
 		...definition,
 		scope: 'each-master',
+		reads: (context, master) => uploadsOf(definition.plan(context, master)).map(upload => upload.path),
 		verify: async (context, master) => verifyUploads(context, master, definition.id, definition.plan(context, master)),
 		async run(context, master, _inputs, verification) {
 			const actions = definition.plan(context, master);

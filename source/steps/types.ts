@@ -9,6 +9,7 @@ import type {Workspace} from '../workspace.js';
 import type {Prompter} from '../engine/prompts.js';
 import type {Api, Probe} from '../remote/health.js';
 import type {CheckResult} from './preflight.js';
+import type {FilesReadAhead} from './files.js';
 
 export type BinaryFile = {name: string; file: string; sha256: string; bytes: number};
 
@@ -35,6 +36,8 @@ export type StepContext = {
 	probe: Probe;
 	/** Calls an apiserver's API over TLS (tests put a fake here). */
 	api: Api;
+	/** Files facts read for several steps in one round trip; readRemoteFiles takes from it. */
+	readAhead: FilesReadAhead;
 	/** Reports per-host progress to the views. */
 	progress: (step: StepId, host: string, update: {message?: string; bytes?: number; total?: number}) => void;
 	/** Per master, the remote paths this run wrote: a service reading one must restart. */
@@ -59,6 +62,8 @@ export type StepDefinition = {
 	scope: 'each-master' | 'cluster';
 	/** What the step will do on the host, for plan and for the inputs fingerprint. */
 	plan: (context: StepContext, master: Master) => PlannedAction[];
+	/** The remote files verify reads: read for every step at once at the start of apply. */
+	reads?: (context: StepContext, master: Master) => string[];
 	/** Reads the host (not the state) to tell whether the step's result is in place for these inputs. */
 	verify: (context: StepContext, master: Master, record: HostRecord | undefined, inputs: string) => Promise<Verification>;
 	/** Does the work; returns a short note for the state and the views. */

@@ -206,17 +206,18 @@ export class FakeCluster {
 			return ok(paths.map(file => `==> ${file}\n${host.files.get(file)?.content.toString() ?? 'missing\n'}`).join(''));
 		}
 
-		if (script.startsWith('k8smi_file() {')) {
-			// `k8smi_file PATH KNOWN-IDENTITY`: mode, owner and identity; the hash only when the identity differs.
-			const lines = [...script.matchAll(/; k8smi_file ('[^']*'|[^\s;]+) ('[^']*'|[^\s;]+)/g)].flatMap(call => {
-				const [file, known] = unquoteWords(`${call[1]!} ${call[2]!}`) as [string, string];
+		if (script.startsWith('k8smi_stats=$(stat ')) {
+			// One stat of every path, then sha256sum of the files whose `identity path` is not among the known ones.
+			const paths = unquoteWords(/ -- (.*?) 2>\/dev\/null\)\n/.exec(script)?.[1] ?? '');
+			const known = new Set(unquoteWords((/case "\$identity \$path" in (.*?)\) ;;/.exec(script)?.[1] ?? '').replaceAll('|', ' ')));
+			const lines = paths.flatMap(file => {
 				const found = host.files.get(file);
 				if (!found) {
 					return [];
 				}
 
 				const identity = fakeIdentity(found);
-				if (identity === known) {
+				if (known.has(`${identity} ${file}`)) {
 					return [`F ${found.mode.toString(8)}:${found.owner} ${identity} ${file}`];
 				}
 
@@ -227,20 +228,34 @@ export class FakeCluster {
 		}
 
 		if (/(cat|head -c \d+) > /.test(script)) {
-			// One or more writes `if ! READ > TMP; ...printf SHA...; chmod MODE TMP; mv -f TMP TARGET`, reading stdin in turn.
+			// A batch: `if ! READ > TMP; ...` per file from stdin in turn, one sha256sum -c over all, chmod MODE TMP..., mv -f TMP TARGET.
 			const input = this.truncateUploads ? Buffer.from('') : Buffer.concat((spec.inputParts ?? []).map(part => ('file' in part ? readFileSync(part.file) : part.bytes)));
-			const landed: string[] = [];
+			const received = new Map<string, Buffer>();
 			let offset = 0;
-			for (const write of script.matchAll(/if ! (?:cat|head -c (\d+)) > \S+; .*?printf '%s {2}%s\\n' ([a-f\d]{64}) .*?chmod (\d+) \S+; mv -f \S+ ([^;]+)/g)) {
-				const size = write[1] === undefined ? input.length - offset : Number(write[1]);
-				const content = Buffer.from(input.subarray(offset, offset + size));
+			for (const read of script.matchAll(/if ! (?:cat|head -c (\d+)) > ('[^']*'|\S+); then/g)) {
+				const size = read[1] === undefined ? input.length - offset : Number(read[1]);
+				received.set(unquoteWords(read[2]!)[0]!, Buffer.from(input.subarray(offset, offset + size)));
 				offset += size;
-				if (write[2] !== createHash('sha256').update(content).digest('hex')) {
-					return {...fail(3, 'incomplete upload discarded'), stdout: landed.join('\n')};
-				}
+			}
 
-				const file = unquoteWords(write[4]!)[0]!;
-				host.files.set(file, {content, mode: Number.parseInt(write[3]!, 8), owner: 'root'});
+			const sums = unquoteWords(/printf '%s {2}%s\\n' (.*?) \| sha256sum -c/.exec(script)?.[1] ?? '');
+			for (let index = 0; index < sums.length; index += 2) {
+				if (sums[index] !== createHash('sha256').update(received.get(sums[index + 1]!) ?? '').digest('hex')) {
+					return fail(3, 'incomplete upload discarded');
+				}
+			}
+
+			const modes = new Map<string, number>();
+			for (const chmod of script.matchAll(/; chmod (\d+) ([^;]+)/g)) {
+				for (const file of unquoteWords(chmod[2]!)) {
+					modes.set(file, Number.parseInt(chmod[1]!, 8));
+				}
+			}
+
+			const landed: string[] = [];
+			for (const move of script.matchAll(/; mv -f ('[^']*'|\S+) ('[^']*'|[^\s;]+)/g)) {
+				const [temporary, file] = unquoteWords(`${move[1]!} ${move[2]!}`) as [string, string];
+				host.files.set(file, {content: received.get(temporary)!, mode: modes.get(temporary)!, owner: 'root'});
 				landed.push(`S ${fakeIdentity(host.files.get(file)!)} ${file}`);
 			}
 
