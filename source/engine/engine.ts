@@ -38,8 +38,8 @@ export class StopRequested extends Error {
 export class ApplyFailed extends Error {
 	readonly failures: FailureInfo[];
 
-	constructor(step: StepId, failures: FailureInfo[]) {
-		super(`${step} failed on ${failures.map(failure => failure.host).join(', ')}`);
+	constructor(readonly step: StepId, failures: FailureInfo[]) {
+		super(`${[...new Set(failures.map(failure => failure.step))].join(', ') || step} failed on ${[...new Set(failures.map(failure => failure.host))].join(', ')}`);
 		this.name = 'ApplyFailed';
 		this.failures = failures;
 	}
@@ -442,8 +442,8 @@ export class Engine {
 			this.state.update(state => {
 				state.version = config.version;
 			});
-			for (const step of steps.filter(step => step !== preflight)) {
-				await this.runStep(step, context);
+			for (const wave of waves(steps.filter(step => step !== preflight))) {
+				await this.runWave(wave, context);
 			}
 
 			const skipped = [...this.skipHosts];
@@ -482,6 +482,28 @@ export class Engine {
 
 		this.emit({type: 'local', message: `unpack ${tarball}`});
 		return unpackBinaries(config, workspace, runner, tarball);
+	}
+
+	/**
+	 * Steps that need nothing from each other run side by side (the binaries stream while the
+	 * certificates and configs are written). Every step of the wave settles before the first
+	 * reason to end the run is raised: a question refused, then a failure, then a stop.
+	 */
+	private async runWave(wave: StepDefinition[], context: StepContext): Promise<void> {
+		const settled = await Promise.allSettled(wave.map(async step => this.runStep(step, context)));
+		const reasons = settled.flatMap(result => (result.status === 'rejected' ? [result.reason as unknown] : []));
+		const failures = reasons.filter((reason): reason is ApplyFailed => reason instanceof ApplyFailed);
+		if (failures.length > 0) {
+			// Recorded for the first step in order that failed, whichever finished last.
+			this.state.setRun({status: 'failed', step: failures[0]!.step, host: [...new Set(failures[0]!.failures.map(failure => failure.host))].join(', ')});
+		}
+
+		const first = reasons.find(reason => reason instanceof PromptRefused)
+			?? (failures.length > 0 ? new ApplyFailed(failures[0]!.step, failures.flatMap(failure => failure.failures)) : undefined)
+			?? reasons[0];
+		if (first !== undefined) {
+			throw first;
+		}
 	}
 
 	private async runStep(step: StepDefinition, context: StepContext): Promise<void> {
@@ -632,6 +654,21 @@ export class Engine {
 			return {outcome: 'failed', failure, refused: error instanceof PromptRefused ? error : undefined};
 		}
 	}
+}
+
+/** The steps in order, grouped: a step joins the wave before it unless it needs one of that wave's steps. */
+function waves(ordered: StepDefinition[]): StepDefinition[][] {
+	const grouped: StepDefinition[][] = [];
+	for (const step of ordered) {
+		const last = grouped.at(-1);
+		if (last && !last.some(each => step.needs.includes(each.id))) {
+			last.push(step);
+		} else {
+			grouped.push([step]);
+		}
+	}
+
+	return grouped;
 }
 
 /** What a host record carries from one attempt to the next: files written (and their identities) and services started. */

@@ -10,6 +10,9 @@ const marks = {done: '✔', skipped: '↷', failed: '✘', stopped: '■', exclu
 export function lineReporter(write: (line: string) => void, options: {verbose?: boolean} = {}): (event: EngineEvent) => void {
 	const lastQuarter = new Map<string, number>();
 	let checks: CheckRow[] = [];
+	// Steps that need nothing from each other run side by side: their lines then name the step.
+	const running = new Set<string>();
+	const who = (host: string, step: string) => (running.size > 1 ? `${host} [${step}]` : host);
 	return event => {
 		switch (event.type) {
 			case 'check': {
@@ -18,6 +21,7 @@ export function lineReporter(write: (line: string) => void, options: {verbose?: 
 			}
 
 			case 'step-done': {
+				running.delete(event.step);
 				if (checks.length > 0) {
 					for (const line of formatCheckGrid(checks)) {
 						write(`   ${line}`);
@@ -52,6 +56,7 @@ export function lineReporter(write: (line: string) => void, options: {verbose?: 
 			}
 
 			case 'step-start': {
+				running.add(event.step);
 				write(`== ${event.title} [${event.step}]`);
 				break;
 			}
@@ -62,17 +67,17 @@ export function lineReporter(write: (line: string) => void, options: {verbose?: 
 					const key = `${event.step}/${event.host}`;
 					if (quarter > (lastQuarter.get(key) ?? 0)) {
 						lastQuarter.set(key, quarter);
-						write(`   ${event.host}: ${formatBytes(event.bytes)} of ${formatBytes(event.total)} (${quarter * 25}%)`);
+						write(`   ${who(event.host, event.step)}: ${formatBytes(event.bytes)} of ${formatBytes(event.total)} (${quarter * 25}%)`);
 					}
 				} else if (event.message && options.verbose) {
-					write(`   ${event.host}: ${event.message}`);
+					write(`   ${who(event.host, event.step)}: ${event.message}`);
 				}
 
 				break;
 			}
 
 			case 'host-done': {
-				write(`   ${marks[event.outcome]} ${event.host} ${event.outcome} in ${formatDuration(event.durationMs)}${event.detail ? `: ${event.detail}` : ''}`);
+				write(`   ${marks[event.outcome]} ${who(event.host, event.step)} ${event.outcome} in ${formatDuration(event.durationMs)}${event.detail ? `: ${event.detail}` : ''}`);
 				if (event.failure) {
 					write(`     ${event.failure.message}`);
 					if (event.failure.command) {

@@ -210,7 +210,21 @@ function onlyConfigChanged(context: StepContext, master: Master, name: ServiceNa
 }
 
 // enable --no-reload only links the units for boot: the one daemon-reload after it loads everything.
-const restartScript = (names: readonly ServiceName[]) => `systemctl enable --no-reload ${names.join(' ')} && systemctl daemon-reload && systemctl restart ${names.join(' ')}`;
+const restartScript = (enable: readonly ServiceName[], restart: readonly ServiceName[]) => `systemctl enable --no-reload ${enable.join(' ')} && systemctl daemon-reload && systemctl restart ${restart.join(' ')}`;
+
+/** The controller-manager and the scheduler, when the apiserver restarts too: started once it answers. */
+const apiserverClients: readonly ServiceName[] = ['kube-controller-manager', 'kube-scheduler'];
+
+/** Runs a restart script; a failure names the first unit that is not active, with its journal. */
+async function restartUnits(context: StepContext, master: Master, names: ServiceName[], script: string): Promise<void> {
+	context.progress('start', master.name, {message: `restarting ${names.join(', ')}`});
+	const result = await context.remote.run(master, script, {step: 'start', timeoutMs: (context.config.timeouts.readySeconds + 30) * 1000});
+	if (result.exitCode !== 0) {
+		const after = await unitStatus(context, master);
+		const failed = names.find(name => after.get(name)?.active !== 'active') ?? names[0]!;
+		throw await failure(context, master, failed, `${failed} did not start (exit ${result.exitCode})`, script);
+	}
+}
 
 /** Waits until every named service is ready (or the deadline passes), stopping early when the operator asks to stop. */
 async function waitReady(context: StepContext, master: Master, names: ServiceName[]): Promise<Map<ServiceName, Readiness>> {
@@ -231,7 +245,8 @@ async function waitReady(context: StepContext, master: Master, names: ServiceNam
 /**
  * Starts the four services on one master. A service is restarted only when a file it reads changed
  * (since it last started healthy, or in this run), its unit is not active, or systemd holds an old
- * copy of its unit; those start together, then each is waited for until ready, in start order.
+ * copy of its unit. The apiserver and kube-nginx start together; with the apiserver restarting, the
+ * controller-manager and the scheduler follow once it answers. Each is waited for until ready, in start order.
  */
 export function startStep(uploadsOf: UploadsOf): StepDefinition {
 	const inputsOf = (context: StepContext, master: Master) => {
@@ -269,7 +284,7 @@ export function startStep(uploadsOf: UploadsOf): StepDefinition {
 		scope: 'each-master',
 		rollingWhenLive: true,
 		plan: (context, master) => [
-			{kind: 'remote', script: restartScript(services.map(service => service.name)), display: `${restartScript(services.map(service => service.name))} (only the units a changed file or a stopped unit concerns; kube-nginx is reloaded when its config alone changed)`},
+			{kind: 'remote', script: restartScript(services.map(service => service.name), services.map(service => service.name)), display: `${restartScript(services.map(service => service.name), ['kube-apiserver', 'kube-nginx'])}, then once the apiserver answers: systemctl restart ${apiserverClients.join(' ')} (only the units a changed file or a stopped unit concerns; kube-nginx is reloaded when its config alone changed)`},
 			...services.map((service): PlannedAction => ({kind: 'check', description: `wait until ${service.readyText(context, master)} (up to ${context.config.timeouts.readySeconds} s)`})),
 		],
 		async verify(context, master, record) {
@@ -308,17 +323,13 @@ export function startStep(uploadsOf: UploadsOf): StepDefinition {
 			}
 
 			context.throwIfStopping();
+			// With the apiserver restarting, its clients start once it answers: started beside it, their first
+			// leader election fails and the next comes only after the retry period (2 s), so verify waits longer.
+			const later = toRestart.includes('kube-apiserver') ? toRestart.filter(name => apiserverClients.includes(name)) : [];
+			const first = toRestart.filter(name => !later.includes(name));
 			if (toRestart.length > 0) {
-				// One systemctl call starts them side by side (the others retry until the apiserver answers);
-				// it returns once the apiserver (Type=notify) and nginx (forking) are up, or one failed.
-				const script = restartScript(toRestart);
-				context.progress('start', master.name, {message: `restarting ${toRestart.join(', ')}`});
-				const result = await context.remote.run(master, script, {step: 'start', timeoutMs: (context.config.timeouts.readySeconds + 30) * 1000});
-				if (result.exitCode !== 0) {
-					const after = await unitStatus(context, master);
-					const failed = toRestart.find(name => after.get(name)?.active !== 'active') ?? toRestart[0]!;
-					throw await failure(context, master, failed, `${failed} did not start (exit ${result.exitCode})`, script);
-				}
+				// One systemctl call; it returns once the apiserver (Type=notify) and nginx (forking) are up, or one failed.
+				await restartUnits(context, master, first, restartScript(toRestart, first));
 			}
 
 			for (const name of toReload) {
@@ -329,6 +340,10 @@ export function startStep(uploadsOf: UploadsOf): StepDefinition {
 			// the first not ready, in start order, is reported with its journal.
 			for (const names of [['kube-apiserver'], ['kube-nginx', 'kube-controller-manager', 'kube-scheduler']] as ServiceName[][]) {
 				context.throwIfStopping();
+				if (names.includes('kube-nginx') && later.length > 0) {
+					await restartUnits(context, master, later, `systemctl restart ${later.join(' ')}`);
+				}
+
 				const readiness = await waitReady(context, master, names);
 				for (const [name, each] of readiness) {
 					context.runner.log({event: 'health', host: master.name, service: name, ok: each.ok, detail: each.detail});

@@ -65,6 +65,7 @@ export class FakeCluster {
 	/** Masters whose apiserver fails to start, and the order restarts happened in. */
 	readonly failRestart = new Set<string>();
 	readonly restartOrder: string[] = [];
+	readonly clientStarts: Array<{ip: string; unit: string; apiserverUp: boolean}> = [];
 	/** `host unit` of every systemctl reload. */
 	readonly reloads: string[] = [];
 	/** Files whose content a read hashed (`IP PATH`): an unchanged identity spares the hash. */
@@ -283,6 +284,10 @@ export class FakeCluster {
 			for (const unit of names.filter(name => name !== 'kube-apiserver')) {
 				host.units.add(unit);
 				host.unitRestarts.set(unit, (host.unitRestarts.get(unit) ?? 0) + 1);
+				if (unit === 'kube-controller-manager' || unit === 'kube-scheduler') {
+					// Whether its first leader election can reach an apiserver (through kube-nginx): one on this master answers.
+					this.clientStarts.push({ip: host.ip, unit, apiserverUp: host.active && !names.includes('kube-apiserver')});
+				}
 			}
 
 			if (names.includes('kube-apiserver')) {

@@ -79,6 +79,10 @@ describe('apply', () => {
 			expect(remoteScripts(ip).filter(script => script.includes('NeedDaemonReload'))).toHaveLength(0);
 		}
 
+		// The controller-manager and the scheduler start once their master's apiserver answers (the first leader election then succeeds).
+		expect(cluster.clientStarts).toHaveLength(6);
+		expect(cluster.clientStarts.filter(start => !start.apiserverUp)).toEqual([]);
+
 		// On a finished cluster, the units' state and the services' answers come in one round trip per master.
 		const before = cluster.calls.length;
 		await engine().engine.apply({confirm: true});
@@ -114,7 +118,7 @@ describe('apply', () => {
 		await engine().engine.apply({confirm: true});
 		expect(fileReads(from)).toEqual([1, 1, 1]);
 
-		// A long run (a slow upload, a question to the operator): the clock passes 10 s once binaries took its facts.
+		// A long run (a slow preflight, a question to the operator): the clock passes 10 s before the files steps take their facts.
 		const now = Date.now.bind(Date);
 		let shift = 0;
 		const clock = vi.spyOn(Date, 'now').mockImplementation(() => now() + shift);
@@ -122,12 +126,12 @@ describe('apply', () => {
 			from = cluster.calls.length;
 			const slow = engine();
 			slow.engine.subscribe(event => {
-				if (event.type === 'host-start' && event.step === 'certs') {
+				if (event.type === 'step-start' && event.step === 'binaries') {
 					shift = 11_000;
 				}
 			});
 			await slow.engine.apply({confirm: true});
-			expect(fileReads(from)).toEqual([5, 5, 5]);
+			expect(fileReads(from)).toEqual([6, 6, 6]);
 		} finally {
 			clock.mockRestore();
 		}
@@ -222,7 +226,9 @@ describe('apply', () => {
 		const first = engine();
 		const failure = await first.engine.apply({confirm: true}).catch((error: unknown) => error);
 		expect(failure).toBeInstanceOf(ApplyFailed);
-		expect((failure as ApplyFailed).failures.map(each => each.host)).toEqual(['k8smaster02']);
+		// The files steps run side by side: each of them failed on k8smaster02 alone; binaries is named first.
+		expect(new Set((failure as ApplyFailed).failures.map(each => each.host))).toEqual(new Set(['k8smaster02']));
+		expect((failure as ApplyFailed).failures[0]!.step).toBe('binaries');
 		expect((failure as ApplyFailed).failures[0]!.fix).toMatch(/k8smaster02 \(172\.24\.8\.72\) is not reachable/);
 		expect(first.engine.state.snapshot.run).toMatchObject({status: 'failed', step: 'binaries', host: 'k8smaster02'});
 		const uploads71 = cluster.uploads('172.24.8.71').length;

@@ -77,7 +77,8 @@ describe('plan and run', () => {
 		expect(running).toMatch(/Copy the server binaries {2}\d+ s\n/);
 		expect(running).toContain('Last commands');
 		expect(running).toMatch(/⠋ k8smaster01 +ssh k8smaster01 write 10 files: \/opt\/k8s\/bin\/\S+ \(755\)/);
-		expect(running).toContain('○ Place certificates and keys');
+		// The generated files need nothing from the binaries: they are written meanwhile; start waits for both.
+		expect(running).toContain('○ Start the control plane');
 		expect(running).toContain('q or Ctrl-C stop safely after the current action');
 
 		await app.press('q');
@@ -87,7 +88,7 @@ describe('plan and run', () => {
 		expect(await app.exited).toBe(130);
 		const last = app.frame();
 		// The action under way was the stream of all ten (small) binaries: it finished, nothing after it began.
-		expect(last).toContain('■ Stopped before certs (Place certificates and keys). Progress is saved.');
+		expect(last).toContain('■ Stopped before start (Start the control plane and wait until ready). Progress is saved.');
 		expect(last).toMatch(/✔ Copy the server binaries +\d+ ms\n +✔ k8smaster01 +done: 10 written/);
 		expect(last).toMatch(/To resume: k8s-master-install apply --config \S+cluster\.yaml/);
 		expect(new StateStore(path.join(stateDir, 'kubernetes'), 'kubernetes').snapshot.run?.status).toBe('stopped');
