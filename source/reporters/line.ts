@@ -10,9 +10,10 @@ const marks = {done: '✔', skipped: '↷', failed: '✘', stopped: '■', exclu
 export function lineReporter(write: (line: string) => void, options: {verbose?: boolean} = {}): (event: EngineEvent) => void {
 	const lastQuarter = new Map<string, number>();
 	let checks: CheckRow[] = [];
-	// Steps that need nothing from each other run side by side: their lines then name the step.
-	const running = new Set<string>();
-	const who = (host: string, step: string) => (running.size > 1 ? `${host} [${step}]` : host);
+	// Steps that need nothing from each other run side by side: a line that belongs to another step
+	// than the last heading printed names its step.
+	let heading = '';
+	const who = (host: string, step: string) => (step === heading ? host : `${host} [${step}]`);
 	return event => {
 		switch (event.type) {
 			case 'check': {
@@ -21,7 +22,6 @@ export function lineReporter(write: (line: string) => void, options: {verbose?: 
 			}
 
 			case 'step-done': {
-				running.delete(event.step);
 				if (checks.length > 0) {
 					for (const line of formatCheckGrid(checks)) {
 						write(`   ${line}`);
@@ -56,7 +56,7 @@ export function lineReporter(write: (line: string) => void, options: {verbose?: 
 			}
 
 			case 'step-start': {
-				running.add(event.step);
+				heading = event.step;
 				write(`== ${event.title} [${event.step}]`);
 				break;
 			}

@@ -215,7 +215,7 @@ describe.skipIf(!lab)('apply on the lab\'s three masters', () => {
 
 		const retry = await runCli(['apply', '--config', configFile, '--state-dir', stateDir, '--yes']);
 		expect(retry.code, retry.stdout + retry.stderr).toBe(0);
-		expect(retry.stdout).toMatch(/↷ k8smaster01 skipped/);
+		expect(retry.stdout).toMatch(/↷ k8smaster01 \[binaries\] skipped/);
 	});
 
 	test('v1.14.2 with profile: tutorial installs with the tutorial\'s flags, and the benchmark names what they leave; a tarball of another release is refused before any host is touched', async () => {

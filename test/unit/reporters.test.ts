@@ -1,0 +1,26 @@
+import {expect, test} from 'vitest';
+import {lineReporter} from '../../source/reporters/line.js';
+
+test('the line reporter names the step on a line that belongs to another step than the last heading (steps side by side)', () => {
+	const lines: string[] = [];
+	const report = lineReporter(line => lines.push(line));
+	report({type: 'step-start', step: 'binaries', title: 'Copy the server binaries', hosts: ['k8smaster01']});
+	report({type: 'step-start', step: 'certs', title: 'Place certificates and keys', hosts: ['k8smaster01']});
+	report({type: 'host-done', step: 'certs', host: 'k8smaster01', outcome: 'done', detail: '12 written, 0 already in place', durationMs: 80});
+	report({type: 'step-done', step: 'certs', outcome: 'done', durationMs: 90});
+	report({type: 'host-progress', step: 'binaries', host: 'k8smaster01', bytes: 30, total: 100});
+	report({type: 'host-done', step: 'binaries', host: 'k8smaster01', outcome: 'failed', durationMs: 900, failure: {step: 'binaries', host: 'k8smaster01', message: 'exit 255', command: 'ssh', output: ''}});
+	report({type: 'step-start', step: 'start', title: 'Start the control plane and wait until ready', hosts: ['k8smaster01']});
+	report({type: 'host-done', step: 'start', host: 'k8smaster01', outcome: 'done', durationMs: 3000});
+	expect(lines).toEqual([
+		'== Copy the server binaries [binaries]',
+		'== Place certificates and keys [certs]',
+		'   ✔ k8smaster01 done in 80 ms: 12 written, 0 already in place',
+		'   k8smaster01 [binaries]: 30 B of 100 B (25%)',
+		'   ✘ k8smaster01 [binaries] failed in 900 ms',
+		'     exit 255',
+		'     command: ssh',
+		'== Start the control plane and wait until ready [start]',
+		'   ✔ k8smaster01 done in 3.0 s',
+	]);
+});
