@@ -221,23 +221,27 @@ export async function runUploads(context: StepContext, master: Master, step: Ste
 	return `${written} written, ${uploads.length - pending.length} already in place`;
 }
 
-/** Files up to this size share a round trip; a larger one goes alone, so a stop waits for one file at most. */
+/**
+ * Files up to this size share a round trip, up to this much together; a larger file goes with at
+ * most that much of the small ones beside it, so a stop waits for one large file at most.
+ */
 const batchBytes = 8 * 1024 * 1024;
 
-function batches(uploads: Upload[]): Upload[][] {
-	const result: Upload[][] = [];
+export function batches(uploads: Upload[]): Upload[][] {
+	const large = uploads.filter(upload => upload.bytes > batchBytes);
+	const small: Upload[][] = [];
 	let bytes = Number.POSITIVE_INFINITY;
-	for (const upload of uploads) {
+	for (const upload of uploads.filter(upload => upload.bytes <= batchBytes)) {
 		if (bytes + upload.bytes > batchBytes) {
-			result.push([]);
+			small.push([]);
 			bytes = 0;
 		}
 
-		result.at(-1)!.push(upload);
+		small.at(-1)!.push(upload);
 		bytes += upload.bytes;
 	}
 
-	return result;
+	return Array.from({length: Math.max(large.length, small.length)}, (_, index) => [...small[index] ?? [], ...(large[index] ? [large[index]] : [])]);
 }
 
 /**

@@ -350,7 +350,7 @@ export class FakeCluster {
 			lines.push(`R ${unit}`, ...exec.trim().split(/\s+/).map(arg => `A ${unit} ${arg}`));
 		}
 
-		const listed = unquoteWords(/for f in (.*?); do if \[ -e/.exec(script)?.[1] ?? '');
+		const listed = unquoteWords(/stat -c 'S %a %U:%G %n' -- (.*?) 2>\/dev\/null/.exec(script)?.[1] ?? '');
 		for (const path of listed) {
 			const found = host.files.get(path);
 			if (found) {
