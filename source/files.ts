@@ -8,7 +8,8 @@ export function sha256(data: string | Buffer): string {
 
 export async function sha256OfFile(file: string): Promise<string> {
 	const hash = createHash('sha256');
-	for await (const chunk of createReadStream(file)) {
+	// Large chunks: fewer turns of an event loop that may be busy with key pairs meanwhile.
+	for await (const chunk of createReadStream(file, {highWaterMark: 1024 * 1024})) {
 		hash.update(chunk as Buffer);
 	}
 

@@ -409,7 +409,9 @@ export class Engine {
 			const remote = new Remote(this.options.runner, config);
 			// A master left out of this run is not contacted at all.
 			readFactsEarly(remote, config, config.masters.filter(master => !this.skipHosts.has(master.name)));
-			const [prepared, unpacked] = await Promise.allSettled([this.prepare(false, {quiet: true, refuseMisfits: true, remote}), this.binaries()]);
+			// The unpacking first: tar starts before key pairs keep this thread busy.
+			const unpacking = this.binaries();
+			const [unpacked, prepared] = await Promise.allSettled([unpacking, this.prepare(false, {quiet: true, refuseMisfits: true, remote})]);
 			if (prepared.status === 'rejected' || unpacked.status === 'rejected') {
 				// Bad input: the early reads are not waited for (an unreachable master would hold the answer back).
 				stopRunningCommands();

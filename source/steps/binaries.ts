@@ -15,7 +15,14 @@ const requiredBinaries = ['kube-apiserver', 'kube-controller-manager', 'kube-sch
 
 const binPrefix = 'kubernetes/server/bin/';
 
-type Manifest = {tarballSha256: string; files: BinaryFile[]};
+/** tarballIdentity: device, inode, size, mtime and ctime (ns) of the tarball when it was hashed. */
+type Manifest = {tarballSha256: string; tarballIdentity?: string; files: BinaryFile[]};
+
+/** Undefined where times are whole seconds: a change of the same size within the second would look unchanged. */
+function identityOf(file: string): string | undefined {
+	const stats = statSync(file, {bigint: true});
+	return stats.mtimeNs % 1_000_000_000n === 0n && stats.ctimeNs % 1_000_000_000n === 0n ? undefined : `${stats.dev}:${stats.ino}:${stats.size}:${stats.mtimeNs}:${stats.ctimeNs}`;
+}
 
 export function binaryNames(config: ResolvedConfig): string[] {
 	return config.binaries.include ? [...new Set([...requiredBinaries, ...config.binaries.include])] : defaultBinaries;
@@ -68,12 +75,27 @@ function elfArchitecture(file: string): string | undefined {
  * tarball's hash and every binary's, so a changed tarball is unpacked again and a changed binary is seen.
  */
 export async function unpackBinaries(config: ResolvedConfig, workspace: Workspace, runner: Runner, tarball: string): Promise<BinaryFile[]> {
-	const tarballSha256 = await sha256OfFile(tarball);
 	const file = manifestPath(workspace, config);
 	const existing = unpackedBinaries(workspace, config);
-	if (existing && (JSON.parse(readFileSync(file, 'utf8')) as Manifest).tarballSha256 === tarballSha256) {
-		return existing;
+	const tarballIdentity = identityOf(tarball);
+	if (existing) {
+		const manifest = JSON.parse(readFileSync(file, 'utf8')) as Manifest;
+		// The tarball unchanged since it was hashed (as git and rsync tell): not read again.
+		if (tarballIdentity !== undefined && manifest.tarballIdentity === tarballIdentity) {
+			return existing;
+		}
+
+		const tarballSha256 = await sha256OfFile(tarball);
+		if (manifest.tarballSha256 === tarballSha256) {
+			writeFileAtomic(file, JSON.stringify({...manifest, tarballIdentity} satisfies Manifest, null, 2), 0o600);
+			return existing;
+		}
 	}
+
+	// Hashed while tar reads it: two readers of one file, side by side.
+	const hashing = sha256OfFile(tarball);
+	// Awaited once tar is through; a read error surfaces there, not as an unhandled rejection before.
+	hashing.catch(() => undefined);
 
 	// One pass over the archive, into a folder beside the final one: a wrong tarball (missing
 	// binaries, another release or architecture) is refused and leaves no trace.
@@ -120,6 +142,6 @@ export async function unpackBinaries(config: ResolvedConfig, workspace: Workspac
 		files.push({name, file: binary, sha256: await sha256OfFile(binary), bytes: statSync(binary).size});
 	}
 
-	writeFileAtomic(file, JSON.stringify({tarballSha256, files} satisfies Manifest, null, 2), 0o600);
+	writeFileAtomic(file, JSON.stringify({tarballSha256: await hashing, tarballIdentity, files} satisfies Manifest, null, 2), 0o600);
 	return files;
 }

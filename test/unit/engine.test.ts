@@ -1,4 +1,5 @@
-import {existsSync, readdirSync, readFileSync, statSync} from 'node:fs';
+import {execFileSync} from 'node:child_process';
+import {existsSync, readdirSync, readFileSync, statSync, writeFileSync} from 'node:fs';
 import path from 'node:path';
 import {describe, expect, test, vi} from 'vitest';
 import {loadConfig} from '../../source/config/load.js';
@@ -389,6 +390,23 @@ describe('binaries', () => {
 		const brokenConfig = loadConfig(writeConfig(broken.dir, baseConfig(broken.tarball)));
 		const refused = new Engine({config: brokenConfig, workspace: new Workspace(broken.stateDir, brokenConfig.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe, api: cluster.api});
 		await expect(refused.apply({confirm: true})).rejects.toThrow(/binaries\.tarball: lacks kubernetes\/server\/bin\/kube-apiserver/);
+	});
+
+	test('the tarball is unpacked once; an unchanged one is not read again, one replaced in place is unpacked again', async () => {
+		const {cluster, engine, tarball, logFile} = setup();
+		await engine().engine.apply({confirm: true});
+		const unpacks = () => readFileSync(logFile, 'utf8').split('\n').filter(line => line.includes('"command":"tar -xzf')).length;
+		expect(unpacks()).toBe(1);
+		await engine().engine.apply({confirm: true});
+		expect(unpacks()).toBe(1);
+
+		// Another build of the release at the same path: its kube-proxy differs, and reaches the masters.
+		const rebuilt = makeFixture('v1.28.7');
+		writeFileSync(path.join(rebuilt.dir, 'src', 'kubernetes', 'server', 'bin', 'kube-proxy'), '#!/bin/sh\necho rebuilt\n');
+		execFileSync('tar', ['-czf', tarball, '-C', path.join(rebuilt.dir, 'src'), 'kubernetes']);
+		await engine().engine.apply({confirm: true});
+		expect(unpacks()).toBe(2);
+		expect(hostFile(cluster, ips[0]!, '/opt/k8s/bin/kube-proxy')?.content.toString()).toBe('#!/bin/sh\necho rebuilt\n');
 	});
 });
 
