@@ -1,3 +1,4 @@
+import {createHash} from 'node:crypto';
 import https from 'node:https';
 
 export type TlsClient = {ca: string; cert: string; key: string};
@@ -6,12 +7,29 @@ export type HealthAnswer = {ok: boolean; status: number; body: string; error?: s
 
 export type ApiRequest = {method: 'GET' | 'POST' | 'DELETE'; path: string; body?: unknown; headers?: Record<string, string>};
 
+/**
+ * One connection pool per endpoint and identity: a run's many calls (readiness polls, checks) share
+ * kept-alive TLS connections instead of a handshake each. Idle sockets do not keep the process alive.
+ */
+const agents = new Map<string, https.Agent>();
+
+function agentFor(ip: string, port: number, tls: TlsClient): https.Agent {
+	const key = `${ip}:${port}:${createHash('sha256').update(tls.cert).update(tls.ca).digest('hex')}`;
+	let agent = agents.get(key);
+	if (!agent) {
+		agent = new https.Agent({keepAlive: true, maxSockets: 8});
+		agents.set(key, agent);
+	}
+
+	return agent;
+}
+
 /** One HTTPS call to a component: JSON in and out, client certificate, server certificate checked against the CA. */
-export async function callApi(ip: string, port: number, request: ApiRequest, tls: TlsClient, timeoutMs = 10_000): Promise<HealthAnswer> {
+export async function callApi(ip: string, port: number, request: ApiRequest, tls: TlsClient, timeoutMs = 10_000, retried = false): Promise<HealthAnswer> {
 	const payload = request.body === undefined ? undefined : JSON.stringify(request.body);
 	return new Promise(resolve => {
 		const call = https.request({
-			host: ip, port, path: request.path, method: request.method, ca: tls.ca, cert: tls.cert, key: tls.key, timeout: timeoutMs, agent: false,
+			host: ip, port, path: request.path, method: request.method, ca: tls.ca, cert: tls.cert, key: tls.key, timeout: timeoutMs, agent: agentFor(ip, port, tls),
 			headers: {accept: 'application/json', ...(payload === undefined ? {} : {'content-type': 'application/json', 'content-length': Buffer.byteLength(payload)}), ...request.headers},
 		}, response => {
 			let body = '';
@@ -22,7 +40,15 @@ export async function callApi(ip: string, port: number, request: ApiRequest, tls
 			response.on('end', () => resolve({ok: (response.statusCode ?? 0) >= 200 && (response.statusCode ?? 0) < 300, status: response.statusCode ?? 0, body}));
 		});
 		call.on('timeout', () => call.destroy(new Error(`no answer in ${timeoutMs} ms`)));
-		call.on('error', error => resolve({ok: false, status: 0, body: '', error: error.message}));
+		call.on('error', (error: NodeJS.ErrnoException) => {
+			// A kept-alive connection the server closed meanwhile: the request never reached it, ask once on a new one.
+			if (call.reusedSocket && error.code === 'ECONNRESET' && !retried) {
+				resolve(callApi(ip, port, request, tls, timeoutMs, true));
+				return;
+			}
+
+			resolve({ok: false, status: 0, body: '', error: error.message});
+		});
 		call.end(payload);
 	});
 }

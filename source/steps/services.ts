@@ -59,10 +59,19 @@ function localGetScript(context: StepContext, endpoint: LocalEndpoint): string {
 /** A read done on the master in the same round trip as the probes: its output comes back apart. */
 type AlsoRead = {script: string; display: string};
 
-/** Asks every endpoint side by side on the master, in one round trip (with `also`, when given, first). */
-async function probeOnMaster(context: StepContext, master: Master, endpoints: LocalEndpoint[], step: StepId, also?: AlsoRead): Promise<{answers: Map<ServiceName, Readiness>; also: string}> {
+/**
+ * Asks every endpoint side by side on the master, in one round trip (with `also`, when given, first).
+ * With `waitMs`, the master asks again every 100 ms until all answer 200 or the time is up: a wait
+ * then ends as soon as the services are ready, not at the next round trip.
+ */
+async function probeOnMaster(context: StepContext, master: Master, endpoints: LocalEndpoint[], step: StepId, also?: AlsoRead, waitMs = 0): Promise<{answers: Map<ServiceName, Readiness>; also: string}> {
+	const indexes = endpoints.map((_, index) => index).join(' ');
 	const runs = endpoints.map((endpoint, index) => `(${localGetScript(context, endpoint)}) > "$t/${index}" 2>&1 &`).join(' ');
-	const probes = endpoints.length === 0 ? '' : `t=$(mktemp -d) || exit 1; trap 'rm -rf "$t"' EXIT; ${runs} wait; for i in ${endpoints.map((_, index) => index).join(' ')}; do echo "==> $i"; cat "$t/$i"; echo; done`;
+	// The last line of each answer is its status; read with builtins only (no process per look).
+	const allOk = `ok=1; for i in ${indexes}; do s=; while IFS= read -r l || [ -n "$l" ]; do s=$l; l=; done < "$t/$i"; [ "$s" = 200 ] || ok=0; done`;
+	const seconds = Math.floor(waitMs / 1000);
+	const ask = seconds < 1 ? `${runs} wait;` : `end=$(($(date +%s) + ${seconds})); while :; do ${runs} wait; ${allOk}; if [ "$ok" = 1 ] || [ "$(date +%s)" -ge "$end" ]; then break; fi; sleep 0.1 2>/dev/null || sleep 1; done;`;
+	const probes = endpoints.length === 0 ? '' : `t=$(mktemp -d) || exit 1; trap 'rm -rf "$t"' EXIT; ${ask} for i in ${indexes}; do echo "==> $i"; cat "$t/$i"; echo; done`;
 	const script = also ? `${also.script}\necho '##k8smi## probes'\n${probes}` : probes;
 	const display = [also?.display, endpoints.length > 0 ? `GET ${endpoints.map(endpoint => `127.0.0.1:${endpoint.port}${endpoint.path}`).join(', ')} on the master` : undefined].filter(Boolean).join('; ');
 	const result = await context.remote.check(master, script, {step, display});
@@ -90,12 +99,12 @@ function splitOnce(text: string, separator: string): [string, string] {
  * Readiness of some of the four services on one master: the apiserver over TLS from here; kube-nginx
  * (and, serving on loopback, the controller-manager and the scheduler) on the master, in one round trip.
  */
-export async function servicesReady(context: StepContext, master: Master, names: ServiceName[], step: StepId, nginxPath = readinessPath(context.config.kubeVersion)): Promise<Map<ServiceName, Readiness>> {
-	return (await readinessAnd(context, master, names, step, nginxPath)).readiness;
+export async function servicesReady(context: StepContext, master: Master, names: ServiceName[], step: StepId, nginxPath = readinessPath(context.config.kubeVersion), waitMs = 0): Promise<Map<ServiceName, Readiness>> {
+	return (await readinessAnd(context, master, names, step, nginxPath, undefined, waitMs)).readiness;
 }
 
 /** servicesReady, with another read on the master done in the same round trip. */
-async function readinessAnd(context: StepContext, master: Master, names: ServiceName[], step: StepId, nginxPath: string, also?: AlsoRead): Promise<{readiness: Map<ServiceName, Readiness>; also: string}> {
+async function readinessAnd(context: StepContext, master: Master, names: ServiceName[], step: StepId, nginxPath: string, also?: AlsoRead, waitMs = 0): Promise<{readiness: Map<ServiceName, Readiness>; also: string}> {
 	const local: LocalEndpoint[] = [];
 	const direct: Array<Promise<[ServiceName, Readiness]>> = [];
 	const fromHere = async (name: ServiceName, port: number, pathName: string): Promise<[ServiceName, Readiness]> => {
@@ -115,7 +124,7 @@ async function readinessAnd(context: StepContext, master: Master, names: Service
 		}
 	}
 
-	const [onMaster, answeredHere] = await Promise.all([local.length > 0 || also ? probeOnMaster(context, master, local, step, also) : {answers: new Map<ServiceName, Readiness>(), also: ''}, Promise.all(direct)]);
+	const [onMaster, answeredHere] = await Promise.all([local.length > 0 || also ? probeOnMaster(context, master, local, step, also, waitMs) : {answers: new Map<ServiceName, Readiness>(), also: ''}, Promise.all(direct)]);
 	const answers = new Map<ServiceName, Readiness>([...onMaster.answers, ...answeredHere]);
 	return {readiness: new Map(names.map(name => [name, answers.get(name)!])), also: onMaster.also};
 }
@@ -230,7 +239,8 @@ async function restartUnits(context: StepContext, master: Master, names: Service
 async function waitReady(context: StepContext, master: Master, names: ServiceName[]): Promise<Map<ServiceName, Readiness>> {
 	const deadline = Date.now() + (context.config.timeouts.readySeconds * 1000);
 	for (;;) {
-		const readiness = await servicesReady(context, master, names, 'start');
+		// What is asked on the master waits there, up to 5 s per round trip: progress and a stop are seen between.
+		const readiness = await servicesReady(context, master, names, 'start', readinessPath(context.config.kubeVersion), Math.min(5000, deadline - Date.now()));
 		const waiting = [...readiness].filter(([, each]) => !each.ok);
 		if (waiting.length === 0 || Date.now() >= deadline) {
 			return readiness;
