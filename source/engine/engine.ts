@@ -437,7 +437,7 @@ export class Engine {
 			this.state.setRun({status: 'running', startedAt: new Date().toISOString(), error: undefined});
 			runStarted = true;
 			// Read-only, beside preflight: the files of every step, one round trip per master once its connection is up.
-			readingAhead = Promise.all(config.masters.filter(master => !this.skipHosts.has(master.name)).map(async master => checks.readAhead.read(checks, master, steps.flatMap(step => (step.reads ? [{step: step.id, paths: step.reads(checks, master)}] : [])))));
+			readingAhead = Promise.all(config.masters.filter(master => !this.skipHosts.has(master.name)).map(async master => checks.readAhead.read(checks, master, () => steps.flatMap(step => (step.reads ? [{step: step.id, paths: step.reads(checks, master)}] : [])))));
 			await this.runStep(preflight, checks);
 			const context = await this.prepare(true, {remote: checks.remote, readAhead: checks.readAhead});
 			context.binaries = binaries;

@@ -41,8 +41,9 @@ export async function callApi(ip: string, port: number, request: ApiRequest, tls
 		});
 		call.on('timeout', () => call.destroy(new Error(`no answer in ${timeoutMs} ms`)));
 		call.on('error', (error: NodeJS.ErrnoException) => {
-			// A kept-alive connection the server closed meanwhile: the request never reached it, ask once on a new one.
-			if (call.reusedSocket && error.code === 'ECONNRESET' && !retried) {
+			// A kept-alive connection the server closed meanwhile: a GET is asked once more on a new one
+			// (a POST or DELETE may have been done, so it is not sent twice).
+			if (call.reusedSocket && error.code === 'ECONNRESET' && request.method === 'GET' && !retried) {
 				resolve(callApi(ip, port, request, tls, timeoutMs, true));
 				return;
 			}

@@ -54,8 +54,8 @@ function diagnoseRemote(output: string, master: Master): string | undefined {
 export class Remote {
 	private controlDirPath: string | undefined;
 	private readonly used = new Set<Master>();
-	/** Per master, the first command's answer: once it settled, the shared connection is up (or failed). */
-	private readonly firstAnswers = new Map<Master, Promise<unknown>>();
+	/** Per master, whether the first command's answer came back with exit 0: the shared connection is then up. */
+	private readonly firstAnswers = new Map<Master, Promise<boolean>>();
 
 	constructor(private readonly runner: Runner, private readonly config: ResolvedConfig) {}
 
@@ -110,18 +110,18 @@ export class Remote {
 			onInputProgress: options.onInputProgress,
 		});
 		if (!this.firstAnswers.has(master)) {
-			this.firstAnswers.set(master, answer.catch(() => undefined));
+			this.firstAnswers.set(master, answer.then(result => result.exitCode === 0, () => false));
 		}
 
 		return answer;
 	}
 
 	/**
-	 * Settles once the first command sent to the master settled: a command sent after it shares that
-	 * connection instead of racing it with a second handshake.
+	 * Whether the first command sent to the master succeeded, once it settled: a command sent after
+	 * it shares that connection instead of racing it with a second handshake. True when none was sent.
 	 */
-	async connected(master: Master): Promise<void> {
-		await this.firstAnswers.get(master);
+	async firstCommandSucceeded(master: Master): Promise<boolean> {
+		return this.firstAnswers.get(master) ?? true;
 	}
 
 	/** Like run, but a non-zero exit becomes a StepError naming the host, the command and the fix. */

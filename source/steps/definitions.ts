@@ -50,7 +50,8 @@ const units = filesStep({
 	title: 'Install the units and the component configs',
 	needs: [],
 	plan: (context, master) => [
-		{kind: 'remote', script: `mkdir -p ${shellWords(workingDirectories(context.config))}`},
+		// umask 077, as the uploads make their folders: a folder both make (/opt/k8s) gets one mode whichever runs first.
+		{kind: 'remote', script: `umask 077; mkdir -p ${shellWords(workingDirectories(context.config))}`},
 		...artifactUploads(context, master, 'units'),
 	],
 });

@@ -19,21 +19,17 @@ function knownIdentities(context: StepContext, master: Master, step: StepId): Re
 }
 
 /**
- * One round trip that reads mode, owner and identity of every path (absent files are simply
- * missing) and hashes each file whose identity differs from the one recorded with its hash, the
- * way git and rsync skip unchanged files: a master's binaries are then not read again on every run.
+ * One stat for every path (absent ones print nothing), then one sha256sum for the regular files whose
+ * identity is not the recorded one: a couple of processes whatever the number of files. %f is the raw
+ * mode in hex: 8xxx is a regular file, axxx a link. The loop reads a here-document, so it runs in this shell.
  */
-async function readFacts(context: StepContext, master: Master, step: StepId, requests: Array<{step: StepId; paths: string[]}>): Promise<Map<string, RemoteFileFacts>> {
-	const known = Object.assign({}, ...requests.map(request => knownIdentities(context, master, request.step))) as Record<string, {stat: string; sha256: string}>;
-	const paths = requests.flatMap(request => request.paths);
+export function fileFactsScript(paths: string[], known: Record<string, {stat: string}>): string {
 	const unchanged = paths.filter(file => known[file]).map(file => shellQuote(`${known[file]!.stat} ${file}`));
-	// One stat for every path (absent ones print nothing), then one sha256sum for the regular files whose
-	// identity is not the recorded one: a couple of processes whatever the number of files. %f is the raw
-	// mode in hex: 8xxx is a regular file. The loop reads a here-document, so it runs in this shell.
-	const script = [
+	return [
 		`k8smi_stats=$(stat -c '%f %a:%U ${statFormat} %n' -- ${paths.map(file => shellQuote(file)).join(' ')} 2>/dev/null)`,
 		'while IFS=\' \' read -r kind access identity path; do',
-		'case $kind in 8???) ;; *) continue ;; esac',
+		// A link to a regular file counts as present, as `[ -f ]` says: its target is hashed (it may not be ours).
+		'case $kind in 8???) ;; a???) [ -f "$path" ] || continue ;; *) continue ;; esac',
 		'printf \'F %s %s %s\\n\' "$access" "$identity" "$path"',
 		unchanged.length > 0 ? `case "$identity $path" in ${unchanged.join('|')}) ;; *) set -- "$@" "$path" ;; esac` : 'set -- "$@" "$path"',
 		'done <<k8smi_end',
@@ -41,6 +37,17 @@ async function readFacts(context: StepContext, master: Master, step: StepId, req
 		'k8smi_end',
 		'[ "$#" -eq 0 ] || sha256sum -- "$@"',
 	].join('\n');
+}
+
+/**
+ * One round trip that reads mode, owner and identity of every path (absent files are simply
+ * missing) and hashes each file whose identity differs from the one recorded with its hash, the
+ * way git and rsync skip unchanged files: a master's binaries are then not read again on every run.
+ */
+async function readFacts(context: StepContext, master: Master, step: StepId, requests: Array<{step: StepId; paths: string[]}>): Promise<Map<string, RemoteFileFacts>> {
+	const known = Object.assign({}, ...requests.map(request => knownIdentities(context, master, request.step))) as Record<string, {stat: string; sha256: string}>;
+	const paths = requests.flatMap(request => request.paths);
+	const script = fileFactsScript(paths, known);
 	const result = await context.remote.check(master, script, {step, display: `read sha256, mode and owner of ${paths.length} file(s)${requests.length > 1 ? ` (${requests.map(request => request.step).join(', ')})` : ''}`});
 	const facts = new Map<string, RemoteFileFacts>();
 	for (const line of result.stdout.split('\n')) {
@@ -82,15 +89,18 @@ export class FilesReadAhead {
 	 * Sent once the master's connection is up (a second handshake beside the first would cost more
 	 * than it saves). Never fails: a master that cannot be read now is read by each step, which says why.
 	 */
-	async read(context: StepContext, master: Master, requests: Array<{step: StepId; paths: string[]}>): Promise<void> {
+	async read(context: StepContext, master: Master, requests: () => Array<{step: StepId; paths: string[]}>): Promise<void> {
 		const reading = (async () => {
-			if (requests.length === 0) {
+			const asked = requests();
+			// A master whose first command failed is left to the steps, which say why.
+			if (asked.length === 0 || !await context.remote.firstCommandSucceeded(master)) {
 				return undefined;
 			}
 
-			await context.remote.connected(master);
-			const facts = await readFacts(context, master, requests[0]!.step, requests);
-			return {at: Date.now(), asked: new Set(requests.flatMap(request => request.paths)), facts};
+			// The age counts from before the read: a change made while it ran is not older than the reading.
+			const at = Date.now();
+			const facts = await readFacts(context, master, 'preflight', asked);
+			return {at, asked: new Set(asked.flatMap(request => request.paths)), facts};
 		})().catch(() => undefined);
 		this.byHost.set(master.name, reading);
 		await reading;
@@ -123,27 +133,29 @@ const directoryOf = (upload: Upload) => shellQuote(upload.path.slice(0, upload.p
  * several sent one after the other (it reads no further than N bytes from a pipe). A few processes
  * per batch, not six per file: on a busy master each one costs milliseconds.
  */
-function uploadScript(uploads: Upload[]): string {
+export function uploadScript(uploads: Upload[]): string {
 	const temporary = (upload: Upload) => shellQuote(`${upload.path}.k8smi-new`);
 	const temporaries = uploads.map(temporary).join(' ');
 	const directories = [...new Set(uploads.map(directoryOf))].join(' ');
 	const discard = `rm -f ${temporaries}`;
-	const reads = uploads.map(upload => `if ! ${uploads.length === 1 ? 'cat' : `head -c ${upload.bytes}`} > ${temporary(upload)}; then ${discard}; exit 4; fi`);
+	const trap = `trap ${shellQuote(discard)} EXIT`;
+	const reads = uploads.map(upload => `if ! ${uploads.length === 1 ? 'cat' : `head -c ${upload.bytes}`} > ${temporary(upload)}; then exit 4; fi`);
 	const sums = uploads.map(upload => `${upload.sha256} ${temporary(upload)}`).join(' ');
 	const modes = [...new Set(uploads.map(upload => upload.mode))];
 	const chmods = modes.map(mode => `chmod ${mode.toString(8)} ${uploads.filter(upload => upload.mode === mode).map(temporary).join(' ')}`);
 	const moves = uploads.map(upload => `mv -f ${temporary(upload)} ${shellQuote(upload.path)}`);
 	// umask first: a secret is never readable by others, not even while it is being written.
 	// If ssh dies mid-stream, the reader sees a normal end of input: only a batch whose every file has
-	// its expected sha256 replaces anything. A failed write (disk full) leaves no partial file behind.
+	// its expected sha256 replaces anything. Whatever fails (disk full, a chmod) leaves no temporary file.
 	// The identity of each new file is printed for the state, so the next run need not hash it.
 	return [
-		`set -e; umask 077; mkdir -p ${directories}`,
+		`set -e; umask 077; ${trap}; mkdir -p ${directories}`,
 		...reads,
-		`if ! printf '%s  %s\\n' ${sums} | sha256sum -c --status; then ${discard}; echo 'incomplete upload discarded' >&2; exit 3; fi`,
+		`if ! printf '%s  %s\\n' ${sums} | sha256sum -c --status; then echo 'incomplete upload discarded' >&2; exit 3; fi`,
 		`chown root:root ${temporaries}`,
 		...chmods,
 		...moves,
+		'trap - EXIT',
 		`stat -c 'S ${statFormat} %n' -- ${uploads.map(upload => shellQuote(upload.path)).join(' ')}`,
 	].join('; ');
 }
@@ -246,7 +258,8 @@ export function batches(uploads: Upload[]): Upload[][] {
 
 /**
  * One round trip: the batch's files streamed one after the other, checked, and renamed into place
- * by the master; records every file that landed.
+ * by the master; records the files it reports in place (a rename that failed midway leaves the rest
+ * unrecorded: the next run finds them by their hash).
  */
 async function writeBatch(context: StepContext, master: Master, step: StepId, batch: Upload[], progress: {sent: number; total: number}): Promise<number> {
 	const bytes = batch.reduce((sum, upload) => sum + upload.bytes, 0);

@@ -74,7 +74,7 @@ async function probeOnMaster(context: StepContext, master: Master, endpoints: Lo
 	const probes = endpoints.length === 0 ? '' : `t=$(mktemp -d) || exit 1; trap 'rm -rf "$t"' EXIT; ${ask} for i in ${indexes}; do echo "==> $i"; cat "$t/$i"; echo; done`;
 	const script = also ? `${also.script}\necho '##k8smi## probes'\n${probes}` : probes;
 	const display = [also?.display, endpoints.length > 0 ? `GET ${endpoints.map(endpoint => `127.0.0.1:${endpoint.port}${endpoint.path}`).join(', ')} on the master` : undefined].filter(Boolean).join('; ');
-	const result = await context.remote.check(master, script, {step, display});
+	const result = await context.remote.check(master, script, {step, display, timeoutMs: waitMs + (context.config.timeouts.commandSeconds * 1000)});
 	const [alsoOutput, probeOutput] = also ? splitOnce(result.stdout, '##k8smi## probes\n') : ['', result.stdout];
 	const answers = new Map<ServiceName, Readiness>();
 	for (const [index, endpoint] of endpoints.entries()) {
@@ -300,7 +300,7 @@ export function startStep(uploadsOf: UploadsOf): StepDefinition {
 		],
 		async verify(context, master, record) {
 			const inputs = inputsOf(context, master);
-			// A fresh master: every service restarts whatever its unit's state, so there is nothing to read.
+			// Every service restarts whatever its unit's state (a fresh master, new certificates everywhere): nothing to read.
 			const reasons = services.map(service => filesReason(context, master, inputs.get(service.name)!, record?.services?.[service.name]));
 			if (reasons.every(Boolean) && !services.some(service => onlyConfigWritten(context, master, service.name, inputs.get(service.name)!))) {
 				return {done: false, detail: `${services[0]!.name}: ${reasons[0]}`, observed: new Map<ServiceName, UnitStatus>()};
@@ -351,11 +351,17 @@ export function startStep(uploadsOf: UploadsOf): StepDefinition {
 			// the first not ready, in start order, is reported with its journal.
 			for (const names of [['kube-apiserver'], ['kube-nginx', 'kube-controller-manager', 'kube-scheduler']] as ServiceName[][]) {
 				context.throwIfStopping();
-				if (names.includes('kube-nginx') && later.length > 0) {
-					await restartUnits(context, master, later, `systemctl restart ${later.join(' ')}`);
+				let readiness: Map<ServiceName, Readiness>;
+				try {
+					readiness = await waitReady(context, master, names);
+				} finally {
+					// The clients follow the apiserver whatever came of the wait (a stop, a timeout): left on
+					// their old files they would outlive the run, as they never did when all restarted together.
+					if (names.includes('kube-apiserver') && later.length > 0) {
+						await restartUnits(context, master, later, `systemctl restart ${later.join(' ')}`);
+					}
 				}
 
-				const readiness = await waitReady(context, master, names);
 				for (const [name, each] of readiness) {
 					context.runner.log({event: 'health', host: master.name, service: name, ok: each.ok, detail: each.detail});
 				}

@@ -263,7 +263,7 @@ export class FakeCluster {
 			return ok(landed.join('\n'));
 		}
 
-		if (script.startsWith('mkdir -p') || script.startsWith('cp -p') || script.startsWith('cat -- ')) {
+		if (script.startsWith('umask 077; mkdir -p') || script.startsWith('cp -p') || script.startsWith('cat -- ')) {
 			return ok(script.startsWith('cat -- ') ? host.files.get(unquoteWords(script)[2]!)?.content.toString() ?? '' : '');
 		}
 

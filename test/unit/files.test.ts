@@ -1,5 +1,10 @@
-import {expect, test} from 'vitest';
-import {batches, type Upload} from '../../source/steps/files.js';
+import {execFileSync, spawnSync} from 'node:child_process';
+import {createHash} from 'node:crypto';
+import {mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync} from 'node:fs';
+import {tmpdir} from 'node:os';
+import path from 'node:path';
+import {describe, expect, test} from 'vitest';
+import {batches, fileFactsScript, uploadScript, type Upload} from '../../source/steps/files.js';
 
 const MiB = 1024 * 1024;
 const upload = (name: string, bytes: number): Upload => ({kind: 'upload', path: `/opt/k8s/bin/${name}`, mode: 0o755, sha256: '0'.repeat(64), bytes, secret: false, source: {file: name}, label: name});
@@ -13,4 +18,48 @@ test('uploads share round trips: small files up to 8 MiB together, each large fi
 	// Small files past 8 MiB start another round trip.
 	expect(names(batches([upload('a', 5 * MiB), upload('b', 5 * MiB), upload('c', 1 * MiB)]))).toEqual([['a'], ['b', 'c']]);
 	expect(batches([])).toEqual([]);
+});
+
+describe.each(['dash', 'bash'])('the scripts run by %s on this machine', shell => {
+	const run = (script: string, input?: Buffer) => spawnSync(shell, ['-c', script], {input, encoding: 'buffer'});
+
+	test('file facts: regular files and links to them, not folders or dangling links; a known identity is not hashed', () => {
+		const dir = mkdtempSync(path.join(tmpdir(), 'k8smi-facts-'));
+		writeFileSync(path.join(dir, 'known'), 'known\n');
+		writeFileSync(path.join(dir, 'with space'), 'space\n');
+		symlinkSync(path.join(dir, 'with space'), path.join(dir, 'link'));
+		symlinkSync(path.join(dir, 'absent'), path.join(dir, 'dangling'));
+		mkdirSync(path.join(dir, 'folder'));
+		const identity = (file: string) => execFileSync('stat', ['-c', '%d:%i:%s:%.9Y:%.9Z', path.join(dir, file)], {encoding: 'utf8'}).trim();
+		const paths = ['known', 'with space', 'link', 'dangling', 'folder', 'missing'].map(file => path.join(dir, file));
+		const result = run(fileFactsScript(paths, {[path.join(dir, 'known')]: {stat: identity('known')}}));
+		expect(result.status).toBe(0);
+		const lines = result.stdout.toString().trim().split('\n');
+		const sha = (text: string) => createHash('sha256').update(text).digest('hex');
+		expect(lines).toEqual([
+			expect.stringMatching(new RegExp(`^F \\d+:\\w+ ${identity('known')} ${dir}/known$`)),
+			expect.stringMatching(new RegExp(`^F \\d+:\\w+ ${identity('with space')} ${dir}/with space$`)),
+			expect.stringMatching(new RegExp(`^F 777:\\w+ \\S+ ${dir}/link$`)),
+			`${sha('space\n')}  ${dir}/with space`,
+			`${sha('space\n')}  ${dir}/link`,
+		]);
+	});
+
+	test.skipIf(process.getuid?.() !== 0)('uploads: a whole batch lands with its modes; a batch cut short changes nothing and leaves no temporary file', () => {
+		const dir = mkdtempSync(path.join(tmpdir(), 'k8smi-upload-'));
+		const content = (text: string): Upload => ({...upload(text, Buffer.byteLength(text)), path: path.join(dir, 'sub dir', text), mode: text === 'secret' ? 0o600 : 0o644, sha256: createHash('sha256').update(text).digest('hex'), source: {content: text}});
+		const batch = [content('public'), content('secret')];
+		const landed = run(uploadScript(batch), Buffer.from('publicsecret'));
+		expect(landed.status).toBe(0);
+		expect(landed.stdout.toString()).toMatch(new RegExp(`^S \\S+ ${dir}/sub dir/public\\nS \\S+ ${dir}/sub dir/secret\\n$`));
+		expect(readFileSync(path.join(dir, 'sub dir', 'secret'), 'utf8')).toBe('secret');
+		expect(statSync(path.join(dir, 'sub dir', 'secret')).mode & 0o777).toBe(0o600);
+		expect(statSync(path.join(dir, 'sub dir', 'public')).mode & 0o777).toBe(0o644);
+
+		const changed = [content('public'), {...content('secret'), sha256: createHash('sha256').update('SECRET').digest('hex')}];
+		const cut = run(uploadScript(changed), Buffer.from('publicsec'));
+		expect(cut.status).toBe(3);
+		expect(readdirSync(path.join(dir, 'sub dir')).sort()).toEqual(['public', 'secret']);
+		expect(readFileSync(path.join(dir, 'sub dir', 'secret'), 'utf8')).toBe('secret');
+	});
 });

@@ -104,7 +104,7 @@ describe('failure', () => {
 		await app.press(keys.enter);
 		const failed = await app.until('What now?');
 		expect(failed).toContain('✘ Copy the server binaries failed on k8smaster02');
-		expect(failed).toContain('command: read sha256, mode and owner of 10 file(s)');
+		expect(failed).toMatch(/command: write 10 files: \/opt\/k8s\/bin\//);
 		expect(failed).toMatch(/│ ssh: connect to host 172\.24\.8\.72 port 22: No route to host/);
 		expect(failed).toMatch(/fix: k8smaster02 \(172\.24\.8\.72\) is not reachable/);
 		expect(failed).toContain('❯ Retry');
