@@ -178,6 +178,7 @@ export class Engine {
 					});
 				}
 			},
+			skipped: this.skipHosts,
 			throwIfStopping: this.throwIfStopping,
 		};
 		return this.context;

@@ -46,6 +46,8 @@ export type StepContext = {
 	materialShipped: () => void;
 	/** Reports one check's result (preflight) to the views. */
 	check: (step: StepId, host: string, result: CheckResult) => void;
+	/** Masters left out of this run on the operator's request: not contacted at all. */
+	skipped: ReadonlySet<string>;
 	/** Asks the engine whether the operator asked to stop; checked between actions. */
 	throwIfStopping: () => void;
 };

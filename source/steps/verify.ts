@@ -258,7 +258,7 @@ function failed(results: CheckResult[], host: string): ChecksFailed | undefined 
 
 /** The first master whose apiserver answers: cluster-wide checks go through it. */
 async function reachableMaster(context: StepContext): Promise<Master> {
-	for (const master of context.config.masters) {
+	for (const master of context.config.masters.filter(each => !context.skipped.has(each.name))) {
 		if ((await context.probe(master.ip, 6443, readinessPath(context.config.kubeVersion), adminTls(context))).ok) {
 			return master;
 		}

@@ -506,6 +506,15 @@ describe('skipping a host', () => {
 		expect(cluster.hosts.get('172.24.8.73')!.active).toBe(true);
 	});
 
+	test('a master left out is not asked even when it answers: the cluster checks go through another', async () => {
+		const {cluster, engine} = setup();
+		await engine().engine.apply({confirm: true});
+		const from = cluster.calls.length;
+		await engine().engine.apply({confirm: true, skipHosts: ['k8smaster01']});
+		expect(cluster.calls.slice(from).filter(call => call.args.includes('172.24.8.71'))).toEqual([]);
+		expect(cluster.calls.slice(from).some(call => call.step === 'verify' && call.args.includes('172.24.8.72') && (call.args.at(-1) ?? '').includes('--print-value-only'))).toBe(true);
+	});
+
 	test('skipping every master, or one that does not exist, is refused', async () => {
 		const {engine} = setup();
 		await expect(engine().engine.apply({confirm: true, skipHosts: ['k8smaster01', 'k8smaster02', 'k8smaster03']})).rejects.toThrow(/would skip every master/);
