@@ -224,14 +224,37 @@ const restartScript = (enable: readonly ServiceName[], restart: readonly Service
 /** The controller-manager and the scheduler, when the apiserver restarts too: started once it answers. */
 const apiserverClients: readonly ServiceName[] = ['kube-controller-manager', 'kube-scheduler'];
 
-/** Runs a restart script; a failure names the first unit that is not active, with its journal. */
+/** How long a unit that systemd is restarting on its own (Restart=) gets to come up: one RestartSec of ours and some. */
+const retryGraceMs = 15_000;
+
+/**
+ * Runs a restart script. A unit whose start failed once while systemd restarts it (a transient
+ * failure: cgroup set-up, etcd briefly away) gets one retry period; a failure names the first unit
+ * that is not active, with its journal.
+ */
 async function restartUnits(context: StepContext, master: Master, names: ServiceName[], script: string): Promise<void> {
 	context.progress('start', master.name, {message: `restarting ${names.join(', ')}`});
 	const result = await context.remote.run(master, script, {step: 'start', timeoutMs: (context.config.timeouts.readySeconds + 30) * 1000});
-	if (result.exitCode !== 0) {
+	if (result.exitCode === 0) {
+		return;
+	}
+
+	const deadline = Date.now() + retryGraceMs;
+	for (;;) {
 		const after = await unitStatus(context, master);
-		const failed = names.find(name => after.get(name)?.active !== 'active') ?? names[0]!;
-		throw await failure(context, master, failed, `${failed} did not start (exit ${result.exitCode})`, script);
+		const failed = names.find(name => after.get(name)?.active !== 'active');
+		if (!failed) {
+			context.runner.log({event: 'restart-retried', host: master.name, units: names, exitCode: result.exitCode});
+			return;
+		}
+
+		// "activating": systemd is starting it again (auto-restart); anything else is a failure now.
+		if (after.get(failed)?.active !== 'activating' || Date.now() >= deadline) {
+			throw await failure(context, master, failed, `${failed} did not start (exit ${result.exitCode})`, script);
+		}
+
+		context.progress('start', master.name, {message: `${failed} failed to start; systemd is starting it again`});
+		await new Promise(resolve => setTimeout(resolve, 500));
 	}
 }
 

@@ -271,7 +271,8 @@ describe.skipIf(!lab)('reset on the lab', () => {
 
 	test('reset stops and removes the install on every master, keeps the local keys; apply then brings back the same cluster', async () => {
 		const {configFile, stateDir} = writeLabConfig(lab!, 'v1.28.7');
-		expect((await runCli(['apply', '--config', configFile, '--state-dir', stateDir, '--yes'])).code).toBe(0);
+		const installed = await runCli(['apply', '--config', configFile, '--state-dir', stateDir, '--yes']);
+		expect(installed.code, installed.stdout + installed.stderr).toBe(0);
 		const key = readFileSync(path.join(stateDir, 'kubernetes', 'pki', 'encryption.key'), 'utf8');
 		const refused = await runCli(['reset', '--config', configFile, '--state-dir', stateDir]);
 		expect(refused.code).toBe(2);

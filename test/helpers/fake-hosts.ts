@@ -66,6 +66,9 @@ export class FakeCluster {
 	readonly failRestart = new Set<string>();
 	readonly restartOrder: string[] = [];
 	readonly clientStarts: Array<{ip: string; unit: string; apiserverUp: boolean}> = [];
+	/** `IP UNIT`: the next restart of that unit fails once while systemd starts it again (Restart=). */
+	readonly transientStartFailure = new Set<string>();
+	private readonly autoRestarting = new Set<string>();
 	/** `host unit` of every systemctl reload. */
 	readonly reloads: string[] = [];
 	/** Files whose content a read hashed (`IP PATH`): an unchanged identity spares the hash. */
@@ -199,7 +202,7 @@ export class FakeCluster {
 
 		if (script.startsWith('for u in ')) {
 			const names = script.slice('for u in '.length, script.indexOf(';')).split(' ');
-			return ok(names.map(name => `${name} ${(name === 'kube-apiserver' ? host.active : host.units.has(name)) ? 'active' : 'inactive'} no`).join('\n'));
+			return ok(names.map(name => `${name} ${this.autoRestarting.delete(`${host.ip} ${name}`) ? 'activating' : (name === 'kube-apiserver' ? host.active : host.units.has(name)) ? 'active' : 'inactive'} no`).join('\n'));
 		}
 
 		if (script.startsWith('for f in ') && script.includes('echo "==> $f"')) {
@@ -290,6 +293,11 @@ export class FakeCluster {
 				}
 			}
 
+			const transient = names.find(name => this.transientStartFailure.delete(`${host.ip} ${name}`));
+			if (transient) {
+				this.autoRestarting.add(`${host.ip} ${transient}`);
+			}
+
 			if (names.includes('kube-apiserver')) {
 				this.restartOrder.push(host.ip);
 				if (this.failRestart.has(host.ip)) {
@@ -301,7 +309,7 @@ export class FakeCluster {
 				host.restarts++;
 			}
 
-			return ok();
+			return transient ? fail(1, `Job for ${transient}.service failed because the control process exited with error code.`) : ok();
 		}
 
 		if (script.startsWith('t=$(mktemp -d)') && script.includes('==> $i')) {

@@ -318,6 +318,14 @@ describe('apply', () => {
 });
 
 describe('restarts', () => {
+	test('a unit that fails to start once while systemd starts it again (Restart=) is waited for, not reported failed', async () => {
+		const {cluster, engine, logFile} = setup();
+		cluster.transientStartFailure.add('172.24.8.72 kube-nginx');
+		await engine().engine.apply({confirm: true});
+		expect(ips.map(ip => cluster.hosts.get(ip)!.units.has('kube-nginx'))).toEqual([true, true, true]);
+		expect(readFileSync(logFile, 'utf8')).toMatch(/"event":"restart-retried","host":"k8smaster02"/);
+	});
+
 	test('on a running cluster the apiservers restart one at a time; after a failure the rest keep serving', async () => {
 		const {cluster, engine, configFile, tarball} = setup();
 		await engine().engine.apply({confirm: true});
