@@ -62,18 +62,5 @@ export async function getHealth(ip: string, port: number, pathName: string, tls:
 	return {...answer, ok: answer.status === 200};
 }
 
-/** Polls until the endpoint answers 200 or the deadline passes; returns the last answer. */
+/** How the engine asks a health endpoint; tests put a fake here. */
 export type Probe = typeof getHealth;
-
-export async function waitForHealth(probe: Probe, ip: string, port: number, pathName: string, tls: TlsClient, deadlineMs: number, onWait: (answer: HealthAnswer) => void, shouldStop: () => boolean = () => false): Promise<HealthAnswer> {
-	const end = Date.now() + deadlineMs;
-	for (;;) {
-		const answer = await probe(ip, port, pathName, tls);
-		if (answer.ok || Date.now() >= end || shouldStop()) {
-			return answer;
-		}
-
-		onWait(answer);
-		await new Promise(resolve => setTimeout(resolve, 200));
-	}
-}
