@@ -4,6 +4,7 @@ import {sha256} from '../files.js';
 import {unitPath} from '../render/artifacts.js';
 import type {HealthAnswer} from '../remote/health.js';
 import {shellQuote, shellWords} from '../remote/quote.js';
+import {sectionsScript, splitSections} from '../remote/sections.js';
 import type {StepId} from '../state/store.js';
 import {readinessPath} from '../versions.js';
 import {diagnoseService} from './diagnose.js';
@@ -60,7 +61,8 @@ function localGetScript(context: StepContext, endpoint: LocalEndpoint): string {
 type AlsoRead = {script: string; display: string};
 
 /**
- * Asks every endpoint side by side on the master, in one round trip (with `also`, when given, first).
+ * Asks every endpoint side by side on the master, in one round trip (with `also`, when given, first,
+ * in a section of its own).
  * With `waitMs`, the master asks again every 100 ms until all answer 200 or the time is up: a wait
  * then ends as soon as the services are ready, not at the next round trip.
  */
@@ -72,10 +74,11 @@ async function probeOnMaster(context: StepContext, master: Master, endpoints: Lo
 	const seconds = Math.floor(waitMs / 1000);
 	const ask = seconds < 1 ? `${runs} wait;` : `end=$(($(date +%s) + ${seconds})); while :; do ${runs} wait; ${allOk}; if [ "$ok" = 1 ] || [ "$(date +%s)" -ge "$end" ]; then break; fi; sleep 0.1 2>/dev/null || sleep 1; done;`;
 	const probes = endpoints.length === 0 ? '' : `t=$(mktemp -d) || exit 1; trap 'rm -rf "$t"' EXIT; ${ask} for i in ${indexes}; do echo "==> $i"; cat "$t/$i"; echo; done`;
-	const script = also ? `${also.script}\necho '##k8smi## probes'\n${probes}` : probes;
+	const script = also ? sectionsScript({read: also.script, probes}) : probes;
 	const display = [also?.display, endpoints.length > 0 ? `GET ${endpoints.map(endpoint => `127.0.0.1:${endpoint.port}${endpoint.path}`).join(', ')} on the master` : undefined].filter(Boolean).join('; ');
 	const result = await context.remote.check(master, script, {step, display, timeoutMs: waitMs + (context.config.timeouts.commandSeconds * 1000)});
-	const [alsoOutput, probeOutput] = also ? splitOnce(result.stdout, '##k8smi## probes\n') : ['', result.stdout];
+	const sections = also ? splitSections(result.stdout) : undefined;
+	const probeOutput = sections ? sections.get('probes') ?? '' : result.stdout;
 	const answers = new Map<ServiceName, Readiness>();
 	for (const [index, endpoint] of endpoints.entries()) {
 		const block = probeOutput.split(`==> ${index}\n`)[1]?.split(/\n==> \d+\n/)[0] ?? '';
@@ -87,12 +90,7 @@ async function probeOnMaster(context: StepContext, master: Master, endpoints: Lo
 			: {ok: false, detail: /^\d{3}$/.test(status) && status !== '000' ? `HTTP ${status}${body ? `: ${body.split('\n').at(-1)}` : ''}` : (body || status || 'no answer').split('\n').at(-1)!});
 	}
 
-	return {answers, also: alsoOutput};
-}
-
-function splitOnce(text: string, separator: string): [string, string] {
-	const index = text.indexOf(separator);
-	return index === -1 ? [text, ''] : [text.slice(0, index), text.slice(index + separator.length)];
+	return {answers, also: sections?.get('read') ?? ''};
 }
 
 /**

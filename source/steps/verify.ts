@@ -6,6 +6,7 @@ import {sha256} from '../files.js';
 import {readCertificate} from '../pki/certs.js';
 import {leafNames} from '../pki/material.js';
 import {shellQuote, shellWords} from '../remote/quote.js';
+import {sectionsScript, splitSections} from '../remote/sections.js';
 import {leaderLockKind, livenessPath, readinessPath} from '../versions.js';
 import {cisFactsScript, cisSummary, evaluateCis, parseCisFacts} from './cis.js';
 import {apiserver, etcdctlScript} from './clients.js';
@@ -38,21 +39,14 @@ function benchmarkCheck(context: StepContext, output: string): CheckResult {
 
 /** What the checks read on the master, in one round trip: listening ports, the installed certificates, the CIS facts. */
 async function readMaster(context: StepContext, master: Master): Promise<{ports: string; certificates: string; benchmark: string}> {
-	const sections = {ports: 'ss -Hltn', certificates: certificatesScript(context), benchmark: cisFactsScript(context)};
-	const script = Object.entries(sections).map(([name, part]) => `echo '##k8smi## ${name}'\n{\n${part}\n}`).join('\n');
+	const script = sectionsScript({ports: 'ss -Hltn', certificates: certificatesScript(context), benchmark: cisFactsScript(context)});
 	const options = {step: 'verify', display: 'read listening ports, the installed certificates, the components\' command lines, file modes and owners'};
 	const result = await context.remote.run(master, script, options);
 	if (result.exitCode === 255) {
 		throw context.remote.failure(master, script, options, result);
 	}
 
-	// split with a capture group: [before, name, text, name, text, ...]
-	const parts = result.stdout.split(/^##k8smi## (\w+)$/m);
-	const found = new Map<string, string>();
-	for (let index = 1; index < parts.length; index += 2) {
-		found.set(parts[index]!, parts[index + 1] ?? '');
-	}
-
+	const found = splitSections(result.stdout);
 	return {ports: found.get('ports') ?? '', certificates: found.get('certificates') ?? '', benchmark: found.get('benchmark') ?? ''};
 }
 

@@ -151,14 +151,6 @@ export class FakeCluster {
 	}
 
 	private script(host: FakeHost, script: string, spec: CommandSpec): CommandResult {
-		// A read, then `echo '##k8smi## probes'` and the GETs: each part answered as if sent alone.
-		const probes = script.indexOf("\necho '##k8smi## probes'\n");
-		if (probes !== -1) {
-			const read = this.script(host, script.slice(0, probes), spec);
-			const gets = this.script(host, script.slice(probes + "\necho '##k8smi## probes'\n".length), spec);
-			return ok(`${read.stdout}\n##k8smi## probes\n${gets.stdout}`);
-		}
-
 		// Sections `echo '##k8smi## NAME'` + `{ SCRIPT }`, each answered as if sent alone.
 		if (script.startsWith('echo \'##k8smi## ')) {
 			const sections = [...script.matchAll(/^echo '##k8smi## (\w+)'\n\{\n([\s\S]*?)\n\}$/gm)];
