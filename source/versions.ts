@@ -148,10 +148,53 @@ export const apiserverFlags: FlagRule[] = [
 	{name: 'proxy-client-key-file', value: c => k(c, 'proxy-client-key.pem')},
 	{name: 'service-cluster-ip-range', value: c => c.serviceCidr},
 	{name: 'service-node-port-range', value: c => c.nodePortRange},
+	// A stopping apiserver otherwise holds its exit while watches are open, up to --request-timeout (60 s), and
+	// every rolling restart waits for it (see apiserverStop). 1.27+ closes the watches (k/k#114925); 1.23-1.26
+	// keeps listening until in-flight requests drained, then gives the rest 2 s (k/k#101257).
+	{name: 'shutdown-watch-termination-grace-period', value: () => `${watchTerminationGraceSeconds}s`, since: 27},
+	{name: 'shutdown-send-retry-after', value: () => 'true', since: 23, until: 27},
 	// Deprecated 1.23, removed 1.26 (KEP-2845); stderr is the default anyway.
 	{name: 'logtostderr', value: () => 'true', until: 23},
 	{name: 'v', value: () => '2'},
 ];
+
+const watchTerminationGraceSeconds = 10;
+
+/**
+ * What a stopping kube-apiserver of this release waits for before it exits, and how long at most: net/http
+ * (Go 1.16+, so 1.21+) waits for busy connections (the watches every controller keeps open) up to the request
+ * timeout, unless the flags above shorten it. Older releases drop the watches and exit once requests drained.
+ */
+export function apiserverStop(version: KubeVersion, flags: readonly string[]): {seconds: number; waitsFor: string} {
+	// pflag: the last occurrence wins; a bare boolean flag means true.
+	const flag = (name: string) => flags.findLast(each => flagName(each) === name);
+	const value = (name: string) => flag(name)?.split('=').slice(1).join('=');
+	const requestTimeout = durationSeconds(value('request-timeout')) ?? 60;
+	const grace = atLeast(version, 27) ? durationSeconds(value('shutdown-watch-termination-grace-period')) ?? 0 : 0;
+	const retryAfter = atLeast(version, 23) && flag('shutdown-send-retry-after') !== undefined && ['', 'true', '1', 't', 'T', 'TRUE', 'True'].includes(value('shutdown-send-retry-after') ?? '');
+	const delay = durationSeconds(value('shutdown-delay-duration')) ?? 0;
+	if (grace > 0) {
+		return {seconds: delay + grace + 1, waitsFor: `in-flight requests, then closes its watches (up to ${grace} s)`};
+	}
+
+	if (retryAfter) {
+		return {seconds: delay + 2, waitsFor: 'in-flight requests, then 2 s for its watches'};
+	}
+
+	return atLeast(version, 21)
+		? {seconds: delay + requestTimeout, waitsFor: `its open watches, up to the request timeout (${requestTimeout} s): this release cannot close them sooner`}
+		: {seconds: delay + 1, waitsFor: 'in-flight requests'};
+}
+
+/** A Go duration (90s, 1m30s, 500ms) in seconds; undefined when absent or not one. */
+export function durationSeconds(text: string | undefined): number | undefined {
+	if (text === undefined || !/^(\d+(\.\d+)?(ms|s|m|h))+$/.test(text)) {
+		return undefined;
+	}
+
+	const unit: Record<string, number> = {ms: 0.001, s: 1, m: 60, h: 3600};
+	return [...text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)].reduce((total, [, amount, suffix]) => total + (Number(amount) * unit[suffix!]!), 0);
+}
 
 const cmKubeconfig = (c: FlagContext) => `${c.configDir}/kube-controller-manager.kubeconfig`;
 const schedulerKubeconfig = (c: FlagContext) => `${c.configDir}/kube-scheduler.kubeconfig`;
@@ -334,6 +377,8 @@ export const retiredFlags: Array<{component: Component; name: string; value?: Re
 export const introducedFlags: Array<{component: Component; name: string; since: number; fix: string}> = [
 	{component: 'kube-controller-manager', name: 'cluster-signing-duration', since: 19, fix: 'write --experimental-cluster-signing-duration before 1.19'},
 	{component: 'kube-apiserver', name: 'audit-log-batch-max-wait', since: 11, fix: 'drop it'},
+	{component: 'kube-apiserver', name: 'shutdown-send-retry-after', since: 23, fix: 'drop it; before 1.23 nothing shortens a stop with open watches'},
+	{component: 'kube-apiserver', name: 'shutdown-watch-termination-grace-period', since: 27, fix: 'drop it, or use --shutdown-send-retry-after=true (1.23-1.26)'},
 ];
 
 /** Flags a release requires. */

@@ -6,7 +6,7 @@ import type {HealthAnswer} from '../remote/health.js';
 import {shellQuote, shellWords} from '../remote/quote.js';
 import {sectionsScript, splitSections} from '../remote/sections.js';
 import type {StepId} from '../state/store.js';
-import {readinessPath} from '../versions.js';
+import {apiserverStop, readinessPath} from '../versions.js';
 import {diagnoseService} from './diagnose.js';
 import type {Upload} from './files.js';
 import type {PlannedAction, StepContext, StepDefinition} from './types.js';
@@ -35,8 +35,23 @@ function answerText(answer: HealthAnswer): string {
  * on the master with its own credentials, else from here on the master's address.
  */
 function servesOnLoopback(context: StepContext, master: Master, component: 'kube-controller-manager' | 'kube-scheduler'): boolean {
-	const unit = context.artifacts.find(artifact => artifact.remote?.path === unitPath(component) && (artifact.remote.host === undefined || artifact.remote.host === master.name));
-	return /--bind-address=127\.0\.0\.1(?!\S)/.test(unit?.content ?? '');
+	return /--bind-address=127\.0\.0\.1(?!\S)/.test(renderedUnit(context, master, component));
+}
+
+function renderedUnit(context: StepContext, master: Master, component: ServiceName): string {
+	return context.artifacts.find(artifact => artifact.remote?.path === unitPath(component) && (artifact.remote.host === undefined || artifact.remote.host === master.name))?.content ?? '';
+}
+
+/** How long a restart may take and what it waits for: a stopping apiserver waits for its requests and watches first. */
+function restartBounds(context: StepContext, master: Master, names: readonly ServiceName[]): {timeoutMs: number; says: string} {
+	const ready = context.config.timeouts.readySeconds;
+	if (!names.includes('kube-apiserver')) {
+		return {timeoutMs: (ready + 30) * 1000, says: `up to ${ready} s`};
+	}
+
+	const flags = renderedUnit(context, master, 'kube-apiserver').match(/(?<=\s)--\S+/g) ?? [];
+	const stop = apiserverStop(context.config.kubeVersion, flags);
+	return {timeoutMs: (stop.seconds + ready + 30) * 1000, says: `the stopping kube-apiserver waits for ${stop.waitsFor}, up to ${stop.seconds} s; then up to ${ready} s to start`};
 }
 
 const componentPorts = {'kube-controller-manager': 10_257, 'kube-scheduler': 10_259} as const;
@@ -231,8 +246,9 @@ const retryGraceMs = 15_000;
  * that is not active, with its journal.
  */
 async function restartUnits(context: StepContext, master: Master, names: ServiceName[], script: string): Promise<void> {
-	context.progress('start', master.name, {message: `restarting ${names.join(', ')}`});
-	const result = await context.remote.run(master, script, {step: 'start', timeoutMs: (context.config.timeouts.readySeconds + 30) * 1000});
+	const bounds = restartBounds(context, master, names);
+	context.progress('start', master.name, {message: `restarting ${names.join(', ')}: ${bounds.says}`});
+	const result = await context.remote.run(master, script, {step: 'start', timeoutMs: bounds.timeoutMs});
 	if (result.exitCode === 0) {
 		return;
 	}

@@ -105,3 +105,31 @@ export function remoteFacts(lab: LabInfo, host: string, files: string[]): Map<st
 export function readState(stateDir: string): any {
 	return JSON.parse(readFileSync(path.join(stateDir, 'kubernetes', 'state.json'), 'utf8'));
 }
+
+export type ProbeTally = {host: string; requests: number; failures: string[]};
+
+const probeFiles = '/run/k8smi-probe';
+
+/**
+ * An availability probe on every master: an API read through that master's kube-nginx every 0.5 s
+ * (with the controller-manager's certificate), as the components on it read. Bounded: it stops after
+ * 10 minutes or when stopProbes asks. Its log stays on the master (the container's /run).
+ */
+export function startProbes(lab: LabInfo): void {
+	const curl = 'curl -q --noproxy \'*\' -sS -o /dev/null -w \'%{http_code}\' --max-time 5 --cacert /etc/kubernetes/cert/ca.pem --cert /etc/kubernetes/cert/kube-controller-manager.pem --key /etc/kubernetes/cert/kube-controller-manager-key.pem https://127.0.0.1:8443/api/v1/namespaces/kube-system';
+	const loop = `i=0; while [ $i -lt 1200 ] && [ ! -e ${probeFiles}.stop ]; do c=$(${curl} 2>>${probeFiles}.err); echo "$(date +%T.%N) $c" >> ${probeFiles}.log; i=$((i+1)); sleep 0.5; done; touch ${probeFiles}.done`;
+	for (const host of lab.hosts) {
+		labSsh(lab, host.name, `rm -f ${probeFiles}.*; setsid sh -c ${JSON.stringify(loop).replaceAll('$', '\\$')} </dev/null >/dev/null 2>&1 &`);
+	}
+}
+
+/** Stops the probes, waits for their last request, and counts what did not answer 200. */
+export function stopProbes(lab: LabInfo): ProbeTally[] {
+	return lab.hosts.map(host => {
+		const out = labSsh(lab, host.name, `touch ${probeFiles}.stop; for i in $(seq 50); do [ -e ${probeFiles}.done ] && break; sleep 0.2; done; cat ${probeFiles}.log; echo ==; cat ${probeFiles}.err 2>/dev/null; rm -f ${probeFiles}.*`);
+		const [log = '', errors = ''] = out.split('\n==\n');
+		const lines = log.trim().split('\n').filter(Boolean);
+		const failures = lines.filter(line => !line.endsWith(' 200'));
+		return {host: host.name, requests: lines.length, failures: [...failures, ...errors.trim().split('\n').filter(Boolean)]};
+	});
+}

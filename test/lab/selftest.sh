@@ -78,7 +78,7 @@ import json,os; j=json.load(open('$LAB_DIR/lab.json'))
 assert [h['ip'] for h in j['hosts']]==['172.24.8.71','172.24.8.72','172.24.8.73']
 assert j['ssh']['user']=='root' and j['ssh']['port']==22
 for f in (j['ssh']['identityFile'], j['ssh']['knownHostsFile'], j['ca']['certFile'], j['ca']['keyFile'], *j['tarballs'].values()): assert os.path.exists(f), f
-assert sorted(j['tarballs'])==['v1.14.2','v1.28.7']
+assert sorted(j['tarballs'])==['v1.14.2','v1.28.6','v1.28.7']
 assert len(j['etcd']['endpoints'])==3"
 check "lab CA: CN k8smi-lab-ca, CA:TRUE, keyCertSign, SKI" sh_ "
 openssl x509 -in '$LAB_DIR/ca.pem' -noout -subject -text | grep -q 'CN = k8smi-lab-ca' &&

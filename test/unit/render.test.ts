@@ -4,7 +4,7 @@ import {describe, expect, test} from 'vitest';
 import {loadConfig} from '../../source/config/load.js';
 import {ensureMaterial} from '../../source/pki/material.js';
 import {renderArtifacts, renderUnit} from '../../source/render/artifacts.js';
-import {cisCipherSuites} from '../../source/versions.js';
+import {apiserverStop, cisCipherSuites, durationSeconds, parseVersion} from '../../source/versions.js';
 import {Workspace} from '../../source/workspace.js';
 import {baseConfig, makeFixture, writeConfig} from '../helpers/fixture.js';
 
@@ -138,5 +138,45 @@ describe('rendering the artifacts', () => {
 
 		const kubeconfig = YAML.parse(artifacts.find(artifact => artifact.name === 'admin.kubeconfig')!.content);
 		expect(kubeconfig.clusters[0].cluster.server).toBe('https://172.24.8.71:6443');
+	});
+});
+
+const version = (text: string) => parseVersion(text)!;
+
+describe('how a stopping apiserver is kept short', () => {
+	test('each release gets the flag that shortens its stop, and none it does not know', () => {
+		const shutdownFlags = (text: string) => flagsOf(renderUnit(configFor(text).config, '172.24.8.71')).filter(flag => flag.startsWith('--shutdown-'));
+		expect(shutdownFlags('v1.14.2')).toEqual([]);
+		expect(shutdownFlags('v1.22.17')).toEqual([]);
+		expect(shutdownFlags('v1.23.0')).toEqual(['--shutdown-send-retry-after=true']);
+		expect(shutdownFlags('v1.26.15')).toEqual(['--shutdown-send-retry-after=true']);
+		expect(shutdownFlags('v1.27.0')).toEqual(['--shutdown-watch-termination-grace-period=10s']);
+		expect(shutdownFlags('v1.28.7')).toEqual(['--shutdown-watch-termination-grace-period=10s']);
+		// The tutorial's profile gets it too: it concerns this tool's own restarts, not the tutorial's settings.
+		expect(flagsOf(renderUnit(configFor('v1.28.7', {profile: 'tutorial'}).config, '172.24.8.71'))).toContain('--shutdown-watch-termination-grace-period=10s');
+	});
+
+	test('the bound and the reason follow the release and the flags as pflag reads them', () => {
+		expect(apiserverStop(version('v1.28.7'), ['--shutdown-watch-termination-grace-period=10s'])).toEqual({seconds: 11, waitsFor: 'in-flight requests, then closes its watches (up to 10 s)'});
+		expect(apiserverStop(version('v1.26.15'), ['--shutdown-send-retry-after=true'])).toMatchObject({seconds: 2});
+		// A bare boolean is true; the last occurrence wins.
+		expect(apiserverStop(version('v1.26.15'), ['--shutdown-send-retry-after'])).toMatchObject({seconds: 2});
+		expect(apiserverStop(version('v1.26.15'), ['--shutdown-send-retry-after=true', '--shutdown-send-retry-after=false'])).toMatchObject({seconds: 60});
+		// Without them a release built with Go 1.16+ waits for its watches up to the request timeout.
+		expect(apiserverStop(version('v1.28.7'), [])).toEqual({seconds: 60, waitsFor: 'its open watches, up to the request timeout (60 s): this release cannot close them sooner'});
+		expect(apiserverStop(version('v1.22.17'), ['--request-timeout=1m30s'])).toMatchObject({seconds: 90});
+		// The grace period means nothing before 1.27; the delay adds to any of them.
+		expect(apiserverStop(version('v1.26.15'), ['--shutdown-watch-termination-grace-period=10s'])).toMatchObject({seconds: 60});
+		expect(apiserverStop(version('v1.28.7'), ['--shutdown-watch-termination-grace-period=5s', '--shutdown-delay-duration=20s'])).toMatchObject({seconds: 26});
+		// Before 1.21 watches were dropped at once.
+		expect(apiserverStop(version('v1.14.2'), [])).toMatchObject({seconds: 1, waitsFor: 'in-flight requests'});
+	});
+
+	test('Go durations', () => {
+		expect(durationSeconds('1m30s')).toBe(90);
+		expect(durationSeconds('500ms')).toBe(0.5);
+		expect(durationSeconds('2h')).toBe(7200);
+		expect(durationSeconds('10')).toBeUndefined();
+		expect(durationSeconds(undefined)).toBeUndefined();
 	});
 });
