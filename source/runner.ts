@@ -1,4 +1,4 @@
-import {appendFileSync, createReadStream, mkdirSync} from 'node:fs';
+import {accessSync, appendFileSync, constants, createReadStream, mkdirSync} from 'node:fs';
 import path from 'node:path';
 import {Readable} from 'node:stream';
 import {execa} from 'execa';
@@ -41,9 +41,28 @@ export function stopRunningCommands(): void {
 	}
 }
 
+/**
+ * util-linux's setpriv, where the workstation has it: each command is started with a parent-death
+ * signal, so that a run killed with SIGKILL takes its tar and ssh processes with it instead of leaving
+ * them writing into what the next run reads (without it, the next run works beside them).
+ */
+const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find(file => {
+	try {
+		accessSync(file, constants.X_OK);
+		return true;
+	} catch {
+		return false;
+	}
+});
+
+export function dyingWithThisProcess(command: string, args: readonly string[]): [string, string[]] {
+	return setpriv && process.platform === 'linux' ? [setpriv, ['--pdeathsig', 'KILL', '--', command, ...args]] : [command, [...args]];
+}
+
 export const execaExecutor: Executor = async spec => {
 	const started = performance.now();
-	const subprocess = execa(spec.command, spec.args, {
+	const [command, args] = dyingWithThisProcess(spec.command, spec.args);
+	const subprocess = execa(command, args, {
 		// Ctrl-C in the terminal means "stop after the action under way": the action must not get it too.
 		detached: true,
 		stdin: spec.inputParts ? 'pipe' : 'ignore',

@@ -66,7 +66,7 @@ export class Workspace {
 /** Lock files this process holds: a second engine in the same process is refused too. */
 const locksHeld = new Set<string>();
 
-function processIsAlive(pid: number): boolean {
+export function processIsAlive(pid: number): boolean {
 	try {
 		process.kill(pid, 0);
 		return true;

@@ -270,6 +270,7 @@ export class Engine {
 
 		const release = workspace.lock();
 		const context = await this.prepare(false, {quiet: true});
+		await context.remote.closeLeftovers();
 		const failures: FailureInfo[] = [];
 		try {
 			this.emit({type: 'step-start', step: 'reset', title: 'Remove the control plane from the masters', hosts: config.masters.map(master => master.name)});
@@ -408,6 +409,8 @@ export class Engine {
 			// Key pairs are made on crypto's thread pool while tar unpacks: side by side.
 			const unpackedBefore = existsSync(this.options.workspace.binariesDir(config.version));
 			const remote = new Remote(this.options.runner, config);
+			// A killed run's ssh sessions are ended before this run touches a master.
+			await remote.closeLeftovers();
 			// A master left out of this run is not contacted at all.
 			readFactsEarly(remote, config, config.masters.filter(master => !this.skipHosts.has(master.name)));
 			// The unpacking first: tar starts before key pairs keep this thread busy.

@@ -1,8 +1,10 @@
-import {mkdtempSync, rmSync} from 'node:fs';
+import {mkdtempSync, readdirSync, rmSync} from 'node:fs';
+import path from 'node:path';
 import type {ResolvedConfig} from '../config/load.js';
 import type {Master} from '../config/schema.js';
 import {StepError} from '../errors.js';
 import type {CommandResult, InputPart, Runner} from '../runner.js';
+import {processIsAlive} from '../workspace.js';
 import {shellQuote} from './quote.js';
 
 export type RemoteOptions = {step: string; timeoutMs?: number; display?: string; inputParts?: InputPart[]; onInputProgress?: (bytes: number) => void};
@@ -59,11 +61,35 @@ export class Remote {
 
 	constructor(private readonly runner: Runner, private readonly config: ResolvedConfig) {}
 
-	/** Made on first use; a short path, as unix socket names are limited to about 100 bytes. */
+	/** Made on first use; a short path, as unix socket names are limited to about 100 bytes. Named for this process. */
 	private get controlDir(): string {
 		// /tmp, not os.tmpdir(): macOS's long temporary folder would pass the 104-byte socket limit.
-		this.controlDirPath ??= mkdtempSync('/tmp/k8smi-');
+		this.controlDirPath ??= mkdtempSync(`${controlDirBase}/${controlDirPrefix}${process.pid}-`);
 		return this.controlDirPath;
+	}
+
+	/**
+	 * The shared connections a killed run left (ControlPersist keeps them for two minutes, with whatever
+	 * sessions still run in them): asked to exit, then their folders removed, so that nothing of that
+	 * run still works on a master beside this one.
+	 */
+	async closeLeftovers(): Promise<void> {
+		const leftovers = readdirSync(controlDirBase).filter(name => {
+			const pid = Number(new RegExp(`^${controlDirPrefix}(\\d+)-`).exec(name)?.[1]);
+			return pid > 0 && pid !== process.pid && !processIsAlive(pid);
+		});
+		await Promise.all(leftovers.map(async name => {
+			const folder = path.join(controlDirBase, name);
+			let sockets: string[] = [];
+			try {
+				sockets = readdirSync(folder);
+			} catch {
+				return; // another user's, or gone meanwhile
+			}
+
+			await Promise.all(sockets.map(async socket => this.runner.run({command: 'ssh', args: ['-S', path.join(folder, socket), '-O', 'exit', 'leftover'], timeoutMs: 5000, display: `ssh -O exit (a connection left by a killed run: ${socket})`})));
+			rmSync(folder, {recursive: true, force: true});
+		}));
 	}
 
 	sshArgs(master: Master): string[] {
@@ -157,6 +183,9 @@ export class Remote {
 		}
 	}
 }
+
+const controlDirBase = '/tmp';
+const controlDirPrefix = 'k8smi-ssh-';
 
 function lastLine(text: string): string {
 	return text.split('\n').map(line => line.trim()).filter(Boolean).at(-1) ?? '';

@@ -1,19 +1,25 @@
-import {closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync} from 'node:fs';
+import {once} from 'node:events';
+import {createHash} from 'node:crypto';
+import {createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync} from 'node:fs';
 import path from 'node:path';
+import {pipeline} from 'node:stream/promises';
+import {createGzip, type ZlibOptions} from 'node:zlib';
 import type {ResolvedConfig} from '../config/load.js';
 import {InputError} from '../errors.js';
 import {sha256OfFile, writeFileAtomic} from '../files.js';
 import type {Runner} from '../runner.js';
-import type {Workspace} from '../workspace.js';
+import {processIsAlive, type Workspace} from '../workspace.js';
+import {readTarGz, TarFormatError, type TarSink} from './tar-stream.js';
 import type {BinaryFile} from './types.js';
 
-/** The binaries the tutorial copies to every master; releases drop some (cloud-controller-manager left the tarball in 1.16). */
-export const defaultBinaries = ['apiextensions-apiserver', 'cloud-controller-manager', 'kube-apiserver', 'kube-controller-manager', 'kube-proxy', 'kube-scheduler', 'kubeadm', 'kubectl', 'kubelet', 'mounter'];
-
-/** Without these the install cannot work (kubectl checks kube-nginx on the masters); always copied. */
+/**
+ * The binaries the masters run; the tutorial copies the release's others too (kubelet, kube-proxy,
+ * kubeadm, ...), which a master only needs when it is also a node: those on request (binaries.include).
+ */
 const requiredBinaries = ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubectl'];
 
 const binPrefix = 'kubernetes/server/bin/';
+const tagMember = `${binPrefix}kube-apiserver.docker_tag`;
 
 /** tarballIdentity: device, inode, size, mtime and ctime (ns) of the tarball when it was hashed. */
 type Manifest = {tarballSha256: string; tarballIdentity?: string; files: BinaryFile[]};
@@ -24,20 +30,16 @@ function identityOf(file: string): string | undefined {
 	return stats.mtimeNs % 1_000_000_000n === 0n && stats.ctimeNs % 1_000_000_000n === 0n ? undefined : `${stats.dev}:${stats.ino}:${stats.size}:${stats.mtimeNs}:${stats.ctimeNs}`;
 }
 
+/** Every name must be in the tarball: the four the masters run and all of an include list. */
 export function binaryNames(config: ResolvedConfig): string[] {
-	return config.binaries.include ? [...new Set([...requiredBinaries, ...config.binaries.include])] : defaultBinaries;
-}
-
-/** The names that must be in the tarball: the required ones and all of an explicit include list. */
-function mandatoryBinaries(config: ResolvedConfig): string[] {
-	return config.binaries.include ? binaryNames(config) : requiredBinaries;
+	return config.binaries.include ? [...new Set([...requiredBinaries, ...config.binaries.include])] : requiredBinaries;
 }
 
 function manifestPath(workspace: Workspace, config: ResolvedConfig): string {
 	return path.join(workspace.binariesDir(config.version), 'manifest.json');
 }
 
-/** The unpacked binaries of an earlier run, if they are still intact; plan uses them without unpacking. */
+/** The binaries of an earlier run, if they are still intact; plan uses them without reading the tarball. */
 export function unpackedBinaries(workspace: Workspace, config: ResolvedConfig): BinaryFile[] | undefined {
 	const file = manifestPath(workspace, config);
 	if (!existsSync(file)) {
@@ -45,24 +47,17 @@ export function unpackedBinaries(workspace: Workspace, config: ResolvedConfig): 
 	}
 
 	const manifest = JSON.parse(readFileSync(file, 'utf8')) as Manifest;
-	const complete = manifest.files.every(entry => existsSync(entry.file) && statSync(entry.file).size === entry.bytes)
-		&& mandatoryBinaries(config).every(name => manifest.files.some(entry => entry.name === name));
+	// Written by an older version (plain files): read from the tarball again.
+	const complete = manifest.files.every(entry => entry.gzipBytes !== undefined && existsSync(entry.file) && statSync(entry.file).size === entry.gzipBytes)
+		&& binaryNames(config).every(name => manifest.files.some(entry => entry.name === name));
 	return complete ? manifest.files.filter(entry => binaryNames(config).includes(entry.name)) : undefined;
 }
 
 const elfMachines: Record<number, string> = {3: '386', 40: 'arm', 62: 'amd64', 183: 'arm64', 21: 'ppc64le', 22: 's390x', 243: 'riscv64'};
 
-/** The architecture an ELF binary is built for; undefined for anything that is not ELF (scripts). */
-function elfArchitecture(file: string): string | undefined {
-	const header = Buffer.alloc(20);
-	const descriptor = openSync(file, 'r');
-	try {
-		readSync(descriptor, header, 0, 20, 0);
-	} finally {
-		closeSync(descriptor);
-	}
-
-	if (header.subarray(0, 4).toString('latin1') !== '\u007FELF') {
+/** The architecture an ELF binary is built for, from its first 20 bytes; undefined for anything that is not ELF (scripts). */
+function elfArchitecture(header: Buffer): string | undefined {
+	if (header.length < 20 || header.subarray(0, 4).toString('latin1') !== '\u007FELF') {
 		return undefined;
 	}
 
@@ -70,9 +65,64 @@ function elfArchitecture(file: string): string | undefined {
 	return elfMachines[machine] ?? `machine ${machine}`;
 }
 
+type Compressed = Omit<BinaryFile, 'name' | 'file'> & {header: Buffer};
+
 /**
- * Unpacks the server binaries from the tarball once per tarball content; the manifest records the
- * tarball's hash and every binary's, so a changed tarball is unpacked again and a changed binary is seen.
+ * A member's bytes hashed and gzip-compressed (level 1: Go binaries shrink to about a third, at a few
+ * hundred MB/s on crypto's thread pool) into the file that is sent to every master. Its end does not
+ * wait for the compression: the next member is read meanwhile; `done` settles once the file is written.
+ */
+function compressingSink(file: string, compressions: Array<Promise<void>>, onDone: (result: Compressed) => void): TarSink {
+	const hash = createHash('sha256');
+	// A deep input buffer: the tarball is read on while this member is still being compressed.
+	const gzip = createGzip({level: 1, chunkSize: 1 << 18, highWaterMark: 8 << 20} as ZlibOptions);
+	const written = pipeline(gzip, createWriteStream(file, {mode: 0o600}));
+	let bytes = 0;
+	const head: Buffer[] = [];
+	return {
+		async write(chunk) {
+			hash.update(chunk);
+			if (bytes < 20) {
+				head.push(Buffer.from(chunk.subarray(0, 20 - bytes)));
+			}
+
+			bytes += chunk.length;
+			if (!gzip.write(chunk)) {
+				await once(gzip, 'drain');
+			}
+		},
+		end() {
+			gzip.end();
+			compressions.push(written.then(() => onDone({sha256: hash.digest('hex'), bytes, gzipBytes: statSync(file).size, header: Buffer.concat(head)})));
+		},
+	};
+}
+
+/** A small member's text (the release tag), kept in memory. */
+function textSink(onText: (text: string) => void): TarSink {
+	const parts: Buffer[] = [];
+	return {write: chunk => void parts.push(Buffer.from(chunk)), end: () => onText(Buffer.concat(parts).toString('utf8', 0, 256).trim())};
+}
+
+/**
+ * Folders a killed run was writing (its pid is gone; with no setpriv on the workstation its tar or
+ * zlib work may have outlived it a moment): removed, never written into again.
+ */
+function removeStaleUnpacking(directory: string): void {
+	const parent = path.dirname(directory);
+	const prefix = `${path.basename(directory)}.unpacking`;
+	for (const name of existsSync(parent) ? readdirSync(parent) : []) {
+		const pid = Number(/\.unpacking-(\d+)$/.exec(name)?.[1]);
+		if (name.startsWith(prefix) && !(pid > 0 && processIsAlive(pid))) {
+			rmSync(path.join(parent, name), {recursive: true, force: true});
+		}
+	}
+}
+
+/**
+ * Reads the server binaries out of the tarball once per tarball content, in one pass, without
+ * unpacking it: each wanted binary is hashed and compressed as it streams by. The manifest records
+ * the tarball's hash and every binary's, so a changed tarball is read again and a changed binary is seen.
  */
 export async function unpackBinaries(config: ResolvedConfig, workspace: Workspace, runner: Runner, tarball: string): Promise<BinaryFile[]> {
 	const file = manifestPath(workspace, config);
@@ -92,39 +142,64 @@ export async function unpackBinaries(config: ResolvedConfig, workspace: Workspac
 		}
 	}
 
-	// Hashed while tar reads it: two readers of one file, side by side.
-	const hashing = sha256OfFile(tarball);
-	// Awaited once tar is through; a read error surfaces there, not as an unhandled rejection before.
-	hashing.catch(() => undefined);
-
-	// One pass over the archive, into a folder beside the final one: a wrong tarball (missing
-	// binaries, another release or architecture) is refused and leaves no trace.
-	const tagMember = `${binPrefix}kube-apiserver.docker_tag`;
+	// Into a folder of this run beside the final one: a wrong tarball (missing binaries, another
+	// release or architecture) is refused and leaves no trace, and a killed run's folder is never shared.
 	const directory = workspace.binariesDir(config.version);
-	const unpacking = `${directory}.unpacking`;
-	rmSync(unpacking, {recursive: true, force: true});
+	removeStaleUnpacking(directory);
+	const unpacking = `${directory}.unpacking-${process.pid}`;
+	const started = performance.now();
 	mkdirSync(unpacking, {recursive: true, mode: 0o700});
+	const wanted = new Set(binaryNames(config));
+	const found = new Map<string, Compressed>();
+	const compressions: Array<Promise<void>> = [];
+	let tag = '';
+	let tarballSha256: string;
 	try {
-		const result = await runner.run({command: 'tar', args: ['-xzf', tarball, '-C', unpacking, '--no-same-owner', ...binaryNames(config).map(name => binPrefix + name), tagMember], step: 'binaries', display: `tar -xzf ${tarball}`, timeoutMs: 600_000});
-		// Optional binaries may be absent from a release ("Not found in archive"); anything else is a broken tarball.
-		const problems = result.stderr.split('\n').filter(line => line.trim() && !/Not found in archive|Exiting with failure status due to previous errors/.test(line));
-		if (result.exitCode !== 0 && problems.length > 0) {
-			throw new InputError('binaries.tarball', tarball, `is not a readable .tar.gz (${problems.at(-1)!.trim()})`, 'download kubernetes-server-linux-amd64.tar.gz again and check its sha256, and check free disk space in the state folder');
+		try {
+			({sha256: tarballSha256} = await readTarGz(tarball, member => {
+				if (member.name === tagMember) {
+					return textSink(text => {
+						tag = text;
+					});
+				}
+
+				const name = member.name.startsWith(binPrefix) ? member.name.slice(binPrefix.length) : '';
+				if (!wanted.has(name)) {
+					return undefined;
+				}
+
+				if (member.type !== 'file') {
+					throw new InputError('binaries.tarball', tarball, `holds ${member.name} as a ${member.type}${member.linkName ? ` to ${member.linkName}` : ''}, not a file`, 'use the release\'s own kubernetes-server-linux-amd64.tar.gz: its binaries are regular files');
+				}
+
+				return compressingSink(path.join(unpacking, `${name}.gz`), compressions, result => found.set(name, result));
+			}));
+		} finally {
+			await Promise.allSettled(compressions);
 		}
 
-		const unpacked = (name: string) => existsSync(path.join(unpacking, binPrefix, name));
-		const missing = mandatoryBinaries(config).filter(name => !unpacked(name));
+		await Promise.all(compressions);
+	} catch (error) {
+		rmSync(unpacking, {recursive: true, force: true});
+		if (error instanceof TarFormatError || /^Z_|ERR_/.test((error as NodeJS.ErrnoException).code ?? '') && !(error instanceof InputError)) {
+			throw new InputError('binaries.tarball', tarball, `is not a readable .tar.gz (${(error as Error).message})`, 'download kubernetes-server-linux-amd64.tar.gz again and check its sha256, and check free disk space in the state folder');
+		}
+
+		throw error;
+	}
+
+	try {
+		const missing = [...wanted].filter(name => !found.has(name));
 		if (missing.length > 0) {
 			throw new InputError('binaries.tarball', tarball, `lacks ${missing.map(name => binPrefix + name).join(', ')}`, 'use the kubernetes-server-linux-amd64.tar.gz of the release, or list what it has in binaries.include');
 		}
 
 		// Tags look like v1.28.7; the config's version must be the tarball's release.
-		const tag = unpacked('kube-apiserver.docker_tag') ? readFileSync(path.join(unpacking, tagMember), 'utf8').trim() : '';
 		if (tag.startsWith('v') && tag !== config.version) {
 			throw new InputError('version', config.version, `does not match the tarball, which holds ${tag}`, `set version: ${tag}, or use the tarball of ${config.version}`);
 		}
 
-		const architecture = elfArchitecture(path.join(unpacking, binPrefix, 'kube-apiserver'));
+		const architecture = elfArchitecture(found.get('kube-apiserver')!.header);
 		if (architecture !== undefined && architecture !== 'amd64') {
 			throw new InputError('binaries.tarball', tarball, `holds ${architecture} binaries (kube-apiserver is built for ${architecture})`, 'use kubernetes-server-linux-amd64.tar.gz of the release: the masters must be x86_64 (preflight checks them)');
 		}
@@ -135,13 +210,11 @@ export async function unpackBinaries(config: ResolvedConfig, workspace: Workspac
 		rmSync(unpacking, {recursive: true, force: true});
 	}
 
-	const wanted = binaryNames(config).filter(name => existsSync(path.join(directory, binPrefix, name)));
-	const files: BinaryFile[] = [];
-	for (const name of wanted) {
-		const binary = path.join(directory, binPrefix, name);
-		files.push({name, file: binary, sha256: await sha256OfFile(binary), bytes: statSync(binary).size});
-	}
-
-	writeFileAtomic(file, JSON.stringify({tarballSha256: await hashing, tarballIdentity, files} satisfies Manifest, null, 2), 0o600);
+	const files = [...wanted].map((name): BinaryFile => {
+		const {header: _header, ...facts} = found.get(name)!;
+		return {name, file: path.join(directory, `${name}.gz`), ...facts};
+	});
+	writeFileAtomic(file, JSON.stringify({tarballSha256, tarballIdentity, files} satisfies Manifest, null, 2), 0o600);
+	runner.log({event: 'unpack', tarball, binaries: files.map(entry => entry.name), bytes: files.reduce((sum, entry) => sum + entry.bytes, 0), gzipBytes: files.reduce((sum, entry) => sum + entry.gzipBytes, 0), durationMs: Math.round(performance.now() - started)});
 	return files;
 }

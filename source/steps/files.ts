@@ -126,12 +126,15 @@ function matches(upload: Upload, facts: RemoteFileFacts | undefined): boolean {
 
 export const uploadsOf = (actions: PlannedAction[]) => actions.filter((action): action is Upload => action.kind === 'upload');
 
+/** What crosses the wire for an upload: a compressed binary is sent as it is and unpacked by the master. */
+export const sentBytes = (upload: Upload) => ('gzipFile' in upload.source ? upload.source.gzipBytes : upload.bytes);
+
 const directoryOf = (upload: Upload) => shellQuote(upload.path.slice(0, upload.path.lastIndexOf('/')) || '/');
 
 /**
  * Writes a batch of files from stdin in one script: `cat` for a single file, `head -c N` for each of
- * several sent one after the other (it reads no further than N bytes from a pipe). A few processes
- * per batch, not six per file: on a busy master each one costs milliseconds.
+ * several sent one after the other (it reads no further than N bytes from a pipe), through `gzip -dc`
+ * for a compressed binary. A few processes per batch, not six per file: on a busy master each one costs milliseconds.
  */
 export function uploadScript(uploads: Upload[]): string {
 	const temporary = (upload: Upload) => shellQuote(`${upload.path}.k8smi-new`);
@@ -139,7 +142,12 @@ export function uploadScript(uploads: Upload[]): string {
 	const directories = [...new Set(uploads.map(directoryOf))].join(' ');
 	const discard = `rm -f ${temporaries}`;
 	const trap = `trap ${shellQuote(discard)} EXIT`;
-	const reads = uploads.map(upload => `if ! ${uploads.length === 1 ? 'cat' : `head -c ${upload.bytes}`} > ${temporary(upload)}; then exit 4; fi`);
+	const read = (upload: Upload) => {
+		const take = uploads.length === 1 ? 'cat' : `head -c ${sentBytes(upload)}`;
+		return 'gzipFile' in upload.source ? `${uploads.length === 1 ? '' : `${take} | `}gzip -dc` : take;
+	};
+
+	const reads = uploads.map(upload => `if ! ${read(upload)} > ${temporary(upload)}; then exit 4; fi`);
 	const sums = uploads.map(upload => `${upload.sha256} ${temporary(upload)}`).join(' ');
 	const modes = [...new Set(uploads.map(upload => upload.mode))];
 	const chmods = modes.map(mode => `chmod ${mode.toString(8)} ${uploads.filter(upload => upload.mode === mode).map(temporary).join(' ')}`);
@@ -199,7 +207,7 @@ export async function verifyUploads(context: StepContext, master: Master, step: 
 export async function runUploads(context: StepContext, master: Master, step: StepId, actions: PlannedAction[], read?: Map<string, RemoteFileFacts>): Promise<string> {
 	const uploads = uploadsOf(actions);
 	const facts = read ?? await readRemoteFiles(context, master, step, uploads.map(upload => upload.path));
-	const total = uploads.reduce((sum, upload) => sum + upload.bytes, 0);
+	const total = uploads.reduce((sum, upload) => sum + sentBytes(upload), 0);
 	let inPlaceBytes = 0;
 	const pending: Upload[] = [];
 	for (const upload of uploads) {
@@ -208,7 +216,7 @@ export async function runUploads(context: StepContext, master: Master, step: Ste
 		if (matches(upload, current)) {
 			context.state.recordFile(step, master.name, upload.path, upload.sha256, current?.stat);
 			shipped(context, step);
-			inPlaceBytes += upload.bytes;
+			inPlaceBytes += sentBytes(upload);
 			continue;
 		}
 
@@ -226,7 +234,7 @@ export async function runUploads(context: StepContext, master: Master, step: Ste
 	for (const batch of batches(pending)) {
 		context.throwIfStopping();
 		written += await writeBatch(context, master, step, batch, {sent, total});
-		sent += batch.reduce((sum, upload) => sum + upload.bytes, 0);
+		sent += batch.reduce((sum, upload) => sum + sentBytes(upload), 0);
 	}
 
 	context.progress(step, master.name, {bytes: total, total});
@@ -240,17 +248,17 @@ export async function runUploads(context: StepContext, master: Master, step: Ste
 const batchBytes = 8 * 1024 * 1024;
 
 export function batches(uploads: Upload[]): Upload[][] {
-	const large = uploads.filter(upload => upload.bytes > batchBytes);
+	const large = uploads.filter(upload => sentBytes(upload) > batchBytes);
 	const small: Upload[][] = [];
 	let bytes = Number.POSITIVE_INFINITY;
-	for (const upload of uploads.filter(upload => upload.bytes <= batchBytes)) {
-		if (bytes + upload.bytes > batchBytes) {
+	for (const upload of uploads.filter(upload => sentBytes(upload) <= batchBytes)) {
+		if (bytes + sentBytes(upload) > batchBytes) {
 			small.push([]);
 			bytes = 0;
 		}
 
 		small.at(-1)!.push(upload);
-		bytes += upload.bytes;
+		bytes += sentBytes(upload);
 	}
 
 	return Array.from({length: Math.max(large.length, small.length)}, (_, index) => [...small[index] ?? [], ...(large[index] ? [large[index]] : [])]);
@@ -262,11 +270,11 @@ export function batches(uploads: Upload[]): Upload[][] {
  * unrecorded: the next run finds them by their hash).
  */
 async function writeBatch(context: StepContext, master: Master, step: StepId, batch: Upload[], progress: {sent: number; total: number}): Promise<number> {
-	const bytes = batch.reduce((sum, upload) => sum + upload.bytes, 0);
+	const bytes = batch.reduce((sum, upload) => sum + sentBytes(upload), 0);
 	// The file being sent, for the view: the one whose bytes the stream is in.
 	const sending = (offset: number) => {
 		let end = 0;
-		return batch.find(upload => (end += upload.bytes) > offset)?.path;
+		return batch.find(upload => (end += sentBytes(upload)) > offset)?.path;
 	};
 
 	const options = {
@@ -274,9 +282,9 @@ async function writeBatch(context: StepContext, master: Master, step: StepId, ba
 		// Large binaries over a slow link: the limit grows with the size (at least 256 KiB/s).
 		timeoutMs: (context.config.timeouts.commandSeconds * 1000) + Math.ceil(bytes / 256),
 		display: batch.length === 1
-			? `write ${batch[0]!.path} (${batch[0]!.bytes} bytes, mode ${batch[0]!.mode.toString(8)})`
+			? `write ${batch[0]!.path} (${batch[0]!.bytes} bytes${'gzipFile' in batch[0]!.source ? `, ${sentBytes(batch[0]!)} sent gzip-compressed` : ''}, mode ${batch[0]!.mode.toString(8)})`
 			: `write ${batch.length} files: ${batch.map(upload => `${upload.path} (${upload.mode.toString(8)})`).join(', ')}`,
-		inputParts: batch.map(upload => ('file' in upload.source ? {file: upload.source.file} : {bytes: Buffer.from(upload.source.content)})),
+		inputParts: batch.map(upload => ('gzipFile' in upload.source ? {file: upload.source.gzipFile} : {bytes: Buffer.from(upload.source.content)})),
 		onInputProgress: (sentBytes: number) => context.progress(step, master.name, {bytes: progress.sent + sentBytes, total: progress.total, message: sending(sentBytes)}),
 	};
 	const script = uploadScript(batch);

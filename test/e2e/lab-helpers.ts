@@ -1,9 +1,9 @@
 import {execFileSync, spawn} from 'node:child_process';
-import {mkdtempSync, readFileSync} from 'node:fs';
-import {tmpdir} from 'node:os';
+import {readFileSync} from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import {writeFileSync} from 'node:fs';
+import {tempDir} from '../helpers/temp.js';
 import type {LabInfo} from './global-setup.js';
 
 const bin = path.resolve('bin/k8s-master-install.js');
@@ -18,7 +18,7 @@ export function labCommand(lab: LabInfo, ...args: string[]): void {
 
 /** A cluster config for the lab's masters: its CA imported (etcd trusts it), its ssh key and known_hosts. */
 export function writeLabConfig(lab: LabInfo, version: string, extra: Record<string, unknown> = {}): {dir: string; configFile: string; stateDir: string} {
-	const dir = mkdtempSync(path.join(tmpdir(), 'k8smi-e2e-'));
+	const dir = tempDir('k8smi-e2e-');
 	const config = {
 		version,
 		binaries: {tarball: lab.tarballs[version]},

@@ -1,5 +1,6 @@
 import {createHash} from 'node:crypto';
 import {readFileSync} from 'node:fs';
+import {gunzipSync} from 'node:zlib';
 import {execaExecutor, type CommandResult, type CommandSpec, type Executor} from '../../source/runner.js';
 import type {ApiRequest, HealthAnswer} from '../../source/remote/health.js';
 
@@ -128,7 +129,7 @@ export class FakeCluster {
 
 	/** Commands that wrote a file (the upload script), per host. */
 	uploads(ip?: string): CommandSpec[] {
-		return this.calls.filter(call => call.command === 'ssh' && (ip === undefined || call.args.includes(ip)) && /(cat|head -c \d+) > /.test(call.args.at(-1) ?? ''));
+		return this.calls.filter(call => call.command === 'ssh' && (ip === undefined || call.args.includes(ip)) && /(cat|head -c \d+|gzip -dc) > /.test(call.args.at(-1) ?? ''));
 	}
 
 	private ssh(spec: CommandSpec): CommandResult {
@@ -223,15 +224,20 @@ export class FakeCluster {
 			return ok(lines.join('\n'));
 		}
 
-		if (/(cat|head -c \d+) > /.test(script)) {
+		if (/(cat|head -c \d+|gzip -dc) > /.test(script)) {
 			// A batch: `if ! READ > TMP; ...` per file from stdin in turn, one sha256sum -c over all, chmod MODE TMP..., mv -f TMP TARGET.
 			const input = this.truncateUploads ? Buffer.from('') : Buffer.concat((spec.inputParts ?? []).map(part => ('file' in part ? readFileSync(part.file) : part.bytes)));
 			const received = new Map<string, Buffer>();
 			let offset = 0;
-			for (const read of script.matchAll(/if ! (?:cat|head -c (\d+)) > ('[^']*'|\S+); then/g)) {
+			for (const read of script.matchAll(/if ! (?:cat|head -c (\d+))?(?: \| )?(gzip -dc)? > ('[^']*'|\S+); then/g)) {
 				const size = read[1] === undefined ? input.length - offset : Number(read[1]);
-				received.set(unquoteWords(read[2]!)[0]!, Buffer.from(input.subarray(offset, offset + size)));
+				const bytes = Buffer.from(input.subarray(offset, offset + size));
 				offset += size;
+				try {
+					received.set(unquoteWords(read[3]!)[0]!, read[2] ? gunzipSync(bytes) : bytes);
+				} catch {
+					return fail(4, 'gzip: stdin: unexpected end of file');
+				}
 			}
 
 			const sums = unquoteWords(/printf '%s {2}%s\\n' (.*?) \| sha256sum -c/.exec(script)?.[1] ?? '');

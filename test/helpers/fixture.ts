@@ -1,14 +1,14 @@
 import {execFileSync} from 'node:child_process';
-import {chmodSync, mkdirSync, mkdtempSync, writeFileSync} from 'node:fs';
-import {tmpdir} from 'node:os';
+import {chmodSync, mkdirSync, writeFileSync} from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
+import {tempDir} from './temp.js';
 
 export const binaryNames = ['apiextensions-apiserver', 'cloud-controller-manager', 'kube-apiserver', 'kube-controller-manager', 'kube-proxy', 'kube-scheduler', 'kubeadm', 'kubectl', 'kubelet', 'mounter'];
 
 /** A temporary folder holding a small tarball with the release's layout, for tests that never start it. */
 export function makeFixture(version = 'v1.28.7', names = binaryNames): {dir: string; tarball: string; stateDir: string} {
-	const dir = mkdtempSync(path.join(tmpdir(), 'k8smi-test-'));
+	const dir = tempDir('k8smi-test-');
 	const bin = path.join(dir, 'src', 'kubernetes', 'server', 'bin');
 	mkdirSync(bin, {recursive: true});
 	for (const name of names) {

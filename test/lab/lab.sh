@@ -16,7 +16,9 @@
 #   lab.sh reboot HOST          systemctl reboot inside the host; boots it again and waits for ssh
 #   lab.sh logs HOST [journalctl args...]   read a host's journal from this machine
 #                               (works while the host is cut), e.g. logs k8smaster01 -u kube-apiserver
-#   lab.sh tarballs             (re)build the kubernetes-server tarball fixtures into $LAB_DIR
+#   lab.sh tarballs             (re)build the kubernetes-server tarball fixtures into $LAB_DIR (and the
+#                               real-size ones into $CACHE_DIR, once)
+#   lab.sh link RATE|off        shape what this machine sends to the hosts (e.g. 100mbit): a remote workstation
 #   lab.sh rootfs               build the cached rootfs only
 #   lab.sh kubectl-path         print the path of Debian's kubectl 1.20 on this machine
 #
@@ -47,6 +49,8 @@ PREFIX_LEN=24
 HOSTS=(k8smaster01 k8smaster02 k8smaster03)
 IPS=(172.24.8.71 172.24.8.72 172.24.8.73)
 TARBALL_VERSIONS=(v1.28.7 v1.28.6 v1.14.2)
+# Also at real size (559 MB of binaries, make-tarball.sh REAL_SIZE=1): made once, cached in $CACHE_DIR.
+REAL_SIZE_VERSIONS=(v1.28.7 v1.28.6)
 # Packages of the container rootfs. Changing this list (or ROOTFS_RECIPE) makes
 # `up` build a new cached rootfs. debootstrap does not resolve virtual packages,
 # hence python3-cffi-backend (python3-cryptography needs python3-cffi-backend-api-*).
@@ -145,7 +149,7 @@ cmd_deps() {
   need_root
   export DEBIAN_FRONTEND=noninteractive
   local want=(debootstrap iproute2 openssh-client openssl etcd-client tmux
-    curl python3 ca-certificates util-linux procps coreutils gzip tar debian-archive-keyring)
+    curl python3 ca-certificates util-linux procps coreutils gzip tar debian-archive-keyring gcc libc6-dev)
   local missing=() p
   for p in "${want[@]}"; do pkg_installed "$p" || missing+=("$p"); done
   # Debian's kubectl 1.20 (kubernetes-client). If /usr/bin/kubectl already belongs
@@ -519,6 +523,7 @@ etcd_endpoints() { local e="" i; for i in 0 1 2; do e+="${e:+,}https://${IPS[$i]
 write_lab_json() {
   local tb=() v
   for v in "${TARBALL_VERSIONS[@]}"; do tb+=("$v=$LAB_DIR/tarballs/$v/kubernetes-server-linux-amd64.tar.gz"); done
+  for v in "${REAL_SIZE_VERSIONS[@]}"; do tb+=("$v-real-size=$(real_size_tarball "$v")"); done
   python3 - "$LAB_DIR" "${tb[@]}" >"$LAB_DIR/lab.json.tmp" <<PY
 import json, sys
 lab = sys.argv[1]
@@ -542,6 +547,14 @@ PY
   mv "$LAB_DIR/lab.json.tmp" "$LAB_DIR/lab.json"
 }
 
+# Where the real-size tarball of a release is cached: named for everything that goes into it, so a
+# change to a stand-in or to the recipe makes a new one (and the stale ones are removed).
+real_size_tarball() {
+  local key
+  key=$(cat "$HERE/make-tarball.sh" "$HERE/make-binary.py" "$HERE"/standin/* "$(deb_kubectl)" | sha256sum | cut -c1-16)
+  echo "$CACHE_DIR/tarballs/$key/$1/kubernetes-server-linux-amd64.tar.gz"
+}
+
 cmd_tarballs() {
   need_root; check_lab_dir
   mkdir -p "$LAB_DIR/tarballs"
@@ -554,6 +567,27 @@ cmd_tarballs() {
   local p rc=0
   for p in "${pids[@]}"; do wait "$p" || rc=1; done
   [ $rc = 0 ] || die "make-tarball failed"
+  local out keep
+  for v in "${REAL_SIZE_VERSIONS[@]}"; do
+    out=$(real_size_tarball "$v")
+    keep=$(dirname "$(dirname "$out")")
+    find "$CACHE_DIR/tarballs" -mindepth 1 -maxdepth 1 ! -path "$keep" -exec rm -rf {} + 2>/dev/null || true
+    [ -s "$out" ] && continue
+    log "making the real-size tarball of $v (once; cached in $keep)"
+    mkdir -p "$(dirname "$out")"
+    REAL_SIZE=1 bash "$HERE/make-tarball.sh" "$v" "$out" || die "make-tarball REAL_SIZE=1 $v failed"
+  done
+}
+
+# The workstation as if it were remote: everything this machine sends to the hosts leaves through the
+# bridge at RATE (e.g. 100mbit), shared by all of them; the hosts still reach each other at full speed.
+cmd_link() {
+  need_root; check_lab_dir
+  case "${1:-}" in
+    off) tc qdisc del dev "$BRIDGE" root 2>/dev/null || true; log "link: full speed" ;;
+    *[0-9]*bit) tc qdisc replace dev "$BRIDGE" root tbf rate "$1" burst 256kb latency 50ms; log "link: this machine -> hosts at $1" ;;
+    *) die "usage: lab.sh link RATE|off (RATE like 100mbit)" ;;
+  esac
 }
 
 lab_is_up() {
@@ -845,7 +879,8 @@ main() {
     reboot) cmd_reboot "$@" ;;
     heal) cmd_heal "$@" ;;
     logs) cmd_logs "$@" ;;
-    tarballs) cmd_tarballs "$@" ;;
+    tarballs) cmd_tarballs "$@"; if [ -f "$LAB_DIR/lab.json" ]; then write_lab_json; fi ;;
+    link) cmd_link "$@" ;;
     kubectl-path) deb_kubectl ;;
     rootfs) need_root; exec 9>>"$(lockfile)"; flock 9; ensure_rootfs ;;
     -h | --help | help | "") usage ;;

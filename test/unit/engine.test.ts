@@ -1,5 +1,5 @@
 import {execFileSync} from 'node:child_process';
-import {existsSync, readdirSync, readFileSync, statSync, writeFileSync} from 'node:fs';
+import {existsSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync} from 'node:fs';
 import path from 'node:path';
 import {describe, expect, test, vi} from 'vitest';
 import {loadConfig} from '../../source/config/load.js';
@@ -154,7 +154,7 @@ describe('apply', () => {
 		});
 		await coarse.apply({confirm: true});
 		expect(new Set(cluster.hashedFiles.map(entry => entry.split(' ')[0]))).toEqual(new Set([ips[0]]));
-		expect(cluster.hashedFiles.filter(entry => entry.includes('/opt/k8s/bin/'))).toHaveLength(10);
+		expect(cluster.hashedFiles.filter(entry => entry.includes('/opt/k8s/bin/'))).toHaveLength(4);
 		cluster.hashedFiles.length = 0;
 
 		// Changed by hand: its identity changes with it, so it is hashed, found foreign, and left alone (no --overwrite).
@@ -238,10 +238,10 @@ describe('apply', () => {
 		heal();
 		await engine().engine.apply({confirm: true});
 		expect(ips.every(ip => cluster.hosts.get(ip)!.active)).toBe(true);
-		// k8smaster01's binaries were verified, not copied again: the one upload is the first run's, all ten in one stream.
+		// k8smaster01's binaries were verified, not copied again: the one upload is the first run's, all four in one stream.
 		const binaryUploads71 = cluster.uploads('172.24.8.71').filter(call => (call.args.at(-1) ?? '').includes('/opt/k8s/bin/'));
 		expect(binaryUploads71).toHaveLength(1);
-		expect(binaryUploads71[0]!.args.at(-1)!.match(/; mv -f /g)).toHaveLength(10);
+		expect(binaryUploads71[0]!.args.at(-1)!.match(/; mv -f /g)).toHaveLength(4);
 	});
 
 	test('an upload cut short never replaces the file: the host discards it and the step fails', async () => {
@@ -249,7 +249,8 @@ describe('apply', () => {
 		cluster.truncateUploads = true;
 		const failure = await engine().engine.apply({confirm: true}).catch((error: unknown) => error);
 		expect(failure).toBeInstanceOf(ApplyFailed);
-		expect((failure as ApplyFailed).failures[0]!.message).toMatch(/incomplete upload discarded/);
+		// A file checked against its sha256, or a compressed binary whose stream ends early: nothing lands either way.
+		expect((failure as ApplyFailed).failures[0]!.message).toMatch(/incomplete upload discarded|gzip: stdin: unexpected end of file/);
 		expect(ips.every(ip => cluster.hosts.get(ip)!.files.size === 0)).toBe(true);
 		cluster.truncateUploads = false;
 		await engine().engine.apply({confirm: true});
@@ -386,13 +387,17 @@ describe('material and concurrency', () => {
 });
 
 describe('binaries', () => {
-	test('a release without cloud-controller-manager (1.16+) installs; a tarball without kube-apiserver is refused naming the field', async () => {
+	test('the masters get the four binaries they run, more on request; a tarball without kube-apiserver is refused naming the field', async () => {
 		const {dir, tarball, stateDir} = makeFixture('v1.28.7', binaryNames.filter(name => name !== 'cloud-controller-manager'));
 		const config = loadConfig(writeConfig(dir, baseConfig(tarball)));
 		const cluster = new FakeCluster(ips);
 		const engine = () => new Engine({config, workspace: new Workspace(stateDir, config.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe, api: cluster.api});
 		await engine().apply({confirm: true});
-		expect([...cluster.hosts.get('172.24.8.71')!.files.keys()].filter(file => file.startsWith('/opt/k8s/bin/'))).toHaveLength(9);
+		const binaries = () => [...cluster.hosts.get('172.24.8.71')!.files.keys()].filter(file => file.startsWith('/opt/k8s/bin/')).sort();
+		expect(binaries()).toEqual(['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubectl'].map(name => `/opt/k8s/bin/${name}`));
+		const withKubelet = loadConfig(writeConfig(dir, {...baseConfig(tarball), binaries: {tarball, include: ['kubelet', 'kube-proxy']}}));
+		await new Engine({config: withKubelet, workspace: new Workspace(stateDir, withKubelet.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe, api: cluster.api}).apply({confirm: true});
+		expect(binaries()).toEqual(['kube-apiserver', 'kube-controller-manager', 'kube-proxy', 'kube-scheduler', 'kubectl', 'kubelet'].map(name => `/opt/k8s/bin/${name}`));
 
 		const broken = makeFixture('v1.28.7', binaryNames.filter(name => name !== 'kube-apiserver'));
 		const brokenConfig = loadConfig(writeConfig(broken.dir, baseConfig(broken.tarball)));
@@ -403,18 +408,18 @@ describe('binaries', () => {
 	test('the tarball is unpacked once; an unchanged one is not read again, one replaced in place is unpacked again', async () => {
 		const {cluster, engine, tarball, logFile} = setup();
 		await engine().engine.apply({confirm: true});
-		const unpacks = () => readFileSync(logFile, 'utf8').split('\n').filter(line => line.includes('"command":"tar -xzf')).length;
+		const unpacks = () => readFileSync(logFile, 'utf8').split('\n').filter(line => line.includes('"event":"unpack"')).length;
 		expect(unpacks()).toBe(1);
 		await engine().engine.apply({confirm: true});
 		expect(unpacks()).toBe(1);
 
-		// Another build of the release at the same path: its kube-proxy differs, and reaches the masters.
+		// Another build of the release at the same path: its kube-scheduler differs, and reaches the masters.
 		const rebuilt = makeFixture('v1.28.7');
-		writeFileSync(path.join(rebuilt.dir, 'src', 'kubernetes', 'server', 'bin', 'kube-proxy'), '#!/bin/sh\necho rebuilt\n');
+		writeFileSync(path.join(rebuilt.dir, 'src', 'kubernetes', 'server', 'bin', 'kube-scheduler'), '#!/bin/sh\necho rebuilt\n');
 		execFileSync('tar', ['-czf', tarball, '-C', path.join(rebuilt.dir, 'src'), 'kubernetes']);
 		await engine().engine.apply({confirm: true});
 		expect(unpacks()).toBe(2);
-		expect(hostFile(cluster, ips[0]!, '/opt/k8s/bin/kube-proxy')?.content.toString()).toBe('#!/bin/sh\necho rebuilt\n');
+		expect(hostFile(cluster, ips[0]!, '/opt/k8s/bin/kube-scheduler')?.content.toString()).toBe('#!/bin/sh\necho rebuilt\n');
 	});
 });
 
@@ -527,5 +532,23 @@ describe('skipping a host', () => {
 		const {engine} = setup();
 		await expect(engine().engine.apply({confirm: true, skipHosts: ['k8smaster01', 'k8smaster02', 'k8smaster03']})).rejects.toThrow(/would skip every master/);
 		await expect(engine().engine.apply({confirm: true, skipHosts: ['k8smaster09']})).rejects.toThrow(/names no master/);
+	});
+});
+
+describe('a tarball\'s binaries are what they claim', () => {
+	test('a binary that is a link in the tarball is refused naming the member; nothing is sent', async () => {
+		const {dir, stateDir} = makeFixture('v1.28.7');
+		const bin = path.join(dir, 'src', 'kubernetes', 'server', 'bin');
+		rmSync(path.join(bin, 'kube-apiserver'));
+		symlinkSync('/etc/hostname', path.join(bin, 'kube-apiserver'));
+		const tarball = path.join(dir, 'linked.tar.gz');
+		execFileSync('tar', ['-czf', tarball, '-C', path.join(dir, 'src'), 'kubernetes']);
+		const config = loadConfig(writeConfig(dir, baseConfig(tarball)));
+		const cluster = new FakeCluster(ips);
+		const engine = new Engine({config, workspace: new Workspace(stateDir, config.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe, api: cluster.api});
+		await expect(engine.apply({confirm: true})).rejects.toThrow(/binaries\.tarball: holds kubernetes\/server\/bin\/kube-apiserver as a symbolic link to \/etc\/hostname, not a file/);
+		expect(cluster.uploads()).toEqual([]);
+		// Nothing of the tarball is kept: no binaries, no half-written folder.
+		expect(readdirSync(path.join(stateDir, 'kubernetes', 'binaries'))).toEqual([]);
 	});
 });

@@ -1,13 +1,14 @@
 import {execFileSync, spawnSync} from 'node:child_process';
 import {createHash} from 'node:crypto';
-import {mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync} from 'node:fs';
-import {tmpdir} from 'node:os';
+import {gzipSync} from 'node:zlib';
+import {mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync} from 'node:fs';
 import path from 'node:path';
 import {describe, expect, test} from 'vitest';
 import {batches, fileFactsScript, uploadScript, type Upload} from '../../source/steps/files.js';
+import {tempDir} from '../helpers/temp.js';
 
 const MiB = 1024 * 1024;
-const upload = (name: string, bytes: number): Upload => ({kind: 'upload', path: `/opt/k8s/bin/${name}`, mode: 0o755, sha256: '0'.repeat(64), bytes, secret: false, source: {file: name}, label: name});
+const upload = (name: string, bytes: number): Upload => ({kind: 'upload', path: `/opt/k8s/bin/${name}`, mode: 0o755, sha256: '0'.repeat(64), bytes, secret: false, source: {gzipFile: name, gzipBytes: bytes}, label: name});
 
 test('uploads share round trips: small files up to 8 MiB together, each large file with at most 8 MiB of small ones', () => {
 	const names = (groups: Upload[][]) => groups.map(group => group.map(each => each.label));
@@ -24,7 +25,7 @@ describe.each(['dash', 'bash'])('the scripts run by %s on this machine', shell =
 	const run = (script: string, input?: Buffer) => spawnSync(shell, ['-c', script], {input, encoding: 'buffer'});
 
 	test('file facts: regular files and links to them, not folders or dangling links; a known identity is not hashed', () => {
-		const dir = mkdtempSync(path.join(tmpdir(), 'k8smi-facts-'));
+		const dir = tempDir('k8smi-facts-');
 		writeFileSync(path.join(dir, 'known'), 'known\n');
 		writeFileSync(path.join(dir, 'with space'), 'space\n');
 		symlinkSync(path.join(dir, 'with space'), path.join(dir, 'link'));
@@ -46,7 +47,7 @@ describe.each(['dash', 'bash'])('the scripts run by %s on this machine', shell =
 	});
 
 	test.skipIf(process.getuid?.() !== 0)('uploads: a whole batch lands with its modes; a batch cut short changes nothing and leaves no temporary file', () => {
-		const dir = mkdtempSync(path.join(tmpdir(), 'k8smi-upload-'));
+		const dir = tempDir('k8smi-upload-');
 		const content = (text: string): Upload => ({...upload(text, Buffer.byteLength(text)), path: path.join(dir, 'sub dir', text), mode: text === 'secret' ? 0o600 : 0o644, sha256: createHash('sha256').update(text).digest('hex'), source: {content: text}});
 		const batch = [content('public'), content('secret')];
 		const landed = run(uploadScript(batch), Buffer.from('publicsecret'));
@@ -61,5 +62,26 @@ describe.each(['dash', 'bash'])('the scripts run by %s on this machine', shell =
 		expect(cut.status).toBe(3);
 		expect(readdirSync(path.join(dir, 'sub dir')).sort()).toEqual(['public', 'secret']);
 		expect(readFileSync(path.join(dir, 'sub dir', 'secret'), 'utf8')).toBe('secret');
+	});
+
+	test.skipIf(process.getuid?.() !== 0)('uploads: a compressed binary is unpacked by the master and checked; cut short, it replaces nothing', () => {
+		const dir = tempDir('k8smi-upload-');
+		const binary = Buffer.from('\u007FELF'.repeat(5000));
+		const packed = gzipSync(binary, {level: 1});
+		const compressed: Upload = {...upload('kube-apiserver', binary.length), path: path.join(dir, 'kube-apiserver'), sha256: createHash('sha256').update(binary).digest('hex'), source: {gzipFile: 'unused here', gzipBytes: packed.length}};
+		const small: Upload = {...upload('unit', 4), path: path.join(dir, 'unit'), mode: 0o600, sha256: createHash('sha256').update('unit').digest('hex'), source: {content: 'unit'}};
+		for (const batch of [[compressed], [small, compressed]]) {
+			const input = Buffer.concat([...(batch.length > 1 ? [Buffer.from('unit')] : []), packed]);
+			const landed = run(uploadScript(batch), input);
+			expect(landed.status, landed.stderr.toString()).toBe(0);
+			expect(readFileSync(path.join(dir, 'kube-apiserver')).equals(binary)).toBe(true);
+			expect(statSync(path.join(dir, 'kube-apiserver')).mode & 0o777).toBe(0o755);
+		}
+
+		const before = statSync(path.join(dir, 'kube-apiserver')).ino;
+		const cut = run(uploadScript([small, compressed]), Buffer.concat([Buffer.from('unit'), packed.subarray(0, packed.length - 10)]));
+		expect(cut.status).not.toBe(0);
+		expect(statSync(path.join(dir, 'kube-apiserver')).ino).toBe(before);
+		expect(readdirSync(dir).sort()).toEqual(['kube-apiserver', 'unit']);
 	});
 });

@@ -1,6 +1,4 @@
 import {execFileSync} from 'node:child_process';
-import {mkdtempSync} from 'node:fs';
-import {tmpdir} from 'node:os';
 import path from 'node:path';
 import {describe, expect, test} from 'vitest';
 import {loadConfig} from '../../source/config/load.js';
@@ -13,6 +11,7 @@ import {Runner} from '../../source/runner.js';
 import {Workspace} from '../../source/workspace.js';
 import {FakeCluster} from '../helpers/fake-hosts.js';
 import {baseConfig, makeFixture, writeConfig} from '../helpers/fixture.js';
+import {tempDir} from '../helpers/temp.js';
 
 function config(change: (raw: Record<string, any>) => void = () => undefined) {
 	const {dir, tarball} = makeFixture();
@@ -83,7 +82,7 @@ describe('preflight', () => {
 	});
 
 	test('a passphrase-protected key without an agent is diagnosed as such', async () => {
-		const dir = mkdtempSync(path.join(tmpdir(), 'k8smi-key-'));
+		const dir = tempDir('k8smi-key-');
 		const key = path.join(dir, 'id_ed25519');
 		execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', 'secret phrase', '-f', key]);
 		const withKey = config(raw => {

@@ -1,6 +1,5 @@
 import {execFileSync} from 'node:child_process';
-import {mkdtempSync, readFileSync} from 'node:fs';
-import {tmpdir} from 'node:os';
+import {readFileSync} from 'node:fs';
 import path from 'node:path';
 import {describe, expect, test} from 'vitest';
 import {loadConfig} from '../../source/config/load.js';
@@ -8,10 +7,11 @@ import {shellQuote, shellWords} from '../../source/remote/quote.js';
 import {diagnoseSsh, Remote} from '../../source/remote/ssh.js';
 import {Runner, type CommandSpec} from '../../source/runner.js';
 import {baseConfig, makeFixture, writeConfig} from '../helpers/fixture.js';
+import {tempDir} from '../helpers/temp.js';
 
 describe('runner', () => {
 	test('runs real commands, logs them as JSON lines with secrets redacted', async () => {
-		const dir = mkdtempSync(path.join(tmpdir(), 'k8smi-runner-'));
+		const dir = tempDir('k8smi-runner-');
 		const logFile = path.join(dir, 'log.jsonl');
 		const runner = new Runner({logFile});
 		runner.addSecret('s3cr3t-value-xyz');
@@ -40,7 +40,7 @@ describe('runner', () => {
 	});
 
 	test('dry-run runs nothing', async () => {
-		const dir = mkdtempSync(path.join(tmpdir(), 'k8smi-runner-'));
+		const dir = tempDir('k8smi-runner-');
 		const runner = new Runner({dryRun: true});
 		await runner.run({command: 'touch', args: [path.join(dir, 'made')]});
 		expect(() => readFileSync(path.join(dir, 'made'))).toThrow();
