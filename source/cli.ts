@@ -44,6 +44,7 @@ const help = `
     --tarball FILE         init: the server tarball (default ./kubernetes-server-linux-amd64.tar.gz)
     --force                init: replace an existing config file
     --remove-local         reset: also delete the state folder (CA, keys, encryption key, state)
+    --version              Print this tool's version
 
   Exit codes: 0 done, 1 failed (progress kept), 2 bad input or a question that needs an option, 130 stopped.
 `;
@@ -77,10 +78,17 @@ export async function main(argv: string[], output: Output = defaultOutput): Prom
 			force: {type: 'boolean', default: false},
 			removeLocal: {type: 'boolean', default: false},
 			help: {type: 'boolean', shortFlag: 'h', default: false},
+			version: {type: 'boolean', default: false},
 		},
 	});
 	const [command] = cli.input;
 	const {flags} = cli;
+	if (flags.version) {
+		// meow read the package.json beside the bundle (or the checkout's).
+		output.out(cli.pkg.version ?? 'unknown');
+		return 0;
+	}
+
 	if (flags.help || command === undefined || command === 'help') {
 		// No command, in a terminal: the guided UI. Pipes, CI, --yes and --json keep the plain behaviour.
 		if (command === undefined && !flags.help && !flags.yes && !flags.json && process.stdin.isTTY && process.stdout.isTTY) {
@@ -89,6 +97,8 @@ export async function main(argv: string[], output: Output = defaultOutput): Prom
 				// so the live view is wanted. Ink reads the variables once, when it is first imported.
 				delete process.env.CI;
 				delete process.env.CONTINUOUS_INTEGRATION;
+				// DEV=true would make Ink load React DevTools, which the bundle leaves out (build: --external:./devtools.js).
+				delete process.env.DEV;
 				const {runInteractive} = await import('./ui/index.js');
 				return await runInteractive({configFile: flags.config, stateDir: flags.stateDir ?? defaultStateDir(), stateDirGiven: flags.stateDir !== undefined, rotate: flags.rotate});
 			} catch (error) {
