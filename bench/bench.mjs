@@ -3,7 +3,7 @@
 // lab down. Every number is a wall-clock time on this machine; medians of at least three runs.
 import {execFileSync, spawn} from 'node:child_process';
 import {cpus, totalmem, release} from 'node:os';
-import {mkdtempSync, readFileSync, writeFileSync} from 'node:fs';
+import {mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import path from 'node:path';
 import {fileURLToPath} from 'node:url';
@@ -22,11 +22,11 @@ const seconds = ms => (ms / 1000).toFixed(2);
 const median = values => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
 /** Runs a command, returns its wall time (ms), peak RSS of the process itself (KiB, via GNU time) and output. */
-async function timed(command, args, {onLine, env} = {}) {
+async function timed(command, args, {onLine, env, cwd} = {}) {
 	const rssFile = path.join(mkdtempSync(path.join(tmpdir(), 'k8smi-bench-')), 'rss');
 	const started = performance.now();
 	return new Promise(resolve => {
-		const child = spawn('/usr/bin/time', ['-f', '%M', '-o', rssFile, command, ...args], {stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env});
+		const child = spawn('/usr/bin/time', ['-f', '%M', '-o', rssFile, command, ...args], {stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env, cwd});
 		let stdout = '';
 		let stderr = '';
 		let pending = '';
@@ -218,6 +218,29 @@ async function benchPlan(info) {
 	return {times: result, rssKiB};
 }
 
+/** Cold offline `npx ./k8s-master-install-<version>.tgz --help`: the packed tarball, an empty npm cache each run, no network. */
+async function benchNpx() {
+	const dir = mkdtempSync(path.join(tmpdir(), 'k8smi-bench-npx-'));
+	try {
+		// dist/ was just built (npm run bench).
+		execFileSync('npm', ['pack', '--ignore-scripts', '--silent', '--pack-destination', dir], {cwd: root, stdio: ['ignore', 'ignore', 'inherit']});
+		const tarball = readdirSync(dir).find(name => name.endsWith('.tgz'));
+		// npm run's variables (the checkout as local prefix) would not be there on an operator's machine.
+		const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^npm_/i.test(name)));
+		const times = [];
+		let installed = [];
+		for (let run = 0; run < Math.max(runs, 5); run++) {
+			const cache = mkdtempSync(path.join(dir, 'cache-'));
+			times.push(must(await timed('npx', ['--yes', '--offline', '--cache', cache, `./${tarball}`, '--help'], {env, cwd: dir}), 'npx --help').ms);
+			installed = readdirSync(path.join(cache, '_npx')).flatMap(folder => readdirSync(path.join(cache, '_npx', folder, 'node_modules')).filter(name => !name.startsWith('.')));
+		}
+
+		return {tarball, times, installed, bytes: statSync(path.join(dir, tarball)).size};
+	} finally {
+		rmSync(dir, {recursive: true, force: true});
+	}
+}
+
 function machine() {
 	const cpu = cpus();
 	return `${cpu.length} × ${cpu[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${release()}, Node ${process.version}`;
@@ -229,6 +252,8 @@ async function main() {
 		process.exit(2);
 	}
 
+	// Before the lab is up: the machine is quiet.
+	const npx = await benchNpx();
 	lab('deps');
 	execFileSync('bash', [path.join(root, 'bench/tutorial/deps.sh')], {stdio: 'inherit'});
 	lab('up');
@@ -269,6 +294,9 @@ async function main() {
 			row('terminal UI: cold start to the plan on screen', frames.plan),
 			row('`plan`, 3 masters (cold: keys made in memory)', plans.times[3]),
 			row('`plan`, 7 masters', plans.times[7]),
+			row(`cold offline \`npx ./${npx.tarball} --help\` (empty npm cache)`, npx.times, '≤ 2 s'),
+			'',
+			`The packed tarball: ${(npx.bytes / 1024).toFixed(0)} KiB; npx installed ${npx.installed.length} package(s): ${npx.installed.join(', ')}.`,
 			'',
 			`Peak RSS of the tool (any run above): ${peakRssMiB.toFixed(0)} MiB (target ≤ 150 MiB).`,
 			'',

@@ -9,7 +9,7 @@ function opensTheUi() {
 		const arg = args[index];
 		if (valueOptions.has(arg)) {
 			index++;
-		} else if (['--help', '-h', '--yes', '-y', '--json'].includes(arg) || !arg.startsWith('-')) {
+		} else if (['--help', '-h', '--version', '--yes', '-y', '--json'].includes(arg) || !arg.startsWith('-')) {
 			return false;
 		}
 	}

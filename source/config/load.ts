@@ -7,13 +7,15 @@ import {InputError, InputErrors} from '../errors.js';
 import {parseVersion, supportedMinors, type KubeVersion} from '../versions.js';
 import {configSchema, fixSeparator, type ClusterConfig} from './schema.js';
 import {closest} from './did-you-mean.js';
-import {kubernetesServiceIp} from './network.js';
+import {kubernetesServiceIp, parseEndpoint, type Endpoint} from './network.js';
 
 export type ResolvedConfig = ClusterConfig & {
 	/** The file the config came from; relative paths in it were resolved against its folder. */
 	source: string;
 	kubeVersion: KubeVersion;
 	serviceIp: string;
+	/** controlPlaneEndpoint, read: what kubectl and verify reach the apiservers through, when set. */
+	controlPlane: Endpoint | undefined;
 	warnings: string[];
 };
 
@@ -176,7 +178,8 @@ export function resolveConfig(raw: unknown, source: string): ResolvedConfig {
 		warnings.push('kubectl: no longer used, this workstation needs no kubectl (the tool calls the apiservers itself); remove the setting.');
 	}
 
-	return {...config, source: path.resolve(source), kubeVersion, serviceIp: kubernetesServiceIp(config.network.serviceCidr), warnings};
+	const controlPlane = config.controlPlaneEndpoint === undefined ? undefined : parseEndpoint(config.controlPlaneEndpoint);
+	return {...config, source: path.resolve(source), kubeVersion, serviceIp: kubernetesServiceIp(config.network.serviceCidr), controlPlane, warnings};
 }
 
 export function parseConfigText(text: string, source: string): unknown {

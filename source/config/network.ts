@@ -53,3 +53,20 @@ export function kubernetesServiceIp(serviceCidr: string): string {
 
 	return numberToIpv4(cidr.network + 1);
 }
+
+/** A DNS name (RFC 1123, lower case); the last label is not all digits, so 999.1.1.1 is no name. */
+export function isDnsName(text: string): boolean {
+	return text.length <= 253 && /^([a-z\d]([a-z\d-]{0,61}[a-z\d])?\.)*[a-z\d]([a-z\d-]{0,61}[a-z\d])?$/.test(text) && !/(^|\.)\d+$/.test(text);
+}
+
+/** The port the apiservers serve on, and an endpoint's port when it names none (as kubeadm's). */
+export const apiserverPort = 6443;
+
+export type Endpoint = {host: string; port: number};
+
+/** HOST[:PORT], HOST an IPv4 address or a DNS name; undefined when it is neither. */
+export function parseEndpoint(text: string): Endpoint | undefined {
+	const match = /^([^:]+)(?::(\d{1,5}))?$/.exec(text);
+	const port = match?.[2] === undefined ? apiserverPort : Number(match[2]);
+	return match && (isIpv4(match[1]!) || isDnsName(match[1]!)) && port >= 1 && port <= 65_535 ? {host: match[1]!, port} : undefined;
+}

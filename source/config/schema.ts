@@ -1,5 +1,5 @@
 import {z} from 'zod';
-import {cidrContains, cidrHasHostBits, isIpv4, parseCidr} from './network.js';
+import {cidrContains, cidrHasHostBits, isIpv4, parseCidr, parseEndpoint} from './network.js';
 import {parseVersion, supportedMinors} from '../versions.js';
 
 /**
@@ -38,6 +38,12 @@ const extraFlag = z.string().refine(
 
 const master = z.strictObject({name: hostName, ip: ipv4});
 
+// What kubectl and verify reach the apiservers through, as kubeadm's setting of that name.
+const controlPlaneEndpoint = z.string().refine(
+	value => parseEndpoint(value) !== undefined,
+	problem('is not HOST[:PORT]', 'write a virtual IP or the DNS name of a load balancer in front of every apiserver, with an optional port (default 6443) and no https://, e.g. 172.24.8.70 or k8s-api.example.com:6443'),
+);
+
 const etcdEndpoint = z.string().refine(value => {
 	const match = /^https:\/\/([^/:]+):(\d{1,5})$/.exec(value);
 	return match !== null && (isIpv4(match[1]!) || /^[a-z\d.-]+$/.test(match[1]!)) && Number(match[2]) > 0 && Number(match[2]) < 65_536;
@@ -68,6 +74,7 @@ export const configSchema = z.strictObject({
 	masters: z.array(master)
 		.min(1, problem('lists no master', 'list each master as {name: k8smaster01, ip: 172.24.8.71}'))
 		.max(99, problem('lists more than 99 masters', 'list fewer masters')),
+	controlPlaneEndpoint: controlPlaneEndpoint.optional(),
 	ssh: z.strictObject({
 		user: z.string().refine(value => /^[a-z_][\w-]{0,31}$/.test(value), problem('is not a user name', 'use a POSIX user name, e.g. root')).default('root'),
 		port: z.number().int().min(1).max(65_535).default(22),
@@ -152,6 +159,17 @@ export const configSchema = z.strictObject({
 			if (isIpv4(entry.ip) && cidrContains(cidr, entry.ip)) {
 				context.addIssue({code: 'custom', path: ['network', 'serviceCidr'], input: config.network.serviceCidr, ...problem(`contains masters[${index}].ip ${entry.ip}`, 'choose a service range that no host uses, e.g. 10.254.0.0/16')});
 			}
+		}
+	}
+
+	const endpoint = config.controlPlaneEndpoint === undefined ? undefined : parseEndpoint(config.controlPlaneEndpoint);
+	if (endpoint) {
+		// One master's own address is gone with that master: the endpoint must be in front of all of them.
+		const index = config.masters.findIndex(entry => entry.ip === endpoint.host || entry.name === endpoint.host);
+		if (index >= 0) {
+			context.addIssue({code: 'custom', path: ['controlPlaneEndpoint'], input: config.controlPlaneEndpoint, ...problem(`is the address of masters[${index}] (${config.masters[index]!.name}): kubectl through it fails when that master does`, 'give a virtual IP (keepalived) or a load balancer\'s address in front of every apiserver, or remove the setting to get one kubectl context per master')});
+		} else if (cidr && isIpv4(endpoint.host) && cidrContains(cidr, endpoint.host)) {
+			context.addIssue({code: 'custom', path: ['controlPlaneEndpoint'], input: config.controlPlaneEndpoint, ...problem(`lies in network.serviceCidr ${config.network.serviceCidr}`, 'give an address outside the service range, reachable from this machine')});
 		}
 	}
 });

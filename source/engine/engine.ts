@@ -6,7 +6,7 @@ import {ChecksFailed, InputError, InputErrors, PromptRefused, StepError} from '.
 import {sha256, writeFileAtomic} from '../files.js';
 import type {KeyPair} from '../pki/certs.js';
 import {ensureMaterial, type Material, type MaterialChange} from '../pki/material.js';
-import {renderArtifacts} from '../render/artifacts.js';
+import {adminContexts, renderArtifacts} from '../render/artifacts.js';
 import {misfitError, releaseMisfits} from '../render/fit.js';
 import {callApi, getHealth, type Api, type Probe} from '../remote/health.js';
 import {Remote} from '../remote/ssh.js';
@@ -152,6 +152,13 @@ export class Engine {
 			for (const artifact of artifacts.filter(artifact => !artifact.remote)) {
 				writeFileAtomic(path.join(workspace.renderedDir, artifact.name), artifact.content, artifact.mode);
 			}
+
+			this.emit({
+				type: 'admin-kubeconfig',
+				file: path.join(workspace.renderedDir, 'admin.kubeconfig'),
+				contexts: adminContexts(config),
+				endpoint: config.controlPlane && `${config.controlPlane.host}:${config.controlPlane.port}`,
+			});
 		}
 
 		this.context = {

@@ -1,4 +1,5 @@
 import type {MaterialChange} from '../pki/material.js';
+import type {AdminContext} from '../render/artifacts.js';
 import type {CommandEvent} from '../runner.js';
 import type {StepId} from '../state/store.js';
 import type {CheckResult} from '../steps/preflight.js';
@@ -14,6 +15,8 @@ export type EngineEvent =
 	| {type: 'warning'; message: string}
 	| {type: 'material'; changes: MaterialChange[]}
 	| {type: 'local'; message: string; bytes?: number; total?: number}
+	/** The admin kubeconfig was written here; endpoint (HOST:PORT) when it goes through controlPlaneEndpoint. */
+	| {type: 'admin-kubeconfig'; file: string; contexts: AdminContext[]; endpoint?: string}
 	| {type: 'step-start'; step: StepId; title: string; hosts: string[]}
 	| {type: 'host-start'; step: StepId; host: string}
 	| {type: 'host-progress'; step: StepId; host: string; message?: string; bytes?: number; total?: number}

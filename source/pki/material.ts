@@ -35,12 +35,14 @@ export function leafRequests(config: ResolvedConfig): Record<LeafName, Certifica
 	const subject = config.certificates.subject;
 	const validityDays = config.certificates.validityDays;
 	const domain = config.network.clusterDomain;
+	// Clients through the control-plane endpoint check that the apiserver's certificate names it.
+	const extraSans = [...config.certificates.extraSans, ...(config.controlPlane ? [config.controlPlane.host] : [])];
 	return {
 		kubernetes: {
 			subject: {...subject, CN: 'kubernetes'},
 			profile: 'server-client',
-			ipSans: [...new Set(['127.0.0.1', ...config.masters.map(master => master.ip), config.serviceIp, ...config.certificates.extraSans.filter(isIp)])],
-			dnsSans: [...new Set(['kubernetes', 'kubernetes.default', 'kubernetes.default.svc', `kubernetes.default.svc.${domain.split('.')[0]}`, `kubernetes.default.svc.${domain}`, ...config.certificates.extraSans.filter(name => !isIp(name))])],
+			ipSans: [...new Set(['127.0.0.1', ...config.masters.map(master => master.ip), config.serviceIp, ...extraSans.filter(isIp)])],
+			dnsSans: [...new Set(['kubernetes', 'kubernetes.default', 'kubernetes.default.svc', `kubernetes.default.svc.${domain.split('.')[0]}`, `kubernetes.default.svc.${domain}`, ...extraSans.filter(name => !isIp(name))])],
 			validityDays,
 		},
 		'proxy-client': {subject: {...subject, CN: 'aggregator'}, profile: 'client', validityDays},

@@ -1,4 +1,5 @@
 import type {ResolvedConfig} from '../config/load.js';
+import {apiserverPort} from '../config/network.js';
 import type {LeafName, Material} from '../pki/material.js';
 import {atLeast, componentFlagsFor, schedulerConfigVersion, type Component, type FlagContext} from '../versions.js';
 import {renderTemplate} from './templates.js';
@@ -81,9 +82,32 @@ function renderKubeconfig(config: ResolvedConfig, material: Material, user: stri
 	}, config.templatesDir);
 }
 
-/** The operator's kubeconfig, straight to the first master (it runs on the workstation, without kube-nginx). */
+/** One way kubectl reaches the apiservers: a context of the admin kubeconfig, its cluster entry and server. */
+export type AdminContext = {context: string; cluster: string; server: string};
+
+/**
+ * The admin kubeconfig's contexts, the first current. It is used on the workstation, which has no
+ * kube-nginx: through the control-plane endpoint when one is set; else one context per master, named
+ * after it, so that `kubectl --context <master>` still reaches the cluster while another master is down.
+ */
+export function adminContexts(config: ResolvedConfig): AdminContext[] {
+	if (config.controlPlane) {
+		return [{context: `admin@${config.name}`, cluster: config.name, server: `https://${config.controlPlane.host}:${config.controlPlane.port}`}];
+	}
+
+	return config.masters.map(master => ({context: master.name, cluster: `${config.name}-${master.name}`, server: `https://${master.ip}:${apiserverPort}`}));
+}
+
 export function renderAdminKubeconfig(config: ResolvedConfig, material: Material): string {
-	return renderKubeconfig(config, material, 'admin', 'admin', `https://${config.masters[0]!.ip}:6443`);
+	const contexts = adminContexts(config);
+	const caData = base64(material.ca.certPem);
+	return renderTemplate('admin.kubeconfig', {
+		CLUSTERS: contexts.map(each => `  - name: ${each.cluster}\n    cluster:\n      certificate-authority-data: ${caData}\n      server: ${each.server}`).join('\n'),
+		CONTEXTS: contexts.map(each => `  - name: ${each.context}\n    context:\n      cluster: ${each.cluster}\n      user: admin`).join('\n'),
+		CURRENT_CONTEXT: contexts[0]!.context,
+		CERT_DATA: base64(material.leaves.admin.certPem),
+		KEY_DATA: base64(material.leaves.admin.keyPem),
+	}, config.templatesDir);
 }
 
 /** Where the components on a master reach the apiservers: the local kube-nginx. */

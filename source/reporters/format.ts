@@ -1,5 +1,5 @@
 import type {PlanView} from '../engine/engine.js';
-import type {FailureInfo} from '../engine/events.js';
+import type {EngineEvent, FailureInfo} from '../engine/events.js';
 import type {CisResult} from '../steps/cis.js';
 import type {InstallState} from '../state/store.js';
 import {stepIds} from '../state/store.js';
@@ -164,4 +164,15 @@ export function formatCisGrid(results: Map<string, CisResult[] | FailureInfo>): 
 	}
 
 	return lines;
+}
+
+/** Where the admin kubeconfig was written, and how kubectl reaches the cluster through it when a master is down. */
+export function formatAdminKubeconfig(event: Extract<EngineEvent, {type: 'admin-kubeconfig'}>): string {
+	if (event.endpoint) {
+		return `kubectl: ${event.file} reaches the apiservers through controlPlaneEndpoint ${event.endpoint}`;
+	}
+
+	const [first, second] = event.contexts;
+	const failover = second ? `; while ${first!.context} is down: kubectl --kubeconfig ${event.file} --context ${second.context}` : '';
+	return `kubectl: ${event.file} has one context per master (${event.contexts.map(each => each.context).join(', ')}), ${first!.context} current${failover}. controlPlaneEndpoint (a virtual IP or a load balancer) gives one address that survives any master`;
 }

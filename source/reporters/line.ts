@@ -1,5 +1,5 @@
 import type {EngineEvent} from '../engine/events.js';
-import {formatBytes, formatDuration, formatCheckGrid, type CheckRow} from './format.js';
+import {formatAdminKubeconfig, formatBytes, formatDuration, formatCheckGrid, type CheckRow} from './format.js';
 
 const marks = {done: '✔', skipped: '↷', failed: '✘', stopped: '■', excluded: '–'} as const;
 
@@ -52,6 +52,11 @@ export function lineReporter(write: (line: string) => void, options: {verbose?: 
 					write(event.message);
 				}
 
+				break;
+			}
+
+			case 'admin-kubeconfig': {
+				write(formatAdminKubeconfig(event));
 				break;
 			}
 

@@ -1,5 +1,6 @@
 import {randomBytes} from 'node:crypto';
 import YAML from 'yaml';
+import {apiserverPort, type Endpoint} from '../config/network.js';
 import type {Master} from '../config/schema.js';
 import {ChecksFailed, StepError} from '../errors.js';
 import {sha256} from '../files.js';
@@ -250,6 +251,23 @@ function failed(results: CheckResult[], host: string): ChecksFailed | undefined 
 		: undefined;
 }
 
+/** The apiservers through controlPlaneEndpoint, as kubectl with the admin kubeconfig reaches them. */
+async function controlPlaneCheck(context: StepContext, endpoint: Endpoint): Promise<CheckResult> {
+	const check = 'via controlPlaneEndpoint';
+	const address = `${endpoint.host}:${endpoint.port}`;
+	const pathName = readinessPath(context.config.kubeVersion);
+	const answer = await context.probe(endpoint.host, endpoint.port, pathName, adminTls(context));
+	if (answer.ok) {
+		return {check, level: 'pass', detail: `${address}${pathName}: ok`};
+	}
+
+	const detail = `${address}${pathName}: ${answer.error ?? `HTTP ${answer.status}`}`;
+	// Node names a certificate that does not hold the name asked for this way.
+	return /altnames/i.test(answer.error ?? '')
+		? {check, level: 'fail', detail, fix: `run apply: it issues the apiserver certificate again with ${endpoint.host} among its names and restarts the apiservers one at a time`}
+		: {check, level: 'fail', detail, fix: `check that this machine reaches ${address} and that it forwards TCP (TLS passed through) to port ${apiserverPort} of every master (${context.config.masters.map(master => master.ip).join(', ')})`};
+}
+
 /** The first master whose apiserver answers: cluster-wide checks go through it. */
 async function reachableMaster(context: StepContext): Promise<Master> {
 	for (const master of context.config.masters.filter(each => !context.skipped.has(each.name))) {
@@ -268,6 +286,7 @@ export const verify: StepDefinition = {
 	scope: 'each-master',
 	plan: (context, master): PlannedAction[] => {
 		const version = context.config.kubeVersion;
+		const endpoint = context.config.controlPlane;
 		return [
 			{kind: 'check', description: `https://${master.ip}:6443${livenessPath(version)} and ${readinessPath(version)}?verbose answer ok`},
 			{kind: 'check', description: `https://127.0.0.1:8443${readinessPath(version)}?verbose answers ok on the master (through kube-nginx)`},
@@ -276,6 +295,7 @@ export const verify: StepDefinition = {
 			{kind: 'check', description: 'the installed certificates are the ones made here, and not expired'},
 			{kind: 'check', description: 'the CIS Kubernetes Benchmark\'s control-plane checks (1.1-1.4), read from the running command lines and the files\' modes and owners'},
 			{kind: 'check', description: 'once for the cluster: can-i --as kubernetes get nodes --subresource=proxy (a SelfSubjectAccessReview, as kubectl auth can-i); a test secret is stored encrypted (k8s:enc:aescbc:v1:) in etcd, then deleted; controller-manager and scheduler have a leader'},
+			...(endpoint ? [{kind: 'check', description: `once for the cluster: https://${endpoint.host}:${endpoint.port}${readinessPath(version)} answers ok through controlPlaneEndpoint`} satisfies PlannedAction] : []),
 		];
 	},
 	// Checks are always done again: their answer is about now.
@@ -300,9 +320,16 @@ export const verify: StepDefinition = {
 	},
 	// The cluster's answers do not depend on one master's checks: asked while those run.
 	async beside(context) {
-		const master = await reachableMaster(context);
+		const endpoint = context.config.controlPlane;
+		const throughEndpoint = endpoint ? [controlPlaneCheck(context, endpoint)] : [];
+		const master = await reachableMaster(context).catch(async (error: unknown) => {
+			// Said even when no master answers directly.
+			report(context, 'cluster', await Promise.all(throughEndpoint));
+			throw error;
+		});
 		// Independent of each other: asked side by side.
 		const results = await Promise.all([
+			...throughEndpoint,
 			rbacCheck(context, master),
 			encryptionCheck(context, master),
 			leaderCheck(context, master, 'kube-controller-manager'),

@@ -2,6 +2,7 @@ import {clusterHost} from '../engine/engine.js';
 import type {EngineEvent, FailureInfo, HostOutcome} from '../engine/events.js';
 import type {StepId} from '../state/store.js';
 import {steps as stepDefinitions} from '../steps/definitions.js';
+import {formatAdminKubeconfig} from '../reporters/format.js';
 import type {Tone} from './theme.js';
 
 /** pending: not reached yet; running: under way; the rest are the engine's outcomes. */
@@ -203,6 +204,10 @@ export function reduceRun(model: RunModel, event: EngineEvent, now: number): {mo
 
 		case 'warning': {
 			return {model, history: [{kind: 'note', tone: 'warn', text: `warning: ${event.message}`}]};
+		}
+
+		case 'admin-kubeconfig': {
+			return {model, history: [{kind: 'note', tone: 'info', text: formatAdminKubeconfig(event)}]};
 		}
 
 		case 'check': {

@@ -99,7 +99,15 @@ export class FakeCluster {
 		return fail(127, `${spec.command}: not faked`);
 	};
 
+	/** What controlPlaneEndpoint names (HOST:PORT): answers while any apiserver does, as a load balancer would. */
+	loadBalancer: string | undefined;
+
 	readonly probe = async (ip: string, port: number, pathName: string): Promise<HealthAnswer> => {
+		if (`${ip}:${port}` === this.loadBalancer) {
+			const serving = [...this.hosts.values()].find(each => each.active && each.reachable);
+			return serving ? this.probe(serving.ip, 6443, pathName) : {ok: false, status: 0, body: '', error: `connect ECONNREFUSED ${ip}:${port}`};
+		}
+
 		const host = this.hosts.get(ip);
 		const up = port === 6443 ? host?.active : host?.units.has(port === 10_257 ? 'kube-controller-manager' : 'kube-scheduler');
 		const body = pathName.endsWith('?verbose') ? '[+]ping ok\n[+]etcd ok\nreadyz check passed' : 'ok';

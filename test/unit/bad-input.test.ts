@@ -125,6 +125,12 @@ const cases: Case[] = [
 	{name: 'an etcd endpoint without scheme', field: 'etcd.endpoints[1]', problem: /is not an etcd client URL/, change: raw => set(raw, 'etcd.endpoints[1]', '172.24.8.72:2379')},
 	{name: 'an etcd port out of range', field: 'etcd.endpoints[2]', problem: /is not an etcd client URL/, change: raw => set(raw, 'etcd.endpoints[2]', 'https://172.24.8.73:99999')},
 	{name: 'an etcd endpoint with a path', field: 'etcd.endpoints[0]', problem: /is not an etcd client URL/, change: raw => set(raw, 'etcd.endpoints[0]', 'https://172.24.8.71:2379/v3')},
+	{name: 'a control-plane endpoint written as a URL', field: 'controlPlaneEndpoint', problem: /is not HOST\[:PORT\] \(got https:\/\/172\.24\.8\.70:6443\).*no https:\/\//, change: raw => set(raw, 'controlPlaneEndpoint', 'https://172.24.8.70:6443')},
+	{name: 'a control-plane endpoint port out of range', field: 'controlPlaneEndpoint', problem: /is not HOST\[:PORT\]/, change: raw => set(raw, 'controlPlaneEndpoint', '172.24.8.70:70000')},
+	{name: 'a control-plane endpoint that is no address and no name', field: 'controlPlaneEndpoint', problem: /is not HOST\[:PORT\] \(got 172\.24\.8\.300\)/, change: raw => set(raw, 'controlPlaneEndpoint', '172.24.8.300')},
+	{name: 'a control-plane endpoint with an underscore', field: 'controlPlaneEndpoint', problem: /is not HOST\[:PORT\]/, change: raw => set(raw, 'controlPlaneEndpoint', 'k8s_api.example.com')},
+	{name: 'a control-plane endpoint that is a master', field: 'controlPlaneEndpoint', problem: /is the address of masters\[1\] \(k8smaster02\).*Fix: give a virtual IP/, change: raw => set(raw, 'controlPlaneEndpoint', '172.24.8.72:6443')},
+	{name: 'a control-plane endpoint in the service range', field: 'controlPlaneEndpoint', problem: /lies in network\.serviceCidr 10\.254\.0\.0\/16/, change: raw => set(raw, 'controlPlaneEndpoint', '10.254.0.10')},
 	{name: 'no etcd endpoint', field: 'etcd.endpoints', problem: /lists no endpoint/, change: raw => set(raw, 'etcd.endpoints', [])},
 	{name: 'an etcd certificate without key', field: 'etcd', problem: /has only one of certFile and keyFile/, change: (raw, dir) => set(raw, 'etcd.certFile', writeConfig(dir, 'x', 'etcd.pem'))},
 	{name: 'YAML with an unclosed bracket', field: 'cluster.yaml', problem: /is not valid YAML/, change: () => 'version: v1.28.7\nmasters: [\n'},
@@ -147,7 +153,7 @@ const cases: Case[] = [
 /** Every string field that may reach a host, each given a value full of shell metacharacters. */
 const hostile = 'x;$(id)`id`\'"|&>/tmp/p\n';
 const stringFields = [
-	'name', 'version', 'masters[0].name', 'masters[1].ip', 'ssh.user', 'ssh.hostKeys', 'etcd.endpoints[0]', 'network.serviceCidr',
+	'name', 'version', 'masters[0].name', 'masters[1].ip', 'controlPlaneEndpoint', 'ssh.user', 'ssh.hostKeys', 'etcd.endpoints[0]', 'network.serviceCidr',
 	'network.nodePortRange', 'network.clusterDomain', 'paths.k8sDir', 'paths.binDir', 'paths.certDir', 'paths.configDir', 'paths.nginxDir',
 	'nginx.binary', 'nginx.streamModule', 'certificates.subject.C', 'certificates.subject.ST', 'certificates.subject.L', 'certificates.subject.O',
 	'certificates.subject.OU', 'certificates.extraSans[0]', 'extraFlags.kube-apiserver[0]', 'extraFlags.kube-controller-manager[0]',

@@ -1,4 +1,4 @@
-import {existsSync, readdirSync, statSync} from 'node:fs';
+import {existsSync, readdirSync, readFileSync, statSync} from 'node:fs';
 import path from 'node:path';
 import {describe, expect, test} from 'vitest';
 import {main} from '../../source/cli.js';
@@ -29,6 +29,11 @@ describe('command line', () => {
 		const result = await run(['plan', '--config', '/nonexistent/cluster.yaml']);
 		expect(result.code).toBe(2);
 		expect(result.err).toMatch(/--config: does not exist.*Fix: .*init/);
+	});
+
+	test('--version prints the package version', async () => {
+		const {version} = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {version: string};
+		expect(await run(['--version'])).toEqual({code: 0, out: version, err: ''});
 	});
 
 	test('an unknown command exits 2', async () => {

@@ -2,11 +2,13 @@ import {execFileSync} from 'node:child_process';
 import {existsSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync} from 'node:fs';
 import path from 'node:path';
 import {describe, expect, test, vi} from 'vitest';
+import YAML from 'yaml';
 import {loadConfig} from '../../source/config/load.js';
 import {ApplyFailed, Engine, StopRequested} from '../../source/engine/engine.js';
 import type {EngineEvent} from '../../source/engine/events.js';
 import {headlessPrompter} from '../../source/engine/prompts.js';
 import {PromptRefused} from '../../source/errors.js';
+import {readCertificate} from '../../source/pki/certs.js';
 import {formatPlan, formatStatus} from '../../source/reporters/format.js';
 import {Runner, type CommandSpec} from '../../source/runner.js';
 import {Workspace} from '../../source/workspace.js';
@@ -359,6 +361,74 @@ describe('restarts', () => {
 		await fresh.apply({confirm: true});
 		writeConfig(path.dirname(configFile), {...baseConfig(tarball), certificates: {extraSans: ['198.51.100.7']}});
 		await engine({overwrite: false}).engine.apply({confirm: true});
+	});
+});
+
+describe('control-plane access', () => {
+	const adminKubeconfig = (stateDir: string) => YAML.parse(readFileSync(path.join(stateDir, 'kubernetes', 'rendered', 'admin.kubeconfig'), 'utf8'));
+
+	test('without controlPlaneEndpoint, apply says where the admin kubeconfig is and that it holds one context per master', async () => {
+		const {engine, stateDir} = setup();
+		const {engine: instance, events} = engine();
+		await instance.apply({confirm: true});
+		const file = path.join(stateDir, 'kubernetes', 'rendered', 'admin.kubeconfig');
+		expect(events.filter(event => event.type === 'admin-kubeconfig')).toEqual([{
+			type: 'admin-kubeconfig',
+			file,
+			contexts: ips.map((ip, index) => ({context: `k8smaster0${index + 1}`, cluster: `kubernetes-k8smaster0${index + 1}`, server: `https://${ip}:6443`})),
+			endpoint: undefined,
+		}]);
+		expect(adminKubeconfig(stateDir)['current-context']).toBe('k8smaster01');
+		// verify has nothing to ask beyond the masters.
+		expect(events.some(event => event.type === 'check' && event.check === 'via controlPlaneEndpoint')).toBe(false);
+	});
+
+	test('controlPlaneEndpoint: in the apiserver certificate and the admin kubeconfig, asked by verify; a new one re-issues the certificate with the same key and restarts the apiservers one at a time', async () => {
+		const {cluster, engine, configFile, tarball, stateDir} = setup();
+		writeConfig(path.dirname(configFile), {...baseConfig(tarball), controlPlaneEndpoint: '172.24.8.70'});
+		cluster.loadBalancer = '172.24.8.70:6443';
+		const {engine: first, events} = engine();
+		await first.apply({confirm: true});
+		expect(events.find(event => event.type === 'admin-kubeconfig')).toMatchObject({endpoint: '172.24.8.70:6443', contexts: [{context: 'admin@kubernetes', server: 'https://172.24.8.70:6443'}]});
+		expect(events.filter(event => event.type === 'check' && event.check === 'via controlPlaneEndpoint')).toMatchObject([{host: 'cluster', level: 'pass', detail: '172.24.8.70:6443/readyz: ok'}]);
+		const certificate = () => readCertificate(hostFile(cluster, ips[0]!, '/etc/kubernetes/cert/kubernetes.pem')!.content.toString());
+		expect(certificate().ipSans).toContain('172.24.8.70');
+		const key = hostFile(cluster, ips[0]!, '/etc/kubernetes/cert/kubernetes-key.pem')!.content.toString();
+
+		writeConfig(path.dirname(configFile), {...baseConfig(tarball), controlPlaneEndpoint: 'k8s-api.example.com:8443'});
+		cluster.loadBalancer = 'k8s-api.example.com:8443';
+		cluster.restartOrder.length = 0;
+		const {engine: second, events: later} = engine();
+		await second.apply({confirm: true});
+		expect(later.some(event => event.type === 'material' && event.changes.some(change => change.item === 'kubernetes certificate' && change.action === 'reissued'))).toBe(true);
+		expect(certificate().dnsSans).toContain('k8s-api.example.com');
+		expect(certificate().ipSans).not.toContain('172.24.8.70');
+		expect(hostFile(cluster, ips[0]!, '/etc/kubernetes/cert/kubernetes-key.pem')!.content.toString()).toBe(key);
+		expect(cluster.restartOrder).toEqual(ips);
+		expect(adminKubeconfig(stateDir).clusters.map((entry: {cluster: {server: string}}) => entry.cluster.server)).toEqual(['https://k8s-api.example.com:8443']);
+		expect(later.find(event => event.type === 'check' && event.check === 'via controlPlaneEndpoint')).toMatchObject({level: 'pass'});
+	});
+
+	test('verify names an endpoint that does not answer, and one whose certificate lacks its name, each with its fix', async () => {
+		const {cluster, engine, configFile, tarball, stateDir} = setup();
+		writeConfig(path.dirname(configFile), {...baseConfig(tarball), controlPlaneEndpoint: '172.24.8.70'});
+		// Installed, then verify finds the endpoint silent: no load balancer is in front of the masters.
+		await expect(engine().engine.apply({confirm: true})).rejects.toThrow(/verify failed on cluster/);
+		const {engine: unanswered, events} = engine();
+		expect(await unanswered.verify()).toBe(false);
+		expect(events.find(event => event.type === 'check' && event.check === 'via controlPlaneEndpoint')).toMatchObject({
+			host: 'cluster', level: 'fail', detail: '172.24.8.70:6443/readyz: connect ECONNREFUSED', fix: expect.stringMatching(/reaches 172\.24\.8\.70:6443 and that it forwards TCP \(TLS passed through\) to port 6443 of every master \(172\.24\.8\.71, 172\.24\.8\.72, 172\.24\.8\.73\)/),
+		});
+
+		const config = loadConfig(configFile);
+		const misnamed = new Engine({
+			config, workspace: new Workspace(stateDir, config.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), api: cluster.api,
+			probe: async (host, port, pathName) => (host === '172.24.8.70' ? {ok: false, status: 0, body: '', error: 'Hostname/IP does not match certificate\'s altnames: IP: 172.24.8.70 is not in the cert\'s list'} : cluster.probe(host, port, pathName)),
+		});
+		const checks: EngineEvent[] = [];
+		misnamed.subscribe(event => checks.push(event));
+		expect(await misnamed.verify()).toBe(false);
+		expect(checks.find(event => event.type === 'check' && event.check === 'via controlPlaneEndpoint')).toMatchObject({fix: expect.stringMatching(/^run apply: it issues the apiserver certificate again with 172\.24\.8\.70 among its names/)});
 	});
 });
 

@@ -4,7 +4,7 @@ import path from 'node:path';
 import {describe, expect, test} from 'vitest';
 import {loadConfig} from '../../source/config/load.js';
 import {InputError} from '../../source/errors.js';
-import {generateKeyPair, issueCertificate} from '../../source/pki/certs.js';
+import {generateKeyPair, issueCertificate, readCertificate} from '../../source/pki/certs.js';
 import {ensureMaterial} from '../../source/pki/material.js';
 import {Workspace} from '../../source/workspace.js';
 import {baseConfig, makeFixture, writeConfig} from '../helpers/fixture.js';
@@ -90,6 +90,26 @@ describe('key material', () => {
 		const text = openssl(['x509', '-in', workspace.pki('kubernetes.pem'), '-noout', '-text']);
 		expect(text).toContain('IP Address:203.0.113.10');
 		expect(text).toContain('DNS:api.example.com');
+	});
+
+	test('controlPlaneEndpoint goes into the apiserver certificate as an IP or a DNS name; a new one re-issues only it, with the same key', async () => {
+		const {dir, tarball, workspace} = setup();
+		const raw = {...baseConfig(tarball), controlPlaneEndpoint: '172.24.8.70:6443'};
+		const first = await ensureMaterial(loadConfig(writeConfig(dir, raw)), workspace);
+		expect(readCertificate(first.material.leaves.kubernetes.certPem).ipSans).toContain('172.24.8.70');
+		const key = readFileSync(workspace.pki('kubernetes-key.pem'), 'utf8');
+		const again = await ensureMaterial(loadConfig(writeConfig(dir, raw)), workspace, {previous: first.record});
+		expect(again.changes.filter(change => change.action !== 'kept')).toEqual([]);
+
+		raw.controlPlaneEndpoint = 'k8s-api.example.com';
+		const second = await ensureMaterial(loadConfig(writeConfig(dir, raw)), workspace, {previous: first.record});
+		expect(second.changes.filter(change => change.action === 'reissued').map(change => change.item)).toEqual(['kubernetes certificate']);
+		expect(readFileSync(workspace.pki('kubernetes-key.pem'), 'utf8')).toBe(key);
+		const text = openssl(['x509', '-in', workspace.pki('kubernetes.pem'), '-noout', '-text']);
+		expect(text).toContain('DNS:k8s-api.example.com');
+		expect(text).not.toContain('172.24.8.70');
+		// Only the apiserver serves behind the endpoint.
+		expect(readCertificate(second.material.leaves['kube-controller-manager'].certPem).dnsSans).toEqual([]);
 	});
 
 	test('rotation happens only when asked, and keeps the key pair', async () => {

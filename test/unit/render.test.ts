@@ -139,6 +139,28 @@ describe('rendering the artifacts', () => {
 		const kubeconfig = YAML.parse(artifacts.find(artifact => artifact.name === 'admin.kubeconfig')!.content);
 		expect(kubeconfig.clusters[0].cluster.server).toBe('https://172.24.8.71:6443');
 	});
+
+	test('the admin kubeconfig without controlPlaneEndpoint: one cluster and context per master, named after it, the first current', async () => {
+		const {dir, config} = configFor('v1.28.7');
+		const {material} = await ensureMaterial(config, new Workspace(`${dir}/state`, config.name));
+		const kubeconfig = YAML.parse(renderArtifacts(config, material).find(artifact => artifact.name === 'admin.kubeconfig')!.content);
+		const caData = Buffer.from(material.ca.certPem).toString('base64');
+		expect(kubeconfig.clusters).toEqual(['71', '72', '73'].map((last, index) => ({name: `kubernetes-k8smaster0${index + 1}`, cluster: {'certificate-authority-data': caData, server: `https://172.24.8.${last}:6443`}})));
+		expect(kubeconfig.contexts).toEqual(['1', '2', '3'].map(number => ({name: `k8smaster0${number}`, context: {cluster: `kubernetes-k8smaster0${number}`, user: 'admin'}})));
+		expect(kubeconfig['current-context']).toBe('k8smaster01');
+		expect(kubeconfig.users).toEqual([{name: 'admin', user: {'client-certificate-data': Buffer.from(material.leaves.admin.certPem).toString('base64'), 'client-key-data': Buffer.from(material.leaves.admin.keyPem).toString('base64')}}]);
+	});
+
+	test('the admin kubeconfig with controlPlaneEndpoint: its one server, port 6443 unless one is given', async () => {
+		for (const [endpoint, server] of [['172.24.8.70', 'https://172.24.8.70:6443'], ['k8s-api.example.com:8443', 'https://k8s-api.example.com:8443']]) {
+			const {dir, config} = configFor('v1.28.7', {controlPlaneEndpoint: endpoint});
+			const {material} = await ensureMaterial(config, new Workspace(`${dir}/state`, config.name));
+			const kubeconfig = YAML.parse(renderArtifacts(config, material).find(artifact => artifact.name === 'admin.kubeconfig')!.content);
+			expect(kubeconfig.clusters.map((entry: {name: string; cluster: {server: string}}) => [entry.name, entry.cluster.server])).toEqual([['kubernetes', server]]);
+			expect(kubeconfig.contexts).toEqual([{name: 'admin@kubernetes', context: {cluster: 'kubernetes', user: 'admin'}}]);
+			expect(kubeconfig['current-context']).toBe('admin@kubernetes');
+		}
+	});
 });
 
 const version = (text: string) => parseVersion(text)!;

@@ -24,3 +24,16 @@ test('the line reporter names the step on a line that belongs to another step th
 		'   ✔ k8smaster01 done in 3.0 s',
 	]);
 });
+
+test('the line reporter says where the admin kubeconfig is and how kubectl reaches the cluster while a master is down', () => {
+	const lines: string[] = [];
+	const report = lineReporter(line => lines.push(line));
+	const file = '/state/kubernetes/rendered/admin.kubeconfig';
+	report({type: 'admin-kubeconfig', file, contexts: ['71', '72'].map((last, index) => ({context: `k8smaster0${index + 1}`, cluster: `kubernetes-k8smaster0${index + 1}`, server: `https://172.24.8.${last}:6443`}))});
+	report({type: 'admin-kubeconfig', file, contexts: [{context: 'admin@kubernetes', cluster: 'kubernetes', server: 'https://172.24.8.70:6443'}], endpoint: '172.24.8.70:6443'});
+	expect(lines).toEqual([
+		`kubectl: ${file} has one context per master (k8smaster01, k8smaster02), k8smaster01 current; while k8smaster01 is down: kubectl --kubeconfig ${file} --context k8smaster02. controlPlaneEndpoint (a virtual IP or a load balancer) gives one address that survives any master`,
+		`kubectl: ${file} reaches the apiservers through controlPlaneEndpoint 172.24.8.70:6443`,
+	]);
+});
+
