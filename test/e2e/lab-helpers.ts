@@ -39,7 +39,7 @@ export function writeLabConfig(lab: LabInfo, version: string, extra: Record<stri
 export type CliRun = {code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string};
 
 /** Runs the installed CLI as a new operator would; onLine may kill it at a chosen moment. */
-export async function runCli(args: string[], onLine: (line: string, kill: () => void) => void = () => undefined, env: NodeJS.ProcessEnv = process.env): Promise<CliRun> {
+export async function runCli(args: string[], onLine: (line: string, kill: () => void, pid: number) => void = () => undefined, env: NodeJS.ProcessEnv = process.env): Promise<CliRun> {
 	return new Promise(resolve => {
 		const child = spawn(process.execPath, [bin, ...args], {stdio: ['ignore', 'pipe', 'pipe'], env});
 		let stdout = '';
@@ -54,7 +54,7 @@ export async function runCli(args: string[], onLine: (line: string, kill: () => 
 			const lines = pending.split('\n');
 			pending = lines.pop() ?? '';
 			for (const line of lines) {
-				onLine(line, kill);
+				onLine(line, kill, child.pid!);
 			}
 		});
 		child.stderr.on('data', (chunk: string) => {

@@ -50,7 +50,7 @@ HOSTS=(k8smaster01 k8smaster02 k8smaster03)
 IPS=(172.24.8.71 172.24.8.72 172.24.8.73)
 TARBALL_VERSIONS=(v1.28.7 v1.28.6 v1.14.2)
 # Also at real size (559 MB of binaries, make-tarball.sh REAL_SIZE=1): made once, cached in $CACHE_DIR.
-REAL_SIZE_VERSIONS=(v1.28.7 v1.28.6)
+REAL_SIZE_VERSIONS=(v1.28.7 v1.28.6 v1.14.2)
 # Packages of the container rootfs. Changing this list (or ROOTFS_RECIPE) makes
 # `up` build a new cached rootfs. debootstrap does not resolve virtual packages,
 # hence python3-cffi-backend (python3-cryptography needs python3-cffi-backend-api-*).
