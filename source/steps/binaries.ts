@@ -1,9 +1,10 @@
-import {closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync} from 'node:fs';
+import {closeSync, existsSync, mkdirSync, openSync, readSync, renameSync, rmSync, statSync} from 'node:fs';
 import path from 'node:path';
 import type {ResolvedConfig} from '../config/load.js';
 import {InputError} from '../errors.js';
 import {sha256OfFile, writeFileAtomic} from '../files.js';
 import type {Runner} from '../runner.js';
+import {openLocalFile, readLocalTextSync, type LocalFile} from '../safe-read.js';
 import type {Workspace} from '../workspace.js';
 import type {BinaryFile} from './types.js';
 
@@ -44,7 +45,7 @@ export function unpackedBinaries(workspace: Workspace, config: ResolvedConfig): 
 		return undefined;
 	}
 
-	const manifest = JSON.parse(readFileSync(file, 'utf8')) as Manifest;
+	const manifest = JSON.parse(readLocalTextSync(file, {field: '--state-dir', kind: 'state', fix: `remove ${path.dirname(file)}: the tarball is unpacked again`})) as Manifest;
 	const complete = manifest.files.every(entry => existsSync(entry.file) && statSync(entry.file).size === entry.bytes)
 		&& mandatoryBinaries(config).every(name => manifest.files.some(entry => entry.name === name));
 	return complete ? manifest.files.filter(entry => binaryNames(config).includes(entry.name)) : undefined;
@@ -75,17 +76,20 @@ function elfArchitecture(file: string): string | undefined {
  * tarball's hash and every binary's, so a changed tarball is unpacked again and a changed binary is seen.
  */
 export async function unpackBinaries(config: ResolvedConfig, workspace: Workspace, runner: Runner, tarball: string): Promise<BinaryFile[]> {
+	const tarballFile: LocalFile = {field: 'binaries.tarball', kind: 'tarball', fix: 'point binaries.tarball at the release\'s kubernetes-server-linux-amd64.tar.gz itself'};
+	// A device, pipe or folder is refused here, before tar or the hash could wait on it for ever.
+	await (await openLocalFile(tarball, tarballFile)).handle.close();
 	const file = manifestPath(workspace, config);
 	const existing = unpackedBinaries(workspace, config);
 	const tarballIdentity = identityOf(tarball);
 	if (existing) {
-		const manifest = JSON.parse(readFileSync(file, 'utf8')) as Manifest;
+		const manifest = JSON.parse(readLocalTextSync(file, {field: '--state-dir', kind: 'state', fix: `remove ${path.dirname(file)}: the tarball is unpacked again`})) as Manifest;
 		// The tarball unchanged since it was hashed (as git and rsync tell): not read again.
 		if (tarballIdentity !== undefined && manifest.tarballIdentity === tarballIdentity) {
 			return existing;
 		}
 
-		const tarballSha256 = await sha256OfFile(tarball);
+		const tarballSha256 = await sha256OfFile(tarball, tarballFile);
 		if (manifest.tarballSha256 === tarballSha256) {
 			writeFileAtomic(file, JSON.stringify({...manifest, tarballIdentity} satisfies Manifest, null, 2), 0o600);
 			return existing;
@@ -93,7 +97,7 @@ export async function unpackBinaries(config: ResolvedConfig, workspace: Workspac
 	}
 
 	// Hashed while tar reads it: two readers of one file, side by side.
-	const hashing = sha256OfFile(tarball);
+	const hashing = sha256OfFile(tarball, tarballFile);
 	// Awaited once tar is through; a read error surfaces there, not as an unhandled rejection before.
 	hashing.catch(() => undefined);
 
@@ -119,7 +123,7 @@ export async function unpackBinaries(config: ResolvedConfig, workspace: Workspac
 		}
 
 		// Tags look like v1.28.7; the config's version must be the tarball's release.
-		const tag = unpacked('kube-apiserver.docker_tag') ? readFileSync(path.join(unpacking, tagMember), 'utf8').trim() : '';
+		const tag = unpacked('kube-apiserver.docker_tag') ? readLocalTextSync(path.join(unpacking, tagMember), {field: 'binaries.tarball', kind: 'marker', fix: 'use the release\'s kubernetes-server-linux-amd64.tar.gz'}).trim() : '';
 		if (tag.startsWith('v') && tag !== config.version) {
 			throw new InputError('version', config.version, `does not match the tarball, which holds ${tag}`, `set version: ${tag}, or use the tarball of ${config.version}`);
 		}
@@ -135,11 +139,12 @@ export async function unpackBinaries(config: ResolvedConfig, workspace: Workspac
 		rmSync(unpacking, {recursive: true, force: true});
 	}
 
+	const unpackedFile: LocalFile = {field: '--state-dir', kind: 'binary', fix: `remove ${directory}: the tarball is unpacked again`};
 	const wanted = binaryNames(config).filter(name => existsSync(path.join(directory, binPrefix, name)));
 	const files: BinaryFile[] = [];
 	for (const name of wanted) {
 		const binary = path.join(directory, binPrefix, name);
-		files.push({name, file: binary, sha256: await sha256OfFile(binary), bytes: statSync(binary).size});
+		files.push({name, file: binary, sha256: await sha256OfFile(binary, unpackedFile), bytes: statSync(binary).size});
 	}
 
 	writeFileAtomic(file, JSON.stringify({tarballSha256: await hashing, tarballIdentity, files} satisfies Manifest, null, 2), 0o600);

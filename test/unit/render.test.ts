@@ -8,9 +8,9 @@ import {cisCipherSuites} from '../../source/versions.js';
 import {Workspace} from '../../source/workspace.js';
 import {baseConfig, makeFixture, writeConfig} from '../helpers/fixture.js';
 
-function configFor(version: string, settings: Record<string, unknown> = {}) {
+async function configFor(version: string, settings: Record<string, unknown> = {}) {
 	const {dir, tarball} = makeFixture(version);
-	return {dir, config: loadConfig(writeConfig(dir, {...baseConfig(tarball, version), ...settings}))};
+	return {dir, config: await loadConfig(writeConfig(dir, {...baseConfig(tarball, version), ...settings}))};
 }
 
 function flagsOf(unit: string): string[] {
@@ -39,26 +39,26 @@ const tutorialFlags = [
 ];
 
 describe('rendering the unit', () => {
-	test('v1.14.2 with profile: tutorial gets exactly the tutorial\'s flags, in its order, when the CA key signs service-account tokens as there', () => {
-		const {config} = configFor('v1.14.2', {serviceAccount: {signingKey: 'ca'}, profile: 'tutorial'});
+	test('v1.14.2 with profile: tutorial gets exactly the tutorial\'s flags, in its order, when the CA key signs service-account tokens as there', async () => {
+		const {config} = await configFor('v1.14.2', {serviceAccount: {signingKey: 'ca'}, profile: 'tutorial'});
 		expect(flagsOf(renderUnit(config, '172.24.8.71'))).toEqual(tutorialFlags);
 	});
 
-	test('by default (profile: cis) the tutorial\'s flags change only where the CIS benchmark asks', () => {
-		const {config} = configFor('v1.14.2', {serviceAccount: {signingKey: 'ca'}});
+	test('by default (profile: cis) the tutorial\'s flags change only where the CIS benchmark asks', async () => {
+		const {config} = await configFor('v1.14.2', {serviceAccount: {signingKey: 'ca'}});
 		const changed = new Map([
 			['--profiling', '--profiling=false'], ['--audit-log-maxage=15', '--audit-log-maxage=30'], ['--audit-log-maxbackup=3', '--audit-log-maxbackup=10'],
 		]);
 		const expected = tutorialFlags.flatMap(flag => (flag === '--enable-admission-plugins=NodeRestriction' ? [flag, `--tls-cipher-suites=${cisCipherSuites.join(',')}`] : [changed.get(flag) ?? flag]));
 		expect(flagsOf(renderUnit(config, '172.24.8.71'))).toEqual(expected);
 		// From 1.25 also DenyServiceExternalIPs (the cis-1.23/1.24 benchmarks ask it off before).
-		expect(flagsOf(renderUnit(configFor('v1.24.17').config, '172.24.8.71'))).toContain('--enable-admission-plugins=NodeRestriction');
-		expect(flagsOf(renderUnit(configFor('v1.28.7').config, '172.24.8.71'))).toContain('--enable-admission-plugins=NodeRestriction,DenyServiceExternalIPs');
-		expect(flagsOf(renderUnit(configFor('v1.28.7', {profile: 'tutorial'}).config, '172.24.8.71'))).toContain('--enable-admission-plugins=NodeRestriction');
+		expect(flagsOf(renderUnit((await configFor('v1.24.17')).config, '172.24.8.71'))).toContain('--enable-admission-plugins=NodeRestriction');
+		expect(flagsOf(renderUnit((await configFor('v1.28.7')).config, '172.24.8.71'))).toContain('--enable-admission-plugins=NodeRestriction,DenyServiceExternalIPs');
+		expect(flagsOf(renderUnit((await configFor('v1.28.7', {profile: 'tutorial'})).config, '172.24.8.71'))).toContain('--enable-admission-plugins=NodeRestriction');
 	});
 
-	test('v1.28.7 gets only flags that release accepts, and the ones it requires', () => {
-		const {config} = configFor('v1.28.7');
+	test('v1.28.7 gets only flags that release accepts, and the ones it requires', async () => {
+		const {config} = await configFor('v1.28.7');
 		const flags = flagsOf(renderUnit(config, '172.24.8.72'));
 		for (const removed of ['--feature-gates=DynamicAuditing=true', '--insecure-port=0', '--audit-dynamic-configuration', '--kubelet-https=true', '--logtostderr=true', '--runtime-config=api/all=true', '--apiserver-count=3', '--service-account-key-file=/etc/kubernetes/cert/ca.pem']) {
 			expect(flags).not.toContain(removed);
@@ -73,8 +73,8 @@ describe('rendering the unit', () => {
 		expect(flags).toContain('--bind-address=172.24.8.72');
 	});
 
-	test('the unit is a Type=notify service with a working directory under k8sDir, and no quoted values', () => {
-		const {config} = configFor('v1.28.7');
+	test('the unit is a Type=notify service with a working directory under k8sDir, and no quoted values', async () => {
+		const {config} = await configFor('v1.28.7');
 		const unit = renderUnit(config, '172.24.8.71');
 		expect(unit).toContain('Type=notify');
 		expect(unit).toContain('WorkingDirectory=/data/k8s/k8s/kube-apiserver');
@@ -89,7 +89,7 @@ describe('rendering the unit', () => {
 
 describe('rendering the artifacts', () => {
 	test('the encryption config is the canonical kind with one 32-byte aescbc key, then identity', async () => {
-		const {dir, config} = configFor('v1.14.2');
+		const {dir, config} = await configFor('v1.14.2');
 		const {material} = await ensureMaterial(config, new Workspace(`${dir}/state`, config.name));
 		const artifacts = renderArtifacts(config, material);
 		const encryption = artifacts.find(artifact => artifact.name === 'encryption-config.yaml')!;
@@ -114,7 +114,7 @@ describe('rendering the artifacts', () => {
 	});
 
 	test('every artifact has the tutorial\'s name; only what the masters need goes to them', async () => {
-		const {dir, config} = configFor('v1.28.7');
+		const {dir, config} = await configFor('v1.28.7');
 		const {material} = await ensureMaterial(config, new Workspace(`${dir}/state`, config.name));
 		const artifacts = renderArtifacts(config, material);
 		expect(artifacts.map(artifact => artifact.name).sort()).toEqual([

@@ -154,7 +154,7 @@ describe('failure', () => {
 describe('a file changed on a master', () => {
 	test('the diff is shown; Overwrite replaces it and keeps a backup', async () => {
 		const {session, cluster, headless} = setup();
-		await headless().apply({confirm: false});
+		await (await headless()).apply({confirm: false});
 		const host = cluster.hosts.get('172.24.8.73')!;
 		host.files.set('/etc/kubernetes/audit-policy.yaml', {content: Buffer.from('edited by hand\n'), mode: 0o644, owner: 'root'});
 		const app = mount(session());
@@ -180,7 +180,7 @@ describe('a file changed on a master', () => {
 
 	test('Keep leaves it and the step fails on that master', async () => {
 		const {session, cluster, headless} = setup();
-		await headless().apply({confirm: false});
+		await (await headless()).apply({confirm: false});
 		const host = cluster.hosts.get('172.24.8.73')!;
 		host.files.set('/etc/kubernetes/audit-policy.yaml', {content: Buffer.from('edited by hand\n'), mode: 0o644, owner: 'root'});
 		const app = mount(session());
@@ -214,7 +214,7 @@ describe('questions from the engine', () => {
 describe('saved progress', () => {
 	async function stoppedInstall() {
 		const context = setup();
-		const first = context.headless();
+		const first = await context.headless();
 		context.cluster.beforeCommand = (_, index) => {
 			if (index === 20) {
 				first.requestStop();
