@@ -9,6 +9,7 @@ import {parseVersion, supportedMinors, type KubeVersion} from '../versions.js';
 import {configSchema, fixSeparator, type ClusterConfig} from './schema.js';
 import {closest} from './did-you-mean.js';
 import {kubernetesServiceIp} from './network.js';
+import {checkYamlLimits, toDataWithinLimits} from './yaml-limits.js';
 
 export type ResolvedConfig = ClusterConfig & {
 	/** The file the config came from; relative paths in it were resolved against its folder. */
@@ -179,6 +180,7 @@ export function resolveConfig(raw: unknown, source: string): ResolvedConfig {
 }
 
 export function parseConfigText(text: string, source: string): unknown {
+	checkYamlLimits(text, source);
 	const document = YAML.parseDocument(text, {prettyErrors: true, uniqueKeys: true});
 	if (document.errors.length > 0) {
 		const first = document.errors[0]!;
@@ -186,7 +188,7 @@ export function parseConfigText(text: string, source: string): unknown {
 		throw new InputError(source, where, `is not valid YAML: ${first.message.split('\n')[0]}`, 'correct the YAML syntax at that place (indent with spaces, quote values holding ": ")');
 	}
 
-	const data: unknown = document.toJS();
+	const data = toDataWithinLimits(document, source);
 	if (data === null || typeof data !== 'object' || Array.isArray(data)) {
 		throw new InputError(source, typeof data, 'does not hold a YAML mapping', 'start the file with "version: v1.28.7" and the other keys (see README)');
 	}
