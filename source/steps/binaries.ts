@@ -1,10 +1,10 @@
-import {closeSync, existsSync, mkdirSync, openSync, readSync, renameSync, rmSync, statSync} from 'node:fs';
+import {existsSync, lstatSync, mkdirSync, renameSync, rmSync, statSync} from 'node:fs';
 import path from 'node:path';
 import type {ResolvedConfig} from '../config/load.js';
 import {InputError} from '../errors.js';
 import {sha256OfFile, writeFileAtomic} from '../files.js';
 import type {Runner} from '../runner.js';
-import {openLocalFile, readLocalTextSync, type LocalFile} from '../safe-read.js';
+import {openLocalFile, readLocalFile, readLocalTextSync, type LocalFile} from '../safe-read.js';
 import type {Workspace} from '../workspace.js';
 import type {BinaryFile} from './types.js';
 
@@ -15,6 +15,8 @@ export const defaultBinaries = ['apiextensions-apiserver', 'cloud-controller-man
 const requiredBinaries = ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubectl'];
 
 const binPrefix = 'kubernetes/server/bin/';
+
+const releaseFix = 'use the release\'s kubernetes-server-linux-amd64.tar.gz as published (its binaries are x86-64 executables, regular files), and check where this one came from';
 
 /** tarballIdentity: device, inode, size, mtime and ctime (ns) of the tarball when it was hashed. */
 type Manifest = {tarballSha256: string; tarballIdentity?: string; files: BinaryFile[]};
@@ -46,29 +48,72 @@ export function unpackedBinaries(workspace: Workspace, config: ResolvedConfig): 
 	}
 
 	const manifest = JSON.parse(readLocalTextSync(file, {field: '--state-dir', kind: 'state', fix: `remove ${path.dirname(file)}: the tarball is unpacked again`})) as Manifest;
-	const complete = manifest.files.every(entry => existsSync(entry.file) && statSync(entry.file).size === entry.bytes)
-		&& mandatoryBinaries(config).every(name => manifest.files.some(entry => entry.name === name));
+	// lstat: an unpacked binary replaced by a link or anything but the file written is not intact.
+	const intact = (entry: BinaryFile) => {
+		const stats = lstatSync(entry.file, {throwIfNoEntry: false});
+		return stats?.isFile() === true && stats.size === entry.bytes;
+	};
+
+	const complete = manifest.files.every(entry => intact(entry)) && mandatoryBinaries(config).every(name => manifest.files.some(entry => entry.name === name));
 	return complete ? manifest.files.filter(entry => binaryNames(config).includes(entry.name)) : undefined;
 }
 
 const elfMachines: Record<number, string> = {3: '386', 40: 'arm', 62: 'amd64', 183: 'arm64', 21: 'ppc64le', 22: 's390x', 243: 'riscv64'};
 
-/** The architecture an ELF binary is built for; undefined for anything that is not ELF (scripts). */
-function elfArchitecture(file: string): string | undefined {
+/**
+ * Why an unpacked binary is not an x86-64 executable, or undefined when it is one: ELF magic,
+ * 64-bit, little-endian, an executable or a position-independent one, machine x86-64 (62). A script
+ * is refused: the masters run these files as the control plane.
+ */
+async function notAnExecutable(file: string, member: string, tarball: string): Promise<InputError | undefined> {
+	const {handle, stats} = await openLocalFile(file, {field: 'binaries.tarball', kind: 'binary', fix: releaseFix}, {noFollow: true});
 	const header = Buffer.alloc(20);
-	const descriptor = openSync(file, 'r');
 	try {
-		readSync(descriptor, header, 0, 20, 0);
+		await handle.read(header, 0, header.length, 0);
 	} finally {
-		closeSync(descriptor);
+		await handle.close();
+	}
+
+	const refuse = (problem: string) => new InputError('binaries.tarball', tarball, `holds ${member}, which ${problem}`, releaseFix);
+	// A hard link to another member the tarball held (one to a file outside is never made by tar).
+	if (stats.nlink > 1) {
+		return refuse('is a hard link; only regular files are taken as binaries');
 	}
 
 	if (header.subarray(0, 4).toString('latin1') !== '\u007FELF') {
-		return undefined;
+		return refuse(header.subarray(0, 2).toString('latin1') === '#!' ? 'is a script (#!), not an ELF executable' : 'is not an ELF executable');
 	}
 
-	const machine = header[5] === 2 ? header.readUInt16BE(18) : header.readUInt16LE(18);
-	return elfMachines[machine] ?? `machine ${machine}`;
+	const bigEndian = header[5] === 2;
+	const machine = bigEndian ? header.readUInt16BE(18) : header.readUInt16LE(18);
+	if (machine !== 62) {
+		const architecture = elfMachines[machine] ?? `machine ${machine}`;
+		return new InputError('binaries.tarball', tarball, `holds ${architecture} binaries (${path.basename(member)} is built for ${architecture})`, 'use kubernetes-server-linux-amd64.tar.gz of the release: the masters must be x86_64 (preflight checks them)');
+	}
+
+	const type = bigEndian ? header.readUInt16BE(16) : header.readUInt16LE(16);
+	if (header[4] !== 2 || bigEndian || (type !== 2 && type !== 3)) {
+		return refuse('is an ELF file but not a 64-bit x86-64 executable');
+	}
+
+	return undefined;
+}
+
+/** GNU tar's verbose listing (-vv) of a member taken: "TYPE+MODE OWNER SIZE DATE TIME NAME", then " -> TARGET" or " link to TARGET". */
+const listingLine = /^(.)\S{9}\S*\s+\S+\s+\S+\s+\d{4}-\d\d-\d\d \d\d:\d\d (.+)$/;
+const memberKinds: Record<string, string> = {h: 'a hard link', l: 'a symbolic link', c: 'a character device', b: 'a block device', p: 'a named pipe (FIFO)', d: 'a folder'};
+
+/** Only regular files are taken: a link (to a file of this machine), a device or a folder where a binary belongs is refused, named. */
+function refuseOddMembers(listing: string, tarball: string): void {
+	for (const line of listing.split('\n')) {
+		const [, type, rest] = listingLine.exec(line) ?? [];
+		if (type === undefined || rest === undefined || type === '-') {
+			continue;
+		}
+
+		const [member, target] = type === 'l' ? rest.split(' -> ') : type === 'h' ? rest.split(' link to ') : [rest];
+		throw new InputError('binaries.tarball', tarball, `holds ${member} as ${memberKinds[type] ?? `a member of type ${type}`}${target ? ` (to ${target})` : ''}; only regular files are taken as binaries`, releaseFix);
+	}
 }
 
 /**
@@ -102,35 +147,46 @@ export async function unpackBinaries(config: ResolvedConfig, workspace: Workspac
 	hashing.catch(() => undefined);
 
 	// One pass over the archive, into a folder beside the final one: a wrong tarball (missing
-	// binaries, another release or architecture) is refused and leaves no trace.
+	// binaries, links, scripts, another release or architecture) is refused and leaves no trace.
+	// Only the named members are taken; GNU tar strips a leading / and refuses a member with "..".
 	const tagMember = `${binPrefix}kube-apiserver.docker_tag`;
 	const directory = workspace.binariesDir(config.version);
 	const unpacking = `${directory}.unpacking`;
 	rmSync(unpacking, {recursive: true, force: true});
 	mkdirSync(unpacking, {recursive: true, mode: 0o700});
 	try {
-		const result = await runner.run({command: 'tar', args: ['-xzf', tarball, '-C', unpacking, '--no-same-owner', ...binaryNames(config).map(name => binPrefix + name), tagMember], step: 'binaries', display: `tar -xzf ${tarball}`, timeoutMs: 600_000});
+		const result = await runner.run({command: 'tar', args: ['-xvvzf', tarball, '-C', unpacking, '--no-same-owner', ...binaryNames(config).map(name => binPrefix + name), tagMember], step: 'binaries', display: `tar -xzf ${tarball}`, timeoutMs: 600_000});
+		// Before tar's status: a link or device is named as such, also where tar could not make it.
+		refuseOddMembers(result.stdout, tarball);
+		const escaping = /^tar: (.+): Member name contains '\.\.'/m.exec(result.stderr);
+		if (escaping) {
+			throw new InputError('binaries.tarball', tarball, `holds ${escaping[1]!}, whose path leaves the folder it is unpacked in`, releaseFix);
+		}
+
 		// Optional binaries may be absent from a release ("Not found in archive"); anything else is a broken tarball.
 		const problems = result.stderr.split('\n').filter(line => line.trim() && !/Not found in archive|Exiting with failure status due to previous errors/.test(line));
 		if (result.exitCode !== 0 && problems.length > 0) {
 			throw new InputError('binaries.tarball', tarball, `is not a readable .tar.gz (${problems.at(-1)!.trim()})`, 'download kubernetes-server-linux-amd64.tar.gz again and check its sha256, and check free disk space in the state folder');
 		}
 
-		const unpacked = (name: string) => existsSync(path.join(unpacking, binPrefix, name));
+		// lstat: a member is there as itself, never through a link.
+		const unpacked = (name: string) => lstatSync(path.join(unpacking, binPrefix, name), {throwIfNoEntry: false}) !== undefined;
 		const missing = mandatoryBinaries(config).filter(name => !unpacked(name));
 		if (missing.length > 0) {
 			throw new InputError('binaries.tarball', tarball, `lacks ${missing.map(name => binPrefix + name).join(', ')}`, 'use the kubernetes-server-linux-amd64.tar.gz of the release, or list what it has in binaries.include');
 		}
 
 		// Tags look like v1.28.7; the config's version must be the tarball's release.
-		const tag = unpacked('kube-apiserver.docker_tag') ? readLocalTextSync(path.join(unpacking, tagMember), {field: 'binaries.tarball', kind: 'marker', fix: 'use the release\'s kubernetes-server-linux-amd64.tar.gz'}).trim() : '';
+		const tag = unpacked('kube-apiserver.docker_tag') ? (await readLocalFile(path.join(unpacking, tagMember), {field: 'binaries.tarball', kind: 'marker', fix: releaseFix}, {noFollow: true})).toString('utf8').trim() : '';
 		if (tag.startsWith('v') && tag !== config.version) {
 			throw new InputError('version', config.version, `does not match the tarball, which holds ${tag}`, `set version: ${tag}, or use the tarball of ${config.version}`);
 		}
 
-		const architecture = elfArchitecture(path.join(unpacking, binPrefix, 'kube-apiserver'));
-		if (architecture !== undefined && architecture !== 'amd64') {
-			throw new InputError('binaries.tarball', tarball, `holds ${architecture} binaries (kube-apiserver is built for ${architecture})`, 'use kubernetes-server-linux-amd64.tar.gz of the release: the masters must be x86_64 (preflight checks them)');
+		for (const name of binaryNames(config).filter(each => unpacked(each))) {
+			const problem = await notAnExecutable(path.join(unpacking, binPrefix, name), binPrefix + name, tarball);
+			if (problem) {
+				throw problem;
+			}
 		}
 
 		rmSync(directory, {recursive: true, force: true});

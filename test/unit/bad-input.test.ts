@@ -1,10 +1,10 @@
 import {execFileSync} from 'node:child_process';
-import {existsSync, mkdirSync, readdirSync, writeFileSync} from 'node:fs';
+import {existsSync, linkSync, mkdirSync, readdirSync, symlinkSync, writeFileSync} from 'node:fs';
 import path from 'node:path';
 import {describe, expect, test} from 'vitest';
 import {main} from '../../source/cli.js';
 import {generateKeyPair, issueCertificate} from '../../source/pki/certs.js';
-import {baseConfig, makeFixture, writeConfig} from '../helpers/fixture.js';
+import {baseConfig, elfExecutable, makeFixture, writeConfig} from '../helpers/fixture.js';
 
 type Raw = Record<string, any>;
 
@@ -28,33 +28,35 @@ function set(raw: Raw, field: string, value: unknown): Raw {
 	return raw;
 }
 
-/** A tarball like the release's, built in dir, with its kube-apiserver replaced. */
-function tarballWith(dir: string, version: string, apiserver: Buffer | undefined): string {
+/**
+ * A tarball like the release's, built in dir, with its kube-apiserver replaced: written, or made by
+ * a function (a link, a pipe); more members may be added with tar's own arguments.
+ */
+function tarballWith(dir: string, version: string, apiserver: Buffer | ((file: string) => void) | undefined, moreMembers: string[] = []): string {
 	const bin = path.join(dir, 'custom', 'kubernetes', 'server', 'bin');
 	mkdirSync(bin, {recursive: true});
 	for (const name of ['kube-controller-manager', 'kube-scheduler', 'kubectl']) {
-		writeFileSync(path.join(bin, name), '#!/bin/sh\n', {mode: 0o755});
+		writeFileSync(path.join(bin, name), elfExecutable(name), {mode: 0o755});
 	}
 
-	if (apiserver) {
+	if (typeof apiserver === 'function') {
+		apiserver(path.join(bin, 'kube-apiserver'));
+	} else if (apiserver) {
 		writeFileSync(path.join(bin, 'kube-apiserver'), apiserver, {mode: 0o755});
 	}
 
 	writeFileSync(path.join(bin, 'kube-apiserver.docker_tag'), `${version}\n`);
 	const file = path.join(dir, `custom-${version}.tar.gz`);
-	execFileSync('tar', ['-czf', file, '-C', path.join(dir, 'custom'), 'kubernetes']);
+	execFileSync('tar', ['-czf', file, '-C', path.join(dir, 'custom'), 'kubernetes', ...moreMembers]);
 	return file;
 }
 
-/** The first bytes of an ELF executable for a machine (62 x86-64, 183 aarch64). */
-function elf(machine: number): Buffer {
-	const header = Buffer.alloc(64);
-	header.write('\u007FELF', 0, 'latin1');
-	header[4] = 2;
-	header[5] = 1;
-	header.writeUInt16LE(2, 16);
-	header.writeUInt16LE(machine, 18);
-	return header;
+/** A member whose path climbs out of the folder it is unpacked in, under kube-apiserver's name. */
+function escapingMember(dir: string): string[] {
+	const base = path.join(dir, 'evil');
+	mkdirSync(path.join(base, 'kubernetes', 'server', 'bin', 'kube-apiserver'), {recursive: true});
+	writeFileSync(path.join(base, 'escaped'), 'x');
+	return ['--absolute-names', '-C', base, 'kubernetes/server/bin/kube-apiserver/../../../../escaped'];
 }
 
 async function caFiles(dir: string, options: {expired?: boolean; leaf?: boolean; mismatched?: boolean}): Promise<{certFile: string; keyFile: string}> {
@@ -106,8 +108,13 @@ const cases: Case[] = [
 	{name: 'both tarball and url', field: 'binaries', problem: /needs exactly one of tarball and url/, change: raw => set(raw, 'binaries.url', 'https://dl.k8s.io/v1.28.7/kubernetes-server-linux-amd64.tar.gz')},
 	{name: 'a plain-http url', field: 'binaries.url', problem: /is not an https URL/, change: raw => set(raw, 'binaries', {url: 'http://dl.k8s.io/x.tar.gz'})},
 	{name: 'a short sha256', field: 'binaries.sha256', problem: /is not a sha256 hex digest/, change: raw => set(raw, 'binaries.sha256', 'abc')},
-	{name: 'a tarball of another release', field: 'version', problem: /does not match the tarball, which holds v1\.14\.2/, command: 'apply', change: (raw, dir) => set(raw, 'binaries.tarball', tarballWith(dir, 'v1.14.2', Buffer.from('#!/bin/sh\n')))},
-	{name: 'a tarball of another architecture', field: 'binaries.tarball', problem: /holds arm64 binaries/, command: 'apply', change: (raw, dir) => set(raw, 'binaries.tarball', tarballWith(dir, 'v1.28.7', elf(183)))},
+	{name: 'a tarball of another release', field: 'version', problem: /does not match the tarball, which holds v1\.14\.2/, command: 'apply', change: (raw, dir) => set(raw, 'binaries.tarball', tarballWith(dir, 'v1.14.2', elfExecutable('kube-apiserver')))},
+	{name: 'a tarball of another architecture', field: 'binaries.tarball', problem: /holds arm64 binaries/, command: 'apply', change: (raw, dir) => set(raw, 'binaries.tarball', tarballWith(dir, 'v1.28.7', elfExecutable('kube-apiserver', 183)))},
+	{name: 'a tarball whose kube-apiserver is a script', field: 'binaries.tarball', problem: /holds kubernetes\/server\/bin\/kube-apiserver, which is a script \(#!\), not an ELF executable/, command: 'apply', change: (raw, dir) => set(raw, 'binaries.tarball', tarballWith(dir, 'v1.28.7', Buffer.from('#!/bin/sh\nexec /bin/true\n')))},
+	{name: 'a tarball whose kube-apiserver is a link to a file of this machine', field: 'binaries.tarball', problem: /holds kubernetes\/server\/bin\/kube-apiserver as a symbolic link \(to \/etc\/hostname\)/, command: 'apply', change: (raw, dir) => set(raw, 'binaries.tarball', tarballWith(dir, 'v1.28.7', file => symlinkSync('/etc/hostname', file)))},
+	{name: 'a tarball whose kube-apiserver is a hard link', field: 'binaries.tarball', problem: /as a hard link \(to kubernetes\/server\/bin\/kube/, command: 'apply', change: (raw, dir) => set(raw, 'binaries.tarball', tarballWith(dir, 'v1.28.7', file => linkSync(path.join(path.dirname(file), 'kubectl'), file)))},
+	{name: 'a tarball whose kube-apiserver is a named pipe', field: 'binaries.tarball', problem: /holds kubernetes\/server\/bin\/kube-apiserver as a named pipe \(FIFO\)/, command: 'apply', change: (raw, dir) => set(raw, 'binaries.tarball', tarballWith(dir, 'v1.28.7', file => execFileSync('mkfifo', [file])))},
+	{name: 'a tarball with a member climbing out with ..', field: 'binaries.tarball', problem: /holds kubernetes\/server\/bin\/kube-apiserver\/\.\.\/\.\.\/\.\.\/\.\.\/escaped, whose path leaves the folder/, command: 'apply', change: (raw, dir) => set(raw, 'binaries.tarball', tarballWith(dir, 'v1.28.7', undefined, escapingMember(dir)))},
 	{name: 'a tarball that is not gzip', field: 'binaries.tarball', problem: /is not a readable \.tar\.gz/, command: 'apply', change(raw, dir) {
 		writeFileSync(path.join(dir, 'text.tar.gz'), 'not a tarball');
 		return set(raw, 'binaries.tarball', path.join(dir, 'text.tar.gz'));

@@ -11,7 +11,7 @@ import {formatPlan, formatStatus} from '../../source/reporters/format.js';
 import {Runner, type CommandSpec} from '../../source/runner.js';
 import {Workspace} from '../../source/workspace.js';
 import {FakeCluster} from '../helpers/fake-hosts.js';
-import {baseConfig, binaryNames, makeFixture, writeConfig} from '../helpers/fixture.js';
+import {baseConfig, binaryNames, elfExecutable, makeFixture, writeConfig} from '../helpers/fixture.js';
 
 const ips = ['172.24.8.71', '172.24.8.72', '172.24.8.73'];
 
@@ -410,11 +410,11 @@ describe('binaries', () => {
 
 		// Another build of the release at the same path: its kube-proxy differs, and reaches the masters.
 		const rebuilt = makeFixture('v1.28.7');
-		writeFileSync(path.join(rebuilt.dir, 'src', 'kubernetes', 'server', 'bin', 'kube-proxy'), '#!/bin/sh\necho rebuilt\n');
+		writeFileSync(path.join(rebuilt.dir, 'src', 'kubernetes', 'server', 'bin', 'kube-proxy'), elfExecutable('rebuilt\n'));
 		execFileSync('tar', ['-czf', tarball, '-C', path.join(rebuilt.dir, 'src'), 'kubernetes']);
 		await (await engine()).engine.apply({confirm: true});
 		expect(unpacks()).toBe(2);
-		expect(hostFile(cluster, ips[0]!, '/opt/k8s/bin/kube-proxy')?.content.toString()).toBe('#!/bin/sh\necho rebuilt\n');
+		expect(hostFile(cluster, ips[0]!, '/opt/k8s/bin/kube-proxy')?.content).toEqual(elfExecutable('rebuilt\n'));
 	});
 });
 
