@@ -145,7 +145,8 @@ cmd_deps() {
   need_root
   export DEBIAN_FRONTEND=noninteractive
   local want=(debootstrap iproute2 openssh-client openssl etcd-client tmux
-    curl python3 ca-certificates util-linux procps coreutils gzip tar debian-archive-keyring)
+    curl python3 ca-certificates util-linux procps coreutils gzip tar debian-archive-keyring
+    gcc libc6-dev) # gcc, libc6-dev: make-tarball.sh compiles the stand-ins' static ELF launcher
   local missing=() p
   for p in "${want[@]}"; do pkg_installed "$p" || missing+=("$p"); done
   # Debian's kubectl 1.20 (kubernetes-client). If /usr/bin/kubectl already belongs

@@ -8,7 +8,10 @@
 #   kubernetes/server/bin/kube-scheduler               component and VERSION baked in
 #   kubernetes/server/bin/kubectl                    Debian's real kubectl 1.20 (kubernetes-client)
 #   kubernetes/server/bin/{apiextensions-apiserver,cloud-controller-manager,
-#                          kube-proxy,kubeadm,kubelet,mounter}   placeholder scripts
+#                          kube-proxy,kubeadm,kubelet,mounter}   placeholders (print their name and VERSION)
+# The installer takes only ELF x86-64 executables, as the release ships: every stand-in and
+# placeholder is a static ELF launcher (test/lab/standin/launcher.c, built here with gcc) with
+# the Python program appended as a zip; it execs /usr/bin/python3 on itself (see launcher.c).
 #   kubernetes/server/bin/{kube-apiserver,kube-controller-manager,kube-scheduler,kube-proxy}.docker_tag
 #                                                    the release tag, as in the real tarball (the installer checks it)
 #   kubernetes/server/bin/*.tar (container images) are NOT included.
@@ -32,6 +35,8 @@ if [ -z "${KUBECTL:-}" ]; then
   fi
 fi
 
+command -v gcc >/dev/null 2>&1 || { echo "make-tarball: gcc not found (the stand-ins' ELF launcher is compiled here); run test/lab/lab.sh deps" >&2; exit 1; }
+
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 bin="$work/kubernetes/server/bin"
@@ -51,15 +56,25 @@ cp "$KUBECTL" "$bin/kubectl"
 
 for name in apiextensions-apiserver cloud-controller-manager kube-proxy kubeadm kubelet mounter; do
   cat >"$bin/$name" <<EOF
-#!/bin/sh
+#!/usr/bin/python3
 # placeholder $name $VERSION (k8smi test lab fixture; not Kubernetes)
-case "\$1" in
-  --version|version) echo "Kubernetes $VERSION" ;;
-  *) echo "$name $VERSION (k8smi lab placeholder)" ;;
-esac
-exit 0
+import sys
+print("Kubernetes $VERSION" if sys.argv[1:2] in (["--version"], ["version"]) else "$name $VERSION (k8smi lab placeholder)")
 EOF
 done
+
+# Each Python program becomes the launcher followed by a zip holding it as __main__.py.
+gcc -static -Os -s -o "$work/launcher" "$HERE/standin/launcher.c"
+for name in kube-apiserver kube-controller-manager kube-scheduler apiextensions-apiserver cloud-controller-manager kube-proxy kubeadm kubelet mounter; do
+  python3 - "$bin/$name" "$work/$name.zip" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[2], "w", zipfile.ZIP_DEFLATED) as archive:
+    archive.write(sys.argv[1], "__main__.py")
+PY
+  cat "$work/launcher" "$work/$name.zip" >"$bin/$name"
+  rm "$work/$name.zip"
+done
+
 chmod 755 "$bin"/*
 for name in kube-apiserver kube-controller-manager kube-scheduler kube-proxy; do
   printf '%s\n' "$VERSION" >"$bin/$name.docker_tag"
