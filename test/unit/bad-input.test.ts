@@ -1,7 +1,7 @@
 import {execFileSync} from 'node:child_process';
-import {existsSync, linkSync, mkdirSync, readdirSync, symlinkSync, writeFileSync} from 'node:fs';
+import {existsSync, linkSync, mkdirSync, readdirSync, rmSync, symlinkSync, truncateSync, writeFileSync} from 'node:fs';
 import path from 'node:path';
-import {describe, expect, test} from 'vitest';
+import {describe, expect, onTestFinished, test} from 'vitest';
 import {main} from '../../source/cli.js';
 import {generateKeyPair, issueCertificate} from '../../source/pki/certs.js';
 import {baseConfig, elfExecutable, makeFixture, writeConfig} from '../helpers/fixture.js';
@@ -79,7 +79,26 @@ type Case = {
 	change: (raw: Raw, dir: string) => Raw | string | Promise<Raw | string>;
 	/** apply (unpacks the tarball before touching any host) instead of plan. */
 	command?: 'apply';
+	/** The command line instead of plan/apply on the changed config (another path as the config, init). */
+	args?: (configFile: string, dir: string) => string[];
 };
+
+/** A named pipe in dir that nobody writes to: reading it would wait for ever. */
+function fifo(dir: string, name: string): string {
+	const file = path.join(dir, name);
+	execFileSync('mkfifo', [file]);
+	return file;
+}
+
+/** A regular file of a given size (sparse: nothing is written). */
+function fileOfSize(dir: string, name: string, bytes: number): string {
+	const file = path.join(dir, name);
+	writeFileSync(file, '');
+	truncateSync(file, bytes);
+	return file;
+}
+
+const MiB = 1024 * 1024;
 
 const cases: Case[] = [
 	{name: 'an address out of range', field: 'masters[0].ip', problem: /is not an IPv4 address \(got 999\.1\.1\.1\)/, change: raw => set(raw, 'masters[0].ip', '999.1.1.1')},
@@ -142,6 +161,30 @@ const cases: Case[] = [
 	{name: 'YAML nested a million levels deep', field: 'cluster.yaml', problem: /nests deeper than 32 levels/, change: () => '['.repeat(1_000_000)},
 	{name: 'YAML with 5000 keys', field: 'cluster.yaml', problem: /holds more than 1000 keys/, change: () => Array.from({length: 5000}, (_, index) => `key${index}: 1`).join('\n')},
 	{name: 'YAML of four million blank lines', field: 'cluster.yaml', problem: /holds more than 100000 YAML tokens/, change: () => '\n'.repeat(4_000_000)},
+	// Not wrong values but wrong things: devices, pipes, huge files (README, "bad input").
+	{name: 'a config that is /dev/zero', field: '--config', problem: /--config: is a character device, not a regular file.* \(got \/dev\/zero\)/, change: raw => raw, args: () => ['plan', '--config', '/dev/zero']},
+	{name: 'a config that is a named pipe nobody writes', field: '--config', problem: /is a named pipe \(FIFO\), not a regular file/, change: raw => raw, args: (_, dir) => ['plan', '--config', fifo(dir, 'cluster.fifo')]},
+	{name: 'a config that is a folder', field: '--config', problem: /is a folder, not a regular file/, change: raw => raw, args: (_, dir) => ['plan', '--config', dir]},
+	{name: 'a config of 5 MiB', field: '--config', problem: /is 5 MiB, more than a cluster config may be \(4 MiB\)/, change: raw => raw, args: (_, dir) => ['plan', '--config', fileOfSize(dir, 'huge.yaml', 5 * MiB)]},
+	{name: 'an environment.sh that is /dev/urandom', field: '--from-env', problem: /is a character device, not a regular file/, change: raw => raw, args: (_, dir) => ['init', '--from-env', '/dev/urandom', '--out', path.join(dir, 'new.yaml')]},
+	{name: 'an environment.sh that is a named pipe', field: '--from-env', problem: /is a named pipe \(FIFO\)/, change: raw => raw, args: (_, dir) => ['init', '--from-env', fifo(dir, 'environment.sh'), '--out', path.join(dir, 'new.yaml')]},
+	{name: 'a tarball that is /dev/zero', field: 'binaries.tarball', problem: /is a character device, not a regular file/, change: raw => set(raw, 'binaries.tarball', '/dev/zero')},
+	{name: 'a tarball that is a named pipe', field: 'binaries.tarball', problem: /is a named pipe \(FIFO\)/, change: (raw, dir) => set(raw, 'binaries.tarball', fifo(dir, 'kubernetes-server-linux-amd64.tar.gz.fifo'))},
+	{name: 'a CA certificate that is /dev/zero', field: 'ca.certFile', problem: /is a character device, not a regular file/, async change(raw, dir) {
+		return set(raw, 'ca', {...await caFiles(dir, {}), certFile: '/dev/zero'});
+	}},
+	{name: 'a CA certificate of 2 MiB', field: 'ca.certFile', problem: /is 2 MiB, more than a PEM certificate or key may be \(1 MiB\)/, async change(raw, dir) {
+		return set(raw, 'ca', {...await caFiles(dir, {}), certFile: fileOfSize(dir, 'huge.pem', 2 * MiB)});
+	}},
+	{name: 'an etcd key that is a named pipe', field: 'etcd.keyFile', problem: /is a named pipe \(FIFO\)/, change: (raw, dir) => set(set(raw, 'etcd.certFile', writeConfig(dir, 'x', 'etcd.pem')), 'etcd.keyFile', fifo(dir, 'etcd-key.pem'))},
+	{name: 'an ssh key that is /dev/zero', field: 'ssh.identityFile', problem: /is a character device/, change: raw => set(raw, 'ssh.identityFile', '/dev/zero')},
+	{name: 'an encryption key file that is /dev/urandom', field: 'encryption.keyFile', problem: /is a character device/, change: raw => set(raw, 'encryption.keyFile', '/dev/urandom')},
+	{name: 'an encryption key file of 1 MiB', field: 'encryption.keyFile', problem: /is 1 MiB, more than an encryption key file may be \(4 KiB\)/, change: (raw, dir) => set(raw, 'encryption.keyFile', fileOfSize(dir, 'encryption.key', MiB))},
+	{name: 'a template copy that is a named pipe', field: 'templatesDir', problem: /kube-apiserver\.service\)?.*is a named pipe \(FIFO\)|is a named pipe \(FIFO\).*kube-apiserver\.service/, change(raw, dir) {
+		mkdirSync(path.join(dir, 'templates'));
+		fifo(path.join(dir, 'templates'), 'kube-apiserver.service');
+		return set(raw, 'templatesDir', path.join(dir, 'templates'));
+	}},
 	{name: 'an unknown top-level key', field: 'master', problem: /is not a known setting.*did you mean "masters"/s, change: raw => set(raw, 'master', [])},
 	{name: 'an unknown nested key', field: 'ssh.identity_file', problem: /did you mean "identityFile"/, change: raw => set(raw, 'ssh.identity_file', '~/.ssh/id_rsa')},
 	{name: 'an ssh port of 70000', field: 'ssh.port', problem: /70000|too big|<=65535/i, change: raw => set(raw, 'ssh.port', 70_000)},
@@ -183,9 +226,12 @@ describe('bad input', () => {
 
 	test.each(cases.map(each => [each.name, each] as const))('%s: exit 2, one message naming the field and the fix, no stack, no state', async (_, each) => {
 		const {dir, tarball, stateDir} = makeFixture();
+		onTestFinished(() => rmSync(dir, {recursive: true, force: true}));
 		const changed = await each.change(baseConfig(tarball), dir);
 		const configFile = writeConfig(dir, changed);
-		const result = await run([each.command ?? 'plan', '--config', configFile, '--state-dir', stateDir, '--yes']);
+		const started = performance.now();
+		const result = await run([...each.args?.(configFile, dir) ?? [each.command ?? 'plan', '--config', configFile], '--state-dir', stateDir, '--yes']);
+		expect(performance.now() - started, 'refused within a few seconds').toBeLessThan(5000);
 		expect(result.code, result.err).toBe(2);
 		const first = result.err.split('\n')[0]!;
 		const field = each.field === 'cluster.yaml' ? configFile : each.field;
