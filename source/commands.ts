@@ -1,4 +1,4 @@
-import {existsSync, readFileSync} from 'node:fs';
+import {existsSync} from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import {loadConfig, resolveConfig, type ResolvedConfig} from './config/load.js';
@@ -12,6 +12,7 @@ import {readCertificate} from './pki/certs.js';
 import {leafNames} from './pki/material.js';
 import {jsonReporter, lineReporter} from './reporters/line.js';
 import {Runner, stopRunningCommands} from './runner.js';
+import {readLocalText} from './safe-read.js';
 import {defaultStateDir, StateStore} from './state/store.js';
 import {Workspace} from './workspace.js';
 
@@ -24,7 +25,7 @@ export async function runCommand(command: string, flags: Flags, output: Output):
 	try {
 		switch (command) {
 			case 'init': {
-				return init(flags, output);
+				return await init(flags, output);
 			}
 
 			case 'render': {
@@ -32,7 +33,7 @@ export async function runCommand(command: string, flags: Flags, output: Output):
 			}
 
 			case 'plan': {
-				const engine = makeEngine(loadConfig(flags.config), flags, output);
+				const engine = makeEngine(await loadConfig(flags.config), flags, output);
 				const plan = await engine.plan();
 				output.out(flags.json ? JSON.stringify(plan, null, 2) : formatPlan(plan));
 				return 0;
@@ -51,7 +52,7 @@ export async function runCommand(command: string, flags: Flags, output: Output):
 			}
 
 			case 'cis': {
-				const engine = makeEngine(loadConfig(flags.config), flags, output);
+				const engine = makeEngine(await loadConfig(flags.config), flags, output);
 				const results = await engine.cis();
 				output.out(flags.json ? JSON.stringify(Object.fromEntries(results), null, 2) : formatCisGrid(results).join('\n'));
 				// A failed check, or a master that could not be read, is a non-zero exit.
@@ -63,10 +64,10 @@ export async function runCommand(command: string, flags: Flags, output: Output):
 			}
 
 			case 'status': {
-				const config = loadConfig(flags.config);
+				const config = await loadConfig(flags.config);
 				const workspace = new Workspace(flags.stateDir ?? defaultStateDir(), config.name);
 				const state = new StateStore(workspace.root, config.name);
-				output.out(flags.json ? JSON.stringify(state.snapshot, null, 2) : formatStatus(state.snapshot, state.path, certificateExpiries(workspace, config)));
+				output.out(flags.json ? JSON.stringify(state.snapshot, null, 2) : formatStatus(state.snapshot, state.path, await certificateExpiries(workspace, config)));
 				return 0;
 			}
 
@@ -110,9 +111,15 @@ export function reportError(error: unknown, output: Output): number {
 	return 1;
 }
 
-function certificateExpiries(workspace: Workspace, config: ResolvedConfig): CertificateExpiry[] {
-	const files: Array<[string, string]> = [['ca', config.ca?.certFile ?? workspace.pki('ca.pem')], ...leafNames.map((name): [string, string] => [name, workspace.pki(`${name}.pem`)])];
-	return files.filter(([, file]) => existsSync(file)).map(([name, file]) => ({name, notAfter: readCertificate(readFileSync(file, 'utf8')).notAfter}));
+async function certificateExpiries(workspace: Workspace, config: ResolvedConfig): Promise<CertificateExpiry[]> {
+	const files: Array<[string, string, string]> = [
+		['ca', config.ca?.certFile ?? workspace.pki('ca.pem'), config.ca ? 'ca.certFile' : '--state-dir'],
+		...leafNames.map((name): [string, string, string] => [name, workspace.pki(`${name}.pem`), '--state-dir']),
+	];
+	return Promise.all(files.filter(([, file]) => existsSync(file)).map(async ([name, file, field]) => ({
+		name,
+		notAfter: readCertificate(await readLocalText(file, {field, kind: 'pem', fix: 'restore the certificate from your backup'})).notAfter,
+	})));
 }
 
 function makeEngine(config: ResolvedConfig, flags: Flags, output: Output, runnerOptions: {logFile?: string} = {}): Engine {
@@ -137,7 +144,7 @@ async function render(flags: Flags, output: Output): Promise<number> {
 		throw new InputError('--out', '(not set)', 'is required for render', 'pass --out DIR, the folder to write the artifacts to');
 	}
 
-	const config = loadConfig(flags.config);
+	const config = await loadConfig(flags.config);
 	const engine = makeEngine(config, flags, output);
 	engine.subscribe(lineReporter(output.out));
 	const release = new Workspace(flags.stateDir ?? defaultStateDir(), config.name).lock();
@@ -157,7 +164,7 @@ async function render(flags: Flags, output: Output): Promise<number> {
 }
 
 async function apply(flags: Flags, output: Output): Promise<number> {
-	const config = loadConfig(flags.config);
+	const config = await loadConfig(flags.config);
 	const workspace = new Workspace(flags.stateDir ?? defaultStateDir(), config.name);
 	const logFile = path.join(workspace.logsDir, `apply-${new Date().toISOString().replaceAll(/[:.]/g, '-')}.jsonl`);
 	const engine = makeEngine(config, flags, output, {logFile});
@@ -195,7 +202,7 @@ async function apply(flags: Flags, output: Output): Promise<number> {
 
 /** preflight and verify: run the checks, print them as a grid (or JSON); exit 1 when one failed. */
 async function checksCommand(flags: Flags, output: Output, run: (engine: Engine) => Promise<boolean>, details: boolean): Promise<number> {
-	const engine = makeEngine(loadConfig(flags.config), flags, output);
+	const engine = makeEngine(await loadConfig(flags.config), flags, output);
 	const checks: CheckRow[] = [];
 	engine.subscribe(event => {
 		if (event.type === 'check') {
@@ -209,7 +216,7 @@ async function checksCommand(flags: Flags, output: Output, run: (engine: Engine)
 
 /** On a terminal without --yes, reset asks for the cluster's name to be typed; otherwise --yes is needed. */
 async function reset(flags: Flags, output: Output): Promise<number> {
-	const config = loadConfig(flags.config);
+	const config = await loadConfig(flags.config);
 	const engine = makeEngine(config, flags, output);
 	engine.subscribe(flags.json ? jsonReporter(output.out) : lineReporter(output.out, {verbose: flags.verbose}));
 	const typed = !flags.yes && process.stdin.isTTY === true && process.stdout.isTTY === true;
@@ -227,7 +234,7 @@ async function reset(flags: Flags, output: Output): Promise<number> {
 	return 0;
 }
 
-function init(flags: Flags, output: Output): number {
+async function init(flags: Flags, output: Output): Promise<number> {
 	if (!flags.fromEnv) {
 		throw new InputError('--from-env', '(not set)', 'is required for init without the terminal UI', 'pass --from-env environment.sh, or write the config by hand (see README)');
 	}
@@ -237,13 +244,7 @@ function init(flags: Flags, output: Output): number {
 		throw new InputError('--out', target, 'already exists', 'choose another --out, or pass --force to replace it');
 	}
 
-	let text: string;
-	try {
-		text = readFileSync(flags.fromEnv, 'utf8');
-	} catch (error) {
-		throw new InputError('--from-env', flags.fromEnv, `cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`, 'pass the path of the tutorial\'s environment.sh');
-	}
-
+	const text = await readLocalText(flags.fromEnv, {field: '--from-env', kind: 'environment.sh', fix: 'pass the path of the tutorial\'s environment.sh (a regular file)'});
 	const {config, encryptionKey, notes} = configFromEnvironment(text, {version: flags.kubeVersion, tarball: flags.tarball, file: flags.fromEnv});
 	// Validate the shape now; the tarball may be fetched later, so missing local files are only noted.
 	const keyFile = path.join(path.dirname(target), 'encryption.key');

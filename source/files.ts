@@ -1,15 +1,17 @@
 import {createHash, randomBytes} from 'node:crypto';
-import {chmodSync, createReadStream, mkdirSync, renameSync, writeFileSync} from 'node:fs';
+import {chmodSync, mkdirSync, renameSync, writeFileSync} from 'node:fs';
 import path from 'node:path';
+import {openLocalFile, type LocalFile} from './safe-read.js';
 
 export function sha256(data: string | Buffer): string {
 	return createHash('sha256').update(data).digest('hex');
 }
 
-export async function sha256OfFile(file: string): Promise<string> {
+export async function sha256OfFile(file: string, spec: LocalFile): Promise<string> {
+	const {handle} = await openLocalFile(file, spec);
 	const hash = createHash('sha256');
 	// Large chunks: fewer turns of an event loop that may be busy with key pairs meanwhile.
-	for await (const chunk of createReadStream(file, {highWaterMark: 1024 * 1024})) {
+	for await (const chunk of handle.createReadStream({highWaterMark: 1024 * 1024})) {
 		hash.update(chunk as Buffer);
 	}
 

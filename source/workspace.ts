@@ -1,6 +1,7 @@
-import {mkdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
+import {mkdirSync, rmSync, writeFileSync} from 'node:fs';
 import path from 'node:path';
 import {InputError} from './errors.js';
+import {readLocalTextSync} from './safe-read.js';
 
 /**
  * The local folder of one cluster's install: its key material (0600), the state file, the logs
@@ -52,7 +53,7 @@ export class Workspace {
 				}
 			}
 
-			const holder = Number(readFileSync(file, 'utf8').trim());
+			const holder = Number(readLocalTextSync(file, {field: '--state-dir', kind: 'marker', fix: `remove ${file} once no other run of k8s-master-install uses this folder`}).trim());
 			const heldByThisProcess = holder === process.pid && locksHeld.has(file);
 			if (heldByThisProcess || (holder > 0 && holder !== process.pid && processIsAlive(holder))) {
 				throw new InputError('--state-dir', this.root, `is in use by another run of k8s-master-install (pid ${holder})`, 'wait for that run to finish or stop it; two runs at once could replace key material');

@@ -1,6 +1,7 @@
-import {existsSync, readFileSync} from 'node:fs';
+import {existsSync} from 'node:fs';
 import {InputError} from '../errors.js';
 import {writeFileAtomic} from '../files.js';
+import {readLocalTextSync} from '../safe-read.js';
 import {kubernetesServiceIp, parseCidr} from './network.js';
 import type {ClusterConfigInput} from './schema.js';
 
@@ -129,7 +130,7 @@ export function configFromEnvironment(text: string, defaults: {version: string; 
 /** Writes a key taken from environment.sh once (mode 0600); a file holding another key is never replaced. Returns whether it wrote. */
 export function saveImportedEncryptionKey(keyFile: string, key: string): boolean {
 	if (existsSync(keyFile)) {
-		if (readFileSync(keyFile, 'utf8').trim() !== key) {
+		if (readLocalTextSync(keyFile, {field: 'encryption.keyFile', kind: 'encryption key', fix: 'move it away first; an encryption key is never overwritten'}).trim() !== key) {
 			throw new InputError('encryption.keyFile', keyFile, 'already holds a different encryption key', 'move it away first; an encryption key is never overwritten');
 		}
 

@@ -1,13 +1,15 @@
-import {accessSync, constants, readFileSync, statSync} from 'node:fs';
+import {accessSync, constants, statSync} from 'node:fs';
 import {homedir} from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
 import type {z} from 'zod';
 import {InputError, InputErrors} from '../errors.js';
+import {checkLocalFile, readLocalText, type FileKind} from '../safe-read.js';
 import {parseVersion, supportedMinors, type KubeVersion} from '../versions.js';
 import {configSchema, fixSeparator, type ClusterConfig} from './schema.js';
 import {closest} from './did-you-mean.js';
 import {kubernetesServiceIp, parseEndpoint, type Endpoint} from './network.js';
+import {checkYamlLimits, toDataWithinLimits} from './yaml-limits.js';
 
 export type ResolvedConfig = ClusterConfig & {
 	/** The file the config came from; relative paths in it were resolved against its folder. */
@@ -107,22 +109,19 @@ const localFiles: LocalFileField[] = [
 /** The settings that name local files (relative ones are read from the config file's folder). */
 export const localFileFields: readonly string[] = localFiles.map(entry => entry.field);
 
-/** Files that must exist when the config is loaded (the known_hosts file may be created by accept-new). */
-const mustExist = new Set(['binaries.tarball', 'ssh.identityFile', 'ssh.configFile', 'etcd.caFile', 'etcd.certFile', 'etcd.keyFile', 'ca.certFile', 'ca.keyFile', 'encryption.keyFile']);
+/** Files that must exist when the config is loaded, with what they are (the known_hosts file may be created by accept-new). */
+const mustExist = new Map<string, FileKind>([
+	['binaries.tarball', 'tarball'], ['ssh.identityFile', 'ssh'], ['ssh.configFile', 'ssh'], ['etcd.caFile', 'pem'], ['etcd.certFile', 'pem'],
+	['etcd.keyFile', 'pem'], ['ca.certFile', 'pem'], ['ca.keyFile', 'pem'], ['encryption.keyFile', 'encryption key'],
+]);
 
-function checkReadable(field: string, file: string): InputError | undefined {
+function checkReadable(field: string, file: string, kind: FileKind): InputError | undefined {
 	try {
-		if (!statSync(file).isFile()) {
-			return new InputError(field, file, 'is not a regular file', `point ${field} at a file`);
-		}
-
+		checkLocalFile(file, {field, kind, fix: `point ${field} at the file itself (relative paths are read from the config file's folder)`});
 		accessSync(file, constants.R_OK);
 		return undefined;
 	} catch (error) {
-		const code = (error as NodeJS.ErrnoException).code;
-		return code === 'ENOENT'
-			? new InputError(field, file, 'does not exist', `check the path (relative paths are read from the config file's folder)`)
-			: new InputError(field, file, `cannot be read (${code ?? 'error'})`, `make the file readable by this user`);
+		return error instanceof InputError ? error : new InputError(field, file, `cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`, 'make the file readable by this user');
 	}
 }
 
@@ -152,8 +151,9 @@ export function resolveConfig(raw: unknown, source: string): ResolvedConfig {
 
 		const absolute = path.resolve(base, expandHome(value));
 		entry.set(config, absolute);
-		if (mustExist.has(entry.field)) {
-			const error = checkReadable(entry.field, absolute);
+		const kind = mustExist.get(entry.field);
+		if (kind) {
+			const error = checkReadable(entry.field, absolute, kind);
 			if (error) {
 				errors.push(error);
 			}
@@ -183,6 +183,7 @@ export function resolveConfig(raw: unknown, source: string): ResolvedConfig {
 }
 
 export function parseConfigText(text: string, source: string): unknown {
+	checkYamlLimits(text, source);
 	const document = YAML.parseDocument(text, {prettyErrors: true, uniqueKeys: true});
 	if (document.errors.length > 0) {
 		const first = document.errors[0]!;
@@ -190,7 +191,7 @@ export function parseConfigText(text: string, source: string): unknown {
 		throw new InputError(source, where, `is not valid YAML: ${first.message.split('\n')[0]}`, 'correct the YAML syntax at that place (indent with spaces, quote values holding ": ")');
 	}
 
-	const data: unknown = document.toJS();
+	const data = toDataWithinLimits(document, source);
 	if (data === null || typeof data !== 'object' || Array.isArray(data)) {
 		throw new InputError(source, typeof data, 'does not hold a YAML mapping', 'start the file with "version: v1.28.7" and the other keys (see README)');
 	}
@@ -198,14 +199,10 @@ export function parseConfigText(text: string, source: string): unknown {
 	return data;
 }
 
-export function loadConfig(file: string): ResolvedConfig {
-	let text: string;
-	try {
-		text = readFileSync(file, 'utf8');
-	} catch (error) {
-		const code = (error as NodeJS.ErrnoException).code;
-		throw new InputError('--config', file, code === 'ENOENT' ? 'does not exist' : `cannot be read (${code ?? 'error'})`, 'pass the path of a cluster config, or write one with `k8s-master-install init`');
-	}
+/** How a cluster config file is read: where it comes from is named, and how to give the right one. */
+export const configFileSpec = {field: '--config', kind: 'config', fix: 'pass the path of a cluster config (a regular file), or write one with `k8s-master-install init`'} as const;
 
+export async function loadConfig(file: string): Promise<ResolvedConfig> {
+	const text = await readLocalText(file, configFileSpec);
 	return resolveConfig(parseConfigText(text, file), file);
 }

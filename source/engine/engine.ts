@@ -1,4 +1,4 @@
-import {existsSync, readFileSync, rmSync} from 'node:fs';
+import {existsSync, rmSync} from 'node:fs';
 import path from 'node:path';
 import type {ResolvedConfig} from '../config/load.js';
 import type {Master} from '../config/schema.js';
@@ -11,6 +11,7 @@ import {misfitError, releaseMisfits} from '../render/fit.js';
 import {callApi, getHealth, type Api, type Probe} from '../remote/health.js';
 import {Remote} from '../remote/ssh.js';
 import {stopRunningCommands, type Runner} from '../runner.js';
+import {readLocalText} from '../safe-read.js';
 import {StateStore, type HostRecord, type StepId} from '../state/store.js';
 import {unpackBinaries, unpackedBinaries} from '../steps/binaries.js';
 import {inputActions, steps} from '../steps/definitions.js';
@@ -137,7 +138,7 @@ export class Engine {
 			this.emit({type: 'material', changes});
 		}
 
-		const artifacts = renderArtifacts(config, material, readEtcdFiles(config));
+		const artifacts = renderArtifacts(config, material, await readEtcdFiles(config));
 		const misfits = releaseMisfits(config, artifacts);
 		if (options.refuseMisfits && misfits.length > 0) {
 			throw new InputErrors(misfits.map(misfit => misfitError(config, misfit)));
@@ -700,7 +701,7 @@ function toFailure(error: unknown, step: string, host: string, runner: Runner): 
 	return {step, host, message: runner.redact(`${step} on ${host}: ${message}`), command: '', output: ''};
 }
 
-function readEtcdFiles(config: ResolvedConfig): {ca?: string; cert?: string; key?: string} {
-	const read = (file: string | undefined) => (file ? readFileSync(file, 'utf8') : undefined);
-	return {ca: read(config.etcd.caFile), cert: read(config.etcd.certFile), key: read(config.etcd.keyFile)};
+async function readEtcdFiles(config: ResolvedConfig): Promise<{ca?: string; cert?: string; key?: string}> {
+	const read = async (file: string | undefined, field: string) => (file ? readLocalText(file, {field, kind: 'pem', fix: `point ${field} at the file itself (a regular file)`}) : undefined);
+	return {ca: await read(config.etcd.caFile, 'etcd.caFile'), cert: await read(config.etcd.certFile, 'etcd.certFile'), key: await read(config.etcd.keyFile, 'etcd.keyFile')};
 }

@@ -1,8 +1,9 @@
-import {existsSync, readFileSync} from 'node:fs';
+import {existsSync} from 'node:fs';
 import {randomBytes} from 'node:crypto';
 import type {ResolvedConfig} from '../config/load.js';
 import {InputError} from '../errors.js';
 import {sha256, writeFileAtomic} from '../files.js';
+import {readLocalText} from '../safe-read.js';
 import type {Workspace} from '../workspace.js';
 import {
 	certificateMatches, generateKeyPair, issueCertificate, publicKeyPemOf, readCertificate,
@@ -66,18 +67,20 @@ function isIp(value: string): boolean {
 	return /^\d+\.\d+\.\d+\.\d+$/.test(value);
 }
 
-function readText(file: string, field: string): string {
-	try {
-		return readFileSync(file, 'utf8');
-	} catch (error) {
-		throw new InputError(field, file, `cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`, 'make the file readable');
-	}
+/** A file the operator named in the config. */
+async function readConfigured(file: string, field: string, kind: 'pem' | 'encryption key'): Promise<string> {
+	return readLocalText(file, {field, kind, fix: `point ${field} at the file itself (a regular file)`});
 }
 
-function importCa(config: ResolvedConfig, now: Date): Material['ca'] {
+/** A file of the state folder, which holds only what this tool wrote there. */
+async function readKept(file: string): Promise<string> {
+	return readLocalText(file, {field: '--state-dir', kind: file.endsWith('encryption.key') ? 'encryption key' : 'pem', fix: `restore ${file} from your backup of the state folder`});
+}
+
+async function importCa(config: ResolvedConfig, now: Date): Promise<Material['ca']> {
 	const {certFile, keyFile} = config.ca!;
-	const certPem = readText(certFile, 'ca.certFile');
-	const keyPem = readText(keyFile, 'ca.keyFile');
+	const certPem = await readConfigured(certFile, 'ca.certFile', 'pem');
+	const keyPem = await readConfigured(keyFile, 'ca.keyFile', 'pem');
 	let facts;
 	try {
 		facts = readCertificate(certPem);
@@ -111,7 +114,7 @@ type Save = (file: string, data: string, mode: number) => void;
 
 async function keyPairAt(file: string, changes: MaterialChange[], item: string, save: Save, cache?: Map<string, KeyPair>): Promise<KeyPair> {
 	if (existsSync(file)) {
-		const privateKeyPem = readFileSync(file, 'utf8');
+		const privateKeyPem = await readKept(file);
 		return {privateKeyPem, publicKeyPem: publicKeyPemOf(privateKeyPem)};
 	}
 
@@ -126,15 +129,15 @@ function validEncryptionKey(value: string): boolean {
 	return /^[A-Za-z\d+/]+={0,2}$/.test(value) && Buffer.from(value, 'base64').length === 32;
 }
 
-function encryptionKey(config: ResolvedConfig, workspace: Workspace, changes: MaterialChange[], save: Save, inUse: boolean): string {
+async function encryptionKey(config: ResolvedConfig, workspace: Workspace, changes: MaterialChange[], save: Save, inUse: boolean): Promise<string> {
 	const file = workspace.pki('encryption.key');
-	const configured = config.encryption.keyFile ? readText(config.encryption.keyFile, 'encryption.keyFile').trim() : undefined;
+	const configured = config.encryption.keyFile ? (await readConfigured(config.encryption.keyFile, 'encryption.keyFile', 'encryption key')).trim() : undefined;
 	if (configured !== undefined && !validEncryptionKey(configured)) {
 		throw new InputError('encryption.keyFile', config.encryption.keyFile, 'does not hold the base64 of exactly 32 bytes', 'write one line made by `head -c 32 /dev/urandom | base64`, or remove the setting to have a key made once');
 	}
 
 	if (existsSync(file)) {
-		const kept = readFileSync(file, 'utf8').trim();
+		const kept = (await readKept(file)).trim();
 		// A key made here that never reached a master may still give way to the key of a running cluster.
 		if (configured !== undefined && configured !== kept && !inUse) {
 			save(file, `${configured}\n`, 0o600);
@@ -198,14 +201,14 @@ export async function ensureMaterial(config: ResolvedConfig, workspace: Workspac
 
 	let ca: Material['ca'];
 	if (config.ca) {
-		ca = importCa(config, now);
+		ca = await importCa(config, now);
 		changes.push({item: 'CA', action: 'imported'});
 	} else {
 		const certFile = workspace.pki('ca.pem');
 		const keyFile = workspace.pki('ca-key.pem');
 		const pair = pairs.get('CA key')!;
 		const request: CertificateRequest = {subject: {...config.certificates.subject, CN: 'kubernetes-ca'}, profile: 'ca', validityDays: caValidityDays};
-		const certPem = existsSync(certFile) ? readFileSync(certFile, 'utf8') : issueCertificate(request, pair, undefined, now);
+		const certPem = existsSync(certFile) ? await readKept(certFile) : issueCertificate(request, pair, undefined, now);
 		if (!existsSync(certFile)) {
 			save(certFile, certPem, 0o644);
 			changes.push({item: 'CA certificate', action: 'made'});
@@ -223,7 +226,7 @@ export async function ensureMaterial(config: ResolvedConfig, workspace: Workspac
 	for (const [name, request] of Object.entries(leafRequests(config)) as Array<[LeafName, CertificateRequest]>) {
 		const pair = pairs.get(`${name} key`)!;
 		const certFile = workspace.pki(`${name}.pem`);
-		const existing = existsSync(certFile) ? readFileSync(certFile, 'utf8') : undefined;
+		const existing = existsSync(certFile) ? await readKept(certFile) : undefined;
 		const rotate = options.rotate?.includes(name) || options.rotate?.includes('all');
 		if (existing && !rotate && certificateMatches(existing, request, pair, ca.certPem)) {
 			leaves[name] = {certPem: existing, keyPem: pair.privateKeyPem};
@@ -237,7 +240,7 @@ export async function ensureMaterial(config: ResolvedConfig, workspace: Workspac
 	}
 
 	const serviceAccount = pairs.get('service-account key');
-	const key = encryptionKey(config, workspace, changes, save, options.previous !== undefined);
+	const key = await encryptionKey(config, workspace, changes, save, options.previous !== undefined);
 	const encryptionKeySha256 = sha256(key);
 	if (options.previous && options.previous.encryptionKeySha256 !== encryptionKeySha256) {
 		throw new InputError('encryption', '(key file in the state folder)', 'is not the key this install already put on the masters', 'restore pki/encryption.key in the state folder from your backup; never make a new key for a running cluster');

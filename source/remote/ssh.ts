@@ -1,4 +1,4 @@
-import {mkdtempSync, readdirSync, rmSync} from 'node:fs';
+import {lstatSync, mkdirSync, readdirSync, rmSync} from 'node:fs';
 import path from 'node:path';
 import type {ResolvedConfig} from '../config/load.js';
 import type {Master} from '../config/schema.js';
@@ -54,18 +54,28 @@ function diagnoseRemote(output: string, master: Master): string | undefined {
  * apply, host keys are always checked, and one multiplexed connection per host carries every command.
  */
 export class Remote {
-	private controlDirPath: string | undefined;
+	/** Where the shared connections' sockets go: short, as unix socket names are limited to about 100 bytes, and named for this process. */
+	private readonly controlDir = `${controlDirBase}/${controlDirPrefix}${process.pid}-${++remotesMade}`;
+	private controlDirMade = false;
 	private readonly used = new Set<Master>();
 	/** Per master, whether the first command's answer came back with exit 0: the shared connection is then up. */
 	private readonly firstAnswers = new Map<Master, Promise<boolean>>();
 
 	constructor(private readonly runner: Runner, private readonly config: ResolvedConfig) {}
 
-	/** Made on first use; a short path, as unix socket names are limited to about 100 bytes. Named for this process. */
-	private get controlDir(): string {
-		// /tmp, not os.tmpdir(): macOS's long temporary folder would pass the 104-byte socket limit.
-		this.controlDirPath ??= mkdtempSync(`${controlDirBase}/${controlDirPrefix}${process.pid}-`);
-		return this.controlDirPath;
+	/** Made before the first command (building arguments makes nothing); refused unless it is this user's own folder. */
+	private makeControlDir(): void {
+		if (this.controlDirMade) {
+			return;
+		}
+
+		mkdirSync(this.controlDir, {recursive: true, mode: 0o700});
+		const made = lstatSync(this.controlDir);
+		if (!made.isDirectory() || made.uid !== process.getuid?.() || (made.mode & 0o077) !== 0) {
+			throw new Error(`${this.controlDir} is not a private folder of this user: remove it (it holds ssh's connection sockets)`);
+		}
+
+		this.controlDirMade = true;
 	}
 
 	/**
@@ -123,6 +133,7 @@ export class Remote {
 
 	/** Runs a POSIX sh script on the master (through sudo when configured) and returns its result. */
 	async run(master: Master, script: string, options: RemoteOptions): Promise<CommandResult> {
+		this.makeControlDir();
 		this.used.add(master);
 		const wrapped = this.config.ssh.sudo ? `sudo -n sh -c ${shellQuote(script)}` : `sh -c ${shellQuote(script)}`;
 		const answer = this.runner.run({
@@ -178,13 +189,15 @@ export class Remote {
 		await Promise.all([...this.used].map(async master => this.runner.run({
 			command: 'ssh', args: [...this.sshArgs(master), '-O', 'exit', master.ip], host: master.name, timeoutMs: 5000, display: `ssh -O exit ${master.name}`,
 		})));
-		if (this.controlDirPath) {
-			rmSync(this.controlDirPath, {recursive: true, force: true});
+		if (this.controlDirMade) {
+			rmSync(this.controlDir, {recursive: true, force: true});
 		}
 	}
 }
 
+// /tmp, not os.tmpdir(): macOS's long temporary folder would pass the 104-byte socket limit.
 const controlDirBase = '/tmp';
+let remotesMade = 0;
 const controlDirPrefix = 'k8smi-ssh-';
 
 function lastLine(text: string): string {

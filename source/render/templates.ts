@@ -2,16 +2,18 @@ import {existsSync, readFileSync} from 'node:fs';
 import path from 'node:path';
 import {fileURLToPath} from 'node:url';
 import {InputError} from '../errors.js';
+import {readLocalTextSync} from '../safe-read.js';
 
 /** templates/ sits beside dist/ (the bundle) and two levels above source/render (tests). */
 const templatesDir = ['../templates/', '../../templates/'].map(relative => fileURLToPath(new URL(relative, import.meta.url))).find(dir => existsSync(path.join(dir, 'kube-apiserver.service')))!;
 
 const cache = new Map<string, string>();
 
-function read(file: string): string {
+/** The shipped templates, and the operator's copies read like every file the operator names. */
+function read(file: string, own: boolean): string {
 	let text = cache.get(file);
 	if (text === undefined) {
-		text = readFileSync(file, 'utf8');
+		text = own ? readLocalTextSync(file, {field: 'templatesDir', kind: 'template', fix: `make ${path.basename(file)} there a regular file, your copy of templates/${path.basename(file)}`}) : readFileSync(file, 'utf8');
 		cache.set(file, text);
 	}
 
@@ -25,7 +27,7 @@ function read(file: string): string {
  */
 export function renderTemplate(name: string, values: Record<string, string>, operatorDir?: string): string {
 	const own = operatorDir !== undefined && existsSync(path.join(operatorDir, name)) ? path.join(operatorDir, name) : undefined;
-	const text = read(own ?? `${templatesDir}${name}`);
+	const text = read(own ?? `${templatesDir}${name}`, own !== undefined);
 	const used = new Set<string>();
 	const rendered = text.replaceAll(/{{([A-Z\d_]+)}}/g, (_, key: string) => {
 		const value = values[key];

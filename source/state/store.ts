@@ -2,6 +2,7 @@ import {existsSync} from 'node:fs';
 import path from 'node:path';
 import Conf from 'conf';
 import type {MaterialRecord} from '../pki/material.js';
+import {checkLocalFile} from '../safe-read.js';
 
 export const stepIds = ['preflight', 'binaries', 'certs', 'encryption', 'audit', 'units', 'start', 'etcd-check', 'rbac', 'verify', 'reset'] as const;
 export type StepId = typeof stepIds[number];
@@ -56,8 +57,14 @@ export class StateStore {
 	constructor(private readonly folder: string, cluster: string) {
 		this.path = path.join(folder, 'state.json');
 		// conf makes its folder when opened: a state that was never written is not opened, so plan leaves no trace.
-		const stored = existsSync(this.path) ? this.open().store as Partial<InstallState> : {};
+		const stored = existsSync(this.path) ? this.openChecked() : {};
 		this.state = stored.schema === 1 ? stored as InstallState : {schema: 1, cluster, steps: {}};
+	}
+
+	/** conf reads the file whole and synchronously: it must be a regular file of a sane size first. */
+	private openChecked(): Partial<InstallState> {
+		checkLocalFile(this.path, {field: '--state-dir', kind: 'state', fix: `restore ${this.path} from your backup of the state folder`});
+		return this.open().store as Partial<InstallState>;
 	}
 
 	private open(): Conf<InstallState> {

@@ -1,15 +1,16 @@
 import {once} from 'node:events';
 import {createHash} from 'node:crypto';
-import {createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync} from 'node:fs';
+import {createWriteStream, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync} from 'node:fs';
 import path from 'node:path';
 import {pipeline} from 'node:stream/promises';
 import {createGzip, type ZlibOptions} from 'node:zlib';
 import type {ResolvedConfig} from '../config/load.js';
 import {InputError} from '../errors.js';
 import {sha256OfFile, writeFileAtomic} from '../files.js';
+import {openLocalFile, readLocalTextSync, type LocalFile} from '../safe-read.js';
 import type {Runner} from '../runner.js';
 import {processIsAlive, type Workspace} from '../workspace.js';
-import {readTarGz, TarFormatError, type TarSink} from './tar-stream.js';
+import {readTarGz, TarFormatError, type TarMemberType, type TarSink} from './tar-stream.js';
 import type {BinaryFile} from './types.js';
 
 /**
@@ -19,6 +20,8 @@ import type {BinaryFile} from './types.js';
 const requiredBinaries = ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubectl'];
 
 const binPrefix = 'kubernetes/server/bin/';
+const maxBinaryBytes = 1024 ** 3;
+const releaseFix = 'use the release\'s kubernetes-server-linux-amd64.tar.gz as published (its binaries are x86-64 executables, regular files), and check where this one came from';
 const tagMember = `${binPrefix}kube-apiserver.docker_tag`;
 
 /** tarballIdentity: device, inode, size, mtime and ctime (ns) of the tarball when it was hashed. */
@@ -46,24 +49,44 @@ export function unpackedBinaries(workspace: Workspace, config: ResolvedConfig): 
 		return undefined;
 	}
 
-	const manifest = JSON.parse(readFileSync(file, 'utf8')) as Manifest;
+	const manifest = readManifest(file);
 	// Written by an older version (plain files): read from the tarball again.
 	const complete = manifest.files.every(entry => entry.gzipBytes !== undefined && existsSync(entry.file) && statSync(entry.file).size === entry.gzipBytes)
 		&& binaryNames(config).every(name => manifest.files.some(entry => entry.name === name));
 	return complete ? manifest.files.filter(entry => binaryNames(config).includes(entry.name)) : undefined;
 }
 
+function readManifest(file: string): Manifest {
+	return JSON.parse(readLocalTextSync(file, {field: '--state-dir', kind: 'state', fix: `remove ${path.dirname(file)}: the tarball is read again`})) as Manifest;
+}
+
 const elfMachines: Record<number, string> = {3: '386', 40: 'arm', 62: 'amd64', 183: 'arm64', 21: 'ppc64le', 22: 's390x', 243: 'riscv64'};
 
-/** The architecture an ELF binary is built for, from its first 20 bytes; undefined for anything that is not ELF (scripts). */
-function elfArchitecture(header: Buffer): string | undefined {
+/**
+ * Why a binary is not an x86-64 executable, from its first 20 bytes, or undefined when it is one: ELF
+ * magic, 64-bit, little-endian, an executable or a position-independent one, machine x86-64 (62). A
+ * script is refused: the masters run these files as the control plane.
+ */
+function notAnExecutable(header: Buffer, member: string, tarball: string): InputError | undefined {
+	const refuse = (problem: string) => new InputError('binaries.tarball', tarball, `holds ${member}, which ${problem}`, releaseFix);
 	if (header.length < 20 || header.subarray(0, 4).toString('latin1') !== '\u007FELF') {
-		return undefined;
+		return refuse(header.subarray(0, 2).toString('latin1') === '#!' ? 'is a script (#!), not an ELF executable' : 'is not an ELF executable');
 	}
 
-	const machine = header[5] === 2 ? header.readUInt16BE(18) : header.readUInt16LE(18);
-	return elfMachines[machine] ?? `machine ${machine}`;
+	const bigEndian = header[5] === 2;
+	const machine = bigEndian ? header.readUInt16BE(18) : header.readUInt16LE(18);
+	if (machine !== 62) {
+		const architecture = elfMachines[machine] ?? `machine ${machine}`;
+		return new InputError('binaries.tarball', tarball, `holds ${architecture} binaries (${path.basename(member)} is built for ${architecture})`, 'use kubernetes-server-linux-amd64.tar.gz of the release: the masters must be x86_64 (preflight checks them)');
+	}
+
+	const type = bigEndian ? header.readUInt16BE(16) : header.readUInt16LE(16);
+	return header[4] !== 2 || bigEndian || (type !== 2 && type !== 3) ? refuse('is an ELF file but not a 64-bit x86-64 executable') : undefined;
 }
+
+const memberKinds: Record<Exclude<TarMemberType, 'file'>, string> = {
+	'hard link': 'a hard link', 'symbolic link': 'a symbolic link', 'character device': 'a character device', 'block device': 'a block device', fifo: 'a named pipe (FIFO)', directory: 'a folder', other: 'a member of another type',
+};
 
 type Compressed = Omit<BinaryFile, 'name' | 'file'> & {header: Buffer};
 
@@ -125,17 +148,20 @@ function removeStaleUnpacking(directory: string): void {
  * the tarball's hash and every binary's, so a changed tarball is read again and a changed binary is seen.
  */
 export async function unpackBinaries(config: ResolvedConfig, workspace: Workspace, runner: Runner, tarball: string): Promise<BinaryFile[]> {
+	const tarballFile: LocalFile = {field: 'binaries.tarball', kind: 'tarball', fix: 'point binaries.tarball at the release\'s kubernetes-server-linux-amd64.tar.gz itself'};
+	// A device, pipe or folder is refused here, before the read or the hash could wait on it for ever.
+	await (await openLocalFile(tarball, tarballFile)).handle.close();
 	const file = manifestPath(workspace, config);
 	const existing = unpackedBinaries(workspace, config);
 	const tarballIdentity = identityOf(tarball);
 	if (existing) {
-		const manifest = JSON.parse(readFileSync(file, 'utf8')) as Manifest;
+		const manifest = readManifest(file);
 		// The tarball unchanged since it was hashed (as git and rsync tell): not read again.
 		if (tarballIdentity !== undefined && manifest.tarballIdentity === tarballIdentity) {
 			return existing;
 		}
 
-		const tarballSha256 = await sha256OfFile(tarball);
+		const tarballSha256 = await sha256OfFile(tarball, tarballFile);
 		if (manifest.tarballSha256 === tarballSha256) {
 			writeFileAtomic(file, JSON.stringify({...manifest, tarballIdentity} satisfies Manifest, null, 2), 0o600);
 			return existing;
@@ -157,6 +183,11 @@ export async function unpackBinaries(config: ResolvedConfig, workspace: Workspac
 	try {
 		try {
 			({sha256: tarballSha256} = await readTarGz(tarball, member => {
+				// Nothing is unpacked, so no path can leave a folder; a release never holds such a member.
+				if (member.name.startsWith('/') || member.name.split('/').includes('..')) {
+					throw new InputError('binaries.tarball', tarball, `holds ${member.name}, whose path leaves the folder it is unpacked in`, releaseFix);
+				}
+
 				if (member.name === tagMember) {
 					return textSink(text => {
 						tag = text;
@@ -168,8 +199,13 @@ export async function unpackBinaries(config: ResolvedConfig, workspace: Workspac
 					return undefined;
 				}
 
+				// Checked before a byte is read: no server binary is near a gibibyte; a bomb could be.
+				if (member.size > maxBinaryBytes) {
+					throw new InputError('binaries.tarball', tarball, `holds ${member.name} of ${member.size} bytes, more than a server binary is (${maxBinaryBytes} at most)`, releaseFix);
+				}
+
 				if (member.type !== 'file') {
-					throw new InputError('binaries.tarball', tarball, `holds ${member.name} as a ${member.type}${member.linkName ? ` to ${member.linkName}` : ''}, not a file`, 'use the release\'s own kubernetes-server-linux-amd64.tar.gz: its binaries are regular files');
+					throw new InputError('binaries.tarball', tarball, `holds ${member.name} as ${memberKinds[member.type]}${member.linkName ? ` (to ${member.linkName})` : ''}; only regular files are taken as binaries`, releaseFix);
 				}
 
 				return compressingSink(path.join(unpacking, `${name}.gz`), compressions, result => found.set(name, result));
@@ -199,9 +235,11 @@ export async function unpackBinaries(config: ResolvedConfig, workspace: Workspac
 			throw new InputError('version', config.version, `does not match the tarball, which holds ${tag}`, `set version: ${tag}, or use the tarball of ${config.version}`);
 		}
 
-		const architecture = elfArchitecture(found.get('kube-apiserver')!.header);
-		if (architecture !== undefined && architecture !== 'amd64') {
-			throw new InputError('binaries.tarball', tarball, `holds ${architecture} binaries (kube-apiserver is built for ${architecture})`, 'use kubernetes-server-linux-amd64.tar.gz of the release: the masters must be x86_64 (preflight checks them)');
+		for (const name of wanted) {
+			const problem = notAnExecutable(found.get(name)!.header, binPrefix + name, tarball);
+			if (problem) {
+				throw problem;
+			}
 		}
 
 		rmSync(directory, {recursive: true, force: true});

@@ -35,7 +35,7 @@ async function expectedChecksum(url: string, configured: string | undefined): Pr
 export async function downloadTarball(url: string, configuredSha256: string | undefined, workspace: Workspace, onProgress: (bytes: number, total: number) => void): Promise<string> {
 	const expected = await expectedChecksum(url, configuredSha256);
 	const target = path.join(workspace.root, 'downloads', `${expected}.tar.gz`);
-	if (existsSync(target) && await sha256OfFile(target) === expected) {
+	if (existsSync(target) && await sha256OfFile(target, {field: '--state-dir', kind: 'tarball', fix: `remove ${target}: it is downloaded again`}) === expected) {
 		return target;
 	}
 

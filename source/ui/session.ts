@@ -1,6 +1,6 @@
-import {existsSync, readFileSync} from 'node:fs';
+import {existsSync} from 'node:fs';
 import path from 'node:path';
-import {loadConfig, parseConfigText, type ResolvedConfig} from '../config/load.js';
+import {configFileSpec, loadConfig, parseConfigText, type ResolvedConfig} from '../config/load.js';
 import {ApplyFailed, Engine, StopRequested, type PlanView} from '../engine/engine.js';
 import type {EngineEvent, FailureInfo} from '../engine/events.js';
 import type {Prompter, PromptRequest} from '../engine/prompts.js';
@@ -8,6 +8,7 @@ import {InputError, InputErrors, isInputError, PromptRefused} from '../errors.js
 import {formatDuration} from '../reporters/format.js';
 import {shellQuote} from '../remote/quote.js';
 import {Runner} from '../runner.js';
+import {readLocalText} from '../safe-read.js';
 import type {RunRecord} from '../state/store.js';
 import {Workspace} from '../workspace.js';
 import {initialRun, reduceRun, stepTitle, type HistoryEntry, type HistoryItem, type RunModel} from './run-model.js';
@@ -164,10 +165,10 @@ export class Session {
 		}
 
 		this.started = true;
-		this.load();
+		void this.load();
 	}
 
-	private load(): void {
+	private async load(): Promise<void> {
 		const file = this.state.configFile;
 		if (!existsSync(file)) {
 			this.set({screen: {name: 'wizard', reason: 'missing'}});
@@ -176,10 +177,10 @@ export class Session {
 
 		let config: ResolvedConfig;
 		try {
-			config = loadConfig(file);
+			config = await loadConfig(file);
 		} catch (error) {
 			const problems = error instanceof InputErrors ? error.errors.map(each => each.message) : [error instanceof Error ? error.message : String(error)];
-			this.set({screen: {name: 'config-error', problems, canEdit: isInputError(error) && parses(file)}});
+			this.set({screen: {name: 'config-error', problems, canEdit: isInputError(error) && await parses(file)}});
 			return;
 		}
 
@@ -223,7 +224,7 @@ export class Session {
 	configWritten(file: string, proceed: boolean): void {
 		this.note(`✔ wrote ${file}`, 'ok');
 		if (proceed) {
-			this.load();
+			void this.load();
 			return;
 		}
 
@@ -479,9 +480,9 @@ export function stoppedWhere(run: RunModel): string {
 	return next ? `Stopped before ${next.id} (${next.title})` : 'Stopped';
 }
 
-function parses(file: string): boolean {
+async function parses(file: string): Promise<boolean> {
 	try {
-		parseConfigText(readFileSync(file, 'utf8'), file);
+		parseConfigText(await readLocalText(file, configFileSpec), file);
 		return true;
 	} catch {
 		return false;

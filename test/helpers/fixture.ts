@@ -6,13 +6,28 @@ import {tempDir} from './temp.js';
 
 export const binaryNames = ['apiextensions-apiserver', 'cloud-controller-manager', 'kube-apiserver', 'kube-controller-manager', 'kube-proxy', 'kube-scheduler', 'kubeadm', 'kubectl', 'kubelet', 'mounter'];
 
+/**
+ * A stand-in for a release binary that is never run: a 64-byte ELF header (x86-64 unless another
+ * machine is given: 183 aarch64) followed by a text that tells the binaries apart.
+ */
+export function elfExecutable(text: string, machine = 62): Buffer {
+	const header = Buffer.alloc(64);
+	header.write('\u007FELF', 0, 'latin1');
+	header[4] = 2;
+	header[5] = 1;
+	header[6] = 1;
+	header.writeUInt16LE(2, 16);
+	header.writeUInt16LE(machine, 18);
+	return Buffer.concat([header, Buffer.from(text)]);
+}
+
 /** A temporary folder holding a small tarball with the release's layout, for tests that never start it. */
 export function makeFixture(version = 'v1.28.7', names = binaryNames): {dir: string; tarball: string; stateDir: string} {
 	const dir = tempDir('k8smi-test-');
 	const bin = path.join(dir, 'src', 'kubernetes', 'server', 'bin');
 	mkdirSync(bin, {recursive: true});
 	for (const name of names) {
-		writeFileSync(path.join(bin, name), `#!/bin/sh\necho ${name} ${version}\n`);
+		writeFileSync(path.join(bin, name), elfExecutable(`${name} ${version}\n`));
 		chmodSync(path.join(bin, name), 0o755);
 	}
 

@@ -46,7 +46,7 @@ trap 'rm -rf "$work"' EXIT
 bin="$work/kubernetes/server/bin"
 src="$work/scripts"
 mkdir -p "$bin" "$src"
-gcc -O2 -o "$work/launcher" "$HERE/standin/launcher.c" || { echo "make-tarball: gcc could not build the launcher (apt-get install gcc libc6-dev)" >&2; exit 1; }
+gcc -static -Os -s -o "$work/launcher" "$HERE/standin/launcher.c" || { echo "make-tarball: gcc could not build the launcher (apt-get install gcc libc6-dev)" >&2; exit 1; }
 
 # binary NAME SCRIPT: the launcher and the script as a zipapp, at its real size under REAL_SIZE=1.
 binary() {

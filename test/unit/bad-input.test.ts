@@ -1,10 +1,10 @@
 import {execFileSync} from 'node:child_process';
-import {existsSync, mkdirSync, readdirSync, writeFileSync} from 'node:fs';
+import {existsSync, linkSync, mkdirSync, readdirSync, rmSync, symlinkSync, truncateSync, writeFileSync} from 'node:fs';
 import path from 'node:path';
-import {describe, expect, test} from 'vitest';
+import {describe, expect, onTestFinished, test} from 'vitest';
 import {main} from '../../source/cli.js';
 import {generateKeyPair, issueCertificate} from '../../source/pki/certs.js';
-import {baseConfig, makeFixture, writeConfig} from '../helpers/fixture.js';
+import {baseConfig, elfExecutable, makeFixture, writeConfig} from '../helpers/fixture.js';
 
 type Raw = Record<string, any>;
 
@@ -28,33 +28,35 @@ function set(raw: Raw, field: string, value: unknown): Raw {
 	return raw;
 }
 
-/** A tarball like the release's, built in dir, with its kube-apiserver replaced. */
-function tarballWith(dir: string, version: string, apiserver: Buffer | undefined): string {
+/**
+ * A tarball like the release's, built in dir, with its kube-apiserver replaced: written, or made by
+ * a function (a link, a pipe); more members may be added with tar's own arguments.
+ */
+function tarballWith(dir: string, version: string, apiserver: Buffer | ((file: string) => void) | undefined, moreMembers: string[] = []): string {
 	const bin = path.join(dir, 'custom', 'kubernetes', 'server', 'bin');
 	mkdirSync(bin, {recursive: true});
 	for (const name of ['kube-controller-manager', 'kube-scheduler', 'kubectl']) {
-		writeFileSync(path.join(bin, name), '#!/bin/sh\n', {mode: 0o755});
+		writeFileSync(path.join(bin, name), elfExecutable(name), {mode: 0o755});
 	}
 
-	if (apiserver) {
+	if (typeof apiserver === 'function') {
+		apiserver(path.join(bin, 'kube-apiserver'));
+	} else if (apiserver) {
 		writeFileSync(path.join(bin, 'kube-apiserver'), apiserver, {mode: 0o755});
 	}
 
 	writeFileSync(path.join(bin, 'kube-apiserver.docker_tag'), `${version}\n`);
 	const file = path.join(dir, `custom-${version}.tar.gz`);
-	execFileSync('tar', ['-czf', file, '-C', path.join(dir, 'custom'), 'kubernetes']);
+	execFileSync('tar', ['-czf', file, '-C', path.join(dir, 'custom'), 'kubernetes', ...moreMembers]);
 	return file;
 }
 
-/** The first bytes of an ELF executable for a machine (62 x86-64, 183 aarch64). */
-function elf(machine: number): Buffer {
-	const header = Buffer.alloc(64);
-	header.write('\u007FELF', 0, 'latin1');
-	header[4] = 2;
-	header[5] = 1;
-	header.writeUInt16LE(2, 16);
-	header.writeUInt16LE(machine, 18);
-	return header;
+/** A member whose path climbs out of the folder it is unpacked in, under kube-apiserver's name. */
+function escapingMember(dir: string): string[] {
+	const base = path.join(dir, 'evil');
+	mkdirSync(path.join(base, 'kubernetes', 'server', 'bin', 'kube-apiserver'), {recursive: true});
+	writeFileSync(path.join(base, 'escaped'), 'x');
+	return ['--absolute-names', '-C', base, 'kubernetes/server/bin/kube-apiserver/../../../../escaped'];
 }
 
 async function caFiles(dir: string, options: {expired?: boolean; leaf?: boolean; mismatched?: boolean}): Promise<{certFile: string; keyFile: string}> {
@@ -77,7 +79,26 @@ type Case = {
 	change: (raw: Raw, dir: string) => Raw | string | Promise<Raw | string>;
 	/** apply (unpacks the tarball before touching any host) instead of plan. */
 	command?: 'apply';
+	/** The command line instead of plan/apply on the changed config (another path as the config, init). */
+	args?: (configFile: string, dir: string) => string[];
 };
+
+/** A named pipe in dir that nobody writes to: reading it would wait for ever. */
+function fifo(dir: string, name: string): string {
+	const file = path.join(dir, name);
+	execFileSync('mkfifo', [file]);
+	return file;
+}
+
+/** A regular file of a given size (sparse: nothing is written). */
+function fileOfSize(dir: string, name: string, bytes: number): string {
+	const file = path.join(dir, name);
+	writeFileSync(file, '');
+	truncateSync(file, bytes);
+	return file;
+}
+
+const MiB = 1024 * 1024;
 
 const cases: Case[] = [
 	{name: 'an address out of range', field: 'masters[0].ip', problem: /is not an IPv4 address \(got 999\.1\.1\.1\)/, change: raw => set(raw, 'masters[0].ip', '999.1.1.1')},
@@ -102,12 +123,17 @@ const cases: Case[] = [
 	{name: 'a version 2', field: 'version', problem: /is not a supported Kubernetes release/, change: raw => set(raw, 'version', 'v2.0.0')},
 	{name: 'a version as a number', field: 'version', problem: /must be string/, change: raw => set(raw, 'version', 1.28)},
 	{name: 'a missing tarball', field: 'binaries.tarball', problem: /does not exist/, change: (raw, dir) => set(raw, 'binaries.tarball', path.join(dir, 'nope.tar.gz'))},
-	{name: 'a tarball that is a folder', field: 'binaries.tarball', problem: /is not a regular file/, change: (raw, dir) => set(raw, 'binaries.tarball', dir)},
+	{name: 'a tarball that is a folder', field: 'binaries.tarball', problem: /is a folder, not a regular file/, change: (raw, dir) => set(raw, 'binaries.tarball', dir)},
 	{name: 'both tarball and url', field: 'binaries', problem: /needs exactly one of tarball and url/, change: raw => set(raw, 'binaries.url', 'https://dl.k8s.io/v1.28.7/kubernetes-server-linux-amd64.tar.gz')},
 	{name: 'a plain-http url', field: 'binaries.url', problem: /is not an https URL/, change: raw => set(raw, 'binaries', {url: 'http://dl.k8s.io/x.tar.gz'})},
 	{name: 'a short sha256', field: 'binaries.sha256', problem: /is not a sha256 hex digest/, change: raw => set(raw, 'binaries.sha256', 'abc')},
-	{name: 'a tarball of another release', field: 'version', problem: /does not match the tarball, which holds v1\.14\.2/, command: 'apply', change: (raw, dir) => set(raw, 'binaries.tarball', tarballWith(dir, 'v1.14.2', Buffer.from('#!/bin/sh\n')))},
-	{name: 'a tarball of another architecture', field: 'binaries.tarball', problem: /holds arm64 binaries/, command: 'apply', change: (raw, dir) => set(raw, 'binaries.tarball', tarballWith(dir, 'v1.28.7', elf(183)))},
+	{name: 'a tarball of another release', field: 'version', problem: /does not match the tarball, which holds v1\.14\.2/, command: 'apply', change: (raw, dir) => set(raw, 'binaries.tarball', tarballWith(dir, 'v1.14.2', elfExecutable('kube-apiserver')))},
+	{name: 'a tarball of another architecture', field: 'binaries.tarball', problem: /holds arm64 binaries/, command: 'apply', change: (raw, dir) => set(raw, 'binaries.tarball', tarballWith(dir, 'v1.28.7', elfExecutable('kube-apiserver', 183)))},
+	{name: 'a tarball whose kube-apiserver is a script', field: 'binaries.tarball', problem: /holds kubernetes\/server\/bin\/kube-apiserver, which is a script \(#!\), not an ELF executable/, command: 'apply', change: (raw, dir) => set(raw, 'binaries.tarball', tarballWith(dir, 'v1.28.7', Buffer.from('#!/bin/sh\nexec /bin/true\n')))},
+	{name: 'a tarball whose kube-apiserver is a link to a file of this machine', field: 'binaries.tarball', problem: /holds kubernetes\/server\/bin\/kube-apiserver as a symbolic link \(to \/etc\/hostname\)/, command: 'apply', change: (raw, dir) => set(raw, 'binaries.tarball', tarballWith(dir, 'v1.28.7', file => symlinkSync('/etc/hostname', file)))},
+	{name: 'a tarball whose kube-apiserver is a hard link', field: 'binaries.tarball', problem: /as a hard link \(to kubernetes\/server\/bin\/kube/, command: 'apply', change: (raw, dir) => set(raw, 'binaries.tarball', tarballWith(dir, 'v1.28.7', file => linkSync(path.join(path.dirname(file), 'kubectl'), file)))},
+	{name: 'a tarball whose kube-apiserver is a named pipe', field: 'binaries.tarball', problem: /holds kubernetes\/server\/bin\/kube-apiserver as a named pipe \(FIFO\)/, command: 'apply', change: (raw, dir) => set(raw, 'binaries.tarball', tarballWith(dir, 'v1.28.7', file => execFileSync('mkfifo', [file])))},
+	{name: 'a tarball with a member climbing out with ..', field: 'binaries.tarball', problem: /holds kubernetes\/server\/bin\/kube-apiserver\/\.\.\/\.\.\/\.\.\/\.\.\/escaped, whose path leaves the folder/, command: 'apply', change: (raw, dir) => set(raw, 'binaries.tarball', tarballWith(dir, 'v1.28.7', undefined, escapingMember(dir)))},
 	{name: 'a tarball that is not gzip', field: 'binaries.tarball', problem: /is not a readable \.tar\.gz/, command: 'apply', change(raw, dir) {
 		writeFileSync(path.join(dir, 'text.tar.gz'), 'not a tarball');
 		return set(raw, 'binaries.tarball', path.join(dir, 'text.tar.gz'));
@@ -137,6 +163,34 @@ const cases: Case[] = [
 	{name: 'YAML with a tab indent', field: 'cluster.yaml', problem: /is not valid YAML/, change: () => 'version: v1.28.7\nnetwork:\n\tserviceCidr: 10.254.0.0/16\n'},
 	{name: 'YAML that is a list', field: 'cluster.yaml', problem: /does not hold a YAML mapping/, change: () => '- version: v1.28.7\n'},
 	{name: 'a key written twice', field: 'cluster.yaml', problem: /is not valid YAML: Map keys must be unique/, change: () => 'version: v1.28.7\nversion: v1.14.2\n'},
+	{name: 'a YAML alias bomb', field: 'cluster.yaml', problem: /expands its aliases to more than 100 nodes/, change: () => ['a: &a [x, x, x, x, x, x, x, x, x]', ...'bcdefgh'.split('').map((name, index) => `${name}: &${name} [${Array.from({length: 9}, () => `*${'abcdefgh'[index]!}`).join(', ')}]`)].join('\n')},
+	{name: 'YAML nested a million levels deep', field: 'cluster.yaml', problem: /nests deeper than 32 levels/, change: () => '['.repeat(1_000_000)},
+	{name: 'YAML with 5000 keys', field: 'cluster.yaml', problem: /holds more than 1000 keys/, change: () => Array.from({length: 5000}, (_, index) => `key${index}: 1`).join('\n')},
+	{name: 'YAML of four million blank lines', field: 'cluster.yaml', problem: /holds more than 100000 YAML tokens/, change: () => '\n'.repeat(4_000_000)},
+	// Not wrong values but wrong things: devices, pipes, huge files (README, "bad input").
+	{name: 'a config that is /dev/zero', field: '--config', problem: /--config: is a character device, not a regular file.* \(got \/dev\/zero\)/, change: raw => raw, args: () => ['plan', '--config', '/dev/zero']},
+	{name: 'a config that is a named pipe nobody writes', field: '--config', problem: /is a named pipe \(FIFO\), not a regular file/, change: raw => raw, args: (_, dir) => ['plan', '--config', fifo(dir, 'cluster.fifo')]},
+	{name: 'a config that is a folder', field: '--config', problem: /is a folder, not a regular file/, change: raw => raw, args: (_, dir) => ['plan', '--config', dir]},
+	{name: 'a config of 5 MiB', field: '--config', problem: /is 5 MiB, more than a cluster config may be \(4 MiB\)/, change: raw => raw, args: (_, dir) => ['plan', '--config', fileOfSize(dir, 'huge.yaml', 5 * MiB)]},
+	{name: 'an environment.sh that is /dev/urandom', field: '--from-env', problem: /is a character device, not a regular file/, change: raw => raw, args: (_, dir) => ['init', '--from-env', '/dev/urandom', '--out', path.join(dir, 'new.yaml')]},
+	{name: 'an environment.sh that is a named pipe', field: '--from-env', problem: /is a named pipe \(FIFO\)/, change: raw => raw, args: (_, dir) => ['init', '--from-env', fifo(dir, 'environment.sh'), '--out', path.join(dir, 'new.yaml')]},
+	{name: 'a tarball that is /dev/zero', field: 'binaries.tarball', problem: /is a character device, not a regular file/, change: raw => set(raw, 'binaries.tarball', '/dev/zero')},
+	{name: 'a tarball that is a named pipe', field: 'binaries.tarball', problem: /is a named pipe \(FIFO\)/, change: (raw, dir) => set(raw, 'binaries.tarball', fifo(dir, 'kubernetes-server-linux-amd64.tar.gz.fifo'))},
+	{name: 'a CA certificate that is /dev/zero', field: 'ca.certFile', problem: /is a character device, not a regular file/, async change(raw, dir) {
+		return set(raw, 'ca', {...await caFiles(dir, {}), certFile: '/dev/zero'});
+	}},
+	{name: 'a CA certificate of 2 MiB', field: 'ca.certFile', problem: /is 2 MiB, more than a PEM certificate or key may be \(1 MiB\)/, async change(raw, dir) {
+		return set(raw, 'ca', {...await caFiles(dir, {}), certFile: fileOfSize(dir, 'huge.pem', 2 * MiB)});
+	}},
+	{name: 'an etcd key that is a named pipe', field: 'etcd.keyFile', problem: /is a named pipe \(FIFO\)/, change: (raw, dir) => set(set(raw, 'etcd.certFile', writeConfig(dir, 'x', 'etcd.pem')), 'etcd.keyFile', fifo(dir, 'etcd-key.pem'))},
+	{name: 'an ssh key that is /dev/zero', field: 'ssh.identityFile', problem: /is a character device/, change: raw => set(raw, 'ssh.identityFile', '/dev/zero')},
+	{name: 'an encryption key file that is /dev/urandom', field: 'encryption.keyFile', problem: /is a character device/, change: raw => set(raw, 'encryption.keyFile', '/dev/urandom')},
+	{name: 'an encryption key file of 1 MiB', field: 'encryption.keyFile', problem: /is 1 MiB, more than an encryption key file may be \(4 KiB\)/, change: (raw, dir) => set(raw, 'encryption.keyFile', fileOfSize(dir, 'encryption.key', MiB))},
+	{name: 'a template copy that is a named pipe', field: 'templatesDir', problem: /kube-apiserver\.service\)?.*is a named pipe \(FIFO\)|is a named pipe \(FIFO\).*kube-apiserver\.service/, change(raw, dir) {
+		mkdirSync(path.join(dir, 'templates'));
+		fifo(path.join(dir, 'templates'), 'kube-apiserver.service');
+		return set(raw, 'templatesDir', path.join(dir, 'templates'));
+	}},
 	{name: 'an unknown top-level key', field: 'master', problem: /is not a known setting.*did you mean "masters"/s, change: raw => set(raw, 'master', [])},
 	{name: 'an unknown nested key', field: 'ssh.identity_file', problem: /did you mean "identityFile"/, change: raw => set(raw, 'ssh.identity_file', '~/.ssh/id_rsa')},
 	{name: 'an ssh port of 70000', field: 'ssh.port', problem: /70000|too big|<=65535/i, change: raw => set(raw, 'ssh.port', 70_000)},
@@ -178,9 +232,12 @@ describe('bad input', () => {
 
 	test.each(cases.map(each => [each.name, each] as const))('%s: exit 2, one message naming the field and the fix, no stack, no state', async (_, each) => {
 		const {dir, tarball, stateDir} = makeFixture();
+		onTestFinished(() => rmSync(dir, {recursive: true, force: true}));
 		const changed = await each.change(baseConfig(tarball), dir);
 		const configFile = writeConfig(dir, changed);
-		const result = await run([each.command ?? 'plan', '--config', configFile, '--state-dir', stateDir, '--yes']);
+		const started = performance.now();
+		const result = await run([...each.args?.(configFile, dir) ?? [each.command ?? 'plan', '--config', configFile], '--state-dir', stateDir, '--yes']);
+		expect(performance.now() - started, 'refused within a few seconds').toBeLessThan(5000);
 		expect(result.code, result.err).toBe(2);
 		const first = result.err.split('\n')[0]!;
 		const field = each.field === 'cluster.yaml' ? configFile : each.field;

@@ -16,8 +16,8 @@ function setup(settings: Record<string, unknown> = {}, version = 'v1.28.7') {
 	const fixture = makeFixture(version);
 	const configFile = writeConfig(fixture.dir, {...baseConfig(fixture.tarball, version), ...settings});
 	const cluster = new FakeCluster(ips);
-	const engine = () => {
-		const config = loadConfig(configFile);
+	const engine = async () => {
+		const config = await loadConfig(configFile);
 		const events: EngineEvent[] = [];
 		const instance = new Engine({config, workspace: new Workspace(fixture.stateDir, config.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe, api: cluster.api});
 		instance.subscribe(event => events.push(event));
@@ -32,8 +32,8 @@ const byId = (results: CisResult[] | unknown) => new Map((results as CisResult[]
 describe('CIS benchmark (kube-bench cis-1.10, sections 1.1-1.4)', () => {
 	test('by default every automated check passes on every master, read back from the hosts; etcd\'s are skipped as external', async () => {
 		const {engine} = setup();
-		await engine().instance.apply({confirm: true});
-		const results = await engine().instance.cis();
+		await (await engine()).instance.apply({confirm: true});
+		const results = await (await engine()).instance.cis();
 		expect([...results.keys()].sort()).toEqual(['k8smaster01', 'k8smaster02', 'k8smaster03']);
 		for (const [host, value] of results) {
 			const checks = value as CisResult[];
@@ -55,8 +55,8 @@ describe('CIS benchmark (kube-bench cis-1.10, sections 1.1-1.4)', () => {
 
 	test('profile: tutorial reports what the tutorial leaves: profiling on, short audit retention, 644 files, components on the master\'s address', async () => {
 		const {engine} = setup({profile: 'tutorial'});
-		await engine().instance.apply({confirm: true});
-		const checks = byId((await engine().instance.cis()).get('k8smaster02'));
+		await (await engine()).instance.apply({confirm: true});
+		const checks = byId((await (await engine()).instance.cis()).get('k8smaster02'));
 		const failed = [...checks.values()].filter(check => check.level === 'fail').map(check => check.id);
 		expect(failed).toEqual(['1.1.1', '1.1.3', '1.1.5', '1.1.20', '1.2.3', '1.2.9', '1.2.11', '1.2.15', '1.2.17', '1.2.18', '1.2.29', '1.3.2', '1.3.7', '1.4.1', '1.4.2']);
 		expect(checks.get('1.2.17')?.detail).toBe('--audit-log-maxage=15 (wanted: >= 30)');
@@ -66,9 +66,9 @@ describe('CIS benchmark (kube-bench cis-1.10, sections 1.1-1.4)', () => {
 
 	test('a file changed by hand on one master fails its check there only; verify warns and names the ids', async () => {
 		const {engine, cluster} = setup();
-		await engine().instance.apply({confirm: true});
+		await (await engine()).instance.apply({confirm: true});
 		cluster.hosts.get(ips[2]!)!.files.get('/etc/kubernetes/kube-controller-manager.kubeconfig')!.mode = 0o644;
-		const results = await engine().instance.cis();
+		const results = await (await engine()).instance.cis();
 		expect(byId(results.get('k8smaster03')).get('1.1.17')).toMatchObject({level: 'fail', detail: '/etc/kubernetes/kube-controller-manager.kubeconfig is 644'});
 		expect(byId(results.get('k8smaster01')).get('1.1.17')?.level).toBe('pass');
 		const grid = formatCisGrid(results).join('\n');
@@ -76,7 +76,7 @@ describe('CIS benchmark (kube-bench cis-1.10, sections 1.1-1.4)', () => {
 		expect(grid).toMatch(/^FAIL 1\.1\.17 k8smaster03: \/etc\/kubernetes\/kube-controller-manager\.kubeconfig is 644$/m);
 		expect(grid).toMatch(/^SKIP 1\.1\.7 every master: etcd is external/m);
 
-		const {instance, events} = engine();
+		const {instance, events} = await engine();
 		await instance.verify();
 		const benchmark = events.filter(event => event.type === 'check' && event.check === 'CIS benchmark');
 		expect(benchmark.map(event => event.type === 'check' && `${event.host} ${event.level}`).sort()).toEqual(['k8smaster01 pass', 'k8smaster02 pass', 'k8smaster03 warn']);
@@ -85,27 +85,27 @@ describe('CIS benchmark (kube-bench cis-1.10, sections 1.1-1.4)', () => {
 
 	test('1.4.1 reads the scheduler\'s config too: beside --config, --profiling=false alone changes nothing', async () => {
 		const {engine, cluster} = setup();
-		await engine().instance.apply({confirm: true});
+		await (await engine()).instance.apply({confirm: true});
 		const config = cluster.hosts.get(ips[0]!)!.files.get('/etc/kubernetes/kube-scheduler.yaml')!;
 		config.content = Buffer.from(config.content.toString().replace(/^enableProfiling: false\n/m, ''));
-		const results = await engine().instance.cis();
+		const results = await (await engine()).instance.cis();
 		expect(byId(results.get('k8smaster01')).get('1.4.1')).toMatchObject({level: 'fail', detail: '--profiling=false, but /etc/kubernetes/kube-scheduler.yaml has no enableProfiling (on by default)'});
 		expect(byId(results.get('k8smaster02')).get('1.4.1')).toMatchObject({level: 'pass', detail: '--profiling=false, enableProfiling: false'});
 	});
 
 	test('an operator\'s --bind-address in extraFlags is followed: the controller-manager is then asked on the master\'s address, and 1.3.7 names it', async () => {
 		const {engine, cluster} = setup({extraFlags: {'kube-controller-manager': ['--bind-address=0.0.0.0']}});
-		await engine().instance.apply({confirm: true});
+		await (await engine()).instance.apply({confirm: true});
 		const onMaster = cluster.calls.map(call => call.args.at(-1) ?? '').filter(script => script.includes('mktemp -d'));
 		expect(onMaster.length).toBeGreaterThan(0);
 		expect(onMaster.some(script => script.includes('127.0.0.1:10257'))).toBe(false);
 		expect(onMaster.every(script => script.includes('127.0.0.1:10259'))).toBe(true);
-		expect(byId((await engine().instance.cis()).get('k8smaster01')).get('1.3.7')).toMatchObject({level: 'fail', detail: '--bind-address=0.0.0.0 (wanted: 127.0.0.1)'});
+		expect(byId((await (await engine()).instance.cis()).get('k8smaster01')).get('1.3.7')).toMatchObject({level: 'fail', detail: '--bind-address=0.0.0.0 (wanted: 127.0.0.1)'});
 	});
 
 	test('every file the install puts on the masters is 0600 root:root by default (binaries aside)', async () => {
 		const {engine, cluster} = setup();
-		await engine().instance.apply({confirm: true});
+		await (await engine()).instance.apply({confirm: true});
 		for (const ip of ips) {
 			for (const [file, found] of cluster.hosts.get(ip)!.files) {
 				expect(found.owner, file).toBe('root');

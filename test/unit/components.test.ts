@@ -23,26 +23,26 @@ function flagsOf(unit: string): string[] {
 	return [...unit.matchAll(/^\s+(--[\w-]+(?:=\S+)?)/gm)].map(match => match[1]!);
 }
 
-function configFor(version: string, settings: Record<string, unknown> = {}) {
+async function configFor(version: string, settings: Record<string, unknown> = {}) {
 	const fixture = makeFixture(version);
-	return {...fixture, config: loadConfig(writeConfig(fixture.dir, {...baseConfig(fixture.tarball, version), ...settings}))};
+	return {...fixture, config: await loadConfig(writeConfig(fixture.dir, {...baseConfig(fixture.tarball, version), ...settings}))};
 }
 
 async function artifactsFor(version: string, settings: Record<string, unknown> = {}) {
-	const {config, stateDir} = configFor(version, settings);
+	const {config, stateDir} = await configFor(version, settings);
 	const {material} = await ensureMaterial(config, new Workspace(stateDir, config.name));
 	return {config, material, artifacts: renderArtifacts(config, material)};
 }
 
 describe('controller-manager and scheduler', () => {
-	test('v1.14.2 gets the tutorial\'s flags of its time; v1.28.7 none that it refuses', () => {
-		const old = configFor('v1.14.2', {profile: 'tutorial'}).config;
+	test('v1.14.2 gets the tutorial\'s flags of its time; v1.28.7 none that it refuses', async () => {
+		const old = (await configFor('v1.14.2', {profile: 'tutorial'})).config;
 		const oldFlags = flagsOf(renderUnit(old, '172.24.8.71', 'kube-controller-manager'));
 		for (const flag of ['--port=0', '--experimental-cluster-signing-duration=876000h', '--pod-eviction-timeout=6m0s', '--logtostderr=true', '--leader-elect', '--secure-port=10257', '--bind-address=172.24.8.71', '--profiling']) {
 			expect(oldFlags).toContain(flag);
 		}
 
-		const current = configFor('v1.28.7').config;
+		const current = (await configFor('v1.28.7')).config;
 		const cm = flagsOf(renderUnit(current, '172.24.8.72', 'kube-controller-manager'));
 		expect(cm).toContain('--cluster-signing-duration=876000h');
 		expect(cm).toContain('--service-account-private-key-file=/etc/kubernetes/cert/sa.key');
@@ -58,7 +58,7 @@ describe('controller-manager and scheduler', () => {
 	});
 
 	test('by default (profile: cis) both serve on loopback only and profile nothing: on the command line and in the scheduler\'s config', async () => {
-		const {config, dir} = configFor('v1.28.7');
+		const {config, dir} = await configFor('v1.28.7');
 		for (const component of ['kube-controller-manager', 'kube-scheduler'] as const) {
 			const flags = flagsOf(renderUnit(config, '172.24.8.72', component));
 			expect(flags, component).toContain('--bind-address=127.0.0.1');
@@ -69,7 +69,7 @@ describe('controller-manager and scheduler', () => {
 		const {material} = await ensureMaterial(config, new Workspace(`${dir}/state`, config.name));
 		const schedulerConfig = YAML.parse(renderArtifacts(config, material).find(artifact => artifact.name === 'kube-scheduler.yaml')!.content);
 		expect(schedulerConfig.enableProfiling).toBe(false);
-		const tutorial = configFor('v1.28.7', {profile: 'tutorial'}).config;
+		const tutorial = (await configFor('v1.28.7', {profile: 'tutorial'})).config;
 		expect(YAML.parse(renderArtifacts(tutorial, material).find(artifact => artifact.name === 'kube-scheduler.yaml')!.content).enableProfiling).toBe(true);
 	});
 
@@ -90,7 +90,7 @@ describe('controller-manager and scheduler', () => {
 	test('every release from v1.14 to v1.34 renders files that fit it', async () => {
 		const {material} = await artifactsFor('v1.28.7');
 		for (let minor = 14; minor <= 34; minor++) {
-			const {config} = configFor(`v1.${minor}.3`);
+			const {config} = await configFor(`v1.${minor}.3`);
 			expect(releaseMisfits(config, renderArtifacts(config, material)), `v1.${minor}.3`).toEqual([]);
 		}
 	});
@@ -139,7 +139,7 @@ describe('kube-nginx', () => {
 
 describe('fit to the release', () => {
 	test('an extra flag the release removed is named with the field and the fix; apply refuses it before any host is written to', async () => {
-		const {config, dir, stateDir} = configFor('v1.28.7', {extraFlags: {'kube-apiserver': ['--insecure-port=0']}});
+		const {config, dir, stateDir} = await configFor('v1.28.7', {extraFlags: {'kube-apiserver': ['--insecure-port=0']}});
 		const cluster = new FakeCluster(ips);
 		const engine = new Engine({config, workspace: new Workspace(stateDir, config.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe, api: cluster.api});
 		const warnings: string[] = [];
@@ -198,11 +198,11 @@ describe('fit to the release', () => {
 
 describe('service-account signing key', () => {
 	test('changing it on a cluster that already has tokens is refused, naming the setting that keeps it', async () => {
-		const {config, stateDir, dir, tarball} = configFor('v1.14.2', {serviceAccount: {signingKey: 'ca'}});
+		const {config, stateDir, dir, tarball} = await configFor('v1.14.2', {serviceAccount: {signingKey: 'ca'}});
 		const workspace = new Workspace(stateDir, config.name);
 		const {record} = await ensureMaterial(config, workspace);
 		expect(record.serviceAccountKey).toBe('ca');
-		const changed = loadConfig(writeConfig(dir, baseConfig(tarball, 'v1.14.2')));
+		const changed = await loadConfig(writeConfig(dir, baseConfig(tarball, 'v1.14.2')));
 		const error = await ensureMaterial(changed, workspace, {previous: record}).catch((error_: unknown) => error_);
 		expect(isInputError(error)).toBe(true);
 		expect((error as Error).message).toMatch(/^serviceAccount\.signingKey: differs from the CA key .* \(got dedicated\)\. Fix: set serviceAccount\.signingKey: ca$/);
@@ -219,8 +219,8 @@ describe('service-account signing key', () => {
 });
 
 describe('verify', () => {
-	function installed() {
-		const {config, stateDir} = configFor('v1.28.7');
+	async function installed() {
+		const {config, stateDir} = await configFor('v1.28.7');
 		const cluster = new FakeCluster(ips);
 		const engine = () => {
 			const instance = new Engine({config, workspace: new Workspace(stateDir, config.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe, api: cluster.api});
@@ -233,14 +233,14 @@ describe('verify', () => {
 	}
 
 	test('before any install it says so, naming what to run', async () => {
-		const {engine} = installed();
+		const {engine} = await installed();
 		const error = await engine().instance.verify().catch((error_: unknown) => error_);
 		expect(isInputError(error)).toBe(true);
 		expect((error as Error).message).toMatch(/holds no install.*run apply first/s);
 	});
 
 	test('a master whose apiserver runs without the encryption config fails the encryption check; the test secret is deleted', async () => {
-		const {cluster, engine} = installed();
+		const {cluster, engine} = await installed();
 		await engine().instance.apply({confirm: true});
 		const {instance, events} = engine();
 		expect(await instance.verify()).toBe(true);
@@ -257,7 +257,7 @@ describe('verify', () => {
 	});
 
 	test('a stopped scheduler on one master fails that master\'s check and names the fix', async () => {
-		const {cluster, engine} = installed();
+		const {cluster, engine} = await installed();
 		await engine().instance.apply({confirm: true});
 		cluster.hosts.get('172.24.8.73')!.units.delete('kube-scheduler');
 		const {instance, events} = engine();
@@ -272,8 +272,8 @@ describe('what an operator taking over or changing a running cluster relies on',
 		const fixture = makeFixture('v1.28.7');
 		const configFile = writeConfig(fixture.dir, {...baseConfig(fixture.tarball), ...settings});
 		const fake = new FakeCluster(ips);
-		const engine = () => {
-			const config = loadConfig(configFile);
+		const engine = async () => {
+			const config = await loadConfig(configFile);
 			return new Engine({config, workspace: new Workspace(fixture.stateDir, config.name), runner: new Runner({executor: fake.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: fake.probe, api: fake.api});
 		};
 
@@ -287,7 +287,7 @@ describe('what an operator taking over or changing a running cluster relies on',
 		}
 
 		fake.failRestart.add('172.24.8.72');
-		await engine().apply({confirm: true}).catch(() => undefined);
+		await (await engine()).apply({confirm: true}).catch(() => undefined);
 		// Master 3 was left serving: the failure on master 2 stopped the rolling restart.
 		expect(fake.restartOrder).toEqual(['172.24.8.71', '172.24.8.72']);
 		expect(fake.hosts.get('172.24.8.73')!.restarts).toBe(0);
@@ -295,12 +295,12 @@ describe('what an operator taking over or changing a running cluster relies on',
 
 	test('a new kube-nginx config alone is reloaded, not restarted: the components keep their connections', async () => {
 		const {fake, engine, dir, tarball} = cluster();
-		await engine().apply({confirm: true});
+		await (await engine()).apply({confirm: true});
 		const templates = path.join(dir, 'templates');
 		mkdirSync(templates);
 		writeFileSync(path.join(templates, 'kube-nginx.conf'), '{{LOAD_MODULE}}\nworker_processes 2;\nstream { upstream backend {\n{{UPSTREAMS}}\n} server { listen 127.0.0.1:8443; proxy_pass backend; } }\n');
 		writeConfig(dir, {...baseConfig(tarball), templatesDir: templates});
-		await engine().apply({confirm: true});
+		await (await engine()).apply({confirm: true});
 		expect(fake.reloads.sort()).toEqual(ips.map(ip => `${ip} kube-nginx`));
 		expect(ips.map(ip => fake.hosts.get(ip)!.unitRestarts.get('kube-nginx'))).toEqual([1, 1, 1]);
 	});
@@ -310,11 +310,11 @@ describe('what an operator taking over or changing a running cluster relies on',
 		expect(artifacts.find(artifact => artifact.name === 'ca-key.pem')?.remote).toBeUndefined();
 		expect(flagsOf(renderUnit(config, '172.24.8.71', 'kube-controller-manager')).filter(flag => flag.includes('cluster-signing'))).toEqual([]);
 		const {dir} = makeFixture();
-		const fixture = configFor('v1.28.7');
+		const fixture = await configFor('v1.28.7');
 		const {material} = await ensureMaterial(fixture.config, new Workspace(fixture.stateDir, fixture.config.name));
 		writeFileSync(path.join(dir, 'ca.pem'), material.ca.certPem);
 		writeFileSync(path.join(dir, 'ca-key.pem'), material.ca.keyPem);
-		const imported = configFor('v1.28.7', {ca: {certFile: path.join(dir, 'ca.pem'), keyFile: path.join(dir, 'ca-key.pem')}}).config;
+		const imported = (await configFor('v1.28.7', {ca: {certFile: path.join(dir, 'ca.pem'), keyFile: path.join(dir, 'ca-key.pem')}})).config;
 		expect(flagsOf(renderUnit(imported, '172.24.8.71')).filter(flag => flag.startsWith('--service-account-key-file'))).toEqual(['--service-account-key-file=/etc/kubernetes/cert/sa.pub', '--service-account-key-file=/etc/kubernetes/cert/ca.pem']);
 	});
 
@@ -327,9 +327,9 @@ describe('what an operator taking over or changing a running cluster relies on',
 
 	test('verify fails a master that serves plain HTTP on 10251 beyond loopback', async () => {
 		const {fake, engine} = cluster();
-		await engine().apply({confirm: true});
+		await (await engine()).apply({confirm: true});
 		fake.hosts.get('172.24.8.72')!.listening.push({port: 10_251, process: 'kube-scheduler'});
-		const instance = engine();
+		const instance = await engine();
 		const failed: string[] = [];
 		instance.subscribe(event => {
 			if (event.type === 'check' && event.level === 'fail') {
@@ -344,20 +344,20 @@ describe('what an operator taking over or changing a running cluster relies on',
 describe('reset', () => {
 	test('removes what this install put on every master, keeps a file changed by hand and the local CA and keys; apply then reinstalls with the same CA', async () => {
 		const fixture = makeFixture('v1.28.7');
-		const config = loadConfig(writeConfig(fixture.dir, baseConfig(fixture.tarball)));
+		const config = await loadConfig(writeConfig(fixture.dir, baseConfig(fixture.tarball)));
 		const fake = new FakeCluster(ips);
 		const engine = (yes = true) => new Engine({config, workspace: new Workspace(fixture.stateDir, config.name), runner: new Runner({executor: fake.executor}), prompter: headlessPrompter({yes, overwrite: false}), probe: fake.probe, api: fake.api});
-		await engine().apply({confirm: true});
+		await (await engine()).apply({confirm: true});
 		const workspace = new Workspace(fixture.stateDir, config.name);
 		const caBefore = readFileSync(workspace.pki('ca.pem'), 'utf8');
 		fake.hosts.get('172.24.8.72')!.files.set('/etc/kubernetes/audit-policy.yaml', {content: Buffer.from('# mine\n'), mode: 0o644, owner: 'root'});
 
-		const refused = await engine(false).reset({confirm: true}).catch((error: unknown) => error);
+		const refused = await (await engine(false)).reset({confirm: true}).catch((error: unknown) => error);
 		expect((refused as Error).message).toMatch(/There is no terminal to confirm on/);
 		expect(fake.running('172.24.8.71')).toHaveLength(4);
 
 		const events: EngineEvent[] = [];
-		const instance = engine();
+		const instance = await engine();
 		instance.subscribe(event => events.push(event));
 		await instance.reset({confirm: true});
 		for (const ip of ips) {
@@ -372,23 +372,23 @@ describe('reset', () => {
 		expect(existsSync(workspace.pki('encryption.key'))).toBe(true);
 
 		fake.hosts.get('172.24.8.72')!.files.delete('/etc/kubernetes/audit-policy.yaml');
-		await engine().apply({confirm: true});
+		await (await engine()).apply({confirm: true});
 		expect(ips.map(ip => fake.running(ip).length)).toEqual([4, 4, 4]);
 		expect(fake.hosts.get('172.24.8.71')!.files.get('/etc/kubernetes/cert/ca.pem')?.content.toString()).toBe(caBefore);
 	});
 
 	test('--remove-local also deletes the state folder, after the masters are clean', async () => {
 		const fixture = makeFixture('v1.28.7');
-		const config = loadConfig(writeConfig(fixture.dir, baseConfig(fixture.tarball)));
+		const config = await loadConfig(writeConfig(fixture.dir, baseConfig(fixture.tarball)));
 		const fake = new FakeCluster(ips);
 		const engine = () => new Engine({config, workspace: new Workspace(fixture.stateDir, config.name), runner: new Runner({executor: fake.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: fake.probe, api: fake.api});
-		await engine().apply({confirm: true});
+		await (await engine()).apply({confirm: true});
 		fake.hosts.get('172.24.8.73')!.reachable = false;
-		await expect(engine().reset({confirm: true, removeLocal: true})).rejects.toThrow(/reset failed on k8smaster03/);
+		await expect((await engine()).reset({confirm: true, removeLocal: true})).rejects.toThrow(/reset failed on k8smaster03/);
 		// Nothing local is deleted while a master still holds the install.
 		expect(existsSync(path.join(fixture.stateDir, 'kubernetes', 'pki', 'ca-key.pem'))).toBe(true);
 		fake.hosts.get('172.24.8.73')!.reachable = true;
-		await engine().reset({confirm: true, removeLocal: true});
+		await (await engine()).reset({confirm: true, removeLocal: true});
 		expect(existsSync(path.join(fixture.stateDir, 'kubernetes'))).toBe(false);
 	});
 });

@@ -7,10 +7,10 @@ import {InputErrors, InputError} from '../../source/errors.js';
 import {main} from '../../source/cli.js';
 import {baseConfig, makeFixture, writeConfig} from '../helpers/fixture.js';
 
-function errorsOf(config: unknown): InputError[] {
+async function errorsOf(config: unknown): Promise<InputError[]> {
 	const {dir} = makeFixture();
 	try {
-		loadConfig(writeConfig(dir, config));
+		await loadConfig(writeConfig(dir, config));
 	} catch (error) {
 		if (error instanceof InputErrors) {
 			return error.errors;
@@ -27,25 +27,25 @@ function errorsOf(config: unknown): InputError[] {
 }
 
 describe('config', () => {
-	test('a complete config loads with defaults and the derived service IP', () => {
+	test('a complete config loads with defaults and the derived service IP', async () => {
 		const {dir, tarball} = makeFixture();
-		const config = loadConfig(writeConfig(dir, baseConfig(tarball)));
+		const config = await loadConfig(writeConfig(dir, baseConfig(tarball)));
 		expect(config.serviceIp).toBe('10.254.0.1');
 		expect(config.paths).toEqual({k8sDir: '/data/k8s/k8s', binDir: '/opt/k8s/bin', certDir: '/etc/kubernetes/cert', configDir: '/etc/kubernetes', nginxDir: '/opt/k8s/kube-nginx'});
 		expect(config.ssh.hostKeys).toBe('strict');
 		expect(config.kubeVersion.minor).toBe(28);
 	});
 
-	test('a kubectl setting from an older config is accepted with a warning: no kubectl runs on this workstation any more', () => {
+	test('a kubectl setting from an older config is accepted with a warning: no kubectl runs on this workstation any more', async () => {
 		const {dir, tarball} = makeFixture();
-		expect(loadConfig(writeConfig(dir, baseConfig(tarball))).warnings).toEqual([]);
-		const config = loadConfig(writeConfig(dir, {...baseConfig(tarball), kubectl: '/nonexistent/kubectl'}));
+		expect((await loadConfig(writeConfig(dir, baseConfig(tarball)))).warnings).toEqual([]);
+		const config = await loadConfig(writeConfig(dir, {...baseConfig(tarball), kubectl: '/nonexistent/kubectl'}));
 		expect(config.warnings).toEqual(['kubectl: no longer used, this workstation needs no kubectl (the tool calls the apiservers itself); remove the setting.']);
 	});
 
-	test('relative paths are read from the config file\'s folder', () => {
+	test('relative paths are read from the config file\'s folder', async () => {
 		const {dir} = makeFixture();
-		const config = loadConfig(writeConfig(dir, baseConfig('./kubernetes-server-linux-amd64.tar.gz')));
+		const config = await loadConfig(writeConfig(dir, baseConfig('./kubernetes-server-linux-amd64.tar.gz')));
 		expect(config.binaries.tarball).toBe(path.join(dir, 'kubernetes-server-linux-amd64.tar.gz'));
 	});
 
@@ -70,31 +70,31 @@ describe('config', () => {
 		['a user name with a quote', c => { c.ssh.user = 'ro\'ot'; }, 'ssh.user', /POSIX user name/],
 	];
 
-	test.each(cases)('%s names the field, the value and the fix', (_, change, field, message) => {
+	test.each(cases)('%s names the field, the value and the fix', async (_, change, field, message) => {
 		const {tarball} = makeFixture();
 		const config = baseConfig(tarball);
 		change(config);
-		const errors = errorsOf(config);
+		const errors = await errorsOf(config);
 		const error = errors.find(each => each.field === field);
 		expect(error, errors.map(each => each.message).join('\n')).toBeDefined();
 		expect(error!.message).toMatch(message);
 		expect(error!.fix.length).toBeGreaterThan(5);
 	});
 
-	test('an unknown key gets a "did you mean"', () => {
+	test('an unknown key gets a "did you mean"', async () => {
 		const {tarball} = makeFixture();
 		const config = baseConfig(tarball);
 		config.network.serviceCIDR = config.network.serviceCidr;
-		const errors = errorsOf(config);
+		const errors = await errorsOf(config);
 		expect(errors.find(error => error.field === 'network.serviceCIDR')?.fix).toMatch(/did you mean "serviceCidr"/);
 	});
 
-	test('YAML syntax errors give the line', () => {
-		const errors = errorsOf('version: v1.28.7\nmasters:\n  - {name: a, ip: 1.2.3.4\n');
+	test('YAML syntax errors give the line', async () => {
+		const errors = await errorsOf('version: v1.28.7\nmasters:\n  - {name: a, ip: 1.2.3.4\n');
 		expect(errors[0]!.message).toMatch(/not valid YAML.*line \d+/);
 	});
 
-	test('an unreadable tarball is reported as such', () => {
+	test('an unreadable tarball is reported as such', async () => {
 		const {dir, tarball} = makeFixture();
 		chmodSync(tarball, 0o000);
 		const config = baseConfig(tarball);
@@ -103,7 +103,7 @@ describe('config', () => {
 			config.binaries.tarball = dir;
 		}
 
-		const errors = errorsOf(config);
+		const errors = await errorsOf(config);
 		expect(errors[0]!.field).toBe('binaries.tarball');
 	});
 });
@@ -164,12 +164,12 @@ describe('init --from-env', () => {
 });
 
 describe('enumerated settings', () => {
-	test('a wrong choice names the choices in the problem, with a fix that says where to look', () => {
+	test('a wrong choice names the choices in the problem, with a fix that says where to look', async () => {
 		const {dir, tarball} = makeFixture();
 		const raw = baseConfig(tarball);
 		raw.ssh.hostKeys = 'yes';
 		try {
-			loadConfig(writeConfig(dir, raw));
+			await loadConfig(writeConfig(dir, raw));
 			throw new Error('accepted');
 		} catch (error) {
 			const first = (error as InputErrors).errors[0]!;

@@ -9,11 +9,11 @@ import {ensureMaterial} from '../../source/pki/material.js';
 import {Workspace} from '../../source/workspace.js';
 import {baseConfig, makeFixture, writeConfig} from '../helpers/fixture.js';
 
-function setup(change: (config: Record<string, any>) => void = () => undefined) {
+async function setup(change: (config: Record<string, any>) => void = () => undefined) {
 	const fixture = makeFixture();
 	const raw = baseConfig(fixture.tarball);
 	change(raw);
-	const config = loadConfig(writeConfig(fixture.dir, raw));
+	const config = await loadConfig(writeConfig(fixture.dir, raw));
 	return {...fixture, config, workspace: new Workspace(fixture.stateDir, config.name)};
 }
 
@@ -25,7 +25,7 @@ const mode = (file: string) => statSync(file).mode & 0o777;
 
 describe('key material', () => {
 	test('the certificates verify with openssl and carry the SANs, subject and usages asked', async () => {
-		const {config, workspace} = setup();
+		const {config, workspace} = await setup();
 		await ensureMaterial(config, workspace);
 		const ca = workspace.pki('ca.pem');
 		for (const name of ['kubernetes', 'proxy-client', 'admin']) {
@@ -57,7 +57,7 @@ describe('key material', () => {
 	});
 
 	test('private keys and the encryption key are 0600', async () => {
-		const {config, workspace} = setup();
+		const {config, workspace} = await setup();
 		await ensureMaterial(config, workspace);
 		for (const file of ['ca-key.pem', 'kubernetes-key.pem', 'proxy-client-key.pem', 'admin-key.pem', 'sa.key', 'encryption.key']) {
 			expect(mode(workspace.pki(file)), file).toBe(0o600);
@@ -67,7 +67,7 @@ describe('key material', () => {
 	});
 
 	test('rendering again keeps the CA, every key pair, every certificate and the encryption key', async () => {
-		const {config, workspace} = setup();
+		const {config, workspace} = await setup();
 		const first = await ensureMaterial(config, workspace);
 		const files = ['ca.pem', 'ca-key.pem', 'kubernetes.pem', 'kubernetes-key.pem', 'proxy-client.pem', 'admin.pem', 'sa.key', 'encryption.key'];
 		const before = files.map(file => readFileSync(workspace.pki(file), 'utf8'));
@@ -77,13 +77,13 @@ describe('key material', () => {
 	});
 
 	test('a changed SAN re-issues only the apiserver certificate, with the same key', async () => {
-		const {dir, tarball, workspace} = setup();
+		const {dir, tarball, workspace} = await setup();
 		const raw = baseConfig(tarball);
-		const first = await ensureMaterial(loadConfig(writeConfig(dir, raw)), workspace);
+		const first = await ensureMaterial(await loadConfig(writeConfig(dir, raw)), workspace);
 		const key = readFileSync(workspace.pki('kubernetes-key.pem'), 'utf8');
 		const proxy = readFileSync(workspace.pki('proxy-client.pem'), 'utf8');
 		raw.certificates = {extraSans: ['203.0.113.10', 'api.example.com']};
-		const second = await ensureMaterial(loadConfig(writeConfig(dir, raw)), workspace, {previous: first.record});
+		const second = await ensureMaterial(await loadConfig(writeConfig(dir, raw)), workspace, {previous: first.record});
 		expect(second.changes.filter(change => change.action === 'reissued').map(change => change.item)).toEqual(['kubernetes certificate']);
 		expect(readFileSync(workspace.pki('kubernetes-key.pem'), 'utf8')).toBe(key);
 		expect(readFileSync(workspace.pki('proxy-client.pem'), 'utf8')).toBe(proxy);
@@ -93,16 +93,16 @@ describe('key material', () => {
 	});
 
 	test('controlPlaneEndpoint goes into the apiserver certificate as an IP or a DNS name; a new one re-issues only it, with the same key', async () => {
-		const {dir, tarball, workspace} = setup();
+		const {dir, tarball, workspace} = await setup();
 		const raw = {...baseConfig(tarball), controlPlaneEndpoint: '172.24.8.70:6443'};
-		const first = await ensureMaterial(loadConfig(writeConfig(dir, raw)), workspace);
+		const first = await ensureMaterial(await loadConfig(writeConfig(dir, raw)), workspace);
 		expect(readCertificate(first.material.leaves.kubernetes.certPem).ipSans).toContain('172.24.8.70');
 		const key = readFileSync(workspace.pki('kubernetes-key.pem'), 'utf8');
-		const again = await ensureMaterial(loadConfig(writeConfig(dir, raw)), workspace, {previous: first.record});
+		const again = await ensureMaterial(await loadConfig(writeConfig(dir, raw)), workspace, {previous: first.record});
 		expect(again.changes.filter(change => change.action !== 'kept')).toEqual([]);
 
 		raw.controlPlaneEndpoint = 'k8s-api.example.com';
-		const second = await ensureMaterial(loadConfig(writeConfig(dir, raw)), workspace, {previous: first.record});
+		const second = await ensureMaterial(await loadConfig(writeConfig(dir, raw)), workspace, {previous: first.record});
 		expect(second.changes.filter(change => change.action === 'reissued').map(change => change.item)).toEqual(['kubernetes certificate']);
 		expect(readFileSync(workspace.pki('kubernetes-key.pem'), 'utf8')).toBe(key);
 		const text = openssl(['x509', '-in', workspace.pki('kubernetes.pem'), '-noout', '-text']);
@@ -113,7 +113,7 @@ describe('key material', () => {
 	});
 
 	test('rotation happens only when asked, and keeps the key pair', async () => {
-		const {config, workspace} = setup();
+		const {config, workspace} = await setup();
 		const first = await ensureMaterial(config, workspace);
 		const cert = readFileSync(workspace.pki('admin.pem'), 'utf8');
 		const key = readFileSync(workspace.pki('admin-key.pem'), 'utf8');
@@ -128,7 +128,7 @@ describe('key material', () => {
 		writeFileSync(path.join(dir, 'ca.pem'), issueCertificate({subject: {CN: 'imported-ca'}, profile: 'ca', validityDays: 30}, pair));
 		writeFileSync(path.join(dir, 'ca-key.pem'), pair.privateKeyPem, {mode: 0o600});
 		const raw = {...baseConfig(tarball), ca: {certFile: './ca.pem', keyFile: './ca-key.pem'}};
-		const config = loadConfig(writeConfig(dir, raw));
+		const config = await loadConfig(writeConfig(dir, raw));
 		const workspace = new Workspace(path.join(dir, 'state'), config.name);
 		const {material} = await ensureMaterial(config, workspace);
 		expect(material.ca.imported).toBe(true);
@@ -142,7 +142,7 @@ describe('key material', () => {
 		const other = await generateKeyPair();
 		writeFileSync(path.join(dir, 'ca.pem'), issueCertificate({subject: {CN: 'imported-ca'}, profile: 'ca', validityDays: 30}, pair));
 		writeFileSync(path.join(dir, 'ca-key.pem'), other.privateKeyPem);
-		const config = loadConfig(writeConfig(dir, {...baseConfig(tarball), ca: {certFile: './ca.pem', keyFile: './ca-key.pem'}}));
+		const config = await loadConfig(writeConfig(dir, {...baseConfig(tarball), ca: {certFile: './ca.pem', keyFile: './ca-key.pem'}}));
 		const workspace = new Workspace(path.join(dir, 'state'), config.name);
 		await expect(ensureMaterial(config, workspace)).rejects.toThrow(/ca\.keyFile: does not belong to the certificate/);
 
@@ -153,28 +153,28 @@ describe('key material', () => {
 	});
 
 	test('an encryption key file that differs from the key in use is refused, and the key is kept', async () => {
-		const {dir, tarball, workspace} = setup();
-		const config = loadConfig(writeConfig(dir, baseConfig(tarball)));
+		const {dir, tarball, workspace} = await setup();
+		const config = await loadConfig(writeConfig(dir, baseConfig(tarball)));
 		const first = await ensureMaterial(config, workspace);
 		const inUse = readFileSync(workspace.pki('encryption.key'), 'utf8');
 		writeFileSync(path.join(dir, 'other.key'), Buffer.alloc(32, 1).toString('base64'));
-		const changed = loadConfig(writeConfig(dir, {...baseConfig(tarball), encryption: {keyFile: './other.key'}}));
+		const changed = await loadConfig(writeConfig(dir, {...baseConfig(tarball), encryption: {keyFile: './other.key'}}));
 		await expect(ensureMaterial(changed, workspace, {previous: first.record})).rejects.toThrow(/encryption\.keyFile: holds a different key/);
 		expect(readFileSync(workspace.pki('encryption.key'), 'utf8')).toBe(inUse);
 	});
 
 	test('a key made here that no master uses yet gives way to the key of a running cluster', async () => {
-		const {dir, tarball, workspace} = setup();
-		await ensureMaterial(loadConfig(writeConfig(dir, baseConfig(tarball))), workspace);
+		const {dir, tarball, workspace} = await setup();
+		await ensureMaterial(await loadConfig(writeConfig(dir, baseConfig(tarball))), workspace);
 		const running = Buffer.alloc(32, 9).toString('base64');
 		writeFileSync(path.join(dir, 'running.key'), running);
-		const adopted = await ensureMaterial(loadConfig(writeConfig(dir, {...baseConfig(tarball), encryption: {keyFile: './running.key'}})), workspace);
+		const adopted = await ensureMaterial(await loadConfig(writeConfig(dir, {...baseConfig(tarball), encryption: {keyFile: './running.key'}})), workspace);
 		expect(adopted.material.encryptionKey).toBe(running);
 		expect(readFileSync(workspace.pki('encryption.key'), 'utf8').trim()).toBe(running);
 	});
 
 	test('plan mode makes nothing on disk', async () => {
-		const {config, workspace} = setup();
+		const {config, workspace} = await setup();
 		const {changes} = await ensureMaterial(config, workspace, {persist: false});
 		expect(changes.map(change => change.item)).toContain('CA certificate');
 		expect(() => statSync(workspace.root)).toThrow();

@@ -13,11 +13,11 @@ import {FakeCluster} from '../helpers/fake-hosts.js';
 import {baseConfig, makeFixture, writeConfig} from '../helpers/fixture.js';
 import {tempDir} from '../helpers/temp.js';
 
-function config(change: (raw: Record<string, any>) => void = () => undefined) {
+async function config(change: (raw: Record<string, any>) => void = () => undefined) {
 	const {dir, tarball} = makeFixture();
 	const raw = baseConfig(tarball);
 	change(raw);
-	return loadConfig(writeConfig(dir, raw));
+	return await loadConfig(writeConfig(dir, raw));
 }
 
 const healthy: HostFacts = {
@@ -27,8 +27,8 @@ const healthy: HostFacts = {
 };
 
 describe('preflight', () => {
-	test('the facts script runs under a real sh and its output parses', () => {
-		const output = execFileSync('sh', ['-c', factsScript(config())], {encoding: 'utf8'});
+	test('the facts script runs under a real sh and its output parses', async () => {
+		const output = execFileSync('sh', ['-c', factsScript(await config())], {encoding: 'utf8'});
 		const facts = parseFacts(output);
 		expect(facts.uid).toBe(String(process.getuid?.()));
 		expect(facts.arch).toBe(execFileSync('uname', ['-m'], {encoding: 'utf8'}).trim());
@@ -40,8 +40,8 @@ describe('preflight', () => {
 		expect(facts.etcd.every(entry => ['open', 'closed', 'untested'].includes(entry.state))).toBe(true);
 	});
 
-	test('a healthy master passes every check', () => {
-		const results = judgeFacts(config(), healthy, 150);
+	test('a healthy master passes every check', async () => {
+		const results = judgeFacts(await config(), healthy, 150);
 		expect(results.filter(result => result.level !== 'pass')).toEqual([]);
 		expect(results.map(result => result.check)).toEqual(['root', 'arch', 'nginx', 'systemd', 'port 6443', 'port 8443', 'port 10257', 'port 10259', 'clock', 'etcd 172.24.8.71:2379']);
 	});
@@ -54,26 +54,26 @@ describe('preflight', () => {
 		['an unreachable etcd', {etcd: [{target: '172.24.8.71:2379', state: 'closed'}]}, 'etcd 172.24.8.71:2379', /etcd\.endpoints/],
 		['no nginx', {nginx: 'missing', nginxstream: undefined}, 'nginx', /apt install nginx libnginx-mod-stream.*or set nginx\.binary/],
 		['nginx without the stream module', {nginxstream: 'missing'}, 'nginx', /nginx-mod-stream.*nginx\.streamModule/],
-	])('%s fails with its fix', (_, change, check, fix) => {
-		const results = judgeFacts(config(), {...healthy, ...change} as HostFacts, 0);
+	])('%s fails with its fix', async (_, change, check, fix) => {
+		const results = judgeFacts(await config(), {...healthy, ...change} as HostFacts, 0);
 		const failed = results.filter(result => result.level === 'fail');
 		expect(failed.map(result => result.check)).toEqual([check]);
 		expect(failed[0]!.fix).toMatch(fix);
 	});
 
-	test('one etcd member of three out of reach warns (etcd still serves); two fail', () => {
+	test('one etcd member of three out of reach warns (etcd still serves); two fail', async () => {
 		const etcd = (closed: number) => ['71', '72', '73'].map((last, index) => ({target: `172.24.8.${last}:2379`, state: index < closed ? 'closed' : 'open'}));
-		const one = judgeFacts(config(), {...healthy, etcd: etcd(1)}, 0).filter(result => result.level !== 'pass');
+		const one = judgeFacts(await config(), {...healthy, etcd: etcd(1)}, 0).filter(result => result.level !== 'pass');
 		expect(one).toEqual([expect.objectContaining({check: 'etcd 172.24.8.71:2379', level: 'warn', detail: 'not reachable from this master; 2 of 3 are, enough for etcd to serve'})]);
-		const two = judgeFacts(config(), {...healthy, etcd: etcd(2)}, 0).filter(result => result.level !== 'pass');
+		const two = judgeFacts(await config(), {...healthy, etcd: etcd(2)}, 0).filter(result => result.level !== 'pass');
 		expect(two.map(result => result.level)).toEqual(['fail', 'fail']);
 		expect(two[0]!.detail).toMatch(/only 1 of 3 are, less than a majority/);
 	});
 
-	test('our own apiserver on 6443 is fine; the clock warns past 2 s and fails past 60 s', () => {
-		expect(judgeFacts(config(), {...healthy, listening: [{port: 6443, process: 'kube-apiserver'}]}, 0).find(result => result.check === 'port 6443')!.level).toBe('pass');
-		expect(judgeFacts(config(), healthy, 5000).find(result => result.check === 'clock')!.level).toBe('warn');
-		expect(judgeFacts(config(), healthy, -90_000).find(result => result.check === 'clock')).toMatchObject({level: 'fail', detail: '-90.0 s from this workstation'});
+	test('our own apiserver on 6443 is fine; the clock warns past 2 s and fails past 60 s', async () => {
+		expect(judgeFacts(await config(), {...healthy, listening: [{port: 6443, process: 'kube-apiserver'}]}, 0).find(result => result.check === 'port 6443')!.level).toBe('pass');
+		expect(judgeFacts(await config(), healthy, 5000).find(result => result.check === 'clock')!.level).toBe('warn');
+		expect(judgeFacts(await config(), healthy, -90_000).find(result => result.check === 'clock')).toMatchObject({level: 'fail', detail: '-90.0 s from this workstation'});
 	});
 
 	test('two addresses of one machine are found; cloned VMs (same machine-id, other boot) are not', () => {
@@ -85,7 +85,7 @@ describe('preflight', () => {
 		const dir = tempDir('k8smi-key-');
 		const key = path.join(dir, 'id_ed25519');
 		execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', 'secret phrase', '-f', key]);
-		const withKey = config(raw => {
+		const withKey = await config(raw => {
 			raw.ssh.identityFile = key;
 		});
 		const previous = process.env.SSH_AUTH_SOCK;
@@ -105,7 +105,7 @@ describe('preflight', () => {
 
 	test('apply stops at preflight when a master fails a check, and shows the grid', async () => {
 		const {dir, tarball, stateDir} = makeFixture();
-		const loaded = loadConfig(writeConfig(dir, baseConfig(tarball)));
+		const loaded = await loadConfig(writeConfig(dir, baseConfig(tarball)));
 		const cluster = new FakeCluster(['172.24.8.71', '172.24.8.72', '172.24.8.73']);
 		cluster.hosts.get('172.24.8.73')!.listening.push({port: 10259, process: 'haproxy'});
 		cluster.hosts.get('172.24.8.72')!.clockOffsetMs = 7000;

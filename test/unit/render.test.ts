@@ -8,9 +8,9 @@ import {apiserverStop, cisCipherSuites, durationSeconds, parseVersion} from '../
 import {Workspace} from '../../source/workspace.js';
 import {baseConfig, makeFixture, writeConfig} from '../helpers/fixture.js';
 
-function configFor(version: string, settings: Record<string, unknown> = {}) {
+async function configFor(version: string, settings: Record<string, unknown> = {}) {
 	const {dir, tarball} = makeFixture(version);
-	return {dir, config: loadConfig(writeConfig(dir, {...baseConfig(tarball, version), ...settings}))};
+	return {dir, config: await loadConfig(writeConfig(dir, {...baseConfig(tarball, version), ...settings}))};
 }
 
 function flagsOf(unit: string): string[] {
@@ -39,26 +39,26 @@ const tutorialFlags = [
 ];
 
 describe('rendering the unit', () => {
-	test('v1.14.2 with profile: tutorial gets exactly the tutorial\'s flags, in its order, when the CA key signs service-account tokens as there', () => {
-		const {config} = configFor('v1.14.2', {serviceAccount: {signingKey: 'ca'}, profile: 'tutorial'});
+	test('v1.14.2 with profile: tutorial gets exactly the tutorial\'s flags, in its order, when the CA key signs service-account tokens as there', async () => {
+		const {config} = await configFor('v1.14.2', {serviceAccount: {signingKey: 'ca'}, profile: 'tutorial'});
 		expect(flagsOf(renderUnit(config, '172.24.8.71'))).toEqual(tutorialFlags);
 	});
 
-	test('by default (profile: cis) the tutorial\'s flags change only where the CIS benchmark asks', () => {
-		const {config} = configFor('v1.14.2', {serviceAccount: {signingKey: 'ca'}});
+	test('by default (profile: cis) the tutorial\'s flags change only where the CIS benchmark asks', async () => {
+		const {config} = await configFor('v1.14.2', {serviceAccount: {signingKey: 'ca'}});
 		const changed = new Map([
 			['--profiling', '--profiling=false'], ['--audit-log-maxage=15', '--audit-log-maxage=30'], ['--audit-log-maxbackup=3', '--audit-log-maxbackup=10'],
 		]);
 		const expected = tutorialFlags.flatMap(flag => (flag === '--enable-admission-plugins=NodeRestriction' ? [flag, `--tls-cipher-suites=${cisCipherSuites.join(',')}`] : [changed.get(flag) ?? flag]));
 		expect(flagsOf(renderUnit(config, '172.24.8.71'))).toEqual(expected);
 		// From 1.25 also DenyServiceExternalIPs (the cis-1.23/1.24 benchmarks ask it off before).
-		expect(flagsOf(renderUnit(configFor('v1.24.17').config, '172.24.8.71'))).toContain('--enable-admission-plugins=NodeRestriction');
-		expect(flagsOf(renderUnit(configFor('v1.28.7').config, '172.24.8.71'))).toContain('--enable-admission-plugins=NodeRestriction,DenyServiceExternalIPs');
-		expect(flagsOf(renderUnit(configFor('v1.28.7', {profile: 'tutorial'}).config, '172.24.8.71'))).toContain('--enable-admission-plugins=NodeRestriction');
+		expect(flagsOf(renderUnit((await configFor('v1.24.17')).config, '172.24.8.71'))).toContain('--enable-admission-plugins=NodeRestriction');
+		expect(flagsOf(renderUnit((await configFor('v1.28.7')).config, '172.24.8.71'))).toContain('--enable-admission-plugins=NodeRestriction,DenyServiceExternalIPs');
+		expect(flagsOf(renderUnit((await configFor('v1.28.7', {profile: 'tutorial'})).config, '172.24.8.71'))).toContain('--enable-admission-plugins=NodeRestriction');
 	});
 
-	test('v1.28.7 gets only flags that release accepts, and the ones it requires', () => {
-		const {config} = configFor('v1.28.7');
+	test('v1.28.7 gets only flags that release accepts, and the ones it requires', async () => {
+		const {config} = await configFor('v1.28.7');
 		const flags = flagsOf(renderUnit(config, '172.24.8.72'));
 		for (const removed of ['--feature-gates=DynamicAuditing=true', '--insecure-port=0', '--audit-dynamic-configuration', '--kubelet-https=true', '--logtostderr=true', '--runtime-config=api/all=true', '--apiserver-count=3', '--service-account-key-file=/etc/kubernetes/cert/ca.pem']) {
 			expect(flags).not.toContain(removed);
@@ -73,8 +73,8 @@ describe('rendering the unit', () => {
 		expect(flags).toContain('--bind-address=172.24.8.72');
 	});
 
-	test('the unit is a Type=notify service with a working directory under k8sDir, and no quoted values', () => {
-		const {config} = configFor('v1.28.7');
+	test('the unit is a Type=notify service with a working directory under k8sDir, and no quoted values', async () => {
+		const {config} = await configFor('v1.28.7');
 		const unit = renderUnit(config, '172.24.8.71');
 		expect(unit).toContain('Type=notify');
 		expect(unit).toContain('WorkingDirectory=/data/k8s/k8s/kube-apiserver');
@@ -89,7 +89,7 @@ describe('rendering the unit', () => {
 
 describe('rendering the artifacts', () => {
 	test('the encryption config is the canonical kind with one 32-byte aescbc key, then identity', async () => {
-		const {dir, config} = configFor('v1.14.2');
+		const {dir, config} = await configFor('v1.14.2');
 		const {material} = await ensureMaterial(config, new Workspace(`${dir}/state`, config.name));
 		const artifacts = renderArtifacts(config, material);
 		const encryption = artifacts.find(artifact => artifact.name === 'encryption-config.yaml')!;
@@ -114,7 +114,7 @@ describe('rendering the artifacts', () => {
 	});
 
 	test('every artifact has the tutorial\'s name; only what the masters need goes to them', async () => {
-		const {dir, config} = configFor('v1.28.7');
+		const {dir, config} = await configFor('v1.28.7');
 		const {material} = await ensureMaterial(config, new Workspace(`${dir}/state`, config.name));
 		const artifacts = renderArtifacts(config, material);
 		expect(artifacts.map(artifact => artifact.name).sort()).toEqual([
@@ -141,7 +141,7 @@ describe('rendering the artifacts', () => {
 	});
 
 	test('the admin kubeconfig without controlPlaneEndpoint: one cluster and context per master, named after it, the first current', async () => {
-		const {dir, config} = configFor('v1.28.7');
+		const {dir, config} = await configFor('v1.28.7');
 		const {material} = await ensureMaterial(config, new Workspace(`${dir}/state`, config.name));
 		const kubeconfig = YAML.parse(renderArtifacts(config, material).find(artifact => artifact.name === 'admin.kubeconfig')!.content);
 		const caData = Buffer.from(material.ca.certPem).toString('base64');
@@ -153,7 +153,7 @@ describe('rendering the artifacts', () => {
 
 	test('the admin kubeconfig with controlPlaneEndpoint: its one server, port 6443 unless one is given', async () => {
 		for (const [endpoint, server] of [['172.24.8.70', 'https://172.24.8.70:6443'], ['k8s-api.example.com:8443', 'https://k8s-api.example.com:8443']]) {
-			const {dir, config} = configFor('v1.28.7', {controlPlaneEndpoint: endpoint});
+			const {dir, config} = await configFor('v1.28.7', {controlPlaneEndpoint: endpoint});
 			const {material} = await ensureMaterial(config, new Workspace(`${dir}/state`, config.name));
 			const kubeconfig = YAML.parse(renderArtifacts(config, material).find(artifact => artifact.name === 'admin.kubeconfig')!.content);
 			expect(kubeconfig.clusters.map((entry: {name: string; cluster: {server: string}}) => [entry.name, entry.cluster.server])).toEqual([['kubernetes', server]]);
@@ -166,16 +166,16 @@ describe('rendering the artifacts', () => {
 const version = (text: string) => parseVersion(text)!;
 
 describe('how a stopping apiserver is kept short', () => {
-	test('each release gets the flag that shortens its stop, and none it does not know', () => {
-		const shutdownFlags = (text: string) => flagsOf(renderUnit(configFor(text).config, '172.24.8.71')).filter(flag => flag.startsWith('--shutdown-'));
-		expect(shutdownFlags('v1.14.2')).toEqual([]);
-		expect(shutdownFlags('v1.22.17')).toEqual([]);
-		expect(shutdownFlags('v1.23.0')).toEqual(['--shutdown-send-retry-after=true']);
-		expect(shutdownFlags('v1.26.15')).toEqual(['--shutdown-send-retry-after=true']);
-		expect(shutdownFlags('v1.27.0')).toEqual(['--shutdown-watch-termination-grace-period=10s']);
-		expect(shutdownFlags('v1.28.7')).toEqual(['--shutdown-watch-termination-grace-period=10s']);
+	test('each release gets the flag that shortens its stop, and none it does not know', async () => {
+		const shutdownFlags = async (text: string) => flagsOf(renderUnit((await configFor(text)).config, '172.24.8.71')).filter(flag => flag.startsWith('--shutdown-'));
+		expect(await shutdownFlags('v1.14.2')).toEqual([]);
+		expect(await shutdownFlags('v1.22.17')).toEqual([]);
+		expect(await shutdownFlags('v1.23.0')).toEqual(['--shutdown-send-retry-after=true']);
+		expect(await shutdownFlags('v1.26.15')).toEqual(['--shutdown-send-retry-after=true']);
+		expect(await shutdownFlags('v1.27.0')).toEqual(['--shutdown-watch-termination-grace-period=10s']);
+		expect(await shutdownFlags('v1.28.7')).toEqual(['--shutdown-watch-termination-grace-period=10s']);
 		// The tutorial's profile gets it too: it concerns this tool's own restarts, not the tutorial's settings.
-		expect(flagsOf(renderUnit(configFor('v1.28.7', {profile: 'tutorial'}).config, '172.24.8.71'))).toContain('--shutdown-watch-termination-grace-period=10s');
+		expect(flagsOf(renderUnit((await configFor('v1.28.7', {profile: 'tutorial'})).config, '172.24.8.71'))).toContain('--shutdown-watch-termination-grace-period=10s');
 	});
 
 	test('the bound and the reason follow the release and the flags as pflag reads them', () => {

@@ -68,11 +68,11 @@ describe('remote shell quoting', () => {
 });
 
 describe('ssh', () => {
-	function remoteWith(change: (config: Record<string, any>) => void = () => undefined) {
+	async function remoteWith(change: (config: Record<string, any>) => void = () => undefined) {
 		const {dir, tarball} = makeFixture();
 		const raw = baseConfig(tarball);
 		change(raw);
-		const config = loadConfig(writeConfig(dir, raw));
+		const config = await loadConfig(writeConfig(dir, raw));
 		const calls: CommandSpec[] = [];
 		const runner = new Runner({executor: async spec => {
 			calls.push(spec);
@@ -82,7 +82,7 @@ describe('ssh', () => {
 	}
 
 	test('checks host keys, never prompts, and multiplexes one connection per host', async () => {
-		const {config, calls, remote} = remoteWith();
+		const {config, calls, remote} = await remoteWith();
 		await remote.run(config.masters[0]!, 'true', {step: 'test'});
 		const args = calls[0]!.args.join(' ');
 		expect(args).toContain('StrictHostKeyChecking=yes');
@@ -94,7 +94,7 @@ describe('ssh', () => {
 	});
 
 	test('accept-new is used only when the config asks for it', async () => {
-		const {config, calls, remote} = remoteWith(raw => {
+		const {config, calls, remote} = await remoteWith(raw => {
 			raw.ssh.hostKeys = 'accept-new';
 		});
 		await remote.run(config.masters[0]!, 'true', {step: 'test'});
@@ -102,7 +102,7 @@ describe('ssh', () => {
 	});
 
 	test('identity, known_hosts, port and sudo from the config reach ssh', async () => {
-		const {config, calls, remote} = remoteWith(raw => {
+		const {config, calls, remote} = await remoteWith(raw => {
 			raw.ssh = {user: 'ops', port: 2222, knownHostsFile: './known_hosts', sudo: true};
 		});
 		await remote.run(config.masters[1]!, 'id -u', {step: 'test'});
@@ -113,8 +113,8 @@ describe('ssh', () => {
 		expect(args.at(-1)).toBe('sudo -n sh -c \'id -u\'');
 	});
 
-	test('known ssh failures are explained with the host named', () => {
-		const {config} = remoteWith();
+	test('known ssh failures are explained with the host named', async () => {
+		const {config} = await remoteWith();
 		const master = config.masters[2]!;
 		expect(diagnoseSsh('@@@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @@@', config, master)).toMatch(/host key of 172\.24\.8\.73 differs/);
 		expect(diagnoseSsh('Host key verification failed.', config, master)).toMatch(/not in known_hosts/);

@@ -1,4 +1,4 @@
-import {copyFileSync, existsSync, readFileSync, statSync} from 'node:fs';
+import {existsSync, statSync} from 'node:fs';
 import {homedir} from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
@@ -9,6 +9,7 @@ import {configSchema, fixSeparator} from '../../config/schema.js';
 import {InputError, InputErrors} from '../../errors.js';
 import {formatBytes} from '../../reporters/format.js';
 import {writeFileAtomic} from '../../files.js';
+import {readLocalTextSync} from '../../safe-read.js';
 
 export type MasterAnswer = {name: string; ip: string};
 
@@ -344,12 +345,7 @@ export type Imported = {answers: Answers; extras: Raw; notes: string[]; encrypti
 /** The tutorial's environment.sh, read without running it. Paths come back relative to cwd. */
 export function importEnvironment(file: string, cwd: string, target: string): Imported {
 	const absolute = path.resolve(cwd, expandHome(file));
-	let text: string;
-	try {
-		text = readFileSync(absolute, 'utf8');
-	} catch (error) {
-		throw new InputError('environment.sh', absolute, `cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`, 'give the path of the tutorial\'s environment.sh');
-	}
+	const text = readLocalTextSync(absolute, {field: 'environment.sh', kind: 'environment.sh', fix: 'give the path of the tutorial\'s environment.sh (a regular file)'});
 
 	const {config, encryptionKey, notes} = configFromEnvironment(text, {version: defaultAnswers.version, tarball: defaultAnswers.tarball, file});
 	const raw = structuredClone(config) as Raw;
@@ -364,12 +360,7 @@ export function importEnvironment(file: string, cwd: string, target: string): Im
 /** An existing config file, as a starting point; its relative paths are made relative to cwd. */
 export function importConfigFile(file: string, cwd: string): Imported {
 	const absolute = path.resolve(cwd, expandHome(file));
-	let text: string;
-	try {
-		text = readFileSync(absolute, 'utf8');
-	} catch (error) {
-		throw new InputError('config file', absolute, `cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`, 'give the path of a cluster config (YAML)');
-	}
+	const text = readLocalTextSync(absolute, {field: 'config file', kind: 'config', fix: 'give the path of a cluster config (YAML, a regular file)'});
 
 	const raw = parseConfigText(text, absolute) as Raw;
 	return {...answersFromConfig(rebaseLocalFiles(raw, path.dirname(absolute), cwd)), notes: [], origin: absolute};
@@ -428,7 +419,8 @@ export function writeConfig(answers: Answers, extras: Raw, cwd: string, target: 
 	}
 
 	if (existsSync(target)) {
-		copyFileSync(target, `${target}.bak`);
+		// Read like any config: a pipe or device at that path is refused, not copied for ever.
+		writeFileAtomic(`${target}.bak`, readLocalTextSync(target, {field: 'config file', kind: 'config', fix: 'move it away, or choose another file to write'}), 0o644);
 		written.push(`${target}.bak`);
 	}
 

@@ -45,8 +45,8 @@ export function setup(options: {config?: boolean; executor?: (cluster: FakeClust
 	};
 
 	/** A headless engine on the same cluster and state, to prepare a situation before the UI starts. */
-	const headless = (overwrite = true) => {
-		const config = loadConfig(configFile);
+	const headless = async (overwrite = true) => {
+		const config = await loadConfig(configFile);
 		return new Engine({config, workspace: new Workspace(fixture.stateDir, config.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite}), probe: cluster.probe, api: cluster.api});
 	};
 

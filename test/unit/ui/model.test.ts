@@ -155,7 +155,7 @@ describe('wizard checks', () => {
 		expect(rebasePath('~/id_rsa', '/work', '/elsewhere')).toBe('~/id_rsa');
 	});
 
-	test('review uses resolveConfig; the written file loads with loadConfig', () => {
+	test('review uses resolveConfig; the written file loads with loadConfig', async () => {
 		const {dir, tarball} = makeFixture();
 		const target = path.join(dir, 'conf', 'cluster.yaml');
 		const full: Answers = {...defaultAnswers, version: 'v1.28.7', tarball: path.basename(tarball), masters: [{name: 'm1', ip: '10.0.0.1'}, {name: 'm2', ip: '10.0.0.2'}], etcdEndpoints: 'https://10.0.0.1:2379'};
@@ -165,7 +165,7 @@ describe('wizard checks', () => {
 		expect(review({...full, tarball: 'nope.tar.gz'}, {}, dir, target, undefined)).toMatchObject({onlyMissingFiles: true});
 		expect(review(full, {}, dir, target, undefined).problems).toEqual([]);
 		writeConfig(full, {name: 'prod', timeouts: {readySeconds: 60}}, dir, target, undefined);
-		const config = loadConfig(target);
+		const config = await loadConfig(target);
 		expect(config).toMatchObject({name: 'prod', version: 'v1.28.7', serviceIp: '10.254.0.1', timeouts: {readySeconds: 60}});
 		expect(config.binaries.tarball).toBe(tarball);
 		expect(readFileSync(target, 'utf8')).toContain('tarball: ../kubernetes-server-linux-amd64.tar.gz'.replace('../', dir + '/'));

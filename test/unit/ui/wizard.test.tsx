@@ -131,7 +131,7 @@ describe('wizard', () => {
 
 		frame = await app.until('Start the install on k8smaster01, k8smaster02, k8smaster03');
 		expect(frame).toContain(`✔ wrote ${configFile}`);
-		const config = loadConfig(configFile);
+		const config = await loadConfig(configFile);
 		expect(config.version).toBe('v1.28.7');
 		expect(config.masters).toEqual([{name: 'k8smaster01', ip: '172.24.8.71'}, {name: 'k8smaster02', ip: '172.24.8.72'}, {name: 'k8smaster03', ip: '172.24.8.73'}]);
 		expect(config.serviceIp).toBe('10.96.0.1');
@@ -152,7 +152,7 @@ describe('wizard', () => {
 		expect(frame).toContain('› ./environment.sh');
 		await app.type('./nope.sh');
 		await app.press(keys.enter);
-		await app.until(/✘ environment\.sh: cannot be read \(ENOENT\)/);
+		await app.until(/✘ environment\.sh: does not exist/);
 		await app.type('./environment.sh');
 		await app.press(keys.enter);
 
@@ -164,7 +164,7 @@ describe('wizard', () => {
 		expect(frame).toContain('✔ The whole config checks out.');
 		await app.press(keys.enter);
 		await app.until('Start the install on m1, m2, m3');
-		const config = loadConfig(configFile);
+		const config = await loadConfig(configFile);
 		expect(config.network.clusterDomain).toBe('cluster.local');
 		expect(config.encryption.keyFile).toBe(path.join(dir, 'encryption.key'));
 		expect(readFileSync(path.join(dir, 'encryption.key'), 'utf8').trim()).toBe(key);
@@ -185,7 +185,9 @@ describe('wizard', () => {
 		expect(frame).toMatch(/✘ binaries\.tarball: does not exist \(got .*elsewhere\.tar\.gz\)/);
 		expect(frame).toMatch(/✘ binaries\.tarball +\.\/elsewhere\.tar\.gz/);
 		expect(frame).not.toContain('and show the plan');
-		expect(frame).toContain(`❯ Write ${configFile} anyway and quit (put the missing files there first)`);
+		// A long path wraps on the screen.
+		const unwrapped = (text: string) => text.replaceAll(/\s+/g, '');
+		expect(unwrapped(frame)).toContain(unwrapped(`❯ Write ${configFile} anyway and quit (put the missing files there first)`));
 		await app.press(keys.enter);
 		expect(await app.exited).toBe(0);
 		expect(app.frame()).toContain('but files it names are not there yet');
@@ -242,7 +244,7 @@ describe('a config that cannot be used', () => {
 		frame = await app.until('✔ The whole config checks out.');
 		await app.press(keys.enter);
 		await app.until('Start the install on k8smaster01, k8smaster02');
-		expect(loadConfig(configFile).masters.map(master => master.ip)).toEqual(['172.24.8.71', '172.24.8.72']);
+		expect((await loadConfig(configFile)).masters.map(master => master.ip)).toEqual(['172.24.8.71', '172.24.8.72']);
 		expect(readFileSync(`${configFile}.bak`, 'utf8')).toContain('172.24.8.999');
 	});
 });
