@@ -40,8 +40,8 @@ describe.skipIf(!lab)('apply on the lab\'s three masters', () => {
 	// Every test starts from an empty lab with its own state folder, as a new operator would.
 	beforeEach(() => resetMasters(lab!));
 
-	test('a full install from an empty lab, checked on every master', async () => {
-		const {configFile, stateDir} = writeLabConfig(lab!, 'v1.28.7');
+	test('a full install from an empty lab at real size, checked on every master', async () => {
+		const {configFile, stateDir} = writeLabConfig(lab!, 'v1.28.7', {binaries: {tarball: lab!.tarballs['v1.28.7-real-size']}});
 		const started = Date.now();
 		const run = await runCli(['apply', '--config', configFile, '--state-dir', stateDir, '--yes']);
 		console.log(`full apply: ${((Date.now() - started) / 1000).toFixed(1)} s`);

@@ -26,13 +26,15 @@ describe.skipIf(!lab)('changes on a running cluster, with a probe through every 
 	beforeEach(() => resetMasters(lab!));
 
 	test('one apiserver flag, then a patch upgrade: each master in at most 15 s, no request fails', async () => {
-		const {configFile, stateDir} = writeLabConfig(lab!, 'v1.28.6');
+		// At real size: the patch upgrade sends 338 MB of binaries to every master.
+		const realSize = (version: string) => ({binaries: {tarball: lab!.tarballs[`${version}-real-size`]}});
+		const {configFile, stateDir} = writeLabConfig(lab!, 'v1.28.6', realSize('v1.28.6'));
 		const install = await runCli(['apply', '--config', configFile, '--state-dir', stateDir, '--yes']);
 		expect(install.code, install.stdout + install.stderr).toBe(0);
 
 		const changes: Array<{name: string; config: string}> = [
-			{name: 'one apiserver flag', config: writeLabConfig(lab!, 'v1.28.6', {extraFlags: {'kube-apiserver': ['--event-ttl=170h']}}).configFile},
-			{name: 'patch upgrade v1.28.6 -> v1.28.7', config: writeLabConfig(lab!, 'v1.28.7', {extraFlags: {'kube-apiserver': ['--event-ttl=170h']}}).configFile},
+			{name: 'one apiserver flag', config: writeLabConfig(lab!, 'v1.28.6', {...realSize('v1.28.6'), extraFlags: {'kube-apiserver': ['--event-ttl=170h']}}).configFile},
+			{name: 'patch upgrade v1.28.6 -> v1.28.7', config: writeLabConfig(lab!, 'v1.28.7', {...realSize('v1.28.7'), extraFlags: {'kube-apiserver': ['--event-ttl=170h']}}).configFile},
 		];
 		for (const change of changes) {
 			startProbes(lab!);

@@ -99,6 +99,7 @@ describe('ssh', () => {
 		});
 		await remote.run(config.masters[0]!, 'true', {step: 'test'});
 		expect(calls[0]!.args.join(' ')).toContain('StrictHostKeyChecking=accept-new');
+		await remote.close();
 	});
 
 	test('identity, known_hosts, port and sudo from the config reach ssh', async () => {
@@ -111,6 +112,7 @@ describe('ssh', () => {
 		expect(args.join(' ')).toContain(`UserKnownHostsFile=${path.join(path.dirname(config.source), 'known_hosts')}`);
 		expect(args.at(-2)).toBe('172.24.8.72');
 		expect(args.at(-1)).toBe('sudo -n sh -c \'id -u\'');
+		await remote.close();
 	});
 
 	test('known ssh failures are explained with the host named', async () => {
