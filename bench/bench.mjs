@@ -18,13 +18,21 @@ const remoteRuns = Number(process.env.BENCH_REMOTE_RUNS ?? 2);
 const version = 'v1.14.2';
 const units = ['kube-scheduler', 'kube-controller-manager', 'kube-nginx', 'kube-apiserver'];
 
+/** Folders the bench makes (state folders hold keys): all removed when it ends. */
+const made = [];
+function tempDir(prefix) {
+	const dir = mkdtempSync(path.join(tmpdir(), prefix));
+	made.push(dir);
+	return dir;
+}
+
 const lab = (...args) => execFileSync('bash', [labScript, ...args], {stdio: ['ignore', 'pipe', 'inherit'], env: {...process.env, LAB_DIR: labDir}, encoding: 'utf8'});
 const seconds = ms => (ms / 1000).toFixed(2);
 const median = values => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
 /** Runs a command, returns its wall time (ms), peak RSS of the process itself (KiB, via GNU time) and output. */
 async function timed(command, args, {onLine, env, cwd} = {}) {
-	const rssFile = path.join(mkdtempSync(path.join(tmpdir(), 'k8smi-bench-')), 'rss');
+	const rssFile = path.join(tempDir('k8smi-bench-'), 'rss');
 	const started = performance.now();
 	return new Promise(resolve => {
 		const child = spawn('/usr/bin/time', ['-f', '%M', '-o', rssFile, command, ...args], {stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env, cwd});
@@ -77,7 +85,7 @@ function resetLab(info) {
 
 /** A cluster config for the lab, as an operator would write it; `masters` may name more hosts for plan. */
 function writeConfig(info, extra = {}) {
-	const dir = mkdtempSync(path.join(tmpdir(), 'k8smi-bench-'));
+	const dir = tempDir('k8smi-bench-');
 	const config = {
 		version,
 		binaries: {tarball: info.tarballs[version]},
@@ -101,7 +109,7 @@ async function benchTutorial(info, tarball = info.tarballs[version], count = run
 	const times = [];
 	for (let run = 0; run < count; run++) {
 		resetLab(info);
-		const work = mkdtempSync(path.join(tmpdir(), 'k8smi-tutorial-'));
+		const work = tempDir('k8smi-tutorial-');
 		try {
 			const result = must(await timed('bash', [path.join(root, 'bench/tutorial/install-apiserver.sh'), path.join(labDir, 'lab.json'), tarball, work]), 'the tutorial procedure');
 			times.push(result.ms);
@@ -188,7 +196,7 @@ async function benchCertificates(info) {
 		const render = must(await timed(process.execPath, [bin, 'render', '--config', config.configFile, '--state-dir', config.stateDir, '--out', path.join(config.dir, 'out')]), 'render');
 		tool.push(render.ms);
 		rssKiB = Math.max(rssKiB, render.rssKiB);
-		const work = mkdtempSync(path.join(tmpdir(), 'k8smi-cfssl-'));
+		const work = tempDir('k8smi-cfssl-');
 		cfssl.push(must(await timed('bash', [path.join(root, 'bench/cfssl-set.sh'), work, info.hosts.map(host => host.ip).join(',')]), 'cfssl').ms);
 	}
 
@@ -249,7 +257,7 @@ async function benchPlan(info) {
 
 /** Cold offline `npx ./k8s-master-install-<version>.tgz --help`: the packed tarball, an empty npm cache each run, no network. */
 async function benchNpx() {
-	const dir = mkdtempSync(path.join(tmpdir(), 'k8smi-bench-npx-'));
+	const dir = tempDir('k8smi-bench-npx-');
 	try {
 		// dist/ was just built (npm run bench).
 		execFileSync('npm', ['pack', '--ignore-scripts', '--silent', '--pack-destination', dir], {cwd: root, stdio: ['ignore', 'ignore', 'inherit']});
@@ -361,6 +369,9 @@ async function main() {
 		console.log(lines.join('\n'));
 	} finally {
 		lab('down');
+		for (const dir of made) {
+			rmSync(dir, {recursive: true, force: true});
+		}
 	}
 }
 
