@@ -39,7 +39,7 @@ fi
 # About the sizes of the v1.28 server binaries (bytes).
 declare -A REAL_SIZES=([kube-apiserver]=120000000 [kube-controller-manager]=115000000 [kubelet]=107000000
   [kube-scheduler]=55000000 [kube-proxy]=54000000 [kubectl]=48000000 [kubeadm]=48000000
-  [apiextensions-apiserver]=10000000 [mounter]=1700000 [cloud-controller-manager]=300000)
+  [apiextensions-apiserver]=9300000 [mounter]=1700000 [cloud-controller-manager]=1000000)
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
