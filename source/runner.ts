@@ -43,8 +43,8 @@ export function stopRunningCommands(): void {
 
 /**
  * util-linux's setpriv, where the workstation has it: each command is started with a parent-death
- * signal, so that a run killed with SIGKILL takes its tar and ssh processes with it instead of leaving
- * them writing into what the next run reads (without it, the next run works beside them).
+ * signal, so that a run killed with SIGKILL takes its ssh processes with it instead of leaving them
+ * sending to the masters beside the next run (without it, the next run closes their connections).
  */
 const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find(file => {
 	try {
@@ -55,7 +55,7 @@ const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find(file => {
 	}
 });
 
-export function dyingWithThisProcess(command: string, args: readonly string[]): [string, string[]] {
+function dyingWithThisProcess(command: string, args: readonly string[]): [string, string[]] {
 	return setpriv && process.platform === 'linux' ? [setpriv, ['--pdeathsig', 'KILL', '--', command, ...args]] : [command, [...args]];
 }
 

@@ -127,10 +127,7 @@ function textSink(onText: (text: string) => void): TarSink {
 	return {write: chunk => void parts.push(Buffer.from(chunk)), end: () => onText(Buffer.concat(parts).toString('utf8', 0, 256).trim())};
 }
 
-/**
- * Folders a killed run was writing (its pid is gone; with no setpriv on the workstation its tar or
- * zlib work may have outlived it a moment): removed, never written into again.
- */
+/** Folders a killed run was writing (its pid is gone): removed, never written into again. */
 function removeStaleUnpacking(directory: string): void {
 	const parent = path.dirname(directory);
 	const prefix = `${path.basename(directory)}.unpacking`;
