@@ -1,3 +1,4 @@
+import {randomBytes} from 'node:crypto';
 import {createTwoFilesPatch} from './diff.js';
 import type {Master} from '../config/schema.js';
 import {StepError} from '../errors.js';
@@ -136,8 +137,12 @@ const directoryOf = (upload: Upload) => shellQuote(upload.path.slice(0, upload.p
  * several sent one after the other (it reads no further than N bytes from a pipe), through `gzip -dc`
  * for a compressed binary. A few processes per batch, not six per file: on a busy master each one costs milliseconds.
  */
-export function uploadScript(uploads: Upload[]): string {
-	const temporary = (upload: Upload) => shellQuote(`${upload.path}.k8smi-new`);
+export function uploadScript(uploads: Upload[], token = randomBytes(4).toString('hex')): string {
+	// Names of this upload alone: a session of a killed or cut-off run may still hold (and, when it
+	// ends, remove) its own temporary files on the master; it must never share them with this one.
+	const temporary = (upload: Upload) => shellQuote(`${upload.path}.k8smi-new-${token}`);
+	// What such sessions left behind: removed (a writer still running keeps its unlinked copy).
+	const leftovers = uploads.map(upload => `${shellQuote(upload.path)}.k8smi-new-*`).join(' ');
 	const temporaries = uploads.map(temporary).join(' ');
 	const directories = [...new Set(uploads.map(directoryOf))].join(' ');
 	const discard = `rm -f ${temporaries}`;
@@ -157,7 +162,7 @@ export function uploadScript(uploads: Upload[]): string {
 	// its expected sha256 replaces anything. Whatever fails (disk full, a chmod) leaves no temporary file.
 	// The identity of each new file is printed for the state, so the next run need not hash it.
 	return [
-		`set -e; umask 077; ${trap}; mkdir -p ${directories}`,
+		`set -e; umask 077; ${trap}; mkdir -p ${directories}; rm -f -- ${leftovers}`,
 		...reads,
 		`if ! printf '%s  %s\\n' ${sums} | sha256sum -c --status; then echo 'incomplete upload discarded' >&2; exit 3; fi`,
 		`chown root:root ${temporaries}`,

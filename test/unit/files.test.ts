@@ -64,6 +64,18 @@ describe.each(['dash', 'bash'])('the scripts run by %s on this machine', shell =
 		expect(readFileSync(path.join(dir, 'sub dir', 'secret'), 'utf8')).toBe('secret');
 	});
 
+	test.skipIf(process.getuid?.() !== 0)('uploads: temporary names are this upload\'s own; what a cut-off session left is removed', () => {
+		const dir = tempDir('k8smi-upload-');
+		const file: Upload = {...upload('unit', 4), path: path.join(dir, 'unit'), mode: 0o600, sha256: createHash('sha256').update('unit').digest('hex'), source: {content: 'unit'}};
+		// A session of an earlier run, cut off mid-stream, still owns its temporary file.
+		writeFileSync(path.join(dir, 'unit.k8smi-new-0ld0ld00'), 'half');
+		const script = uploadScript([file]);
+		expect(script).not.toBe(uploadScript([file]));
+		expect(run(script, Buffer.from('unit')).status).toBe(0);
+		expect(readdirSync(dir)).toEqual(['unit']);
+		expect(readFileSync(path.join(dir, 'unit'), 'utf8')).toBe('unit');
+	});
+
 	test.skipIf(process.getuid?.() !== 0)('uploads: a compressed binary is unpacked by the master and checked; cut short, it replaces nothing', () => {
 		const dir = tempDir('k8smi-upload-');
 		const binary = Buffer.from('\u007FELF'.repeat(5000));
