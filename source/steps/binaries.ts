@@ -214,8 +214,13 @@ export async function unpackBinaries(config: ResolvedConfig, workspace: Workspac
 		await Promise.all(compressions);
 	} catch (error) {
 		rmSync(unpacking, {recursive: true, force: true});
-		if (error instanceof TarFormatError || /^Z_|ERR_/.test((error as NodeJS.ErrnoException).code ?? '') && !(error instanceof InputError)) {
-			throw new InputError('binaries.tarball', tarball, `is not a readable .tar.gz (${(error as Error).message})`, 'download kubernetes-server-linux-amd64.tar.gz again and check its sha256, and check free disk space in the state folder');
+		const code = (error as NodeJS.ErrnoException).code ?? '';
+		if (error instanceof TarFormatError || /^(Z_|ERR_)/.test(code)) {
+			throw new InputError('binaries.tarball', tarball, `is not a readable .tar.gz (${(error as Error).message})`, 'download kubernetes-server-linux-amd64.tar.gz again and check its sha256');
+		}
+
+		if (code === 'ENOSPC') {
+			throw new InputError('--state-dir', workspace.root, 'has no space left for the compressed binaries', 'free some space there (df -h), then run apply again');
 		}
 
 		throw error;

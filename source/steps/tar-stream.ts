@@ -141,59 +141,65 @@ export async function readTarGz(file: string, open: (member: TarMember) => TarSi
 		extension = undefined;
 	};
 
-	for await (const chunk of gunzip as AsyncIterable<Buffer>) {
-		pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
-		while (!ended) {
-			if (remaining > 0) {
-				if (pending.length === 0) {
-					break;
-				}
-
-				const take = pending.subarray(0, Math.min(remaining, pending.length));
-				pending = pending.subarray(take.length);
-				remaining -= take.length;
-				if (extension) {
-					extension.data.push(Buffer.from(take));
-				} else {
-					await sink?.write(take);
-				}
-
-				if (remaining === 0) {
-					if (extension) {
-						finishExtension();
-					} else {
-						await sink?.end();
-						sink = undefined;
+	try {
+		for await (const chunk of gunzip as AsyncIterable<Buffer>) {
+			pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+			while (!ended) {
+				if (remaining > 0) {
+					if (pending.length === 0) {
+						break;
 					}
+
+					const take = pending.subarray(0, Math.min(remaining, pending.length));
+					pending = pending.subarray(take.length);
+					remaining -= take.length;
+					if (extension) {
+						extension.data.push(Buffer.from(take));
+					} else {
+						await sink?.write(take);
+					}
+
+					if (remaining === 0) {
+						if (extension) {
+							finishExtension();
+						} else {
+							await sink?.end();
+							sink = undefined;
+						}
+					}
+
+					continue;
 				}
 
-				continue;
-			}
-
-			if (padding > 0) {
-				const skip = Math.min(padding, pending.length);
-				pending = pending.subarray(skip);
-				padding -= skip;
 				if (padding > 0) {
+					const skip = Math.min(padding, pending.length);
+					pending = pending.subarray(skip);
+					padding -= skip;
+					if (padding > 0) {
+						break;
+					}
+
+					continue;
+				}
+
+				if (pending.length < block) {
 					break;
 				}
 
-				continue;
-			}
+				const header = pending.subarray(0, block);
+				pending = pending.subarray(block);
+				if (header.every(byte => byte === 0)) {
+					ended = true; // the end-of-archive blocks; what follows is zero padding
+					break;
+				}
 
-			if (pending.length < block) {
-				break;
+				await startMember(header);
 			}
-
-			const header = pending.subarray(0, block);
-			pending = pending.subarray(block);
-			if (header.every(byte => byte === 0)) {
-				ended = true; // the end-of-archive blocks; what follows is zero padding
-				break;
-			}
-
-			await startMember(header);
 		}
+	} finally {
+		// A member refused midway ends the reading: the file is closed, not left to the collector.
+		input.destroy();
+		gunzip.destroy();
 	}
 
 	if (!ended && (remaining > 0 || member === undefined)) {
