@@ -113,11 +113,12 @@ export function renderAdminKubeconfig(config: ResolvedConfig, material: Material
 /** Where the components on a master reach the apiservers: the local kube-nginx. */
 export const proxyServer = 'https://127.0.0.1:8443';
 
-export function renderNginxConfig(config: ResolvedConfig): string {
+/** kube-nginx's config; `drained`: a master whose apiserver is taken out of the upstreams while it restarts. */
+export function renderNginxConfig(config: ResolvedConfig, drained?: string): string {
 	return renderTemplate('kube-nginx.conf', {
 		// Distribution packages build the stream module as a dynamic module that a config of our own must load.
 		LOAD_MODULE: config.nginx.streamModule === 'builtin' ? '# stream module built in' : `load_module ${config.nginx.streamModule};`,
-		UPSTREAMS: config.masters.map(master => `        server ${master.ip}:6443 max_fails=3 fail_timeout=30s;`).join('\n'),
+		UPSTREAMS: config.masters.map(master => `        server ${master.ip}:6443 ${master.name === drained ? 'down' : 'max_fails=3 fail_timeout=30s'};`).join('\n'),
 	}, config.templatesDir);
 }
 

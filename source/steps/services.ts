@@ -8,6 +8,7 @@ import {sectionsScript, splitSections} from '../remote/sections.js';
 import type {StepId} from '../state/store.js';
 import {apiserverStop, readinessPath} from '../versions.js';
 import {diagnoseService} from './diagnose.js';
+import {drainApiserver, restoreApiserver} from './drain.js';
 import type {Upload} from './files.js';
 import type {PlannedAction, StepContext, StepDefinition} from './types.js';
 
@@ -332,7 +333,7 @@ export function startStep(uploadsOf: UploadsOf): StepDefinition {
 		scope: 'each-master',
 		rollingWhenLive: true,
 		plan: (context, master) => [
-			{kind: 'remote', script: restartScript(services.map(service => service.name), services.map(service => service.name)), display: `${restartScript(services.map(service => service.name), ['kube-apiserver', 'kube-nginx'])}, then once the apiserver answers: systemctl restart ${apiserverClients.join(' ')} (only the units a changed file or a stopped unit concerns; kube-nginx is reloaded when its config alone changed)`},
+			{kind: 'remote', script: restartScript(services.map(service => service.name), services.map(service => service.name)), display: `${restartScript(services.map(service => service.name), ['kube-apiserver', 'kube-nginx'])}, then once the apiserver answers: systemctl restart ${apiserverClients.join(' ')} (only the units a changed file or a stopped unit concerns; kube-nginx is reloaded when its config alone changed; on a running cluster a restarting apiserver is taken out of kube-nginx on every master first and put back once ready)`},
 			...services.map((service): PlannedAction => ({kind: 'check', description: `wait until ${service.readyText(context, master)} (up to ${context.config.timeouts.readySeconds} s)`})),
 		],
 		async verify(context, master, record) {
@@ -375,6 +376,7 @@ export function startStep(uploadsOf: UploadsOf): StepDefinition {
 			// leader election fails and the next comes only after the retry period (2 s), so verify waits longer.
 			const later = toRestart.includes('kube-apiserver') ? toRestart.filter(name => apiserverClients.includes(name)) : [];
 			const first = toRestart.filter(name => !later.includes(name));
+			const drain = toRestart.includes('kube-apiserver') ? await drainApiserver(context, master) : undefined;
 			if (toRestart.length > 0) {
 				// One systemctl call; it returns once the apiserver (Type=notify) and nginx (forking) are up, or one failed.
 				await restartUnits(context, master, first, restartScript(toRestart, first));
@@ -406,7 +408,13 @@ export function startStep(uploadsOf: UploadsOf): StepDefinition {
 				const notReady = [...readiness].find(([, each]) => !each.ok);
 				if (notReady) {
 					const service = services.find(each => each.name === notReady[0])!;
-					throw await failure(context, master, service.name, `${service.name} was not ready within ${context.config.timeouts.readySeconds} s (${notReady[1].detail})`, service.readyText(context, master));
+					// Out of kube-nginx it serves no one; the next apply puts it back once it is ready.
+					const left = drain && service.name === 'kube-apiserver' ? `; it stays out of kube-nginx on every master until an apply finds it ready` : '';
+					throw await failure(context, master, service.name, `${service.name} was not ready within ${context.config.timeouts.readySeconds} s (${notReady[1].detail})${left}`, service.readyText(context, master));
+				}
+
+				if (drain && names.includes('kube-apiserver')) {
+					await restoreApiserver(context, drain);
 				}
 
 				for (const name of names) {
@@ -415,7 +423,8 @@ export function startStep(uploadsOf: UploadsOf): StepDefinition {
 			}
 
 			const restarted = [...toRestart, ...toReload.map(name => `${name} (reloaded)`)];
-			return restarted.length > 0 ? `restarted ${restarted.join(', ')}; all ready` : 'all ready, nothing restarted';
+			const drained = drain ? `; its apiserver was out of kube-nginx on ${drain.masters.length} masters meanwhile` : '';
+			return restarted.length > 0 ? `restarted ${restarted.join(', ')}; all ready${drained}` : 'all ready, nothing restarted';
 		},
 	};
 }

@@ -72,6 +72,8 @@ export class FakeCluster {
 	private readonly autoRestarting = new Set<string>();
 	/** `host unit` of every systemctl reload. */
 	readonly reloads: string[] = [];
+	/** In order: `IP nginx down=IPS` each time kube-nginx's config was rewritten (IPS: the upstreams down, `-` for none), and `IP restart kube-apiserver`. */
+	readonly drainTimeline: string[] = [];
 	/** Files whose content a read hashed (`IP PATH`): an unchanged identity spares the hash. */
 	readonly hashedFiles: string[] = [];
 	/** Uploads arrive empty, as when ssh dies mid-stream and cat sees the end of its input. */
@@ -276,6 +278,19 @@ export class FakeCluster {
 			return ok(script.startsWith('cat -- ') ? host.files.get(unquoteWords(script)[2]!)?.content.toString() ?? '' : '');
 		}
 
+		// kube-nginx's config rewritten with one upstream down (or back), then reloaded when it runs.
+		const drain = /^set -e; conf=('[^']*'|\S+); tmp="\$conf\.k8smi-drain-\$\$".*\nprintf '%s' ('(?:[^']|'\\'')*') > "\$tmp"; chmod (\d+)/s.exec(script);
+		if (drain) {
+			const content = unquoteWords(drain[2]!)[0]!;
+			host.files.set(unquoteWords(drain[1]!)[0]!, {content: Buffer.from(content), mode: Number.parseInt(drain[3]!, 8), owner: 'root'});
+			this.drainTimeline.push(`${host.ip} nginx down=${[...content.matchAll(/server (\S+):6443 down;/g)].map(match => match[1]).join(',') || '-'}`);
+			if (host.units.has('kube-nginx')) {
+				this.reloads.push(`${host.ip} kube-nginx`);
+			}
+
+			return ok();
+		}
+
 		const reload = /^systemctl reload ([\w-]+)$/.exec(script);
 		if (reload) {
 			this.reloads.push(`${host.ip} ${reload[1]}`);
@@ -306,6 +321,7 @@ export class FakeCluster {
 
 			if (names.includes('kube-apiserver')) {
 				this.restartOrder.push(host.ip);
+				this.drainTimeline.push(`${host.ip} restart kube-apiserver`);
 				if (this.failRestart.has(host.ip)) {
 					host.active = false;
 					return fail(1, 'Job for kube-apiserver.service failed because the control process exited with error code.');

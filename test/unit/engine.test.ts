@@ -344,6 +344,29 @@ describe('restarts', () => {
 		expect(cluster.restartOrder).toEqual(['172.24.8.71', '172.24.8.72', '172.24.8.72', '172.24.8.73']);
 	});
 
+	test('on a running cluster a restarting apiserver is out of kube-nginx on every master until it is ready; one that fails stays out', async () => {
+		const {cluster, engine, configFile, tarball} = setup();
+		await (await engine()).engine.apply({confirm: true});
+		// A fresh install has no other apiserver to send to: nothing is taken out.
+		expect(cluster.drainTimeline.filter(entry => entry.includes('nginx'))).toEqual([]);
+		const installed = cluster.drainTimeline.length;
+		writeConfig(path.dirname(configFile), {...baseConfig(tarball), certificates: {extraSans: ['203.0.113.10']}});
+		cluster.failRestart.add('172.24.8.72');
+		await (await engine()).engine.apply({confirm: true}).catch(() => undefined);
+		const everywhere = (down: string) => ips.map(ip => `${ip} nginx down=${down}`);
+		const unordered = (entries: string[]) => entries.join('\n').split('\n').sort();
+		const [first, second] = [cluster.drainTimeline.slice(installed, installed + 7), cluster.drainTimeline.slice(installed + 7)];
+		expect(unordered(first.slice(0, 3))).toEqual(everywhere('172.24.8.71'));
+		expect(first[3]).toBe('172.24.8.71 restart kube-apiserver');
+		expect(unordered(first.slice(4))).toEqual(everywhere('-'));
+		expect(unordered(second.slice(0, 3))).toEqual(everywhere('172.24.8.72'));
+		expect(second.slice(3)).toEqual(['172.24.8.72 restart kube-apiserver']);
+		// What it wrote is its own: the next apply puts the config back without asking.
+		cluster.failRestart.clear();
+		await (await engine({overwrite: false})).engine.apply({confirm: true});
+		expect(ips.map(ip => cluster.hosts.get(ip)!.files.get('/opt/k8s/kube-nginx/conf/kube-nginx.conf')!.content.toString())).toEqual(ips.map(() => expect.not.stringContaining(' down;')));
+	});
+
 	test('a file put back with --overwrite restarts that master\'s apiserver, and only that one', async () => {
 		const {cluster, engine} = setup();
 		await (await engine()).engine.apply({confirm: true});

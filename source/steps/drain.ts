@@ -1,0 +1,90 @@
+import type {Master} from '../config/schema.js';
+import {StepError} from '../errors.js';
+import {sha256} from '../files.js';
+import {publicFileMode, renderNginxConfig} from '../render/artifacts.js';
+import {shellQuote} from '../remote/quote.js';
+import {readinessPath} from '../versions.js';
+import {adminTls} from './services.js';
+import type {StepContext} from './types.js';
+
+/**
+ * kube-nginx on every master sends to every apiserver and learns that one stopped only when a
+ * connection to it fails. Two requests fail that way whatever the apiserver's shutdown flags: one
+ * whose connection was queued when the stopping apiserver closed its listener (reset), and one sent
+ * to a new apiserver that listens but is not ready yet (the real one serves before its RBAC caches
+ * are synced). So on a running cluster a master's apiserver leaves kube-nginx on every master before
+ * it restarts (its upstream `down`, a reload, and no old worker still accepting), and comes back
+ * once it is ready.
+ */
+export type Drain = {target: Master; masters: Master[]};
+
+/** Takes `target`'s apiserver out of kube-nginx everywhere, when another master's apiserver is ready to serve instead; else undefined. */
+export async function drainApiserver(context: StepContext, target: Master): Promise<Drain | undefined> {
+	const {config} = context;
+	const masters = config.masters.filter(master => !context.skipped.has(master.name));
+	const others = masters.filter(master => master.name !== target.name);
+	const answers = await Promise.all(others.map(async master => context.probe(master.ip, 6443, readinessPath(config.kubeVersion), adminTls(context))));
+	const drained = renderNginxConfig(config, target.name);
+	// An operator's own template without {{UPSTREAMS}} leaves nothing to take out.
+	if (!answers.some(answer => answer.ok) || drained === renderNginxConfig(config)) {
+		return undefined;
+	}
+
+	context.progress('start', target.name, {message: `taking ${target.name}'s apiserver out of kube-nginx on ${masters.length} masters`});
+	const drain = {target, masters};
+	await writeEverywhere(context, drain, drained, `take ${target.name}'s apiserver out of kube-nginx`, true);
+	return drain;
+}
+
+/** Puts the apiserver back into kube-nginx on the masters it was taken out of. */
+export async function restoreApiserver(context: StepContext, drain: Drain): Promise<void> {
+	context.progress('start', drain.target.name, {message: `putting ${drain.target.name}'s apiserver back into kube-nginx`});
+	// Nothing to wait for: an old worker that still leaves it out only sends to the others a moment longer.
+	await writeEverywhere(context, drain, renderNginxConfig(context.config), `put ${drain.target.name}'s apiserver back into kube-nginx`, false);
+}
+
+async function writeEverywhere(context: StepContext, drain: Drain, content: string, display: string, waitForOldWorker: boolean): Promise<void> {
+	const {nginxDir} = context.config.paths;
+	const confPath = `${nginxDir}/conf/kube-nginx.conf`;
+	const results = await Promise.allSettled(drain.masters.map(async master => {
+		// Recorded before it is written: a run killed in between finds the file as its own, not as a hand edit.
+		context.state.recordFile('start', master.name, confPath, sha256(content));
+		await context.remote.check(master, reloadScript(context, confPath, content, waitForOldWorker), {step: 'start', display: `${display} (${confPath}, reload kube-nginx)`});
+	}));
+	const failed = results.findIndex(result => result.status === 'rejected');
+	if (failed >= 0) {
+		const master = drain.masters[failed]!;
+		const reason = (results[failed] as PromiseRejectedResult).reason as Error;
+		throw new StepError({step: 'start', host: drain.target.name, message: `could not ${display} on ${master.name}: ${reason.message.split('\n')[0]}`, command: display, fix: `systemctl status kube-nginx on ${master.name}; then run apply again (nothing was restarted on ${drain.target.name} that apply will not finish)`});
+	}
+}
+
+/**
+ * Writes the config in place and reloads kube-nginx if it runs, then waits until its old worker
+ * stopped accepting (its title turns "is shutting down"): only then does no new connection reach
+ * the old upstreams. A worker that never comes means nginx refused the config: its error log says why.
+ */
+function reloadScript(context: StepContext, confPath: string, content: string, waitForOldWorker: boolean): string {
+	const {nginxDir} = context.config.paths;
+	const mode = publicFileMode(context.config).toString(8);
+	const write = [
+		`set -e; conf=${shellQuote(confPath)}; tmp="$conf.k8smi-drain-$$"; trap 'rm -f -- "$tmp"' EXIT`,
+		`printf '%s' ${shellQuote(content)} > "$tmp"; chmod ${mode} "$tmp"; mv -f -- "$tmp" "$conf"; trap - EXIT`,
+		'systemctl is-active -q kube-nginx || exit 0',
+	];
+	if (!waitForOldWorker) {
+		return [...write, 'systemctl reload kube-nginx'].join('\n');
+	}
+
+	return [
+		...write,
+		`main=$(cat ${shellQuote(`${nginxDir}/logs/kube-nginx.pid`)})`,
+		'workers() { ps -o pid=,args= --ppid "$main" | awk \'NF == 4 && $2 $3 $4 == "nginx:workerprocess" {print $1}\'; }',
+		'old=" $(workers | tr \'\\n\' \' \')"',
+		'systemctl reload kube-nginx',
+		'i=0; while :; do fresh=0; stale=0; for p in $(workers); do case "$old" in *" $p "*) stale=1;; *) fresh=1;; esac; done',
+		'[ $fresh = 1 ] && [ $stale = 0 ] && exit 0',
+		`i=$((i+1)); if [ $i -ge 250 ]; then echo "kube-nginx did not take its new config within 5 s: $(tail -n 2 ${shellQuote(`${nginxDir}/logs/error.log`)})" >&2; exit 1; fi`,
+		'sleep 0.02; done',
+	].join('\n');
+}
