@@ -10,6 +10,8 @@ export type LabInfo = {
 	ca: {certFile: string; keyFile: string};
 	etcd: {endpoints: string[]; caFile: string; certFile: string; keyFile: string};
 	tarballs: Record<string, string>;
+	/** Reaches the masters from this machine once `lab.sh isolate on`: runs OpenSSH only. */
+	bastion: {name: string; ip: string; user: string; port: number};
 };
 
 declare module 'vitest' {

@@ -5,6 +5,8 @@
 # containers booting real systemd + OpenSSH, each in its own network namespace,
 # joined by veth pairs to the bridge k8smi-br0 (172.24.8.1/24) in the root
 # namespace, running a real 3-member TLS etcd 3.4 cluster signed by a lab CA.
+# A fourth container, k8sbastion (172.24.8.70), runs only OpenSSH: with `isolate on`
+# this machine reaches the masters only through it (an operator behind a bastion).
 #
 #   lab.sh deps                 install what the lab needs on this machine (apt)
 #   lab.sh up                   bring the lab up (no-op if it is already up)
@@ -19,10 +21,11 @@
 #   lab.sh tarballs             (re)build the kubernetes-server tarball fixtures into $LAB_DIR (and the
 #                               real-size ones into $CACHE_DIR, once)
 #   lab.sh link RATE|off        shape what this machine sends to the hosts (e.g. 100mbit): a remote workstation
+#   lab.sh isolate on|off       this machine reaches the masters only through k8sbastion (or directly again)
 #   lab.sh rootfs               build the cached rootfs only
 #   lab.sh kubectl-path         print the path of Debian's kubectl 1.20 on this machine
 #
-# HOST is a name (k8smaster01), a short index (1..3) or an IP.
+# HOST is a name (k8smaster01, k8sbastion), a short index (1..4; 4 is the bastion) or an IP.
 # Environment: LAB_DIR (default /run/k8smi-lab), K8SMI_CACHE_DIR (default
 # /var/cache/k8smi-lab), K8SMI_MIRROR (default: the Debian mirror of this machine's apt
 # sources, else http://deb.debian.org/debian).
@@ -46,8 +49,11 @@ SUITE=bookworm
 BRIDGE=k8smi-br0
 BRIDGE_ADDR=172.24.8.1
 PREFIX_LEN=24
-HOSTS=(k8smaster01 k8smaster02 k8smaster03)
-IPS=(172.24.8.71 172.24.8.72 172.24.8.73)
+HOSTS=(k8smaster01 k8smaster02 k8smaster03 k8sbastion)
+IPS=(172.24.8.71 172.24.8.72 172.24.8.73 172.24.8.70)
+MASTERS=(0 1 2)   # indexes into HOSTS/IPS
+BASTION=3
+ALL=("${MASTERS[@]}" "$BASTION")
 TARBALL_VERSIONS=(v1.28.7 v1.28.6 v1.14.2)
 # Also at real size (559 MB of binaries, make-tarball.sh REAL_SIZE=1): made once, cached in $CACHE_DIR.
 REAL_SIZE_VERSIONS=(v1.28.7 v1.28.6 v1.14.2)
@@ -81,9 +87,9 @@ check_lab_dir() {
   LAB_DIR=${LAB_DIR%/}
 }
 
-idx_of() { # HOST -> index 0..2
+idx_of() { # HOST -> index 0..3
   local h=$1 i
-  for i in 0 1 2; do
+  for i in "${ALL[@]}"; do
     if [ "$h" = "${HOSTS[$i]}" ] || [ "$h" = "${IPS[$i]}" ] || [ "$h" = "$((i + 1))" ] || [ "$h" = "0$((i + 1))" ]; then
       echo "$i"; return 0
     fi
@@ -348,7 +354,7 @@ net_up() {
   ip addr replace "$BRIDGE_ADDR/$PREFIX_LEN" dev "$BRIDGE"
   ip link set "$BRIDGE" up
   local i ns veth
-  for i in 0 1 2; do
+  for i in "${ALL[@]}"; do
     ns=$(netns_of "$i"); veth=$(veth_of "$i")
     [ -e "/run/netns/$ns" ] || ip netns add "$ns"
     if ! ip link show "$veth" >/dev/null 2>&1; then
@@ -389,6 +395,11 @@ host_prepare() { # i
   done >"$hd/known_hosts"
   install -d -m 700 "$m/root/.ssh"
   install -m 600 "$LAB_DIR/ssh/id_ed25519.pub" "$m/root/.ssh/authorized_keys"
+  # the bastion runs OpenSSH only (sshd forwards TCP by default, as ProxyJump needs)
+  if [ "$i" = "$BASTION" ]; then
+    rm -f "$m/etc/systemd/system/multi-user.target.wants/etcd.service"
+    return 0
+  fi
 
   # etcd: certs + unit (paths as in the tutorial's etcd chapter)
   local uid gid
@@ -527,7 +538,8 @@ write_lab_json() {
   python3 - "$LAB_DIR" "${tb[@]}" >"$LAB_DIR/lab.json.tmp" <<PY
 import json, sys
 lab = sys.argv[1]
-hosts = [{"name": n, "ip": i} for n, i in zip("${HOSTS[*]}".split(), "${IPS[*]}".split())]
+names, ips = "${HOSTS[*]}".split(), "${IPS[*]}".split()
+hosts = [{"name": names[i], "ip": ips[i]} for i in map(int, "${MASTERS[*]}".split())]
 print(json.dumps({
   "hosts": hosts,
   "ssh": {"user": "root", "port": 22,
@@ -541,6 +553,7 @@ print(json.dumps({
   "tarballs": dict(a.split("=", 1) for a in sys.argv[2:]),
   "admin": {"certFile": lab + "/pki/admin.pem", "keyFile": lab + "/pki/admin-key.pem"},
   "bridge": {"name": "$BRIDGE", "ip": "$BRIDGE_ADDR", "prefixLength": $PREFIX_LEN},
+  "bastion": {"name": names[$BASTION], "ip": ips[$BASTION], "user": "root", "port": 22},
   "labDir": lab,
 }, indent=2))
 PY
@@ -590,10 +603,30 @@ cmd_link() {
   esac
 }
 
+# An operator behind a bastion: routes from this machine to the masters become unreachable (more
+# specific than the bridge's /24), so only k8sbastion is reached; the hosts still reach each other.
+isolate() {
+  local i
+  for i in "${MASTERS[@]}"; do
+    case "$1" in
+      on) ip route replace unreachable "${IPS[$i]}/32" ;;
+      off) ip route del unreachable "${IPS[$i]}/32" 2>/dev/null || true ;;
+    esac
+  done
+}
+cmd_isolate() {
+  need_root; check_lab_dir
+  case "${1:-}" in
+    on) isolate on; log "isolated: this machine reaches the masters only through ${HOSTS[$BASTION]} (${IPS[$BASTION]})" ;;
+    off) isolate off; log "not isolated: this machine reaches the masters directly" ;;
+    *) die "usage: lab.sh isolate on|off" ;;
+  esac
+}
+
 lab_is_up() {
   [ -f "$LAB_DIR/lab.json" ] || return 1
   local i
-  for i in 0 1 2; do
+  for i in "${ALL[@]}"; do
     pid_alive "$(cat "$LAB_DIR/pids/${HOSTS[$i]}.nspawn" 2>/dev/null)" systemd-nspawn || return 1
   done
 }
@@ -632,10 +665,10 @@ cmd_up() {
   cmd_tarballs 9>&- &
   local tarpid=$!
   net_up
-  for i in 0 1 2; do host_prepare "$i"; done
+  for i in "${ALL[@]}"; do host_prepare "$i"; done
   cat "$LAB_DIR"/hosts/*/known_hosts >"$LAB_DIR/ssh/known_hosts"
   {
-    for i in 0 1 2; do
+    for i in "${ALL[@]}"; do
       printf 'Host %s %s\n  HostName %s\n' "${HOSTS[$i]}" "${IPS[$i]}" "${IPS[$i]}"
     done
     printf 'Host *\n  User root\n  IdentityFile %s\n  IdentitiesOnly yes\n  UserKnownHostsFile %s\n  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n  BatchMode yes\n  LogLevel ERROR\n' \
@@ -644,10 +677,10 @@ cmd_up() {
   local T_PREP; T_PREP=$(elapsed "$t")
 
   t=$(now)
-  for i in 0 1 2; do host_boot "$i"; done
-  for i in 0 1 2; do wait_ssh "$i" 60; done
+  for i in "${ALL[@]}"; do host_boot "$i"; done
+  for i in "${ALL[@]}"; do wait_ssh "$i" 60; done
   local T_BOOT; T_BOOT=$(elapsed "$t")
-  log "3 hosts answer ssh after ${T_BOOT}s"
+  log "${#ALL[@]} hosts answer ssh after ${T_BOOT}s"
 
   t=$(now)
   local deadline=$(($(date +%s) + 120)) out
@@ -685,8 +718,8 @@ lockfile() { mkdir -p "$CACHE_DIR"; echo "$CACHE_DIR/lab.lock"; }
 #    namespace). This also finds containers orphaned by a killed nspawn.
 lab_nspawn_pids() {
   local f
-  for f in $(grep -lasF -- "--network-namespace-path=/run/netns/k8smi-k8smaster0" /proc/[0-9]*/cmdline 2>/dev/null); do
-    if { tr '\0' ' ' <"$f"; } 2>/dev/null | grep -qE -- "systemd-nspawn .*--network-namespace-path=/run/netns/k8smi-k8smaster0[123] "; then
+  for f in $(grep -lasF -- "--network-namespace-path=/run/netns/k8smi-k8s" /proc/[0-9]*/cmdline 2>/dev/null); do
+    if { tr '\0' ' ' <"$f"; } 2>/dev/null | grep -qE -- "systemd-nspawn .*--network-namespace-path=/run/netns/k8smi-(k8smaster0[123]|k8sbastion) "; then
       f=${f#/proc/}; echo "${f%/cmdline}"
     fi
   done
@@ -696,7 +729,7 @@ lab_container_inits() {
   for f in $(grep -lsE '^NSpid:[[:space:]]+[0-9]+([[:space:]]+[0-9]+)*[[:space:]]+1$' /proc/[0-9]*/status 2>/dev/null); do
     d=${f%/status}
     awk '$5=="/" {for (i=7;i<=NF;i++) if ($i=="-") {print $(i+2); exit}}' "$d/mountinfo" 2>/dev/null |
-      grep -qE '^k8smi-k8smaster0[123]$' && echo "${d#/proc/}"
+      grep -qE '^k8smi-(k8smaster0[123]|k8sbastion)$' && echo "${d#/proc/}"
   done
 }
 
@@ -732,7 +765,7 @@ down_locked() {
     sleep 0.1
   done
   # 2. overlays
-  for i in 0 1 2; do
+  for i in "${ALL[@]}"; do
     local m; m="$(hostdir_of "$i")/merged"
     if mountpoint -q "$m" 2>/dev/null; then
       umount "$m" 2>/dev/null || umount -l "$m" || log "cannot unmount $m"
@@ -742,14 +775,15 @@ down_locked() {
   local mp
   while read -r mp; do
     [ -n "$mp" ] && { umount "$mp" 2>/dev/null || umount -l "$mp" 2>/dev/null || log "cannot unmount $mp"; }
-  done < <(awk '{for (i=7;i<=NF;i++) if ($i=="-") { if ($(i+1)=="overlay" && $(i+2) ~ /^k8smi-k8smaster0[123]$/) print $5; break }}' /proc/self/mountinfo)
+  done < <(awk '{for (i=7;i<=NF;i++) if ($i=="-") { if ($(i+1)=="overlay" && $(i+2) ~ /^k8smi-(k8smaster0[123]|k8sbastion)$/) print $5; break }}' /proc/self/mountinfo)
   # anything else mounted under LAB_DIR (should be nothing)
   local mnt
   while read -r mnt; do
     [ -n "$mnt" ] && { umount "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || true; }
   done < <(awk -v d="$LAB_DIR/" 'index($5, d)==1 {print $5}' /proc/self/mountinfo | sort -r)
   # 3. network
-  for i in 0 1 2; do
+  isolate off
+  for i in "${ALL[@]}"; do
     local veth ns
     veth=$(veth_of "$i"); ns=$(netns_of "$i")
     ip link show "$veth" >/dev/null 2>&1 && ip link del "$veth" 2>/dev/null || true
@@ -760,7 +794,7 @@ down_locked() {
   for f in "$LAB_DIR"/pids/*.nspawn-lock; do
     [ -f "$f" ] && rm -f "/run/systemd/nspawn/locks/$(cat "$f")"
   done
-  rmdir /run/systemd/nspawn/propagate/k8smaster0[123] 2>/dev/null || true # left by a SIGKILLed nspawn
+  rmdir /run/systemd/nspawn/propagate/k8smaster0[123] /run/systemd/nspawn/propagate/k8sbastion 2>/dev/null || true # left by a SIGKILLed nspawn
   rmdir /run/systemd/nspawn/locks /run/systemd/nspawn/propagate /run/systemd/nspawn 2>/dev/null || true
   # 4. the lab dir
   if [ -d "$LAB_DIR" ]; then
@@ -844,7 +878,7 @@ cmd_status() {
   echo "lab up:   $([ $up = 1 ] && echo yes || echo no)"
   echo "bridge:   $(ip -br addr show "$BRIDGE" 2>/dev/null || echo absent)"
   ssh_opts
-  for i in 0 1 2; do
+  for i in "${ALL[@]}"; do
     pid=$(cat "$LAB_DIR/pids/${HOSTS[$i]}.nspawn" 2>/dev/null || true)
     link=$(ip -br link show "$(veth_of "$i")" 2>/dev/null | awk '{print $2}')
     local st="nspawn:down"
@@ -881,6 +915,7 @@ main() {
     logs) cmd_logs "$@" ;;
     tarballs) cmd_tarballs "$@"; if [ -f "$LAB_DIR/lab.json" ]; then write_lab_json; fi ;;
     link) cmd_link "$@" ;;
+    isolate) cmd_isolate "$@" ;;
     kubectl-path) deb_kubectl ;;
     rootfs) need_root; exec 9>>"$(lockfile)"; flock 9; ensure_rootfs ;;
     -h | --help | help | "") usage ;;
