@@ -70,6 +70,8 @@ export const configSchema = z.strictObject({
 		url: z.string().refine(value => /^https:\/\/[^\s'"`$]+$/.test(value), problem('is not an https URL', 'write e.g. https://dl.k8s.io/v1.28.7/kubernetes-server-linux-amd64.tar.gz')).optional(),
 		sha256: z.string().refine(value => /^[a-f\d]{64}$/.test(value), problem('is not a sha256 hex digest', 'write the 64 hex digits from the release\'s .sha256 file')).optional(),
 		include: z.array(z.string().refine(value => /^[\w-]+$/.test(value), problem('is not a binary name', 'write a file name from kubernetes/server/bin, e.g. kube-apiserver'))).min(1).optional(),
+		/** How the binaries cross the wire: gzip-compressed and unpacked by the master, or as they are. */
+		transfer: z.enum(['auto', 'compressed', 'raw']).default('auto'),
 	}).refine(value => (value.tarball === undefined) !== (value.url === undefined), problem('needs exactly one of tarball and url', 'set binaries.tarball to a local kubernetes-server-linux-amd64.tar.gz, or binaries.url to download it')),
 	masters: z.array(master)
 		.min(1, problem('lists no master', 'list each master as {name: k8smaster01, ip: 172.24.8.71}'))

@@ -37,7 +37,7 @@ const binaries = filesStep({
 		}
 
 		return context.binaries.map((binary): Upload => ({
-			kind: 'upload', path: `${binDir}/${binary.name}`, mode: 0o755, sha256: binary.sha256, bytes: binary.bytes, secret: false, source: {gzipFile: binary.file, gzipBytes: binary.gzipBytes}, label: binary.name,
+			kind: 'upload', path: `${binDir}/${binary.name}`, mode: 0o755, sha256: binary.sha256, bytes: binary.bytes, secret: false, source: binary.gzipBytes === undefined ? {file: binary.file} : {gzipFile: binary.file, gzipBytes: binary.gzipBytes}, label: binary.name,
 		}));
 	},
 });

@@ -11,12 +11,12 @@ import type {Api, Probe} from '../remote/health.js';
 import type {CheckResult} from './preflight.js';
 import type {FilesReadAhead} from './files.js';
 
-/** A server binary as sent: `file` holds it gzip-compressed (gzipBytes); sha256 and bytes are of the binary itself. */
-export type BinaryFile = {name: string; file: string; sha256: string; bytes: number; gzipBytes: number};
+/** A server binary as sent: `file` holds it gzip-compressed when gzipBytes is set, else as it is; sha256 and bytes are of the binary itself. */
+export type BinaryFile = {name: string; file: string; sha256: string; bytes: number; gzipBytes?: number};
 
 /** One thing a step does on a host: data, so that plan can print it and apply can run it. */
 export type PlannedAction =
-	| {kind: 'upload'; path: string; mode: number; sha256: string; bytes: number; secret: boolean; source: {content: string} | {gzipFile: string; gzipBytes: number}; label: string}
+	| {kind: 'upload'; path: string; mode: number; sha256: string; bytes: number; secret: boolean; source: {content: string} | {gzipFile: string; gzipBytes: number} | {file: string}; label: string}
 	| {kind: 'remote'; script: string; display?: string}
 	/** Done from this workstation (an API call to an apiserver). */
 	| {kind: 'local'; display: string}

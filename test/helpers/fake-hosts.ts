@@ -250,11 +250,10 @@ export class FakeCluster {
 				}
 			}
 
-			const sums = unquoteWords(/printf '%s {2}%s\\n' (.*?) \| sha256sum -c/.exec(script)?.[1] ?? '');
-			for (let index = 0; index < sums.length; index += 2) {
-				if (sums[index] !== createHash('sha256').update(received.get(sums[index + 1]!) ?? '').digest('hex')) {
-					return fail(3, 'incomplete upload discarded');
-				}
+			const temporaries = unquoteWords(/openssl dgst -sha256 -r (.*?)\); else/.exec(script)?.[1] ?? '');
+			const expected = unquoteWords(/ != ('[^']*') \]; then/.exec(script)?.[1] ?? '')[0]!.trim().split(' ');
+			if (temporaries.some((temporary, index) => expected[index] !== createHash('sha256').update(received.get(temporary) ?? '').digest('hex'))) {
+				return fail(3, 'incomplete upload discarded');
 			}
 
 			const modes = new Map<string, number>();

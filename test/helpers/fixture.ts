@@ -40,7 +40,8 @@ export function makeFixture(version = 'v1.28.7', names = binaryNames): {dir: str
 export function baseConfig(tarball: string, version = 'v1.28.7'): Record<string, any> {
 	return {
 		version,
-		binaries: {tarball},
+		// Pinned: auto would follow this machine's networks (the lab's bridge may be up).
+		binaries: {tarball, transfer: 'compressed'},
 		masters: [
 			{name: 'k8smaster01', ip: '172.24.8.71'},
 			{name: 'k8smaster02', ip: '172.24.8.72'},

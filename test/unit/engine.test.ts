@@ -1,5 +1,6 @@
 import {execFileSync} from 'node:child_process';
 import {existsSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync} from 'node:fs';
+import {networkInterfaces} from 'node:os';
 import path from 'node:path';
 import {describe, expect, test, vi} from 'vitest';
 import YAML from 'yaml';
@@ -11,6 +12,7 @@ import {PromptRefused} from '../../source/errors.js';
 import {readCertificate} from '../../source/pki/certs.js';
 import {formatPlan, formatStatus} from '../../source/reporters/format.js';
 import {Runner, type CommandSpec} from '../../source/runner.js';
+import {transferForm} from '../../source/steps/binaries.js';
 import {Workspace} from '../../source/workspace.js';
 import {FakeCluster} from '../helpers/fake-hosts.js';
 import {baseConfig, binaryNames, elfExecutable, makeFixture, writeConfig} from '../helpers/fixture.js';
@@ -496,6 +498,36 @@ describe('binaries', () => {
 		const brokenConfig = await loadConfig(writeConfig(broken.dir, baseConfig(broken.tarball)));
 		const refused = new Engine({config: brokenConfig, workspace: new Workspace(broken.stateDir, brokenConfig.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe, api: cluster.api});
 		await expect(refused.apply({confirm: true})).rejects.toThrow(/binaries\.tarball: lacks kubernetes\/server\/bin\/kube-apiserver/);
+	});
+
+	test('binaries.transfer: raw sends the binaries as they are (no gzip on the masters); a change of form reads the tarball again and sends nothing twice', async () => {
+		const {cluster, engine, configFile, tarball, logFile} = setup();
+		writeConfig(path.dirname(configFile), {...baseConfig(tarball), binaries: {tarball, transfer: 'raw'}});
+		await (await engine()).engine.apply({confirm: true});
+		const apiserverUploads = () => cluster.uploads('172.24.8.71').filter(call => call.args.at(-1)!.includes('/opt/k8s/bin/kube-apiserver'));
+		expect(apiserverUploads()).toHaveLength(1);
+		expect(apiserverUploads()[0]!.args.at(-1)).not.toContain('gzip -dc');
+		const [binary] = apiserverUploads()[0]!.inputParts!;
+		expect(hostFile(cluster, '172.24.8.71', '/opt/k8s/bin/kube-apiserver')!.content).toEqual(readFileSync((binary as {file: string}).file));
+		expect(readFileSync(logFile, 'utf8')).toMatch(/"event":"unpack".*"transfer":"binaries.transfer: raw"/);
+
+		writeConfig(path.dirname(configFile), {...baseConfig(tarball), binaries: {tarball, transfer: 'compressed'}});
+		await (await engine()).engine.apply({confirm: true});
+		expect(readFileSync(logFile, 'utf8').split('\n').filter(line => line.includes('"event":"unpack"'))).toHaveLength(2);
+		expect(apiserverUploads()).toHaveLength(1);
+	});
+
+	test('binaries.transfer: auto sends as they are only when every master is on a network of this machine', async () => {
+		const {dir, tarball} = makeFixture('v1.28.7');
+		const local = Object.values(networkInterfaces()).flat().find(address => address && !address.internal && address.family === 'IPv4' && address.netmask !== '255.255.255.255');
+		// A documentation address on none of this machine's networks (the machine itself may sit on one).
+		const remote = ['192.0.2.10', '198.51.100.10', '203.0.113.10'].find(ip => !Object.values(networkInterfaces()).flat().some(address => address?.cidr?.startsWith(ip.split('.').slice(0, 3).join('.'))))!;
+		const config = async (masterIps: string[]) => loadConfig(writeConfig(dir, {...baseConfig(tarball), binaries: {tarball}, masters: masterIps.map((ip, index) => ({name: `k8smaster0${index + 1}`, ip}))}));
+		expect(transferForm(await config([remote])).compressed).toBe(true);
+		if (local) {
+			expect(transferForm(await config([local.address])).compressed).toBe(false);
+			expect(transferForm(await config([local.address, remote]))).toEqual({compressed: true, reason: `k8smaster02 (${remote}) is not on a network of this machine: sent compressed`});
+		}
 	});
 
 	test('the tarball is unpacked once; an unchanged one is not read again, one replaced in place is unpacked again', async () => {
