@@ -176,6 +176,10 @@ export async function diagnoseAuthentication(runner: Runner, config: ResolvedCon
 	const identity = config.ssh.identityFile;
 	const refusing = hop === 'bastion' ? `the bastion ${config.bastion?.host ?? ''}` : 'the master';
 	const user = (hop === 'bastion' ? config.bastion?.user : config.ssh.user) ?? 'USER';
+	if (hop === 'bastion') {
+		parts.push(`${refusing} refused the login${config.bastion?.user === undefined ? '' : ` as ${config.bastion.user}`} (the masters were not tried): check ssh.bastion and your access to it`);
+	}
+
 	if (identity) {
 		const probe = await runner.run({command: 'ssh-keygen', args: ['-y', '-P', '', '-f', identity], display: `ssh-keygen -y -P '' -f ${identity}`, timeoutMs: 10_000});
 		parts.push(probe.exitCode === 0
