@@ -327,9 +327,20 @@ function hopOptions(config: ResolvedConfig): string[] {
 		'-o', 'BatchMode=yes',
 		'-o', `StrictHostKeyChecking=${ssh.hostKeys === 'accept-new' ? 'accept-new' : 'yes'}`,
 		'-o', 'ConnectTimeout=10',
-		...ssh.knownHostsFile ? ['-o', `UserKnownHostsFile=${ssh.knownHostsFile}`] : [],
-		...ssh.identityFile ? ['-i', ssh.identityFile, '-o', 'IdentitiesOnly=yes'] : [],
+		...ssh.knownHostsFile ? ['-o', `UserKnownHostsFile=${quotedWord(literal(ssh.knownHostsFile))}`] : [],
+		// IdentityFile rather than -i: ssh skips a -i file whose name, not yet %-expanded, does not exist.
+		...ssh.identityFile ? ['-o', `IdentityFile=${quotedWord(literal(ssh.identityFile))}`, '-o', 'IdentitiesOnly=yes'] : [],
 	];
+}
+
+/** ssh expands %-tokens in these paths: a literal % is written %%. */
+function literal(file: string): string {
+	return file.replaceAll('%', '%%');
+}
+
+/** ssh's reader of -o settings splits at spaces: a path holding one is quoted as it reads quotes. */
+function quotedWord(file: string): string {
+	return /[\s"'\\]/.test(file) ? `"${file.replaceAll(/["'\\]/g, '\\$&')}"` : file;
 }
 
 /**

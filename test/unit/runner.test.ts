@@ -162,12 +162,13 @@ describe('ssh', () => {
 		// As ssh runs it: %h and %p expanded, %% made %, then read by a shell.
 		const expanded = proxy.replaceAll('%h', '172.24.8.71').replaceAll('%p', '22').replaceAll('%%', '%');
 		const argv = execFileSync('sh', ['-c', `printf '%s\\n' ${expanded.replace(/^ssh /, '')}`], {encoding: 'utf8'}).trimEnd().split('\n');
-		const knownHosts = path.join(path.dirname(config.source), 'known hosts 100%');
+		// ssh expands % in these paths (%% is one %), and splits the known_hosts setting at spaces unless quoted.
+		const knownHosts = path.join(path.dirname(config.source), 'known hosts 100%%');
 		for (const hop of [argv, args]) {
 			expect(hop).toContain('StrictHostKeyChecking=yes');
 			expect(hop).toContain('BatchMode=yes');
-			expect(hop).toContain(`UserKnownHostsFile=${knownHosts}`);
-			expect(hop.join(' ')).toContain(`-i ${path.join(path.dirname(config.source), 'id')} -o IdentitiesOnly=yes`);
+			expect(hop).toContain(`UserKnownHostsFile="${knownHosts}"`);
+			expect(hop.join(' ')).toContain(`IdentityFile=${path.join(path.dirname(config.source), 'id')} -o IdentitiesOnly=yes`);
 		}
 
 		expect(argv.join(' ')).toContain('-p 2222 -l jump -W 172.24.8.71:22 bastion.example.com');
