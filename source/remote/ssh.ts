@@ -55,9 +55,11 @@ export function diagnoseSsh(stderr: string, config: ResolvedConfig, master: Mast
 		const portFlag = port === undefined || port === 22 ? '' : ` -p ${port}`;
 		const entry = port === undefined || port === 22 ? host : `'[${host}]:${port}'`;
 		const knownHosts = config.ssh.knownHostsFile ?? '~/.ssh/known_hosts';
+		// A host key belongs to the name ssh was given: the master's is named so.
+		const keyOwner = onBastion ? who : host;
 		return /HAS CHANGED/.test(stderr)
-			? `the host key of ${who} differs from the one in known_hosts: check that this is really ${onBastion ? 'your bastion' : master.name} before removing the old key with \`ssh-keygen -f ${knownHosts} -R ${entry}\``
-			: `${who} is not in known_hosts: verify its fingerprint and add it (\`ssh-keyscan${portFlag} ${host} >> ${knownHosts}\` after checking${onBastion || !bastion ? '' : ', run on the bastion, as the masters are reached through it'}), or set ssh.hostKeys: accept-new to trust first use explicitly`;
+			? `the host key of ${keyOwner} differs from the one in known_hosts: check that this is really ${onBastion ? 'your bastion' : master.name} before removing the old key with \`ssh-keygen -f ${knownHosts} -R ${entry}\``
+			: `${keyOwner} is not in known_hosts: verify its fingerprint and add it (\`ssh-keyscan${portFlag} ${host} >> ${knownHosts}\` after checking${onBastion || !bastion ? '' : ', run on the bastion, as the masters are reached through it'}), or set ssh.hostKeys: accept-new to trust first use explicitly`;
 	}
 
 	if (/Permission denied \(|no supported methods remain|Too many authentication failures/.test(stderr)) {
