@@ -6,6 +6,8 @@ import type {TestProject} from 'vitest/node';
 export type LabInfo = {
 	dir: string;
 	hosts: Array<{name: string; ip: string}>;
+	/** The jump host of a lab brought up with LAB_BASTION=1 (test/lab/lab.sh). */
+	bastion?: {name: string; ip: string};
 	ssh: {user: string; port: number; identityFile: string; knownHostsFile: string};
 	ca: {certFile: string; keyFile: string};
 	etcd: {endpoints: string[]; caFile: string; certFile: string; keyFile: string};

@@ -21,9 +21,14 @@
 #   lab.sh link RATE|off        shape what this machine sends to the hosts (e.g. 100mbit): a remote workstation
 #   lab.sh rootfs               build the cached rootfs only
 #   lab.sh kubectl-path         print the path of Debian's kubectl 1.20 on this machine
+#   lab.sh isolate on|off       (a lab made with LAB_BASTION=1) on: this machine can no longer reach
+#                               the masters, only the bastion k8sbastion (172.24.8.80), which reaches
+#                               them; off: direct access again. `down` ends the isolation too.
 #
 # HOST is a name (k8smaster01), a short index (1..3) or an IP.
-# Environment: LAB_DIR (default /run/k8smi-lab), K8SMI_CACHE_DIR (default
+# Environment: LAB_BASTION=1 makes `up` boot a fourth container, the bastion k8sbastion (sshd only,
+# same lab key, its host key in the lab's known_hosts; named "bastion" in lab.json).
+# LAB_DIR (default /run/k8smi-lab), K8SMI_CACHE_DIR (default
 # /var/cache/k8smi-lab), K8SMI_MIRROR (default: the Debian mirror of this machine's apt
 # sources, else http://deb.debian.org/debian).
 # Only one lab can exist on a machine at a time (the bridge/netns names are fixed).
@@ -46,8 +51,15 @@ SUITE=bookworm
 BRIDGE=k8smi-br0
 BRIDGE_ADDR=172.24.8.1
 PREFIX_LEN=24
-HOSTS=(k8smaster01 k8smaster02 k8smaster03)
-IPS=(172.24.8.71 172.24.8.72 172.24.8.73)
+# Index 3 is the bastion, made only with LAB_BASTION=1; every loop over the masters is over 0 1 2.
+HOSTS=(k8smaster01 k8smaster02 k8smaster03 k8sbastion)
+IPS=(172.24.8.71 172.24.8.72 172.24.8.73 172.24.8.80)
+BASTION=3
+LAB_BASTION=${LAB_BASTION:-0}
+# the lab has a bastion when `up` was asked for one (it leaves a mark for the commands that follow)
+has_bastion() { [ "$LAB_BASTION" = 1 ] || [ -e "$LAB_DIR/with-bastion" ]; }
+# the lab's containers: the masters, and the bastion
+lab_indexes() { if has_bastion; then echo 0 1 2 3; else echo 0 1 2; fi; }
 TARBALL_VERSIONS=(v1.28.7 v1.28.6 v1.14.2)
 # Also at real size (559 MB of binaries, make-tarball.sh REAL_SIZE=1): made once, cached in $CACHE_DIR.
 REAL_SIZE_VERSIONS=(v1.28.7 v1.28.6 v1.14.2)
@@ -88,7 +100,7 @@ idx_of() { # HOST -> index 0..2
       echo "$i"; return 0
     fi
   done
-  die "unknown host '$h' (one of: ${HOSTS[*]} ${IPS[*]})"
+  die "unknown host '$h' (one of: ${HOSTS[*]:0:3} ${IPS[*]:0:3})"
 }
 netns_of() { echo "k8smi-${HOSTS[$1]}"; }
 veth_of() { echo "k8smi-m0$(($1 + 1))"; } # bridge side (<= 15 chars)
@@ -348,7 +360,7 @@ net_up() {
   ip addr replace "$BRIDGE_ADDR/$PREFIX_LEN" dev "$BRIDGE"
   ip link set "$BRIDGE" up
   local i ns veth
-  for i in 0 1 2; do
+  for i in $(lab_indexes); do
     ns=$(netns_of "$i"); veth=$(veth_of "$i")
     [ -e "/run/netns/$ns" ] || ip netns add "$ns"
     if ! ip link show "$veth" >/dev/null 2>&1; then
@@ -389,6 +401,8 @@ host_prepare() { # i
   done >"$hd/known_hosts"
   install -d -m 700 "$m/root/.ssh"
   install -m 600 "$LAB_DIR/ssh/id_ed25519.pub" "$m/root/.ssh/authorized_keys"
+  # the bastion is a jump host only (sshd forwards TCP by default): no etcd there
+  [ "$i" = "$BASTION" ] && return 0
 
   # etcd: certs + unit (paths as in the tutorial's etcd chapter)
   local uid gid
@@ -527,9 +541,11 @@ write_lab_json() {
   python3 - "$LAB_DIR" "${tb[@]}" >"$LAB_DIR/lab.json.tmp" <<PY
 import json, sys
 lab = sys.argv[1]
-hosts = [{"name": n, "ip": i} for n, i in zip("${HOSTS[*]}".split(), "${IPS[*]}".split())]
+hosts = [{"name": n, "ip": i} for n, i in zip("${HOSTS[*]:0:3}".split(), "${IPS[*]:0:3}".split())]
+bastion = {"name": "${HOSTS[$BASTION]}", "ip": "${IPS[$BASTION]}"} if "$(lab_indexes | wc -w)" == "4" else None
 print(json.dumps({
   "hosts": hosts,
+  **({"bastion": bastion} if bastion else {}),
   "ssh": {"user": "root", "port": 22,
           "identityFile": lab + "/ssh/id_ed25519",
           "knownHostsFile": lab + "/ssh/known_hosts"},
@@ -593,7 +609,7 @@ cmd_link() {
 lab_is_up() {
   [ -f "$LAB_DIR/lab.json" ] || return 1
   local i
-  for i in 0 1 2; do
+  for i in $(lab_indexes); do
     pid_alive "$(cat "$LAB_DIR/pids/${HOSTS[$i]}.nspawn" 2>/dev/null)" systemd-nspawn || return 1
   done
 }
@@ -617,6 +633,7 @@ cmd_up() {
   local t; t=$(now)
   mkdir -p "$LAB_DIR"/{pki,ssh,pids,hosts,tarballs}
   touch "$LAB_DIR/$MARKER"
+  if [ "$LAB_BASTION" = 1 ]; then touch "$LAB_DIR/with-bastion"; fi
   chmod 700 "$LAB_DIR/pki" "$LAB_DIR/ssh"
   pki_ca "$LAB_DIR"
   local i
@@ -632,10 +649,10 @@ cmd_up() {
   cmd_tarballs 9>&- &
   local tarpid=$!
   net_up
-  for i in 0 1 2; do host_prepare "$i"; done
+  for i in $(lab_indexes); do host_prepare "$i"; done
   cat "$LAB_DIR"/hosts/*/known_hosts >"$LAB_DIR/ssh/known_hosts"
   {
-    for i in 0 1 2; do
+    for i in $(lab_indexes); do
       printf 'Host %s %s\n  HostName %s\n' "${HOSTS[$i]}" "${IPS[$i]}" "${IPS[$i]}"
     done
     printf 'Host *\n  User root\n  IdentityFile %s\n  IdentitiesOnly yes\n  UserKnownHostsFile %s\n  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n  BatchMode yes\n  LogLevel ERROR\n' \
@@ -644,10 +661,10 @@ cmd_up() {
   local T_PREP; T_PREP=$(elapsed "$t")
 
   t=$(now)
-  for i in 0 1 2; do host_boot "$i"; done
-  for i in 0 1 2; do wait_ssh "$i" 60; done
+  for i in $(lab_indexes); do host_boot "$i"; done
+  for i in $(lab_indexes); do wait_ssh "$i" 60; done
   local T_BOOT; T_BOOT=$(elapsed "$t")
-  log "3 hosts answer ssh after ${T_BOOT}s"
+  log "$(lab_indexes | wc -w) hosts answer ssh after ${T_BOOT}s"
 
   t=$(now)
   local deadline=$(($(date +%s) + 120)) out
@@ -685,8 +702,8 @@ lockfile() { mkdir -p "$CACHE_DIR"; echo "$CACHE_DIR/lab.lock"; }
 #    namespace). This also finds containers orphaned by a killed nspawn.
 lab_nspawn_pids() {
   local f
-  for f in $(grep -lasF -- "--network-namespace-path=/run/netns/k8smi-k8smaster0" /proc/[0-9]*/cmdline 2>/dev/null); do
-    if { tr '\0' ' ' <"$f"; } 2>/dev/null | grep -qE -- "systemd-nspawn .*--network-namespace-path=/run/netns/k8smi-k8smaster0[123] "; then
+  for f in $(grep -lasF -- "--network-namespace-path=/run/netns/k8smi-k8s" /proc/[0-9]*/cmdline 2>/dev/null); do
+    if { tr '\0' ' ' <"$f"; } 2>/dev/null | grep -qE -- "systemd-nspawn .*--network-namespace-path=/run/netns/k8smi-k8s(master0[123]|bastion) "; then
       f=${f#/proc/}; echo "${f%/cmdline}"
     fi
   done
@@ -696,7 +713,7 @@ lab_container_inits() {
   for f in $(grep -lsE '^NSpid:[[:space:]]+[0-9]+([[:space:]]+[0-9]+)*[[:space:]]+1$' /proc/[0-9]*/status 2>/dev/null); do
     d=${f%/status}
     awk '$5=="/" {for (i=7;i<=NF;i++) if ($i=="-") {print $(i+2); exit}}' "$d/mountinfo" 2>/dev/null |
-      grep -qE '^k8smi-k8smaster0[123]$' && echo "${d#/proc/}"
+      grep -qE '^k8smi-k8s(master0[123]|bastion)$' && echo "${d#/proc/}"
   done
 }
 
@@ -731,8 +748,8 @@ down_locked() {
     [ -z "$(lab_container_inits)$(lab_nspawn_pids)" ] && break
     sleep 0.1
   done
-  # 2. overlays
-  for i in 0 1 2; do
+  # 2. overlays (the bastion's whether this down was asked with LAB_BASTION or not)
+  for i in 0 1 2 3; do
     local m; m="$(hostdir_of "$i")/merged"
     if mountpoint -q "$m" 2>/dev/null; then
       umount "$m" 2>/dev/null || umount -l "$m" || log "cannot unmount $m"
@@ -742,14 +759,15 @@ down_locked() {
   local mp
   while read -r mp; do
     [ -n "$mp" ] && { umount "$mp" 2>/dev/null || umount -l "$mp" 2>/dev/null || log "cannot unmount $mp"; }
-  done < <(awk '{for (i=7;i<=NF;i++) if ($i=="-") { if ($(i+1)=="overlay" && $(i+2) ~ /^k8smi-k8smaster0[123]$/) print $5; break }}' /proc/self/mountinfo)
+  done < <(awk '{for (i=7;i<=NF;i++) if ($i=="-") { if ($(i+1)=="overlay" && $(i+2) ~ /^k8smi-k8s(master0[123]|bastion)$/) print $5; break }}' /proc/self/mountinfo)
   # anything else mounted under LAB_DIR (should be nothing)
   local mnt
   while read -r mnt; do
     [ -n "$mnt" ] && { umount "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || true; }
   done < <(awk -v d="$LAB_DIR/" 'index($5, d)==1 {print $5}' /proc/self/mountinfo | sort -r)
   # 3. network
-  for i in 0 1 2; do
+  isolate_off
+  for i in 0 1 2 3; do
     local veth ns
     veth=$(veth_of "$i"); ns=$(netns_of "$i")
     ip link show "$veth" >/dev/null 2>&1 && ip link del "$veth" 2>/dev/null || true
@@ -760,7 +778,7 @@ down_locked() {
   for f in "$LAB_DIR"/pids/*.nspawn-lock; do
     [ -f "$f" ] && rm -f "/run/systemd/nspawn/locks/$(cat "$f")"
   done
-  rmdir /run/systemd/nspawn/propagate/k8smaster0[123] 2>/dev/null || true # left by a SIGKILLed nspawn
+  rmdir /run/systemd/nspawn/propagate/k8smaster0[123] /run/systemd/nspawn/propagate/k8sbastion 2>/dev/null || true # left by a SIGKILLed nspawn
   rmdir /run/systemd/nspawn/locks /run/systemd/nspawn/propagate /run/systemd/nspawn 2>/dev/null || true
   # 4. the lab dir
   if [ -d "$LAB_DIR" ]; then
@@ -809,6 +827,29 @@ cmd_heal() {
   local i; i=$(idx_of "${1:?usage: heal HOST}")
   ip link set "$(veth_of "$i")" up
   log "${HOSTS[$i]} healed (link $(veth_of "$i") up)"
+}
+
+# Isolation for the bastion's tests: routes in this machine's namespace that make the masters'
+# addresses unreachable from here (longer than the bridge's /24), the bastion's left alone; the
+# containers talk over the bridge (layer 2), so the bastion still reaches the masters.
+isolate_off() {
+  local i
+  for i in 0 1 2; do
+    while ip route del unreachable "${IPS[$i]}/32" 2>/dev/null; do :; done
+  done
+}
+cmd_isolate() {
+  need_root
+  case "${1:-}" in
+    on)
+      [ -f "$LAB_DIR/lab.json" ] && grep -q '"bastion"' "$LAB_DIR/lab.json" ||
+        die "isolate: the lab has no bastion (down, then LAB_BASTION=1 lab.sh up)"
+      local i
+      for i in 0 1 2; do ip route replace unreachable "${IPS[$i]}/32"; done
+      log "masters isolated: reachable only through ${HOSTS[$BASTION]} (${IPS[$BASTION]})" ;;
+    off) isolate_off; log "masters reachable from this machine again" ;;
+    *) die "usage: isolate on|off" ;;
+  esac
 }
 
 # A real reboot of one master: `systemctl reboot` inside it makes systemd-nspawn exit (133, "reboot
@@ -881,6 +922,7 @@ main() {
     logs) cmd_logs "$@" ;;
     tarballs) cmd_tarballs "$@"; if [ -f "$LAB_DIR/lab.json" ]; then write_lab_json; fi ;;
     link) cmd_link "$@" ;;
+    isolate) cmd_isolate "$@" ;;
     kubectl-path) deb_kubectl ;;
     rootfs) need_root; exec 9>>"$(lockfile)"; flock 9; ensure_rootfs ;;
     -h | --help | help | "") usage ;;
