@@ -238,8 +238,16 @@ export class Remote {
 		const key = `${master.name} ${host}:${port}`;
 		let forwarded = this.forwards.get(key);
 		if (!forwarded || renew) {
-			forwarded = this.openForward(master, host, port);
-			this.forwards.set(key, forwarded);
+			// A forward that could not be made is not kept: the next call tries again (the master may be back).
+			const opening = this.openForward(master, host, port).then(result => {
+				if ('error' in result && this.forwards.get(key) === opening) {
+					this.forwards.delete(key);
+				}
+
+				return result;
+			});
+			forwarded = opening;
+			this.forwards.set(key, opening);
 		}
 
 		return forwarded;

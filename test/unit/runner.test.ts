@@ -239,6 +239,20 @@ describe('ssh', () => {
 		await remote.close();
 	});
 
+	test('a forward that could not be made is tried again by the next call', async () => {
+		let masterUp = false;
+		const {config, calls, remote} = await remoteWith(raw => {
+			raw.ssh = {bastion: 'bastion'};
+		}, spec => (masterUp || spec.args.includes('exit') ? 0 : 255));
+		const {probe} = throughSsh(remote, () => config.masters, async () => ({ok: true, status: 200, body: 'ok'}), async () => ({ok: false, status: 0, body: ''}));
+		const tls = {ca: '', cert: '', key: ''};
+		expect(await probe('172.24.8.71', 6443, '/readyz', tls)).toMatchObject({ok: false, error: expect.stringMatching(/^no ssh connection to k8smaster01/)});
+		masterUp = true;
+		expect((await probe('172.24.8.71', 6443, '/readyz', tls)).ok).toBe(true);
+		expect(calls.filter(call => call.args.includes('forward'))).toHaveLength(1);
+		await remote.close();
+	});
+
 	test('a forward gone with its connection is made again, once; a target no master has goes through the first', async () => {
 		const {config, calls, remote} = await remoteWith(raw => {
 			raw.ssh = {bastion: 'bastion'};
