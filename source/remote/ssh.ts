@@ -59,11 +59,14 @@ export function diagnoseSsh(stderr: string, config: ResolvedConfig, master: Mast
 		const keyOwner = onBastion ? who : host;
 		return /HAS CHANGED/.test(stderr)
 			? `the host key of ${keyOwner} differs from the one in known_hosts: check that this is really ${onBastion ? 'your bastion' : master.name} before removing the old key with \`ssh-keygen -f ${knownHosts} -R ${entry}\``
-			: `${keyOwner} is not in known_hosts: verify its fingerprint and add it (\`ssh-keyscan${portFlag} ${host} >> ${knownHosts}\` after checking${onBastion || !bastion ? '' : ', run on the bastion, as the masters are reached through it'}), or set ssh.hostKeys: accept-new to trust first use explicitly`;
+			: `${keyOwner} is not in known_hosts: verify its fingerprint and add it (${onBastion || !bastion
+				? `\`ssh-keyscan${portFlag} ${host} >> ${knownHosts}\` after checking`
+				: `\`ssh-keyscan${portFlag} ${host}\` run on the bastion, which reaches the masters, its output checked and added to ${knownHosts} here`}), or set ssh.hostKeys: accept-new to trust first use explicitly`;
 	}
 
 	if (/Permission denied \(|no supported methods remain|Too many authentication failures/.test(stderr)) {
-		return `ssh could not log in ${user === undefined ? 'to' : `as ${user}@`}${user === undefined ? ` ${host}` : host}${onBastion ? ' (the bastion)' : ''}: ${config.ssh.identityFile ? `check that ${config.ssh.identityFile} is authorized on the host and, if it has a passphrase, that it is loaded in ssh-agent (ssh-add)` : 'set ssh.identityFile, or load your key with ssh-add'}`;
+		const login = user === undefined ? `to ${host}` : `as ${user}@${host}`;
+		return `ssh could not log in ${login}${onBastion ? ' (the bastion)' : ''}: ${config.ssh.identityFile ? `check that ${config.ssh.identityFile} is authorized on the host and, if it has a passphrase, that it is loaded in ssh-agent (ssh-add)` : 'set ssh.identityFile, or load your key with ssh-add'}`;
 	}
 
 	if (onBastion) {
