@@ -153,6 +153,8 @@ describe('init --from-env', () => {
 		expect(encryptionKey).toBeUndefined();
 		expect(notes.join(' ')).toMatch(/computed .* not taken/);
 		expect(config.masters).toHaveLength(3);
+		// Written out: ssh.user is no longer root unless set, and the tutorial works as root.
+		expect(config.ssh).toEqual({user: 'root'});
 		expect(config.network).toMatchObject({serviceCidr: '10.254.0.0/16', clusterDomain: 'cluster.local'});
 		// The hardening is a visible choice in the written file, with the way back named.
 		expect(config.profile).toBe('cis');
