@@ -27,9 +27,9 @@ export type SshHop = 'bastion' | 'master';
 
 /**
  * Which hop an ssh failure (exit 255) happened on. The ssh that reaches the bastion (the ProxyCommand)
- * writes to the same stderr, and names the host it talks to in each of its failures (connect to host H,
- * host key known for H, user@H: Permission denied, Could not resolve hostname H); the master's ssh then
- * only reports the lost proxy.
+ * writes to the same stderr. Only it opens a TCP connection or resolves a name (the master's ssh talks
+ * through it), and it names the bastion in its other failures (host key known for H, user@H: Permission
+ * denied); the master's ssh then only reports the lost proxy.
  */
 export function failedHop(stderr: string, config: ResolvedConfig): SshHop {
 	const host = config.bastion?.host;
@@ -38,7 +38,8 @@ export function failedHop(stderr: string, config: ResolvedConfig): SshHop {
 	}
 
 	const naming = new RegExp(`(?:^|[\\s@\\[])${host.replaceAll('.', '\\.')}(?:[\\s:\\]]|$)`);
-	return stderr.split('\n').some(line => naming.test(line) && /connect to host|Could not resolve hostname|host key|Host key|Permission denied|no supported methods remain|Too many authentication failures|Connection (?:refused|timed out|closed)|No route to host|Network is unreachable/.test(line))
+	return stderr.split('\n').some(line => /^ssh: (?:connect to host|Could not resolve hostname) /.test(line.trim())
+		|| (naming.test(line) && /host key|Host key|Permission denied|no supported methods remain|Too many authentication failures/.test(line)))
 		? 'bastion'
 		: 'master';
 }

@@ -196,6 +196,8 @@ describe('ssh', () => {
 		const bastionFailures = [
 			['ssh: connect to host bastion.example.com port 2222: Connection refused\r\nkex_exchange_identification: Connection closed by remote host', /the bastion bastion\.example\.com is not reachable on port 2222: check ssh\.bastion/],
 			['ssh: Could not resolve hostname bastion.example.com: Name or service not known', /the bastion bastion\.example\.com is not reachable/],
+			// A Host alias whose HostName ssh connects to: still the bastion, the only hop that connects.
+			['ssh: connect to host 10.9.8.7 port 2222: Connection timed out\r\nConnection closed by UNKNOWN port 65535', /the bastion bastion\.example\.com is not reachable on port 2222/],
 			['No ED25519 host key is known for [bastion.example.com]:2222 and you have requested strict checking.\r\nHost key verification failed.', /the bastion bastion\.example\.com is not in known_hosts: .*ssh-keyscan -p 2222 bastion\.example\.com/],
 			['Host key for [bastion.example.com]:2222 has changed\n@@@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @@@', /host key of the bastion bastion\.example\.com differs.*-R '\[bastion\.example\.com\]:2222'/],
 			['jump@bastion.example.com: Permission denied (publickey).', /could not log in as jump@bastion\.example\.com \(the bastion\)/],
