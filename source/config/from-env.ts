@@ -115,6 +115,8 @@ export function configFromEnvironment(text: string, defaults: {version: string; 
 			version: defaults.version,
 			binaries: {tarball: defaults.tarball},
 			masters: ips.map((ip, index) => ({name: names[index]!, ip})),
+			// The tutorial works on its masters as root; without it, the user of the operator's ssh config logs in.
+			ssh: {user: 'root'},
 			etcd: {endpoints: endpoints.split(',').map(endpoint => endpoint.trim()).filter(Boolean)},
 			network: {serviceCidr, nodePortRange: scalar('NODE_PORT_RANGE') ?? '30000-32767', ...(domain ? {clusterDomain: domain} : {})},
 			paths: {k8sDir: scalar('K8S_DIR') ?? '/data/k8s/k8s'},

@@ -8,7 +8,7 @@ import {checkLocalFile, readLocalText, type FileKind} from '../safe-read.js';
 import {parseVersion, supportedMinors, type KubeVersion} from '../versions.js';
 import {configSchema, fixSeparator, type ClusterConfig} from './schema.js';
 import {closest} from './did-you-mean.js';
-import {kubernetesServiceIp, parseEndpoint, type Endpoint} from './network.js';
+import {kubernetesServiceIp, parseBastion, parseEndpoint, type Bastion, type Endpoint} from './network.js';
 import {checkYamlLimits, toDataWithinLimits} from './yaml-limits.js';
 
 export type ResolvedConfig = ClusterConfig & {
@@ -18,6 +18,8 @@ export type ResolvedConfig = ClusterConfig & {
 	serviceIp: string;
 	/** controlPlaneEndpoint, read: what kubectl and verify reach the apiservers through, when set. */
 	controlPlane: Endpoint | undefined;
+	/** ssh.bastion, read: the jump host every ssh connection goes through, when set. */
+	bastion: Bastion | undefined;
 	warnings: string[];
 };
 
@@ -179,7 +181,8 @@ export function resolveConfig(raw: unknown, source: string): ResolvedConfig {
 	}
 
 	const controlPlane = config.controlPlaneEndpoint === undefined ? undefined : parseEndpoint(config.controlPlaneEndpoint);
-	return {...config, source: path.resolve(source), kubeVersion, serviceIp: kubernetesServiceIp(config.network.serviceCidr), controlPlane, warnings};
+	const bastion = config.ssh.bastion === undefined ? undefined : parseBastion(config.ssh.bastion);
+	return {...config, source: path.resolve(source), kubeVersion, serviceIp: kubernetesServiceIp(config.network.serviceCidr), controlPlane, bastion, warnings};
 }
 
 export function parseConfigText(text: string, source: string): unknown {

@@ -70,3 +70,29 @@ export function parseEndpoint(text: string): Endpoint | undefined {
 	const port = match?.[2] === undefined ? apiserverPort : Number(match[2]);
 	return match && (isIpv4(match[1]!) || isDnsName(match[1]!)) && port >= 1 && port <= 65_535 ? {host: match[1]!, port} : undefined;
 }
+
+/**
+ * A name given to ssh as a destination: an address, a DNS name or a `Host` alias of the operator's
+ * ssh config (which may hold upper case and _). Never starting with -, so ssh never reads it as an option.
+ */
+export function isSshHostName(text: string): boolean {
+	return text.length <= 253 && /^[A-Za-z\d_]([\w.-]*[A-Za-z\d_])?$/.test(text);
+}
+
+/** The jump host every ssh connection goes through: the name ssh is given, with user and port when set. */
+export type Bastion = {host: string; user?: string; port?: number};
+
+/** `[USER@]HOST[:PORT]`, as ssh -J takes one hop. */
+export function parseBastion(text: string): Bastion | undefined {
+	const match = /^(?:([a-z_][\w.-]{0,31})@)?([^@:]+)(?::(\d{1,5}))?$/.exec(text);
+	if (!match || !isSshHostName(match[2]!)) {
+		return undefined;
+	}
+
+	const port = match[3] === undefined ? undefined : Number(match[3]);
+	if (port !== undefined && (port < 1 || port > 65_535)) {
+		return undefined;
+	}
+
+	return {host: match[2]!, ...(match[1] === undefined ? {} : {user: match[1]}), ...(port === undefined ? {} : {port})};
+}

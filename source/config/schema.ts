@@ -1,5 +1,5 @@
 import {z} from 'zod';
-import {cidrContains, cidrHasHostBits, isIpv4, parseCidr, parseEndpoint} from './network.js';
+import {cidrContains, cidrHasHostBits, isIpv4, isSshHostName, parseBastion, parseCidr, parseEndpoint} from './network.js';
 import {parseVersion, supportedMinors} from '../versions.js';
 
 /**
@@ -36,7 +36,14 @@ const extraFlag = z.string().refine(
 	problem('is not a flag this tool can write into a unit', 'write --name=value without spaces or quotes, e.g. --oidc-issuer-url=https://issuer.example.com'),
 );
 
-const master = z.strictObject({name: hostName, ip: ipv4});
+// The name ssh is given instead of the IP, so that the operator's `Host` blocks (User, Port, IdentityFile, ProxyJump) apply.
+const sshHost = z.string().refine(isSshHostName, problem('is not a name ssh can be given', 'write an address, a DNS name or a Host alias of your ssh config (letters, digits, _ . -, not starting with -), e.g. k8smaster01.example.com'));
+
+const master = z.strictObject({name: hostName, ip: ipv4, sshHost: sshHost.optional()});
+
+const sshUser = z.string().refine(value => /^[a-z_][\w-]{0,31}$/.test(value), problem('is not a user name', 'use a POSIX user name, e.g. root'));
+
+const bastion = z.string().refine(value => parseBastion(value) !== undefined, problem('is not [USER@]HOST[:PORT]', 'write the jump host as ssh -J takes it, e.g. jump@bastion.example.com:2222, or a Host alias of your ssh config'));
 
 // What kubectl and verify reach the apiservers through, as kubeadm's setting of that name.
 const controlPlaneEndpoint = z.string().refine(
@@ -78,8 +85,10 @@ export const configSchema = z.strictObject({
 		.max(99, problem('lists more than 99 masters', 'list fewer masters')),
 	controlPlaneEndpoint: controlPlaneEndpoint.optional(),
 	ssh: z.strictObject({
-		user: z.string().refine(value => /^[a-z_][\w-]{0,31}$/.test(value), problem('is not a user name', 'use a POSIX user name, e.g. root')).default('root'),
-		port: z.number().int().min(1).max(65_535).default(22),
+		// Given to ssh only when set: otherwise the operator's ssh config (User, Port) or ssh's own defaults apply.
+		user: sshUser.optional(),
+		port: z.number().int().min(1).max(65_535).optional(),
+		bastion: bastion.optional(),
 		identityFile: localFile.optional(),
 		configFile: localFile.optional(),
 		knownHostsFile: localFile.optional(),
@@ -145,8 +154,12 @@ export const configSchema = z.strictObject({
 }).superRefine((config, context) => {
 	const seen = new Map<string, number>();
 	for (const [index, entry] of config.masters.entries()) {
-		for (const key of ['name', 'ip'] as const) {
+		for (const key of ['name', 'ip', 'sshHost'] as const) {
 			const previous = seen.get(`${key}:${entry[key]}`);
+			if (entry[key] === undefined) {
+				continue;
+			}
+
 			if (previous === undefined) {
 				seen.set(`${key}:${entry[key]}`, index);
 			} else {

@@ -9,7 +9,7 @@ import {ensureMaterial, type Material, type MaterialChange} from '../pki/materia
 import {adminContexts, renderArtifacts} from '../render/artifacts.js';
 import {misfitError, releaseMisfits} from '../render/fit.js';
 import {callApi, getHealth, type Api, type Probe} from '../remote/health.js';
-import {Remote} from '../remote/ssh.js';
+import {Remote, throughSsh} from '../remote/ssh.js';
 import {stopRunningCommands, type Runner} from '../runner.js';
 import {readLocalText} from '../safe-read.js';
 import {StateStore, type HostRecord, type StepId} from '../state/store.js';
@@ -162,18 +162,22 @@ export class Engine {
 			});
 		}
 
+		const remote = options.remote ?? new Remote(runner, config);
+		const direct = {probe: this.options.probe ?? getHealth, api: this.options.api ?? callApi};
+		// Through a bastion the workstation has no route to the apiservers: their calls go over ssh forwards.
+		const {probe, api} = config.bastion ? throughSsh(remote, () => config.masters.filter(master => !this.skipHosts.has(master.name)), direct.probe, direct.api) : direct;
 		this.context = {
 			config,
 			workspace,
 			runner,
-			remote: options.remote ?? new Remote(runner, config),
+			remote,
 			state: this.state,
 			prompter: this.options.prompter,
 			artifacts,
 			material,
 			binaries: unpackedBinaries(workspace, config),
-			probe: this.options.probe ?? getHealth,
-			api: this.options.api ?? callApi,
+			probe,
+			api,
 			progress: (step, host, update) => this.emit({type: 'host-progress', step, host, ...update}),
 			check: (step, host, result) => this.emit({type: 'check', step, host, ...result}),
 			changedFiles: new Map<string, Set<string>>(),

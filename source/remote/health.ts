@@ -13,8 +13,8 @@ export type ApiRequest = {method: 'GET' | 'POST' | 'DELETE'; path: string; body?
  */
 const agents = new Map<string, https.Agent>();
 
-function agentFor(ip: string, port: number, tls: TlsClient): https.Agent {
-	const key = `${ip}:${port}:${createHash('sha256').update(tls.cert).update(tls.ca).digest('hex')}`;
+function agentFor(ip: string, port: number, tls: TlsClient, via: string | undefined): https.Agent {
+	const key = `${ip}:${port}:${via ?? ''}:${createHash('sha256').update(tls.cert).update(tls.ca).digest('hex')}`;
 	let agent = agents.get(key);
 	if (!agent) {
 		agent = new https.Agent({keepAlive: true, maxSockets: 8});
@@ -24,12 +24,19 @@ function agentFor(ip: string, port: number, tls: TlsClient): https.Agent {
 	return agent;
 }
 
-/** One HTTPS call to a component: JSON in and out, client certificate, server certificate checked against the CA. */
-export async function callApi(ip: string, port: number, request: ApiRequest, tls: TlsClient, timeoutMs = 10_000, retried = false): Promise<HealthAnswer> {
+/**
+ * One HTTPS call to a component: JSON in and out, client certificate, server certificate checked against
+ * the CA. `via`: a local socket forwarded to ip:port (through a bastion); the certificate is still checked for ip.
+ */
+export async function callApi(ip: string, port: number, request: ApiRequest, tls: TlsClient, timeoutMs = 10_000, via?: string): Promise<HealthAnswer> {
+	return send(ip, port, request, tls, timeoutMs, via, false);
+}
+
+async function send(ip: string, port: number, request: ApiRequest, tls: TlsClient, timeoutMs: number, via: string | undefined, retried: boolean): Promise<HealthAnswer> {
 	const payload = request.body === undefined ? undefined : JSON.stringify(request.body);
 	return new Promise(resolve => {
 		const call = https.request({
-			host: ip, port, path: request.path, method: request.method, ca: tls.ca, cert: tls.cert, key: tls.key, timeout: timeoutMs, agent: agentFor(ip, port, tls),
+			host: ip, port, ...via === undefined ? {} : {socketPath: via}, path: request.path, method: request.method, ca: tls.ca, cert: tls.cert, key: tls.key, timeout: timeoutMs, agent: agentFor(ip, port, tls, via),
 			headers: {accept: 'application/json', ...(payload === undefined ? {} : {'content-type': 'application/json', 'content-length': Buffer.byteLength(payload)}), ...request.headers},
 		}, response => {
 			let body = '';
@@ -44,7 +51,7 @@ export async function callApi(ip: string, port: number, request: ApiRequest, tls
 			// A kept-alive connection the server closed meanwhile: a GET is asked once more on a new one
 			// (a POST or DELETE may have been done, so it is not sent twice).
 			if (call.reusedSocket && error.code === 'ECONNRESET' && request.method === 'GET' && !retried) {
-				resolve(callApi(ip, port, request, tls, timeoutMs, true));
+				resolve(send(ip, port, request, tls, timeoutMs, via, true));
 				return;
 			}
 
@@ -57,8 +64,8 @@ export async function callApi(ip: string, port: number, request: ApiRequest, tls
 export type Api = typeof callApi;
 
 /** One GET of a health endpoint; ok means 200. */
-export async function getHealth(ip: string, port: number, pathName: string, tls: TlsClient, timeoutMs = 5000): Promise<HealthAnswer> {
-	const answer = await callApi(ip, port, {method: 'GET', path: pathName, headers: {accept: '*/*'}}, tls, timeoutMs);
+export async function getHealth(ip: string, port: number, pathName: string, tls: TlsClient, timeoutMs = 5000, via?: string): Promise<HealthAnswer> {
+	const answer = await callApi(ip, port, {method: 'GET', path: pathName, headers: {accept: '*/*'}}, tls, timeoutMs, via);
 	return {...answer, ok: answer.status === 200};
 }
 

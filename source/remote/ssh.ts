@@ -1,39 +1,93 @@
 import {lstatSync, mkdirSync, readdirSync, rmSync} from 'node:fs';
 import path from 'node:path';
 import type {ResolvedConfig} from '../config/load.js';
+import type {Bastion} from '../config/network.js';
 import type {Master} from '../config/schema.js';
 import {StepError} from '../errors.js';
 import type {CommandResult, InputPart, Runner} from '../runner.js';
 import {processIsAlive} from '../workspace.js';
-import {shellQuote} from './quote.js';
+import type {Api, HealthAnswer, Probe} from './health.js';
+import {shellQuote, shellWords} from './quote.js';
 
 export type RemoteOptions = {step: string; timeoutMs?: number; display?: string; inputParts?: InputPart[]; onInputProgress?: (bytes: number) => void};
 
-/** What the operator should do about an ssh failure (exit 255), named for the host. */
+/** The name ssh is given for the master: its sshHost, so that the operator's `Host` blocks apply, else its IP. */
+export function sshDestination(master: Master): string {
+	return master.sshHost ?? master.ip;
+}
+
+/** Who ssh logs in as where, for the views: the user and the jump host only when the config names them. */
+export function sshLogin(config: ResolvedConfig, master: Master): string {
+	const user = config.ssh.user === undefined ? '' : `${config.ssh.user}@`;
+	return `${user}${sshDestination(master)}${config.bastion ? ` through the bastion ${config.bastion.host}` : ''}`;
+}
+
+/** The two hops of a connection through a bastion; without one, every failure is the master's. */
+export type SshHop = 'bastion' | 'master';
+
+/**
+ * Which hop an ssh failure (exit 255) happened on. The ssh that reaches the bastion (the ProxyCommand)
+ * writes to the same stderr. Only it opens a TCP connection or resolves a name (the master's ssh talks
+ * through it), and it names the bastion in its other failures (host key known for H, user@H: Permission
+ * denied); the master's ssh then only reports the lost proxy.
+ */
+export function failedHop(stderr: string, config: ResolvedConfig): SshHop {
+	const host = config.bastion?.host;
+	if (host === undefined) {
+		return 'master';
+	}
+
+	const naming = new RegExp(`(?:^|[\\s@\\[])${host.replaceAll('.', '\\.')}(?:[\\s:\\]]|$)`);
+	return stderr.split('\n').some(line => /^ssh: (?:connect to host|Could not resolve hostname) /.test(line.trim())
+		|| (naming.test(line) && /host key|Host key|Permission denied|no supported methods remain|Too many authentication failures/.test(line)))
+		? 'bastion'
+		: 'master';
+}
+
+/** What the operator should do about an ssh failure (exit 255), named for the hop that failed. */
 export function diagnoseSsh(stderr: string, config: ResolvedConfig, master: Master): string {
+	const {bastion} = config;
+	const onBastion = bastion !== undefined && failedHop(stderr, config) === 'bastion';
+	const host = onBastion ? bastion.host : sshDestination(master);
+	const port = onBastion ? bastion.port : config.ssh.port;
+	const user = onBastion ? bastion.user : config.ssh.user;
+	const who = onBastion ? `the bastion ${bastion.host}` : master.sshHost === undefined ? `${master.name} (${master.ip})` : `${master.name} (${master.sshHost})`;
 	if (/REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed/.test(stderr)) {
-		const port = config.ssh.port === 22 ? '' : ` -p ${config.ssh.port}`;
-		const entry = config.ssh.port === 22 ? master.ip : `'[${master.ip}]:${config.ssh.port}'`;
+		const portFlag = port === undefined || port === 22 ? '' : ` -p ${port}`;
+		const entry = port === undefined || port === 22 ? host : `'[${host}]:${port}'`;
 		const knownHosts = config.ssh.knownHostsFile ?? '~/.ssh/known_hosts';
+		// A host key belongs to the name ssh was given: the master's is named so.
+		const keyOwner = onBastion ? who : host;
 		return /HAS CHANGED/.test(stderr)
-			? `the host key of ${master.ip} differs from the one in known_hosts: check that this is really ${master.name} before removing the old key with \`ssh-keygen -f ${knownHosts} -R ${entry}\``
-			: `${master.ip} is not in known_hosts: verify its fingerprint and add it (\`ssh-keyscan${port} ${master.ip} >> ${knownHosts}\` after checking), or set ssh.hostKeys: accept-new to trust first use explicitly`;
+			? `the host key of ${keyOwner} differs from the one in known_hosts: check that this is really ${onBastion ? 'your bastion' : master.name} before removing the old key with \`ssh-keygen -f ${knownHosts} -R ${entry}\``
+			: `${keyOwner} is not in known_hosts: verify its fingerprint and add it (${onBastion || !bastion
+				? `\`ssh-keyscan${portFlag} ${host} >> ${knownHosts}\` after checking`
+				: `\`ssh-keyscan${portFlag} ${host}\` run on the bastion, which reaches the masters, its output checked and added to ${knownHosts} here`}), or set ssh.hostKeys: accept-new to trust first use explicitly`;
 	}
 
 	if (/Permission denied \(|no supported methods remain|Too many authentication failures/.test(stderr)) {
-		return `ssh could not log in as ${config.ssh.user}@${master.ip}: ${config.ssh.identityFile ? `check that ${config.ssh.identityFile} is authorized on the host and, if it has a passphrase, that it is loaded in ssh-agent (ssh-add)` : 'set ssh.identityFile, or load your key with ssh-add'}`;
+		const login = user === undefined ? `to ${host}` : `as ${user}@${host}`;
+		return `ssh could not log in ${login}${onBastion ? ' (the bastion)' : ''}: ${config.ssh.identityFile ? `check that ${config.ssh.identityFile} is authorized on the host and, if it has a passphrase, that it is loaded in ssh-agent (ssh-add)` : 'set ssh.identityFile, or load your key with ssh-add'}`;
+	}
+
+	if (onBastion) {
+		return `the bastion ${bastion.host} is not reachable${port === undefined ? '' : ` on port ${port}`}: check ssh.bastion, that the host is up and that this workstation may reach it; progress is kept, run apply again to continue`;
+	}
+
+	if (bastion && /open failed|stdio forwarding failed/.test(stderr)) {
+		return `the bastion ${bastion.host} could not reach ${who}${port === undefined ? '' : ` on port ${port}`}: check the host is up and that the bastion may connect to it (firewall, AllowTcpForwarding on the bastion); progress is kept, run apply again to continue`;
 	}
 
 	if (/timed out|No route to host|Connection refused|Network is unreachable|Connection closed|Broken pipe|timeout/i.test(stderr)) {
-		return `${master.name} (${master.ip}) is not reachable on port ${config.ssh.port}: check the host is up and the network path; progress is kept, run apply again to continue`;
+		return `${who} is not reachable${port === undefined ? '' : ` on port ${port}`}${bastion ? ` from the bastion ${bastion.host}` : ''}: check the host is up and the network path; progress is kept, run apply again to continue`;
 	}
 
 	if (/sudo: a password is required|sudo: .*not found/.test(stderr)) {
-		return `${config.ssh.user} cannot run sudo without a password on ${master.name}: allow NOPASSWD for it, or connect as root`;
+		return `${config.ssh.user ?? 'the ssh user'} cannot run sudo without a password on ${master.name}: allow NOPASSWD for it, or connect as root`;
 	}
 
 	// ssh's own failures exit 255; when the connection drops under a multiplexed session it may say nothing useful.
-	return `${master.name} (${master.ip}) is not reachable over ssh, or the connection dropped (exit 255): check the host and the network path; progress is kept, run apply again to continue`;
+	return `${who} is not reachable over ssh${bastion ? ` through the bastion ${bastion.host}` : ''}, or the connection dropped (exit 255): check the host and the network path; progress is kept, run apply again to continue`;
 }
 
 /** What to do about a command that ran on the master and failed there, when its output says. */
@@ -60,6 +114,9 @@ export class Remote {
 	private readonly used = new Set<Master>();
 	/** Per master, whether the first command's answer came back with exit 0: the shared connection is then up. */
 	private readonly firstAnswers = new Map<Master, Promise<boolean>>();
+	/** Per master and target, the socket forwarded to it (apiserver calls through a bastion). */
+	private readonly forwards = new Map<string, Promise<{socket: string} | {error: string}>>();
+	private forwardsMade = 0;
 
 	constructor(private readonly runner: Runner, private readonly config: ResolvedConfig) {}
 
@@ -92,7 +149,8 @@ export class Remote {
 			const folder = path.join(controlDirBase, name);
 			let sockets: string[] = [];
 			try {
-				sockets = readdirSync(folder);
+				// Forwarded apiserver sockets go with their connection; only the connections' own are asked to exit.
+				sockets = readdirSync(folder).filter(socket => !socket.startsWith(forwardPrefix));
 			} catch {
 				return; // another user's, or gone meanwhile
 			}
@@ -102,30 +160,20 @@ export class Remote {
 		}));
 	}
 
-	sshArgs(master: Master): string[] {
-		const {ssh} = this.config;
+	sshArgs(): string[] {
+		const {ssh, bastion} = this.config;
 		const args = [
-			'-o', 'BatchMode=yes',
-			'-o', `StrictHostKeyChecking=${ssh.hostKeys === 'accept-new' ? 'accept-new' : 'yes'}`,
+			...hopOptions(this.config),
 			'-o', 'ControlMaster=auto',
 			'-o', `ControlPath=${this.controlDir}/%C`,
 			'-o', 'ControlPersist=120',
-			'-o', 'ConnectTimeout=10',
 			'-o', 'ServerAliveInterval=5',
 			'-o', 'ServerAliveCountMax=3',
-			'-p', String(ssh.port),
-			'-l', ssh.user,
+			...ssh.port === undefined ? [] : ['-p', String(ssh.port)],
+			...ssh.user === undefined ? [] : ['-l', ssh.user],
 		];
-		if (ssh.configFile) {
-			args.unshift('-F', ssh.configFile);
-		}
-
-		if (ssh.knownHostsFile) {
-			args.push('-o', `UserKnownHostsFile=${ssh.knownHostsFile}`);
-		}
-
-		if (ssh.identityFile) {
-			args.push('-i', ssh.identityFile, '-o', 'IdentitiesOnly=yes');
+		if (bastion) {
+			args.push('-o', `ProxyCommand=${proxyCommand(this.config, bastion)}`);
 		}
 
 		return args;
@@ -138,7 +186,7 @@ export class Remote {
 		const wrapped = this.config.ssh.sudo ? `sudo -n sh -c ${shellQuote(script)}` : `sh -c ${shellQuote(script)}`;
 		const answer = this.runner.run({
 			command: 'ssh',
-			args: [...this.sshArgs(master), master.ip, wrapped],
+			args: [...this.sshArgs(), sshDestination(master), wrapped],
 			host: master.name,
 			step: options.step,
 			timeoutMs: options.timeoutMs ?? this.config.timeouts.commandSeconds * 1000,
@@ -184,10 +232,54 @@ export class Remote {
 		});
 	}
 
+	/**
+	 * A unix socket on this workstation that reaches host:port as the master sees it, forwarded over the
+	 * master's shared connection (ssh -O forward): with a bastion the workstation has no route to the
+	 * apiservers. TLS still runs from here end to end, so the admin key stays on the workstation and the
+	 * server certificate is checked as on a direct connection. Made once per target; renewed when asked.
+	 */
+	async forward(master: Master, host: string, port: number, renew = false): Promise<{socket: string} | {error: string}> {
+		const key = `${master.name} ${host}:${port}`;
+		let forwarded = this.forwards.get(key);
+		if (!forwarded || renew) {
+			// A forward that could not be made is not kept: the next call tries again (the master may be back).
+			const opening = this.openForward(master, host, port).then(result => {
+				if ('error' in result && this.forwards.get(key) === opening) {
+					this.forwards.delete(key);
+				}
+
+				return result;
+			});
+			forwarded = opening;
+			this.forwards.set(key, opening);
+		}
+
+		return forwarded;
+	}
+
+	private async openForward(master: Master, host: string, port: number): Promise<{socket: string} | {error: string}> {
+		this.makeControlDir();
+		const destination = sshDestination(master);
+		// The shared connection ends after two idle minutes (ControlPersist), its forwards with it: a first command opens it again.
+		const up = await this.runner.run({command: 'ssh', args: [...this.sshArgs(), '-O', 'check', destination], host: master.name, timeoutMs: 5000, display: `ssh -O check ${master.name}`});
+		if (up.exitCode !== 0) {
+			const opened = await this.run(master, 'true', {step: 'api', display: 'open the shared connection again (apiserver calls go through it)', timeoutMs: 30_000});
+			if (opened.exitCode !== 0) {
+				return {error: `no ssh connection to ${master.name}: ${lastLine(opened.stderr) || `exit ${opened.exitCode}`}`};
+			}
+		}
+
+		const socket = path.join(this.controlDir, `${forwardPrefix}${++this.forwardsMade}`);
+		const result = await this.runner.run({
+			command: 'ssh', args: [...this.sshArgs(), '-O', 'forward', '-L', `${socket}:${host}:${port}`, destination], host: master.name, timeoutMs: 10_000, display: `ssh -O forward ${master.name} to ${host}:${port}`,
+		});
+		return result.exitCode === 0 ? {socket} : {error: `ssh could not forward ${host}:${port} through ${master.name}: ${lastLine(result.stderr) || `exit ${result.exitCode}`}`};
+	}
+
 	/** Closes the multiplexed connections and removes their sockets. */
 	async close(): Promise<void> {
 		await Promise.all([...this.used].map(async master => this.runner.run({
-			command: 'ssh', args: [...this.sshArgs(master), '-O', 'exit', master.ip], host: master.name, timeoutMs: 5000, display: `ssh -O exit ${master.name}`,
+			command: 'ssh', args: [...this.sshArgs(), '-O', 'exit', sshDestination(master)], host: master.name, timeoutMs: 5000, display: `ssh -O exit ${master.name}`,
 		})));
 		if (this.controlDirMade) {
 			rmSync(this.controlDir, {recursive: true, force: true});
@@ -199,6 +291,87 @@ export class Remote {
 const controlDirBase = '/tmp';
 let remotesMade = 0;
 const controlDirPrefix = 'k8smi-ssh-';
+const forwardPrefix = 'api-';
+
+/**
+ * probe and api for a workstation without a route to the masters (a bastion): each call goes over a
+ * socket forwarded through a master's ssh connection, the master's own for its address, else (the
+ * controlPlaneEndpoint) the first of `carriers` that forwards. Forwarding rather than curl on a master:
+ * the admin key never leaves the workstation, the answers are the same objects as on a direct call,
+ * and a forward is made once per target, then costs nothing per call.
+ */
+export function throughSsh(remote: Remote, carriers: () => Master[], probe: Probe, api: Api): {probe: Probe; api: Api} {
+	async function over(ip: string, port: number, call: (socket: string) => Promise<HealthAnswer>): Promise<HealthAnswer> {
+		const own = carriers().filter(master => master.ip === ip);
+		let problem = `no master left to reach ${ip}:${port} through`;
+		for (const master of own.length > 0 ? own : carriers()) {
+			const forwarded = await remote.forward(master, ip, port);
+			if ('error' in forwarded) {
+				problem = forwarded.error;
+				continue;
+			}
+
+			const answer = await call(forwarded.socket);
+			// Nothing listens on the socket once the shared connection ended (idle, or cut): forwarded again, once.
+			if (!answer.error?.includes(forwarded.socket)) {
+				return answer;
+			}
+
+			const again = await remote.forward(master, ip, port, true);
+			return 'error' in again ? {ok: false, status: 0, body: '', error: again.error} : call(again.socket);
+		}
+
+		return {ok: false, status: 0, body: '', error: problem};
+	}
+
+	return {
+		probe: async (ip, port, pathName, tls, timeoutMs) => over(ip, port, async socket => probe(ip, port, pathName, tls, timeoutMs, socket)),
+		api: async (ip, port, request, tls, timeoutMs) => over(ip, port, async socket => api(ip, port, request, tls, timeoutMs, socket)),
+	};
+}
+
+/**
+ * What both hops are given: batch mode, the host key checking, known_hosts and identity of the config.
+ * The bastion hop needs them passed again, as options on ssh's command line apply to the master only.
+ */
+function hopOptions(config: ResolvedConfig): string[] {
+	const {ssh} = config;
+	return [
+		...ssh.configFile ? ['-F', ssh.configFile] : [],
+		'-o', 'BatchMode=yes',
+		'-o', `StrictHostKeyChecking=${ssh.hostKeys === 'accept-new' ? 'accept-new' : 'yes'}`,
+		'-o', 'ConnectTimeout=10',
+		...ssh.knownHostsFile ? ['-o', `UserKnownHostsFile=${quotedWord(literal(ssh.knownHostsFile))}`] : [],
+		// IdentityFile rather than -i: ssh skips a -i file whose name, not yet %-expanded, does not exist.
+		...ssh.identityFile ? ['-o', `IdentityFile=${quotedWord(literal(ssh.identityFile))}`, '-o', 'IdentitiesOnly=yes'] : [],
+	];
+}
+
+/** ssh expands %-tokens in these paths: a literal % is written %%. */
+function literal(file: string): string {
+	return file.replaceAll('%', '%%');
+}
+
+/** ssh's reader of -o settings splits at spaces: a path holding one is quoted as it reads quotes. */
+function quotedWord(file: string): string {
+	return /[\s"'\\]/.test(file) ? `"${file.replaceAll(/["'\\]/g, '\\$&')}"` : file;
+}
+
+/**
+ * The ssh that carries the connection to the master through the bastion (-W). A ProxyCommand rather
+ * than -J: ssh starts -J's jump connection with none of the options of its own command line, so the
+ * known_hosts file and key given here would not apply to the bastion. ssh expands %h and %p to the
+ * master's address and port; a literal % in a path is written %%.
+ */
+export function proxyCommand(config: ResolvedConfig, bastion: Bastion): string {
+	const words = [
+		'ssh',
+		...hopOptions(config),
+		...bastion.port === undefined ? [] : ['-p', String(bastion.port)],
+		...bastion.user === undefined ? [] : ['-l', bastion.user],
+	];
+	return `${shellWords(words).replaceAll('%', '%%')} -W %h:%p ${shellQuote(bastion.host)}`;
+}
 
 function lastLine(text: string): string {
 	return text.split('\n').map(line => line.trim()).filter(Boolean).at(-1) ?? '';

@@ -9,8 +9,8 @@ import type {StepContext} from './types.js';
 export type ApiResult = {ok: boolean; status: number; object: Record<string, unknown> | undefined; reason: string | undefined; problem: string};
 
 /**
- * One call to a master's apiserver as admin, straight to IP:6443 (the workstation has no kube-nginx),
- * logged like a command. No kubectl runs here: the workstation needs none, of any version or platform.
+ * One call to a master's apiserver as admin, to IP:6443 (the workstation has no kube-nginx; through a
+ * bastion, context.api goes over a socket forwarded through that master), logged like a command. No kubectl runs here: the workstation needs none, of any version or platform.
  */
 export async function apiserver(context: StepContext, master: Master, step: StepId, request: ApiRequest): Promise<ApiResult> {
 	const answer = await context.runner.call({host: master.name, step, display: `${request.method} https://${master.ip}:6443${request.path}`}, async () => context.api(master.ip, 6443, request, adminTls(context)));

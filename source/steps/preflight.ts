@@ -3,7 +3,7 @@ import type {ResolvedConfig} from '../config/load.js';
 import type {Master} from '../config/schema.js';
 import {ChecksFailed, StepError} from '../errors.js';
 import {shellQuote} from '../remote/quote.js';
-import {diagnoseSsh, type Remote} from '../remote/ssh.js';
+import {diagnoseSsh, failedHop, sshLogin, type Remote, type SshHop} from '../remote/ssh.js';
 import type {CommandResult, Runner} from '../runner.js';
 import type {StepContext, StepDefinition} from './types.js';
 
@@ -118,7 +118,8 @@ function nginxCheck(config: ResolvedConfig, facts: HostFacts): CheckResult {
 /** Judges one master's facts; the clock offset is remote time minus the workstation's at the midpoint. */
 export function judgeFacts(config: ResolvedConfig, facts: HostFacts, clockOffsetMs: number | undefined): CheckResult[] {
 	const results: CheckResult[] = [];
-	const as = config.ssh.sudo ? `${config.ssh.user} with sudo` : config.ssh.user;
+	const user = config.ssh.user ?? 'the user of your ssh config';
+	const as = config.ssh.sudo ? `${user} with sudo` : user;
 	results.push(facts.uid === '0'
 		? {check: 'root', level: 'pass', detail: `runs as root (${as})`}
 		: {check: 'root', level: 'fail', detail: `runs as uid ${facts.uid ?? '?'} (${as})`, fix: 'connect as root, or set ssh.sudo: true for a user with passwordless sudo'});
@@ -169,14 +170,20 @@ export function judgeFacts(config: ResolvedConfig, facts: HostFacts, clockOffset
 	return results;
 }
 
-/** Why ssh could not log in: which key, whether an agent holds keys, whether the key needs a passphrase. */
-export async function diagnoseAuthentication(runner: Runner, config: ResolvedConfig): Promise<string> {
+/** Why ssh could not log in to the hop that refused: which key, whether an agent holds keys, whether the key needs a passphrase. */
+export async function diagnoseAuthentication(runner: Runner, config: ResolvedConfig, hop: SshHop = 'master'): Promise<string> {
 	const parts: string[] = [];
 	const identity = config.ssh.identityFile;
+	const refusing = hop === 'bastion' ? `the bastion ${config.bastion?.host ?? ''}` : 'the master';
+	const user = (hop === 'bastion' ? config.bastion?.user : config.ssh.user) ?? 'USER';
+	if (hop === 'bastion') {
+		parts.push(`${refusing} refused the login${config.bastion?.user === undefined ? '' : ` as ${config.bastion.user}`} (the masters were not tried): check ssh.bastion and your access to it`);
+	}
+
 	if (identity) {
 		const probe = await runner.run({command: 'ssh-keygen', args: ['-y', '-P', '', '-f', identity], display: `ssh-keygen -y -P '' -f ${identity}`, timeoutMs: 10_000});
 		parts.push(probe.exitCode === 0
-			? `${identity} has no passphrase, so the master refused it: add its public key (ssh-keygen -y -f ${identity}) to ~${config.ssh.user}/.ssh/authorized_keys on the master`
+			? `${identity} has no passphrase, so ${refusing} refused it: add its public key (ssh-keygen -y -f ${identity}) to ~${user}/.ssh/authorized_keys on ${refusing}`
 			: /passphrase/i.test(probe.stderr)
 				? `${identity} is protected by a passphrase and ssh runs in batch mode: load it into ssh-agent first (ssh-add ${identity})`
 				: `${identity} could not be read as a private key (${probe.stderr.trim().split('\n').at(-1) ?? 'ssh-keygen failed'})`);
@@ -220,15 +227,17 @@ export async function preflightHost(context: StepContext, master: Master): Promi
 	const {result, sent, received} = await (early ?? readFacts(context.remote, context.config, master));
 	if (result.exitCode !== 0) {
 		const stderr = result.stderr.trim();
+		// Through a bastion, the check is named for the hop that failed: the bastion's failure is no fault of the master.
+		const hop = result.exitCode === 255 ? failedHop(stderr, context.config) : 'master';
 		const authentication = /Permission denied|no supported methods remain|Too many authentication failures/.test(stderr);
-		const fix = authentication ? await diagnoseAuthentication(context.runner, context.config) : diagnoseSsh(stderr, context.config, master);
-		return {results: [{check: 'ssh', level: 'fail', detail: stderr.split('\n').at(-1) ?? `exit ${result.exitCode}`, fix}]};
+		const fix = authentication ? await diagnoseAuthentication(context.runner, context.config, hop) : diagnoseSsh(stderr, context.config, master);
+		return {results: [{check: hop === 'bastion' ? `ssh to the bastion ${context.config.bastion!.host}` : 'ssh', level: 'fail', detail: stderr.split('\n').at(-1) ?? `exit ${result.exitCode}`, fix}]};
 	}
 
 	const facts = parseFacts(result.stdout);
 	const offset = facts.timeNs === undefined ? undefined : Number(facts.timeNs / 1_000_000n) - ((sent + received) / 2);
 	return {
-		results: [{check: 'ssh', level: 'pass', detail: `${context.config.ssh.user}@${master.ip}, host key checked`}, ...judgeFacts(context.config, facts, offset)],
+		results: [{check: 'ssh', level: 'pass', detail: `${sshLogin(context.config, master)}, host key${context.config.bastion ? 's' : ''} checked`}, ...judgeFacts(context.config, facts, offset)],
 		machineId: facts.machine || undefined,
 	};
 }
@@ -251,7 +260,7 @@ export const preflight: StepDefinition = {
 	title: 'Preflight checks',
 	needs: [],
 	scope: 'each-master',
-	plan: context => [{kind: 'check', description: `ssh as ${context.config.ssh.user} with host keys checked; root or sudo; x86_64; systemd; ports ${Object.keys(controlPlanePorts).join(', ')} free; clock within ${skewWarnMs / 1000} s; etcd ${context.config.etcd.endpoints.join(', ')} reachable`}],
+	plan: context => [{kind: 'check', description: `ssh${context.config.ssh.user === undefined ? '' : ` as ${context.config.ssh.user}`}${context.config.bastion ? ` through the bastion ${context.config.bastion.host}` : ''} with host keys checked; root or sudo; x86_64; systemd; ports ${Object.keys(controlPlanePorts).join(', ')} free; clock within ${skewWarnMs / 1000} s; etcd ${context.config.etcd.endpoints.join(', ')} reachable`}],
 	// Checks are cheap and the world changes between runs: they always run again.
 	verify: async () => ({done: false}),
 	async run(context, master) {

@@ -265,7 +265,7 @@ async function controlPlaneCheck(context: StepContext, endpoint: Endpoint): Prom
 	// Node names a certificate that does not hold the name asked for this way.
 	return /altnames/i.test(answer.error ?? '')
 		? {check, level: 'fail', detail, fix: `run apply: it issues the apiserver certificate again with ${endpoint.host} among its names and restarts the apiservers one at a time`}
-		: {check, level: 'fail', detail, fix: `check that this machine reaches ${address} and that it forwards TCP (TLS passed through) to port ${apiserverPort} of every master (${context.config.masters.map(master => master.ip).join(', ')})`};
+		: {check, level: 'fail', detail, fix: `check that ${context.config.bastion ? 'the masters reach' : 'this machine reaches'} ${address} and that it forwards TCP (TLS passed through) to port ${apiserverPort} of every master (${context.config.masters.map(master => master.ip).join(', ')})`};
 }
 
 /** The first master whose apiserver answers: cluster-wide checks go through it. */

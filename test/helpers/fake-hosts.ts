@@ -78,6 +78,10 @@ export class FakeCluster {
 	readonly hashedFiles: string[] = [];
 	/** Uploads arrive empty, as when ssh dies mid-stream and cat sees the end of its input. */
 	truncateUploads = false;
+	/** Names ssh is given instead of a master's IP (masters[].sshHost), each to that IP. */
+	readonly sshHosts = new Map<string, string>();
+	/** The forwarded socket each probe and API call went through (undefined: straight to the address). */
+	readonly apiRoutes: Array<{ip: string; port: number; via: string | undefined}> = [];
 	/** Called before each command; a test throws or stops here to interrupt at a chosen point. */
 	beforeCommand: (spec: CommandSpec, index: number) => void = () => undefined;
 
@@ -104,10 +108,11 @@ export class FakeCluster {
 	/** What controlPlaneEndpoint names (HOST:PORT): answers while any apiserver does, as a load balancer would. */
 	loadBalancer: string | undefined;
 
-	readonly probe = async (ip: string, port: number, pathName: string): Promise<HealthAnswer> => {
+	readonly probe = async (ip: string, port: number, pathName: string, _tls?: unknown, _timeoutMs?: number, via?: string): Promise<HealthAnswer> => {
+		this.apiRoutes.push({ip, port, via});
 		if (`${ip}:${port}` === this.loadBalancer) {
 			const serving = [...this.hosts.values()].find(each => each.active && each.reachable);
-			return serving ? this.probe(serving.ip, 6443, pathName) : {ok: false, status: 0, body: '', error: `connect ECONNREFUSED ${ip}:${port}`};
+			return serving ? this.probe(serving.ip, 6443, pathName, undefined, undefined, via) : {ok: false, status: 0, body: '', error: `connect ECONNREFUSED ${ip}:${port}`};
 		}
 
 		const host = this.hosts.get(ip);
@@ -147,7 +152,8 @@ export class FakeCluster {
 			return ok();
 		}
 
-		const ip = spec.args.at(-2)!;
+		const destination = spec.args.at(-2)!;
+		const ip = this.sshHosts.get(destination) ?? destination;
 		const host = this.hosts.get(ip);
 		if (!host || !host.reachable) {
 			return fail(255, `ssh: connect to host ${ip} port 22: No route to host`);
@@ -408,7 +414,8 @@ export class FakeCluster {
 	}
 
 	/** The apiserver's API as the engine calls it (callApi): RBAC, access reviews, secrets, leader records. */
-	readonly api = async (ip: string, _port: number, request: ApiRequest): Promise<HealthAnswer> => {
+	readonly api = async (ip: string, port: number, request: ApiRequest, _tls?: unknown, _timeoutMs?: number, via?: string): Promise<HealthAnswer> => {
+		this.apiRoutes.push({ip, port, via});
 		// Counted and hooked like the commands, so a test can stop a run at an API call; the step is told by the path.
 		const spec: CommandSpec = {command: 'https', args: [request.method, `https://${ip}:6443${request.path}`], host: ip, step: request.path.includes('clusterrolebindings') ? 'rbac' : 'verify'};
 		this.beforeCommand(spec, this.calls.length);

@@ -194,6 +194,9 @@ const cases: Case[] = [
 	{name: 'an unknown top-level key', field: 'master', problem: /is not a known setting.*did you mean "masters"/s, change: raw => set(raw, 'master', [])},
 	{name: 'an unknown nested key', field: 'ssh.identity_file', problem: /did you mean "identityFile"/, change: raw => set(raw, 'ssh.identity_file', '~/.ssh/id_rsa')},
 	{name: 'an ssh port of 70000', field: 'ssh.port', problem: /70000|too big|<=65535/i, change: raw => set(raw, 'ssh.port', 70_000)},
+	{name: 'an sshHost ssh would read as an option', field: 'masters[1].sshHost', problem: /is not a name ssh can be given/, change: raw => set(raw, 'masters[1].sshHost', '-oProxyCommand=touch /tmp/p')},
+	{name: 'a bastion given as an ssh:// URL', field: 'ssh.bastion', problem: /is not \[USER@\]HOST\[:PORT\]/, change: raw => set(raw, 'ssh.bastion', 'ssh://jump@bastion.example.com')},
+	{name: 'a bastion of two hops', field: 'ssh.bastion', problem: /is not \[USER@\]HOST\[:PORT\]/, change: raw => set(raw, 'ssh.bastion', 'jump1,jump2')},
 	{name: 'a relative binDir', field: 'paths.binDir', problem: /must be an absolute path/, change: raw => set(raw, 'paths.binDir', 'opt/k8s/bin')},
 	{name: 'a k8sDir climbing out with ..', field: 'paths.k8sDir', problem: /may hold only letters/, change: raw => set(raw, 'paths.k8sDir', '/data/../etc')},
 	{name: 'an encryption key of 16 bytes', field: 'encryption.keyFile', problem: /does not hold the base64 of exactly 32 bytes/, change: (raw, dir) => set(raw, 'encryption.keyFile', writeConfig(dir, Buffer.alloc(16).toString('base64'), 'encryption.key'))},
@@ -212,7 +215,7 @@ const stringFields = [
 	'nginx.binary', 'nginx.streamModule', 'certificates.subject.C', 'certificates.subject.ST', 'certificates.subject.L', 'certificates.subject.O',
 	'certificates.subject.OU', 'certificates.extraSans[0]', 'extraFlags.kube-apiserver[0]', 'extraFlags.kube-controller-manager[0]',
 	'extraFlags.kube-scheduler[0]', 'binaries.sha256', 'binaries.include[0]', 'serviceAccount.signingKey', 'binaries.tarball', 'ssh.identityFile',
-	'etcd.caFile', 'encryption.keyFile',
+	'etcd.caFile', 'encryption.keyFile', 'masters[2].sshHost', 'ssh.bastion',
 ];
 
 for (const field of stringFields) {

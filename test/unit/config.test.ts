@@ -36,6 +36,23 @@ describe('config', () => {
 		expect(config.kubeVersion.minor).toBe(28);
 	});
 
+	test('ssh.user and ssh.port are unset unless given (an old config\'s are kept); sshHost and the bastion are read', async () => {
+		const {dir, tarball} = makeFixture();
+		const old = await loadConfig(writeConfig(dir, baseConfig(tarball)));
+		expect(old.ssh).toMatchObject({user: 'root', port: 22});
+		expect(old.bastion).toBeUndefined();
+		const raw = baseConfig(tarball);
+		raw.ssh = {bastion: 'jump_1@Bastion-1.example.com:2222'};
+		raw.masters[0].sshHost = 'cp1';
+		const loaded = await loadConfig(writeConfig(dir, raw));
+		expect(loaded.ssh.user).toBeUndefined();
+		expect(loaded.ssh.port).toBeUndefined();
+		expect(loaded.masters[0]!.sshHost).toBe('cp1');
+		expect(loaded.bastion).toEqual({user: 'jump_1', host: 'Bastion-1.example.com', port: 2222});
+		raw.ssh = {bastion: 'my-jump'};
+		expect((await loadConfig(writeConfig(dir, raw))).bastion).toEqual({host: 'my-jump'});
+	});
+
 	test('a kubectl setting from an older config is accepted with a warning: no kubectl runs on this workstation any more', async () => {
 		const {dir, tarball} = makeFixture();
 		expect((await loadConfig(writeConfig(dir, baseConfig(tarball)))).warnings).toEqual([]);
@@ -68,6 +85,12 @@ describe('config', () => {
 		['no masters', c => { c.masters = []; }, 'masters', /lists no master/],
 		['a missing required section', c => { delete c.etcd; }, 'etcd', /is required/],
 		['a user name with a quote', c => { c.ssh.user = 'ro\'ot'; }, 'ssh.user', /POSIX user name/],
+		['an sshHost that ssh would read as an option', c => { c.masters[1].sshHost = '-oProxyCommand=id'; }, 'masters[1].sshHost', /not a name ssh can be given/],
+		['an sshHost with a space', c => { c.masters[0].sshHost = 'cp 1'; }, 'masters[0].sshHost', /not a name ssh can be given/],
+		['a duplicate sshHost', c => { c.masters[0].sshHost = 'cp'; c.masters[2].sshHost = 'cp'; }, 'masters[2].sshHost', /repeats masters\[0\]\.sshHost/],
+		['a bastion with a scheme', c => { c.ssh.bastion = 'ssh://jump@bastion:22'; }, 'ssh.bastion', /not \[USER@\]HOST\[:PORT\]/],
+		['a bastion port out of range', c => { c.ssh.bastion = 'bastion:70000'; }, 'ssh.bastion', /not \[USER@\]HOST\[:PORT\]/],
+		['a bastion starting with -', c => { c.ssh.bastion = '-oProxyCommand=id'; }, 'ssh.bastion', /not \[USER@\]HOST\[:PORT\]/],
 	];
 
 	test.each(cases)('%s names the field, the value and the fix', async (_, change, field, message) => {
@@ -130,6 +153,8 @@ describe('init --from-env', () => {
 		expect(encryptionKey).toBeUndefined();
 		expect(notes.join(' ')).toMatch(/computed .* not taken/);
 		expect(config.masters).toHaveLength(3);
+		// Written out: ssh.user is no longer root unless set, and the tutorial works as root.
+		expect(config.ssh).toEqual({user: 'root'});
 		expect(config.network).toMatchObject({serviceCidr: '10.254.0.0/16', clusterDomain: 'cluster.local'});
 		// The hardening is a visible choice in the written file, with the way back named.
 		expect(config.profile).toBe('cis');

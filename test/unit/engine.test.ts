@@ -19,9 +19,11 @@ import {baseConfig, binaryNames, elfExecutable, makeFixture, writeConfig} from '
 
 const ips = ['172.24.8.71', '172.24.8.72', '172.24.8.73'];
 
-function setup(version = 'v1.28.7') {
+function setup(version = 'v1.28.7', change: (raw: Record<string, any>) => void = () => undefined) {
 	const fixture = makeFixture(version);
-	const configFile = writeConfig(fixture.dir, baseConfig(fixture.tarball, version));
+	const raw = baseConfig(fixture.tarball, version);
+	change(raw);
+	const configFile = writeConfig(fixture.dir, raw);
 	const cluster = new FakeCluster(ips);
 	const logFile = path.join(fixture.dir, 'apply.jsonl');
 	const engine = async (options: {yes?: boolean; overwrite?: boolean} = {}) => {
@@ -458,6 +460,40 @@ describe('control-plane access', () => {
 });
 
 describe('material and concurrency', () => {
+	test('without a bastion, every apiserver call goes straight to its address: no forward, no extra command', async () => {
+		const {cluster, engine} = setup();
+		const {engine: instance} = await engine();
+		await instance.apply({confirm: true});
+		expect(cluster.apiRoutes.length).toBeGreaterThan(0);
+		expect(cluster.apiRoutes.filter(route => route.via !== undefined)).toEqual([]);
+		expect(cluster.calls.filter(call => call.command === 'ssh' && (call.args.includes('forward') || call.args.includes('check')))).toEqual([]);
+		expect(cluster.calls.filter(call => call.command === 'ssh').every(call => call.args.includes('-l') && !call.args.join(' ').includes('ProxyCommand'))).toBe(true);
+	});
+
+	test('through a bastion: every command goes through it, sshHost is the destination, and every apiserver call goes over a forward', async () => {
+		const {cluster, engine} = setup('v1.28.7', raw => {
+			raw.ssh = {bastion: 'jump@bastion.example.com:2222'};
+			raw.masters[1].sshHost = 'cp2';
+		});
+		cluster.sshHosts.set('cp2', ips[1]!);
+		const {engine: instance, events} = await engine();
+		await instance.apply({confirm: true});
+		expect(instance.state.snapshot.run?.status).toBe('done');
+		const sessions = cluster.calls.filter(call => call.command === 'ssh');
+		expect(sessions.every(call => call.args.some(arg => /^ProxyCommand=ssh .* -p 2222 -l jump -W %h:%p bastion\.example\.com$/.test(arg)))).toBe(true);
+		expect(sessions.some(call => call.args.includes('-l') || call.args.includes('-p'))).toBe(false);
+		expect(sessions.filter(call => call.host === 'k8smaster02').every(call => call.args.includes('cp2') && !call.args.includes(ips[1]!))).toBe(true);
+		// RBAC, the readiness waits and verify's checks all went over sockets forwarded through the masters.
+		expect(cluster.apiRoutes.length).toBeGreaterThan(0);
+		expect(cluster.apiRoutes.filter(route => route.via === undefined)).toEqual([]);
+		const forwards = sessions.filter(call => call.args.includes('forward'));
+		expect(forwards.length).toBeGreaterThan(0);
+		expect(forwards.length).toBeLessThanOrEqual(new Set(cluster.apiRoutes.map(route => `${route.ip}:${route.port}`)).size);
+		expect(cluster.bindings.has('kube-apiserver:kubelet-apis')).toBe(true);
+		const sshCheck = events.find(event => event.type === 'check' && event.step === 'preflight' && event.host === 'k8smaster02' && event.check === 'ssh');
+		expect(sshCheck).toMatchObject({level: 'pass', detail: 'cp2 through the bastion bastion.example.com, host keys checked'});
+	});
+
 	test('a failing preflight or a wrong tarball leaves no key material; material counts as in use once on a master', async () => {
 		const {cluster, engine, stateDir} = setup();
 		cluster.hosts.get('172.24.8.73')!.listening.push({port: 6443, process: 'haproxy'});

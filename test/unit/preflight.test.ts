@@ -7,7 +7,7 @@ import type {EngineEvent} from '../../source/engine/events.js';
 import {headlessPrompter} from '../../source/engine/prompts.js';
 import {diagnoseAuthentication, duplicateMachines, factsScript, judgeFacts, parseFacts, type HostFacts} from '../../source/steps/preflight.js';
 import {formatCheckGrid} from '../../source/reporters/format.js';
-import {Runner} from '../../source/runner.js';
+import {Runner, type CommandSpec} from '../../source/runner.js';
 import {Workspace} from '../../source/workspace.js';
 import {FakeCluster} from '../helpers/fake-hosts.js';
 import {baseConfig, makeFixture, writeConfig} from '../helpers/fixture.js';
@@ -119,5 +119,39 @@ describe('preflight', () => {
 		expect(grid).toMatch(/^port 10259 +ok +ok +FAIL$/m);
 		expect(grid).toMatch(/^clock +ok +WARN +ok$/m);
 		expect(grid).toContain('FAIL k8smaster03 port 10259: in use by haproxy');
+	});
+
+	test('through a bastion, preflight names a failure of the bastion apart from one of a master, each with its fix', async () => {
+		const {dir, tarball, stateDir} = makeFixture();
+		const raw = baseConfig(tarball);
+		raw.ssh = {bastion: 'jump@bastion.example.com:2222'};
+		const loaded = await loadConfig(writeConfig(dir, raw));
+		const failures: Record<string, string> = {
+			'172.24.8.71': 'No ED25519 host key is known for [bastion.example.com]:2222 and you have requested strict checking.\r\nHost key verification failed.\r\nkex_exchange_identification: Connection closed by remote host',
+			'172.24.8.72': 'jump@bastion.example.com: Permission denied (publickey).\r\nConnection closed by UNKNOWN port 65535',
+			'172.24.8.73': 'No ED25519 host key is known for 172.24.8.73 and you have requested strict checking.\r\nHost key verification failed.',
+		};
+		const cluster = new FakeCluster(Object.keys(failures));
+		const executor = async (spec: CommandSpec) => {
+			const failure = spec.command === 'ssh' && !spec.args.includes('-O') ? failures[spec.args.at(-2)!] : undefined;
+			return failure ? {exitCode: 255, stdout: '', stderr: failure, durationMs: 1, timedOut: false} : cluster.executor(spec);
+		};
+		const engine = new Engine({config: loaded, workspace: new Workspace(stateDir, loaded.name), runner: new Runner({executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe, api: cluster.api});
+		const events: EngineEvent[] = [];
+		engine.subscribe(event => events.push(event));
+		const previous = process.env.SSH_AUTH_SOCK;
+		delete process.env.SSH_AUTH_SOCK;
+		try {
+			await expect(engine.apply({confirm: true})).rejects.toThrow(/preflight failed/);
+		} finally {
+			if (previous !== undefined) {
+				process.env.SSH_AUTH_SOCK = previous;
+			}
+		}
+
+		const failed = new Map(events.flatMap(event => (event.type === 'check' && event.level === 'fail' ? [[event.host, event] as const] : [])));
+		expect(failed.get('k8smaster01')).toMatchObject({check: 'ssh to the bastion bastion.example.com', fix: expect.stringMatching(/^the bastion bastion\.example\.com is not in known_hosts: .*ssh-keyscan -p 2222 bastion\.example\.com/)});
+		expect(failed.get('k8smaster02')).toMatchObject({check: 'ssh to the bastion bastion.example.com', fix: expect.stringMatching(/^the bastion bastion\.example\.com refused the login as jump \(the masters were not tried\)/)});
+		expect(failed.get('k8smaster03')).toMatchObject({check: 'ssh', fix: expect.stringMatching(/^172\.24\.8\.73 is not in known_hosts: .*run on the bastion/)});
 	});
 });
