@@ -193,12 +193,22 @@ export class Remote {
 			display: `ssh ${master.name} ${options.display ?? script}`,
 			inputParts: options.inputParts,
 			onInputProgress: options.onInputProgress,
-		});
+		}).then(async result => (result.exitCode === 255 && this.config.bastion ? {...result, stderr: `${result.stderr.trimEnd()}\n${await this.bastionSays(this.config.bastion)}`} : result));
 		if (!this.firstAnswers.has(master)) {
 			this.firstAnswers.set(master, answer.then(result => result.exitCode === 0, () => false));
 		}
 
 		return answer;
+	}
+
+	/**
+	 * What the bastion alone answers, when a connection through it failed: with ControlPersist, ssh
+	 * sends its ProxyCommand's stderr to /dev/null, so the failure of the first hop (its host key, the
+	 * login, no route) is not in what the master's ssh reports. Empty when the bastion answers.
+	 */
+	private async bastionSays(bastion: Bastion): Promise<string> {
+		const result = await this.runner.run({command: 'ssh', args: [...bastionOptions(this.config, bastion), bastion.host, 'true'], host: bastion.host, timeoutMs: 15_000, display: `ssh ${bastion.host} true (the bastion alone, after a failed connection through it)`});
+		return result.exitCode === 0 ? '' : result.stderr.trim();
 	}
 
 	/**
@@ -364,13 +374,15 @@ function quotedWord(file: string): string {
  * master's address and port; a literal % in a path is written %%.
  */
 export function proxyCommand(config: ResolvedConfig, bastion: Bastion): string {
-	const words = [
-		'ssh',
+	return `${shellWords(['ssh', ...bastionOptions(config, bastion)]).replaceAll('%', '%%')} -W %h:%p ${shellQuote(bastion.host)}`;
+}
+
+function bastionOptions(config: ResolvedConfig, bastion: Bastion): string[] {
+	return [
 		...hopOptions(config),
 		...bastion.port === undefined ? [] : ['-p', String(bastion.port)],
 		...bastion.user === undefined ? [] : ['-l', bastion.user],
 	];
-	return `${shellWords(words).replaceAll('%', '%%')} -W %h:%p ${shellQuote(bastion.host)}`;
 }
 
 function lastLine(text: string): string {

@@ -133,6 +133,11 @@ describe('preflight', () => {
 		};
 		const cluster = new FakeCluster(Object.keys(failures));
 		const executor = async (spec: CommandSpec) => {
+			// The bastion asked alone (after a failed connection through it) answers.
+			if (spec.command === 'ssh' && spec.args.at(-2) === 'bastion.example.com') {
+				return {exitCode: 0, stdout: '', stderr: '', durationMs: 1, timedOut: false};
+			}
+
 			const failure = spec.command === 'ssh' && !spec.args.includes('-O') ? failures[spec.args.at(-2)!] : undefined;
 			return failure ? {exitCode: 255, stdout: '', stderr: failure, durationMs: 1, timedOut: false} : cluster.executor(spec);
 		};
@@ -153,5 +158,33 @@ describe('preflight', () => {
 		expect(failed.get('k8smaster01')).toMatchObject({check: 'ssh to the bastion bastion.example.com', fix: expect.stringMatching(/^the bastion bastion\.example\.com is not in known_hosts: .*ssh-keyscan -p 2222 bastion\.example\.com/)});
 		expect(failed.get('k8smaster02')).toMatchObject({check: 'ssh to the bastion bastion.example.com', fix: expect.stringMatching(/^the bastion bastion\.example\.com refused the login as jump \(the masters were not tried\)/)});
 		expect(failed.get('k8smaster03')).toMatchObject({check: 'ssh', fix: expect.stringMatching(/^172\.24\.8\.73 is not in known_hosts: .*run on the bastion/)});
+	});
+
+	test('through a bastion, a failure the master\'s ssh reports only as a closed connection (ControlPersist hides the first hop\'s stderr) is named from the bastion asked alone', async () => {
+		const {dir, tarball, stateDir} = makeFixture();
+		const raw = baseConfig(tarball);
+		raw.ssh = {bastion: 'jump@bastion.example.com:2222'};
+		const loaded = await loadConfig(writeConfig(dir, raw));
+		const cluster = new FakeCluster(['172.24.8.71', '172.24.8.72', '172.24.8.73']);
+		const asked: string[] = [];
+		const executor = async (spec: CommandSpec) => {
+			if (spec.command === 'ssh' && spec.args.at(-2) === 'bastion.example.com') {
+				asked.push(spec.args.at(-1)!);
+				return {exitCode: 255, stdout: '', stderr: 'No ED25519 host key is known for [bastion.example.com]:2222 and you have requested strict checking.\r\nHost key verification failed.', durationMs: 1, timedOut: false};
+			}
+
+			return spec.command === 'ssh' && !spec.args.includes('-O') ? {exitCode: 255, stdout: '', stderr: 'kex_exchange_identification: Connection closed by remote host', durationMs: 1, timedOut: false} : cluster.executor(spec);
+		};
+		const engine = new Engine({config: loaded, workspace: new Workspace(stateDir, loaded.name), runner: new Runner({executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe, api: cluster.api});
+		const events: EngineEvent[] = [];
+		engine.subscribe(event => events.push(event));
+		await expect(engine.apply({confirm: true})).rejects.toThrow(/preflight failed/);
+		expect(asked.length).toBeGreaterThan(0);
+		expect(asked.every(command => command === 'true')).toBe(true);
+		const failed = events.filter(event => event.type === 'check' && event.level === 'fail');
+		expect(failed).toHaveLength(3);
+		for (const event of failed) {
+			expect(event).toMatchObject({check: 'ssh to the bastion bastion.example.com', fix: expect.stringMatching(/^the bastion bastion\.example\.com is not in known_hosts/)});
+		}
 	});
 });
