@@ -2,7 +2,7 @@ import type {PlanView} from '../engine/engine.js';
 import type {EngineEvent, FailureInfo} from '../engine/events.js';
 import type {CisResult} from '../steps/cis.js';
 import type {InstallState} from '../state/store.js';
-import {stepIds} from '../state/store.js';
+import {operations} from '../operations/index.js';
 
 export function formatBytes(bytes: number): string {
 	if (bytes < 1024) {
@@ -85,7 +85,8 @@ export function formatStatus(state: InstallState, stateFile: string, certificate
 		lines.push(`CA sha256 ${state.material.caCertSha256.slice(0, 16)}…, encryption key sha256 ${state.material.encryptionKeySha256.slice(0, 16)}…`);
 	}
 
-	for (const step of stepIds) {
+	const recorded = [...operations.values()].filter(operation => operation.mode === 'recorded');
+	for (const step of recorded.flatMap(operation => operation.steps.map(each => each.id))) {
 		const hosts = state.steps[step]?.hosts ?? {};
 		const entries = Object.entries(hosts);
 		lines.push(`  ${step.padEnd(11)} ${entries.length === 0 ? 'pending' : entries.map(([host, record]) => `${host}: ${record.status}${record.error ? ` (${record.error})` : ''}`).join(', ')}`);

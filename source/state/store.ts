@@ -4,8 +4,7 @@ import Conf from 'conf';
 import type {MaterialRecord} from '../pki/material.js';
 import {checkLocalFile} from '../safe-read.js';
 
-export const stepIds = ['preflight', 'binaries', 'certs', 'encryption', 'audit', 'units', 'start', 'etcd-check', 'rbac', 'verify', 'reset'] as const;
-export type StepId = typeof stepIds[number];
+import type {StepId} from '../steps/types.js';
 
 export type HostRecord = {
 	status: 'done' | 'running' | 'failed';

@@ -5,12 +5,11 @@ import {unitPath} from '../render/artifacts.js';
 import type {HealthAnswer} from '../remote/health.js';
 import {shellQuote, shellWords} from '../remote/quote.js';
 import {sectionsScript, splitSections} from '../remote/sections.js';
-import type {StepId} from '../state/store.js';
 import {apiserverStop, readinessPath} from '../versions.js';
 import {diagnoseService} from './diagnose.js';
 import {drainApiserver, restoreApiserver} from './drain.js';
 import type {Upload} from './files.js';
-import type {PlannedAction, StepContext, StepDefinition} from './types.js';
+import type {PlannedAction, StepContext, StepDefinition, StepId} from './types.js';
 
 export type ServiceName = 'kube-apiserver' | 'kube-nginx' | 'kube-controller-manager' | 'kube-scheduler';
 

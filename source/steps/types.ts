@@ -4,12 +4,15 @@ import type {Material} from '../pki/material.js';
 import type {Artifact} from '../render/artifacts.js';
 import type {Remote} from '../remote/ssh.js';
 import type {Runner} from '../runner.js';
-import type {HostRecord, StateStore, StepId} from '../state/store.js';
+import type {HostRecord, StateStore} from '../state/store.js';
 import type {Workspace} from '../workspace.js';
 import type {Prompter} from '../engine/prompts.js';
 import type {Api, Probe} from '../remote/health.js';
 import type {CheckResult} from './preflight.js';
 import type {FilesReadAhead} from './files.js';
+
+/** A step's name within its operation ("start"); the state keeps it as "install/start". */
+export type StepId = string;
 
 /** A server binary as sent: `file` holds it gzip-compressed (gzipBytes); sha256 and bytes are of the binary itself. */
 export type BinaryFile = {name: string; file: string; sha256: string; bytes: number; gzipBytes: number};

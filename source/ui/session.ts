@@ -7,6 +7,7 @@ import type {Prompter, PromptRequest} from '../engine/prompts.js';
 import {InputError, InputErrors, isInputError, PromptRefused} from '../errors.js';
 import {formatDuration} from '../reporters/format.js';
 import {shellQuote} from '../remote/quote.js';
+import {install} from '../operations/index.js';
 import {Runner} from '../runner.js';
 import {readLocalText} from '../safe-read.js';
 import type {RunRecord} from '../state/store.js';
@@ -280,7 +281,7 @@ export class Session {
 	abort(): void {
 		const failure = this.state.screen.name === 'failed' ? this.state.screen.failures[0] : undefined;
 		this.exit(1, 'bad', [
-			failure ? `Aborted: ${stepTitle(failure.step)} failed on ${failure.host}. Progress is kept.` : 'Aborted. Progress is kept.',
+			failure ? `Aborted: ${stepTitle(failure.step, install)} failed on ${failure.host}. Progress is kept.` : 'Aborted. Progress is kept.',
 			`To resume: ${this.resumeCommand}  (or run k8s-master-install again)`,
 			...(this.state.logFile ? [`Log: ${this.state.logFile}`] : []),
 		]);

@@ -1,6 +1,7 @@
 import {Box, Text} from 'ink';
 import type {FailureInfo} from '../../engine/events.js';
 import {Menu} from '../components/Menu.js';
+import {install} from '../../operations/index.js';
 import {stepTitle} from '../run-model.js';
 import type {Session} from '../session.js';
 import {Txt} from '../theme.js';
@@ -12,7 +13,7 @@ function FailureDetail({failure}: {failure: FailureInfo}) {
 	const output = failure.output.split('\n').filter(line => line.trim() !== '').slice(-outputLines);
 	return (
 		<Box flexDirection="column" marginBottom={1}>
-			<Text><Txt tone="bad" bold>✘ {stepTitle(failure.step)}</Txt> failed on <Text bold>{failure.host}</Text></Text>
+			<Text><Txt tone="bad" bold>✘ {stepTitle(failure.step, install)}</Txt> failed on <Text bold>{failure.host}</Text></Text>
 			<Text>  {failure.message}</Text>
 			{failure.command ? <Text wrap="truncate-end"><Txt tone="muted">  command: </Txt>{failure.command}</Text> : null}
 			{output.length > 0
