@@ -92,7 +92,7 @@ export class Engine {
 	};
 
 	/** Renders material and artifacts. persist=false (plan) makes what is missing in memory only. */
-	async prepare(persist: boolean, options: {quiet?: boolean; remote?: Remote; readAhead?: FilesReadAhead; refuseMisfits?: boolean} = {}): Promise<StepContext> {
+	async prepare(persist: boolean, options: {operation?: Operation; quiet?: boolean; remote?: Remote; readAhead?: FilesReadAhead; refuseMisfits?: boolean} = {}): Promise<StepContext> {
 		const {config, workspace, runner} = this.options;
 		if (!options.quiet) {
 			for (const message of config.warnings) {
@@ -135,7 +135,7 @@ export class Engine {
 			workspace,
 			runner,
 			remote: options.remote ?? new Remote(runner, config),
-			state: this.state,
+			state: this.state.progress((options.operation ?? operations.install).id),
 			prompter: this.options.prompter,
 			artifacts,
 			material,
@@ -179,7 +179,7 @@ export class Engine {
 				materialChanges.push(...event.changes);
 			}
 		});
-		const context = await this.prepare(false);
+		const context = await this.prepare(false, {operation});
 		unsubscribe();
 		return planView(operation, context, this.state, materialChanges);
 	}
@@ -237,7 +237,7 @@ export class Engine {
 
 	/** The CIS benchmark's control-plane checks, read from every master; records nothing. */
 	async cis(): Promise<Map<string, CisResult[] | FailureInfo>> {
-		const context = await this.prepare(false, {quiet: true});
+		const context = await this.prepare(false, {operation: operations.cis, quiet: true});
 		const failures = new Map<string, FailureInfo>();
 		try {
 			for (const step of operations.cis.steps) {
@@ -258,7 +258,7 @@ export class Engine {
 	}
 
 	private async check(operation: Operation): Promise<boolean> {
-		const context = await this.prepare(false, {quiet: true});
+		const context = await this.prepare(false, {operation, quiet: true});
 		let passed = true;
 		try {
 			for (const step of operation.steps) {
@@ -299,7 +299,7 @@ export class Engine {
 		}
 
 		const release = workspace.lock();
-		const context = await this.prepare(false, {quiet: true});
+		const context = await this.prepare(false, {operation, quiet: true});
 		await context.remote.closeLeftovers();
 		const runner = this.stepRunner(operation, false);
 		try {
@@ -308,7 +308,7 @@ export class Engine {
 			}
 		} catch (error) {
 			if (error instanceof ApplyFailed) {
-				this.emit({type: 'finished', outcome: 'failed', message: `${operation.noun} failed on ${error.failures.map(failure => failure.host).join(', ')}; run ${operation.noun} again once they are reachable`, durationMs: Math.round(performance.now() - started)});
+				this.emit({type: 'finished', outcome: 'failed', message: `${operation.noun} failed on ${error.failures.map(failure => failure.host).join(', ')}; run ${operation.command} again once they are reachable`, durationMs: Math.round(performance.now() - started)});
 			}
 
 			throw error;
@@ -349,7 +349,7 @@ export class Engine {
 				const resuming = this.state.snapshot.run;
 				const confirmed = await this.options.prompter.ask({
 					kind: 'confirm-apply',
-					message: resuming && resuming.status !== 'done'
+					message: resuming && resuming.status !== 'done' && resuming.operation === operation.id
 						? `Resume the ${operation.noun} stopped at ${resuming.step ?? 'the start'}${resuming.host ? ` on ${resuming.host}` : ''} on ${config.masters.length} master(s)?`
 						: `Apply the plan to ${config.masters.length} master(s) (${config.masters.map(master => master.name).join(', ')})?`,
 				});
@@ -369,7 +369,7 @@ export class Engine {
 			readFactsEarly(remote, config, config.masters.filter(master => !this.skipHosts.has(master.name)));
 			// The unpacking first: tar starts before key pairs keep this thread busy.
 			const unpacking = this.binaries();
-			const [unpacked, prepared] = await Promise.allSettled([unpacking, this.prepare(false, {quiet: true, refuseMisfits: true, remote})]);
+			const [unpacked, prepared] = await Promise.allSettled([unpacking, this.prepare(false, {operation, quiet: true, refuseMisfits: true, remote})]);
 			if (prepared.status === 'rejected' || unpacked.status === 'rejected') {
 				// Bad input: the early reads are not waited for (an unreachable master would hold the answer back).
 				stopRunningCommands();
@@ -392,14 +392,14 @@ export class Engine {
 			const checks = prepared.value;
 			const binaries = unpacked.value;
 			checks.binaries = binaries;
-			this.state.setRun({status: 'running', startedAt: new Date().toISOString(), error: undefined});
+			this.state.setRun({operation: operation.id, status: 'running', startedAt: new Date().toISOString(), error: undefined});
 			runStarted = true;
 			// Read-only, beside preflight: the files of every step, one round trip per master once its connection is up.
 			readingAhead = Promise.all(config.masters.filter(master => !this.skipHosts.has(master.name)).map(async master => checks.readAhead.read(checks, master, () => operation.steps.flatMap(step => (step.reads ? [{step: step.id, paths: step.reads(checks, master)}] : [])))));
 			const runner = this.stepRunner(operation, true);
 			const [checksFirst, ...rest] = operation.steps;
 			await runner.runStep(checksFirst!, checks);
-			const context = await this.prepare(true, {remote: checks.remote, readAhead: checks.readAhead});
+			const context = await this.prepare(true, {operation, remote: checks.remote, readAhead: checks.readAhead});
 			context.binaries = binaries;
 			this.state.update(state => {
 				state.version = config.version;
@@ -409,7 +409,7 @@ export class Engine {
 			}
 
 			const skipped = [...this.skipHosts];
-			this.state.setRun(skipped.length > 0 ? {status: 'failed', step: undefined, host: skipped.join(','), error: `skipped on request: ${skipped.join(', ')}`} : {status: 'done', step: undefined, host: undefined});
+			this.state.setRun(skipped.length > 0 ? {operation: operation.id, status: 'failed', step: undefined, host: skipped.join(','), error: `skipped on request: ${skipped.join(', ')}`} : {operation: operation.id, status: 'done', step: undefined, host: undefined});
 			const installed = config.masters.length - skipped.length;
 			await this.closeConnections();
 			release();
@@ -418,7 +418,7 @@ export class Engine {
 			const stopped = error instanceof StopRequested;
 			// Bad input found before the run started (a wrong tarball, a busy state folder) records nothing.
 			if (runStarted) {
-				this.state.setRun({status: stopped ? 'stopped' : 'failed', error: error instanceof Error ? this.options.runner.redact(error.message) : String(error)});
+				this.state.setRun({operation: operation.id, status: stopped ? 'stopped' : 'failed', error: error instanceof Error ? this.options.runner.redact(error.message) : String(error)});
 			}
 
 			// Not cut off by the closing: it would open a connection of its own.

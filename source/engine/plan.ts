@@ -42,6 +42,7 @@ export function inputActions(operation: Operation, step: StepDefinition, context
 /** Everything a run of the operation would do, per step and per host, with hashes and secrets masked. */
 export function planView(operation: Operation, context: StepContext, state: StateStore, materialChanges: MaterialChange[]): PlanView {
 	const {config, runner} = context;
+	const progress = state.progress(operation.id);
 	const view: PlanView = {cluster: config.name, version: config.version, stateFile: state.path, materialChanges, steps: []};
 	for (const step of operation.steps) {
 		const masters = step.scope === 'cluster' ? config.masters.slice(0, 1) : config.masters;
@@ -51,7 +52,7 @@ export function planView(operation: Operation, context: StepContext, state: Stat
 			scope: step.scope,
 			hosts: masters.map(master => {
 				const recordName = step.scope === 'cluster' ? clusterHost : master.name;
-				const record = state.host(step.id, recordName);
+				const record = progress.host(step.id, recordName);
 				return {
 					host: step.scope === 'cluster' ? `${clusterHost} (via ${master.name})` : master.name,
 					recorded: record ? `${record.status} at ${record.at}` : undefined,

@@ -3,7 +3,7 @@ import type {Master} from '../config/schema.js';
 import {PromptRefused, StepError} from '../errors.js';
 import type {Operation} from '../operations/types.js';
 import type {Runner} from '../runner.js';
-import type {HostRecord, StateStore} from '../state/store.js';
+import type {HostRecord, Progress, StateStore} from '../state/store.js';
 import {uploadsOf} from '../steps/files.js';
 import {adminTls} from '../steps/services.js';
 import type {StepContext, StepDefinition, StepId, Verification} from '../steps/types.js';
@@ -49,7 +49,11 @@ type HostResult = {outcome: HostOutcome; failure?: FailureInfo; refused?: Prompt
  * one master), verify before run, progress recorded after every host. Emits events, imports no view.
  */
 export class StepRunner {
-	constructor(private readonly options: StepRunnerOptions) {}
+	private readonly progress: Progress;
+
+	constructor(private readonly options: StepRunnerOptions) {
+		this.progress = options.state.progress(options.operation.id);
+	}
 
 	private get masters(): Master[] {
 		return this.options.config.masters;
@@ -59,15 +63,15 @@ export class StepRunner {
 		this.options.emit(event);
 	}
 
-	private setRun(run: Parameters<StateStore['setRun']>[0]): void {
+	private setRun(run: Omit<Parameters<StateStore['setRun']>[0], 'operation'>): void {
 		if (this.options.records) {
-			this.options.state.setRun(run);
+			this.options.state.setRun({...run, operation: this.options.operation.id});
 		}
 	}
 
 	private recordHost(step: StepDefinition, host: string, record: HostRecord): void {
 		if (this.options.records) {
-			this.options.state.recordHost(step.id, host, record);
+			this.progress.recordHost(step.id, host, record);
 		}
 	}
 
@@ -104,7 +108,7 @@ export class StepRunner {
 		const {masters} = this;
 		this.throwIfStopping();
 		this.emit({type: 'step-start', step: step.id, title: step.title, hosts: step.scope === 'cluster' ? [clusterHost] : masters.map(master => master.name)});
-		const live = step.rollingWhenLive === true && (masters.some(master => this.options.state.host(step.id, master.name)?.status === 'done') || await this.anyApiserverAnswers(context));
+		const live = step.rollingWhenLive === true && (masters.some(master => this.progress.host(step.id, master.name)?.status === 'done') || await this.anyApiserverAnswers(context));
 		// Settles to the error it raised, if any, so that the masters' outcomes are all collected first.
 		const beside = step.beside?.(context).then(() => undefined, (error: unknown) => error ?? new Error('failed'));
 		const outcomes = step.scope === 'cluster'
@@ -176,7 +180,7 @@ export class StepRunner {
 				return undefined;
 			}
 
-			const record = this.options.state.host(step.id, master.name);
+			const record = this.progress.host(step.id, master.name);
 			try {
 				const verification = await step.verify(context, master, record, this.inputs(step, context, master));
 				return verification.done ? verification : undefined;
@@ -215,7 +219,7 @@ export class StepRunner {
 
 	/** `verified`: a verification already made for this master in this run (rolling steps check side by side first). */
 	private async runHost(step: StepDefinition, context: StepContext, master: Master, recordName: string, verified?: Verification): Promise<HostResult> {
-		const {state} = this.options;
+		const state = this.progress;
 		const started = performance.now();
 		const elapsed = () => Math.round(performance.now() - started);
 		const inputs = this.inputs(step, context, master);

@@ -8,6 +8,7 @@ export const install: Operation = {
 	id: 'install',
 	title: 'Install the control plane',
 	noun: 'install',
+	command: 'apply',
 	steps: [preflight, binaries, certs, encryption, audit, units, start, etcdCheck, rbac, verify],
 	mode: 'recorded',
 };

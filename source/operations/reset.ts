@@ -6,6 +6,7 @@ export const reset: Operation = {
 	id: 'reset',
 	title: 'Remove the control plane from the masters',
 	noun: 'reset',
+	command: 'reset',
 	steps: [resetStep],
 	mode: 'sweep',
 };

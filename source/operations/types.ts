@@ -11,6 +11,8 @@ export type Operation = {
 	title: string;
 	/** How questions and sentences name one run of it: "install" in "Resume the install stopped at …". */
 	noun: string;
+	/** The command that runs it ("apply"), for "run apply again". */
+	command: string;
 	/** In order; steps that need nothing from each other run side by side. */
 	steps: StepDefinition[];
 	/**

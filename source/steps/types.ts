@@ -4,7 +4,7 @@ import type {Material} from '../pki/material.js';
 import type {Artifact} from '../render/artifacts.js';
 import type {Remote} from '../remote/ssh.js';
 import type {Runner} from '../runner.js';
-import type {HostRecord, StateStore} from '../state/store.js';
+import type {HostRecord, Progress} from '../state/store.js';
 import type {Workspace} from '../workspace.js';
 import type {Prompter} from '../engine/prompts.js';
 import type {Api, Probe} from '../remote/health.js';
@@ -30,7 +30,8 @@ export type StepContext = {
 	workspace: Workspace;
 	runner: Runner;
 	remote: Remote;
-	state: StateStore;
+	/** The running operation's progress. */
+	state: Progress;
 	prompter: Prompter;
 	artifacts: Artifact[];
 	material: Material;

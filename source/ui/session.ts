@@ -197,7 +197,8 @@ export class Session {
 		}
 
 		const run = this.engine.state.snapshot.run;
-		if (run && run.status !== 'done') {
+		// Only the install is resumed here; another operation's unfinished run is its command's to resume.
+		if (run && run.status !== 'done' && run.operation === install.id) {
 			this.set({screen: {name: 'resume', run, sentence: resumeSentence(run)}});
 			return;
 		}

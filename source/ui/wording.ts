@@ -1,7 +1,7 @@
 import type {FailureInfo} from '../engine/events.js';
 import {clusterHost, type PlanView} from '../engine/engine.js';
-import {install, type Operation} from '../operations/index.js';
-import type {InstallState, RunRecord} from '../state/store.js';
+import {install, operations, type Operation} from '../operations/index.js';
+import {stepKey, type InstallState, type RunRecord} from '../state/store.js';
 import {stepScope, stepTitle, type Mark} from './run-model.js';
 import type {Tone} from './theme.js';
 
@@ -50,7 +50,8 @@ export function formatWhen(iso: string): string {
 }
 
 /** "An install from 2026-11-25 22:57 stopped at binaries on k8smaster02." */
-export function resumeSentence(run: RunRecord, operation: Operation = install): string {
+export function resumeSentence(run: Omit<RunRecord, 'operation'> & {operation?: string}): string {
+	const operation = operations.get(run.operation ?? install.id) ?? install;
 	const where = run.step ? ` at ${run.step} (${stepTitle(run.step, operation)})${run.host ? ` on ${run.host}` : ''}` : run.host ? ` with ${run.host} left out` : ' before its first step';
 	return `${article(operation.noun)} ${operation.noun} from ${formatWhen(run.startedAt)} stopped${where}.`;
 }
@@ -149,7 +150,7 @@ export function progressGrid(state: InstallState, masters: string[], operation: 
 	return {
 		hosts: masters,
 		rows: operation.steps.map(step => {
-			const hosts = state.steps[step.id]?.hosts ?? {};
+			const hosts = state.steps[stepKey(operation.id, step.id)]?.hosts ?? {};
 			return step.scope === 'cluster'
 				? {id: step.id, title: step.title, scope: step.scope, cells: {}, span: cell(hosts[clusterHost])}
 				: {id: step.id, title: step.title, scope: step.scope, cells: Object.fromEntries(masters.map(master => [master, cell(hosts[master])]))};
