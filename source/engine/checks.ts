@@ -2,7 +2,7 @@ import {ChecksFailed, StepError} from '../errors.js';
 import type {Runner} from '../runner.js';
 import type {StepContext, StepDefinition} from '../steps/types.js';
 import type {EngineEvent} from './events.js';
-import {clusterHost} from './plan.js';
+import {clusterHost, stepHosts} from './plan.js';
 
 /**
  * A read-only step on every master at once, recording nothing; the checks report themselves as
@@ -20,7 +20,7 @@ export async function runChecks(step: StepDefinition, context: StepContext, emit
 	};
 
 	const beside = step.beside?.(context).catch(clusterFailed);
-	await Promise.all(context.config.masters.map(async master => {
+	await Promise.all(stepHosts(step, context).map(async master => {
 		try {
 			await step.run(context, master, '');
 		} catch (error) {

@@ -23,7 +23,7 @@ import type {StepContext} from '../steps/types.js';
 import type {Workspace} from '../workspace.js';
 import {runChecks} from './checks.js';
 import type {EngineEvent, EventListener, FailureInfo} from './events.js';
-import {planView, type PlanView} from './plan.js';
+import {planView, stepHosts, type PlanView} from './plan.js';
 import type {Prompter} from './prompts.js';
 import {ApplyFailed, StepRunner, StopRequested, toFailure, waves} from './step-runner.js';
 
@@ -241,7 +241,7 @@ export class Engine {
 		const failures = new Map<string, FailureInfo>();
 		try {
 			for (const step of operations.cis.steps) {
-				await Promise.all(this.options.config.masters.map(async master => {
+				await Promise.all(stepHosts(step, context).map(async master => {
 					try {
 						await step.run(context, master, '');
 					} catch (error) {

@@ -39,13 +39,19 @@ export function inputActions(operation: Operation, step: StepDefinition, context
 	return [...upstream.flatMap(candidate => candidate.plan(context, master)), ...step.plan(context, master)];
 }
 
+/** The masters a step runs on (or may go through), in order. */
+export function stepHosts(step: StepDefinition, context: StepContext): Master[] {
+	return step.hosts?.(context) ?? context.config.masters;
+}
+
 /** Everything a run of the operation would do, per step and per host, with hashes and secrets masked. */
 export function planView(operation: Operation, context: StepContext, state: StateStore, materialChanges: MaterialChange[]): PlanView {
 	const {config, runner} = context;
 	const progress = state.progress(operation.id);
 	const view: PlanView = {cluster: config.name, version: config.version, stateFile: state.path, materialChanges, steps: []};
 	for (const step of operation.steps) {
-		const masters = step.scope === 'cluster' ? config.masters.slice(0, 1) : config.masters;
+		const hosts = stepHosts(step, context);
+		const masters = step.scope === 'cluster' ? hosts.slice(0, 1) : hosts;
 		view.steps.push({
 			id: step.id,
 			title: step.title,

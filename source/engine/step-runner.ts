@@ -8,7 +8,7 @@ import {uploadsOf} from '../steps/files.js';
 import {adminTls} from '../steps/services.js';
 import type {StepContext, StepDefinition, StepId, Verification} from '../steps/types.js';
 import type {EngineEvent, FailureInfo, HostOutcome} from './events.js';
-import {clusterHost, fingerprint, inputActions} from './plan.js';
+import {clusterHost, fingerprint, inputActions, stepHosts} from './plan.js';
 
 /** Raised between actions once the operator asked to stop; progress so far is recorded. */
 export class StopRequested extends Error {
@@ -105,17 +105,16 @@ export class StepRunner {
 
 	async runStep(step: StepDefinition, context: StepContext): Promise<void> {
 		const started = performance.now();
-		const {masters} = this;
+		const hosts = stepHosts(step, context);
 		this.throwIfStopping();
-		this.emit({type: 'step-start', step: step.id, title: step.title, hosts: step.scope === 'cluster' ? [clusterHost] : masters.map(master => master.name)});
-		const live = step.rollingWhenLive === true && (masters.some(master => this.progress.host(step.id, master.name)?.status === 'done') || await this.anyApiserverAnswers(context));
+		this.emit({type: 'step-start', step: step.id, title: step.title, hosts: step.scope === 'cluster' ? [clusterHost] : hosts.map(master => master.name)});
 		// Settles to the error it raised, if any, so that the masters' outcomes are all collected first.
 		const beside = step.beside?.(context).then(() => undefined, (error: unknown) => error ?? new Error('failed'));
 		const outcomes = step.scope === 'cluster'
-			? [await this.runCluster(step, context)]
-			: live
-				? await this.runRolling(step, context)
-				: await Promise.all(masters.map(async master => (this.options.skipHosts.has(master.name) ? this.skipHost(step, master) : this.runHost(step, context, master, master.name))));
+			? [await this.runCluster(step, context, hosts)]
+			: await this.rolls(step, context, hosts)
+				? await this.runRolling(step, context, hosts)
+				: await Promise.all(hosts.map(async master => (this.options.skipHosts.has(master.name) ? this.skipHost(step, master) : this.runHost(step, context, master, master.name))));
 		const refused = outcomes.find(outcome => outcome.refused)?.refused;
 		const failures = outcomes.flatMap(outcome => (outcome.failure ? [outcome.failure] : []));
 		const besideError = await beside;
@@ -152,7 +151,7 @@ export class StepRunner {
 		}
 
 		if (stopped) {
-			const stoppedHosts = outcomes.flatMap((outcome, index) => (outcome.outcome === 'stopped' ? [step.scope === 'cluster' ? clusterHost : masters[index]!.name] : []));
+			const stoppedHosts = outcomes.flatMap((outcome, index) => (outcome.outcome === 'stopped' ? [step.scope === 'cluster' ? clusterHost : hosts[index]!.name] : []));
 			const where = stoppedHosts.length > 0 ? stoppedHosts : [clusterHost];
 			this.setRun({status: 'stopped', step: step.id, host: where.join(', ')});
 			throw new StopRequested();
@@ -161,6 +160,23 @@ export class StepRunner {
 
 	private inputs(step: StepDefinition, context: StepContext, master: Master): string {
 		return fingerprint(inputActions(this.options.operation, step, context, master));
+	}
+
+	/** Whether the step's masters take turns: always (rolling), or once a control plane serves (rolling-when-live). */
+	private async rolls(step: StepDefinition, context: StepContext, hosts: Master[]): Promise<boolean> {
+		switch (step.order ?? 'parallel') {
+			case 'parallel': {
+				return false;
+			}
+
+			case 'rolling': {
+				return true;
+			}
+
+			case 'rolling-when-live': {
+				return hosts.some(master => this.progress.host(step.id, master.name)?.status === 'done') || this.anyApiserverAnswers(context);
+			}
+		}
 	}
 
 	/** A control plane this install has no record of may already serve (taking over a cluster): any HTTP answer counts. */
@@ -173,9 +189,8 @@ export class StepRunner {
 	 * One master after the other; after a failure the rest are left as they are, still serving.
 	 * The read-only checks run side by side first: only masters with work to do take their turn.
 	 */
-	private async runRolling(step: StepDefinition, context: StepContext): Promise<HostResult[]> {
-		const {masters} = this;
-		const checked = await Promise.all(masters.map(async master => {
+	private async runRolling(step: StepDefinition, context: StepContext, hosts: Master[]): Promise<HostResult[]> {
+		const checked = await Promise.all(hosts.map(async master => {
 			if (this.options.skipHosts.has(master.name)) {
 				return undefined;
 			}
@@ -190,7 +205,7 @@ export class StepRunner {
 			}
 		}));
 		const outcomes: HostResult[] = [];
-		for (const [index, master] of masters.entries()) {
+		for (const [index, master] of hosts.entries()) {
 			const failed = outcomes.some(outcome => outcome.outcome === 'failed' || outcome.outcome === 'stopped');
 			outcomes.push(this.options.skipHosts.has(master.name) || failed ? this.skipHost(step, master, failed ? `not touched after an earlier master failed ${step.id}` : undefined) : await this.runHost(step, context, master, master.name, checked[index]));
 		}
@@ -205,9 +220,9 @@ export class StepRunner {
 	}
 
 	/** Cluster-wide steps run through the first master that can do them. */
-	private async runCluster(step: StepDefinition, context: StepContext): Promise<HostResult> {
+	private async runCluster(step: StepDefinition, context: StepContext, hosts: Master[]): Promise<HostResult> {
 		let last: HostResult = {outcome: 'failed'};
-		for (const master of this.masters.filter(each => !this.options.skipHosts.has(each.name))) {
+		for (const master of hosts.filter(each => !this.options.skipHosts.has(each.name))) {
 			last = await this.runHost(step, context, master, clusterHost);
 			if (last.outcome !== 'failed' || last.refused) {
 				return last;

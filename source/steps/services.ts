@@ -330,7 +330,7 @@ export function startStep(uploadsOf: UploadsOf): StepDefinition {
 		title: 'Start the control plane and wait until ready',
 		needs: ['binaries', 'certs', 'encryption', 'audit', 'units'],
 		scope: 'each-master',
-		rollingWhenLive: true,
+		order: 'rolling-when-live',
 		plan: (context, master) => [
 			{kind: 'remote', script: restartScript(services.map(service => service.name), services.map(service => service.name)), display: `${restartScript(services.map(service => service.name), ['kube-apiserver', 'kube-nginx'])}, then once the apiserver answers: systemctl restart ${apiserverClients.join(' ')} (only the units a changed file or a stopped unit concerns; kube-nginx is reloaded when its config alone changed; on a running cluster a restarting apiserver is taken out of kube-nginx on every master first and put back once ready)`},
 			...services.map((service): PlannedAction => ({kind: 'check', description: `wait until ${service.readyText(context, master)} (up to ${context.config.timeouts.readySeconds} s)`})),

@@ -75,8 +75,13 @@ export type StepDefinition = {
 	verify: (context: StepContext, master: Master, record: HostRecord | undefined, inputs: string) => Promise<Verification>;
 	/** Does the work; returns a short note for the state and the views. */
 	run: (context: StepContext, master: Master, inputs: string, verification?: Verification) => Promise<string | undefined>;
-	/** On a cluster already running, masters are done one at a time so that the others keep serving. */
-	rollingWhenLive?: boolean;
+	/** The masters it runs on (each-master) or may go through (cluster), in order; every master unless said. */
+	hosts?: (context: StepContext) => Master[];
+	/**
+	 * parallel (unless said): every master at once. rolling: one master after the other, the rest left
+	 * as they are after a failure. rolling-when-live: rolling once a control plane serves, so that the others keep serving.
+	 */
+	order?: 'parallel' | 'rolling' | 'rolling-when-live';
 	/** Checks across masters once every master finished the step (e.g. two IPs of one machine). */
 	afterAll?: (context: StepContext) => void | Promise<void>;
 	/** Cluster-wide work that needs nothing from the masters' own results: runs beside them. */
