@@ -5,7 +5,7 @@ import type {Operation} from '../operations/types.js';
 import type {Runner} from '../runner.js';
 import type {HostRecord, Progress, StateStore} from '../state/store.js';
 import {uploadsOf} from '../steps/files.js';
-import {adminTls} from '../steps/services.js';
+import {adminTls} from '../steps/readiness.js';
 import type {StepContext, StepDefinition, StepId, Verification} from '../steps/types.js';
 import type {EngineEvent, FailureInfo, HostOutcome} from './events.js';
 import {clusterHost, fingerprint, inputActions, stepHosts} from './plan.js';

@@ -2,7 +2,7 @@ import type {Master} from '../config/schema.js';
 import {flagContext} from '../render/artifacts.js';
 import {shellQuote, shellWords} from '../remote/quote.js';
 import type {ApiRequest} from '../remote/health.js';
-import {adminTls} from './services.js';
+import {adminTls} from './readiness.js';
 import type {StepContext, StepId} from './types.js';
 
 export type ApiResult = {ok: boolean; status: number; object: Record<string, unknown> | undefined; reason: string | undefined; problem: string};

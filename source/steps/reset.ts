@@ -3,7 +3,7 @@ import {workingDirectories} from '../render/artifacts.js';
 import {shellWords} from '../remote/quote.js';
 import {install} from '../operations/install.js';
 import {readRemoteFiles, uploadsOf} from './files.js';
-import {services} from './services.js';
+import {services} from './readiness.js';
 import type {StepContext, StepDefinition} from './types.js';
 
 /**
