@@ -4,7 +4,7 @@ import type {ResolvedConfig} from '../config/load.js';
 import {InputError, InputErrors, PromptRefused} from '../errors.js';
 import {writeFileAtomic} from '../files.js';
 import * as operations from '../operations/index.js';
-import type {Operation} from '../operations/types.js';
+import type {ChangingOperation, Operation, RunFacts} from '../operations/types.js';
 import type {KeyPair} from '../pki/certs.js';
 import {ensureMaterial, type Material, type MaterialChange} from '../pki/material.js';
 import {adminContexts, renderArtifacts} from '../render/artifacts.js';
@@ -284,17 +284,18 @@ export class Engine {
 		});
 	}
 
+	private runFacts(options: RunOptions): RunFacts {
+		return {masters: this.options.config.masters.map(master => master.name), stateFolder: this.options.workspace.root, removeLocal: options.removeLocal ?? false};
+	}
+
 	/** Every master once, recording no progress: what failed is named, the rest is done (reset). */
-	private async sweep(operation: Operation, options: RunOptions): Promise<void> {
+	private async sweep(operation: ChangingOperation, options: RunOptions): Promise<void> {
 		const started = performance.now();
-		const {config, workspace} = this.options;
+		const {workspace} = this.options;
 		if (options.confirm) {
-			const confirmed = await this.options.prompter.ask({
-				kind: 'confirm-reset',
-				message: `Stop kube-apiserver, kube-nginx, kube-controller-manager and kube-scheduler and remove this install's files on ${config.masters.map(master => master.name).join(', ')}${options.removeLocal ? `, then delete ${workspace.root} (CA, keys, encryption key, state)` : ''}?`,
-			});
+			const confirmed = await this.options.prompter.ask({kind: 'confirm-reset', message: operation.words.question(this.runFacts(options))});
 			if (!confirmed) {
-				throw new PromptRefused(`${operation.noun} not confirmed`);
+				throw new PromptRefused(`${operation.command} not confirmed`);
 			}
 		}
 
@@ -323,14 +324,14 @@ export class Engine {
 			rmSync(workspace.root, {recursive: true, force: true});
 		}
 
-		this.emit({type: 'finished', outcome: 'done', message: `${config.masters.length} master(s) reset${options.removeLocal ? `; ${workspace.root} deleted` : `; the CA and keys are kept in ${workspace.root}`}`, durationMs: Math.round(performance.now() - started)});
+		this.emit({type: 'finished', outcome: 'done', message: operation.words.done({...this.runFacts(options), skipped: []}), durationMs: Math.round(performance.now() - started)});
 	}
 
 	/**
 	 * A recorded operation: its first step checks the masters before any key material is made (a
 	 * failure leaves nothing behind); then the steps in waves, verifying done work instead of trusting the record.
 	 */
-	private async runRecorded(operation: Operation, options: RunOptions): Promise<void> {
+	private async runRecorded(operation: ChangingOperation, options: RunOptions): Promise<void> {
 		const started = performance.now();
 		const {config} = this.options;
 		this.stopping = false;
@@ -351,10 +352,10 @@ export class Engine {
 					kind: 'confirm-apply',
 					message: resuming && resuming.status !== 'done' && resuming.operation === operation.id
 						? `Resume the ${operation.noun} stopped at ${resuming.step ?? 'the start'}${resuming.host ? ` on ${resuming.host}` : ''} on ${config.masters.length} master(s)?`
-						: `Apply the plan to ${config.masters.length} master(s) (${config.masters.map(master => master.name).join(', ')})?`,
+						: operation.words.question(this.runFacts(options)),
 				});
 				if (!confirmed) {
-					throw new PromptRefused('apply not confirmed');
+					throw new PromptRefused(`${operation.command} not confirmed`);
 				}
 			}
 
@@ -410,10 +411,9 @@ export class Engine {
 
 			const skipped = [...this.skipHosts];
 			this.state.setRun(skipped.length > 0 ? {operation: operation.id, status: 'failed', step: undefined, host: skipped.join(','), error: `skipped on request: ${skipped.join(', ')}`} : {operation: operation.id, status: 'done', step: undefined, host: undefined});
-			const installed = config.masters.length - skipped.length;
 			await this.closeConnections();
 			release();
-			this.emit({type: 'finished', outcome: 'done', message: `${installed} master(s) installed${skipped.length > 0 ? `; skipped ${skipped.join(', ')}: run apply again to install ${skipped.length === 1 ? 'it' : 'them'}` : ''}`, durationMs: Math.round(performance.now() - started)});
+			this.emit({type: 'finished', outcome: 'done', message: operation.words.done({...this.runFacts(options), skipped}), durationMs: Math.round(performance.now() - started)});
 		} catch (error) {
 			const stopped = error instanceof StopRequested;
 			// Bad input found before the run started (a wrong tarball, a busy state folder) records nothing.

@@ -11,4 +11,8 @@ export const install: Operation = {
 	command: 'apply',
 	steps: [preflight, binaries, certs, encryption, audit, units, start, etcdCheck, rbac, verify],
 	mode: 'recorded',
+	words: {
+		question: ({masters}) => `Apply the plan to ${masters.length} master(s) (${masters.join(', ')})?`,
+		done: ({masters, skipped}) => `${masters.length - skipped.length} master(s) installed${skipped.length > 0 ? `; skipped ${skipped.join(', ')}: run apply again to install ${skipped.length === 1 ? 'it' : 'them'}` : ''}`,
+	},
 };

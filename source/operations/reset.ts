@@ -9,4 +9,8 @@ export const reset: Operation = {
 	command: 'reset',
 	steps: [resetStep],
 	mode: 'sweep',
+	words: {
+		question: ({masters, stateFolder, removeLocal}) => `Stop kube-apiserver, kube-nginx, kube-controller-manager and kube-scheduler and remove this install's files on ${masters.join(', ')}${removeLocal ? `, then delete ${stateFolder} (CA, keys, encryption key, state)` : ''}?`,
+		done: ({masters, stateFolder, removeLocal}) => `${masters.length} master(s) reset${removeLocal ? `; ${stateFolder} deleted` : `; the CA and keys are kept in ${stateFolder}`}`,
+	},
 };

@@ -15,10 +15,26 @@ export type Operation = {
 	command: string;
 	/** In order; steps that need nothing from each other run side by side. */
 	steps: StepDefinition[];
+} & (
+	/** Read-only, every step on every master, nothing recorded; passes or not (preflight, verify, cis). */
+	| {mode: 'checks'}
 	/**
 	 * recorded: progress per host is kept in the state and the next run resumes it (install).
-	 * checks: read-only, every step on every master, nothing recorded; passes or not (preflight, verify, cis).
 	 * sweep: every master once, nothing recorded, failures named (reset).
+	 * words: what the operator reads before and after such a run.
 	 */
-	mode: 'recorded' | 'checks' | 'sweep';
+	| {mode: 'recorded' | 'sweep'; words: OperationWords}
+);
+
+/** An operation that changes the masters. */
+export type ChangingOperation = Extract<Operation, {mode: 'recorded' | 'sweep'}>;
+
+/** What a run knows when it speaks: the masters, the state folder, what was asked. */
+export type RunFacts = {masters: string[]; stateFolder: string; removeLocal: boolean};
+
+export type OperationWords = {
+	/** Asked before anything is done (the CLI; --yes answers it). */
+	question: (facts: RunFacts) => string;
+	/** The last line once the run is done; skipped: masters left out of this run. */
+	done: (facts: RunFacts & {skipped: string[]}) => string;
 };
