@@ -19,7 +19,7 @@ import {cisResultsRead, type CisResult} from '../steps/cis.js';
 import {downloadTarball} from '../steps/download.js';
 import {FilesReadAhead} from '../steps/files.js';
 import {readFactsEarly} from '../steps/preflight.js';
-import type {StepContext} from '../steps/types.js';
+import type {BinaryFile, StepContext} from '../steps/types.js';
 import type {Workspace} from '../workspace.js';
 import {runChecks} from './checks.js';
 import type {EngineEvent, EventListener, FailureInfo} from './events.js';
@@ -292,12 +292,7 @@ export class Engine {
 	private async sweep(operation: ChangingOperation, options: RunOptions): Promise<void> {
 		const started = performance.now();
 		const {workspace} = this.options;
-		if (options.confirm) {
-			const confirmed = await this.options.prompter.ask({kind: 'confirm-reset', message: operation.words.question(this.runFacts(options))});
-			if (!confirmed) {
-				throw new PromptRefused(`${operation.command} not confirmed`);
-			}
-		}
+		await this.confirm(operation, options);
 
 		const release = workspace.lock();
 		const context = await this.prepare(false, {operation, quiet: true});
@@ -327,6 +322,61 @@ export class Engine {
 		this.emit({type: 'finished', outcome: 'done', message: operation.words.done({...this.runFacts(options), skipped: []}), durationMs: Math.round(performance.now() - started)});
 	}
 
+	/** The operation's question, or the resume of the same operation where its last run stopped; the CLI asks, --yes answers. */
+	private async confirm(operation: ChangingOperation, options: RunOptions): Promise<void> {
+		if (!options.confirm) {
+			return;
+		}
+
+		const resuming = operation.mode === 'recorded' ? this.state.snapshot.run : undefined;
+		const confirmed = await this.options.prompter.ask({
+			kind: operation.mode === 'sweep' ? 'confirm-reset' : 'confirm-apply',
+			message: resuming && resuming.status !== 'done' && resuming.operation === operation.id
+				? `Resume the ${operation.noun} stopped at ${resuming.step ?? 'the start'}${resuming.host ? ` on ${resuming.host}` : ''} on ${this.options.config.masters.length} master(s)?`
+				: operation.words.question(this.runFacts(options)),
+		});
+		if (!confirmed) {
+			throw new PromptRefused(`${operation.command} not confirmed`);
+		}
+	}
+
+	/**
+	 * Checks first: a wrong tarball or a master that fails preflight leaves no key material behind.
+	 * The release is unpacked while key pairs are made in memory (crypto's thread pool): side by side.
+	 */
+	private async checkedInputs(operation: Operation): Promise<StepContext & {binaries: BinaryFile[]}> {
+		const {config, workspace} = this.options;
+		const unpackedBefore = existsSync(workspace.binariesDir(config.version));
+		const remote = new Remote(this.options.runner, config);
+		// A killed run's ssh sessions are ended before this run touches a master.
+		await remote.closeLeftovers();
+		// A master left out of this run is not contacted at all.
+		readFactsEarly(remote, config, config.masters.filter(master => !this.skipHosts.has(master.name)));
+		// The unpacking first: tar starts before key pairs keep this thread busy.
+		const unpacking = this.binaries();
+		const [unpacked, prepared] = await Promise.allSettled([unpacking, this.prepare(false, {operation, quiet: true, refuseMisfits: true, remote})]);
+		if (prepared.status === 'rejected' || unpacked.status === 'rejected') {
+			// Bad input: the early reads are not waited for (an unreachable master would hold the answer back).
+			stopRunningCommands();
+			await remote.close();
+		}
+
+		if (prepared.status === 'rejected') {
+			// Refused input leaves nothing behind, not even the binaries unpacked meanwhile.
+			if (!unpackedBefore) {
+				rmSync(workspace.binariesDir(config.version), {recursive: true, force: true});
+			}
+
+			throw prepared.reason;
+		}
+
+		if (unpacked.status === 'rejected') {
+			throw unpacked.reason;
+		}
+
+		return Object.assign(prepared.value, {binaries: unpacked.value});
+	}
+
 	/**
 	 * A recorded operation: its first step checks the masters before any key material is made (a
 	 * failure leaves nothing behind); then the steps in waves, verifying done work instead of trusting the record.
@@ -346,53 +396,10 @@ export class Engine {
 		let readingAhead: Promise<unknown> | undefined;
 		try {
 			// Asked before anything is made, so that a refusal leaves no trace.
-			if (options.confirm) {
-				const resuming = this.state.snapshot.run;
-				const confirmed = await this.options.prompter.ask({
-					kind: 'confirm-apply',
-					message: resuming && resuming.status !== 'done' && resuming.operation === operation.id
-						? `Resume the ${operation.noun} stopped at ${resuming.step ?? 'the start'}${resuming.host ? ` on ${resuming.host}` : ''} on ${config.masters.length} master(s)?`
-						: operation.words.question(this.runFacts(options)),
-				});
-				if (!confirmed) {
-					throw new PromptRefused(`${operation.command} not confirmed`);
-				}
-			}
-
+			await this.confirm(operation, options);
 			release = this.options.workspace.lock();
-			// Checks first: a wrong tarball or a master that fails preflight leaves no key material behind.
-			// Key pairs are made on crypto's thread pool while tar unpacks: side by side.
-			const unpackedBefore = existsSync(this.options.workspace.binariesDir(config.version));
-			const remote = new Remote(this.options.runner, config);
-			// A killed run's ssh sessions are ended before this run touches a master.
-			await remote.closeLeftovers();
-			// A master left out of this run is not contacted at all.
-			readFactsEarly(remote, config, config.masters.filter(master => !this.skipHosts.has(master.name)));
-			// The unpacking first: tar starts before key pairs keep this thread busy.
-			const unpacking = this.binaries();
-			const [unpacked, prepared] = await Promise.allSettled([unpacking, this.prepare(false, {operation, quiet: true, refuseMisfits: true, remote})]);
-			if (prepared.status === 'rejected' || unpacked.status === 'rejected') {
-				// Bad input: the early reads are not waited for (an unreachable master would hold the answer back).
-				stopRunningCommands();
-				await remote.close();
-			}
-
-			if (prepared.status === 'rejected') {
-				// Refused input leaves nothing behind, not even the binaries unpacked meanwhile.
-				if (!unpackedBefore) {
-					rmSync(this.options.workspace.binariesDir(config.version), {recursive: true, force: true});
-				}
-
-				throw prepared.reason;
-			}
-
-			if (unpacked.status === 'rejected') {
-				throw unpacked.reason;
-			}
-
-			const checks = prepared.value;
-			const binaries = unpacked.value;
-			checks.binaries = binaries;
+			const checks = await this.checkedInputs(operation);
+			const {binaries} = checks;
 			this.state.setRun({operation: operation.id, status: 'running', startedAt: new Date().toISOString(), error: undefined});
 			runStarted = true;
 			// Read-only, beside preflight: the files of every step, one round trip per master once its connection is up.
