@@ -111,18 +111,15 @@ export type RunnerOptions = {
 	executor?: Executor;
 	/** JSON-lines file every command and its outcome are appended to. */
 	logFile?: string;
-	/** Print commands instead of running them; every call answers exit 0 with empty output. */
-	dryRun?: boolean;
 	defaultTimeoutMs?: number;
 	onEvent?: (event: CommandEvent) => void;
 };
 
 /**
  * The one door to the outside: every ssh, scp, tar, kubectl and etcdctl call passes here, so
- * timeouts, logging, redaction, dry-run and test recording live in one place.
+ * timeouts, logging, redaction and test recording live in one place.
  */
 export class Runner {
-	readonly dryRun: boolean;
 	private readonly executor: Executor;
 	private readonly logFile: string | undefined;
 	private readonly defaultTimeoutMs: number;
@@ -133,7 +130,6 @@ export class Runner {
 	constructor(options: RunnerOptions = {}) {
 		this.executor = options.executor ?? execaExecutor;
 		this.logFile = options.logFile;
-		this.dryRun = options.dryRun ?? false;
 		this.defaultTimeoutMs = options.defaultTimeoutMs ?? 120_000;
 		if (options.onEvent) {
 			this.listeners.add(options.onEvent);
@@ -182,9 +178,7 @@ export class Runner {
 		const id = this.nextId++;
 		const display = this.describe(spec);
 		this.emit({type: 'command-start', id, host: spec.host, step: spec.step, display});
-		const result = this.dryRun
-			? {exitCode: 0, stdout: '', stderr: '', durationMs: 0, timedOut: false}
-			: await this.executor({...spec, timeoutMs: spec.timeoutMs ?? this.defaultTimeoutMs});
+		const result = await this.executor({...spec, timeoutMs: spec.timeoutMs ?? this.defaultTimeoutMs});
 		this.log({
 			event: 'command',
 			host: spec.host,
@@ -193,7 +187,6 @@ export class Runner {
 			exitCode: result.exitCode,
 			durationMs: result.durationMs,
 			timedOut: result.timedOut,
-			dryRun: this.dryRun || undefined,
 			stdout: tail(result.stdout),
 			stderr: tail(result.stderr),
 			failedToStart: result.failedToStart,

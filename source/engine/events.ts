@@ -1,7 +1,7 @@
 import type {MaterialChange} from '../pki/material.js';
 import type {AdminContext} from '../render/artifacts.js';
 import type {CommandEvent} from '../runner.js';
-import type {StepId} from '../state/store.js';
+import type {StepId} from '../steps/types.js';
 import type {CheckResult} from '../steps/preflight.js';
 
 /** skipped: verified as already done; excluded: left out of this run on the operator's request. */

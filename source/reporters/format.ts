@@ -1,8 +1,8 @@
 import type {PlanView} from '../engine/engine.js';
 import type {EngineEvent, FailureInfo} from '../engine/events.js';
 import type {CisResult} from '../steps/cis.js';
-import type {InstallState} from '../state/store.js';
-import {stepIds} from '../state/store.js';
+import {stepKey, type InstallState} from '../state/store.js';
+import {operations} from '../operations/index.js';
 
 export function formatBytes(bytes: number): string {
 	if (bytes < 1024) {
@@ -76,7 +76,7 @@ export function formatStatus(state: InstallState, stateFile: string, certificate
 	const lines = [`Cluster ${state.cluster}${state.version ? `, Kubernetes ${state.version}` : ''} (state: ${stateFile})`];
 	if (state.run) {
 		const where = state.run.step ? ` at ${state.run.step}${state.run.host ? ` on ${state.run.host}` : ''}` : '';
-		lines.push(`Last apply: ${state.run.status}${where}, started ${state.run.startedAt}, updated ${state.run.updatedAt}${state.run.error ? `\n  ${state.run.error}` : ''}`);
+		lines.push(`Last ${operations.get(state.run.operation)?.command ?? state.run.operation}: ${state.run.status}${where}, started ${state.run.startedAt}, updated ${state.run.updatedAt}${state.run.error ? `\n  ${state.run.error}` : ''}`);
 	} else {
 		lines.push('No apply has run yet.');
 	}
@@ -85,8 +85,11 @@ export function formatStatus(state: InstallState, stateFile: string, certificate
 		lines.push(`CA sha256 ${state.material.caCertSha256.slice(0, 16)}…, encryption key sha256 ${state.material.encryptionKeySha256.slice(0, 16)}…`);
 	}
 
-	for (const step of stepIds) {
-		const hosts = state.steps[step]?.hosts ?? {};
+	const recorded = [...operations.values()].filter(operation => operation.mode === 'recorded');
+	for (const [operation, id] of recorded.flatMap(operation => operation.steps.map(each => [operation.id, each.id] as const))) {
+		// Named as its operation names it while only one operation keeps progress.
+		const step = recorded.length > 1 ? stepKey(operation, id) : id;
+		const hosts = state.steps[stepKey(operation, id)]?.hosts ?? {};
 		const entries = Object.entries(hosts);
 		lines.push(`  ${step.padEnd(11)} ${entries.length === 0 ? 'pending' : entries.map(([host, record]) => `${host}: ${record.status}${record.error ? ` (${record.error})` : ''}`).join(', ')}`);
 	}

@@ -4,8 +4,7 @@ import Conf from 'conf';
 import type {MaterialRecord} from '../pki/material.js';
 import {checkLocalFile} from '../safe-read.js';
 
-export const stepIds = ['preflight', 'binaries', 'certs', 'encryption', 'audit', 'units', 'start', 'etcd-check', 'rbac', 'verify', 'reset'] as const;
-export type StepId = typeof stepIds[number];
+import type {StepId} from '../steps/types.js';
 
 export type HostRecord = {
 	status: 'done' | 'running' | 'failed';
@@ -23,21 +22,54 @@ export type HostRecord = {
 };
 
 export type RunRecord = {
+	/** The operation that ran ("install"): a resume offers that one. */
+	operation: string;
 	startedAt: string;
 	updatedAt: string;
 	status: 'running' | 'done' | 'failed' | 'stopped';
+	/** The step within that operation ("start"). */
 	step?: StepId;
 	host?: string;
 	error?: string;
 };
 
 export type InstallState = {
-	schema: 1;
+	schema: 2;
 	cluster: string;
 	version?: string;
 	material?: MaterialRecord;
 	run?: RunRecord;
-	steps: Partial<Record<StepId, {hosts: Record<string, HostRecord>}>>;
+	/** Per step, keyed by operation and step ("install/start"). */
+	steps: Partial<Record<string, {hosts: Record<string, HostRecord>}>>;
+};
+
+/** Schema 1 (before operations): the install's steps under their bare ids, and a run record naming no operation. */
+type StateSchema1 = Omit<InstallState, 'schema' | 'run'> & {schema: 1; run?: Omit<RunRecord, 'operation'>};
+
+/** Where an operation's step is kept in the state. */
+export function stepKey(operation: string, step: StepId): string {
+	return `${operation}/${step}`;
+}
+
+/**
+ * A state written before operations is the install's: its steps move under "install/", its run
+ * names the install. "reset" was never a step and is dropped. Nothing recorded is lost, so nothing is redone.
+ */
+export function migrateState(stored: StateSchema1): InstallState {
+	const steps = Object.fromEntries(Object.entries(stored.steps).filter(([step]) => step !== 'reset').map(([step, record]) => [stepKey('install', step), record]));
+	return {...stored, schema: 2, steps, run: stored.run && {operation: 'install', ...stored.run}};
+}
+
+/**
+ * One operation's view of the progress: its steps are named as the operation names them; what any
+ * operation wrote on a host (writtenFiles, writtenHashes, forgetHost) is the whole state's.
+ */
+export type Progress = Pick<StateStore, 'writtenHashes' | 'writtenFiles' | 'forgetHost'> & {
+	host(key: string, host: string): HostRecord | undefined;
+	recordHost(key: string, host: string, record: HostRecord): void;
+	recordFile(key: string, host: string, remotePath: string, hash: string, stat?: string): void;
+	recordStats(key: string, host: string, files: Array<{path: string; stat?: string; sha256: string}>): void;
+	recordService(key: string, host: string, service: string, inputs: string): void;
 };
 
 /** conf's own folder for this tool: the default --state-dir. */
@@ -57,14 +89,28 @@ export class StateStore {
 	constructor(private readonly folder: string, cluster: string) {
 		this.path = path.join(folder, 'state.json');
 		// conf makes its folder when opened: a state that was never written is not opened, so plan leaves no trace.
-		const stored = existsSync(this.path) ? this.openChecked() : {};
-		this.state = stored.schema === 1 ? stored as InstallState : {schema: 1, cluster, steps: {}};
+		const stored: Partial<InstallState> | Partial<StateSchema1> = existsSync(this.path) ? this.openChecked() : {};
+		this.state = stored.schema === 2 ? stored as InstallState : stored.schema === 1 ? migrateState(stored as StateSchema1) : {schema: 2, cluster, steps: {}};
 	}
 
 	/** conf reads the file whole and synchronously: it must be a regular file of a sane size first. */
-	private openChecked(): Partial<InstallState> {
+	private openChecked(): Partial<InstallState> | Partial<StateSchema1> {
 		checkLocalFile(this.path, {field: '--state-dir', kind: 'state', fix: `restore ${this.path} from your backup of the state folder`});
-		return this.open().store as Partial<InstallState>;
+		return this.open().store as Partial<InstallState> | Partial<StateSchema1>;
+	}
+
+	/** The progress of one operation, its steps named as it names them. */
+	progress(operation: string): Progress {
+		return {
+			host: (step, host) => this.host(stepKey(operation, step), host),
+			recordHost: (step, host, record) => this.recordHost(stepKey(operation, step), host, record),
+			recordFile: (step, host, remotePath, hash, stat) => this.recordFile(stepKey(operation, step), host, remotePath, hash, stat),
+			recordStats: (step, host, files) => this.recordStats(stepKey(operation, step), host, files),
+			recordService: (step, host, service, inputs) => this.recordService(stepKey(operation, step), host, service, inputs),
+			writtenHashes: (host, remotePath) => this.writtenHashes(host, remotePath),
+			writtenFiles: host => this.writtenFiles(host),
+			forgetHost: host => this.forgetHost(host),
+		};
 	}
 
 	private open(): Conf<InstallState> {
@@ -80,8 +126,8 @@ export class StateStore {
 		return Object.keys(this.state.steps).length === 0 && this.state.run === undefined;
 	}
 
-	host(step: StepId, host: string): HostRecord | undefined {
-		return this.state.steps[step]?.hosts[host];
+	private host(key: string, host: string): HostRecord | undefined {
+		return this.state.steps[key]?.hosts[host];
 	}
 
 	update(change: (state: InstallState) => void): void {
@@ -89,15 +135,15 @@ export class StateStore {
 		this.open().store = this.state;
 	}
 
-	recordHost(step: StepId, host: string, record: HostRecord): void {
+	private recordHost(key: string, host: string, record: HostRecord): void {
 		this.update(state => {
-			(state.steps[step] ??= {hosts: {}}).hosts[host] = record;
+			(state.steps[key] ??= {hosts: {}}).hosts[host] = record;
 		});
 	}
 
 	/** Remembers one file written (or found in place) on a host, before the step as a whole is done. */
-	recordFile(step: StepId, host: string, remotePath: string, hash: string, stat?: string): void {
-		this.updateHost(step, host, record => {
+	private recordFile(key: string, host: string, remotePath: string, hash: string, stat?: string): void {
+		this.updateHost(key, host, record => {
 			record.files = {...record.files, [remotePath]: hash};
 			if (stat) {
 				record.stats = {...record.stats, [remotePath]: {stat, sha256: hash}};
@@ -106,29 +152,29 @@ export class StateStore {
 	}
 
 	/** Remembers the identity of files found in place with these hashes. */
-	recordStats(step: StepId, host: string, files: Array<{path: string; stat?: string; sha256: string}>): void {
+	private recordStats(key: string, host: string, files: Array<{path: string; stat?: string; sha256: string}>): void {
 		const seen = files.filter((file): file is {path: string; stat: string; sha256: string} => file.stat !== undefined);
-		const stats = this.host(step, host)?.stats ?? {};
+		const stats = this.host(key, host)?.stats ?? {};
 		if (seen.every(file => stats[file.path]?.stat === file.stat && stats[file.path]?.sha256 === file.sha256)) {
 			return;
 		}
 
-		this.updateHost(step, host, record => {
+		this.updateHost(key, host, record => {
 			record.stats = {...record.stats, ...Object.fromEntries(seen.map(file => [file.path, {stat: file.stat, sha256: file.sha256}]))};
 		});
 	}
 
 	/** Remembers that a service started healthy with these inputs, before the step as a whole is done. */
-	recordService(step: StepId, host: string, service: string, inputs: string): void {
-		this.updateHost(step, host, record => {
+	private recordService(key: string, host: string, service: string, inputs: string): void {
+		this.updateHost(key, host, record => {
 			record.services = {...record.services, [service]: inputs};
 		});
 	}
 
 	/** Changes a host's record in place; a host without one gets an "interrupted" record to change. */
-	private updateHost(step: StepId, host: string, change: (record: HostRecord) => void): void {
+	private updateHost(key: string, host: string, change: (record: HostRecord) => void): void {
 		this.update(state => {
-			const hosts = (state.steps[step] ??= {hosts: {}}).hosts;
+			const hosts = (state.steps[key] ??= {hosts: {}}).hosts;
 			const record = hosts[host] ?? {status: 'failed', at: new Date().toISOString(), inputs: '', error: 'interrupted'};
 			change(record);
 			hosts[host] = record;
@@ -148,7 +194,7 @@ export class StateStore {
 		return hashes;
 	}
 
-	setRun(run: Partial<RunRecord> & {status: RunRecord['status']}): void {
+	setRun(run: Partial<RunRecord> & Pick<RunRecord, 'operation' | 'status'>): void {
 		this.update(state => {
 			const now = new Date().toISOString();
 			state.run = {startedAt: state.run?.startedAt ?? now, ...state.run, ...run, updatedAt: now};

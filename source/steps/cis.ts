@@ -1,9 +1,8 @@
 import type {Master} from '../config/schema.js';
 import {unitPath} from '../render/artifacts.js';
 import {shellQuote, shellWords} from '../remote/quote.js';
-import type {StepId} from '../state/store.js';
 import {atLeast, type Component} from '../versions.js';
-import type {StepContext} from './types.js';
+import type {StepContext, StepDefinition, StepId} from './types.js';
 
 /**
  * The CIS Kubernetes Benchmark's control-plane checks (sections 1.1-1.4, ids and tests of kube-bench's
@@ -324,3 +323,26 @@ export function cisSummary(results: CisResult[]): {failed: string[]; text: strin
 	const failed = results.filter(result => result.level === 'fail').map(result => result.id);
 	return {failed, text: `CIS 1.10 control plane: ${count('pass')} pass, ${count('fail')} fail${failed.length > 0 ? ` (${failed.join(', ')})` : ''}, ${count('skip')} skip`};
 }
+
+/** Per run, each master's results: the cis command prints them whole, not only the step's note. */
+const resultsRead = new WeakMap<StepContext, Map<string, CisResult[]>>();
+
+export function cisResultsRead(context: StepContext): Map<string, CisResult[]> {
+	return resultsRead.get(context) ?? new Map();
+}
+
+/** The benchmark as a step: read-only and done again every time; the command judges the results. */
+export const cisStep: StepDefinition = {
+	id: 'cis',
+	title: 'Read the CIS benchmark checks',
+	needs: [],
+	scope: 'each-master',
+	plan: () => [{kind: 'check', description: 'read the components\' command lines, file modes and owners (CIS benchmark)'}],
+	verify: async () => ({done: false}),
+	async run(context, master) {
+		const results = await cisResults(context, master, 'cis');
+		const read = resultsRead.get(context) ?? new Map<string, CisResult[]>();
+		resultsRead.set(context, read.set(master.name, results));
+		return cisSummary(results).text;
+	},
+};

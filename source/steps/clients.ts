@@ -2,9 +2,8 @@ import type {Master} from '../config/schema.js';
 import {flagContext} from '../render/artifacts.js';
 import {shellQuote, shellWords} from '../remote/quote.js';
 import type {ApiRequest} from '../remote/health.js';
-import type {StepId} from '../state/store.js';
-import {adminTls} from './services.js';
-import type {StepContext} from './types.js';
+import {adminTls} from './readiness.js';
+import type {StepContext, StepId} from './types.js';
 
 export type ApiResult = {ok: boolean; status: number; object: Record<string, unknown> | undefined; reason: string | undefined; problem: string};
 

@@ -5,11 +5,8 @@ import {shellWords} from '../remote/quote.js';
 import {sha256} from '../files.js';
 import {apiserver, etcdctlScript} from './clients.js';
 import {filesStep, uploadsOf, type Upload} from './files.js';
-import {preflight} from './preflight.js';
 import {startStep} from './services.js';
-import {verify} from './verify.js';
-import type {PlannedAction, StepContext, StepDefinition} from './types.js';
-import type {StepId} from '../state/store.js';
+import type {StepContext, StepDefinition, StepId} from './types.js';
 
 function artifactUploads(context: StepContext, master: Master, step: StepId): Upload[] {
 	return context.artifacts
@@ -26,7 +23,7 @@ function artifactUploads(context: StepContext, master: Master, step: StepId): Up
 		}));
 }
 
-const binaries = filesStep({
+export const binaries = filesStep({
 	id: 'binaries',
 	title: 'Copy the server binaries',
 	needs: [],
@@ -42,10 +39,10 @@ const binaries = filesStep({
 	},
 });
 
-const certs = filesStep({id: 'certs', title: 'Place certificates and keys', needs: [], plan: (context, master) => artifactUploads(context, master, 'certs')});
-const encryption = filesStep({id: 'encryption', title: 'Place the encryption-at-rest config', needs: [], plan: (context, master) => artifactUploads(context, master, 'encryption')});
-const audit = filesStep({id: 'audit', title: 'Place the audit policy', needs: [], plan: (context, master) => artifactUploads(context, master, 'audit')});
-const units = filesStep({
+export const certs = filesStep({id: 'certs', title: 'Place certificates and keys', needs: [], plan: (context, master) => artifactUploads(context, master, 'certs')});
+export const encryption = filesStep({id: 'encryption', title: 'Place the encryption-at-rest config', needs: [], plan: (context, master) => artifactUploads(context, master, 'encryption')});
+export const audit = filesStep({id: 'audit', title: 'Place the audit policy', needs: [], plan: (context, master) => artifactUploads(context, master, 'audit')});
+export const units = filesStep({
 	id: 'units',
 	title: 'Install the units and the component configs',
 	needs: [],
@@ -58,14 +55,14 @@ const units = filesStep({
 
 const uploadsStartReads = (context: StepContext, master: Master): Upload[] => uploadsOf([binaries, certs, encryption, audit, units].flatMap(step => step.plan(context, master)));
 
-const start = startStep(uploadsStartReads);
+export const start = startStep(uploadsStartReads);
 
 const etcdKeyLimit = 1000;
 
 // A large cluster has many keys: a sample is enough to show what the apiservers wrote.
 const registryKeysArgs = ['get', '/registry/', '--prefix', '--keys-only', `--limit=${etcdKeyLimit}`];
 
-const etcdCheck: StepDefinition = {
+export const etcdCheck: StepDefinition = {
 	id: 'etcd-check',
 	title: 'Check what the apiserver wrote to etcd',
 	needs: ['start'],
@@ -115,7 +112,7 @@ async function bindingState(context: StepContext, master: Master): Promise<'abse
 	return correct ? 'correct' : `it exists with roleRef ${found.roleRef?.name ?? '?'} and subjects ${JSON.stringify(found.subjects ?? [])}`;
 }
 
-const rbac: StepDefinition = {
+export const rbac: StepDefinition = {
 	id: 'rbac',
 	title: 'Let the apiserver use the kubelet API (RBAC)',
 	needs: ['start'],
@@ -143,12 +140,3 @@ const rbac: StepDefinition = {
 		throw new StepError({step: 'rbac', host: master.name, message: `clusterrolebinding ${bindingName} is not what this install makes: ${existing}`, fix: `inspect it (kubectl get clusterrolebinding ${bindingName} -o yaml); delete it to let apply make it again`});
 	},
 };
-
-/** The install, in order. */
-export const steps: StepDefinition[] = [preflight, binaries, certs, encryption, audit, units, start, etcdCheck, rbac, verify];
-
-/** The actions whose results a step depends on (start restarts when any file it runs with changed). */
-export function inputActions(step: StepDefinition, context: StepContext, master: Master): PlannedAction[] {
-	const upstream = steps.filter(candidate => step.needs.includes(candidate.id) && candidate.scope === 'each-master');
-	return [...upstream.flatMap(candidate => candidate.plan(context, master)), ...step.plan(context, master)];
-}

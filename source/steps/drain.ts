@@ -4,7 +4,7 @@ import {sha256} from '../files.js';
 import {publicFileMode, renderNginxConfig} from '../render/artifacts.js';
 import {shellQuote} from '../remote/quote.js';
 import {readinessPath} from '../versions.js';
-import {adminTls} from './services.js';
+import {adminTls} from './readiness.js';
 import type {StepContext} from './types.js';
 
 /**

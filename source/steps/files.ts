@@ -3,8 +3,7 @@ import {createTwoFilesPatch} from './diff.js';
 import type {Master} from '../config/schema.js';
 import {StepError} from '../errors.js';
 import {shellQuote} from '../remote/quote.js';
-import type {StepId} from '../state/store.js';
-import type {PlannedAction, StepContext, StepDefinition, Verification} from './types.js';
+import type {PlannedAction, StepContext, StepDefinition, StepId, Verification} from './types.js';
 
 export type Upload = Extract<PlannedAction, {kind: 'upload'}>;
 

@@ -1,10 +1,10 @@
 import type {Master} from '../config/schema.js';
 import {workingDirectories} from '../render/artifacts.js';
 import {shellWords} from '../remote/quote.js';
-import {steps} from './definitions.js';
+import {install} from '../operations/install.js';
 import {readRemoteFiles, uploadsOf} from './files.js';
-import {services} from './services.js';
-import type {StepContext} from './types.js';
+import {services} from './readiness.js';
+import type {StepContext, StepDefinition} from './types.js';
 
 /**
  * Undoes an install on one master: stops and disables the units, removes every file whose content
@@ -16,7 +16,7 @@ export async function resetHost(context: StepContext, master: Master): Promise<s
 	await context.remote.check(master, `for u in ${units.join(' ')}; do systemctl stop "$u" 2>/dev/null; systemctl disable "$u" 2>/dev/null; done; true`, {step: 'reset', display: `systemctl stop and disable ${units.join(' ')}`});
 
 	const ours = context.state.writtenFiles(master.name);
-	for (const upload of uploadsOf(steps.flatMap(step => step.plan(context, master)))) {
+	for (const upload of uploadsOf(install.steps.flatMap(step => step.plan(context, master)))) {
 		ours.set(upload.path, (ours.get(upload.path) ?? new Set()).add(upload.sha256));
 	}
 
@@ -39,3 +39,18 @@ export async function resetHost(context: StepContext, master: Master): Promise<s
 	await context.remote.check(master, `${removeScript}systemctl daemon-reload; systemctl reset-failed 2>/dev/null; for d in ${shellWords(folders)}; do rmdir -- "$d" 2>/dev/null; done; true`, {step: 'reset', display: `rm -f ${remove.length} file(s); systemctl daemon-reload; rmdir empty folders`});
 	return `units stopped and disabled, ${remove.length} file(s) removed${kept.length > 0 ? `; kept ${kept.length} changed since this install wrote them: ${kept.join(', ')}` : ''}`;
 }
+
+/** Every master at once; what was removed from a master is forgotten there, so apply starts it afresh. */
+export const resetStep: StepDefinition = {
+	id: 'reset',
+	title: 'Remove the control plane from the masters',
+	needs: [],
+	scope: 'each-master',
+	plan: context => [{kind: 'check', description: `stop and disable the units, remove the files this install wrote (kept: etcd's data, ${context.workspace.root})`}],
+	verify: async () => ({done: false}),
+	async run(context, master) {
+		const detail = await resetHost(context, master);
+		context.state.forgetHost(master.name);
+		return detail;
+	},
+};

@@ -4,12 +4,15 @@ import type {Material} from '../pki/material.js';
 import type {Artifact} from '../render/artifacts.js';
 import type {Remote} from '../remote/ssh.js';
 import type {Runner} from '../runner.js';
-import type {HostRecord, StateStore, StepId} from '../state/store.js';
+import type {HostRecord, Progress} from '../state/store.js';
 import type {Workspace} from '../workspace.js';
 import type {Prompter} from '../engine/prompts.js';
 import type {Api, Probe} from '../remote/health.js';
 import type {CheckResult} from './preflight.js';
 import type {FilesReadAhead} from './files.js';
+
+/** A step's name within its operation ("start"); the state keeps it as "install/start". */
+export type StepId = string;
 
 /** A server binary as sent: `file` holds it gzip-compressed when gzipBytes is set, else as it is; sha256 and bytes are of the binary itself. */
 export type BinaryFile = {name: string; file: string; sha256: string; bytes: number; gzipBytes?: number};
@@ -27,7 +30,8 @@ export type StepContext = {
 	workspace: Workspace;
 	runner: Runner;
 	remote: Remote;
-	state: StateStore;
+	/** The running operation's progress. */
+	state: Progress;
 	prompter: Prompter;
 	artifacts: Artifact[];
 	material: Material;
@@ -71,8 +75,13 @@ export type StepDefinition = {
 	verify: (context: StepContext, master: Master, record: HostRecord | undefined, inputs: string) => Promise<Verification>;
 	/** Does the work; returns a short note for the state and the views. */
 	run: (context: StepContext, master: Master, inputs: string, verification?: Verification) => Promise<string | undefined>;
-	/** On a cluster already running, masters are done one at a time so that the others keep serving. */
-	rollingWhenLive?: boolean;
+	/** The masters it runs on (each-master) or may go through (cluster), in order; every master unless said. */
+	hosts?: (context: StepContext) => Master[];
+	/**
+	 * parallel (unless said): every master at once. rolling: one master after the other, the rest left
+	 * as they are after a failure. rolling-when-live: rolling once a control plane serves, so that the others keep serving.
+	 */
+	order?: 'parallel' | 'rolling' | 'rolling-when-live';
 	/** Checks across masters once every master finished the step (e.g. two IPs of one machine). */
 	afterAll?: (context: StepContext) => void | Promise<void>;
 	/** Cluster-wide work that needs nothing from the masters' own results: runs beside them. */

@@ -12,7 +12,7 @@ import {leaderLockKind, livenessPath, readinessPath} from '../versions.js';
 import {cisFactsScript, cisSummary, evaluateCis, parseCisFacts} from './cis.js';
 import {apiserver, etcdctlScript} from './clients.js';
 import type {CheckResult} from './preflight.js';
-import {adminTls, services, servicesReady} from './services.js';
+import {adminTls, services, servicesReady} from './readiness.js';
 import type {PlannedAction, StepContext, StepDefinition} from './types.js';
 
 /** A certificate closer than this to its end is reported as a warning. */

@@ -1,7 +1,7 @@
 import {clusterHost} from '../engine/engine.js';
 import type {EngineEvent, FailureInfo, HostOutcome} from '../engine/events.js';
-import type {StepId} from '../state/store.js';
-import {steps as stepDefinitions} from '../steps/definitions.js';
+import {install, type Operation} from '../operations/index.js';
+import type {StepId} from '../steps/types.js';
 import {formatAdminKubeconfig} from '../reporters/format.js';
 import type {Tone} from './theme.js';
 
@@ -61,18 +61,18 @@ export type HistoryEntry = HistoryItem & {id: number};
 
 export const commandPaneSize = 5;
 
-export function stepTitle(id: string): string {
-	return stepDefinitions.find(step => step.id === id)?.title ?? id;
+export function stepTitle(id: string, operation: Operation): string {
+	return operation.steps.find(step => step.id === id)?.title ?? id;
 }
 
-export function stepScope(id: string): 'each-master' | 'cluster' | undefined {
-	return stepDefinitions.find(step => step.id === id)?.scope;
+export function stepScope(id: string, operation: Operation): 'each-master' | 'cluster' | undefined {
+	return operation.steps.find(step => step.id === id)?.scope;
 }
 
-/** Every step pending, on the hosts it will run on. */
-export function initialRun(masters: string[]): RunModel {
+/** Every step of the operation pending, on the hosts it will run on. */
+export function initialRun(masters: string[], operation: Operation = install): RunModel {
 	return {
-		steps: stepDefinitions.map(step => ({
+		steps: operation.steps.map(step => ({
 			id: step.id,
 			title: step.title,
 			scope: step.scope,

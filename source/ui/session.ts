@@ -7,6 +7,7 @@ import type {Prompter, PromptRequest} from '../engine/prompts.js';
 import {InputError, InputErrors, isInputError, PromptRefused} from '../errors.js';
 import {formatDuration} from '../reporters/format.js';
 import {shellQuote} from '../remote/quote.js';
+import {install, type Operation} from '../operations/index.js';
 import {Runner} from '../runner.js';
 import {readLocalText} from '../safe-read.js';
 import type {RunRecord} from '../state/store.js';
@@ -85,6 +86,8 @@ type Pending = {request: PromptRequest; resolve: (answer: boolean) => void};
  * Views read its snapshot and call its methods; they never run anything themselves.
  */
 export class Session {
+	/** What this UI runs: the install (its plan, its progress, its resume). */
+	readonly operation: Operation = install;
 	private state: SessionState;
 	private readonly listeners = new Set<() => void>();
 	private progressTimer: NodeJS.Timeout | undefined;
@@ -111,7 +114,7 @@ export class Session {
 		this.state = {
 			screen: {name: 'starting'},
 			history: [],
-			run: initialRun([]),
+			run: initialRun([], this.operation),
 			promptsWaiting: 0,
 			masters: [],
 			skipHosts: [],
@@ -187,7 +190,7 @@ export class Session {
 		this.config = config;
 		const masters = config.masters.map(master => master.name);
 		const history = this.addHistory(config.warnings.map(message => ({kind: 'note', tone: 'warn', text: `warning: ${message}`})));
-		this.set({masters, run: initialRun(masters), history});
+		this.set({masters, run: initialRun(masters, this.operation), history});
 		try {
 			this.engine = this.options.createEngine({config, prompter: this.prompter, rotate: this.options.rotate ?? []});
 		} catch (error) {
@@ -196,7 +199,8 @@ export class Session {
 		}
 
 		const run = this.engine.state.snapshot.run;
-		if (run && run.status !== 'done') {
+		// Only the install is resumed here; another operation's unfinished run is its command's to resume.
+		if (run && run.status !== 'done' && run.operation === this.operation.id) {
 			this.set({screen: {name: 'resume', run, sentence: resumeSentence(run)}});
 			return;
 		}
@@ -208,7 +212,7 @@ export class Session {
 		const engine = this.engine!;
 		this.set({screen: {name: 'loading', message: 'Working out the plan (nothing is changed on the masters)…'}});
 		try {
-			const plan = await engine.plan();
+			const plan = await engine.plan(this.operation);
 			if (this.state.screen.name !== 'loading') {
 				return;
 			}
@@ -250,7 +254,7 @@ export class Session {
 	showDone(): void {
 		const engine = this.engine!;
 		const snapshot = engine.state.snapshot;
-		this.set({screen: {name: 'progress', grid: progressGrid(snapshot, this.state.masters), run: snapshot.run}});
+		this.set({screen: {name: 'progress', grid: progressGrid(snapshot, this.state.masters, this.operation), run: snapshot.run}});
 	}
 
 	backToResume(): void {
@@ -280,7 +284,7 @@ export class Session {
 	abort(): void {
 		const failure = this.state.screen.name === 'failed' ? this.state.screen.failures[0] : undefined;
 		this.exit(1, 'bad', [
-			failure ? `Aborted: ${stepTitle(failure.step)} failed on ${failure.host}. Progress is kept.` : 'Aborted. Progress is kept.',
+			failure ? `Aborted: ${stepTitle(failure.step, this.operation)} failed on ${failure.host}. Progress is kept.` : 'Aborted. Progress is kept.',
 			`To resume: ${this.resumeCommand}  (or run k8s-master-install again)`,
 			...(this.state.logFile ? [`Log: ${this.state.logFile}`] : []),
 		]);
@@ -426,7 +430,7 @@ export class Session {
 		this.rotateUsed = true;
 		this.engine = engine;
 		const unsubscribe = engine.subscribe(event => this.onEvent(event));
-		this.set({screen: {name: 'running', stopping: false}, run: initialRun(this.state.masters), attempt: this.state.attempt + 1, logFile});
+		this.set({screen: {name: 'running', stopping: false}, run: initialRun(this.state.masters, this.operation), attempt: this.state.attempt + 1, logFile});
 		try {
 			await engine.apply({confirm: false, skipHosts: this.state.skipHosts});
 			const finished = this.state.run.finished;
@@ -437,7 +441,7 @@ export class Session {
 			]);
 		} catch (error) {
 			if (error instanceof ApplyFailed) {
-				this.set({screen: {name: 'failed', failures: error.failures, choices: failureChoices(error.failures, this.state.masters, this.state.skipHosts)}});
+				this.set({screen: {name: 'failed', failures: error.failures, choices: failureChoices(error.failures, this.state.masters, this.state.skipHosts, this.operation)}});
 			} else if (error instanceof StopRequested) {
 				this.exit(130, 'warn', [
 					`■ ${stoppedWhere(this.state.run)}. Progress is saved.`,

@@ -1,7 +1,7 @@
 import type {FailureInfo} from '../engine/events.js';
 import {clusterHost, type PlanView} from '../engine/engine.js';
-import type {InstallState, RunRecord} from '../state/store.js';
-import {steps as stepDefinitions} from '../steps/definitions.js';
+import {install, operations, type Operation} from '../operations/index.js';
+import {stepKey, type InstallState, type RunRecord} from '../state/store.js';
 import {stepScope, stepTitle, type Mark} from './run-model.js';
 import type {Tone} from './theme.js';
 
@@ -50,9 +50,14 @@ export function formatWhen(iso: string): string {
 }
 
 /** "An install from 2026-11-25 22:57 stopped at binaries on k8smaster02." */
-export function resumeSentence(run: RunRecord): string {
-	const where = run.step ? ` at ${run.step} (${stepTitle(run.step)})${run.host ? ` on ${run.host}` : ''}` : run.host ? ` with ${run.host} left out` : ' before its first step';
-	return `An install from ${formatWhen(run.startedAt)} stopped${where}.`;
+export function resumeSentence(run: Omit<RunRecord, 'operation'> & {operation?: string}): string {
+	const operation = operations.get(run.operation ?? install.id) ?? install;
+	const where = run.step ? ` at ${run.step} (${stepTitle(run.step, operation)})${run.host ? ` on ${run.host}` : ''}` : run.host ? ` with ${run.host} left out` : ' before its first step';
+	return `${article(operation.noun)} ${operation.noun} from ${formatWhen(run.startedAt)} stopped${where}.`;
+}
+
+function article(noun: string): string {
+	return /^[aeiou]/i.test(noun) ? 'An' : 'A';
 }
 
 export type FailureChoice =
@@ -64,11 +69,11 @@ export type FailureChoice =
  * What the operator may do after a failed step. Skipping is offered only for a step that runs on
  * each master, and only while at least one master would still be installed.
  */
-export function failureChoices(failures: FailureInfo[], masters: string[], alreadySkipped: string[]): FailureChoice[] {
+export function failureChoices(failures: FailureInfo[], masters: string[], alreadySkipped: string[], operation: Operation = install): FailureChoice[] {
 	const choices: FailureChoice[] = [{kind: 'retry', label: alreadySkipped.length > 0 ? `Retry (apply again, still without ${alreadySkipped.join(', ')})` : 'Retry (apply again; finished work is verified, not redone)'}];
 	const step = failures[0]?.step;
 	const failedHosts = [...new Set(failures.map(failure => failure.host))].filter(host => masters.includes(host));
-	if (step !== undefined && stepScope(step) === 'each-master' && failedHosts.length > 0) {
+	if (step !== undefined && stepScope(step, operation) === 'each-master' && failedHosts.length > 0) {
 		const skip = [...new Set([...alreadySkipped, ...failedHosts])];
 		const remaining = masters.filter(master => !skip.includes(master));
 		if (remaining.length > 0) {
@@ -132,7 +137,7 @@ export function planGrid(plan: PlanView, masters: string[]): Grid {
 }
 
 /** What the state file says is done, as the same grid (no engine call, no network). */
-export function progressGrid(state: InstallState, masters: string[]): Grid {
+export function progressGrid(state: InstallState, masters: string[], operation: Operation = install): Grid {
 	const cell = (record: {status: string; at: string} | undefined): GridCell => {
 		if (!record) {
 			return {mark: 'pending', text: 'not yet'};
@@ -144,8 +149,8 @@ export function progressGrid(state: InstallState, masters: string[]): Grid {
 
 	return {
 		hosts: masters,
-		rows: stepDefinitions.map(step => {
-			const hosts = state.steps[step.id]?.hosts ?? {};
+		rows: operation.steps.map(step => {
+			const hosts = state.steps[stepKey(operation.id, step.id)]?.hosts ?? {};
 			return step.scope === 'cluster'
 				? {id: step.id, title: step.title, scope: step.scope, cells: {}, span: cell(hosts[clusterHost])}
 				: {id: step.id, title: step.title, scope: step.scope, cells: Object.fromEntries(masters.map(master => [master, cell(hosts[master])]))};

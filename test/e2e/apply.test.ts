@@ -190,8 +190,8 @@ describe.skipIf(!lab)('apply on the lab\'s three masters', () => {
 			expect(failed.stdout + failed.stderr).toMatch(/k8smaster02 \(172\.24\.8\.72\) is not reachable/);
 			const state = readState(stateDir);
 			expect(state.run).toMatchObject({status: 'failed', step: 'binaries', host: 'k8smaster02'});
-			expect(state.steps.binaries.hosts.k8smaster01.status).toBe('done');
-			expect(state.steps.binaries.hosts.k8smaster03.status).toBe('done');
+			expect(state.steps['install/binaries'].hosts.k8smaster01.status).toBe('done');
+			expect(state.steps['install/binaries'].hosts.k8smaster03.status).toBe('done');
 		} finally {
 			labCommand(lab!, 'heal', 'k8smaster02');
 		}

@@ -97,7 +97,7 @@ describe.skipIf(!lab)('faults on the lab', () => {
 		expect(failed.stdout + failed.stderr).toMatch(/k8smaster02 ran out of disk space \(df -h there\): free some and run apply again; the partly written file was removed/);
 		expect(readState(stateDir).run).toMatchObject({status: 'failed', step: 'binaries', host: 'k8smaster02'});
 		expect(labSsh(lab!, 'k8smaster02', 'ls -a /opt/k8s/bin | grep -c k8smi-new || true').trim()).toBe('0');
-		expect(readState(stateDir).steps.binaries.hosts.k8smaster01.status).toBe('done');
+		expect(readState(stateDir).steps['install/binaries'].hosts.k8smaster01.status).toBe('done');
 		labSsh(lab!, 'k8smaster02', 'umount /opt/k8s/bin');
 		const retry = await runCli(['apply', '--config', configFile, '--state-dir', stateDir, '--yes']);
 		expect(retry.code, retry.stdout + retry.stderr).toBe(0);

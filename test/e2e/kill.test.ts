@@ -46,7 +46,7 @@ describe.skipIf(!lab)('SIGKILL at real size, resumed at once', () => {
 			expect(labSsh(lab!, host.name, `systemctl is-active ${controlPlaneUnits.join(' ')}`).trim().split('\n')).toEqual(['active', 'active', 'active', 'active']);
 			// No temporary upload of the killed run is left on a master.
 			expect(labSsh(lab!, host.name, 'ls /opt/k8s/bin').trim().split('\n').sort()).toEqual(['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubectl']);
-			expect(labSsh(lab!, host.name, 'sha256sum /opt/k8s/bin/kube-apiserver | cut -c1-64').trim()).toBe(readState(stateDir).steps.binaries.hosts[host.name].files['/opt/k8s/bin/kube-apiserver']);
+			expect(labSsh(lab!, host.name, 'sha256sum /opt/k8s/bin/kube-apiserver | cut -c1-64').trim()).toBe(readState(stateDir).steps['install/binaries'].hosts[host.name].files['/opt/k8s/bin/kube-apiserver']);
 		}
 	});
 });

@@ -154,7 +154,7 @@ describe('apply', () => {
 		// An identity in whole seconds (another stat, an old file system) is not trusted: those files are hashed.
 		const coarse = (await engine()).engine;
 		coarse.state.update(state => {
-			for (const seen of Object.values(state.steps.binaries!.hosts.k8smaster01!.stats!)) {
+			for (const seen of Object.values(state.steps['install/binaries']!.hosts.k8smaster01!.stats!)) {
 				seen.stat = seen.stat.replaceAll(/\.\d{9}/g, '');
 			}
 		});

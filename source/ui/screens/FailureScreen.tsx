@@ -1,6 +1,7 @@
 import {Box, Text} from 'ink';
 import type {FailureInfo} from '../../engine/events.js';
 import {Menu} from '../components/Menu.js';
+import type {Operation} from '../../operations/index.js';
 import {stepTitle} from '../run-model.js';
 import type {Session} from '../session.js';
 import {Txt} from '../theme.js';
@@ -8,11 +9,11 @@ import type {FailureChoice} from '../wording.js';
 
 export const outputLines = 10;
 
-function FailureDetail({failure}: {failure: FailureInfo}) {
+function FailureDetail({failure, operation}: {failure: FailureInfo; operation: Operation}) {
 	const output = failure.output.split('\n').filter(line => line.trim() !== '').slice(-outputLines);
 	return (
 		<Box flexDirection="column" marginBottom={1}>
-			<Text><Txt tone="bad" bold>✘ {stepTitle(failure.step)}</Txt> failed on <Text bold>{failure.host}</Text></Text>
+			<Text><Txt tone="bad" bold>✘ {stepTitle(failure.step, operation)}</Txt> failed on <Text bold>{failure.host}</Text></Text>
 			<Text>  {failure.message}</Text>
 			{failure.command ? <Text wrap="truncate-end"><Txt tone="muted">  command: </Txt>{failure.command}</Text> : null}
 			{output.length > 0
@@ -32,7 +33,7 @@ function FailureDetail({failure}: {failure: FailureInfo}) {
 export function FailureScreen({failures, choices, session}: {failures: FailureInfo[]; choices: FailureChoice[]; session: Session}) {
 	return (
 		<Box flexDirection="column" marginTop={1}>
-			{failures.map(failure => <FailureDetail key={`${failure.step}/${failure.host}`} failure={failure} />)}
+			{failures.map(failure => <FailureDetail key={`${failure.step}/${failure.host}`} failure={failure} operation={session.operation} />)}
 			<Text bold>What now?</Text>
 			<Menu
 				items={choices.map(choice => ({label: choice.label, value: choice.kind}))}

@@ -185,7 +185,7 @@ describe('keys and prompts', () => {
 		expect(text(state({name: 'running', stopping: true}))).toMatch(/^Ctrl-C again: quit at once/);
 		expect(text(state({name: 'running', stopping: false}, {prompt: {kind: 'overwrite', host: 'h', path: '/p', message: 'm', diff: '--- a\n+++ b\n+x'}}))).toBe('↑↓ choose · Enter select · Ctrl-C stop (the file is kept)');
 		expect(text(state({name: 'failed', failures: [], choices: []}))).toContain('q abort (progress is kept)');
-		expect(text(state({name: 'resume', run: {startedAt: '', updatedAt: '', status: 'stopped'}, sentence: ''}))).toBe('↑↓ choose · Enter select · q quit');
+		expect(text(state({name: 'resume', run: {operation: 'install', startedAt: '', updatedAt: '', status: 'stopped'}, sentence: ''}))).toBe('↑↓ choose · Enter select · q quit');
 		expect(keysFor(state({name: 'wizard', reason: 'missing'}))).toEqual([]);
 	});
 

@@ -1,0 +1,18 @@
+import {audit, binaries, certs, encryption, etcdCheck, rbac, start, units} from '../steps/definitions.js';
+import {preflight} from '../steps/preflight.js';
+import {verify} from '../steps/verify.js';
+import type {Operation} from './types.js';
+
+/** apply: checks, files, services, then what the cluster as a whole needs. */
+export const install: Operation = {
+	id: 'install',
+	title: 'Install the control plane',
+	noun: 'install',
+	command: 'apply',
+	steps: [preflight, binaries, certs, encryption, audit, units, start, etcdCheck, rbac, verify],
+	mode: 'recorded',
+	words: {
+		question: ({masters}) => `Apply the plan to ${masters.length} master(s) (${masters.join(', ')})?`,
+		done: ({masters, skipped}) => `${masters.length - skipped.length} master(s) installed${skipped.length > 0 ? `; skipped ${skipped.join(', ')}: run apply again to install ${skipped.length === 1 ? 'it' : 'them'}` : ''}`,
+	},
+};

@@ -1,0 +1,16 @@
+import {resetStep} from '../steps/reset.js';
+import type {Operation} from './types.js';
+
+/** reset: the control plane removed from every master; etcd's data and the local CA stay. */
+export const reset: Operation = {
+	id: 'reset',
+	title: 'Remove the control plane from the masters',
+	noun: 'reset',
+	command: 'reset',
+	steps: [resetStep],
+	mode: 'sweep',
+	words: {
+		question: ({masters, stateFolder, removeLocal}) => `Stop kube-apiserver, kube-nginx, kube-controller-manager and kube-scheduler and remove this install's files on ${masters.join(', ')}${removeLocal ? `, then delete ${stateFolder} (CA, keys, encryption key, state)` : ''}?`,
+		done: ({masters, stateFolder, removeLocal}) => `${masters.length} master(s) reset${removeLocal ? `; ${stateFolder} deleted` : `; the CA and keys are kept in ${stateFolder}`}`,
+	},
+};
