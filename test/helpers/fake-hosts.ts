@@ -209,8 +209,8 @@ export class FakeCluster {
 			return ok(this.cisFacts(host, script));
 		}
 
-		if (script.startsWith('for u in ')) {
-			const names = script.slice('for u in '.length, script.indexOf(';')).split(' ');
+		if (script.startsWith('systemctl show -p Id -p ActiveState -p NeedDaemonReload ')) {
+			const names = script.slice('systemctl show -p Id -p ActiveState -p NeedDaemonReload '.length, script.indexOf(' |')).split(' ');
 			return ok(names.map(name => `${name} ${this.autoRestarting.delete(`${host.ip} ${name}`) ? 'activating' : (name === 'kube-apiserver' ? host.active : host.units.has(name)) ? 'active' : 'inactive'} no`).join('\n'));
 		}
 
