@@ -48,8 +48,8 @@ export function transferForm(config: ResolvedConfig): {compressed: boolean; reas
 		return {compressed: config.binaries.transfer === 'compressed', reason: `binaries.transfer: ${config.binaries.transfer}`};
 	}
 
-	if (config.ssh.bastion) {
-		return {compressed: true, reason: `through the bastion ${config.ssh.bastion}: sent compressed`};
+	if (config.bastion) {
+		return {compressed: true, reason: `through the bastion ${config.bastion.host}: sent compressed`};
 	}
 
 	const local = Object.values(networkInterfaces()).flat().filter(address => address !== undefined && !address.internal && address.family === 'IPv4');

@@ -1,7 +1,7 @@
 import type {Master} from '../config/schema.js';
 import {StepError} from '../errors.js';
 import {sha256} from '../files.js';
-import {publicFileMode, renderNginxConfig} from '../render/artifacts.js';
+import {renderNginxConfig, type Artifact} from '../render/artifacts.js';
 import {shellQuote} from '../remote/quote.js';
 import {readinessPath} from '../versions.js';
 import {adminTls} from './readiness.js';
@@ -26,7 +26,7 @@ export async function drainApiserver(context: StepContext, target: Master): Prom
 	const answers = await Promise.all(others.map(async master => context.probe(master.ip, 6443, readinessPath(config.kubeVersion), adminTls(context))));
 	const drained = renderNginxConfig(config, target.name);
 	// An operator's own template without {{UPSTREAMS}} leaves nothing to take out.
-	if (!answers.some(answer => answer.ok) || drained === renderNginxConfig(config)) {
+	if (!answers.some(answer => answer.ok) || drained === nginxConfig(context).content) {
 		return undefined;
 	}
 
@@ -40,12 +40,16 @@ export async function drainApiserver(context: StepContext, target: Master): Prom
 export async function restoreApiserver(context: StepContext, drain: Drain): Promise<void> {
 	context.progress('start', drain.target.name, {message: `putting ${drain.target.name}'s apiserver back into kube-nginx`});
 	// Nothing to wait for: an old worker that still leaves it out only sends to the others a moment longer.
-	await writeEverywhere(context, drain, renderNginxConfig(context.config), `put ${drain.target.name}'s apiserver back into kube-nginx`, false);
+	await writeEverywhere(context, drain, nginxConfig(context).content, `put ${drain.target.name}'s apiserver back into kube-nginx`, false);
+}
+
+/** kube-nginx's config as the units step writes it: its path, mode and content are the drain's too. */
+function nginxConfig(context: StepContext): Artifact & {remote: {path: string}} {
+	return context.artifacts.find((artifact): artifact is Artifact & {remote: {path: string}} => artifact.name === 'kube-nginx.conf' && artifact.remote !== undefined)!;
 }
 
 async function writeEverywhere(context: StepContext, drain: Drain, content: string, display: string, waitForOldWorker: boolean): Promise<void> {
-	const {nginxDir} = context.config.paths;
-	const confPath = `${nginxDir}/conf/kube-nginx.conf`;
+	const confPath = nginxConfig(context).remote.path;
 	const results = await Promise.allSettled(drain.masters.map(async master => {
 		// Recorded before it is written: a run killed in between finds the file as its own, not as a hand edit.
 		context.state.recordFile('start', master.name, confPath, sha256(content));
@@ -66,7 +70,7 @@ async function writeEverywhere(context: StepContext, drain: Drain, content: stri
  */
 function reloadScript(context: StepContext, confPath: string, content: string, waitForOldWorker: boolean): string {
 	const {nginxDir} = context.config.paths;
-	const mode = publicFileMode(context.config).toString(8);
+	const mode = nginxConfig(context).mode.toString(8);
 	const write = [
 		`set -e; conf=${shellQuote(confPath)}; tmp="$conf.k8smi-drain-$$"; trap 'rm -f -- "$tmp"' EXIT`,
 		`printf '%s' ${shellQuote(content)} > "$tmp"; chmod ${mode} "$tmp"; mv -f -- "$tmp" "$conf"; trap - EXIT`,
