@@ -176,8 +176,9 @@ export function startStep(uploadsOf: UploadsOf): StepDefinition {
 			const toReload = changes.filter(change => change.action === 'reload').map(change => change.name);
 
 			context.throwIfStopping();
-			// With the apiserver restarting, its clients start once it answers: started beside it, their first
-			// leader election fails and the next comes only after the retry period (2 s), so verify waits longer.
+			// With the apiserver restarting, its clients start once it answers. Started beside it (tried), their
+			// requests through kube-nginx fail while no apiserver answers, and after max_fails=3 nginx takes every
+			// apiserver out for its fail_timeout (30 s): "no live upstreams", and the start waited 25 s longer.
 			const later = toRestart.includes('kube-apiserver') ? toRestart.filter(name => apiserverClients.includes(name)) : [];
 			const first = toRestart.filter(name => !later.includes(name));
 			const drain = toRestart.includes('kube-apiserver') ? await drainApiserver(context, master) : undefined;

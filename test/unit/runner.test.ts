@@ -1,5 +1,5 @@
 import {execFileSync} from 'node:child_process';
-import {readFileSync} from 'node:fs';
+import {readFileSync, statSync, writeFileSync} from 'node:fs';
 import path from 'node:path';
 import {describe, expect, test} from 'vitest';
 import {loadConfig} from '../../source/config/load.js';
@@ -43,8 +43,26 @@ describe('runner', () => {
 	test('input files are streamed with progress', async () => {
 		const {tarball} = makeFixture();
 		const seen: number[] = [];
-		const result = await new Runner().run({command: 'wc', args: ['-c'], inputParts: [{file: tarball}], onInputProgress: bytes => seen.push(bytes)});
+		// wc -c alone would take a regular file's size without reading it.
+		const result = await new Runner().run({command: 'sh', args: ['-c', 'cat | wc -c'], inputParts: [{file: tarball}], onInputProgress: bytes => seen.push(bytes)});
 		expect(Number(result.stdout.trim())).toBe(seen.at(-1));
+	});
+
+	test.runIf(process.platform === 'linux')('a file alone is the command\'s own input: progress is how far the command has read it', async () => {
+		const file = path.join(tempDir('k8smi-test-'), 'binary');
+		writeFileSync(file, Buffer.alloc(1024 * 1024, 7));
+		const seen: number[] = [];
+		// One block read, a pause longer than the progress period, then the rest.
+		const result = await new Runner().run({command: 'sh', args: ['-c', 'dd bs=65536 count=1 of=/dev/null 2>/dev/null; sleep 0.6; cat | wc -c'], inputParts: [{file}], onInputProgress: bytes => seen.push(bytes)});
+		expect(Number(result.stdout.trim())).toBe((1024 * 1024) - 65_536);
+		expect(seen).toContain(65_536);
+		expect(seen.at(-1)).toBe(1024 * 1024);
+	});
+
+	test('several parts reach the command one after the other', async () => {
+		const {tarball} = makeFixture();
+		const result = await new Runner().run({command: 'sh', args: ['-c', 'head -c 4; echo; wc -c'], inputParts: [{bytes: Buffer.from('abcd')}, {file: tarball}]});
+		expect(result.stdout).toBe(`abcd\n${statSync(tarball).size}\n`);
 	});
 });
 
