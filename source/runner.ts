@@ -65,7 +65,7 @@ export const execaExecutor: Executor = async spec => {
 	// One file alone is the command's standard input itself: no copy through this process (a tenth of
 	// the time of a large upload on a busy workstation); the bytes read so far are its shared offset.
 	const [onlyPart] = spec.inputParts ?? [];
-	const inputFile = spec.inputParts?.length === 1 && onlyPart && 'file' in onlyPart ? openSync(onlyPart.file, 'r') : undefined;
+	const inputFile = spec.inputParts?.length === 1 && onlyPart && 'file' in onlyPart ? openInput(onlyPart.file) : undefined;
 	const subprocess = execa(command, args, {
 		// Ctrl-C in the terminal means "stop after the action under way": the action must not get it too.
 		detached: true,
@@ -119,6 +119,15 @@ export const execaExecutor: Executor = async spec => {
 		failedToStart: result.failed && result.exitCode === undefined && !result.timedOut && !result.signal ? result.shortMessage : undefined,
 	};
 };
+
+/** Undefined when it cannot be opened: the stream then fails as any read does, with the command's exit. */
+function openInput(file: string): number | undefined {
+	try {
+		return openSync(file, 'r');
+	} catch {
+		return undefined;
+	}
+}
 
 /** How far the command has read an open file (Linux: /proc); undefined where that cannot be told. */
 function fileOffset(fd: number): number | undefined {
