@@ -1,5 +1,5 @@
 import {createHash, randomBytes} from 'node:crypto';
-import {chmodSync, mkdirSync, renameSync, writeFileSync} from 'node:fs';
+import {chmodSync, linkSync, mkdirSync, renameSync, rmSync, writeFileSync} from 'node:fs';
 import path from 'node:path';
 import {openLocalFile, type LocalFile} from './safe-read.js';
 
@@ -25,4 +25,20 @@ export function writeFileAtomic(file: string, data: string | Buffer, mode: numbe
 	writeFileSync(temporary, data, {mode});
 	chmodSync(temporary, mode);
 	renameSync(temporary, file);
+}
+
+/**
+ * Writes a file that must not exist yet, whole or not at all: a hard link, unlike a rename, fails
+ * (EEXIST) rather than replace what is there.
+ */
+export function writeFileExclusive(file: string, data: string | Buffer, mode: number): void {
+	mkdirSync(path.dirname(file), {recursive: true, mode: 0o700});
+	const temporary = `${file}.${randomBytes(4).toString('hex')}.tmp`;
+	try {
+		writeFileSync(temporary, data, {mode});
+		chmodSync(temporary, mode);
+		linkSync(temporary, file);
+	} finally {
+		rmSync(temporary, {force: true});
+	}
 }

@@ -165,7 +165,10 @@ export class Engine {
 	}
 
 	private registerSecrets(material: Material): void {
-		this.options.runner.addSecret(material.encryptionKey);
+		for (const key of material.encryptionKeys) {
+			this.options.runner.addSecret(key.secret);
+		}
+
 		for (const pem of [material.ca.keyPem, ...Object.values(material.leaves).map(leaf => leaf.keyPem), material.serviceAccount?.privateKeyPem]) {
 			if (pem) {
 				this.options.runner.addSecret(pem);

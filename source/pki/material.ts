@@ -1,9 +1,10 @@
-import {existsSync} from 'node:fs';
+import {existsSync, readdirSync} from 'node:fs';
 import {randomBytes} from 'node:crypto';
+import path from 'node:path';
 import type {ResolvedConfig} from '../config/load.js';
 import {InputError} from '../errors.js';
-import {sha256, writeFileAtomic} from '../files.js';
-import {readLocalText} from '../safe-read.js';
+import {sha256, writeFileAtomic, writeFileExclusive} from '../files.js';
+import {readLocalText, type FileKind} from '../safe-read.js';
 import type {Workspace} from '../workspace.js';
 import {
 	certificateMatches, generateKeyPair, issueCertificate, publicKeyPemOf, readCertificate,
@@ -18,14 +19,23 @@ export type Material = {
 	ca: {certPem: string; keyPem: string; imported: boolean; certFile: string; keyFile: string};
 	leaves: Record<LeafName, {certPem: string; keyPem: string}>;
 	serviceAccount: KeyPair | undefined;
-	encryptionKey: string;
+	encryptionKeys: EncryptionKeys;
 };
+
+/** One key of the encryption config. Its name tags what it encrypted in etcd (k8s:enc:aescbc:v1:<name>:). */
+export type EncryptionKey = {name: string; secret: string};
+
+/** The keys in the order the apiserver reads them: the first encrypts, every one decrypts. */
+export type EncryptionKeys = [EncryptionKey, ...EncryptionKey[]];
+
+/** What the state keeps of one encryption key: its name and the sha256 of its secret. */
+export type EncryptionKeyRecord = {name: string; sha256: string};
 
 /** What rendering did to the key material: the operator sees it, the state keeps it. */
 export type MaterialChange = {item: string; action: 'made' | 'kept' | 'issued' | 'reissued' | 'imported'; reason?: string};
 
 /** What the state remembers of the material: paths and hashes, never the secrets. */
-export type MaterialRecord = {caCertSha256: string; encryptionKeySha256: string; serviceAccountKey?: ServiceAccountKey};
+export type MaterialRecord = {caCertSha256: string; encryptionKeys: EncryptionKeyRecord[]; serviceAccountKey?: ServiceAccountKey};
 
 /** What signs service-account tokens: a dedicated sa.key, or the CA key as the tutorial does. */
 export type ServiceAccountKey = 'dedicated' | 'ca';
@@ -73,8 +83,8 @@ async function readConfigured(file: string, field: string, kind: 'pem' | 'encryp
 }
 
 /** A file of the state folder, which holds only what this tool wrote there. */
-async function readKept(file: string): Promise<string> {
-	return readLocalText(file, {field: '--state-dir', kind: file.endsWith('encryption.key') ? 'encryption key' : 'pem', fix: `restore ${file} from your backup of the state folder`});
+async function readKept(file: string, kind: FileKind = 'pem'): Promise<string> {
+	return readLocalText(file, {field: '--state-dir', kind, fix: `restore ${file} from your backup of the state folder`});
 }
 
 async function importCa(config: ResolvedConfig, now: Date): Promise<Material['ca']> {
@@ -130,14 +140,14 @@ function validEncryptionKey(value: string): boolean {
 }
 
 async function encryptionKey(config: ResolvedConfig, workspace: Workspace, changes: MaterialChange[], save: Save, inUse: boolean): Promise<string> {
-	const file = workspace.pki('encryption.key');
+	const file = encryptionKeyFile(workspace, firstKeyName);
 	const configured = config.encryption.keyFile ? (await readConfigured(config.encryption.keyFile, 'encryption.keyFile', 'encryption key')).trim() : undefined;
 	if (configured !== undefined && !validEncryptionKey(configured)) {
 		throw new InputError('encryption.keyFile', config.encryption.keyFile, 'does not hold the base64 of exactly 32 bytes', 'write one line made by `head -c 32 /dev/urandom | base64`, or remove the setting to have a key made once');
 	}
 
 	if (existsSync(file)) {
-		const kept = (await readKept(file)).trim();
+		const kept = (await readKept(file, 'encryption key')).trim();
 		// A key made here that never reached a master may still give way to the key of a running cluster.
 		if (configured !== undefined && configured !== kept && !inUse) {
 			save(file, `${configured}\n`, 0o600);
@@ -157,6 +167,84 @@ async function encryptionKey(config: ResolvedConfig, workspace: Workspace, chang
 	save(file, `${key}\n`, 0o600);
 	changes.push({item: 'encryption key', action: configured === undefined ? 'made' : 'imported'});
 	return key;
+}
+
+/** The name the single key has always had in the rendered config, as the tutorial names it. */
+export const firstKeyName = 'key1';
+
+/** Names this tool gives its keys; anything else in the state is not a name of ours (nor a safe file name). */
+const keyNamePattern = /^key([1-9]\d{0,8})$/;
+
+/** Where a key lives in the state folder: the first as it always has (encryption.key), every later one beside it. */
+export function encryptionKeyFile(workspace: Workspace, name: string): string {
+	if (!keyNamePattern.test(name)) {
+		throw new InputError('--state-dir', name, 'is not the name of an encryption key this tool makes (key1, key2, …)', `restore ${path.join(workspace.root, 'state.json')} from your backup of the state folder`);
+	}
+
+	return workspace.pki(name === firstKeyName ? 'encryption.key' : `encryption-${name}.key`);
+}
+
+/**
+ * Makes a new key for a rotation to add, beside the keys already here. Its name follows the highest
+ * one here, so it is never the name of a key etcd may hold data under; its file is written once,
+ * 0600, and never over an existing one.
+ */
+export function stageEncryptionKey(workspace: Workspace): EncryptionKey {
+	const folder = path.dirname(encryptionKeyFile(workspace, firstKeyName));
+	const numbers = (existsSync(folder) ? readdirSync(folder) : []).flatMap(file => {
+		const number = /^encryption-key([1-9]\d{0,8})\.key$/.exec(file)?.[1];
+		return number ? [Number(number)] : [];
+	});
+	const key = {name: `key${Math.max(1, ...numbers) + 1}`, secret: randomBytes(32).toString('base64')};
+	const file = encryptionKeyFile(workspace, key.name);
+	try {
+		writeFileExclusive(file, `${key.secret}\n`, 0o600);
+	} catch (error) {
+		if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
+			throw new InputError('--state-dir', file, 'already exists; an encryption key is never overwritten', 'make sure no other run of k8s-master-install uses this state folder, then run again');
+		}
+
+		throw error;
+	}
+
+	return key;
+}
+
+/**
+ * The keys of the encryption config, the write key first: the one key (made once, or imported)
+ * until the state records a list, then the recorded keys in their recorded order, each from its
+ * file. A key whose file no longer holds the recorded secret is refused: the masters use that one.
+ */
+async function encryptionKeys(config: ResolvedConfig, workspace: Workspace, changes: MaterialChange[], save: Save, recorded: readonly EncryptionKeyRecord[] | undefined): Promise<EncryptionKeys> {
+	const keys: EncryptionKey[] = [];
+	for (const {name, sha256: recordedSha256} of recorded ?? [{name: firstKeyName}]) {
+		const file = encryptionKeyFile(workspace, name);
+		let secret: string;
+		if (name === firstKeyName) {
+			secret = await encryptionKey(config, workspace, changes, save, recorded !== undefined);
+		} else {
+			secret = (await readKept(file, 'encryption key')).trim();
+			changes.push({item: `encryption key ${name}`, action: 'kept'});
+		}
+
+		if (recorded && sha256(secret) !== recordedSha256) {
+			throw new InputError('encryption', '(key file in the state folder)', 'is not the key this install already put on the masters', `restore pki/${path.basename(file)} in the state folder from your backup; never make a new key for a running cluster`);
+		}
+
+		// A key made or imported here was checked already; a file of the state folder may have been damaged.
+		if (!validEncryptionKey(secret)) {
+			throw new InputError('--state-dir', file, 'does not hold the base64 of exactly 32 bytes', `restore ${file} from your backup of the state folder`);
+		}
+
+		keys.push({name, secret});
+	}
+
+	const [write, ...read] = keys;
+	if (!write) {
+		throw new InputError('--state-dir', path.join(workspace.root, 'state.json'), 'records no encryption key', 'restore state.json from your backup of the state folder');
+	}
+
+	return [write, ...read];
 }
 
 export type MaterialOptions = {
@@ -240,11 +328,7 @@ export async function ensureMaterial(config: ResolvedConfig, workspace: Workspac
 	}
 
 	const serviceAccount = pairs.get('service-account key');
-	const key = await encryptionKey(config, workspace, changes, save, options.previous !== undefined);
-	const encryptionKeySha256 = sha256(key);
-	if (options.previous && options.previous.encryptionKeySha256 !== encryptionKeySha256) {
-		throw new InputError('encryption', '(key file in the state folder)', 'is not the key this install already put on the masters', 'restore pki/encryption.key in the state folder from your backup; never make a new key for a running cluster');
-	}
-
-	return {material: {ca, leaves, serviceAccount, encryptionKey: key}, changes, record: {caCertSha256, encryptionKeySha256, serviceAccountKey}};
+	const keys = await encryptionKeys(config, workspace, changes, save, options.previous?.encryptionKeys);
+	const record: MaterialRecord = {caCertSha256, encryptionKeys: keys.map(({name, secret}) => ({name, sha256: sha256(secret)})), serviceAccountKey};
+	return {material: {ca, leaves, serviceAccount, encryptionKeys: keys}, changes, record};
 }

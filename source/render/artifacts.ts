@@ -1,6 +1,6 @@
 import type {ResolvedConfig} from '../config/load.js';
 import {apiserverPort} from '../config/network.js';
-import type {LeafName, Material} from '../pki/material.js';
+import {firstKeyName, type EncryptionKeys, type LeafName, type Material} from '../pki/material.js';
 import {atLeast, componentFlagsFor, schedulerConfigVersion, type Component, type FlagContext} from '../versions.js';
 import {renderTemplate} from './templates.js';
 
@@ -122,6 +122,26 @@ export function renderNginxConfig(config: ResolvedConfig, drained?: string): str
 	}, config.templatesDir);
 }
 
+/**
+ * The encryption config for these keys, in their order: the apiserver encrypts with the first and
+ * decrypts with any, so each phase of a key rotation is this file with another list.
+ */
+export function renderEncryptionConfig(config: ResolvedConfig, keys: EncryptionKeys): Artifact {
+	const [write] = keys;
+	return {
+		name: 'encryption-config.yaml',
+		content: renderTemplate('encryption-config.yaml', {
+			ENCRYPTION_KEYS: keys.map(key => `            - name: ${key.name}\n              secret: ${key.secret}`).join('\n'),
+		}, config.templatesDir, {
+			// An operator's copy made before there could be more keys names key1 itself around {{ENCRYPTION_KEY}}.
+			...(keys.length === 1 && write.name === firstKeyName ? {ENCRYPTION_KEY: write.secret} : {}),
+		}),
+		mode: 0o600,
+		secret: true,
+		remote: {step: 'encryption', path: `${config.paths.configDir}/encryption-config.yaml`},
+	};
+}
+
 /** Files that are not secret: 0600 like the rest under the CIS profile (the benchmark's 1.1 checks), 0644 as the tutorial leaves them. */
 export function publicFileMode(config: ResolvedConfig): number {
 	return config.profile === 'tutorial' ? 0o644 : 0o600;
@@ -181,13 +201,7 @@ export function renderArtifacts(config: ResolvedConfig, material: Material, etcd
 		{name: 'admin.pem', content: material.leaves.admin.certPem, mode: readable, secret: false},
 		{name: 'admin-key.pem', content: material.leaves.admin.keyPem, mode: 0o600, secret: true},
 		{name: 'admin.kubeconfig', content: renderAdminKubeconfig(config, material), mode: 0o600, secret: true},
-		{
-			name: 'encryption-config.yaml',
-			content: renderTemplate('encryption-config.yaml', {ENCRYPTION_KEY: material.encryptionKey}, config.templatesDir),
-			mode: 0o600,
-			secret: true,
-			remote: {step: 'encryption', path: `${configDir}/encryption-config.yaml`},
-		},
+		renderEncryptionConfig(config, material.encryptionKeys),
 		{name: 'audit-policy.yaml', content: renderTemplate('audit-policy.yaml', {}, config.templatesDir), mode: readable, secret: false, remote: {step: 'audit', path: `${configDir}/audit-policy.yaml`}},
 		...components.flatMap(component => perMaster(component)),
 		{

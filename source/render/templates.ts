@@ -23,14 +23,15 @@ function read(file: string, own: boolean): string {
 /**
  * Fills {{NAME}} placeholders. In the shipped templates a placeholder without a value, or a value
  * without a placeholder, is a bug. An operator's copy (from `templatesDir`) may leave values out;
- * a placeholder this tool does not fill is their mistake, named as such.
+ * a placeholder this tool does not fill is their mistake, named as such. `earlier` fills what only
+ * such a copy may still use: placeholders of an earlier release of this tool, while they mean the same.
  */
-export function renderTemplate(name: string, values: Record<string, string>, operatorDir?: string): string {
+export function renderTemplate(name: string, values: Record<string, string>, operatorDir?: string, earlier: Record<string, string> = {}): string {
 	const own = operatorDir !== undefined && existsSync(path.join(operatorDir, name)) ? path.join(operatorDir, name) : undefined;
 	const text = read(own ?? `${templatesDir}${name}`, own !== undefined);
 	const used = new Set<string>();
 	const rendered = text.replaceAll(/{{([A-Z\d_]+)}}/g, (_, key: string) => {
-		const value = values[key];
+		const value = values[key] ?? (own ? earlier[key] : undefined);
 		if (value === undefined) {
 			if (own) {
 				throw new InputError('templatesDir', own, `uses {{${key}}}, which this tool does not fill for ${name}`, `use only ${Object.keys(values).map(each => `{{${each}}}`).join(', ')}`);

@@ -82,7 +82,10 @@ export function formatStatus(state: InstallState, stateFile: string, certificate
 	}
 
 	if (state.material) {
-		lines.push(`CA sha256 ${state.material.caCertSha256.slice(0, 16)}…, encryption key sha256 ${state.material.encryptionKeySha256.slice(0, 16)}…`);
+		const [write, ...read] = state.material.encryptionKeys;
+		// While a rotation holds more than one key, which one encrypts matters: the first.
+		const keys = read.length > 0 ? ` (${write?.name} writes; ${read.length + 1} keys: ${state.material.encryptionKeys.map(key => key.name).join(', ')})` : '';
+		lines.push(`CA sha256 ${state.material.caCertSha256.slice(0, 16)}…, encryption key sha256 ${write?.sha256.slice(0, 16)}…${keys}`);
 	}
 
 	const recorded = [...operations.values()].filter(operation => operation.mode === 'recorded');

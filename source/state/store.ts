@@ -1,7 +1,8 @@
 import {existsSync} from 'node:fs';
 import path from 'node:path';
 import Conf from 'conf';
-import type {MaterialRecord} from '../pki/material.js';
+import {InputError} from '../errors.js';
+import {firstKeyName, type MaterialRecord} from '../pki/material.js';
 import {checkLocalFile} from '../safe-read.js';
 
 import type {StepId} from '../steps/types.js';
@@ -34,7 +35,7 @@ export type RunRecord = {
 };
 
 export type InstallState = {
-	schema: 2;
+	schema: 3;
 	cluster: string;
 	version?: string;
 	material?: MaterialRecord;
@@ -43,8 +44,11 @@ export type InstallState = {
 	steps: Partial<Record<string, {hosts: Record<string, HostRecord>}>>;
 };
 
+/** Schema 2 (one encryption key): the material record held that key's sha256 alone. */
+type StateSchema2 = Omit<InstallState, 'schema' | 'material'> & {schema: 2; material?: Omit<MaterialRecord, 'encryptionKeys'> & {encryptionKeySha256: string}};
+
 /** Schema 1 (before operations): the install's steps under their bare ids, and a run record naming no operation. */
-type StateSchema1 = Omit<InstallState, 'schema' | 'run'> & {schema: 1; run?: Omit<RunRecord, 'operation'>};
+type StateSchema1 = Omit<StateSchema2, 'schema' | 'run'> & {schema: 1; run?: Omit<RunRecord, 'operation'>};
 
 /** Where an operation's step is kept in the state. */
 export function stepKey(operation: string, step: StepId): string {
@@ -52,12 +56,24 @@ export function stepKey(operation: string, step: StepId): string {
 }
 
 /**
- * A state written before operations is the install's: its steps move under "install/", its run
- * names the install. "reset" was never a step and is dropped. Nothing recorded is lost, so nothing is redone.
+ * A state of an earlier schema, brought to this one step by step; nothing recorded is lost, so
+ * nothing is redone. Before operations (1) everything was the install's: its steps move under
+ * "install/", its run names the install ("reset" was never a step and is dropped). Before more than
+ * one encryption key (2), the one key is the list's only key, key1, as the rendered config named it.
  */
-export function migrateState(stored: StateSchema1): InstallState {
-	const steps = Object.fromEntries(Object.entries(stored.steps).filter(([step]) => step !== 'reset').map(([step, record]) => [stepKey('install', step), record]));
-	return {...stored, schema: 2, steps, run: stored.run && {operation: 'install', ...stored.run}};
+export function migrateState(stored: StateSchema1 | StateSchema2): InstallState {
+	if (stored.schema === 1) {
+		const steps = Object.fromEntries(Object.entries(stored.steps).filter(([step]) => step !== 'reset').map(([step, record]) => [stepKey('install', step), record]));
+		return migrateState({...stored, schema: 2, steps, run: stored.run && {operation: 'install', ...stored.run}});
+	}
+
+	const {material, ...rest} = stored;
+	if (!material) {
+		return {...rest, schema: 3};
+	}
+
+	const {encryptionKeySha256, ...kept} = material;
+	return {...rest, schema: 3, material: {...kept, encryptionKeys: [{name: firstKeyName, sha256: encryptionKeySha256}]}};
 }
 
 /**
@@ -89,14 +105,19 @@ export class StateStore {
 	constructor(private readonly folder: string, cluster: string) {
 		this.path = path.join(folder, 'state.json');
 		// conf makes its folder when opened: a state that was never written is not opened, so plan leaves no trace.
-		const stored: Partial<InstallState> | Partial<StateSchema1> = existsSync(this.path) ? this.openChecked() : {};
-		this.state = stored.schema === 2 ? stored as InstallState : stored.schema === 1 ? migrateState(stored as StateSchema1) : {schema: 2, cluster, steps: {}};
+		const stored: Partial<InstallState> | Partial<StateSchema2> | Partial<StateSchema1> = existsSync(this.path) ? this.openChecked() : {};
+		if (typeof stored.schema === 'number' && stored.schema > 3) {
+			// Read as empty, it would lose the progress and the record of the keys the masters use.
+			throw new InputError('--state-dir', this.path, `was written by a newer k8s-master-install (state schema ${stored.schema}; this one reads up to 3)`, 'run the newer version that wrote it');
+		}
+
+		this.state = stored.schema === 3 ? stored as InstallState : stored.schema === 1 || stored.schema === 2 ? migrateState(stored as StateSchema1 | StateSchema2) : {schema: 3, cluster, steps: {}};
 	}
 
 	/** conf reads the file whole and synchronously: it must be a regular file of a sane size first. */
-	private openChecked(): Partial<InstallState> | Partial<StateSchema1> {
+	private openChecked(): Partial<InstallState> | Partial<StateSchema2> | Partial<StateSchema1> {
 		checkLocalFile(this.path, {field: '--state-dir', kind: 'state', fix: `restore ${this.path} from your backup of the state folder`});
-		return this.open().store as Partial<InstallState> | Partial<StateSchema1>;
+		return this.open().store as Partial<InstallState> | Partial<StateSchema2> | Partial<StateSchema1>;
 	}
 
 	/** The progress of one operation, its steps named as it names them. */

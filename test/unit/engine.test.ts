@@ -1,4 +1,5 @@
 import {execFileSync} from 'node:child_process';
+import {createHash} from 'node:crypto';
 import {existsSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync} from 'node:fs';
 import {networkInterfaces} from 'node:os';
 import path from 'node:path';
@@ -10,6 +11,7 @@ import type {EngineEvent} from '../../source/engine/events.js';
 import {headlessPrompter} from '../../source/engine/prompts.js';
 import {PromptRefused} from '../../source/errors.js';
 import {readCertificate} from '../../source/pki/certs.js';
+import {stageEncryptionKey} from '../../source/pki/material.js';
 import {formatPlan, formatStatus} from '../../source/reporters/format.js';
 import {Runner, type CommandSpec} from '../../source/runner.js';
 import {transferForm} from '../../source/steps/binaries.js';
@@ -502,7 +504,7 @@ describe('material and concurrency', () => {
 		cluster.hosts.get('172.24.8.73')!.listening = [];
 		const {engine: instance} = await engine();
 		await instance.apply({confirm: true});
-		expect(instance.state.snapshot.material?.encryptionKeySha256).toMatch(/^[a-f\d]{64}$/);
+		expect(instance.state.snapshot.material?.encryptionKeys).toEqual([{name: 'key1', sha256: expect.stringMatching(/^[a-f\d]{64}$/)}]);
 	});
 
 	test('two runs on one state folder at once: the second is refused and nothing is replaced', async () => {
@@ -661,6 +663,43 @@ describe('secrets', () => {
 					expect(facts.mode, `${ip}:${file}`).toBe(0o600);
 				}
 			}
+		}
+	});
+});
+
+describe('several encryption keys', () => {
+	test('every key is a secret: the masters get them in the recorded order, the state, the log and status only names and hashes', async () => {
+		const {engine, stateDir, logFile, configFile, cluster} = setup();
+		const first = await engine();
+		await first.engine.apply({confirm: true});
+		const workspace = new Workspace(stateDir, 'kubernetes');
+		const key1 = readFileSync(workspace.pki('encryption.key'), 'utf8').trim();
+		const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
+		const status = (instance: Engine) => formatStatus(instance.state.snapshot, instance.state.path, []);
+		expect(status(first.engine)).toMatch(new RegExp(`^CA sha256 [a-f\\d]{16}…, encryption key sha256 ${sha256(key1).slice(0, 16)}…$`, 'm'));
+
+		// What the first phase of a rotation records: a new key after the one that still writes.
+		const key2 = stageEncryptionKey(workspace);
+		const runner = new Runner({executor: cluster.executor, logFile});
+		const instance = new Engine({config: await loadConfig(configFile), workspace, runner, prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe, api: cluster.api});
+		const events: EngineEvent[] = [];
+		instance.subscribe(event => events.push(event));
+		instance.state.update(state => {
+			state.material!.encryptionKeys.push({name: 'key2', sha256: sha256(key2.secret)});
+		});
+		await instance.apply({confirm: false});
+		for (const ip of ips) {
+			const parsed = YAML.parse(hostFile(cluster, ip, '/etc/kubernetes/encryption-config.yaml')!.content.toString());
+			expect(parsed.resources[0].providers[0].aescbc.keys, ip).toEqual([{name: 'key1', secret: key1}, key2]);
+		}
+
+		expect(runner.redact(`a ${key1} b ${key2.secret} c`)).toBe('a [secret] b [secret] c');
+		const state = readFileSync(path.join(stateDir, 'kubernetes', 'state.json'), 'utf8');
+		expect(JSON.parse(state).material.encryptionKeys).toEqual([{name: 'key1', sha256: sha256(key1)}, {name: 'key2', sha256: sha256(key2.secret)}]);
+		expect(status(instance)).toContain(`encryption key sha256 ${sha256(key1).slice(0, 16)}… (key1 writes; 2 keys: key1, key2)`);
+		for (const text of [state, readFileSync(logFile, 'utf8'), JSON.stringify(events), status(instance), formatPlan(await instance.plan())]) {
+			expect(text).not.toContain(key1);
+			expect(text).not.toContain(key2.secret);
 		}
 	});
 });

@@ -1,11 +1,13 @@
 import {execFileSync} from 'node:child_process';
-import {readFileSync, statSync, writeFileSync} from 'node:fs';
+import {createHash} from 'node:crypto';
+import {existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs';
 import path from 'node:path';
 import {describe, expect, test} from 'vitest';
 import {loadConfig} from '../../source/config/load.js';
 import {InputError} from '../../source/errors.js';
 import {generateKeyPair, issueCertificate, readCertificate} from '../../source/pki/certs.js';
-import {ensureMaterial} from '../../source/pki/material.js';
+import {writeFileExclusive} from '../../source/files.js';
+import {ensureMaterial, stageEncryptionKey, type MaterialRecord} from '../../source/pki/material.js';
 import {Workspace} from '../../source/workspace.js';
 import {baseConfig, makeFixture, writeConfig} from '../helpers/fixture.js';
 
@@ -169,8 +171,68 @@ describe('key material', () => {
 		const running = Buffer.alloc(32, 9).toString('base64');
 		writeFileSync(path.join(dir, 'running.key'), running);
 		const adopted = await ensureMaterial(await loadConfig(writeConfig(dir, {...baseConfig(tarball), encryption: {keyFile: './running.key'}})), workspace);
-		expect(adopted.material.encryptionKey).toBe(running);
+		expect(adopted.material.encryptionKeys).toEqual([{name: 'key1', secret: running}]);
 		expect(readFileSync(workspace.pki('encryption.key'), 'utf8').trim()).toBe(running);
+	});
+
+	test('a staged key is the next name, base64 of 32 bytes in its own 0600 file beside encryption.key; no key file is ever replaced', async () => {
+		const {config, workspace} = await setup();
+		await ensureMaterial(config, workspace);
+		const first = readFileSync(workspace.pki('encryption.key'), 'utf8');
+		const key2 = stageEncryptionKey(workspace);
+		expect(key2.name).toBe('key2');
+		expect(Buffer.from(key2.secret, 'base64')).toHaveLength(32);
+		expect(readFileSync(workspace.pki('encryption-key2.key'), 'utf8')).toBe(`${key2.secret}\n`);
+		expect(mode(workspace.pki('encryption-key2.key'))).toBe(0o600);
+		const key3 = stageEncryptionKey(workspace);
+		expect(key3.name).toBe('key3');
+		expect(key3.secret).not.toBe(key2.secret);
+		expect(readFileSync(workspace.pki('encryption-key2.key'), 'utf8')).toBe(`${key2.secret}\n`);
+		expect(readFileSync(workspace.pki('encryption.key'), 'utf8')).toBe(first);
+		// The write itself refuses an existing file, and leaves no temporary file either way.
+		expect(() => writeFileExclusive(workspace.pki('encryption-key3.key'), 'other\n', 0o600)).toThrow(/EEXIST/);
+		expect(readFileSync(workspace.pki('encryption-key3.key'), 'utf8')).toBe(`${key3.secret}\n`);
+		expect(readdirSync(workspace.pki('.')).filter(file => file.startsWith('encryption')).sort()).toEqual(['encryption-key2.key', 'encryption-key3.key', 'encryption.key']);
+	});
+
+	test('recorded keys come back in their recorded order; a key whose file changed is refused as the single key always was', async () => {
+		const {config, workspace} = await setup();
+		const first = await ensureMaterial(config, workspace);
+		const key2 = stageEncryptionKey(workspace);
+		const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
+		// The second phase of a rotation: the new key writes, the old one still reads.
+		const previous: MaterialRecord = {...first.record, encryptionKeys: [{name: 'key2', sha256: sha256(key2.secret)}, ...first.record.encryptionKeys]};
+		const again = await ensureMaterial(config, workspace, {previous});
+		expect(again.material.encryptionKeys).toEqual([key2, first.material.encryptionKeys[0]]);
+		expect(again.record.encryptionKeys).toEqual(previous.encryptionKeys);
+
+		const other = Buffer.alloc(32, 7).toString('base64');
+		writeFileSync(workspace.pki('encryption-key2.key'), `${other}\n`);
+		await expect(ensureMaterial(config, workspace, {previous})).rejects.toThrow(/^encryption: is not the key this install already put on the masters \(got \(key file in the state folder\)\)\. Fix: restore pki\/encryption-key2\.key in the state folder from your backup; never make a new key for a running cluster$/);
+		expect(readFileSync(workspace.pki('encryption-key2.key'), 'utf8')).toBe(`${other}\n`);
+		writeFileSync(workspace.pki('encryption-key2.key'), `${key2.secret}\n`);
+		const key1 = readFileSync(workspace.pki('encryption.key'), 'utf8');
+		writeFileSync(workspace.pki('encryption.key'), `${other}\n`);
+		await expect(ensureMaterial(config, workspace, {previous})).rejects.toThrow(/^encryption: is not the key this install already put on the masters \(got \(key file in the state folder\)\)\. Fix: restore pki\/encryption\.key in the state folder from your backup; never make a new key for a running cluster$/);
+		writeFileSync(workspace.pki('encryption.key'), key1);
+
+		rmSync(workspace.pki('encryption-key2.key'));
+		await expect(ensureMaterial(config, workspace, {previous})).rejects.toThrow(/^--state-dir: does not exist \(got .*encryption-key2\.key\)\. Fix: restore .*encryption-key2\.key from your backup of the state folder$/);
+		expect(existsSync(workspace.pki('encryption-key2.key'))).toBe(false);
+		// What the record names is a file name too: only names this tool makes are taken.
+		await expect(ensureMaterial(config, workspace, {previous: {...first.record, encryptionKeys: [{name: '../ca-key', sha256: sha256('x')}]}})).rejects.toThrow(/^--state-dir: is not the name of an encryption key this tool makes/);
+	});
+
+	test('a key file of the state folder that is not 32 bytes of base64, or not a regular file, is refused, named', async () => {
+		const {config, workspace} = await setup();
+		const first = await ensureMaterial(config, workspace);
+		const short = Buffer.alloc(16, 1).toString('base64');
+		writeFileSync(workspace.pki('encryption-key2.key'), `${short}\n`);
+		const previous: MaterialRecord = {...first.record, encryptionKeys: [...first.record.encryptionKeys, {name: 'key2', sha256: createHash('sha256').update(short).digest('hex')}]};
+		await expect(ensureMaterial(config, workspace, {previous})).rejects.toThrow(/^--state-dir: does not hold the base64 of exactly 32 bytes \(got .*encryption-key2\.key\)\. Fix: restore/);
+		rmSync(workspace.pki('encryption-key2.key'));
+		execFileSync('mkfifo', [workspace.pki('encryption-key2.key')]);
+		await expect(ensureMaterial(config, workspace, {previous})).rejects.toThrow(/^--state-dir: is a named pipe \(FIFO\), not a regular file; only regular files are read \(got .*encryption-key2\.key\)/);
 	});
 
 	test('plan mode makes nothing on disk', async () => {

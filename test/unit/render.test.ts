@@ -1,9 +1,12 @@
-import {readFileSync} from 'node:fs';
+import {mkdirSync, readFileSync, writeFileSync} from 'node:fs';
+import path from 'node:path';
 import YAML from 'yaml';
 import {describe, expect, test} from 'vitest';
 import {loadConfig} from '../../source/config/load.js';
 import {ensureMaterial} from '../../source/pki/material.js';
-import {renderArtifacts, renderUnit} from '../../source/render/artifacts.js';
+import {renderArtifacts, renderEncryptionConfig, renderUnit} from '../../source/render/artifacts.js';
+import type {StepContext} from '../../source/steps/types.js';
+import {expectedSecretPrefix} from '../../source/steps/verify.js';
 import {apiserverStop, cisCipherSuites, durationSeconds, parseVersion} from '../../source/versions.js';
 import {Workspace} from '../../source/workspace.js';
 import {baseConfig, makeFixture, writeConfig} from '../helpers/fixture.js';
@@ -102,6 +105,56 @@ describe('rendering the artifacts', () => {
 		expect(parsed.resources[0].providers[1]).toEqual({identity: {}});
 		expect(encryption.mode).toBe(0o600);
 		expect(encryption.secret).toBe(true);
+	});
+
+	test('with one key the encryption config is byte for byte the one this tool always rendered', async () => {
+		const {dir, config} = await configFor('v1.28.7');
+		const {material} = await ensureMaterial(config, new Workspace(`${dir}/state`, config.name));
+		const [key] = material.encryptionKeys;
+		const content = renderArtifacts(config, material).find(artifact => artifact.name === 'encryption-config.yaml')!.content;
+		expect(content).toBe(`apiVersion: apiserver.config.k8s.io/v1
+kind: EncryptionConfiguration
+resources:
+  - resources:
+      - secrets
+    providers:
+      - aescbc:
+          keys:
+            - name: key1
+              secret: ${key.secret}
+      - identity: {}
+`);
+	});
+
+	test('the encryption config of any phase of a rotation: the keys in the order given, the first writes', async () => {
+		const {config} = await configFor('v1.28.7');
+		const key1 = {name: 'key1', secret: Buffer.alloc(32, 1).toString('base64')};
+		const key2 = {name: 'key2', secret: Buffer.alloc(32, 2).toString('base64')};
+		const keysOf = (content: string) => (YAML.parse(content).resources[0].providers as Array<{aescbc?: {keys: unknown[]}; identity?: unknown}>);
+		for (const phase of [[key1, key2], [key2, key1], [key2]] as const) {
+			const artifact = renderEncryptionConfig(config, [...phase]);
+			const providers = keysOf(artifact.content);
+			expect(providers[0]!.aescbc!.keys).toEqual(phase);
+			expect(providers[1]).toEqual({identity: {}});
+			// What verify expects a new secret in etcd to start with: the first key's name.
+			expect(expectedSecretPrefix({artifacts: [artifact]} as unknown as StepContext)).toBe(`k8s:enc:aescbc:v1:${phase[0].name}:`);
+			expect(artifact).toMatchObject({name: 'encryption-config.yaml', mode: 0o600, secret: true, remote: {step: 'encryption', path: '/etc/kubernetes/encryption-config.yaml'}});
+		}
+	});
+
+	test('an operator\'s copy of the encryption config from before several keys still renders the one key1; with more keys it is refused, named', async () => {
+		const {dir, config: shipped} = await configFor('v1.28.7');
+		const templates = path.join(dir, 'templates');
+		mkdirSync(templates);
+		const copy = readFileSync(new URL('../../templates/encryption-config.yaml', import.meta.url), 'utf8').replace('{{ENCRYPTION_KEYS}}', '            - name: key1\n              secret: {{ENCRYPTION_KEY}}');
+		writeFileSync(path.join(templates, 'encryption-config.yaml'), copy);
+		const config = {...shipped, templatesDir: templates};
+		const key1 = {name: 'key1', secret: Buffer.alloc(32, 1).toString('base64')};
+		const key2 = {name: 'key2', secret: Buffer.alloc(32, 2).toString('base64')};
+		expect(renderEncryptionConfig(config, [key1]).content).toBe(renderEncryptionConfig(shipped, [key1]).content);
+		expect(() => renderEncryptionConfig(config, [key2, key1])).toThrow(/^templatesDir: uses \{\{ENCRYPTION_KEY\}\}, which this tool does not fill for encryption-config\.yaml \(got .*encryption-config\.yaml\)\. Fix: use only \{\{ENCRYPTION_KEYS\}\}$/);
+		// Alone, another key than key1 would be read under key1's name: refused too.
+		expect(() => renderEncryptionConfig(config, [key2])).toThrow(/uses \{\{ENCRYPTION_KEY\}\}/);
 	});
 
 	test('the audit policy keeps the tutorial\'s rules at audit.k8s.io/v1', () => {

@@ -1,10 +1,12 @@
-import {readFileSync, writeFileSync} from 'node:fs';
+import {createHash} from 'node:crypto';
+import {mkdirSync, readFileSync, writeFileSync} from 'node:fs';
 import path from 'node:path';
 import {describe, expect, test} from 'vitest';
 import {loadConfig} from '../../source/config/load.js';
 import {Engine} from '../../source/engine/engine.js';
 import type {EngineEvent} from '../../source/engine/events.js';
 import {headlessPrompter, type Prompter} from '../../source/engine/prompts.js';
+import type {MaterialRecord} from '../../source/pki/material.js';
 import {Runner} from '../../source/runner.js';
 import {Workspace} from '../../source/workspace.js';
 import {FakeCluster} from '../helpers/fake-hosts.js';
@@ -12,26 +14,37 @@ import {baseConfig, makeFixture, writeConfig} from '../helpers/fixture.js';
 
 const ips = ['172.24.8.71', '172.24.8.72', '172.24.8.73'];
 
+/** The material record as releases with one encryption key wrote it. */
+function singleKeyRecord(material: MaterialRecord): Record<string, unknown> {
+	const {encryptionKeys, ...rest} = material;
+	expect(encryptionKeys).toHaveLength(1);
+	return {...rest, encryptionKeySha256: encryptionKeys[0]!.sha256};
+}
+
+function setup() {
+	const {dir, tarball, stateDir} = makeFixture();
+	const configFile = writeConfig(dir, baseConfig(tarball));
+	const cluster = new FakeCluster(ips);
+	const engine = async (prompter: Prompter = headlessPrompter({yes: true, overwrite: false})) => {
+		const config = await loadConfig(configFile);
+		const events: EngineEvent[] = [];
+		const instance = new Engine({config, workspace: new Workspace(stateDir, config.name), runner: new Runner({executor: cluster.executor}), prompter, probe: cluster.probe, api: cluster.api});
+		instance.subscribe(event => events.push(event));
+		return {instance, events};
+	};
+
+	return {cluster, engine, file: path.join(stateDir, 'kubernetes', 'state.json'), keyFile: path.join(stateDir, 'kubernetes', 'pki', 'encryption.key')};
+}
+
 describe('state', () => {
 	test('a state written before operations (schema 1) is migrated without asking: nothing is redone, the resume names the install', async () => {
-		const {dir, tarball, stateDir} = makeFixture();
-		const configFile = writeConfig(dir, baseConfig(tarball));
-		const cluster = new FakeCluster(ips);
-		const engine = async (prompter: Prompter) => {
-			const config = await loadConfig(configFile);
-			const events: EngineEvent[] = [];
-			const instance = new Engine({config, workspace: new Workspace(stateDir, config.name), runner: new Runner({executor: cluster.executor}), prompter, probe: cluster.probe, api: cluster.api});
-			instance.subscribe(event => events.push(event));
-			return {instance, events};
-		};
-
-		await (await engine(headlessPrompter({yes: true, overwrite: false}))).instance.apply({confirm: true});
+		const {cluster, engine, file} = setup();
+		await (await engine()).instance.apply({confirm: true});
 		// The same progress as the release before operations wrote it: bare step ids, a "reset" entry, a run naming no operation.
-		const file = path.join(stateDir, 'kubernetes', 'state.json');
-		const current = JSON.parse(readFileSync(file, 'utf8')) as {steps: Record<string, unknown>; run: Record<string, unknown>};
+		const current = JSON.parse(readFileSync(file, 'utf8')) as {steps: Record<string, unknown>; run: Record<string, unknown>; material: MaterialRecord};
 		const steps = Object.fromEntries(Object.entries(current.steps).map(([key, record]) => [key.replace(/^install\//, ''), record]));
 		const {operation: _operation, ...run} = current.run;
-		writeFileSync(file, JSON.stringify({...current, schema: 1, steps: {...steps, reset: {hosts: {}}}, run: {...run, status: 'stopped', step: 'start', host: 'k8smaster02'}}));
+		writeFileSync(file, JSON.stringify({...current, schema: 1, steps: {...steps, reset: {hosts: {}}}, run: {...run, status: 'stopped', step: 'start', host: 'k8smaster02'}, material: singleKeyRecord(current.material)}));
 
 		const uploads = cluster.uploads().length;
 		const restarts = ips.map(ip => cluster.hosts.get(ip)!.restarts);
@@ -42,7 +55,8 @@ describe('state', () => {
 				return true as never;
 			},
 		});
-		expect(instance.state.snapshot.schema).toBe(2);
+		expect(instance.state.snapshot.schema).toBe(3);
+		expect(instance.state.snapshot.material).toEqual(current.material);
 		expect(Object.keys(instance.state.snapshot.steps)).toEqual(Object.keys(steps).map(step => `install/${step}`));
 		expect(instance.state.snapshot.run).toMatchObject({operation: 'install', step: 'start'});
 		await instance.apply({confirm: true});
@@ -56,8 +70,50 @@ describe('state', () => {
 		expect(cluster.uploads().length).toBe(uploads);
 		expect(ips.map(ip => cluster.hosts.get(ip)!.restarts)).toEqual(restarts);
 		const stored = JSON.parse(readFileSync(file, 'utf8')) as {schema: number; steps: Record<string, unknown>};
-		expect(stored.schema).toBe(2);
+		expect(stored.schema).toBe(3);
 		expect(Object.keys(stored.steps).every(key => key.startsWith('install/'))).toBe(true);
 		expect(stored.steps).not.toHaveProperty('install/reset');
+	});
+});
+
+describe('state of one encryption key (schema 2)', () => {
+	test('is migrated without asking: the key is the list\'s only key, key1; nothing is redone, and a changed key is still refused', async () => {
+		const {cluster, engine, file, keyFile} = setup();
+		await (await engine()).instance.apply({confirm: true});
+		const current = JSON.parse(readFileSync(file, 'utf8')) as {material: MaterialRecord};
+		const key = readFileSync(keyFile, 'utf8');
+		expect(current.material.encryptionKeys).toEqual([{name: 'key1', sha256: createHash('sha256').update(key.trim()).digest('hex')}]);
+		writeFileSync(file, JSON.stringify({...current, schema: 2, material: singleKeyRecord(current.material)}));
+
+		const uploads = cluster.uploads().length;
+		const restarts = ips.map(ip => cluster.hosts.get(ip)!.restarts);
+		const {instance, events} = await engine();
+		expect(instance.state.snapshot).toMatchObject({schema: 3, material: current.material});
+		await instance.apply({confirm: false});
+		for (const step of ['binaries', 'certs', 'encryption', 'audit', 'units', 'start', 'rbac']) {
+			const outcomes = events.filter(event => event.type === 'host-done' && event.step === step).map(event => event.type === 'host-done' && event.outcome);
+			expect(outcomes.length, step).toBeGreaterThan(0);
+			expect(outcomes.every(outcome => outcome === 'skipped'), step).toBe(true);
+		}
+
+		expect(cluster.uploads().length).toBe(uploads);
+		expect(ips.map(ip => cluster.hosts.get(ip)!.restarts)).toEqual(restarts);
+		const stored = readFileSync(file, 'utf8');
+		expect(JSON.parse(stored)).toMatchObject({schema: 3, material: current.material});
+		expect(stored).not.toContain('encryptionKeySha256');
+		expect(stored).not.toContain(key.trim());
+
+		writeFileSync(file, JSON.stringify({...current, schema: 2, material: singleKeyRecord(current.material)}));
+		writeFileSync(keyFile, `${Buffer.alloc(32, 3).toString('base64')}\n`);
+		await expect((await engine()).instance.apply({confirm: false})).rejects.toThrow(/^encryption: is not the key this install already put on the masters .*Fix: restore pki\/encryption\.key/);
+	});
+
+	test('a state a newer release wrote is refused, not read as empty', async () => {
+		const {engine, file} = setup();
+		mkdirSync(path.dirname(file), {recursive: true});
+		const newer = JSON.stringify({schema: 4, cluster: 'kubernetes', steps: {}});
+		writeFileSync(file, newer);
+		await expect(engine()).rejects.toThrow(/^--state-dir: was written by a newer k8s-master-install \(state schema 4; this one reads up to 3\)/);
+		expect(readFileSync(file, 'utf8')).toBe(newer);
 	});
 });
