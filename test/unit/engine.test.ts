@@ -1,7 +1,6 @@
 import {execFileSync} from 'node:child_process';
 import {createHash} from 'node:crypto';
 import {existsSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync} from 'node:fs';
-import {networkInterfaces} from 'node:os';
 import path from 'node:path';
 import {describe, expect, test, vi} from 'vitest';
 import YAML from 'yaml';
@@ -555,17 +554,18 @@ describe('binaries', () => {
 		expect(apiserverUploads()).toHaveLength(1);
 	});
 
-	test('binaries.transfer: auto sends as they are only when every master is on a network of this machine', async () => {
+	test('binaries.transfer: auto sends as they are only when every master is on a network of this machine of 10 Gbit/s or more', async () => {
 		const {dir, tarball} = makeFixture('v1.28.7');
-		const local = Object.values(networkInterfaces()).flat().find(address => address && !address.internal && address.family === 'IPv4' && address.netmask !== '255.255.255.255');
-		// A documentation address on none of this machine's networks (the machine itself may sit on one).
-		const remote = ['192.0.2.10', '198.51.100.10', '203.0.113.10'].find(ip => !Object.values(networkInterfaces()).flat().some(address => address?.cidr?.startsWith(ip.split('.').slice(0, 3).join('.'))))!;
 		const config = async (masterIps: string[]) => loadConfig(writeConfig(dir, {...baseConfig(tarball), binaries: {tarball}, masters: masterIps.map((ip, index) => ({name: `k8smaster0${index + 1}`, ip}))}));
-		expect(transferForm(await config([remote])).compressed).toBe(true);
-		if (local) {
-			expect(transferForm(await config([local.address])).compressed).toBe(false);
-			expect(transferForm(await config([local.address, remote]))).toEqual({compressed: true, reason: `k8smaster02 (${remote}) is not on a network of this machine: sent compressed`});
-		}
+		const bridge = {name: 'br0', cidr: '172.24.8.1/24', mbits: 10_000};
+		const lan = {name: 'eth0', cidr: '10.0.0.5/16', mbits: 1000};
+		const wifi = {name: 'wlan0', cidr: '192.168.1.20/24', mbits: undefined};
+		expect(transferForm(await config(['172.24.8.71', '172.24.8.72']), [lan, bridge])).toEqual({compressed: false, reason: 'every master is on a network of this machine of 10 Gbit/s or more: sent as they are'});
+		expect(transferForm(await config(['172.24.8.71', '10.0.3.4']), [lan, bridge])).toEqual({compressed: true, reason: 'k8smaster02 (10.0.3.4) is reached through eth0 at 1000 Mbit/s: sent compressed (as they are from 10 Gbit/s)'});
+		expect(transferForm(await config(['192.168.1.30']), [wifi]).reason).toBe('k8smaster01 (192.168.1.30) is reached through wlan0 at a speed it does not report: sent compressed (as they are from 10 Gbit/s)');
+		expect(transferForm(await config(['172.24.8.71', '203.0.113.10']), [bridge])).toEqual({compressed: true, reason: 'k8smaster02 (203.0.113.10) is not on a network of this machine: sent compressed'});
+		// This machine's own links, as read: a reason either way, never a throw.
+		expect(transferForm(await config(['203.0.113.10'])).compressed).toBe(true);
 	});
 
 	test('the tarball is unpacked once; an unchanged one is not read again, one replaced in place is unpacked again', async () => {
