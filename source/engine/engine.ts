@@ -21,11 +21,11 @@ import {FilesReadAhead} from '../steps/files.js';
 import {readFactsEarly} from '../steps/preflight.js';
 import type {BinaryFile, StepContext} from '../steps/types.js';
 import type {Workspace} from '../workspace.js';
-import {runChecks} from './checks.js';
+import {runCheckSteps} from './checks.js';
 import type {EngineEvent, EventListener, FailureInfo} from './events.js';
 import {planView, stepHosts, type PlanView} from './plan.js';
 import type {Prompter} from './prompts.js';
-import {ApplyFailed, StepRunner, StopRequested, toFailure, waves} from './step-runner.js';
+import {ApplyFailed, checksFirst, StepRunner, StopRequested, toFailure, waves} from './step-runner.js';
 
 export {ApplyFailed, StopRequested} from './step-runner.js';
 export {clusterHost, type ActionView, type PlanView} from './plan.js';
@@ -266,16 +266,11 @@ export class Engine {
 
 	private async check(operation: Operation): Promise<boolean> {
 		const context = await this.prepare(false, {operation, quiet: true});
-		let passed = true;
 		try {
-			for (const step of operation.steps) {
-				passed = await runChecks(step, context, event => this.emit(event), this.options.runner) && passed;
-			}
+			return await runCheckSteps(operation.steps, context, event => this.emit(event), this.options.runner);
 		} finally {
 			await context.remote.close();
 		}
-
-		return passed;
 	}
 
 	private stepRunner(operation: Operation, records: boolean): StepRunner {
@@ -385,7 +380,7 @@ export class Engine {
 	}
 
 	/**
-	 * A recorded operation: its first step checks the masters before any key material is made (a
+	 * A recorded operation: its checks (see checksFirst) run before any key material is made (a
 	 * failure leaves nothing behind); then the steps in waves, verifying done work instead of trusting the record.
 	 */
 	private async runRecorded(operation: ChangingOperation, options: RunOptions): Promise<void> {
@@ -412,16 +407,22 @@ export class Engine {
 			// Read-only, beside preflight: the files of every step, one round trip per master once its connection is up.
 			readingAhead = Promise.all(config.masters.filter(master => !this.skipHosts.has(master.name)).map(async master => checks.readAhead.read(checks, master, () => operation.steps.flatMap(step => (step.reads ? [{step: step.id, paths: step.reads(checks, master)}] : [])))));
 			const runner = this.stepRunner(operation, true);
-			const [checksFirst, ...rest] = operation.steps;
-			await runner.runStep(checksFirst!, checks);
+			const checkSteps = checksFirst(operation.steps);
+			for (const wave of waves(checkSteps)) {
+				await runner.runWave(wave, checks);
+			}
+
 			const context = await this.prepare(true, {operation, remote: checks.remote, readAhead: checks.readAhead});
 			context.binaries = binaries;
 			this.state.update(state => {
 				state.version = config.version;
 			});
-			for (const wave of waves(rest)) {
+			for (const wave of waves(operation.steps.slice(checkSteps.length))) {
 				await runner.runWave(wave, context);
 			}
+
+			// A stop asked during the last wave (verify) ends the run as stopped, as one between two waves does.
+			this.throwIfStopping();
 
 			const skipped = [...this.skipHosts];
 			this.state.setRun(skipped.length > 0 ? {operation: operation.id, status: 'failed', step: undefined, host: skipped.join(','), error: `skipped on request: ${skipped.join(', ')}`} : {operation: operation.id, status: 'done', step: undefined, host: undefined});

@@ -108,8 +108,6 @@ export class StepRunner {
 		const hosts = stepHosts(step, context);
 		this.throwIfStopping();
 		this.emit({type: 'step-start', step: step.id, title: step.title, hosts: step.scope === 'cluster' ? [clusterHost] : hosts.map(master => master.name)});
-		// Settles to the error it raised, if any, so that the masters' outcomes are all collected first.
-		const beside = step.beside?.(context).then(() => undefined, (error: unknown) => error ?? new Error('failed'));
 		const outcomes = step.scope === 'cluster'
 			? [await this.runCluster(step, context, hosts)]
 			: await this.rolls(step, context, hosts)
@@ -117,28 +115,7 @@ export class StepRunner {
 				: await Promise.all(hosts.map(async master => (this.options.skipHosts.has(master.name) ? this.skipHost(step, master) : this.runHost(step, context, master, master.name))));
 		const refused = outcomes.find(outcome => outcome.refused)?.refused;
 		const failures = outcomes.flatMap(outcome => (outcome.failure ? [outcome.failure] : []));
-		const besideError = await beside;
-		// A stop asked while the step ran ends the run there, as it would between actions.
-		const stoppedBeside = besideError instanceof StopRequested || (beside !== undefined && this.options.isStopping());
-		if (besideError && !stoppedBeside) {
-			const failure = toFailure(besideError, step.id, clusterHost, this.options.runner);
-			failures.push(failure);
-			this.emit({type: 'host-done', step: step.id, host: clusterHost, outcome: 'failed', failure, durationMs: Math.round(performance.now() - started)});
-		}
-
-		// A stop asked while the masters finished still stops before the cross-master work.
-		const stoppedBeforeAfterAll = step.afterAll !== undefined && this.options.isStopping() && failures.length === 0 && !refused;
-		if (failures.length === 0 && !refused && step.afterAll && !stoppedBeforeAfterAll) {
-			try {
-				await step.afterAll(context);
-			} catch (error) {
-				const failure = toFailure(error, step.id, clusterHost, this.options.runner);
-				failures.push(failure);
-				this.emit({type: 'host-done', step: step.id, host: clusterHost, outcome: 'failed', failure, durationMs: 0});
-			}
-		}
-
-		const stopped = stoppedBeforeAfterAll || stoppedBeside || outcomes.some(outcome => outcome.outcome === 'stopped');
+		const stopped = outcomes.some(outcome => outcome.outcome === 'stopped');
 		const overall: HostOutcome = failures.length > 0 ? 'failed' : stopped ? 'stopped' : outcomes.every(outcome => outcome.outcome === 'skipped' || outcome.outcome === 'excluded') ? 'skipped' : 'done';
 		this.emit({type: 'step-done', step: step.id, outcome: overall, durationMs: Math.round(performance.now() - started)});
 		if (refused) {
@@ -152,8 +129,7 @@ export class StepRunner {
 
 		if (stopped) {
 			const stoppedHosts = outcomes.flatMap((outcome, index) => (outcome.outcome === 'stopped' ? [step.scope === 'cluster' ? clusterHost : hosts[index]!.name] : []));
-			const where = stoppedHosts.length > 0 ? stoppedHosts : [clusterHost];
-			this.setRun({status: 'stopped', step: step.id, host: where.join(', ')});
+			this.setRun({status: 'stopped', step: step.id, host: stoppedHosts.join(', ')});
 			throw new StopRequested();
 		}
 	}
@@ -286,6 +262,20 @@ export function waves(ordered: StepDefinition[]): StepDefinition[][] {
 	}
 
 	return grouped;
+}
+
+/** What checks the masters before any key material is made: the first step (preflight) and the steps right after it that build on what it found (its cross-master check). */
+export function checksFirst(steps: StepDefinition[]): StepDefinition[] {
+	const checks = steps.slice(0, 1);
+	for (const step of steps.slice(1)) {
+		if (!step.needs.some(need => checks.some(check => check.id === need))) {
+			break;
+		}
+
+		checks.push(step);
+	}
+
+	return checks;
 }
 
 /** What a host record carries from one attempt to the next: files written (and their identities) and services started. */

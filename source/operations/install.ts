@@ -1,6 +1,6 @@
 import {audit, binaries, certs, encryption, etcdCheck, rbac, start, units} from '../steps/definitions.js';
-import {preflight} from '../steps/preflight.js';
-import {verify} from '../steps/verify.js';
+import {distinctMachines, preflight} from '../steps/preflight.js';
+import {verify, verifyCluster} from '../steps/verify.js';
 import type {Operation} from './types.js';
 
 /** apply: checks, files, services, then what the cluster as a whole needs. */
@@ -9,7 +9,7 @@ export const install: Operation = {
 	title: 'Install the control plane',
 	noun: 'install',
 	command: 'apply',
-	steps: [preflight, binaries, certs, encryption, audit, units, start, etcdCheck, rbac, verify],
+	steps: [preflight, distinctMachines, binaries, certs, encryption, audit, units, start, etcdCheck, rbac, verify, verifyCluster],
 	mode: 'recorded',
 	words: {
 		question: ({masters}) => `Apply the plan to ${masters.length} master(s) (${masters.join(', ')})?`,

@@ -89,12 +89,12 @@ export function formatStatus(state: InstallState, stateFile: string, certificate
 	}
 
 	const recorded = [...operations.values()].filter(operation => operation.mode === 'recorded');
-	for (const [operation, id] of recorded.flatMap(operation => operation.steps.map(each => [operation.id, each.id] as const))) {
-		// Named as its operation names it while only one operation keeps progress.
-		const step = recorded.length > 1 ? stepKey(operation, id) : id;
-		const hosts = state.steps[stepKey(operation, id)]?.hosts ?? {};
-		const entries = Object.entries(hosts);
-		lines.push(`  ${step.padEnd(11)} ${entries.length === 0 ? 'pending' : entries.map(([host, record]) => `${host}: ${record.status}${record.error ? ` (${record.error})` : ''}`).join(', ')}`);
+	// Named as its operation names it while only one operation keeps progress.
+	const steps = recorded.flatMap(operation => operation.steps.map(each => ({key: stepKey(operation.id, each.id), name: recorded.length > 1 ? stepKey(operation.id, each.id) : each.id})));
+	const width = Math.max(...steps.map(step => step.name.length));
+	for (const {key, name} of steps) {
+		const entries = Object.entries(state.steps[key]?.hosts ?? {});
+		lines.push(`  ${name.padEnd(width)} ${entries.length === 0 ? 'pending' : entries.map(([host, record]) => `${host}: ${record.status}${record.error ? ` (${record.error})` : ''}`).join(', ')}`);
 	}
 
 	for (const {name, notAfter} of certificates) {

@@ -9,7 +9,9 @@ const marks = {done: '✔', skipped: '↷', failed: '✘', stopped: '■', exclu
  */
 export function lineReporter(write: (line: string) => void, options: {verbose?: boolean} = {}): (event: EngineEvent) => void {
 	const lastQuarter = new Map<string, number>();
+	// Checks of steps side by side (verify's masters and its cluster checks) make one grid, printed once none of them runs.
 	let checks: CheckRow[] = [];
+	const running = new Set<string>();
 	// Steps that need nothing from each other run side by side: a line that belongs to another step
 	// than the last heading printed names its step.
 	let heading = '';
@@ -22,7 +24,8 @@ export function lineReporter(write: (line: string) => void, options: {verbose?: 
 			}
 
 			case 'step-done': {
-				if (checks.length > 0) {
+				running.delete(event.step);
+				if (running.size === 0 && checks.length > 0) {
 					for (const line of formatCheckGrid(checks)) {
 						write(`   ${line}`);
 					}
@@ -61,6 +64,7 @@ export function lineReporter(write: (line: string) => void, options: {verbose?: 
 			}
 
 			case 'step-start': {
+				running.add(event.step);
 				heading = event.step;
 				write(`== ${event.title} [${event.step}]`);
 				break;

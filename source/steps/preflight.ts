@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type {ResolvedConfig} from '../config/load.js';
 import type {Master} from '../config/schema.js';
-import {ChecksFailed, StepError} from '../errors.js';
+import {ChecksFailed} from '../errors.js';
 import {shellQuote} from '../remote/quote.js';
 import {diagnoseSsh, failedHop, sshLogin, type Remote, type SshHop} from '../remote/ssh.js';
 import type {CommandResult, Runner} from '../runner.js';
@@ -252,8 +252,13 @@ export function duplicateMachines(machineIds: Map<string, string>): string[][] {
 	return [...byId.values()].filter(hosts => hosts.length > 1);
 }
 
-/** The machine-id each master reported during one preflight. */
+/** The machine-id each master reported during one preflight, for the cross-master check that follows it. */
 const machineIdsSeen = new WeakMap<StepContext, Map<string, string>>();
+
+/** The first master of this run: a cluster step that goes through none in particular (another would answer the same). */
+export function firstMaster(context: StepContext): Master[] {
+	return context.config.masters.filter(master => !context.skipped.has(master.name)).slice(0, 1);
+}
 
 export const preflight: StepDefinition = {
 	id: 'preflight',
@@ -286,16 +291,29 @@ export const preflight: StepDefinition = {
 		const warned = results.filter(result => result.level === 'warn').length;
 		return `${results.length} checks passed${warned > 0 ? `, ${warned} with a warning` : ''}`;
 	},
-	afterAll(context) {
-		const duplicates = duplicateMachines(machineIdsSeen.get(context) ?? new Map<string, string>());
+};
+
+/** Across masters, once every master passed preflight: two addresses of one machine would make a control plane of fewer masters than listed. */
+export const distinctMachines: StepDefinition = {
+	id: 'distinct-machines',
+	title: 'Check that no two masters are one machine',
+	needs: ['preflight'],
+	scope: 'cluster',
+	hosts: firstMaster,
+	plan: () => [{kind: 'check', description: 'the machine-id and boot id preflight read differ from master to master'}],
+	verify: async () => ({done: false}),
+	async run(context) {
+		const seen = machineIdsSeen.get(context) ?? new Map<string, string>();
 		machineIdsSeen.delete(context);
+		const duplicates = duplicateMachines(seen);
 		if (duplicates.length > 0) {
-			throw new StepError({
-				step: 'preflight',
-				host: duplicates.flat().join(', '),
-				message: `${duplicates.map(hosts => hosts.join(' and ')).join('; ')} are the same machine (same machine-id and boot id)`,
-				fix: 'list every master once, each with its own address',
-			});
+			const detail = `${duplicates.map(hosts => hosts.join(' and ')).join('; ')} are the same machine (same machine-id and boot id)`;
+			const fix = 'list every master once, each with its own address';
+			// Only a failure is reported: a passing check would add a cluster column to the masters' grid.
+			context.check('distinct-machines', 'cluster', {check: 'distinct machines', level: 'fail', detail, fix});
+			throw new ChecksFailed({step: 'distinct-machines', host: duplicates.flat().join(', '), message: detail, fix});
 		}
+
+		return `${seen.size} machines, one per master`;
 	},
 };

@@ -82,8 +82,4 @@ export type StepDefinition = {
 	 * as they are after a failure. rolling-when-live: rolling once a control plane serves, so that the others keep serving.
 	 */
 	order?: 'parallel' | 'rolling' | 'rolling-when-live';
-	/** Checks across masters once every master finished the step (e.g. two IPs of one machine). */
-	afterAll?: (context: StepContext) => void | Promise<void>;
-	/** Cluster-wide work that needs nothing from the masters' own results: runs beside them. */
-	beside?: (context: StepContext) => Promise<void>;
 };

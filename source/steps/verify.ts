@@ -2,7 +2,7 @@ import {randomBytes} from 'node:crypto';
 import YAML from 'yaml';
 import {apiserverPort, type Endpoint} from '../config/network.js';
 import type {Master} from '../config/schema.js';
-import {ChecksFailed, StepError} from '../errors.js';
+import {ChecksFailed} from '../errors.js';
 import {sha256} from '../files.js';
 import {readCertificate} from '../pki/certs.js';
 import {leafNames} from '../pki/material.js';
@@ -11,9 +11,9 @@ import {sectionsScript, splitSections} from '../remote/sections.js';
 import {leaderLockKind, livenessPath, readinessPath} from '../versions.js';
 import {cisFactsScript, cisSummary, evaluateCis, parseCisFacts} from './cis.js';
 import {apiserver, etcdctlScript} from './clients.js';
-import type {CheckResult} from './preflight.js';
+import {firstMaster, type CheckResult} from './preflight.js';
 import {adminTls, services, servicesReady} from './readiness.js';
-import type {PlannedAction, StepContext, StepDefinition} from './types.js';
+import type {PlannedAction, StepContext, StepDefinition, StepId} from './types.js';
 
 /** A certificate closer than this to its end is reported as a warning. */
 const expiryWarningDays = 30;
@@ -238,17 +238,20 @@ async function leaderCheck(context: StepContext, master: Master, component: 'kub
 	}
 }
 
-function report(context: StepContext, host: string, results: CheckResult[]): void {
+function report(context: StepContext, step: StepId, host: string, results: CheckResult[]): void {
 	for (const result of results) {
-		context.check('verify', host, result);
+		context.check(step, host, result);
 	}
 }
 
-function failed(results: CheckResult[], host: string): ChecksFailed | undefined {
+/** The step's note when every check passed; else the failure, each failed check already reported. */
+function noteOrThrow(step: StepId, host: string, results: CheckResult[]): string {
 	const failures = results.filter(result => result.level === 'fail');
-	return failures.length > 0
-		? new ChecksFailed({step: 'verify', host, message: `${failures.map(result => `${result.check}: ${result.detail}`).join('; ')}`, fix: failures[0]!.fix})
-		: undefined;
+	if (failures.length > 0) {
+		throw new ChecksFailed({step, host, message: `${failures.map(result => `${result.check}: ${result.detail}`).join('; ')}`, fix: failures[0]!.fix});
+	}
+
+	return `${results.length} checks passed${results.some(result => result.level === 'warn') ? ' (with warnings)' : ''}`;
 }
 
 /** The apiservers through controlPlaneEndpoint, as kubectl with the admin kubeconfig reaches them. */
@@ -269,14 +272,14 @@ async function controlPlaneCheck(context: StepContext, endpoint: Endpoint): Prom
 }
 
 /** The first master whose apiserver answers: cluster-wide checks go through it. */
-async function reachableMaster(context: StepContext): Promise<Master> {
+async function reachableMaster(context: StepContext): Promise<Master | undefined> {
 	for (const master of context.config.masters.filter(each => !context.skipped.has(each.name))) {
 		if ((await context.probe(master.ip, 6443, readinessPath(context.config.kubeVersion), adminTls(context))).ok) {
 			return master;
 		}
 	}
 
-	throw new StepError({step: 'verify', host: 'cluster', message: 'no apiserver answers: the cluster-wide checks cannot run', fix: 'run k8s-master-install status, then apply'});
+	return undefined;
 }
 
 export const verify: StepDefinition = {
@@ -286,7 +289,6 @@ export const verify: StepDefinition = {
 	scope: 'each-master',
 	plan: (context, master): PlannedAction[] => {
 		const version = context.config.kubeVersion;
-		const endpoint = context.config.controlPlane;
 		return [
 			{kind: 'check', description: `https://${master.ip}:6443${livenessPath(version)} and ${readinessPath(version)}?verbose answer ok`},
 			{kind: 'check', description: `https://127.0.0.1:8443${readinessPath(version)}?verbose answers ok on the master (through kube-nginx)`},
@@ -294,8 +296,6 @@ export const verify: StepDefinition = {
 			{kind: 'check', description: 'nothing serves plain HTTP on 10251/10252 beyond loopback'},
 			{kind: 'check', description: 'the installed certificates are the ones made here, and not expired'},
 			{kind: 'check', description: 'the CIS Kubernetes Benchmark\'s control-plane checks (1.1-1.4), read from the running command lines and the files\' modes and owners'},
-			{kind: 'check', description: 'once for the cluster: can-i --as kubernetes get nodes --subresource=proxy (a SelfSubjectAccessReview, as kubectl auth can-i); a test secret is stored encrypted (k8s:enc:aescbc:v1:) in etcd, then deleted; controller-manager and scheduler have a leader'},
-			...(endpoint ? [{kind: 'check', description: `once for the cluster: https://${endpoint.host}:${endpoint.port}${readinessPath(version)} answers ok through controlPlaneEndpoint`} satisfies PlannedAction] : []),
 		];
 	},
 	// Checks are always done again: their answer is about now.
@@ -310,35 +310,41 @@ export const verify: StepDefinition = {
 			readMaster(context, master),
 		]);
 		const results = [live, ready, ...local, insecurePortsCheck(read.ports), certificateCheck(context, read.certificates), benchmarkCheck(context, read.benchmark)];
-		report(context, master.name, results);
-		const failure = failed(results, master.name);
-		if (failure) {
-			throw failure;
-		}
-
-		return `${results.length} checks passed${results.some(result => result.level === 'warn') ? ' (with warnings)' : ''}`;
+		report(context, 'verify', master.name, results);
+		return noteOrThrow('verify', master.name, results);
 	},
-	// The cluster's answers do not depend on one master's checks: asked while those run.
-	async beside(context) {
+};
+
+/**
+ * What only the cluster as a whole answers. It needs nothing from the masters' own checks: it needs
+ * what verify needs, so the two run side by side (one wave).
+ */
+export const verifyCluster: StepDefinition = {
+	id: 'verify-cluster',
+	title: 'Verify the cluster as a whole',
+	needs: ['start', 'rbac'],
+	scope: 'cluster',
+	// It finds its own way in (reachableMaster): through another master it would only ask the same again.
+	hosts: firstMaster,
+	plan: context => {
+		const version = context.config.kubeVersion;
 		const endpoint = context.config.controlPlane;
+		return [
+			{kind: 'check', description: 'through the first master whose apiserver answers: can-i --as kubernetes get nodes --subresource=proxy (a SelfSubjectAccessReview, as kubectl auth can-i); a test secret is stored encrypted (k8s:enc:aescbc:v1:) in etcd, then deleted; controller-manager and scheduler have a leader'},
+			...(endpoint ? [{kind: 'check', description: `https://${endpoint.host}:${endpoint.port}${readinessPath(version)} answers ok through controlPlaneEndpoint`} satisfies PlannedAction] : []),
+		];
+	},
+	verify: async () => ({done: false}),
+	async run(context) {
+		const endpoint = context.config.controlPlane;
+		// Independent of each other: asked side by side, the endpoint even when no master answers directly.
 		const throughEndpoint = endpoint ? [controlPlaneCheck(context, endpoint)] : [];
-		const master = await reachableMaster(context).catch(async (error: unknown) => {
-			// Said even when no master answers directly.
-			report(context, 'cluster', await Promise.all(throughEndpoint));
-			throw error;
-		});
-		// Independent of each other: asked side by side.
-		const results = await Promise.all([
-			...throughEndpoint,
-			rbacCheck(context, master),
-			encryptionCheck(context, master),
-			leaderCheck(context, master, 'kube-controller-manager'),
-			leaderCheck(context, master, 'kube-scheduler'),
-		]);
-		report(context, 'cluster', results);
-		const failure = failed(results, 'cluster');
-		if (failure) {
-			throw failure;
-		}
+		const master = await reachableMaster(context);
+		const throughMaster = master
+			? [rbacCheck(context, master), encryptionCheck(context, master), leaderCheck(context, master, 'kube-controller-manager'), leaderCheck(context, master, 'kube-scheduler')]
+			: [{check: 'cluster checks', level: 'fail', detail: 'no apiserver answers: the cluster-wide checks cannot run', fix: 'run k8s-master-install status, then apply'} satisfies CheckResult];
+		const results = await Promise.all([...throughEndpoint, ...throughMaster]);
+		report(context, 'verify-cluster', 'cluster', results);
+		return noteOrThrow('verify-cluster', 'cluster', results);
 	},
 };

@@ -63,7 +63,7 @@ describe('command line', () => {
 		const {dir, tarball, stateDir} = makeFixture();
 		const configFile = writeConfig(dir, baseConfig(tarball));
 		const plan = await run(['plan', '--config', configFile, '--state-dir', stateDir, '--json']);
-		expect(JSON.parse(plan.out).steps).toHaveLength(10);
+		expect(JSON.parse(plan.out).steps).toHaveLength(12);
 		const status = await run(['status', '--config', configFile, '--state-dir', stateDir]);
 		expect(status.code).toBe(0);
 		expect(status.out).toContain('No apply has run yet.');

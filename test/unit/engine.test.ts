@@ -11,7 +11,7 @@ import {headlessPrompter} from '../../source/engine/prompts.js';
 import {PromptRefused} from '../../source/errors.js';
 import {readCertificate} from '../../source/pki/certs.js';
 import {stageEncryptionKey} from '../../source/pki/material.js';
-import {formatPlan, formatStatus} from '../../source/reporters/format.js';
+import {formatCheckGrid, formatPlan, formatStatus} from '../../source/reporters/format.js';
 import {Runner, type CommandSpec} from '../../source/runner.js';
 import {transferForm} from '../../source/steps/binaries.js';
 import {Workspace} from '../../source/workspace.js';
@@ -66,13 +66,15 @@ describe('apply', () => {
 
 		// verify wrote a test secret, found it encrypted in etcd, and deleted it.
 		expect(cluster.secrets.size).toBe(0);
-		const verified = events.filter(event => event.type === 'check' && event.step === 'verify');
+		const verified = events.filter(event => event.type === 'check' && ['verify', 'verify-cluster'].includes(event.step));
 		expect(verified.length).toBeGreaterThanOrEqual(ips.length * 6 + 4);
 		expect(verified.filter(event => event.type === 'check' && event.level === 'fail')).toEqual([]);
 
 		expect(cluster.bindings.has('kube-apiserver:kubelet-apis')).toBe(true);
 		const stepsDone = events.filter(event => event.type === 'step-done').map(event => event.type === 'step-done' && `${event.step}:${event.outcome}`);
-		expect(stepsDone).toEqual(['preflight:done', 'binaries:done', 'certs:done', 'encryption:done', 'audit:done', 'units:done', 'start:done', 'etcd-check:done', 'rbac:done', 'verify:done']);
+		expect(stepsDone.slice(0, 10)).toEqual(['preflight:done', 'distinct-machines:done', 'binaries:done', 'certs:done', 'encryption:done', 'audit:done', 'units:done', 'start:done', 'etcd-check:done', 'rbac:done']);
+		// verify and its cluster checks side by side: either may finish first.
+		expect(stepsDone.slice(10).sort()).toEqual(['verify-cluster:done', 'verify:done']);
 		expect(instance.state.snapshot.run?.status).toBe('done');
 		// The files of the five files steps are read in one round trip per master, beside preflight, and what
 		// verify read is what run uses. The units' state is not read on fresh masters (every unit starts whatever it is).
@@ -113,7 +115,7 @@ describe('apply', () => {
 		expect(ips.map(ip => cluster.hosts.get(ip)!.restarts)).toEqual(restarts);
 		expect(ips.map(ip => JSON.stringify([...cluster.hosts.get(ip)!.unitRestarts]))).toEqual(unitRestarts);
 		// Preflight, the etcd check and verify are checks: they run every time and change nothing.
-		const outcomes = events.filter(event => event.type === 'host-done' && !['etcd-check', 'preflight', 'verify'].includes(event.step)).map(event => event.type === 'host-done' && event.outcome);
+		const outcomes = events.filter(event => event.type === 'host-done' && !['etcd-check', 'preflight', 'distinct-machines', 'verify', 'verify-cluster'].includes(event.step)).map(event => event.type === 'host-done' && event.outcome);
 		expect(new Set(outcomes)).toEqual(new Set(['skipped']));
 	});
 
@@ -392,6 +394,56 @@ describe('restarts', () => {
 	});
 });
 
+describe('verify', () => {
+	test('the cluster-wide checks run beside the masters\' own, in apply and in the verify command', async () => {
+		const {cluster, engine, configFile, stateDir} = setup();
+		await (await engine()).engine.apply({confirm: true});
+		// Each master's verify read held for a while: run one after the other, the cluster would be asked only once every read came back.
+		const timeline: string[] = [];
+		const executor = async (spec: CommandSpec) => {
+			const masterRead = spec.step === 'verify' && (spec.args.at(-1) ?? '').includes('ss -Hltn');
+			if (masterRead) {
+				await new Promise(resolve => setTimeout(resolve, 300));
+				timeline.push(`read ${spec.args.at(-2)}`);
+			}
+
+			return cluster.executor(spec);
+		};
+		const api: typeof cluster.api = async (ip, port, request, ...rest) => {
+			if (request.path.endsWith('/selfsubjectaccessreviews')) {
+				timeline.push('cluster asked');
+			}
+
+			return cluster.api(ip, port, request, ...rest);
+		};
+		const config = await loadConfig(configFile);
+		const instance = () => new Engine({config, workspace: new Workspace(stateDir, config.name), runner: new Runner({executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe, api});
+		await instance().apply({confirm: true});
+		expect(timeline[0]).toBe('cluster asked');
+		expect(timeline.slice(1).sort()).toEqual(ips.map(ip => `read ${ip}`));
+
+		timeline.length = 0;
+		expect(await instance().verify()).toBe(true);
+		expect(timeline[0]).toBe('cluster asked');
+		expect(timeline).toHaveLength(4);
+	});
+
+	test('the verify command with no apiserver answering: the masters\' failures, and the cluster\'s in its column', async () => {
+		const {cluster, engine} = setup();
+		await (await engine()).engine.apply({confirm: true});
+		for (const host of cluster.hosts.values()) {
+			host.active = false;
+		}
+
+		const {engine: instance, events} = await engine();
+		expect(await instance.verify()).toBe(false);
+		const grid = formatCheckGrid(events.flatMap(event => (event.type === 'check' ? [event] : []))).join('\n');
+		expect(grid).toMatch(/^apiserver ready +- +FAIL +FAIL +FAIL$/m);
+		expect(grid).toMatch(/^cluster checks +FAIL +- +- +-$/m);
+		expect(grid).toContain('FAIL cluster cluster checks: no apiserver answers: the cluster-wide checks cannot run\n     fix: run k8s-master-install status, then apply');
+	});
+});
+
 describe('control-plane access', () => {
 	const adminKubeconfig = (stateDir: string) => YAML.parse(readFileSync(path.join(stateDir, 'kubernetes', 'rendered', 'admin.kubeconfig'), 'utf8'));
 
@@ -441,7 +493,7 @@ describe('control-plane access', () => {
 		const {cluster, engine, configFile, tarball, stateDir} = setup();
 		writeConfig(path.dirname(configFile), {...baseConfig(tarball), controlPlaneEndpoint: '172.24.8.70'});
 		// Installed, then verify finds the endpoint silent: no load balancer is in front of the masters.
-		await expect((await engine()).engine.apply({confirm: true})).rejects.toThrow(/verify failed on cluster/);
+		await expect((await engine()).engine.apply({confirm: true})).rejects.toThrow(/verify-cluster failed on cluster/);
 		const {engine: unanswered, events} = await engine();
 		expect(await unanswered.verify()).toBe(false);
 		expect(events.find(event => event.type === 'check' && event.check === 'via controlPlaneEndpoint')).toMatchObject({
@@ -591,8 +643,11 @@ describe('plan', () => {
 		const {cluster, engine, stateDir} = setup();
 		const {engine: instance} = await engine();
 		const plan = await instance.plan();
-		expect(plan.steps.map(step => step.id)).toEqual(['preflight', 'binaries', 'certs', 'encryption', 'audit', 'units', 'start', 'etcd-check', 'rbac', 'verify']);
-		expect(plan.steps[1]!.hosts.map(host => host.host)).toEqual(['k8smaster01', 'k8smaster02', 'k8smaster03']);
+		expect(plan.steps.map(step => step.id)).toEqual(['preflight', 'distinct-machines', 'binaries', 'certs', 'encryption', 'audit', 'units', 'start', 'etcd-check', 'rbac', 'verify', 'verify-cluster']);
+		expect(plan.steps[2]!.hosts.map(host => host.host)).toEqual(['k8smaster01', 'k8smaster02', 'k8smaster03']);
+		// The cluster-wide checks are steps of their own, planned once, not with every master's.
+		expect(plan.steps.find(step => step.id === 'verify-cluster')!.hosts.map(host => host.host)).toEqual(['cluster (via k8smaster01)']);
+		expect(JSON.stringify(plan.steps.find(step => step.id === 'verify')!.hosts)).not.toContain('SelfSubjectAccessReview');
 		expect(cluster.calls).toHaveLength(0);
 		expect(existsSync(stateDir)).toBe(false);
 		const text = formatPlan(plan);

@@ -1,8 +1,9 @@
 import {execFileSync} from 'node:child_process';
+import {existsSync} from 'node:fs';
 import path from 'node:path';
 import {describe, expect, test} from 'vitest';
 import {loadConfig} from '../../source/config/load.js';
-import {Engine} from '../../source/engine/engine.js';
+import {Engine, StopRequested} from '../../source/engine/engine.js';
 import type {EngineEvent} from '../../source/engine/events.js';
 import {headlessPrompter} from '../../source/engine/prompts.js';
 import {diagnoseAuthentication, duplicateMachines, factsScript, judgeFacts, parseFacts, type HostFacts} from '../../source/steps/preflight.js';
@@ -79,6 +80,81 @@ describe('preflight', () => {
 	test('two addresses of one machine are found; cloned VMs (same machine-id, other boot) are not', () => {
 		expect(duplicateMachines(new Map([['m1', 'id1/boot1'], ['m2', 'id1/boot1'], ['m3', 'id2/boot1']]))).toEqual([['m1', 'm2']]);
 		expect(duplicateMachines(new Map([['m1', 'id1/boot1'], ['m2', 'id1/boot2']]))).toEqual([]);
+	});
+
+	/** k8smaster02's ssh destination is k8smaster01's machine: two addresses of one machine, as a copied line in the config would make. */
+	async function oneMachineTwice(change: (cluster: FakeCluster) => void = () => undefined) {
+		const {dir, tarball, stateDir} = makeFixture();
+		const raw = baseConfig(tarball);
+		raw.masters[1].sshHost = 'cp2';
+		const loaded = await loadConfig(writeConfig(dir, raw));
+		const cluster = new FakeCluster(['172.24.8.71', '172.24.8.72', '172.24.8.73']);
+		cluster.sshHosts.set('cp2', '172.24.8.71');
+		change(cluster);
+		const engine = new Engine({config: loaded, workspace: new Workspace(stateDir, loaded.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe, api: cluster.api});
+		const events: EngineEvent[] = [];
+		engine.subscribe(event => events.push(event));
+		const keyMaterial = () => existsSync(path.join(stateDir, 'kubernetes', 'pki'));
+		return {engine, events, cluster, keyMaterial};
+	}
+
+	const stepEvents = (events: EngineEvent[], step: string) => events.filter(event => 'step' in event && event.step === step);
+
+	test('two masters that are one machine: found across masters once every master passed preflight, reported for the cluster; nothing is made or written', async () => {
+		const {engine, events, cluster, keyMaterial} = await oneMachineTwice();
+		await expect(engine.apply({confirm: true})).rejects.toThrow(/distinct-machines failed on k8smaster01, k8smaster02/);
+		const start = events.findIndex(event => event.type === 'step-start' && event.step === 'distinct-machines');
+		expect(events.slice(0, start).filter(event => event.type === 'host-done' && event.step === 'preflight').map(event => event.type === 'host-done' && event.outcome)).toEqual(['done', 'done', 'done']);
+		expect(stepEvents(events, 'distinct-machines').filter(event => event.type === 'host-done')).toEqual([expect.objectContaining({
+			host: 'cluster', outcome: 'failed',
+			failure: expect.objectContaining({host: 'k8smaster01, k8smaster02', message: expect.stringMatching(/k8smaster01 and k8smaster02 are the same machine \(same machine-id and boot id\)$/), fix: 'list every master once, each with its own address'}),
+		})]);
+		expect(engine.state.snapshot.run).toMatchObject({status: 'failed', step: 'distinct-machines', host: 'k8smaster01, k8smaster02'});
+		expect(cluster.uploads()).toHaveLength(0);
+		expect(keyMaterial()).toBe(false);
+	});
+
+	test('the cross-master check does not run when a master failed preflight', async () => {
+		const {engine, events} = await oneMachineTwice(cluster => {
+			cluster.hosts.get('172.24.8.73')!.listening.push({port: 10259, process: 'haproxy'});
+		});
+		await expect(engine.apply({confirm: true})).rejects.toThrow(/^preflight failed on k8smaster03$/);
+		expect(stepEvents(events, 'distinct-machines')).toEqual([]);
+		expect(engine.state.snapshot.run).toMatchObject({status: 'failed', step: 'preflight', host: 'k8smaster03'});
+	});
+
+	test('a stop asked while preflight runs stops before the cross-master check: nothing is made or written', async () => {
+		const {engine, events, cluster, keyMaterial} = await oneMachineTwice();
+		engine.subscribe(event => {
+			if (event.type === 'host-done' && event.step === 'preflight') {
+				engine.requestStop();
+			}
+		});
+		// Run, the check would fail (two masters are one machine): stopped, it does not run.
+		await expect(engine.apply({confirm: true})).rejects.toBeInstanceOf(StopRequested);
+		expect(stepEvents(events, 'preflight').filter(event => event.type === 'host-done')).toHaveLength(3);
+		expect(stepEvents(events, 'distinct-machines')).toEqual([]);
+		expect(engine.state.snapshot.run).toMatchObject({status: 'stopped', step: 'preflight'});
+		expect(cluster.uploads()).toHaveLength(0);
+		expect(keyMaterial()).toBe(false);
+	});
+
+	test('the preflight command: the cross-master finding in the cluster column, only once every master passed', async () => {
+		const duplicated = await oneMachineTwice();
+		const checks = (events: EngineEvent[]) => events.flatMap(event => (event.type === 'check' ? [event] : []));
+		expect(await duplicated.engine.preflight()).toBe(false);
+		const grid = formatCheckGrid(checks(duplicated.events)).join('\n');
+		expect(grid).toMatch(/^check +cluster +k8smaster01 +k8smaster02 +k8smaster03$/m);
+		expect(grid).toMatch(/^distinct machines +FAIL +- +- +-$/m);
+		expect(grid).toMatch(/^port 10259 +- +ok +ok +ok$/m);
+		expect(grid).toContain('FAIL cluster distinct machines: k8smaster01 and k8smaster02 are the same machine (same machine-id and boot id)\n     fix: list every master once, each with its own address');
+
+		const failing = await oneMachineTwice(cluster => {
+			cluster.hosts.get('172.24.8.73')!.listening.push({port: 10259, process: 'haproxy'});
+		});
+		expect(await failing.engine.preflight()).toBe(false);
+		expect(checks(failing.events).filter(event => event.host === 'cluster')).toEqual([]);
+		expect(formatCheckGrid(checks(failing.events)).join('\n')).toMatch(/^check +k8smaster01 +k8smaster02 +k8smaster03$/m);
 	});
 
 	test('a passphrase-protected key without an agent is diagnosed as such', async () => {

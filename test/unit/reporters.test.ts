@@ -25,6 +25,28 @@ test('the line reporter names the step on a line that belongs to another step th
 	]);
 });
 
+test('the line reporter prints the checks of steps side by side (verify and its cluster checks) as one grid, once both finished', () => {
+	const lines: string[] = [];
+	const report = lineReporter(line => lines.push(line));
+	report({type: 'step-start', step: 'verify', title: 'Verify the control plane', hosts: ['k8smaster01']});
+	report({type: 'step-start', step: 'verify-cluster', title: 'Verify the cluster as a whole', hosts: ['cluster']});
+	report({type: 'check', step: 'verify-cluster', host: 'cluster', check: 'secrets encrypted in etcd', level: 'pass', detail: 'raw value starts k8s:enc:aescbc:v1:key1:'});
+	report({type: 'host-done', step: 'verify-cluster', host: 'cluster', outcome: 'done', detail: '1 checks passed', durationMs: 40});
+	report({type: 'step-done', step: 'verify-cluster', outcome: 'done', durationMs: 40});
+	report({type: 'check', step: 'verify', host: 'k8smaster01', check: 'CIS benchmark', level: 'pass', detail: '47 checks passed'});
+	report({type: 'host-done', step: 'verify', host: 'k8smaster01', outcome: 'done', detail: '1 checks passed', durationMs: 90});
+	report({type: 'step-done', step: 'verify', outcome: 'done', durationMs: 90});
+	expect(lines).toEqual([
+		'== Verify the control plane [verify]',
+		'== Verify the cluster as a whole [verify-cluster]',
+		'   ✔ cluster done in 40 ms: 1 checks passed',
+		'   ✔ k8smaster01 [verify] done in 90 ms: 1 checks passed',
+		expect.stringMatching(/^ {3}check +cluster +k8smaster01$/),
+		expect.stringMatching(/^ {3}secrets encrypted in etcd +ok +-$/),
+		expect.stringMatching(/^ {3}CIS benchmark +- +ok$/),
+	]);
+});
+
 test('the line reporter says where the admin kubeconfig is and how kubectl reaches the cluster while a master is down', () => {
 	const lines: string[] = [];
 	const report = lineReporter(line => lines.push(line));

@@ -33,28 +33,37 @@ function setup() {
 		return {instance, events};
 	};
 
-	return {cluster, engine, file: path.join(stateDir, 'kubernetes', 'state.json'), keyFile: path.join(stateDir, 'kubernetes', 'pki', 'encryption.key')};
+	return {stateDir, cluster, engine, file: path.join(stateDir, 'kubernetes', 'state.json'), keyFile: path.join(stateDir, 'kubernetes', 'pki', 'encryption.key')};
+}
+
+/** Answers yes to every question and keeps what was asked. */
+function recordingPrompter(asked: string[]): Prompter {
+	return {
+		async ask(request) {
+			asked.push(request.message);
+			return true as never;
+		},
+	};
 }
 
 describe('state', () => {
 	test('a state written before operations (schema 1) is migrated without asking: nothing is redone, the resume names the install', async () => {
-		const {cluster, engine, file} = setup();
-		await (await engine()).instance.apply({confirm: true});
-		// The same progress as the release before operations wrote it: bare step ids, a "reset" entry, a run naming no operation.
+		const {stateDir, cluster, engine} = setup();
+		await (await engine(headlessPrompter({yes: true, overwrite: false}))).instance.apply({confirm: true});
+		// The same progress as the release before operations wrote it: bare step ids, a "reset" entry, a run naming no operation,
+		// and no record of the cluster steps that came later (the cross-master preflight check, verify's cluster checks).
+		const file = path.join(stateDir, 'kubernetes', 'state.json');
 		const current = JSON.parse(readFileSync(file, 'utf8')) as {steps: Record<string, unknown>; run: Record<string, unknown>; material: MaterialRecord};
-		const steps = Object.fromEntries(Object.entries(current.steps).map(([key, record]) => [key.replace(/^install\//, ''), record]));
+		const later = ['install/distinct-machines', 'install/verify-cluster'];
+		expect(Object.keys(current.steps)).toEqual(expect.arrayContaining(later));
+		const steps = Object.fromEntries(Object.entries(current.steps).filter(([key]) => !later.includes(key)).map(([key, record]) => [key.replace(/^install\//, ''), record]));
 		const {operation: _operation, ...run} = current.run;
 		writeFileSync(file, JSON.stringify({...current, schema: 1, steps: {...steps, reset: {hosts: {}}}, run: {...run, status: 'stopped', step: 'start', host: 'k8smaster02'}, material: singleKeyRecord(current.material)}));
 
 		const uploads = cluster.uploads().length;
 		const restarts = ips.map(ip => cluster.hosts.get(ip)!.restarts);
 		const asked: string[] = [];
-		const {instance, events} = await engine({
-			async ask(request) {
-				asked.push(request.message);
-				return true as never;
-			},
-		});
+		const {instance, events} = await engine(recordingPrompter(asked));
 		expect(instance.state.snapshot.schema).toBe(3);
 		expect(instance.state.snapshot.material).toEqual(current.material);
 		expect(Object.keys(instance.state.snapshot.steps)).toEqual(Object.keys(steps).map(step => `install/${step}`));
@@ -67,12 +76,40 @@ describe('state', () => {
 			expect(outcomes.every(outcome => outcome === 'skipped'), step).toBe(true);
 		}
 
+		// A cluster step with no record simply runs.
+		for (const step of ['distinct-machines', 'verify-cluster']) {
+			expect(events.filter(event => event.type === 'host-done' && event.step === step), step).toEqual([expect.objectContaining({host: 'cluster', outcome: 'done'})]);
+		}
+
 		expect(cluster.uploads().length).toBe(uploads);
 		expect(ips.map(ip => cluster.hosts.get(ip)!.restarts)).toEqual(restarts);
 		const stored = JSON.parse(readFileSync(file, 'utf8')) as {schema: number; steps: Record<string, unknown>};
 		expect(stored.schema).toBe(3);
 		expect(Object.keys(stored.steps).every(key => key.startsWith('install/'))).toBe(true);
 		expect(stored.steps).not.toHaveProperty('install/reset');
+	});
+
+	test('an install recorded before the cross-master and cluster checks were steps of their own resumes as it is; those steps simply run', async () => {
+		const {stateDir, cluster, engine} = setup();
+		await (await engine(headlessPrompter({yes: true, overwrite: false}))).instance.apply({confirm: true});
+		// As that release left a run stopped during verify: no record of the two cluster steps, the stop named for the cluster.
+		const file = path.join(stateDir, 'kubernetes', 'state.json');
+		const current = JSON.parse(readFileSync(file, 'utf8')) as {steps: Record<string, unknown>; run: Record<string, unknown>};
+		const {'install/distinct-machines': _machines, 'install/verify-cluster': _cluster, ...steps} = current.steps;
+		writeFileSync(file, JSON.stringify({...current, steps, run: {...current.run, status: 'stopped', step: 'verify', host: 'cluster'}}));
+
+		const uploads = cluster.uploads().length;
+		const asked: string[] = [];
+		const {instance, events} = await engine(recordingPrompter(asked));
+		await instance.apply({confirm: true});
+		expect(asked).toEqual([expect.stringMatching(/^Resume the install stopped at verify on cluster/)]);
+		for (const step of ['distinct-machines', 'verify-cluster']) {
+			expect(events.filter(event => event.type === 'host-done' && event.step === step), step).toEqual([expect.objectContaining({host: 'cluster', outcome: 'done'})]);
+		}
+
+		expect(cluster.uploads().length).toBe(uploads);
+		expect(instance.state.snapshot.run).toMatchObject({operation: 'install', status: 'done'});
+		expect(Object.keys(instance.state.snapshot.steps)).toEqual(expect.arrayContaining(['install/distinct-machines', 'install/verify-cluster']));
 	});
 });
 
