@@ -154,7 +154,12 @@ export function servicePreview(uploads: Upload[], changing: Set<string>, recorde
 		const inputs = serviceInputs(name, uploads);
 		return {name, inputs: serviceFingerprint(inputs), recorded: recorded?.[name], written: inputs.filter(upload => changing.has(upload.path)).map(upload => upload.path), unit: units.get(name)};
 	});
-	return restartPolicy(facts).map(change => ({...change, files: facts.find(each => each.name === change.name)!.written}));
+	return restartPolicy(facts).map(change => {
+		const service = facts.find(each => each.name === change.name)!;
+		// Files as recorded, yet one differs on the master: it changed there, and apply writes it back.
+		const drifted = service.recorded === service.inputs && service.written.length > 0;
+		return {...change, reason: drifted ? 'a file it reads differs on the master from what this install wrote' : change.reason, files: service.written};
+	});
 }
 
 /** sha256 → release, from the manifests of every release unpacked in the state folder. */
