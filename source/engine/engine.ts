@@ -440,6 +440,7 @@ export class Engine {
 		try {
 			// Asked before anything is made, so that a refusal leaves no trace.
 			await this.confirm(operation, options);
+			this.emit({type: 'run-start', masters: config.masters.filter(master => !this.skipHosts.has(master.name)).map(master => master.name), ...runKind(this.state.snapshot, operation, config.version)});
 			release = this.options.workspace.lock();
 			const checks = await this.checkedInputs(operation);
 			const {binaries} = checks;

@@ -6,24 +6,24 @@ import type {Operation} from './types.js';
  * a run that stopped, an upgrade to another release, or changes to a running cluster.
  */
 export type RunKind =
-	| {kind: 'install'; title: 'Install'; doing: 'Installing'}
-	| {kind: 'resume'; title: 'Resume'; doing: 'Resuming'}
-	| {kind: 'upgrade'; title: string; doing: string; from: string; to: string}
-	| {kind: 'apply-changes'; title: 'Apply changes'; doing: 'Applying changes to'};
+	| {kind: 'install'; title: 'Install'}
+	| {kind: 'resume'; title: 'Resume'}
+	| {kind: 'upgrade'; title: string; from: string; to: string}
+	| {kind: 'apply-changes'; title: 'Apply changes'};
 
 export function runKind(state: InstallState, operation: Operation, version: string): RunKind {
 	const recorded = Object.keys(state.steps).some(key => key.startsWith(`${operation.id}/`));
 	if (state.run?.operation === operation.id && state.run.status !== 'done') {
-		return {kind: 'resume', title: 'Resume', doing: 'Resuming'};
+		return {kind: 'resume', title: 'Resume'};
 	}
 
 	if (!recorded) {
-		return {kind: 'install', title: 'Install', doing: 'Installing'};
+		return {kind: 'install', title: 'Install'};
 	}
 
 	if (state.version && state.version !== version) {
-		return {kind: 'upgrade', title: `Upgrade ${state.version} → ${version}`, doing: `Upgrading ${state.version} → ${version}:`, from: state.version, to: version};
+		return {kind: 'upgrade', title: `Upgrade ${state.version} → ${version}`, from: state.version, to: version};
 	}
 
-	return {kind: 'apply-changes', title: 'Apply changes', doing: 'Applying changes to'};
+	return {kind: 'apply-changes', title: 'Apply changes'};
 }

@@ -60,6 +60,11 @@ export function lineReporter(write: (line: string) => void, options: {verbose?: 
 				break;
 			}
 
+			case 'run-start': {
+				write(`== ${event.title} on ${event.masters.length} master(s): ${event.masters.join(', ')}`);
+				break;
+			}
+
 			case 'step-start': {
 				heading = event.step;
 				write(`== ${event.title} [${event.step}]`);

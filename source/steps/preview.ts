@@ -6,7 +6,7 @@ import {readCertificate} from '../pki/certs.js';
 import {shellQuote} from '../remote/quote.js';
 import {sectionsScript, splitSections} from '../remote/sections.js';
 import type {RestartTime} from '../state/store.js';
-import {createTwoFilesPatch} from './diff.js';
+import {createTwoFilesPatch, orderDiff} from './diff.js';
 import {fileFactsScript, knownIdentities, parseFileFacts, uploadsOf, type RemoteFileFacts, type Upload} from './files.js';
 import {services, type ServiceName} from './readiness.js';
 import {restartPolicy, serviceFingerprint, serviceInputs, type UnitStatus} from './restart-policy.js';
@@ -138,7 +138,9 @@ export function fileChange({step, upload, facts, current, written, releaseOf, re
 	}
 
 	if (kind === 'text' && isShownAsText(upload)) {
-		change.diff = createTwoFilesPatch(`${hostName}:${upload.path}`, 'apply writes', current ?? '', upload.source.content);
+		// Removed lines (the master's) before added ones in each run, as diff -u orders them.
+		const {header, body} = orderDiff(createTwoFilesPatch(`${hostName}:${upload.path}`, 'apply writes', current ?? '', upload.source.content));
+		change.diff = [...header, ...body].join('\n');
 	} else if (kind === 'certificate' && 'content' in upload.source) {
 		change.certificate = {before: current === undefined ? undefined : certificateSummary(current), after: certificateSummary(upload.source.content)!};
 	} else if (kind === 'binary') {
