@@ -440,10 +440,11 @@ export class Engine {
 		try {
 			// Asked before anything is made, so that a refusal leaves no trace.
 			await this.confirm(operation, options);
-			this.emit({type: 'run-start', masters: config.masters.filter(master => !this.skipHosts.has(master.name)).map(master => master.name), ...runKind(this.state.snapshot, operation, config.version)});
 			release = this.options.workspace.lock();
 			const checks = await this.checkedInputs(operation);
 			const {binaries} = checks;
+			// Named once the input is known good, from the state before this run marks itself running.
+			this.emit({type: 'run-start', masters: config.masters.filter(master => !this.skipHosts.has(master.name)).map(master => master.name), ...runKind(this.state.snapshot, operation, config.version)});
 			this.state.setRun({operation: operation.id, status: 'running', startedAt: new Date().toISOString(), error: undefined});
 			runStarted = true;
 			// Read-only, beside preflight: the files of every step, one round trip per master once its connection is up.

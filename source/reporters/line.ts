@@ -61,7 +61,7 @@ export function lineReporter(write: (line: string) => void, options: {verbose?: 
 			}
 
 			case 'run-start': {
-				write(`== ${event.title} on ${event.masters.length} master(s): ${event.masters.join(', ')}`);
+				write(`▶ ${event.title} on ${event.masters.length} master(s): ${event.masters.join(', ')}`);
 				break;
 			}
 

@@ -15,7 +15,7 @@ describe.skipIf(!lab)('plan of a change on a running cluster', () => {
 		const {configFile, stateDir} = writeLabConfig(lab!, 'v1.28.7');
 		const install = await runCli(['apply', '--config', configFile, '--state-dir', stateDir, '--yes']);
 		expect(install.code, install.stdout + install.stderr).toBe(0);
-		expect(install.stdout).toMatch(/^== Install on 3 master\(s\): /m);
+		expect(install.stdout).toMatch(/^▶ Install on 3 master\(s\): /m);
 
 		// Unchanged: nothing would change.
 		const unchanged = await runCli(['plan', '--exit-code', '--config', configFile, '--state-dir', stateDir]);
@@ -72,7 +72,7 @@ describe.skipIf(!lab)('plan of a change on a running cluster', () => {
 		// Applied (the hand edit put back, with a backup), then nothing left to change.
 		const apply = await runCli(['apply', '--config', changed, '--state-dir', stateDir, '--yes', '--overwrite']);
 		expect(apply.code, apply.stdout + apply.stderr).toBe(0);
-		expect(apply.stdout).toMatch(/^== Apply changes on 3 master\(s\): /m);
+		expect(apply.stdout).toMatch(/^▶ Apply changes on 3 master\(s\): /m);
 		expect(labSsh(lab!, edited.name, `cat ${nginxConf}`)).toContain(`server ${dropped}:6443`);
 		const after = await runCli(['plan', '--exit-code', '--config', changed, '--state-dir', stateDir]);
 		expect(after.code, after.stdout + after.stderr).toBe(0);

@@ -647,7 +647,9 @@ describe('plan of a change', () => {
 		expect(plan.changes!.hosts[1]!.files.map(file => file.path)).toEqual(['/etc/systemd/system/kube-apiserver.service', nginx]);
 		expect(json).not.toMatch(/PRIVATE KEY/);
 
-		await (await engine({overwrite: true})).engine.apply({confirm: true});
+		const applied = await engine({overwrite: true});
+		await applied.engine.apply({confirm: true});
+		expect(applied.events.find(event => event.type === 'run-start')).toMatchObject({kind: 'apply-changes', title: 'Apply changes', masters: ['k8smaster01', 'k8smaster02', 'k8smaster03']});
 		expect(planChanges(await (await engine()).engine.plan())).toBe(false);
 	});
 
