@@ -8,6 +8,7 @@ import {headlessPrompter} from './engine/prompts.js';
 import {InputError, isInputError, PromptRefused} from './errors.js';
 import {writeFileAtomic} from './files.js';
 import {formatCheckGrid, formatCisGrid, formatPlan, formatStatus, type CertificateExpiry, type CheckRow} from './reporters/format.js';
+import {planChanges} from './reporters/diff-format.js';
 import {readCertificate} from './pki/certs.js';
 import {leafNames} from './pki/material.js';
 import {jsonReporter, lineReporter} from './reporters/line.js';
@@ -18,7 +19,14 @@ import {Workspace} from './workspace.js';
 
 export type Output = {out: (line: string) => void; err: (line: string) => void};
 
-export type Flags = {config: string; stateDir?: string; out?: string; yes: boolean; overwrite: boolean; rotate?: string[]; json: boolean; verbose: boolean; fromEnv?: string; kubeVersion: string; tarball: string; force: boolean; removeLocal: boolean};
+export type Flags = {config: string; stateDir?: string; out?: string; yes: boolean; overwrite: boolean; rotate?: string[]; json: boolean; verbose: boolean; fromEnv?: string; kubeVersion: string; tarball: string; force: boolean; removeLocal: boolean; exitCode?: boolean};
+
+/**
+ * plan --exit-code's answer when apply would change something. terraform plan -detailed-exitcode says
+ * 2, but 2 already means bad input here (every command, and scripts rely on it): a pipeline must
+ * not take a broken config for drift, so changes get a code of their own.
+ */
+export const planChangesExitCode = 3;
 
 /** One command of the CLI, with its errors reported as lines and an exit code. */
 export async function runCommand(command: string, flags: Flags, output: Output): Promise<number> {
@@ -36,7 +44,7 @@ export async function runCommand(command: string, flags: Flags, output: Output):
 				const engine = makeEngine(await loadConfig(flags.config), flags, output);
 				const plan = await engine.plan();
 				output.out(flags.json ? JSON.stringify(plan, null, 2) : formatPlan(plan));
-				return 0;
+				return flags.exitCode && planChanges(plan) ? planChangesExitCode : 0;
 			}
 
 			case 'apply': {

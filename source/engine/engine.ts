@@ -18,6 +18,9 @@ import {unpackBinaries, unpackedBinaries} from '../steps/binaries.js';
 import {cisResultsRead, type CisResult} from '../steps/cis.js';
 import {downloadTarball} from '../steps/download.js';
 import {FilesReadAhead} from '../steps/files.js';
+import {previewMaster, unpackedReleases, type ChangePreview, type PendingBinaries} from '../steps/preview.js';
+import {runKind} from '../operations/run-kind.js';
+import {binaryNames} from '../steps/binaries.js';
 import {readFactsEarly} from '../steps/preflight.js';
 import type {BinaryFile, StepContext} from '../steps/types.js';
 import type {Workspace} from '../workspace.js';
@@ -188,7 +191,40 @@ export class Engine {
 		});
 		const context = await this.prepare(false, {operation});
 		unsubscribe();
-		return planView(operation, context, this.state, materialChanges);
+		const snapshot = this.state.snapshot;
+		const changes = operation.mode === 'recorded' ? await this.previewChanges(operation, context) : undefined;
+		return planView(operation, context, this.state, materialChanges, runKind(snapshot, operation, this.options.config.version), changes);
+	}
+
+	/**
+	 * What apply would change on each master, read from the masters (one round trip each) once this
+	 * install is recorded on them; before, nothing of it is there and every file is new (nothing is read).
+	 */
+	private async previewChanges(operation: Operation, context: StepContext): Promise<ChangePreview> {
+		const {config, workspace} = this.options;
+		const snapshot = this.state.snapshot;
+		const installed = config.masters.filter(master => Object.entries(snapshot.steps).some(([key, step]) => key.startsWith(`${operation.id}/`) && step?.hosts[master.name]));
+		const live = Object.entries(snapshot.steps).some(([key, step]) => key === `${operation.id}/start` && Object.values(step?.hosts ?? {}).some(record => record.status === 'done'));
+		const restartOrder = live ? 'one master at a time' : 'all masters at once';
+		if (installed.length === 0) {
+			return {read: false, hosts: [], restartOrder};
+		}
+
+		const binariesPending: PendingBinaries | undefined = context.binaries ? undefined : {paths: binaryNames(config).map(name => `${config.paths.binDir}/${name}`), from: snapshot.version, to: config.version};
+		const releases = unpackedReleases(path.join(workspace.root, 'binaries'));
+		try {
+			const hosts = await Promise.all(config.masters.map(async master => {
+				try {
+					return await previewMaster(operation, context, master, releases, snapshot.restartTimes?.[master.name], binariesPending?.from === config.version ? undefined : binariesPending);
+				} catch (error) {
+					const failure = toFailure(error, 'plan', master.name, this.options.runner);
+					throw new Error(`plan could not read ${master.name} (${master.ip}): ${failure.message}${failure.fix ? `. Fix: ${failure.fix}` : ''}`);
+				}
+			}));
+			return {read: true, hosts, restartOrder, binariesPending};
+		} finally {
+			await context.remote.close();
+		}
 	}
 
 	/**
@@ -402,6 +438,8 @@ export class Engine {
 			release = this.options.workspace.lock();
 			const checks = await this.checkedInputs(operation);
 			const {binaries} = checks;
+			// Named once the input is known good, from the state before this run marks itself running.
+			this.emit({type: 'run-start', masters: config.masters.filter(master => !this.skipHosts.has(master.name)).map(master => master.name), ...runKind(this.state.snapshot, operation, config.version)});
 			this.state.setRun({operation: operation.id, status: 'running', startedAt: new Date().toISOString(), error: undefined});
 			runStarted = true;
 			// Read-only, beside preflight: the files of every step, one round trip per master once its connection is up.

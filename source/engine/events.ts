@@ -1,3 +1,4 @@
+import type {RunKind} from '../operations/run-kind.js';
 import type {MaterialChange} from '../pki/material.js';
 import type {AdminContext} from '../render/artifacts.js';
 import type {CommandEvent} from '../runner.js';
@@ -17,6 +18,8 @@ export type EngineEvent =
 	| {type: 'local'; message: string; bytes?: number; total?: number}
 	/** The admin kubeconfig was written here; endpoint (HOST:PORT) when it goes through controlPlaneEndpoint. */
 	| {type: 'admin-kubeconfig'; file: string; contexts: AdminContext[]; endpoint?: string}
+	/** A recorded run begins: what it is (Install, Resume, Upgrade a → b, Apply changes), on which masters. */
+	| ({type: 'run-start'; masters: string[]} & RunKind)
 	| {type: 'step-start'; step: StepId; title: string; hosts: string[]}
 	| {type: 'host-start'; step: StepId; host: string}
 	| {type: 'host-progress'; step: StepId; host: string; message?: string; bytes?: number; total?: number}

@@ -4,6 +4,8 @@ import type {MaterialChange} from '../pki/material.js';
 import type {Runner} from '../runner.js';
 import type {StateStore} from '../state/store.js';
 import type {Operation} from '../operations/types.js';
+import type {RunKind} from '../operations/run-kind.js';
+import type {ChangePreview} from '../steps/preview.js';
 import type {PlannedAction, StepContext, StepDefinition, StepId} from '../steps/types.js';
 
 /** Where cluster-wide steps (etcd check, RBAC) are recorded in the state. */
@@ -20,6 +22,10 @@ export type PlanView = {
 	version: string;
 	stateFile: string;
 	materialChanges: MaterialChange[];
+	/** What a run would be: a first install, a resume, an upgrade or changes. */
+	run: RunKind;
+	/** What differs on the masters from what apply would write, and what would restart; absent for operations that write nothing. */
+	changes?: ChangePreview;
 	steps: Array<{
 		id: StepId;
 		title: string;
@@ -45,10 +51,10 @@ export function stepHosts(step: StepDefinition, context: StepContext): Master[] 
 }
 
 /** Everything a run of the operation would do, per step and per host, with hashes and secrets masked. */
-export function planView(operation: Operation, context: StepContext, state: StateStore, materialChanges: MaterialChange[]): PlanView {
+export function planView(operation: Operation, context: StepContext, state: StateStore, materialChanges: MaterialChange[], run: RunKind, changes?: ChangePreview): PlanView {
 	const {config, runner} = context;
 	const progress = state.progress(operation.id);
-	const view: PlanView = {cluster: config.name, version: config.version, stateFile: state.path, materialChanges, steps: []};
+	const view: PlanView = {cluster: config.name, version: config.version, stateFile: state.path, materialChanges, run, changes, steps: []};
 	for (const step of operation.steps) {
 		const hosts = stepHosts(step, context);
 		const masters = step.scope === 'cluster' ? hosts.slice(0, 1) : hosts;

@@ -3,6 +3,7 @@ import type {EngineEvent, FailureInfo} from '../engine/events.js';
 import type {CisResult} from '../steps/cis.js';
 import {stepKey, type InstallState} from '../state/store.js';
 import {operations} from '../operations/index.js';
+import {formatChanges} from './diff-format.js';
 
 export function formatBytes(bytes: number): string {
 	if (bytes < 1024) {
@@ -27,12 +28,16 @@ export function formatDuration(ms: number): string {
 /** The dry run as text: per step, per host, the commands and the files with their hashes. */
 export function formatPlan(plan: PlanView): string {
 	const lines = [
-		`Plan for cluster ${plan.cluster}, Kubernetes ${plan.version} (state: ${plan.stateFile})`,
+		`${plan.run.title}: plan for cluster ${plan.cluster}, Kubernetes ${plan.version} (state: ${plan.stateFile})`,
 		'Each "write" runs: ssh HOST sh -c \'set -e; umask 077; mkdir -p DIR; cat > FILE.k8smi-new; chown root:root FILE.k8smi-new; chmod MODE FILE.k8smi-new; mv -f FILE.k8smi-new FILE\' with the content on standard input, and only when the file on the host differs.',
 	];
 	const made = plan.materialChanges.filter(change => change.action !== 'kept' && change.action !== 'imported');
 	if (made.length > 0) {
 		lines.push(`Key material made at apply (not yet written; hashes below will differ for these): ${made.map(change => `${change.item} ${change.action}`).join(', ')}`);
+	}
+
+	if (plan.changes) {
+		lines.push('', ...formatChanges(plan.changes), '', 'Every step, as apply runs it:');
 	}
 
 	for (const [index, step] of plan.steps.entries()) {

@@ -63,6 +63,11 @@ export function lineReporter(write: (line: string) => void, options: {verbose?: 
 				break;
 			}
 
+			case 'run-start': {
+				write(`▶ ${event.title} on ${event.masters.length} master(s): ${event.masters.join(', ')}`);
+				break;
+			}
+
 			case 'step-start': {
 				running.add(event.step);
 				heading = event.step;

@@ -42,7 +42,11 @@ export type InstallState = {
 	run?: RunRecord;
 	/** Per step, keyed by operation and step ("install/start"). */
 	steps: Partial<Record<string, {hosts: Record<string, HostRecord>}>>;
+	/** Per master, how long its last restart took (from the restart until every service was ready): plan's estimate. */
+	restartTimes?: Record<string, RestartTime>;
 };
+
+export type RestartTime = {ms: number; at: string; services: string[]};
 
 /** Schema 2 (one encryption key): the material record held that key's sha256 alone. */
 type StateSchema2 = Omit<InstallState, 'schema' | 'material'> & {schema: 2; material?: Omit<MaterialRecord, 'encryptionKeys'> & {encryptionKeySha256: string}};
@@ -80,7 +84,7 @@ export function migrateState(stored: StateSchema1 | StateSchema2): InstallState 
  * One operation's view of the progress: its steps are named as the operation names them; what any
  * operation wrote on a host (writtenFiles, writtenHashes, forgetHost) is the whole state's.
  */
-export type Progress = Pick<StateStore, 'writtenHashes' | 'writtenFiles' | 'forgetHost'> & {
+export type Progress = Pick<StateStore, 'writtenHashes' | 'writtenFiles' | 'forgetHost' | 'recordRestartTime'> & {
 	host(key: string, host: string): HostRecord | undefined;
 	recordHost(key: string, host: string, record: HostRecord): void;
 	recordFile(key: string, host: string, remotePath: string, hash: string, stat?: string): void;
@@ -131,6 +135,7 @@ export class StateStore {
 			writtenHashes: (host, remotePath) => this.writtenHashes(host, remotePath),
 			writtenFiles: host => this.writtenFiles(host),
 			forgetHost: host => this.forgetHost(host),
+			recordRestartTime: (host, time) => this.recordRestartTime(host, time),
 		};
 	}
 
@@ -232,6 +237,13 @@ export class StateStore {
 		}
 
 		return files;
+	}
+
+	/** Remembers how long a master's restart took, for the next plan's estimate. */
+	recordRestartTime(host: string, time: RestartTime): void {
+		this.update(state => {
+			state.restartTimes = {...state.restartTimes, [host]: time};
+		});
 	}
 
 	/** Forgets what was done on one host (after reset removed it there). */

@@ -14,7 +14,7 @@ const statFormat = '%d:%i:%s:%.9Y:%.9Z';
 const preciseIdentity = /^\d+:\d+:\d+:\d+\.(?!0{9})\d{9}:\d+\.\d{9}$/;
 
 /** Identities recorded with their hashes, trusted only with nanosecond times: with whole seconds (another stat, an old file system) a change of the same size within the second of our write would look unchanged. */
-function knownIdentities(context: StepContext, master: Master, step: StepId): Record<string, {stat: string; sha256: string}> {
+export function knownIdentities(context: StepContext, master: Master, step: StepId): Record<string, {stat: string; sha256: string}> {
 	return Object.fromEntries(Object.entries(context.state.host(step, master.name)?.stats ?? {}).filter(([, seen]) => preciseIdentity.test(seen.stat)));
 }
 
@@ -49,8 +49,13 @@ async function readFacts(context: StepContext, master: Master, step: StepId, req
 	const paths = requests.flatMap(request => request.paths);
 	const script = fileFactsScript(paths, known);
 	const result = await context.remote.check(master, script, {step, display: `read sha256, mode and owner of ${paths.length} file(s)${requests.length > 1 ? ` (${requests.map(request => request.step).join(', ')})` : ''}`});
+	return parseFileFacts(result.stdout, known);
+}
+
+/** What fileFactsScript printed, per path; a file whose identity is the known one keeps its known hash. */
+export function parseFileFacts(output: string, known: Record<string, {stat: string; sha256: string}>): Map<string, RemoteFileFacts> {
 	const facts = new Map<string, RemoteFileFacts>();
-	for (const line of result.stdout.split('\n')) {
+	for (const line of output.split('\n')) {
 		const stat = /^F (\d+):(\S+) (\S+) (.+)$/.exec(line);
 		if (stat) {
 			const file = stat[4]!;

@@ -15,7 +15,7 @@ type UploadsOf = (context: StepContext, master: Master) => Upload[];
 // One systemctl for the four units (eight took about 0.1 s on a master, more when it is busy), printed
 // as "UNIT ACTIVE NEEDSRELOAD" lines. ActiveState is what is-active prints; -p repeated and no
 // --value: CentOS 7's systemd 219 reads both.
-const unitStatusRead: AlsoRead = {
+export const unitStatusRead: AlsoRead = {
 	script: `systemctl show -p Id -p ActiveState -p NeedDaemonReload ${services.map(service => service.name).join(' ')} | awk -F= '$1 == "Id" {sub(/\\.service$/, "", $2); u = $2} $1 == "ActiveState" {a = $2} $1 == "NeedDaemonReload" {n = $2} /^$/ {if (u != "") print u, a, n; u = ""} END {if (u != "") print u, a, n}'`,
 	display: 'systemctl is-active, NeedDaemonReload of the control-plane units',
 };
@@ -25,7 +25,7 @@ async function unitStatus(context: StepContext, master: Master): Promise<Map<Ser
 	return parseUnitStatus(result.stdout);
 }
 
-function parseUnitStatus(output: string): Map<ServiceName, UnitStatus> {
+export function parseUnitStatus(output: string): Map<ServiceName, UnitStatus> {
 	const status = new Map<ServiceName, UnitStatus>();
 	for (const line of output.split('\n')) {
 		const [name, active = '', needsReload = ''] = line.trim().split(/\s+/);
@@ -176,6 +176,7 @@ export function startStep(uploadsOf: UploadsOf): StepDefinition {
 			const toReload = changes.filter(change => change.action === 'reload').map(change => change.name);
 
 			context.throwIfStopping();
+			const restartStarted = Date.now();
 			// With the apiserver restarting, its clients start once it answers. Started beside it (tried), their
 			// requests through kube-nginx fail while no apiserver answers, and after max_fails=3 nginx takes every
 			// apiserver out for its fail_timeout (30 s): "no live upstreams", and the start waited 25 s longer.
@@ -225,6 +226,10 @@ export function startStep(uploadsOf: UploadsOf): StepDefinition {
 				for (const name of names) {
 					context.state.recordService('start', master.name, name, serviceFingerprint(inputs.get(name)!));
 				}
+			}
+
+			if (toRestart.length > 0) {
+				context.state.recordRestartTime(master.name, {ms: Date.now() - restartStarted, at: new Date().toISOString(), services: toRestart});
 			}
 
 			const restarted = [...toRestart, ...toReload.map(name => `${name} (reloaded)`)];

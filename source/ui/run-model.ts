@@ -44,6 +44,8 @@ export type CommandRow = {
 };
 
 export type RunModel = {
+	/** What the run is, as the engine named it (Install, Resume, Upgrade a → b, Apply changes). */
+	title?: string;
 	steps: StepRow[];
 	/** The last few commands, oldest first. */
 	commands: CommandRow[];
@@ -113,6 +115,10 @@ const materialWords: Record<string, string> = {made: 'made', issued: 'issued', r
  */
 export function reduceRun(model: RunModel, event: EngineEvent, now: number): {model: RunModel; history: HistoryItem[]} {
 	switch (event.type) {
+		case 'run-start': {
+			return {model: {...model, title: event.title}, history: []};
+		}
+
 		case 'step-start': {
 			const history: HistoryItem[] = model.local && model.local.bytes === undefined ? [{kind: 'note', tone: 'ok', text: `✔ ${model.local.message}`}] : [];
 			const next = updateStep({...model, local: undefined}, event.step, step => ({

@@ -241,7 +241,8 @@ export class Session {
 	}
 
 	startApply(): void {
-		this.note(`▶ Install on ${this.state.masters.length} master(s): ${this.state.masters.join(', ')}`, 'info');
+		const title = this.state.screen.name === 'plan' ? this.state.screen.plan.run.title : 'Install';
+		this.note(`▶ ${title} on ${this.state.masters.length} master(s): ${this.state.masters.join(', ')}`, 'info');
 		void this.runApply();
 	}
 

@@ -6,6 +6,7 @@ import {stepScope, stepTitle, type Mark} from './run-model.js';
 import type {Tone} from './theme.js';
 
 export {summarizeMaterial} from './run-model.js';
+export {orderDiff} from '../steps/diff.js';
 
 export const markGlyph: Record<Mark, string> = {
 	pending: '○',
@@ -159,35 +160,3 @@ export function progressGrid(state: InstallState, masters: string[], operation: 
 }
 
 export const gridLegend = '○ to do   ✔ done earlier (checked again before skipping)   ↻ changed: runs again   ✘ failed earlier';
-
-
-/**
- * A unified diff as the prompt shows it: the two header lines apart, and in each run of changed
- * lines the removed ones (what is on the master) before the added ones, as diff -u orders them.
- */
-export function orderDiff(diff: string): {header: string[]; body: string[]; removed: number; added: number} {
-	const lines = diff.split('\n');
-	const header = lines.length >= 2 && lines[0]!.startsWith('--- ') && lines[1]!.startsWith('+++ ') ? lines.slice(0, 2) : [];
-	const body: string[] = [];
-	let minus: string[] = [];
-	let plus: string[] = [];
-	const flush = () => {
-		body.push(...minus, ...plus);
-		minus = [];
-		plus = [];
-	};
-
-	for (const line of lines.slice(header.length)) {
-		if (line.startsWith('-')) {
-			minus.push(line);
-		} else if (line.startsWith('+')) {
-			plus.push(line);
-		} else {
-			flush();
-			body.push(line);
-		}
-	}
-
-	flush();
-	return {header, body, removed: body.filter(line => line.startsWith('-')).length, added: body.filter(line => line.startsWith('+')).length};
-}

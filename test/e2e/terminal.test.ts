@@ -60,7 +60,7 @@ describe.skipIf(!lab)('the terminal UI in a real terminal', () => {
 		tmux('new-session', '-d', '-s', session, '-x', '120', '-y', '50', '-e', 'TERM=xterm-256color', command);
 		await waitFor(/Start the install on/, 30_000);
 		tmux('send-keys', '-t', session, 'Enter');
-		await waitFor(/Installing kube-apiserver on/, 30_000);
+		await waitFor(/Install on k8smaster01/, 30_000);
 		tmux('send-keys', '-t', session, 'q');
 		const stopped = await waitFor(/EXIT=\d+/, 60_000);
 		expect(stopped, stopped).toContain('EXIT=130');

@@ -279,6 +279,12 @@ export class FakeCluster {
 			return ok(landed.join('\n'));
 		}
 
+		// plan's read of the files it shows as a diff: `C BASE64 PATH` per regular file.
+		if (script.startsWith('for k8smi_file in ')) {
+			const files = unquoteWords(script.slice('for k8smi_file in '.length, script.indexOf('; do ')));
+			return ok(files.flatMap(file => (host.files.has(file) ? [`C ${host.files.get(file)!.content.toString('base64')} ${file}`] : [])).join('\n'));
+		}
+
 		if (script.startsWith('umask 077; mkdir -p') || script.startsWith('cp -p') || script.startsWith('cat -- ')) {
 			return ok(script.startsWith('cat -- ') ? host.files.get(unquoteWords(script)[2]!)?.content.toString() ?? '' : '');
 		}

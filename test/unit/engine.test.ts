@@ -12,6 +12,7 @@ import {PromptRefused} from '../../source/errors.js';
 import {readCertificate} from '../../source/pki/certs.js';
 import {stageEncryptionKey} from '../../source/pki/material.js';
 import {formatCheckGrid, formatPlan, formatStatus} from '../../source/reporters/format.js';
+import {planChanges} from '../../source/reporters/diff-format.js';
 import {Runner, type CommandSpec} from '../../source/runner.js';
 import {transferForm} from '../../source/steps/binaries.js';
 import {Workspace} from '../../source/workspace.js';
@@ -665,6 +666,53 @@ describe('plan', () => {
 		expect(text).toContain('recorded done');
 		const key = readFileSync(path.join(stateDir, 'kubernetes', 'pki', 'encryption.key'), 'utf8').trim();
 		expect(text).not.toContain(key);
+	});
+});
+
+describe('plan of a change', () => {
+	test('an unchanged cluster: nothing to change (exit 0); a flag and a hand-edited kube-nginx.conf: diffs, restarts and reload, one read per master (exit 3), then applied', async () => {
+		const {cluster, engine, configFile, tarball} = setup();
+		await (await engine()).engine.apply({confirm: true});
+		const unchanged = await (await engine()).engine.plan();
+		expect(unchanged.run.title).toBe('Apply changes');
+		expect(unchanged.changes?.read).toBe(true);
+		expect(planChanges(unchanged)).toBe(false);
+		expect(formatPlan(unchanged)).toContain('Restarts: none');
+
+		writeConfig(path.dirname(configFile), {...baseConfig(tarball), extraFlags: {'kube-apiserver': ['--event-ttl=170h']}});
+		const nginx = '/opt/k8s/kube-nginx/conf/kube-nginx.conf';
+		const edited = hostFile(cluster, ips[1]!, nginx)!.content.toString().replace(/^\s*server 172\.24\.8\.73:6443.*\n/m, '');
+		cluster.hosts.get(ips[1]!)!.files.set(nginx, {content: Buffer.from(edited), mode: 0o600, owner: 'root'});
+		const before = cluster.calls.length;
+		const plan = await (await engine()).engine.plan();
+		const reads = cluster.calls.slice(before).filter(call => call.command === 'ssh' && /for k8smi_file in /.test(call.args.at(-1) ?? ''));
+		expect(reads).toHaveLength(3);
+		expect(planChanges(plan)).toBe(true);
+		const text = formatPlan(plan);
+		expect(text).toMatch(/^Apply changes: plan for cluster kubernetes/);
+		expect(text).toContain('+  --event-ttl=170h');
+		expect(text).toMatch(/~ \/opt\/k8s\/kube-nginx\/conf\/kube-nginx\.conf {2}\[units\] {2}\(changed on the master by hand/);
+		expect(text).toMatch(/\+\s*server 172\.24\.8\.73:6443/);
+		expect(text).toContain('Restarts, one master at a time (k8smaster01, then k8smaster02, then k8smaster03; the others keep serving):');
+		expect(text).toContain('restart kube-apiserver (a file it reads changed: /etc/systemd/system/kube-apiserver.service)');
+		expect(text).toContain('reload kube-nginx (a file it reads differs on the master from what this install wrote: /opt/k8s/kube-nginx/conf/kube-nginx.conf)');
+		expect(text).toMatch(/k8smaster01: expected about [\d.]+ m?s \(its last restart, of kube-apiserver, kube-nginx, kube-controller-manager, kube-scheduler/);
+		// JSON carries the same: the diffs, the hashes, never a secret's content.
+		const json = JSON.stringify(plan);
+		expect(plan.changes!.hosts[1]!.files.map(file => file.path)).toEqual(['/etc/systemd/system/kube-apiserver.service', nginx]);
+		expect(json).not.toMatch(/PRIVATE KEY/);
+
+		const applied = await engine({overwrite: true});
+		await applied.engine.apply({confirm: true});
+		expect(applied.events.find(event => event.type === 'run-start')).toMatchObject({kind: 'apply-changes', title: 'Apply changes', masters: ['k8smaster01', 'k8smaster02', 'k8smaster03']});
+		expect(planChanges(await (await engine()).engine.plan())).toBe(false);
+	});
+
+	test('a master that cannot be read: plan names it and fails (not exit 2)', async () => {
+		const {cluster, engine} = setup();
+		await (await engine()).engine.apply({confirm: true});
+		cluster.hosts.get(ips[2]!)!.reachable = false;
+		await expect((await engine()).engine.plan()).rejects.toThrow(/plan could not read k8smaster03 \(172\.24\.8\.73\)/);
 	});
 });
 

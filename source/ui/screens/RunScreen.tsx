@@ -35,7 +35,7 @@ function LiveHost({row, width, now}: {row: HostRow; width: number; now: number})
 		<Box flexDirection="column">
 			<Text wrap="truncate-end">
 				{'    '}<Mark mark={row.status} /> {row.host.padEnd(width)}  {row.status === 'running'
-					? <Txt tone="muted">{copying ? '' : `running ${elapsed(row.startedAt, now)}`}</Txt>
+					? <Txt tone="muted">{copying ? '' : `running ${elapsed(row.startedAt, now)}${row.message ? ` · ${row.message}` : ''}`}</Txt>
 					: <Txt tone={row.status === 'failed' ? 'bad' : 'muted'}>{hostLine(row)}</Txt>}
 				{copying ? <ProgressBar bytes={row.bytes!} total={row.total!} /> : null}
 			</Text>
@@ -81,7 +81,7 @@ export function RunScreen({state}: {state: SessionState}) {
 	return (
 		<Box flexDirection="column" marginTop={1}>
 			<Text>
-				<Text bold>Installing kube-apiserver on {installing.join(', ')}</Text>
+				<Text bold>{run.title ?? 'Install'} on {installing.join(', ')}</Text>
 				<Txt tone="muted">{`  step ${Math.min(finished + 1, run.steps.length)} of ${run.steps.length}${attempt > 1 ? ` · attempt ${attempt}` : ''}`}</Txt>
 			</Text>
 			{skipHosts.length > 0 ? <Txt tone="warn">{`Left out for this run: ${skipHosts.join(', ')}`}</Txt> : null}

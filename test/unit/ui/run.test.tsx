@@ -45,7 +45,7 @@ describe('plan and run', () => {
 		const app = mount(session());
 		const plan = await app.until('Start the install');
 		expect(existsSync(stateDir)).toBe(false);
-		expect(plan).toContain('Plan for cluster kubernetes: Kubernetes v1.28.7 on 3 masters');
+		expect(plan).toContain('Install: plan for cluster kubernetes, Kubernetes v1.28.7 on 3 masters');
 		expect(plan).toMatch(/Step\s+k8smaster01\s+k8smaster02\s+k8smaster03/);
 		expect(plan).toMatch(/Place certificates and keys\s+○ 14 files\s+○ 14 files\s+○ 14 files/);
 		expect(plan).toMatch(/Let the apiserver use the kubelet API \(RBAC\)\s+○ once for the cluster, via k8smaster01/);
@@ -160,7 +160,11 @@ describe('a file changed on a master', () => {
 		const host = cluster.hosts.get('172.24.8.73')!;
 		host.files.set('/etc/kubernetes/audit-policy.yaml', {content: Buffer.from('edited by hand\n'), mode: 0o644, owner: 'root'});
 		const app = mount(session());
-		const plan = await app.until('Apply again');
+		const plan = await app.until('Apply changes on');
+		expect(plan).toContain('Apply changes: plan for cluster kubernetes');
+		// The hand edit, as plan reads it from the master: a diff against what the config writes.
+		expect(plan).toMatch(/~ \/etc\/kubernetes\/audit-policy\.yaml {2}\[audit\] {2}\(changed on the master by hand/);
+		expect(plan).toMatch(/^ *-edited by hand/m);
 		expect(plan).toMatch(/Installed \d{4}-\d\d-\d\d \d\d:\d\d\. Applying again checks every master/);
 		expect(plan).toMatch(/Place the audit policy\s+✔ done\s+✔ done\s+✔ done/);
 		await app.press(keys.enter);
@@ -186,7 +190,7 @@ describe('a file changed on a master', () => {
 		const host = cluster.hosts.get('172.24.8.73')!;
 		host.files.set('/etc/kubernetes/audit-policy.yaml', {content: Buffer.from('edited by hand\n'), mode: 0o644, owner: 'root'});
 		const app = mount(session());
-		await app.until('Apply again');
+		await app.until('Apply changes on');
 		await app.press(keys.enter);
 		await app.until('Overwrite /etc/kubernetes/audit-policy.yaml');
 		await app.press(keys.down, keys.enter);

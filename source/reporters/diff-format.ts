@@ -1,0 +1,153 @@
+import type {PlanView} from '../engine/plan.js';
+import type {CertificateSummary, ChangePreview, FileChange, HostPreview, ServicePreview} from '../steps/preview.js';
+import {formatBytes, formatDuration} from './format.js';
+
+/** Whether apply would change anything on a master: plan --exit-code's answer. */
+export function planChanges(plan: Pick<PlanView, 'changes'>): boolean {
+	const changes = plan.changes;
+	if (!changes) {
+		return false;
+	}
+
+	// Before the first install nothing is read: every file is new.
+	if (!changes.read) {
+		return true;
+	}
+
+	const newRelease = changes.binariesPending !== undefined && changes.binariesPending.from !== changes.binariesPending.to;
+	return newRelease || changes.hosts.some(host => host.files.length > 0 || host.services.length > 0);
+}
+
+const short = (hash: string | undefined) => (hash ? `${hash.slice(0, 12)}…` : 'none');
+
+function certificateLines(before: CertificateSummary | undefined, after: CertificateSummary): string[] {
+	if (!before) {
+		return [`subject ${after.subject}, issuer ${after.issuer}, SANs ${after.sans.join(', ') || 'none'}, not after ${after.notAfter.slice(0, 10)}`];
+	}
+
+	const fields: Array<[string, string, string]> = [
+		['subject', before.subject, after.subject],
+		['SANs', before.sans.join(', ') || 'none', after.sans.join(', ') || 'none'],
+		['not after', before.notAfter.slice(0, 10), after.notAfter.slice(0, 10)],
+		['issuer', before.issuer, after.issuer],
+	];
+	const changed = fields.filter(([, was, will]) => was !== will);
+	// Issued again with the same facts (a new serial, a new signature): said as such.
+	return changed.length > 0 ? changed.map(([name, was, will]) => `${name}: ${was} → ${will}`) : ['issued again with the same subject, SANs, expiry and issuer'];
+}
+
+/** One file's change: a heading, then its diff, certificate facts, release or hashes. Never a secret's content. */
+export function fileChangeLines(file: FileChange): string[] {
+	const mark = file.change === 'new' ? '+' : '~';
+	const drift = file.byHand ? '  (changed on the master by hand: apply puts back what the config writes, keeping a backup)' : '';
+	const heading = `${mark} ${file.path}  [${file.step}]${drift}`;
+	const mode = file.mode.before && file.mode.before !== file.mode.after ? [`mode ${file.mode.before} → ${file.mode.after}`] : [];
+	if (file.change === 'mode') {
+		return [heading, ...mode.map(line => `    ${line}`)];
+	}
+
+	const body: string[] = [];
+	switch (file.kind) {
+		case 'secret': {
+			body.push(`secret: ${file.change === 'new' ? 'new' : 'changed'}, sha256 ${short(file.sha256.before)} → ${short(file.sha256.after)} (content not shown)`);
+			break;
+		}
+
+		case 'binary': {
+			const {before, after} = file.binary ?? {after: {release: '?'}};
+			const was = before ? `${before.release ?? 'a release this install did not unpack'}${before.bytes === undefined ? '' : `, ${formatBytes(before.bytes)}`}` : 'none';
+			body.push(`${file.label} ${was} → ${after.release}${after.bytes === undefined ? '' : `, ${formatBytes(after.bytes)}`}`);
+			break;
+		}
+
+		case 'certificate': {
+			body.push(...(file.certificate ? certificateLines(file.certificate.before, file.certificate.after) : [`sha256 ${short(file.sha256.before)} → ${short(file.sha256.after)}`]));
+			break;
+		}
+
+		case 'text': {
+			body.push(...(file.diff ? file.diff.split('\n') : [`sha256 ${short(file.sha256.before)} → ${short(file.sha256.after)} (too large to show)`]));
+			break;
+		}
+	}
+
+	return [heading, ...[...body, ...mode].map(line => `    ${line}`)];
+}
+
+/** "restart kube-apiserver (a file it reads changed: /etc/…/kube-apiserver.service)". */
+function serviceLine(service: ServicePreview): string {
+	return `${service.action} ${service.name} (${service.reason}${service.files.length > 0 ? `: ${service.files.join(', ')}` : ''})`;
+}
+
+/**
+ * In the order start takes them: the apiserver and kube-nginx in one restart, the controller-manager
+ * and the scheduler once the apiserver answers (when it restarts), reloads after.
+ */
+export function restartSequence(services: ServicePreview[]): string[] {
+	const restarts = services.filter(service => service.action === 'restart');
+	const apiserverRestarts = restarts.some(service => service.name === 'kube-apiserver');
+	const clients = new Set(['kube-controller-manager', 'kube-scheduler']);
+	const first = restarts.filter(service => !apiserverRestarts || !clients.has(service.name));
+	const later = restarts.filter(service => apiserverRestarts && clients.has(service.name));
+	return [
+		...first.map(serviceLine),
+		...later.map(service => `then, once kube-apiserver answers: ${serviceLine(service)}`),
+		...services.filter(service => service.action === 'reload').map(serviceLine),
+	];
+}
+
+function expectedTime(host: HostPreview): string {
+	if (!host.services.some(service => service.action === 'restart')) {
+		return 'a reload takes well under a second';
+	}
+
+	return host.lastRestart
+		? `expected about ${formatDuration(host.lastRestart.ms)} (its last restart, of ${host.lastRestart.services.join(', ')}, took that on ${host.lastRestart.at.slice(0, 10)})`
+		: 'no earlier restart of it is recorded to estimate from';
+}
+
+/** The change preview as text: each file's diff per master, then what restarts, in which order, why, and how long. */
+export function formatChanges(changes: ChangePreview): string[] {
+	if (!changes.read) {
+		return ['No install of this cluster is recorded: everything below is new (the masters were not read).'];
+	}
+
+	const lines = ['Changes: what apply would write, against what each master holds now (read from it; secrets by their hash only)'];
+	if (changes.binariesPending) {
+		const {from, to, paths} = changes.binariesPending;
+		lines.push(from && from !== to
+			? `  binaries: ${paths.length} of release ${to} replace ${from} on every master (sizes and hashes known once apply unpacks the tarball)`
+			: `  binaries: not compared (the tarball of ${to} is read again at apply, which checks each binary's sha256 on the master)`);
+	}
+
+	for (const host of changes.hosts) {
+		if (host.files.length === 0) {
+			lines.push(`${host.host}: no file differs`);
+			continue;
+		}
+
+		lines.push(`${host.host}: ${host.files.length} file(s) differ`);
+		for (const file of host.files) {
+			lines.push(...fileChangeLines(file).map(line => `  ${line}`));
+		}
+	}
+
+	const restarting = changes.hosts.filter(host => host.services.length > 0);
+	if (restarting.length === 0) {
+		lines.push('', 'Restarts: none');
+		return lines;
+	}
+
+	const total = restarting.reduce((sum, host) => sum + (host.lastRestart?.ms ?? 0), 0);
+	const rolling = changes.restartOrder === 'one master at a time';
+	lines.push('', `Restarts, ${changes.restartOrder}${rolling ? ` (${restarting.map(host => host.host).join(', then ')}; the others keep serving)` : ''}:`);
+	for (const host of restarting) {
+		lines.push(`  ${host.host}: ${expectedTime(host)}`, ...restartSequence(host.services).map(line => `    ${line}`));
+	}
+
+	if (rolling && restarting.every(host => host.lastRestart)) {
+		lines.push(`  in all about ${formatDuration(total)} of restarts, from the last restarts recorded on this cluster`);
+	}
+
+	return lines;
+}
