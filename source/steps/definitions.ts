@@ -40,7 +40,8 @@ export const units = filesStep({
 	],
 });
 
-const uploadsStartReads = (context: StepContext, master: Master): Upload[] => uploadsOf([binaries, certs, encryption, audit, units].flatMap(step => step.plan(context, master)));
+/** The files the start step's services read, as the files steps place them. */
+export const uploadsStartReads = (context: StepContext, master: Master): Upload[] => uploadsOf([binaries, certs, encryption, audit, units].flatMap(step => step.plan(context, master)));
 
 export const start = startStep(uploadsStartReads);
 

@@ -33,7 +33,7 @@ export function fileFactsScript(paths: string[], known: Record<string, {stat: st
 		'while IFS=\' \' read -r kind access identity path; do',
 		// A link to a regular file counts as present, as `[ -f ]` says: its target is hashed (it may not be ours).
 		// What a link names is printed too: the binaries' links are told apart by it.
-		'case $kind in 8???) ;; a???) printf \'L %s %s\\n\' "$path" "$(readlink -- "$path")"; [ -f "$path" ] || continue ;; *) continue ;; esac',
+		'case $kind in 8???) ;; a???) printf \'L %s\\t%s\\n\' "$path" "$(readlink -- "$path")"; [ -f "$path" ] || continue ;; *) continue ;; esac',
 		'printf \'F %s %s %s\\n\' "$access" "$identity" "$path"',
 		unchanged.length > 0 ? `case "$identity $path" in ${unchanged.join('|')}) ;; *) set -- "$@" "$path" ;; esac` : 'set -- "$@" "$path"',
 		'done <<k8smi_end',
@@ -63,7 +63,7 @@ async function readFacts(context: StepContext, master: Master, step: StepId, req
 			continue;
 		}
 
-		const link = /^L (\S+) (.*)$/.exec(line);
+		const link = /^L ([^\t]+)\t(.*)$/.exec(line);
 		if (link) {
 			facts.set(link[1]!, {...facts.get(link[1]!), link: link[2]!});
 			continue;

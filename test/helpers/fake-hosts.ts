@@ -241,7 +241,7 @@ export class FakeCluster {
 
 				// A link: what it names, then its own identity with its target's hash, when the target is a regular file.
 				const target = found.link === undefined ? found : host.files.get(`${file.slice(0, file.lastIndexOf('/'))}/${found.link}`);
-				const named = found.link === undefined ? [] : [`L ${file} ${found.link}`];
+				const named = found.link === undefined ? [] : [`L ${file}\t${found.link}`];
 				if (!target || target.link !== undefined) {
 					return named;
 				}
@@ -274,9 +274,9 @@ export class FakeCluster {
 
 		if (script.includes('; cp -- ')) {
 			// The old layout's binaries copied into the release folder: `cp -- FROM TMP` each, checked, `mv -f TMP TARGET`.
-			const copied = new Map([...script.matchAll(/; cp -- (\S+) (\S+)/g)].map(match => unquoteWords(`${match[2]!} ${match[1]!}`) as [string, string]));
+			const copied = new Map([...script.matchAll(/; cp -- (\S+) (\S+?)(?=;)/g)].map(match => unquoteWords(`${match[2]!} ${match[1]!}`) as [string, string]));
 			const landed: string[] = [];
-			for (const move of script.matchAll(/; mv -f (\S+) (\S+?);/g)) {
+			for (const move of script.matchAll(/; mv -f (\S+) (\S+?)(?=;)/g)) {
 				const [temporary, file] = unquoteWords(`${move[1]!} ${move[2]!}`) as [string, string];
 				const from = copied.get(temporary)!;
 				const source = host.files.get(from);
