@@ -73,7 +73,8 @@ function releaseFolderScript(config: ResolvedConfig): string {
 function switchLinksScript(config: ResolvedConfig, names: string[]): string {
 	const temporary = (name: string) => `${shellQuote(linkPath(config, name))}.k8smi-link-$$`;
 	return [
-		'set -e',
+		// What a killed run's session left (it may have died between ln and mv).
+		`set -e; rm -f -- ${names.map(name => `${shellQuote(linkPath(config, name))}.k8smi-link-*`).join(' ')}`,
 		...names.map(name => `ln -sfn -- ${shellQuote(linkTarget(config, name))} ${temporary(name)} && mv -T -f -- ${temporary(name)} ${shellQuote(linkPath(config, name))}`),
 		`touch -c -- ${shellQuote(releaseBinDir(config))}`,
 		`stat -c 'S ${statFormat} %n' -- ${shellWords(names.map(name => linkPath(config, name)))}`,
@@ -89,7 +90,7 @@ export function copyScript(config: ResolvedConfig, copies: Upload[], token: stri
 	const temporary = (upload: Upload) => shellQuote(`${upload.path}.k8smi-new-${token}`);
 	const temporaries = copies.map(temporary).join(' ');
 	return [
-		`set -e; umask 077; trap ${shellQuote(`rm -f ${temporaries}`)} EXIT`,
+		`set -e; umask 077; trap ${shellQuote(`rm -f ${temporaries}`)} EXIT; rm -f -- ${copies.map(upload => `${shellQuote(upload.path)}.k8smi-new-*`).join(' ')}`,
 		...copies.map(upload => `cp -- ${from(upload)} ${temporary(upload)}`),
 		`if [ "$(sha256sum ${temporaries} | cut -d' ' -f1 | tr '\\n' ' ')" != ${shellQuote(`${copies.map(upload => upload.sha256).join(' ')} `)} ]; then echo 'a binary changed while it was copied' >&2; exit 3; fi`,
 		`chown root:root ${temporaries}`,

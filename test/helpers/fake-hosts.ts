@@ -257,7 +257,7 @@ export class FakeCluster {
 			return ok(lines.join('\n'));
 		}
 
-		if (script.startsWith('set -e; ln -sfn -- ')) {
+		if (script.startsWith('set -e; rm -f -- ') && script.includes('; ln -sfn -- ')) {
 			// binDir's links switched: `ln -sfn -- TARGET TMP && mv -T -f -- TMP LINK` each, then the release folder touched.
 			const links = [...script.matchAll(/ln -sfn -- (\S+) \S+ && mv -T -f -- \S+ (\S+?);/g)].map(match => unquoteWords(`${match[1]!} ${match[2]!}`) as [string, string]);
 			for (const [target, link] of links) {
