@@ -59,16 +59,11 @@ function replaceable(context: StepContext, master: Master, upload: Upload, facts
 const releaseUploads = (actions: PlannedAction[]) => actions.filter((action): action is Upload => action.kind === 'upload');
 type RemoteAction = Extract<PlannedAction, {kind: 'remote'}>;
 
-/** The release's folder 0755 root-owned; its parents made under umask 077, as every folder the install makes (/opt/k8s is shared with the units). */
-function releaseFolderScript(config: ResolvedConfig): string {
-	const folder = shellQuote(releaseBinDir(config));
-	return `umask 077; mkdir -p -m 755 ${folder} && chown root:root ${folder} && chmod 755 ${folder}`;
-}
-
 /**
  * Every link switched at once: each made under a temporary name and renamed over binDir/NAME (one
- * rename: a caller sees the old binary or the new one, never none). The folder's time then says
- * when it became the current release, which the start step's clean-up reads. Prints each link's identity.
+ * rename: a caller sees the old binary or the new one, never none). The release's folder, made by
+ * the uploads under umask 077, becomes 0755 root-owned, and its time then says when it became the
+ * current release, which the start step's clean-up reads. Prints each link's identity.
  */
 function switchLinksScript(config: ResolvedConfig, names: string[]): string {
 	const temporary = (name: string) => `${shellQuote(linkPath(config, name))}.k8smi-link-$$`;
@@ -76,6 +71,8 @@ function switchLinksScript(config: ResolvedConfig, names: string[]): string {
 		// What a killed run's session left (it may have died between ln and mv).
 		`set -e; rm -f -- ${names.map(name => `${shellQuote(linkPath(config, name))}.k8smi-link-*`).join(' ')}`,
 		...names.map(name => `ln -sfn -- ${shellQuote(linkTarget(config, name))} ${temporary(name)} && mv -T -f -- ${temporary(name)} ${shellQuote(linkPath(config, name))}`),
+		`chown root:root ${shellQuote(releaseBinDir(config))}`,
+		`chmod 755 ${shellQuote(releaseBinDir(config))}`,
 		`touch -c -- ${shellQuote(releaseBinDir(config))}`,
 		`stat -c 'S ${statFormat} %n' -- ${shellWords(names.map(name => linkPath(config, name)))}`,
 	].join('; ');
@@ -90,7 +87,7 @@ export function copyScript(config: ResolvedConfig, copies: Upload[], token: stri
 	const temporary = (upload: Upload) => shellQuote(`${upload.path}.k8smi-new-${token}`);
 	const temporaries = copies.map(temporary).join(' ');
 	return [
-		`set -e; umask 077; trap ${shellQuote(`rm -f ${temporaries}`)} EXIT; rm -f -- ${copies.map(upload => `${shellQuote(upload.path)}.k8smi-new-*`).join(' ')}`,
+		`set -e; umask 077; trap ${shellQuote(`rm -f ${temporaries}`)} EXIT; mkdir -p -- ${shellQuote(releaseBinDir(config))}; rm -f -- ${copies.map(upload => `${shellQuote(upload.path)}.k8smi-new-*`).join(' ')}`,
 		...copies.map(upload => `cp -- ${from(upload)} ${temporary(upload)}`),
 		`if [ "$(sha256sum ${temporaries} | cut -d' ' -f1 | tr '\\n' ' ')" != ${shellQuote(`${copies.map(upload => upload.sha256).join(' ')} `)} ]; then echo 'a binary changed while it was copied' >&2; exit 3; fi`,
 		`chown root:root ${temporaries}`,
@@ -111,7 +108,6 @@ function binariesPlan(context: StepContext): PlannedAction[] {
 
 	const names = context.binaries.map(binary => binary.name);
 	return [
-		{kind: 'remote', script: releaseFolderScript(config)},
 		...context.binaries.map((binary): Upload => ({
 			kind: 'upload', path: `${releaseBinDir(config)}/${binary.name}`, mode: 0o755, sha256: binary.sha256, bytes: binary.bytes, secret: false, source: binary.gzipBytes === undefined ? {file: binary.file} : {gzipFile: binary.file, gzipBytes: binary.gzipBytes}, label: binary.name,
 		})),
@@ -169,8 +165,7 @@ export const binaries: StepDefinition = {
 			}
 		}
 
-		const [makeFolder, switchLinks] = actions.filter((action): action is RemoteAction => action.kind === 'remote');
-		await context.remote.check(master, makeFolder!.script, {step: 'binaries'});
+		const [switchLinks] = actions.filter((action): action is RemoteAction => action.kind === 'remote');
 		// The old layout's binary with this release's bytes: copied on the master (binaries are 100+ MB).
 		const copies = uploads.filter(upload => facts.get(upload.path)?.sha256 !== upload.sha256 && facts.get(linkPath(config, upload.label))?.link === undefined && facts.get(linkPath(config, upload.label))?.sha256 === upload.sha256);
 		if (copies.length > 0) {

@@ -14,7 +14,7 @@ function fakeIdentity(file: FakeFile): string {
 	return `2049:${digits % 1_000_000}:${file.content.length}:1764130000.${nanoseconds}:1764130000.${nanoseconds}`;
 }
 
-/** active/restarts: the apiserver; units: the other services that run (kube-nginx, controller-manager, scheduler); folders: the release folders made, with their time. */
+/** active/restarts: the apiserver; units: the other services that run (kube-nginx, controller-manager, scheduler); folders: the release folders, with their time. */
 export type FakeHost = {ip: string; files: Map<string, FakeFile>; folders: Map<string, number>; active: boolean; reachable: boolean; restarts: number; units: Set<string>; unitRestarts: Map<string, number>; clockOffsetMs: number; listening: Array<{port: number; process: string}>};
 
 const ok = (stdout = ''): CommandResult => ({exitCode: 0, stdout, stderr: '', durationMs: 1, timedOut: false});
@@ -79,7 +79,7 @@ export class FakeCluster {
 	readonly hashedFiles: string[] = [];
 	/** `IP FROM -> TO` of every binary copied on a master (the old layout's file, nothing sent). */
 	readonly copies: string[] = [];
-	/** The time folders get when made or touched: later is larger. */
+	/** The time a release folder gets when its links are switched to it: later is larger. */
 	private clock = 0;
 	/** Uploads arrive empty, as when ssh dies mid-stream and cat sees the end of its input. */
 	truncateUploads = false;
@@ -264,10 +264,7 @@ export class FakeCluster {
 				host.files.set(link, {content: Buffer.from(''), mode: 0o777, owner: 'root', link: target});
 			}
 
-			const touched = unquoteWords(/touch -c -- (\S+);/.exec(script)![1]!)[0]!;
-			if (host.folders.has(touched)) {
-				host.folders.set(touched, ++this.clock);
-			}
+			host.folders.set(unquoteWords(/touch -c -- (\S+);/.exec(script)![1]!)[0]!, ++this.clock);
 
 			return ok(links.map(([, link]) => `S ${fakeIdentity(host.files.get(link)!)} ${link}`).join('\n'));
 		}
@@ -349,13 +346,6 @@ export class FakeCluster {
 			}
 
 			return ok(landed.join('\n'));
-		}
-
-		const release = /^umask 077; mkdir -p -m 755 (\S+) /.exec(script);
-		if (release) {
-			const folder = unquoteWords(release[1]!)[0]!;
-			host.folders.set(folder, host.folders.get(folder) ?? ++this.clock);
-			return ok();
 		}
 
 		if (script.startsWith('umask 077; mkdir -p') || script.startsWith('cp -p') || script.startsWith('cat -- ')) {

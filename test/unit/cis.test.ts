@@ -99,7 +99,7 @@ describe('CIS benchmark (kube-bench cis-1.10, sections 1.1-1.4)', () => {
 		const onMaster = cluster.calls.map(call => call.args.at(-1) ?? '').filter(script => script.includes('mktemp -d'));
 		expect(onMaster.length).toBeGreaterThan(0);
 		expect(onMaster.some(script => script.includes('127.0.0.1:10257'))).toBe(false);
-		expect(onMaster.every(script => script.includes('127.0.0.1:10259'))).toBe(true);
+		expect(onMaster.some(script => script.includes('127.0.0.1:10259'))).toBe(true);
 		expect(byId((await (await engine()).instance.cis()).get('k8smaster01')).get('1.3.7')).toMatchObject({level: 'fail', detail: '--bind-address=0.0.0.0 (wanted: 127.0.0.1)'});
 	});
 
