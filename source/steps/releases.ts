@@ -42,7 +42,7 @@ export function ownLink(context: StepContext, master: Master, name: string, targ
 	return release.length === 2 && release[1] === name && (release[0] === context.config.version || recordedReleases(context, master).has(`${context.config.paths.binDir}/${release[0]}`));
 }
 
-/** What sits at binDir/NAME, and whether it may be replaced by the link without asking. */
+/** Whether what sits at binDir/NAME may be replaced by the link without asking. */
 function replaceable(context: StepContext, master: Master, upload: Upload, facts: RemoteFileFacts | undefined): boolean {
 	if (facts === undefined) {
 		return true;
@@ -70,7 +70,7 @@ function switchLinksScript(config: ResolvedConfig, names: string[]): string {
 	return [
 		// What a killed run's session left (it may have died between ln and mv).
 		`set -e; rm -f -- ${names.map(name => `${shellQuote(linkPath(config, name))}.k8smi-link-*`).join(' ')}`,
-		...names.map(name => `ln -sfn -- ${shellQuote(linkTarget(config, name))} ${temporary(name)} && mv -T -f -- ${temporary(name)} ${shellQuote(linkPath(config, name))}`),
+		...names.map(name => `ln -sfn -- ${shellQuote(linkTarget(config, name))} ${temporary(name)}; mv -T -f -- ${temporary(name)} ${shellQuote(linkPath(config, name))}`),
 		`chown root:root ${shellQuote(releaseBinDir(config))}`,
 		`chmod 755 ${shellQuote(releaseBinDir(config))}`,
 		`touch -c -- ${shellQuote(releaseBinDir(config))}`,
@@ -82,7 +82,7 @@ function switchLinksScript(config: ResolvedConfig, names: string[]): string {
  * The old layout's binaries (binDir/NAME, regular files) copied into the release's folder on the
  * master instead of being sent again: checked like an upload, then renamed into place. Prints each new file's identity.
  */
-export function copyScript(config: ResolvedConfig, copies: Upload[], token: string): string {
+function copyScript(config: ResolvedConfig, copies: Upload[], token: string): string {
 	const from = (upload: Upload) => shellQuote(linkPath(config, upload.path.slice(upload.path.lastIndexOf('/') + 1)));
 	const temporary = (upload: Upload) => shellQuote(`${upload.path}.k8smi-new-${token}`);
 	const temporaries = copies.map(temporary).join(' ');

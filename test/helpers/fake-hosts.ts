@@ -258,8 +258,8 @@ export class FakeCluster {
 		}
 
 		if (script.startsWith('set -e; rm -f -- ') && script.includes('; ln -sfn -- ')) {
-			// binDir's links switched: `ln -sfn -- TARGET TMP && mv -T -f -- TMP LINK` each, then the release folder touched.
-			const links = [...script.matchAll(/ln -sfn -- (\S+) \S+ && mv -T -f -- \S+ (\S+?);/g)].map(match => unquoteWords(`${match[1]!} ${match[2]!}`) as [string, string]);
+			// binDir's links switched: `ln -sfn -- TARGET TMP; mv -T -f -- TMP LINK` each, then the release folder touched.
+			const links = [...script.matchAll(/ln -sfn -- (\S+) \S+; mv -T -f -- \S+ (\S+?);/g)].map(match => unquoteWords(`${match[1]!} ${match[2]!}`) as [string, string]);
 			for (const [target, link] of links) {
 				host.files.set(link, {content: Buffer.from(''), mode: 0o777, owner: 'root', link: target});
 			}

@@ -52,7 +52,7 @@ describe('versioned binaries', () => {
 		// Each link made under a temporary name, then renamed over the old one; the release's folder 0755 root-owned.
 		expect(scripts.find(script => script.includes('ln -sfn'))).toContain('; chown root:root /opt/k8s/bin/v1.28.7; chmod 755 /opt/k8s/bin/v1.28.7; touch -c -- /opt/k8s/bin/v1.28.7; ');
 		expect(scripts.find(script => script.includes('ln -sfn'))).toContain('rm -f -- /opt/k8s/bin/kube-apiserver.k8smi-link-* ');
-		expect(scripts.find(script => script.includes('ln -sfn'))).toContain('ln -sfn -- v1.28.7/kubectl /opt/k8s/bin/kubectl.k8smi-link-$$ && mv -T -f -- /opt/k8s/bin/kubectl.k8smi-link-$$ /opt/k8s/bin/kubectl');
+		expect(scripts.find(script => script.includes('ln -sfn'))).toContain('ln -sfn -- v1.28.7/kubectl /opt/k8s/bin/kubectl.k8smi-link-$$; mv -T -f -- /opt/k8s/bin/kubectl.k8smi-link-$$ /opt/k8s/bin/kubectl');
 		expect(cluster.uploads().every(call => !/\/opt\/k8s\/bin\/kube[\w-]*'? /.test(call.args.at(-1)!.replaceAll('/opt/k8s/bin/v1.28.7/', '')))).toBe(true);
 
 		// Nothing changed: the links are read, not switched again, and their targets are not hashed again.
