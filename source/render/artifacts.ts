@@ -46,6 +46,9 @@ export function flagContext(config: ResolvedConfig, masterIp: string): FlagConte
 
 export const components: readonly Component[] = ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler'];
 
+/** Where a release's binaries sit on a master (binDir/v1.28.7): a unit starts its own release's, so a newer one can be placed beside it. */
+export const releaseBinDir = (config: ResolvedConfig) => `${config.paths.binDir}/${config.version}`;
+
 /** Where systemd reads a unit of this install. */
 export const unitPath = (name: string) => `/etc/systemd/system/${name}.service`;
 
@@ -64,7 +67,8 @@ export function renderUnit(config: ResolvedConfig, masterIp: string, component: 
 	const flags = componentFlagsFor(component, config.kubeVersion, flagContext(config, masterIp), config.extraFlags[component]);
 	return renderTemplate(`${component}.service`, {
 		K8S_DIR: config.paths.k8sDir,
-		BIN_DIR: config.paths.binDir,
+		// The release's folder, not binDir's links: a unit changes, and restarts, only when its release does.
+		BIN_DIR: releaseBinDir(config),
 		FLAGS: flags.map((flag, index) => `  ${flag}${index < flags.length - 1 ? ' \\' : ''}`).join('\n'),
 	}, config.templatesDir);
 }

@@ -5,6 +5,7 @@ import {shellWords} from '../remote/quote.js';
 import {sha256} from '../files.js';
 import {apiserver, etcdctlScript} from './clients.js';
 import {filesStep, uploadsOf, type Upload} from './files.js';
+import {binaries} from './releases.js';
 import {startStep} from './services.js';
 import type {StepContext, StepDefinition, StepId} from './types.js';
 
@@ -23,21 +24,7 @@ function artifactUploads(context: StepContext, master: Master, step: StepId): Up
 		}));
 }
 
-export const binaries = filesStep({
-	id: 'binaries',
-	title: 'Copy the server binaries',
-	needs: [],
-	plan(context) {
-		const binDir = context.config.paths.binDir;
-		if (!context.binaries) {
-			return [{kind: 'check', description: `unpack ${context.config.binaries.tarball ?? context.config.binaries.url} and copy its server binaries to ${binDir} (hashes known once unpacked)`}];
-		}
-
-		return context.binaries.map((binary): Upload => ({
-			kind: 'upload', path: `${binDir}/${binary.name}`, mode: 0o755, sha256: binary.sha256, bytes: binary.bytes, secret: false, source: binary.gzipBytes === undefined ? {file: binary.file} : {gzipFile: binary.file, gzipBytes: binary.gzipBytes}, label: binary.name,
-		}));
-	},
-});
+export {binaries};
 
 export const certs = filesStep({id: 'certs', title: 'Place certificates and keys', needs: [], plan: (context, master) => artifactUploads(context, master, 'certs')});
 export const encryption = filesStep({id: 'encryption', title: 'Place the encryption-at-rest config', needs: [], plan: (context, master) => artifactUploads(context, master, 'encryption')});
@@ -53,7 +40,8 @@ export const units = filesStep({
 	],
 });
 
-const uploadsStartReads = (context: StepContext, master: Master): Upload[] => uploadsOf([binaries, certs, encryption, audit, units].flatMap(step => step.plan(context, master)));
+/** The files the start step's services read, as the files steps place them. */
+export const uploadsStartReads = (context: StepContext, master: Master): Upload[] => uploadsOf([binaries, certs, encryption, audit, units].flatMap(step => step.plan(context, master)));
 
 export const start = startStep(uploadsStartReads);
 

@@ -7,10 +7,13 @@ import type {PlannedAction, StepContext, StepDefinition, StepId, Verification} f
 
 export type Upload = Extract<PlannedAction, {kind: 'upload'}>;
 
-/** `stat` is device:inode:size:mtime:ctime (ns); any write, rename or chmod changes at least one of them. */
-export type RemoteFileFacts = {sha256?: string; mode?: number; owner?: string; stat?: string};
+/**
+ * `stat` is device:inode:size:mtime:ctime (ns); any write, rename or chmod changes at least one of them.
+ * `link`: the target a symbolic link names (its sha256 is its target's, when that is a regular file).
+ */
+export type RemoteFileFacts = {sha256?: string; mode?: number; owner?: string; stat?: string; link?: string};
 
-const statFormat = '%d:%i:%s:%.9Y:%.9Z';
+export const statFormat = '%d:%i:%s:%.9Y:%.9Z';
 const preciseIdentity = /^\d+:\d+:\d+:\d+\.(?!0{9})\d{9}:\d+\.\d{9}$/;
 
 /** Identities recorded with their hashes, trusted only with nanosecond times: with whole seconds (another stat, an old file system) a change of the same size within the second of our write would look unchanged. */
@@ -29,7 +32,8 @@ export function fileFactsScript(paths: string[], known: Record<string, {stat: st
 		`k8smi_stats=$(stat -c '%f %a:%U ${statFormat} %n' -- ${paths.map(file => shellQuote(file)).join(' ')} 2>/dev/null)`,
 		'while IFS=\' \' read -r kind access identity path; do',
 		// A link to a regular file counts as present, as `[ -f ]` says: its target is hashed (it may not be ours).
-		'case $kind in 8???) ;; a???) [ -f "$path" ] || continue ;; *) continue ;; esac',
+		// What a link names is printed too: the binaries' links are told apart by it.
+		'case $kind in 8???) ;; a???) printf \'L %s\\t%s\\n\' "$path" "$(readlink -- "$path")"; [ -f "$path" ] || continue ;; *) continue ;; esac',
 		'printf \'F %s %s %s\\n\' "$access" "$identity" "$path"',
 		unchanged.length > 0 ? `case "$identity $path" in ${unchanged.join('|')}) ;; *) set -- "$@" "$path" ;; esac` : 'set -- "$@" "$path"',
 		'done <<k8smi_end',
@@ -64,6 +68,12 @@ export function parseFileFacts(output: string, known: Record<string, {stat: stri
 			continue;
 		}
 
+		const link = /^L ([^\t]+)\t(.*)$/.exec(line);
+		if (link) {
+			facts.set(link[1]!, {...facts.get(link[1]!), link: link[2]!});
+			continue;
+		}
+
 		const hash = /^([a-f\d]{64}) {2}(.+)$/.exec(line);
 		if (hash) {
 			facts.set(hash[2]!, {...facts.get(hash[2]!), sha256: hash[1]!});
@@ -73,9 +83,12 @@ export function parseFileFacts(output: string, known: Record<string, {stat: stri
 	return facts;
 }
 
-/** The facts of a step's files: those read for every step at the start of the run when still recent, else read now. */
-export async function readRemoteFiles(context: StepContext, master: Master, step: StepId, paths: string[]): Promise<Map<string, RemoteFileFacts>> {
-	return (await context.readAhead.take(master.name, paths, context.changedFiles.get(master.name))) ?? readFacts(context, master, step, [{step, paths}]);
+/**
+ * The facts of a step's files: those read for every step at the start of the run when still recent, else read now.
+ * `knownTo`: the step whose recorded identities spare hashes (another step's files: the start step removing old binaries).
+ */
+export async function readRemoteFiles(context: StepContext, master: Master, step: StepId, paths: string[], knownTo: StepId = step): Promise<Map<string, RemoteFileFacts>> {
+	return (await context.readAhead.take(master.name, paths, context.changedFiles.get(master.name))) ?? readFacts(context, master, step, [{step: knownTo, paths}]);
 }
 
 type ReadAhead = {at: number; asked: Set<string>; facts: Map<string, RemoteFileFacts>};
@@ -179,7 +192,7 @@ export function uploadScript(uploads: Upload[], token = randomBytes(4).toString(
 	].join('; ');
 }
 
-async function confirmOverwrite(context: StepContext, master: Master, step: StepId, upload: Upload): Promise<void> {
+export async function confirmOverwrite(context: StepContext, master: Master, step: StepId, upload: Upload): Promise<void> {
 	let diff: string | undefined;
 	if (!upload.secret && 'content' in upload.source && upload.bytes < 256 * 1024) {
 		const current = await context.remote.check(master, `cat -- ${shellQuote(upload.path)}`, {step, display: `read ${upload.path}`});

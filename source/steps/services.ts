@@ -3,14 +3,32 @@ import {StepError} from '../errors.js';
 import type {HostRecord} from '../state/store.js';
 import {apiserverStop, readinessPath} from '../versions.js';
 import {diagnoseService} from './diagnose.js';
-import {drainApiserver, restoreApiserver} from './drain.js';
+import {drainApiserver, restoreApiserver, type Drain} from './drain.js';
 import type {Upload} from './files.js';
 import {readinessAnd, renderedUnit, services, servicesReady, type AlsoRead, type Readiness, type ServiceName} from './readiness.js';
 import {filesReason, onlyConfigWritten, restartPolicy, serviceFingerprint, serviceInputs, type ServiceFacts, type UnitStatus} from './restart-policy.js';
-import type {PlannedAction, StepContext, StepDefinition} from './types.js';
+import {pruneReleases} from './releases.js';
+import type {PlannedAction, StepContext, StepDefinition, StepId} from './types.js';
 
 /** The uploads of the steps that start depends on, on this master. */
 type UploadsOf = (context: StepContext, master: Master) => Upload[];
+
+/**
+ * The order a start step restarts services on each master: group after group, each group's services
+ * restarted together (those that must), the next group once the group is ready; the next group
+ * follows whatever came of that wait (a stop, a timeout): left on their old files, its services
+ * would outlive the run. An upgrade can run one group per step (every master's apiserver, then every
+ * controller-manager, then every scheduler), each step with its own id.
+ */
+export type RestartOrder = ReadonlyArray<readonly ServiceName[]>;
+
+/**
+ * The install's: the apiserver and kube-nginx, then their clients. Started beside the apiserver
+ * (tried), the clients' requests through kube-nginx fail while no apiserver answers, and after
+ * max_fails=3 nginx takes every apiserver out for its fail_timeout (30 s): "no live upstreams", and
+ * the start waited 25 s longer.
+ */
+export const installRestartOrder: RestartOrder = [['kube-apiserver', 'kube-nginx'], ['kube-controller-manager', 'kube-scheduler']];
 
 // One systemctl for the four units (eight took about 0.1 s on a master, more when it is busy), printed
 // as "UNIT ACTIVE NEEDSRELOAD" lines. ActiveState is what is-active prints; -p repeated and no
@@ -20,8 +38,8 @@ export const unitStatusRead: AlsoRead = {
 	display: 'systemctl is-active, NeedDaemonReload of the control-plane units',
 };
 
-async function unitStatus(context: StepContext, master: Master): Promise<Map<ServiceName, UnitStatus>> {
-	const result = await context.remote.check(master, unitStatusRead.script, {step: 'start', display: unitStatusRead.display});
+async function unitStatus(context: StepContext, master: Master, step: StepId): Promise<Map<ServiceName, UnitStatus>> {
+	const result = await context.remote.check(master, unitStatusRead.script, {step, display: unitStatusRead.display});
 	return parseUnitStatus(result.stdout);
 }
 
@@ -37,17 +55,14 @@ export function parseUnitStatus(output: string): Map<ServiceName, UnitStatus> {
 	return status;
 }
 
-async function failure(context: StepContext, master: Master, name: ServiceName, message: string, command: string): Promise<StepError> {
-	const journal = await context.remote.run(master, `journalctl -u ${name} -n 40 --no-pager -o cat; systemctl status ${name} --no-pager -n 0 || true`, {step: 'start', display: `journalctl -u ${name} -n 40`});
+async function failure(context: StepContext, master: Master, step: StepId, name: ServiceName, message: string, command: string): Promise<StepError> {
+	const journal = await context.remote.run(master, `journalctl -u ${name} -n 40 --no-pager -o cat; systemctl status ${name} --no-pager -n 0 || true`, {step, display: `journalctl -u ${name} -n 40`});
 	const output = context.runner.redact(journal.stdout.trim());
-	return new StepError({step: 'start', host: master.name, message, command, output: output.split('\n').slice(-15).join('\n'), fix: diagnoseService(name, output) ?? `read the journal on ${master.name}: journalctl -u ${name}`});
+	return new StepError({step, host: master.name, message, command, output: output.split('\n').slice(-15).join('\n'), fix: diagnoseService(name, output) ?? `read the journal on ${master.name}: journalctl -u ${name}`});
 }
 
 // enable --no-reload only links the units for boot: the one daemon-reload after it loads everything.
 const restartScript = (enable: readonly ServiceName[], restart: readonly ServiceName[]) => `systemctl enable --no-reload ${enable.join(' ')} && systemctl daemon-reload && systemctl restart ${restart.join(' ')}`;
-
-/** The controller-manager and the scheduler, when the apiserver restarts too: started once it answers. */
-const apiserverClients: readonly ServiceName[] = ['kube-controller-manager', 'kube-scheduler'];
 
 /** How long a restart may take and what it waits for: a stopping apiserver waits for its requests and watches first. */
 function restartBounds(context: StepContext, master: Master, names: readonly ServiceName[]): {timeoutMs: number; says: string} {
@@ -69,17 +84,17 @@ const retryGraceMs = 15_000;
  * failure: cgroup set-up, etcd briefly away) gets one retry period; a failure names the first unit
  * that is not active, with its journal.
  */
-async function restartUnits(context: StepContext, master: Master, names: ServiceName[], script: string): Promise<void> {
+async function restartUnits(context: StepContext, master: Master, step: StepId, names: ServiceName[], script: string): Promise<void> {
 	const bounds = restartBounds(context, master, names);
-	context.progress('start', master.name, {message: `restarting ${names.join(', ')}: ${bounds.says}`});
-	const result = await context.remote.run(master, script, {step: 'start', timeoutMs: bounds.timeoutMs});
+	context.progress(step, master.name, {message: `restarting ${names.join(', ')}: ${bounds.says}`});
+	const result = await context.remote.run(master, script, {step, timeoutMs: bounds.timeoutMs});
 	if (result.exitCode === 0) {
 		return;
 	}
 
 	const deadline = Date.now() + retryGraceMs;
 	for (;;) {
-		const after = await unitStatus(context, master);
+		const after = await unitStatus(context, master, step);
 		const failed = names.find(name => after.get(name)?.active !== 'active');
 		if (!failed) {
 			context.runner.log({event: 'restart-retried', host: master.name, units: names, exitCode: result.exitCode});
@@ -88,26 +103,26 @@ async function restartUnits(context: StepContext, master: Master, names: Service
 
 		// "activating": systemd is starting it again (auto-restart); anything else is a failure now.
 		if (after.get(failed)?.active !== 'activating' || Date.now() >= deadline) {
-			throw await failure(context, master, failed, `${failed} did not start (exit ${result.exitCode})`, script);
+			throw await failure(context, master, step, failed, `${failed} did not start (exit ${result.exitCode})`, script);
 		}
 
-		context.progress('start', master.name, {message: `${failed} failed to start; systemd is starting it again`});
+		context.progress(step, master.name, {message: `${failed} failed to start; systemd is starting it again`});
 		await new Promise(resolve => setTimeout(resolve, 500));
 	}
 }
 
 /** Waits until every named service is ready (or the deadline passes), stopping early when the operator asks to stop. */
-async function waitReady(context: StepContext, master: Master, names: ServiceName[]): Promise<Map<ServiceName, Readiness>> {
+async function waitReady(context: StepContext, master: Master, step: StepId, names: ServiceName[]): Promise<Map<ServiceName, Readiness>> {
 	const deadline = Date.now() + (context.config.timeouts.readySeconds * 1000);
 	for (;;) {
 		// What is asked on the master waits there, up to 5 s per round trip: progress and a stop are seen between.
-		const readiness = await servicesReady(context, master, names, 'start', readinessPath(context.config.kubeVersion), Math.min(5000, deadline - Date.now()));
+		const readiness = await servicesReady(context, master, names, step, readinessPath(context.config.kubeVersion), Math.min(5000, deadline - Date.now()));
 		const waiting = [...readiness].filter(([, each]) => !each.ok);
 		if (waiting.length === 0 || Date.now() >= deadline) {
 			return readiness;
 		}
 
-		context.progress('start', master.name, {message: `waiting for ${waiting.map(([name, each]) => `${name}: ${each.detail}`).join('; ')}`});
+		context.progress(step, master.name, {message: `waiting for ${waiting.map(([name, each]) => `${name}: ${each.detail}`).join('; ')}`});
 		context.throwIfStopping();
 		// The apiserver alone is one TLS request from here: asked more often than a round trip to the master.
 		await new Promise(resolve => setTimeout(resolve, names.every(name => name === 'kube-apiserver') ? 100 : 200));
@@ -115,22 +130,23 @@ async function waitReady(context: StepContext, master: Master, names: ServiceNam
 }
 
 /**
- * Starts the four services on one master. A service is restarted only when a file it reads changed
- * (since it last started healthy, or in this run), its unit is not active, or systemd holds an old
- * copy of its unit. The apiserver and kube-nginx start together; with the apiserver restarting, the
- * controller-manager and the scheduler follow once it answers. Each is waited for until ready, in start order.
+ * Starts services on one master, in the groups of `order` (the install's: every service). A service
+ * is restarted only when a file it reads changed (since it last started healthy, or in this run),
+ * its unit is not active, or systemd holds an old copy of its unit. Each is waited for until ready,
+ * in start order. Once every service runs this release, older release folders are removed (see pruneReleases).
  */
-export function startStep(uploadsOf: UploadsOf): StepDefinition {
+export function startStep(uploadsOf: UploadsOf, {id = 'start', order = installRestartOrder}: {id?: StepId; order?: RestartOrder} = {}): StepDefinition {
+	const handled = services.filter(service => order.some(group => group.includes(service.name)));
 	const inputsOf = (context: StepContext, master: Master) => {
 		const uploads = uploadsOf(context, master);
 		return new Map(services.map(service => [service.name, serviceInputs(service.name, uploads)] as const));
 	};
 
-	/** What the restart policy needs of each service; the units' state when read. */
+	/** What the restart policy needs of each service this step starts; the units' state when read. */
 	const factsOf = (context: StepContext, master: Master, record: HostRecord | undefined, status?: Map<ServiceName, UnitStatus>): ServiceFacts[] => {
 		const inputs = inputsOf(context, master);
 		const changed = context.changedFiles.get(master.name);
-		return services.map(({name}) => ({
+		return handled.map(({name}) => ({
 			name,
 			inputs: serviceFingerprint(inputs.get(name)!),
 			recorded: record?.services?.[name],
@@ -139,15 +155,46 @@ export function startStep(uploadsOf: UploadsOf): StepDefinition {
 		}));
 	};
 
+	/** Waits for a group (the apiserver alone first: the others answer only through it); the first not ready, in start order, is reported with its journal. */
+	const waitForGroup = async (context: StepContext, master: Master, group: readonly ServiceName[], drain: Drain | undefined) => {
+		const inputs = inputsOf(context, master);
+		const names = handled.map(service => service.name).filter(name => group.includes(name));
+		for (const wave of names.includes('kube-apiserver') && names.length > 1 ? [['kube-apiserver'], names.filter(name => name !== 'kube-apiserver')] as ServiceName[][] : [names]) {
+			context.throwIfStopping();
+			const readiness = await waitReady(context, master, id, wave);
+			for (const [name, each] of readiness) {
+				context.runner.log({event: 'health', host: master.name, service: name, ok: each.ok, detail: each.detail});
+			}
+
+			const notReady = [...readiness].find(([, each]) => !each.ok);
+			if (notReady) {
+				const service = services.find(each => each.name === notReady[0])!;
+				// Out of kube-nginx it serves no one; the next apply puts it back once it is ready.
+				const left = drain && service.name === 'kube-apiserver' ? `; it stays out of kube-nginx on every master until an apply finds it ready` : '';
+				throw await failure(context, master, id, service.name, `${service.name} was not ready within ${context.config.timeouts.readySeconds} s (${notReady[1].detail})${left}`, service.readyText(context, master));
+			}
+
+			if (drain && wave.includes('kube-apiserver')) {
+				await restoreApiserver(context, drain);
+			}
+
+			for (const name of wave) {
+				context.state.recordService(id, master.name, name, serviceFingerprint(inputs.get(name)!));
+			}
+		}
+	};
+
+	const names = handled.map(service => service.name);
+	const [firstGroup = [], ...laterGroups] = order;
 	return {
-		id: 'start',
+		id,
 		title: 'Start the control plane and wait until ready',
 		needs: ['binaries', 'certs', 'encryption', 'audit', 'units'],
 		scope: 'each-master',
 		order: 'rolling-when-live',
 		plan: (context, master) => [
-			{kind: 'remote', script: restartScript(services.map(service => service.name), services.map(service => service.name)), display: `${restartScript(services.map(service => service.name), ['kube-apiserver', 'kube-nginx'])}, then once the apiserver answers: systemctl restart ${apiserverClients.join(' ')} (only the units a changed file or a stopped unit concerns; kube-nginx is reloaded when its config alone changed; on a running cluster a restarting apiserver is taken out of kube-nginx on every master first and put back once ready)`},
-			...services.map((service): PlannedAction => ({kind: 'check', description: `wait until ${service.readyText(context, master)} (up to ${context.config.timeouts.readySeconds} s)`})),
+			{kind: 'remote', script: restartScript(names, names), display: [restartScript(names, firstGroup), ...laterGroups.map(group => `then once they are ready: systemctl restart ${group.join(' ')}`)].join(', ') + ` (only the units a changed file or a stopped unit concerns; kube-nginx is reloaded when its config alone changed; on a running cluster a restarting apiserver is taken out of kube-nginx on every master first and put back once ready${handled.length === services.length ? `; then release folders before the previous one are removed from ${context.config.paths.binDir}` : ''})`},
+			...handled.map((service): PlannedAction => ({kind: 'check', description: `wait until ${service.readyText(context, master)} (up to ${context.config.timeouts.readySeconds} s)`})),
 		],
 		async verify(context, master, record) {
 			// Every service restarts whatever its unit's state (a fresh master, new certificates everywhere): nothing to read.
@@ -158,83 +205,60 @@ export function startStep(uploadsOf: UploadsOf): StepDefinition {
 			}
 
 			// The units' state and the services' readiness in one round trip.
-			const {readiness, also} = await readinessAnd(context, master, services.map(service => service.name), 'start', readinessPath(context.config.kubeVersion), unitStatusRead);
+			const {readiness, also} = await readinessAnd(context, master, names, id, readinessPath(context.config.kubeVersion), unitStatusRead);
 			const [change] = restartPolicy(factsOf(context, master, record, parseUnitStatus(also)));
 			if (change) {
 				return {done: false, detail: `${change.name}: ${change.reason}`, observed: parseUnitStatus(also)};
 			}
 
 			const notReady = [...readiness].find(([, each]) => !each.ok);
-			return notReady ? {done: false, detail: `${notReady[0]} not ready (${notReady[1].detail})`, observed: parseUnitStatus(also)} : {done: true, detail: 'all four services active and ready'};
+			return notReady ? {done: false, detail: `${notReady[0]} not ready (${notReady[1].detail})`, observed: parseUnitStatus(also)} : {done: true, detail: `${names.length === services.length ? 'all four services' : names.join(', ')} active and ready`};
 		},
 		async run(context, master, _inputs, verification) {
-			const inputs = inputsOf(context, master);
 			// The units' state as verify just read it (none when it did not matter).
-			const status = (verification?.observed as Map<ServiceName, UnitStatus> | undefined) ?? await unitStatus(context, master);
-			const changes = restartPolicy(factsOf(context, master, context.state.host('start', master.name), status));
+			const status = (verification?.observed as Map<ServiceName, UnitStatus> | undefined) ?? await unitStatus(context, master, id);
+			const changes = restartPolicy(factsOf(context, master, context.state.host(id, master.name), status));
 			const toRestart = changes.filter(change => change.action === 'restart').map(change => change.name);
 			const toReload = changes.filter(change => change.action === 'reload').map(change => change.name);
 
 			context.throwIfStopping();
 			const restartStarted = Date.now();
-			// With the apiserver restarting, its clients start once it answers. Started beside it (tried), their
-			// requests through kube-nginx fail while no apiserver answers, and after max_fails=3 nginx takes every
-			// apiserver out for its fail_timeout (30 s): "no live upstreams", and the start waited 25 s longer.
-			const later = toRestart.includes('kube-apiserver') ? toRestart.filter(name => apiserverClients.includes(name)) : [];
-			const first = toRestart.filter(name => !later.includes(name));
 			const drain = toRestart.includes('kube-apiserver') ? await drainApiserver(context, master) : undefined;
-			if (toRestart.length > 0) {
-				// One systemctl call; it returns once the apiserver (Type=notify) and nginx (forking) are up, or one failed.
-				await restartUnits(context, master, first, restartScript(toRestart, first));
+			let daemonReloaded = false;
+			let waitFailed: unknown;
+			for (const group of order) {
+				const restart = toRestart.filter(name => group.includes(name));
+				if (restart.length > 0) {
+					// One systemctl call per group; it returns once the apiserver (Type=notify) and nginx (forking) are up, or one failed.
+					await restartUnits(context, master, id, restart, daemonReloaded ? `systemctl restart ${restart.join(' ')}` : restartScript(toRestart, restart));
+					daemonReloaded = true;
+				}
+
+				for (const name of toReload.filter(name => group.includes(name))) {
+					await context.remote.check(master, `systemctl reload ${name}`, {step: id});
+				}
+
+				// After a failed wait the later groups still restart (see RestartOrder), unwaited; the failure is reported then.
+				if (waitFailed === undefined) {
+					await waitForGroup(context, master, group, drain).catch((error: unknown) => {
+						waitFailed = error;
+					});
+				}
 			}
 
-			for (const name of toReload) {
-				await context.remote.check(master, `systemctl reload ${name}`, {step: 'start'});
-			}
-
-			// The apiserver first (the others answer only through it), then the other three together;
-			// the first not ready, in start order, is reported with its journal.
-			for (const names of [['kube-apiserver'], ['kube-nginx', 'kube-controller-manager', 'kube-scheduler']] as ServiceName[][]) {
-				context.throwIfStopping();
-				let readiness: Map<ServiceName, Readiness>;
-				try {
-					readiness = await waitReady(context, master, names);
-				} finally {
-					// The clients follow the apiserver whatever came of the wait (a stop, a timeout): left on
-					// their old files they would outlive the run, as they never did when all restarted together.
-					if (names.includes('kube-apiserver') && later.length > 0) {
-						await restartUnits(context, master, later, `systemctl restart ${later.join(' ')}`);
-					}
-				}
-
-				for (const [name, each] of readiness) {
-					context.runner.log({event: 'health', host: master.name, service: name, ok: each.ok, detail: each.detail});
-				}
-
-				const notReady = [...readiness].find(([, each]) => !each.ok);
-				if (notReady) {
-					const service = services.find(each => each.name === notReady[0])!;
-					// Out of kube-nginx it serves no one; the next apply puts it back once it is ready.
-					const left = drain && service.name === 'kube-apiserver' ? `; it stays out of kube-nginx on every master until an apply finds it ready` : '';
-					throw await failure(context, master, service.name, `${service.name} was not ready within ${context.config.timeouts.readySeconds} s (${notReady[1].detail})${left}`, service.readyText(context, master));
-				}
-
-				if (drain && names.includes('kube-apiserver')) {
-					await restoreApiserver(context, drain);
-				}
-
-				for (const name of names) {
-					context.state.recordService('start', master.name, name, serviceFingerprint(inputs.get(name)!));
-				}
+			if (waitFailed !== undefined) {
+				throw waitFailed;
 			}
 
 			if (toRestart.length > 0) {
 				context.state.recordRestartTime(master.name, {ms: Date.now() - restartStarted, at: new Date().toISOString(), services: toRestart});
 			}
 
+			// Every service ready on this release: no unit here still runs an older one.
+			const pruned = handled.length === services.length ? await pruneReleases(context, master, id) : undefined;
 			const restarted = [...toRestart, ...toReload.map(name => `${name} (reloaded)`)];
 			const drained = drain ? `; its apiserver was out of kube-nginx on ${drain.masters.length} masters meanwhile` : '';
-			return restarted.length > 0 ? `restarted ${restarted.join(', ')}; all ready${drained}` : 'all ready, nothing restarted';
+			return `${restarted.length > 0 ? `restarted ${restarted.join(', ')}; all ready${drained}` : 'all ready, nothing restarted'}${pruned ? `; ${pruned}` : ''}`;
 		},
 	};
 }

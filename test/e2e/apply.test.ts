@@ -50,7 +50,7 @@ describe.skipIf(!lab)('apply on the lab\'s three masters', () => {
 		expect(run.stdout).toMatch(/keys under \/registry\//);
 
 		for (const host of lab!.hosts) {
-			const facts = remoteFacts(lab!, host.name, [...secretFiles, ...publicFiles, '/opt/k8s/bin/kube-apiserver']);
+			const facts = remoteFacts(lab!, host.name, [...secretFiles, ...publicFiles, '/opt/k8s/bin/v1.28.7/kube-apiserver']);
 			for (const file of secretFiles) {
 				expect(facts.get(file), `${host.name}:${file}`).toMatchObject({mode: '600', owner: 'root:root'});
 			}
@@ -60,7 +60,9 @@ describe.skipIf(!lab)('apply on the lab\'s three masters', () => {
 				expect(facts.get(file), `${host.name}:${file}`).toMatchObject({mode: '600', owner: 'root:root'});
 			}
 
-			expect(facts.get('/opt/k8s/bin/kube-apiserver')?.mode).toBe('755');
+			// The release's binaries in a folder of its own, 0755 root:root; binDir's name links to it, and the unit starts the release's.
+			expect(facts.get('/opt/k8s/bin/v1.28.7/kube-apiserver')).toMatchObject({mode: '755', owner: 'root:root'});
+			expect(labSsh(lab!, host.name, 'stat -c \'%a %U:%G\' /opt/k8s/bin/v1.28.7; readlink /opt/k8s/bin/kube-apiserver; systemctl show -p ExecStart kube-apiserver | grep -o \'path=[^ ;]*\'').trim().split('\n')).toEqual(['755 root:root', 'v1.28.7/kube-apiserver', 'path=/opt/k8s/bin/v1.28.7/kube-apiserver']);
 			expect(activeUnits(host.name)).toEqual(['active', 'active', 'active', 'active']);
 			// Secure ports only: the apiserver on the master's address; kube-nginx, controller-manager and scheduler on loopback (CIS 1.3.7, 1.4.2); no insecure 10251/10252.
 			const listening = labSsh(lab!, host.name, 'ss -Hltn | awk \'{print $4}\' | sort').trim().split('\n');

@@ -44,9 +44,11 @@ describe.skipIf(!lab)('SIGKILL at real size, resumed at once', () => {
 		expect(readdirSync(path.join(stateDir, 'kubernetes', 'binaries'))).toEqual(['v1.28.7']);
 		for (const host of lab!.hosts) {
 			expect(labSsh(lab!, host.name, `systemctl is-active ${controlPlaneUnits.join(' ')}`).trim().split('\n')).toEqual(['active', 'active', 'active', 'active']);
-			// No temporary upload of the killed run is left on a master.
-			expect(labSsh(lab!, host.name, 'ls /opt/k8s/bin').trim().split('\n').sort()).toEqual(['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubectl']);
-			expect(labSsh(lab!, host.name, 'sha256sum /opt/k8s/bin/kube-apiserver | cut -c1-64').trim()).toBe(readState(stateDir).steps['install/binaries'].hosts[host.name].files['/opt/k8s/bin/kube-apiserver']);
+			// No temporary upload or link of the killed run is left on a master: the release's folder and binDir's links to it.
+			const binaries = ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubectl'];
+			expect(labSsh(lab!, host.name, 'cd /opt/k8s/bin && find . -mindepth 1').trim().split('\n').sort()).toEqual([...binaries.map(name => `./${name}`), './v1.28.7', ...binaries.map(name => `./v1.28.7/${name}`)].sort());
+			expect(labSsh(lab!, host.name, 'readlink /opt/k8s/bin/kube-apiserver').trim()).toBe('v1.28.7/kube-apiserver');
+			expect(labSsh(lab!, host.name, 'sha256sum /opt/k8s/bin/v1.28.7/kube-apiserver | cut -c1-64').trim()).toBe(readState(stateDir).steps['install/binaries'].hosts[host.name].files['/opt/k8s/bin/v1.28.7/kube-apiserver']);
 		}
 	});
 });

@@ -69,7 +69,7 @@ export const controlPlaneUnits = ['kube-apiserver', 'kube-nginx', 'kube-controll
 /** Everything an install put on a master, removed, so that the next test starts from an empty lab. */
 export function resetMasters(lab: LabInfo): void {
 	for (const host of lab.hosts) {
-		labSsh(lab, host.name, `systemctl disable --now ${controlPlaneUnits.join(' ')} 2>/dev/null; ${controlPlaneUnits.map(unit => `rm -f /etc/systemd/system/${unit}.service;`).join(' ')} systemctl daemon-reload; systemctl reset-failed 2>/dev/null; rm -rf /etc/kubernetes /data/k8s/k8s /opt/k8s/kube-nginx; rm -f /opt/k8s/bin/kube-* /opt/k8s/bin/kubectl /opt/k8s/bin/kubeadm /opt/k8s/bin/kubelet /opt/k8s/bin/mounter /opt/k8s/bin/apiextensions-apiserver /opt/k8s/bin/cloud-controller-manager; true`);
+		labSsh(lab, host.name, `systemctl disable --now ${controlPlaneUnits.join(' ')} 2>/dev/null; ${controlPlaneUnits.map(unit => `rm -f /etc/systemd/system/${unit}.service;`).join(' ')} systemctl daemon-reload; systemctl reset-failed 2>/dev/null; rm -rf /etc/kubernetes /data/k8s/k8s /opt/k8s/kube-nginx; rm -rf /opt/k8s/bin/v[0-9]*; rm -f /opt/k8s/bin/kube-* /opt/k8s/bin/kubectl /opt/k8s/bin/kubeadm /opt/k8s/bin/kubelet /opt/k8s/bin/mounter /opt/k8s/bin/apiextensions-apiserver /opt/k8s/bin/cloud-controller-manager; true`);
 	}
 
 	// The RBAC binding and the apiservers' keys live in etcd: clear them too.

@@ -4,17 +4,18 @@ import {gunzipSync} from 'node:zlib';
 import {execaExecutor, type CommandResult, type CommandSpec, type Executor} from '../../source/runner.js';
 import type {ApiRequest, HealthAnswer} from '../../source/remote/health.js';
 
-type FakeFile = {content: Buffer; mode: number; owner: string};
+/** link: a symbolic link's target (relative to its folder, as ln -s writes it). */
+type FakeFile = {content: Buffer; mode: number; owner: string; link?: string};
 
 /** What `stat` would tell of a file: any change of content, mode or owner changes it, as mtime/ctime would. */
 function fakeIdentity(file: FakeFile): string {
-	const digits = Number.parseInt(createHash('sha256').update(file.content).update(`${file.mode}:${file.owner}`).digest('hex').slice(0, 12), 16);
+	const digits = Number.parseInt(createHash('sha256').update(file.content).update(`${file.mode}:${file.owner}:${file.link ?? ''}`).digest('hex').slice(0, 12), 16);
 	const nanoseconds = String((digits % 999_999_999) + 1).padStart(9, '0');
 	return `2049:${digits % 1_000_000}:${file.content.length}:1764130000.${nanoseconds}:1764130000.${nanoseconds}`;
 }
 
-/** active/restarts: the apiserver; units: the other services that run (kube-nginx, controller-manager, scheduler). */
-export type FakeHost = {ip: string; files: Map<string, FakeFile>; active: boolean; reachable: boolean; restarts: number; units: Set<string>; unitRestarts: Map<string, number>; clockOffsetMs: number; listening: Array<{port: number; process: string}>};
+/** active/restarts: the apiserver; units: the other services that run (kube-nginx, controller-manager, scheduler); folders: the release folders, with their time. */
+export type FakeHost = {ip: string; files: Map<string, FakeFile>; folders: Map<string, number>; active: boolean; reachable: boolean; restarts: number; units: Set<string>; unitRestarts: Map<string, number>; clockOffsetMs: number; listening: Array<{port: number; process: string}>};
 
 const ok = (stdout = ''): CommandResult => ({exitCode: 0, stdout, stderr: '', durationMs: 1, timedOut: false});
 const fail = (exitCode: number, stderr: string): CommandResult => ({exitCode, stdout: '', stderr, durationMs: 1, timedOut: false});
@@ -76,6 +77,10 @@ export class FakeCluster {
 	readonly drainTimeline: string[] = [];
 	/** Files whose content a read hashed (`IP PATH`): an unchanged identity spares the hash. */
 	readonly hashedFiles: string[] = [];
+	/** `IP FROM -> TO` of every binary copied on a master (the old layout's file, nothing sent). */
+	readonly copies: string[] = [];
+	/** The time a release folder gets when its links are switched to it: later is larger. */
+	private clock = 0;
 	/** Uploads arrive empty, as when ssh dies mid-stream and cat sees the end of its input. */
 	truncateUploads = false;
 	/** Names ssh is given instead of a master's IP (masters[].sshHost), each to that IP. */
@@ -87,7 +92,7 @@ export class FakeCluster {
 
 	constructor(ips: string[]) {
 		for (const ip of ips) {
-			this.hosts.set(ip, {ip, files: new Map(), active: false, reachable: true, restarts: 0, units: new Set(), unitRestarts: new Map(), clockOffsetMs: 0, listening: []});
+			this.hosts.set(ip, {ip, files: new Map(), folders: new Map(), active: false, reachable: true, restarts: 0, units: new Set(), unitRestarts: new Map(), clockOffsetMs: 0, listening: []});
 		}
 	}
 
@@ -202,6 +207,11 @@ export class FakeCluster {
 				host.files.delete(file);
 			}
 
+			const emptied = unquoteWords(/; for d in (.*?); do rmdir/.exec(script)?.[1] ?? '');
+			for (const folder of emptied.filter(folder => ![...host.files.keys()].some(file => file.startsWith(`${folder}/`)))) {
+				host.folders.delete(folder);
+			}
+
 			return ok();
 		}
 
@@ -229,15 +239,74 @@ export class FakeCluster {
 					return [];
 				}
 
+				// A link: what it names, then its own identity with its target's hash, when the target is a regular file.
+				const target = found.link === undefined ? found : host.files.get(`${file.slice(0, file.lastIndexOf('/'))}/${found.link}`);
+				const named = found.link === undefined ? [] : [`L ${file}\t${found.link}`];
+				if (!target || target.link !== undefined) {
+					return named;
+				}
+
 				const identity = fakeIdentity(found);
 				if (known.has(`${identity} ${file}`)) {
-					return [`F ${found.mode.toString(8)}:${found.owner} ${identity} ${file}`];
+					return [...named, `F ${found.mode.toString(8)}:${found.owner} ${identity} ${file}`];
 				}
 
 				this.hashedFiles.push(`${host.ip} ${file}`);
-				return [`F ${found.mode.toString(8)}:${found.owner} ${identity} ${file}`, `${createHash('sha256').update(found.content).digest('hex')}  ${file}`];
+				return [...named, `F ${found.mode.toString(8)}:${found.owner} ${identity} ${file}`, `${createHash('sha256').update(target.content).digest('hex')}  ${file}`];
 			});
 			return ok(lines.join('\n'));
+		}
+
+		if (script.startsWith('set -e; rm -f -- ') && script.includes('; ln -sfn -- ')) {
+			// binDir's links switched: `ln -sfn -- TARGET TMP; mv -T -f -- TMP LINK` each, then the release folder touched.
+			const links = [...script.matchAll(/ln -sfn -- (\S+) \S+; mv -T -f -- \S+ (\S+?);/g)].map(match => unquoteWords(`${match[1]!} ${match[2]!}`) as [string, string]);
+			for (const [target, link] of links) {
+				host.files.set(link, {content: Buffer.from(''), mode: 0o777, owner: 'root', link: target});
+			}
+
+			host.folders.set(unquoteWords(/touch -c -- (\S+);/.exec(script)![1]!)[0]!, ++this.clock);
+
+			return ok(links.map(([, link]) => `S ${fakeIdentity(host.files.get(link)!)} ${link}`).join('\n'));
+		}
+
+		if (script.includes('; cp -- ')) {
+			// The old layout's binaries copied into the release folder: `cp -- FROM TMP` each, checked, `mv -f TMP TARGET`.
+			const copied = new Map([...script.matchAll(/; cp -- (\S+) (\S+?)(?=;)/g)].map(match => unquoteWords(`${match[2]!} ${match[1]!}`) as [string, string]));
+			const landed: string[] = [];
+			for (const move of script.matchAll(/; mv -f (\S+) (\S+?)(?=;)/g)) {
+				const [temporary, file] = unquoteWords(`${move[1]!} ${move[2]!}`) as [string, string];
+				const from = copied.get(temporary)!;
+				const source = host.files.get(from);
+				if (!source || source.link !== undefined) {
+					return fail(1, `cp: cannot stat '${from}': No such file or directory`);
+				}
+
+				host.files.set(file, {content: source.content, mode: 0o755, owner: 'root'});
+				this.copies.push(`${host.ip} ${from} -> ${file}`);
+				landed.push(`S ${fakeIdentity(host.files.get(file)!)} ${file}`);
+			}
+
+			return ok(landed.join('\n'));
+		}
+
+		if (script.startsWith('for d in ') && script.includes('stat -c \'%.9Y %n\'')) {
+			const folders = unquoteWords(script.slice('for d in '.length, script.indexOf('; do')));
+			return ok(folders.filter(folder => host.folders.has(folder)).map(folder => `${host.folders.get(folder)} ${folder}`).join('\n'));
+		}
+
+		if (script.includes('rmdir -- "$d" 2>/dev/null || echo "K $d"')) {
+			// Old releases removed: the files named, then each folder unless something is left in it.
+			for (const file of unquoteWords(/^rm -f -- (.*?); for d in/.exec(script)?.[1] ?? '')) {
+				host.files.delete(file);
+			}
+
+			const folders = unquoteWords(/for d in (.*?); do rmdir/.exec(script)![1]!);
+			const kept = folders.filter(folder => [...host.files.keys()].some(file => file.startsWith(`${folder}/`)));
+			for (const folder of folders.filter(folder => !kept.includes(folder))) {
+				host.folders.delete(folder);
+			}
+
+			return ok(kept.map(folder => `K ${folder}`).join('\n'));
 		}
 
 		if (/(cat|head -c \d+|gzip -dc) > /.test(script)) {

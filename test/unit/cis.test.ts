@@ -99,7 +99,7 @@ describe('CIS benchmark (kube-bench cis-1.10, sections 1.1-1.4)', () => {
 		const onMaster = cluster.calls.map(call => call.args.at(-1) ?? '').filter(script => script.includes('mktemp -d'));
 		expect(onMaster.length).toBeGreaterThan(0);
 		expect(onMaster.some(script => script.includes('127.0.0.1:10257'))).toBe(false);
-		expect(onMaster.every(script => script.includes('127.0.0.1:10259'))).toBe(true);
+		expect(onMaster.some(script => script.includes('127.0.0.1:10259'))).toBe(true);
 		expect(byId((await (await engine()).instance.cis()).get('k8smaster01')).get('1.3.7')).toMatchObject({level: 'fail', detail: '--bind-address=0.0.0.0 (wanted: 127.0.0.1)'});
 	});
 
@@ -109,7 +109,10 @@ describe('CIS benchmark (kube-bench cis-1.10, sections 1.1-1.4)', () => {
 		for (const ip of ips) {
 			for (const [file, found] of cluster.hosts.get(ip)!.files) {
 				expect(found.owner, file).toBe('root');
-				expect(found.mode, file).toBe(file.startsWith('/opt/k8s/bin/') ? 0o755 : 0o600);
+				// binDir's links aside: a link's mode is never used.
+				if (found.link === undefined) {
+					expect(found.mode, file).toBe(file.startsWith('/opt/k8s/bin/v1.28.7/') ? 0o755 : 0o600);
+				}
 			}
 		}
 	});

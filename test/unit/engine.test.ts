@@ -55,7 +55,8 @@ describe('apply', () => {
 		for (const ip of ips) {
 			const host = cluster.hosts.get(ip)!;
 			expect(host.active).toBe(true);
-			expect(hostFile(cluster, ip, '/opt/k8s/bin/kube-apiserver')?.mode).toBe(0o755);
+			expect(hostFile(cluster, ip, '/opt/k8s/bin/v1.28.7/kube-apiserver')?.mode).toBe(0o755);
+			expect(hostFile(cluster, ip, '/opt/k8s/bin/kube-apiserver')?.link).toBe('v1.28.7/kube-apiserver');
 			expect(hostFile(cluster, ip, '/etc/kubernetes/cert/kubernetes-key.pem')?.mode).toBe(0o600);
 			expect(hostFile(cluster, ip, '/etc/kubernetes/encryption-config.yaml')?.mode).toBe(0o600);
 			expect(hostFile(cluster, ip, '/etc/systemd/system/kube-apiserver.service')?.content.toString()).toContain(`--advertise-address=${ip}`);
@@ -73,9 +74,9 @@ describe('apply', () => {
 
 		expect(cluster.bindings.has('kube-apiserver:kubelet-apis')).toBe(true);
 		const stepsDone = events.filter(event => event.type === 'step-done').map(event => event.type === 'step-done' && `${event.step}:${event.outcome}`);
-		expect(stepsDone.slice(0, 10)).toEqual(['preflight:done', 'distinct-machines:done', 'binaries:done', 'certs:done', 'encryption:done', 'audit:done', 'units:done', 'start:done', 'etcd-check:done', 'rbac:done']);
-		// verify and its cluster checks side by side: either may finish first.
-		expect(stepsDone.slice(10).sort()).toEqual(['verify-cluster:done', 'verify:done']);
+		// The files steps run side by side: they finish in any order (binaries switches its links after its uploads);
+		// verify and its cluster checks side by side too.
+		expect([...stepsDone.slice(0, 2), new Set(stepsDone.slice(2, 7)), ...stepsDone.slice(7, 10), new Set(stepsDone.slice(10))]).toEqual(['preflight:done', 'distinct-machines:done', new Set(['binaries:done', 'certs:done', 'encryption:done', 'audit:done', 'units:done']), 'start:done', 'etcd-check:done', 'rbac:done', new Set(['verify-cluster:done', 'verify:done'])]);
 		expect(instance.state.snapshot.run?.status).toBe('done');
 		// The files of the five files steps are read in one round trip per master, beside preflight, and what
 		// verify read is what run uses. The units' state is not read on fresh masters (every unit starts whatever it is).
@@ -83,7 +84,7 @@ describe('apply', () => {
 		for (const ip of ips) {
 			const fileReads = remoteScripts(ip).filter(script => script.includes('k8smi_stats='));
 			expect(fileReads).toHaveLength(1);
-			for (const file of ['/opt/k8s/bin/kube-apiserver', '/etc/kubernetes/cert/ca.pem', '/etc/kubernetes/encryption-config.yaml', '/etc/kubernetes/audit-policy.yaml', '/etc/systemd/system/kube-scheduler.service']) {
+			for (const file of ['/opt/k8s/bin/v1.28.7/kube-apiserver', '/opt/k8s/bin/kube-apiserver', '/etc/kubernetes/cert/ca.pem', '/etc/kubernetes/encryption-config.yaml', '/etc/kubernetes/audit-policy.yaml', '/etc/systemd/system/kube-scheduler.service']) {
 				expect(fileReads[0]).toContain(` ${file} `);
 			}
 
@@ -164,7 +165,8 @@ describe('apply', () => {
 		});
 		await coarse.apply({confirm: true});
 		expect(new Set(cluster.hashedFiles.map(entry => entry.split(' ')[0]))).toEqual(new Set([ips[0]]));
-		expect(cluster.hashedFiles.filter(entry => entry.includes('/opt/k8s/bin/'))).toHaveLength(4);
+		// The four binaries, and the four links to them (each link's target is hashed through it).
+		expect(cluster.hashedFiles.filter(entry => entry.includes('/opt/k8s/bin/'))).toHaveLength(8);
 		cluster.hashedFiles.length = 0;
 
 		// Changed by hand: its identity changes with it, so it is hashed, found foreign, and left alone (no --overwrite).
@@ -578,11 +580,12 @@ describe('binaries', () => {
 		const cluster = new FakeCluster(ips);
 		const engine = () => new Engine({config, workspace: new Workspace(stateDir, config.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe, api: cluster.api});
 		await engine().apply({confirm: true});
-		const binaries = () => [...cluster.hosts.get('172.24.8.71')!.files.keys()].filter(file => file.startsWith('/opt/k8s/bin/')).sort();
-		expect(binaries()).toEqual(['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubectl'].map(name => `/opt/k8s/bin/${name}`));
+		const binaries = () => [...cluster.hosts.get('172.24.8.71')!.files.keys()].filter(file => file.startsWith('/opt/k8s/bin/v1.28.7/')).sort();
+		expect(binaries()).toEqual(['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubectl'].map(name => `/opt/k8s/bin/v1.28.7/${name}`));
 		const withKubelet = await loadConfig(writeConfig(dir, {...baseConfig(tarball), binaries: {tarball, include: ['kubelet', 'kube-proxy']}}));
 		await new Engine({config: withKubelet, workspace: new Workspace(stateDir, withKubelet.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe, api: cluster.api}).apply({confirm: true});
-		expect(binaries()).toEqual(['kube-apiserver', 'kube-controller-manager', 'kube-proxy', 'kube-scheduler', 'kubectl', 'kubelet'].map(name => `/opt/k8s/bin/${name}`));
+		expect(binaries()).toEqual(['kube-apiserver', 'kube-controller-manager', 'kube-proxy', 'kube-scheduler', 'kubectl', 'kubelet'].map(name => `/opt/k8s/bin/v1.28.7/${name}`));
+		expect(hostFile(cluster, '172.24.8.71', '/opt/k8s/bin/kubelet')?.link).toBe('v1.28.7/kubelet');
 
 		const broken = makeFixture('v1.28.7', binaryNames.filter(name => name !== 'kube-apiserver'));
 		const brokenConfig = await loadConfig(writeConfig(broken.dir, baseConfig(broken.tarball)));
@@ -594,11 +597,11 @@ describe('binaries', () => {
 		const {cluster, engine, configFile, tarball, logFile} = setup();
 		writeConfig(path.dirname(configFile), {...baseConfig(tarball), binaries: {tarball, transfer: 'raw'}});
 		await (await engine()).engine.apply({confirm: true});
-		const apiserverUploads = () => cluster.uploads('172.24.8.71').filter(call => call.args.at(-1)!.includes('/opt/k8s/bin/kube-apiserver'));
+		const apiserverUploads = () => cluster.uploads('172.24.8.71').filter(call => call.args.at(-1)!.includes('/opt/k8s/bin/v1.28.7/kube-apiserver'));
 		expect(apiserverUploads()).toHaveLength(1);
 		expect(apiserverUploads()[0]!.args.at(-1)).not.toContain('gzip -dc');
 		const [binary] = apiserverUploads()[0]!.inputParts!;
-		expect(hostFile(cluster, '172.24.8.71', '/opt/k8s/bin/kube-apiserver')!.content).toEqual(readFileSync((binary as {file: string}).file));
+		expect(hostFile(cluster, '172.24.8.71', '/opt/k8s/bin/v1.28.7/kube-apiserver')!.content).toEqual(readFileSync((binary as {file: string}).file));
 		expect(readFileSync(logFile, 'utf8')).toMatch(/"event":"unpack".*"transfer":"binaries.transfer: raw"/);
 
 		writeConfig(path.dirname(configFile), {...baseConfig(tarball), binaries: {tarball, transfer: 'compressed'}});
@@ -635,7 +638,7 @@ describe('binaries', () => {
 		execFileSync('tar', ['-czf', tarball, '-C', path.join(rebuilt.dir, 'src'), 'kubernetes']);
 		await (await engine()).engine.apply({confirm: true});
 		expect(unpacks()).toBe(2);
-		expect(hostFile(cluster, ips[0]!, '/opt/k8s/bin/kube-scheduler')?.content).toEqual(elfExecutable('rebuilt\n'));
+		expect(hostFile(cluster, ips[0]!, '/opt/k8s/bin/v1.28.7/kube-scheduler')?.content).toEqual(elfExecutable('rebuilt\n'));
 	});
 });
 
@@ -662,7 +665,8 @@ describe('plan', () => {
 		const {engine, stateDir} = setup();
 		await (await engine()).engine.apply({confirm: true});
 		const text = formatPlan(await (await engine()).engine.plan());
-		expect(text).toMatch(/write \/opt\/k8s\/bin\/kube-apiserver {2}mode 0755 .* sha256 [a-f\d]{16}/);
+		expect(text).toMatch(/write \/opt\/k8s\/bin\/v1\.28\.7\/kube-apiserver {2}mode 0755 .* sha256 [a-f\d]{16}/);
+		expect(text).toContain('point /opt/k8s/bin/kube-apiserver, /opt/k8s/bin/kube-controller-manager, /opt/k8s/bin/kube-scheduler, /opt/k8s/bin/kubectl at v1.28.7/ (ln -s, mv -T)');
 		expect(text).toContain('recorded done');
 		const key = readFileSync(path.join(stateDir, 'kubernetes', 'pki', 'encryption.key'), 'utf8').trim();
 		expect(text).not.toContain(key);

@@ -76,12 +76,13 @@ describe('rendering the unit', () => {
 		expect(flags).toContain('--bind-address=172.24.8.72');
 	});
 
-	test('the unit is a Type=notify service with a working directory under k8sDir, and no quoted values', async () => {
+	test('the unit is a Type=notify service with a working directory under k8sDir, its release\'s binary, and no quoted values', async () => {
 		const {config} = await configFor('v1.28.7');
 		const unit = renderUnit(config, '172.24.8.71');
 		expect(unit).toContain('Type=notify');
 		expect(unit).toContain('WorkingDirectory=/data/k8s/k8s/kube-apiserver');
-		expect(unit).toContain('ExecStart=/opt/k8s/bin/kube-apiserver \\');
+		// The release's own folder, not binDir's link: a new release waits beside the running one.
+		expect(unit).toContain('ExecStart=/opt/k8s/bin/v1.28.7/kube-apiserver \\');
 		expect(unit).not.toMatch(/["']/);
 		// Every continued line ends in a backslash except the last flag.
 		const execLines = unit.split('\n').filter(line => line.startsWith('  --'));

@@ -1,0 +1,224 @@
+import {randomBytes} from 'node:crypto';
+import type {ResolvedConfig} from '../config/load.js';
+import type {Master} from '../config/schema.js';
+import {releaseBinDir} from '../render/artifacts.js';
+import {shellQuote, shellWords} from '../remote/quote.js';
+import {confirmOverwrite, readRemoteFiles, runUploads, statFormat, type RemoteFileFacts, type Upload} from './files.js';
+import type {PlannedAction, StepContext, StepDefinition, Verification} from './types.js';
+
+/*
+ * binDir holds each release in a folder of its own (binDir/v1.28.7/kube-apiserver) and a link per
+ * binary to the current one (binDir/kube-apiserver -> v1.28.7/kube-apiserver). The units name the
+ * release's folder, so a new release waits beside the running one until the start step restarts
+ * each service; the links serve operators, scripts and the tool's own kubectl on the masters.
+ */
+
+const releaseName = /^v\d+\.\d+\.\d+$/;
+
+/** binDir/NAME: the link operators and scripts call. */
+const linkPath = (config: ResolvedConfig, name: string) => `${config.paths.binDir}/${name}`;
+
+/** What binDir/NAME names: relative, so that the folder can be moved or mounted elsewhere whole. */
+const linkTarget = (config: ResolvedConfig, name: string) => `${config.version}/${name}`;
+
+/** Release folder -> the binaries this install wrote in it on a master (from the state, whichever run wrote them). */
+export function recordedReleases(context: StepContext, master: Master): Map<string, Array<{path: string; name: string; hashes: Set<string>}>> {
+	const {binDir} = context.config.paths;
+	const releases = new Map<string, Array<{path: string; name: string; hashes: Set<string>}>>();
+	for (const [remotePath, hashes] of context.state.writtenFiles(master.name)) {
+		const [release, name, ...rest] = remotePath.startsWith(`${binDir}/`) ? remotePath.slice(binDir.length + 1).split('/') : [];
+		if (release && name && rest.length === 0 && releaseName.test(release)) {
+			const folder = `${binDir}/${release}`;
+			releases.set(folder, [...releases.get(folder) ?? [], {path: remotePath, name, hashes}]);
+		}
+	}
+
+	return releases;
+}
+
+/** A link this install made: it names NAME in a release folder this install wrote (or is writing). */
+export function ownLink(context: StepContext, master: Master, name: string, target: string): boolean {
+	const release = target.split('/');
+	return release.length === 2 && release[1] === name && (release[0] === context.config.version || recordedReleases(context, master).has(`${context.config.paths.binDir}/${release[0]}`));
+}
+
+/** Whether what sits at binDir/NAME may be replaced by the link without asking. */
+function replaceable(context: StepContext, master: Master, upload: Upload, facts: RemoteFileFacts | undefined): boolean {
+	if (facts === undefined) {
+		return true;
+	}
+
+	if (facts.link !== undefined) {
+		return ownLink(context, master, upload.label, facts.link);
+	}
+
+	// A regular file: the old layout's binary, if this install wrote it (or it is the release's own).
+	return facts.sha256 === upload.sha256 || (facts.sha256 !== undefined && context.state.writtenHashes(master.name, linkPath(context.config, upload.label)).has(facts.sha256));
+}
+
+const releaseUploads = (actions: PlannedAction[]) => actions.filter((action): action is Upload => action.kind === 'upload');
+type RemoteAction = Extract<PlannedAction, {kind: 'remote'}>;
+
+/**
+ * Every link switched at once: each made under a temporary name and renamed over binDir/NAME (one
+ * rename: a caller sees the old binary or the new one, never none). The release's folder, made by
+ * the uploads under umask 077, becomes 0755 root-owned, and its time then says when it became the
+ * current release, which the start step's clean-up reads. Prints each link's identity.
+ */
+function switchLinksScript(config: ResolvedConfig, names: string[]): string {
+	const temporary = (name: string) => `${shellQuote(linkPath(config, name))}.k8smi-link-$$`;
+	return [
+		// What a killed run's session left (it may have died between ln and mv).
+		`set -e; rm -f -- ${names.map(name => `${shellQuote(linkPath(config, name))}.k8smi-link-*`).join(' ')}`,
+		...names.map(name => `ln -sfn -- ${shellQuote(linkTarget(config, name))} ${temporary(name)}; mv -T -f -- ${temporary(name)} ${shellQuote(linkPath(config, name))}`),
+		`chown root:root ${shellQuote(releaseBinDir(config))}`,
+		`chmod 755 ${shellQuote(releaseBinDir(config))}`,
+		`touch -c -- ${shellQuote(releaseBinDir(config))}`,
+		`stat -c 'S ${statFormat} %n' -- ${shellWords(names.map(name => linkPath(config, name)))}`,
+	].join('; ');
+}
+
+/**
+ * The old layout's binaries (binDir/NAME, regular files) copied into the release's folder on the
+ * master instead of being sent again: checked like an upload, then renamed into place. Prints each new file's identity.
+ */
+function copyScript(config: ResolvedConfig, copies: Upload[], token: string): string {
+	const from = (upload: Upload) => shellQuote(linkPath(config, upload.path.slice(upload.path.lastIndexOf('/') + 1)));
+	const temporary = (upload: Upload) => shellQuote(`${upload.path}.k8smi-new-${token}`);
+	const temporaries = copies.map(temporary).join(' ');
+	return [
+		`set -e; umask 077; trap ${shellQuote(`rm -f ${temporaries}`)} EXIT; mkdir -p -- ${shellQuote(releaseBinDir(config))}; rm -f -- ${copies.map(upload => `${shellQuote(upload.path)}.k8smi-new-*`).join(' ')}`,
+		...copies.map(upload => `cp -- ${from(upload)} ${temporary(upload)}`),
+		`if [ "$(sha256sum ${temporaries} | cut -d' ' -f1 | tr '\\n' ' ')" != ${shellQuote(`${copies.map(upload => upload.sha256).join(' ')} `)} ]; then echo 'a binary changed while it was copied' >&2; exit 3; fi`,
+		`chown root:root ${temporaries}`,
+		`chmod 755 ${temporaries}`,
+		...copies.map(upload => `mv -f ${temporary(upload)} ${shellQuote(upload.path)}`),
+		'trap - EXIT',
+		`stat -c 'S ${statFormat} %n' -- ${shellWords(copies.map(upload => upload.path))}`,
+	].join('; ');
+}
+
+const landedStats = (output: string) => new Map([...output.matchAll(/^S (\S+) (.+)$/gm)].map(match => [match[2]!, match[1]!] as const));
+
+function binariesPlan(context: StepContext): PlannedAction[] {
+	const {config} = context;
+	if (!context.binaries) {
+		return [{kind: 'check', description: `unpack ${config.binaries.tarball ?? config.binaries.url} and copy its server binaries to ${releaseBinDir(config)}/, then point ${config.paths.binDir}/NAME at them (hashes known once unpacked)`}];
+	}
+
+	const names = context.binaries.map(binary => binary.name);
+	return [
+		...context.binaries.map((binary): Upload => ({
+			kind: 'upload', path: `${releaseBinDir(config)}/${binary.name}`, mode: 0o755, sha256: binary.sha256, bytes: binary.bytes, secret: false, source: binary.gzipBytes === undefined ? {file: binary.file} : {gzipFile: binary.file, gzipBytes: binary.gzipBytes}, label: binary.name,
+		})),
+		{kind: 'remote', script: switchLinksScript(config, names), display: `point ${names.map(name => linkPath(config, name)).join(', ')} at ${config.version}/ (ln -s, mv -T)`},
+	];
+}
+
+/** The release's files and binDir's links. */
+const binaryReads = (context: StepContext) => releaseUploads(binariesPlan(context)).flatMap(upload => [upload.path, linkPath(context.config, upload.label)]);
+
+/** Whether every link already names this release. */
+function linksInPlace(context: StepContext, uploads: Upload[], facts: Map<string, RemoteFileFacts>): boolean {
+	return uploads.every(upload => facts.get(linkPath(context.config, upload.label))?.link === linkTarget(context.config, upload.label));
+}
+
+/** The links' identities with their targets' hashes: a later read does not hash 100 MB through a link that did not change. */
+function recordLinks(context: StepContext, master: Master, uploads: Upload[], stats: Map<string, string | undefined>): void {
+	context.state.recordStats('binaries', master.name, uploads.map(upload => ({path: linkPath(context.config, upload.label), stat: stats.get(linkPath(context.config, upload.label)), sha256: upload.sha256})));
+}
+
+/**
+ * Copies the release's binaries into binDir/VERSION/ (from the old layout's files on the master when
+ * they hold the same bytes, else over ssh), then switches binDir/NAME to them. The services keep
+ * running their own release's binaries until the start step restarts them.
+ */
+export const binaries: StepDefinition = {
+	id: 'binaries',
+	title: 'Copy the server binaries',
+	needs: [],
+	scope: 'each-master',
+	plan: binariesPlan,
+	reads: binaryReads,
+	async verify(context, master): Promise<Verification> {
+		const uploads = releaseUploads(binariesPlan(context));
+		const facts = await readRemoteFiles(context, master, 'binaries', binaryReads(context));
+		const missing = uploads.filter(upload => !(facts.get(upload.path)?.sha256 === upload.sha256 && facts.get(upload.path)?.mode === upload.mode && facts.get(upload.path)?.owner === 'root'));
+		if (missing.length > 0 || !linksInPlace(context, uploads, facts)) {
+			return {done: false, detail: missing.length > 0 ? `${missing.length} of ${uploads.length} binaries to write` : `${context.config.paths.binDir}'s links to switch to ${context.config.version}`, observed: facts};
+		}
+
+		context.state.recordStats('binaries', master.name, uploads.map(upload => ({path: upload.path, stat: facts.get(upload.path)?.stat, sha256: upload.sha256})));
+		recordLinks(context, master, uploads, new Map(uploads.map(upload => [linkPath(context.config, upload.label), facts.get(linkPath(context.config, upload.label))?.stat])));
+		return {done: true, detail: `${uploads.length} binaries of ${context.config.version} in place, linked from ${context.config.paths.binDir}`};
+	},
+	async run(context, master, _inputs, verification) {
+		const {config} = context;
+		const actions = binariesPlan(context);
+		const uploads = releaseUploads(actions);
+		const facts = new Map((verification?.observed as Map<string, RemoteFileFacts> | undefined) ?? await readRemoteFiles(context, master, 'binaries', binaryReads(context)));
+		// Asked first, before a byte is sent: a file at binDir/NAME this install did not write.
+		for (const upload of uploads) {
+			const current = facts.get(linkPath(config, upload.label));
+			if (current?.link !== linkTarget(config, upload.label) && !replaceable(context, master, upload, current)) {
+				await confirmOverwrite(context, master, 'binaries', {...upload, path: linkPath(config, upload.label)});
+			}
+		}
+
+		const [switchLinks] = actions.filter((action): action is RemoteAction => action.kind === 'remote');
+		// The old layout's binary with this release's bytes: copied on the master (binaries are 100+ MB).
+		const copies = uploads.filter(upload => facts.get(upload.path)?.sha256 !== upload.sha256 && facts.get(linkPath(config, upload.label))?.link === undefined && facts.get(linkPath(config, upload.label))?.sha256 === upload.sha256);
+		if (copies.length > 0) {
+			context.throwIfStopping();
+			const script = copyScript(config, copies, randomBytes(4).toString('hex'));
+			const copied = landedStats((await context.remote.check(master, script, {step: 'binaries', display: `cp ${copies.map(upload => linkPath(config, upload.label)).join(', ')} into ${releaseBinDir(config)}/ (the same bytes: nothing sent)`})).stdout);
+			const changed = context.changedFiles.get(master.name) ?? new Set<string>();
+			context.changedFiles.set(master.name, changed);
+			for (const upload of copies) {
+				facts.set(upload.path, {sha256: upload.sha256, mode: upload.mode, owner: 'root', stat: copied.get(upload.path)});
+				changed.add(upload.path);
+			}
+		}
+
+		const note = await runUploads(context, master, 'binaries', actions, facts);
+		context.throwIfStopping();
+		const linked = landedStats((await context.remote.check(master, switchLinks!.script, {step: 'binaries', display: switchLinks!.display})).stdout);
+		recordLinks(context, master, uploads, linked);
+		return `${copies.length > 0 ? `${copies.length} copied on the master from the old layout, ` : ''}${note}; ${config.paths.binDir}/NAME point at ${config.version}/`;
+	},
+};
+
+/**
+ * After the start step on a master (every service ready on this release): release folders this
+ * install wrote, other than this one and the previous one (the way back), are removed: the files it
+ * wrote there, the links still naming them, then the folder if nothing else is left in it.
+ * The previous release is the folder that most recently became current (its time, set when its links were switched).
+ */
+export async function pruneReleases(context: StepContext, master: Master, step: string): Promise<string | undefined> {
+	const current = releaseBinDir(context.config);
+	const recorded = recordedReleases(context, master);
+	recorded.delete(current);
+	// The previous release alone (or none) is all there is to keep: nothing to read.
+	if (recorded.size < 2) {
+		return undefined;
+	}
+
+	const folders = [...recorded.keys()];
+	const listing = await context.remote.check(master, `for d in ${shellWords(folders)}; do if [ -d "$d" ]; then stat -c '%.9Y %n' -- "$d"; fi; done`, {step, display: `list the release folders ${folders.join(', ')}`});
+	const present = [...listing.stdout.matchAll(/^(\d+(?:\.\d+)?) (\S+)$/gm)].map(match => ({time: Number(match[1]), folder: match[2]!})).filter(each => recorded.has(each.folder)).sort((a, b) => b.time - a.time);
+	const [previous, ...older] = present;
+	if (older.length === 0) {
+		return undefined;
+	}
+
+	const files = older.flatMap(each => recorded.get(each.folder)!);
+	const links = [...new Set(files.map(file => file.name))].map(name => linkPath(context.config, name));
+	const facts = await readRemoteFiles(context, master, step, [...files.map(file => file.path), ...links], 'binaries');
+	const ours = files.filter(file => file.hashes.has(facts.get(file.path)?.sha256 ?? '')).map(file => file.path);
+	const oldLinks = links.filter(link => older.some(each => facts.get(link)?.link === `${each.folder.slice(context.config.paths.binDir.length + 1)}/${link.slice(link.lastIndexOf('/') + 1)}`));
+	const removal = `${[...ours, ...oldLinks].length > 0 ? `rm -f -- ${shellWords([...ours, ...oldLinks])}; ` : ''}for d in ${shellWords(older.map(each => each.folder))}; do rmdir -- "$d" 2>/dev/null || echo "K $d"; done`;
+	const result = await context.remote.check(master, removal, {step, display: `remove the releases ${older.map(each => each.folder).join(', ')} (kept ${previous!.folder}, the previous one)`});
+	const kept = [...result.stdout.matchAll(/^K (\S+)$/gm)].map(match => match[1]!);
+	const removed = older.map(each => each.folder).filter(folder => !kept.includes(folder));
+	return `removed ${removed.length > 0 ? removed.join(', ') : 'no release folder'}${kept.length > 0 ? ` (${kept.join(', ')} still hold files this install did not write: left)` : ''}; kept ${previous!.folder}, the way back`;
+}
