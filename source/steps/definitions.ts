@@ -32,7 +32,9 @@ export const audit = filesStep({id: 'audit', title: 'Place the audit policy', ne
 export const units = filesStep({
 	id: 'units',
 	title: 'Install the units and the component configs',
-	needs: [],
+	// A unit names its release's folder: written before the binaries land there, a daemon-reload or a
+	// reboot in between (a killed upgrade) would start a folder that is empty or not there.
+	needs: ['binaries'],
 	plan: (context, master) => [
 		// umask 077, as the uploads make their folders: a folder both make (/opt/k8s) gets one mode whichever runs first.
 		{kind: 'remote', script: `umask 077; mkdir -p ${shellWords(workingDirectories(context.config))}`},
