@@ -62,7 +62,7 @@ describe.skipIf(!lab)('apply on the lab\'s three masters', () => {
 
 			// The release's binaries in a folder of its own, 0755 root:root; binDir's name links to it, and the unit starts the release's.
 			expect(facts.get('/opt/k8s/bin/v1.28.7/kube-apiserver')).toMatchObject({mode: '755', owner: 'root:root'});
-			expect(labSsh(lab!, host.name, 'stat -c \'%a %U:%G\' /opt/k8s/bin/v1.28.7; readlink /opt/k8s/bin/kube-apiserver; systemctl show -p ExecStart kube-apiserver | grep -o \'path=[^ ;]*\'').trim().split('\n')).toEqual(['755 root:root', 'v1.28.7/kube-apiserver', 'path=/opt/k8s/bin/v1.28.7/kube-apiserver']);
+			expect(labSsh(lab!, host.name, 'stat -c \'%a %U:%G\' /opt/k8s/bin/v1.28.7; readlink /opt/k8s/bin/kube-apiserver; systemctl show -p ExecStart kube-apiserver | grep -o \'{ path=[^ ;]*\' | cut -c3-').trim().split('\n')).toEqual(['755 root:root', 'v1.28.7/kube-apiserver', 'path=/opt/k8s/bin/v1.28.7/kube-apiserver']);
 			expect(activeUnits(host.name)).toEqual(['active', 'active', 'active', 'active']);
 			// Secure ports only: the apiserver on the master's address; kube-nginx, controller-manager and scheduler on loopback (CIS 1.3.7, 1.4.2); no insecure 10251/10252.
 			const listening = labSsh(lab!, host.name, 'ss -Hltn | awk \'{print $4}\' | sort').trim().split('\n');
