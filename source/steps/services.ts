@@ -254,7 +254,11 @@ export function startStep(uploadsOf: UploadsOf, {id = 'start', order = installRe
 				context.state.recordRestartTime(master.name, {ms: Date.now() - restartStarted, at: new Date().toISOString(), services: toRestart});
 			}
 
-			// Every service ready on this release: no unit here still runs an older one.
+			// Every service ready on this release: it is the way back from the next one, and no unit here still runs an older one.
+			if (handled.length === services.length) {
+				context.state.recordStartedRelease(master.name, context.config.version);
+			}
+
 			const pruned = handled.length === services.length ? await pruneReleases(context, master, id) : undefined;
 			const restarted = [...toRestart, ...toReload.map(name => `${name} (reloaded)`)];
 			const drained = drain ? `; its apiserver was out of kube-nginx on ${drain.masters.length} masters meanwhile` : '';

@@ -49,8 +49,8 @@ describe('versioned binaries', () => {
 		}
 
 		const scripts = cluster.calls.filter(call => call.step === 'binaries').map(call => call.args.at(-1)!);
-		// Each link made under a temporary name, then renamed over the old one; the release's folder 0755 root-owned.
-		expect(scripts.find(script => script.includes('ln -sfn'))).toContain('; chown root:root /opt/k8s/bin/v1.28.7; chmod 755 /opt/k8s/bin/v1.28.7; touch -c -- /opt/k8s/bin/v1.28.7; ');
+		// The release's folder 0755 root-owned first, then each link made under a temporary name and renamed over the old one.
+		expect(scripts.find(script => script.includes('ln -sfn'))).toContain('; chown root:root /opt/k8s/bin/v1.28.7; chmod 755 /opt/k8s/bin/v1.28.7; ln -sfn -- v1.28.7/kube-apiserver ');
 		expect(scripts.find(script => script.includes('ln -sfn'))).toContain('rm -f -- /opt/k8s/bin/kube-apiserver.k8smi-link-* ');
 		expect(scripts.find(script => script.includes('ln -sfn'))).toContain('ln -sfn -- v1.28.7/kubectl /opt/k8s/bin/kubectl.k8smi-link-$$; mv -T -f -- /opt/k8s/bin/kubectl.k8smi-link-$$ /opt/k8s/bin/kubectl');
 		expect(cluster.uploads().every(call => !/\/opt\/k8s\/bin\/kube[\w-]*'? /.test(call.args.at(-1)!.replaceAll('/opt/k8s/bin/v1.28.7/', '')))).toBe(true);
@@ -186,7 +186,7 @@ describe('versioned binaries', () => {
 		expect(file(ips[2]!, '/opt/k8s/bin/kubectl')?.link).toBe('../../../usr/local/bin/kubectl');
 
 		await (await engine({overwrite: true})).apply({confirm: true});
-		expect(cluster.calls.filter(call => call.args.at(-1)!.includes('cp -p -- /opt/k8s/bin/kubectl /opt/k8s/bin/kubectl.k8smi-backup-'))).toHaveLength(2);
+		expect(cluster.calls.filter(call => call.args.at(-1)!.includes('cp -P -p -- /opt/k8s/bin/kubectl /opt/k8s/bin/kubectl.k8smi-backup-'))).toHaveLength(2);
 		expect(file(ips[1]!, '/opt/k8s/bin/kubectl')?.link).toBe('v1.28.7/kubectl');
 		expect(file(ips[2]!, '/opt/k8s/bin/kubectl')?.link).toBe('v1.28.7/kubectl');
 	});
