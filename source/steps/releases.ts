@@ -154,9 +154,9 @@ export const binaries: StepDefinition = {
 		const uploads = releaseUploads(binariesPlan(context));
 		const facts = await readRemoteFiles(context, master, 'binaries', binaryReads(context));
 		const missing = uploads.filter(upload => !(facts.get(upload.path)?.sha256 === upload.sha256 && facts.get(upload.path)?.mode === upload.mode && facts.get(upload.path)?.owner === 'root'));
+		const links = linksInPlace(context, uploads, facts) ? undefined : `${context.config.paths.binDir}'s links to switch to ${context.config.version}`;
 		const folder = folderProblem(context, facts);
-		if (missing.length > 0 || !linksInPlace(context, uploads, facts) || folder) {
-			const links = linksInPlace(context, uploads, facts) ? undefined : `${context.config.paths.binDir}'s links to switch to ${context.config.version}`;
+		if (missing.length > 0 || links || folder) {
 			return {done: false, detail: missing.length > 0 ? `${missing.length} of ${uploads.length} binaries to write` : links ?? folder!, observed: facts};
 		}
 
