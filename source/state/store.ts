@@ -44,6 +44,8 @@ export type InstallState = {
 	steps: Partial<Record<string, {hosts: Record<string, HostRecord>}>>;
 	/** Per master, how long its last restart took (from the restart until every service was ready): plan's estimate. */
 	restartTimes?: Record<string, RestartTime>;
+	/** Per master, the releases the start step brought up healthy there, oldest first: the last two are the current one and the way back. */
+	startedReleases?: Record<string, string[]>;
 };
 
 export type RestartTime = {ms: number; at: string; services: string[]};
@@ -82,9 +84,9 @@ export function migrateState(stored: StateSchema1 | StateSchema2): InstallState 
 
 /**
  * One operation's view of the progress: its steps are named as the operation names them; what any
- * operation wrote on a host (writtenFiles, writtenHashes, forgetHost) is the whole state's.
+ * operation wrote on a host (writtenFiles, writtenHashes, forgetFiles, forgetHost) is the whole state's.
  */
-export type Progress = Pick<StateStore, 'writtenHashes' | 'writtenFiles' | 'forgetHost' | 'recordRestartTime'> & {
+export type Progress = Pick<StateStore, 'writtenHashes' | 'writtenFiles' | 'forgetFiles' | 'forgetHost' | 'recordRestartTime' | 'recordStartedRelease' | 'startedReleases'> & {
 	host(key: string, host: string): HostRecord | undefined;
 	recordHost(key: string, host: string, record: HostRecord): void;
 	recordFile(key: string, host: string, remotePath: string, hash: string, stat?: string): void;
@@ -134,8 +136,11 @@ export class StateStore {
 			recordService: (step, host, service, inputs) => this.recordService(stepKey(operation, step), host, service, inputs),
 			writtenHashes: (host, remotePath) => this.writtenHashes(host, remotePath),
 			writtenFiles: host => this.writtenFiles(host),
+			forgetFiles: (host, remotePaths) => this.forgetFiles(host, remotePaths),
 			forgetHost: host => this.forgetHost(host),
 			recordRestartTime: (host, time) => this.recordRestartTime(host, time),
+			recordStartedRelease: (host, version) => this.recordStartedRelease(host, version),
+			startedReleases: host => this.startedReleases(host),
 		};
 	}
 
@@ -246,12 +251,43 @@ export class StateStore {
 		});
 	}
 
+	/** Remembers that a release started healthy on a master; one started again moves to the end. */
+	recordStartedRelease(host: string, version: string): void {
+		const started = this.startedReleases(host);
+		if (started.at(-1) === version) {
+			return;
+		}
+
+		this.update(state => {
+			state.startedReleases = {...state.startedReleases, [host]: [...started.filter(each => each !== version), version].slice(-2)};
+		});
+	}
+
+	/** The releases that started healthy on a master, oldest first (none recorded before this record existed). */
+	startedReleases(host: string): string[] {
+		return this.state.startedReleases?.[host] ?? [];
+	}
+
+	/** Forgets files that are no longer on a host (removed with an old release), whichever step wrote them. */
+	forgetFiles(host: string, remotePaths: string[]): void {
+		this.update(state => {
+			for (const record of Object.values(state.steps).map(step => step?.hosts[host])) {
+				for (const remotePath of remotePaths) {
+					delete record?.files?.[remotePath];
+					delete record?.stats?.[remotePath];
+				}
+			}
+		});
+	}
+
 	/** Forgets what was done on one host (after reset removed it there). */
 	forgetHost(host: string): void {
 		this.update(state => {
 			for (const step of Object.values(state.steps)) {
 				delete step?.hosts[host];
 			}
+
+			delete state.startedReleases?.[host];
 		});
 	}
 

@@ -10,6 +10,7 @@ export type Upload = Extract<PlannedAction, {kind: 'upload'}>;
 /**
  * `stat` is device:inode:size:mtime:ctime (ns); any write, rename or chmod changes at least one of them.
  * `link`: the target a symbolic link names (its sha256 is its target's, when that is a regular file).
+ * A folder has its mode and owner alone.
  */
 export type RemoteFileFacts = {sha256?: string; mode?: number; owner?: string; stat?: string; link?: string};
 
@@ -24,7 +25,8 @@ export function knownIdentities(context: StepContext, master: Master, step: Step
 /**
  * One stat for every path (absent ones print nothing), then one sha256sum for the regular files whose
  * identity is not the recorded one: a couple of processes whatever the number of files. %f is the raw
- * mode in hex: 8xxx is a regular file, axxx a link. The loop reads a here-document, so it runs in this shell.
+ * mode in hex: 8xxx is a regular file, axxx a link, 4xxx a folder (its mode and owner printed, nothing
+ * hashed). The loop reads a here-document, so it runs in this shell.
  */
 export function fileFactsScript(paths: string[], known: Record<string, {stat: string}>): string {
 	const unchanged = paths.filter(file => known[file]).map(file => shellQuote(`${known[file]!.stat} ${file}`));
@@ -33,7 +35,7 @@ export function fileFactsScript(paths: string[], known: Record<string, {stat: st
 		'while IFS=\' \' read -r kind access identity path; do',
 		// A link to a regular file counts as present, as `[ -f ]` says: its target is hashed (it may not be ours).
 		// What a link names is printed too: the binaries' links are told apart by it.
-		'case $kind in 8???) ;; a???) printf \'L %s\\t%s\\n\' "$path" "$(readlink -- "$path")"; [ -f "$path" ] || continue ;; *) continue ;; esac',
+		'case $kind in 8???) ;; a???) printf \'L %s\\t%s\\n\' "$path" "$(readlink -- "$path")"; [ -f "$path" ] || continue ;; 4???) printf \'D %s %s\\n\' "$access" "$path"; continue ;; *) continue ;; esac',
 		'printf \'F %s %s %s\\n\' "$access" "$identity" "$path"',
 		unchanged.length > 0 ? `case "$identity $path" in ${unchanged.join('|')}) ;; *) set -- "$@" "$path" ;; esac` : 'set -- "$@" "$path"',
 		'done <<k8smi_end',
@@ -65,6 +67,12 @@ export function parseFileFacts(output: string, known: Record<string, {stat: stri
 			const file = stat[4]!;
 			const unchanged = known[file]?.stat === stat[3];
 			facts.set(file, {...facts.get(file), mode: Number.parseInt(stat[1]!, 8), owner: stat[2]!, stat: stat[3]!, ...(unchanged ? {sha256: known[file]!.sha256} : {})});
+			continue;
+		}
+
+		const folder = /^D (\d+):(\S+) (.+)$/.exec(line);
+		if (folder) {
+			facts.set(folder[3]!, {mode: Number.parseInt(folder[1]!, 8), owner: folder[2]!});
 			continue;
 		}
 
@@ -211,7 +219,8 @@ export async function confirmOverwrite(context: StepContext, master: Master, ste
 	}
 
 	const backup = shellQuote(`${upload.path}.k8smi-backup-${new Date().toISOString().replaceAll(/[:.]/g, '')}`);
-	await context.remote.check(master, `cp -p -- ${shellQuote(upload.path)} ${backup}`, {step, display: `back up ${upload.path}`});
+	// -P: a link is backed up as the link it is (its target may be anywhere, or nowhere).
+	await context.remote.check(master, `cp -P -p -- ${shellQuote(upload.path)} ${backup}`, {step, display: `back up ${upload.path}`});
 }
 
 export async function verifyUploads(context: StepContext, master: Master, step: StepId, actions: PlannedAction[]): Promise<Verification> {

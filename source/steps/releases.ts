@@ -56,24 +56,28 @@ function replaceable(context: StepContext, master: Master, upload: Upload, facts
 	return facts.sha256 === upload.sha256 || (facts.sha256 !== undefined && context.state.writtenHashes(master.name, linkPath(context.config, upload.label)).has(facts.sha256));
 }
 
+/** Whether a release file may be written over without asking: absent, or holding bytes this install wrote there. */
+function replacedWithoutAsking(context: StepContext, master: Master, remotePath: string, facts: RemoteFileFacts | undefined): boolean {
+	return facts === undefined || (facts.sha256 !== undefined && context.state.writtenHashes(master.name, remotePath).has(facts.sha256));
+}
+
 const releaseUploads = (actions: PlannedAction[]) => actions.filter((action): action is Upload => action.kind === 'upload');
 type RemoteAction = Extract<PlannedAction, {kind: 'remote'}>;
 
 /**
- * Every link switched at once: each made under a temporary name and renamed over binDir/NAME (one
- * rename: a caller sees the old binary or the new one, never none). The release's folder, made by
- * the uploads under umask 077, becomes 0755 root-owned, and its time then says when it became the
- * current release, which the start step's clean-up reads. Prints each link's identity.
+ * The release's folder, made by the uploads under umask 077, becomes 0755 root-owned first: no link
+ * ever names a folder only root can enter. Then each link is made under a temporary name and renamed
+ * over binDir/NAME, one rename per link: a caller sees the old binary or the new one, never none
+ * (between two renames some links name the old release, some the new). Prints each link's identity.
  */
 function switchLinksScript(config: ResolvedConfig, names: string[]): string {
 	const temporary = (name: string) => `${shellQuote(linkPath(config, name))}.k8smi-link-$$`;
 	return [
 		// What a killed run's session left (it may have died between ln and mv).
 		`set -e; rm -f -- ${names.map(name => `${shellQuote(linkPath(config, name))}.k8smi-link-*`).join(' ')}`,
-		...names.map(name => `ln -sfn -- ${shellQuote(linkTarget(config, name))} ${temporary(name)}; mv -T -f -- ${temporary(name)} ${shellQuote(linkPath(config, name))}`),
 		`chown root:root ${shellQuote(releaseBinDir(config))}`,
 		`chmod 755 ${shellQuote(releaseBinDir(config))}`,
-		`touch -c -- ${shellQuote(releaseBinDir(config))}`,
+		...names.map(name => `ln -sfn -- ${shellQuote(linkTarget(config, name))} ${temporary(name)}; mv -T -f -- ${temporary(name)} ${shellQuote(linkPath(config, name))}`),
 		`stat -c 'S ${statFormat} %n' -- ${shellWords(names.map(name => linkPath(config, name)))}`,
 	].join('; ');
 }
@@ -115,8 +119,14 @@ function binariesPlan(context: StepContext): PlannedAction[] {
 	];
 }
 
-/** The release's files and binDir's links. */
-const binaryReads = (context: StepContext) => releaseUploads(binariesPlan(context)).flatMap(upload => [upload.path, linkPath(context.config, upload.label)]);
+/** The release's files, binDir's links and the release's folder. */
+const binaryReads = (context: StepContext) => [...releaseUploads(binariesPlan(context)).flatMap(upload => [upload.path, linkPath(context.config, upload.label)]), releaseBinDir(context.config)];
+
+/** What is wrong with the release's folder (a run killed before its chmod leaves it 0700), if anything. */
+function folderProblem(context: StepContext, facts: Map<string, RemoteFileFacts>): string | undefined {
+	const folder = facts.get(releaseBinDir(context.config));
+	return folder?.mode === 0o755 && folder.owner === 'root' ? undefined : `${releaseBinDir(context.config)} to make 0755 root-owned${folder ? ` (${folder.mode?.toString(8)} ${folder.owner})` : ''}`;
+}
 
 /** Whether every link already names this release. */
 function linksInPlace(context: StepContext, uploads: Upload[], facts: Map<string, RemoteFileFacts>): boolean {
@@ -144,8 +154,10 @@ export const binaries: StepDefinition = {
 		const uploads = releaseUploads(binariesPlan(context));
 		const facts = await readRemoteFiles(context, master, 'binaries', binaryReads(context));
 		const missing = uploads.filter(upload => !(facts.get(upload.path)?.sha256 === upload.sha256 && facts.get(upload.path)?.mode === upload.mode && facts.get(upload.path)?.owner === 'root'));
-		if (missing.length > 0 || !linksInPlace(context, uploads, facts)) {
-			return {done: false, detail: missing.length > 0 ? `${missing.length} of ${uploads.length} binaries to write` : `${context.config.paths.binDir}'s links to switch to ${context.config.version}`, observed: facts};
+		const links = linksInPlace(context, uploads, facts) ? undefined : `${context.config.paths.binDir}'s links to switch to ${context.config.version}`;
+		const folder = folderProblem(context, facts);
+		if (missing.length > 0 || links || folder) {
+			return {done: false, detail: missing.length > 0 ? `${missing.length} of ${uploads.length} binaries to write` : links ?? folder!, observed: facts};
 		}
 
 		context.state.recordStats('binaries', master.name, uploads.map(upload => ({path: upload.path, stat: facts.get(upload.path)?.stat, sha256: upload.sha256})));
@@ -166,8 +178,9 @@ export const binaries: StepDefinition = {
 		}
 
 		const [switchLinks] = actions.filter((action): action is RemoteAction => action.kind === 'remote');
-		// The old layout's binary with this release's bytes: copied on the master (binaries are 100+ MB).
-		const copies = uploads.filter(upload => facts.get(upload.path)?.sha256 !== upload.sha256 && facts.get(linkPath(config, upload.label))?.link === undefined && facts.get(linkPath(config, upload.label))?.sha256 === upload.sha256);
+		// The old layout's binary with this release's bytes: copied on the master (binaries are 100+ MB),
+		// over nothing or a file this install wrote; over anyone else's, runUploads asks first.
+		const copies = uploads.filter(upload => facts.get(upload.path)?.sha256 !== upload.sha256 && facts.get(linkPath(config, upload.label))?.link === undefined && facts.get(linkPath(config, upload.label))?.sha256 === upload.sha256 && replacedWithoutAsking(context, master, upload.path, facts.get(upload.path)));
 		if (copies.length > 0) {
 			context.throwIfStopping();
 			const script = copyScript(config, copies, randomBytes(4).toString('hex'));
@@ -191,34 +204,36 @@ export const binaries: StepDefinition = {
 /**
  * After the start step on a master (every service ready on this release): release folders this
  * install wrote, other than this one and the previous one (the way back), are removed: the files it
- * wrote there, the links still naming them, then the folder if nothing else is left in it.
- * The previous release is the folder that most recently became current (its time, set when its links were switched).
+ * wrote there, the links still naming them, then the folder if nothing else is left in it; their
+ * files are forgotten. The previous release is the last other one the start step brought up healthy
+ * here (recorded in the state, not read from a folder's time, which any change in the folder moves);
+ * none recorded (a state from before that record): nothing is removed.
  */
 export async function pruneReleases(context: StepContext, master: Master, step: string): Promise<string | undefined> {
-	const current = releaseBinDir(context.config);
-	const recorded = recordedReleases(context, master);
-	recorded.delete(current);
-	// The previous release alone (or none) is all there is to keep: nothing to read.
-	if (recorded.size < 2) {
+	const {binDir} = context.config.paths;
+	const previousVersion = context.state.startedReleases(master.name).findLast(version => version !== context.config.version);
+	if (previousVersion === undefined) {
 		return undefined;
 	}
 
-	const folders = [...recorded.keys()];
-	const listing = await context.remote.check(master, `for d in ${shellWords(folders)}; do if [ -d "$d" ]; then stat -c '%.9Y %n' -- "$d"; fi; done`, {step, display: `list the release folders ${folders.join(', ')}`});
-	const present = [...listing.stdout.matchAll(/^(\d+(?:\.\d+)?) (\S+)$/gm)].map(match => ({time: Number(match[1]), folder: match[2]!})).filter(each => recorded.has(each.folder)).sort((a, b) => b.time - a.time);
-	const [previous, ...older] = present;
+	const previous = `${binDir}/${previousVersion}`;
+	const recorded = recordedReleases(context, master);
+	const older = [...recorded.keys()].filter(folder => folder !== releaseBinDir(context.config) && folder !== previous);
 	if (older.length === 0) {
 		return undefined;
 	}
 
-	const files = older.flatMap(each => recorded.get(each.folder)!);
+	const files = older.flatMap(folder => recorded.get(folder)!);
 	const links = [...new Set(files.map(file => file.name))].map(name => linkPath(context.config, name));
 	const facts = await readRemoteFiles(context, master, step, [...files.map(file => file.path), ...links], 'binaries');
 	const ours = files.filter(file => file.hashes.has(facts.get(file.path)?.sha256 ?? '')).map(file => file.path);
-	const oldLinks = links.filter(link => older.some(each => facts.get(link)?.link === `${each.folder.slice(context.config.paths.binDir.length + 1)}/${link.slice(link.lastIndexOf('/') + 1)}`));
-	const removal = `${[...ours, ...oldLinks].length > 0 ? `rm -f -- ${shellWords([...ours, ...oldLinks])}; ` : ''}for d in ${shellWords(older.map(each => each.folder))}; do rmdir -- "$d" 2>/dev/null || echo "K $d"; done`;
-	const result = await context.remote.check(master, removal, {step, display: `remove the releases ${older.map(each => each.folder).join(', ')} (kept ${previous!.folder}, the previous one)`});
+	const oldLinks = links.filter(link => older.some(folder => facts.get(link)?.link === `${folder.slice(binDir.length + 1)}/${link.slice(link.lastIndexOf('/') + 1)}`));
+	// A folder already gone is not reported as kept.
+	const removal = `${[...ours, ...oldLinks].length > 0 ? `rm -f -- ${shellWords([...ours, ...oldLinks])}; ` : ''}for d in ${shellWords(older)}; do if [ -d "$d" ]; then rmdir -- "$d" 2>/dev/null || echo "K $d"; fi; done`;
+	const result = await context.remote.check(master, removal, {step, display: `remove the releases ${older.join(', ')} (kept ${previous}, the previous one)`});
+	// Removed, already gone or replaced by someone else's: none of them is this install's file on the master any more.
+	context.state.forgetFiles(master.name, files.map(file => file.path));
 	const kept = [...result.stdout.matchAll(/^K (\S+)$/gm)].map(match => match[1]!);
-	const removed = older.map(each => each.folder).filter(folder => !kept.includes(folder));
-	return `removed ${removed.length > 0 ? removed.join(', ') : 'no release folder'}${kept.length > 0 ? ` (${kept.join(', ')} still hold files this install did not write: left)` : ''}; kept ${previous!.folder}, the way back`;
+	const removed = older.filter(folder => !kept.includes(folder));
+	return `removed ${removed.length > 0 ? removed.join(', ') : 'no release folder'}${kept.length > 0 ? ` (${kept.join(', ')} still hold files this install did not write: left)` : ''}; kept ${previous}, the way back`;
 }

@@ -254,8 +254,13 @@ export function startStep(uploadsOf: UploadsOf, {id = 'start', order = installRe
 				context.state.recordRestartTime(master.name, {ms: Date.now() - restartStarted, at: new Date().toISOString(), services: toRestart});
 			}
 
-			// Every service ready on this release: no unit here still runs an older one.
-			const pruned = handled.length === services.length ? await pruneReleases(context, master, id) : undefined;
+			// Every service ready on this release: it is the way back from the next one, and no unit here still runs an older one.
+			let pruned: string | undefined;
+			if (handled.length === services.length) {
+				context.state.recordStartedRelease(master.name, context.config.version);
+				pruned = await pruneReleases(context, master, id);
+			}
+
 			const restarted = [...toRestart, ...toReload.map(name => `${name} (reloaded)`)];
 			const drained = drain ? `; its apiserver was out of kube-nginx on ${drain.masters.length} masters meanwhile` : '';
 			return `${restarted.length > 0 ? `restarted ${restarted.join(', ')}; all ready${drained}` : 'all ready, nothing restarted'}${pruned ? `; ${pruned}` : ''}`;

@@ -1,5 +1,6 @@
 import {createHash} from 'node:crypto';
 import {readFileSync} from 'node:fs';
+import {posix} from 'node:path';
 import {gunzipSync} from 'node:zlib';
 import {execaExecutor, type CommandResult, type CommandSpec, type Executor} from '../../source/runner.js';
 import type {ApiRequest, HealthAnswer} from '../../source/remote/health.js';
@@ -14,11 +15,22 @@ function fakeIdentity(file: FakeFile): string {
 	return `2049:${digits % 1_000_000}:${file.content.length}:1764130000.${nanoseconds}:1764130000.${nanoseconds}`;
 }
 
-/** active/restarts: the apiserver; units: the other services that run (kube-nginx, controller-manager, scheduler); folders: the release folders, with their time. */
-export type FakeHost = {ip: string; files: Map<string, FakeFile>; folders: Map<string, number>; active: boolean; reachable: boolean; restarts: number; units: Set<string>; unitRestarts: Map<string, number>; clockOffsetMs: number; listening: Array<{port: number; process: string}>};
+/** A folder's mode and owner. */
+type FakeFolder = {mode: number; owner: string};
+
+/** active/restarts: the apiserver; units: the other services that run (kube-nginx, controller-manager, scheduler); folders: the release folders. */
+export type FakeHost = {ip: string; files: Map<string, FakeFile>; folders: Map<string, FakeFolder>; active: boolean; reachable: boolean; restarts: number; units: Set<string>; unitRestarts: Map<string, number>; clockOffsetMs: number; listening: Array<{port: number; process: string}>};
 
 const ok = (stdout = ''): CommandResult => ({exitCode: 0, stdout, stderr: '', durationMs: 1, timedOut: false});
 const fail = (exitCode: number, stderr: string): CommandResult => ({exitCode, stdout: '', stderr, durationMs: 1, timedOut: false});
+
+/** What `mkdir -p` under umask 077 makes of a release folder (binDir/vX.Y.Z) a file is written in. */
+function madeFolder(host: FakeHost, file: string): void {
+	const folder = posix.dirname(file);
+	if (/\/v\d+\.\d+\.\d+$/.test(folder) && !host.folders.has(folder)) {
+		host.folders.set(folder, {mode: 0o700, owner: 'root'});
+	}
+}
 
 /** Undoes shellQuote: the fake hosts read the same scripts a real sh would. */
 function unquoteWords(text: string): string[] {
@@ -79,8 +91,6 @@ export class FakeCluster {
 	readonly hashedFiles: string[] = [];
 	/** `IP FROM -> TO` of every binary copied on a master (the old layout's file, nothing sent). */
 	readonly copies: string[] = [];
-	/** The time a release folder gets when its links are switched to it: later is larger. */
-	private clock = 0;
 	/** Uploads arrive empty, as when ssh dies mid-stream and cat sees the end of its input. */
 	truncateUploads = false;
 	/** Names ssh is given instead of a master's IP (masters[].sshHost), each to that IP. */
@@ -234,6 +244,11 @@ export class FakeCluster {
 			const paths = unquoteWords(/ -- (.*?) 2>\/dev\/null\)\n/.exec(script)?.[1] ?? '');
 			const known = new Set(unquoteWords((/case "\$identity \$path" in (.*?)\) ;;/.exec(script)?.[1] ?? '').replaceAll('|', ' ')));
 			const lines = paths.flatMap(file => {
+				const folder = host.folders.get(file);
+				if (folder) {
+					return [`D ${folder.mode.toString(8)}:${folder.owner} ${file}`];
+				}
+
 				const found = host.files.get(file);
 				if (!found) {
 					return [];
@@ -258,13 +273,13 @@ export class FakeCluster {
 		}
 
 		if (script.startsWith('set -e; rm -f -- ') && script.includes('; ln -sfn -- ')) {
-			// binDir's links switched: `ln -sfn -- TARGET TMP; mv -T -f -- TMP LINK` each, then the release folder touched.
+			// The release folder made 0755 root-owned, then binDir's links switched: `ln -sfn -- TARGET TMP; mv -T -f -- TMP LINK` each.
+			const [folder] = unquoteWords(/; chmod 755 (\S+);/.exec(script)![1]!);
+			host.folders.set(folder!, {mode: 0o755, owner: 'root'});
 			const links = [...script.matchAll(/ln -sfn -- (\S+) \S+; mv -T -f -- \S+ (\S+?);/g)].map(match => unquoteWords(`${match[1]!} ${match[2]!}`) as [string, string]);
 			for (const [target, link] of links) {
 				host.files.set(link, {content: Buffer.from(''), mode: 0o777, owner: 'root', link: target});
 			}
-
-			host.folders.set(unquoteWords(/touch -c -- (\S+);/.exec(script)![1]!)[0]!, ++this.clock);
 
 			return ok(links.map(([, link]) => `S ${fakeIdentity(host.files.get(link)!)} ${link}`).join('\n'));
 		}
@@ -281,6 +296,7 @@ export class FakeCluster {
 					return fail(1, `cp: cannot stat '${from}': No such file or directory`);
 				}
 
+				madeFolder(host, file);
 				host.files.set(file, {content: source.content, mode: 0o755, owner: 'root'});
 				this.copies.push(`${host.ip} ${from} -> ${file}`);
 				landed.push(`S ${fakeIdentity(host.files.get(file)!)} ${file}`);
@@ -289,18 +305,13 @@ export class FakeCluster {
 			return ok(landed.join('\n'));
 		}
 
-		if (script.startsWith('for d in ') && script.includes('stat -c \'%.9Y %n\'')) {
-			const folders = unquoteWords(script.slice('for d in '.length, script.indexOf('; do')));
-			return ok(folders.filter(folder => host.folders.has(folder)).map(folder => `${host.folders.get(folder)} ${folder}`).join('\n'));
-		}
-
 		if (script.includes('rmdir -- "$d" 2>/dev/null || echo "K $d"')) {
 			// Old releases removed: the files named, then each folder unless something is left in it.
 			for (const file of unquoteWords(/^rm -f -- (.*?); for d in/.exec(script)?.[1] ?? '')) {
 				host.files.delete(file);
 			}
 
-			const folders = unquoteWords(/for d in (.*?); do rmdir/.exec(script)![1]!);
+			const folders = unquoteWords(/for d in (.*?); do if \[ -d "\$d" \]; then rmdir/.exec(script)![1]!).filter(folder => host.folders.has(folder));
 			const kept = folders.filter(folder => [...host.files.keys()].some(file => file.startsWith(`${folder}/`)));
 			for (const folder of folders.filter(folder => !kept.includes(folder))) {
 				host.folders.delete(folder);
@@ -341,6 +352,7 @@ export class FakeCluster {
 			const landed: string[] = [];
 			for (const move of script.matchAll(/; mv -f ('[^']*'|\S+) ('[^']*'|[^\s;]+)/g)) {
 				const [temporary, file] = unquoteWords(`${move[1]!} ${move[2]!}`) as [string, string];
+				madeFolder(host, file);
 				host.files.set(file, {content: received.get(temporary)!, mode: modes.get(temporary)!, owner: 'root'});
 				landed.push(`S ${fakeIdentity(host.files.get(file)!)} ${file}`);
 			}
@@ -354,7 +366,21 @@ export class FakeCluster {
 			return ok(files.flatMap(file => (host.files.has(file) ? [`C ${host.files.get(file)!.content.toString('base64')} ${file}`] : [])).join('\n'));
 		}
 
-		if (script.startsWith('umask 077; mkdir -p') || script.startsWith('cp -p') || script.startsWith('cat -- ')) {
+		const backup = /^cp (-P )?-p -- (\S+) (\S+)$/.exec(script);
+		if (backup) {
+			// Without -P, cp copies what a link names (and fails when that is missing).
+			const [from, to] = unquoteWords(`${backup[2]!} ${backup[3]!}`) as [string, string];
+			const found = host.files.get(from);
+			const copied = backup[1] || found?.link === undefined ? found : host.files.get(posix.resolve(posix.dirname(from), found.link));
+			if (!copied) {
+				return fail(1, `cp: cannot stat '${from}': No such file or directory`);
+			}
+
+			host.files.set(to, {...copied});
+			return ok();
+		}
+
+		if (script.startsWith('umask 077; mkdir -p') || script.startsWith('cat -- ')) {
 			return ok(script.startsWith('cat -- ') ? host.files.get(unquoteWords(script)[2]!)?.content.toString() ?? '' : '');
 		}
 

@@ -24,7 +24,7 @@ test('uploads share round trips: small files up to 8 MiB together, each large fi
 describe.each(['dash', 'bash'])('the scripts run by %s on this machine', shell => {
 	const run = (script: string, input?: Buffer) => spawnSync(shell, ['-c', script], {input, encoding: 'buffer'});
 
-	test('file facts: regular files and links to them, not folders or dangling links (a link names its target); a known identity is not hashed', () => {
+	test('file facts: regular files and links to them, a folder\'s mode and owner alone, not dangling links (a link names its target); a known identity is not hashed', () => {
 		const dir = tempDir('k8smi-facts-');
 		writeFileSync(path.join(dir, 'known'), 'known\n');
 		writeFileSync(path.join(dir, 'with space'), 'space\n');
@@ -43,6 +43,7 @@ describe.each(['dash', 'bash'])('the scripts run by %s on this machine', shell =
 			`L ${dir}/link\t${dir}/with space`,
 			expect.stringMatching(new RegExp(`^F 777:\\w+ \\S+ ${dir}/link$`)),
 			`L ${dir}/dangling\t${dir}/absent`,
+			expect.stringMatching(new RegExp(`^D \\d+:\\w+ ${dir}/folder$`)),
 			`${sha('space\n')}  ${dir}/with space`,
 			`${sha('space\n')}  ${dir}/link`,
 		]);

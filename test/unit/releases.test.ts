@@ -49,8 +49,8 @@ describe('versioned binaries', () => {
 		}
 
 		const scripts = cluster.calls.filter(call => call.step === 'binaries').map(call => call.args.at(-1)!);
-		// Each link made under a temporary name, then renamed over the old one; the release's folder 0755 root-owned.
-		expect(scripts.find(script => script.includes('ln -sfn'))).toContain('; chown root:root /opt/k8s/bin/v1.28.7; chmod 755 /opt/k8s/bin/v1.28.7; touch -c -- /opt/k8s/bin/v1.28.7; ');
+		// The release's folder 0755 root-owned first, then each link made under a temporary name and renamed over the old one.
+		expect(scripts.find(script => script.includes('ln -sfn'))).toContain('; chown root:root /opt/k8s/bin/v1.28.7; chmod 755 /opt/k8s/bin/v1.28.7; ln -sfn -- v1.28.7/kube-apiserver ');
 		expect(scripts.find(script => script.includes('ln -sfn'))).toContain('rm -f -- /opt/k8s/bin/kube-apiserver.k8smi-link-* ');
 		expect(scripts.find(script => script.includes('ln -sfn'))).toContain('ln -sfn -- v1.28.7/kubectl /opt/k8s/bin/kubectl.k8smi-link-$$; mv -T -f -- /opt/k8s/bin/kubectl.k8smi-link-$$ /opt/k8s/bin/kubectl');
 		expect(cluster.uploads().every(call => !/\/opt\/k8s\/bin\/kube[\w-]*'? /.test(call.args.at(-1)!.replaceAll('/opt/k8s/bin/v1.28.7/', '')))).toBe(true);
@@ -116,6 +116,12 @@ describe('versioned binaries', () => {
 			expect(cluster.hosts.get(ip)!.files.get('/opt/k8s/bin/v1.28.6/kube-apiserver')).toBeDefined();
 		}
 
+		// What was removed is forgotten: the state holds only what is on the masters.
+		const recorded = (await engine()).state.snapshot;
+		const recordedPaths = Object.values(recorded.steps).flatMap(step => Object.values(step!.hosts).flatMap(host => [...Object.keys(host.files ?? {}), ...Object.keys(host.stats ?? {})]));
+		expect(recordedPaths.filter(file => file.startsWith('/opt/k8s/bin/v1.28.5/'))).toEqual([]);
+		expect(recordedPaths.filter(file => file.startsWith('/opt/k8s/bin/v1.28.6/'))).not.toEqual([]);
+
 		// Back to v1.28.6: the way back is there, nothing is sent, and v1.28.7 becomes the one kept.
 		const binaryUploads = () => cluster.uploads().filter(call => call.args.at(-1)!.includes('/opt/k8s/bin/'));
 		const sent = binaryUploads().length;
@@ -124,6 +130,60 @@ describe('versioned binaries', () => {
 		expect(binaryUploads()).toHaveLength(sent);
 		expect(cluster.hosts.get(ips[0]!)!.files.get('/opt/k8s/bin/kube-apiserver')?.link).toBe('v1.28.6/kube-apiserver');
 		expect(folders(ips[0]!)).toEqual(['/opt/k8s/bin/v1.28.6', '/opt/k8s/bin/v1.28.7']);
+	});
+
+	test('the way back is the release that last started healthy, not the newest folder: a killed run\'s upload is removed, not kept', async () => {
+		const {cluster, engine, release} = setup();
+		for (const version of ['v1.28.5', 'v1.28.6']) {
+			release(version);
+			await (await engine()).apply({confirm: true});
+		}
+
+		// v1.28.9's run is killed after its uploads, before its links: its folder is the newest on every master.
+		release('v1.28.9');
+		cluster.beforeCommand = spec => {
+			if (spec.args.at(-1)!.includes('ln -sfn -- v1.28.9/')) {
+				throw new Error('killed');
+			}
+		};
+
+		await expect((await engine()).apply({confirm: true})).rejects.toThrow();
+		cluster.beforeCommand = () => undefined;
+		expect(cluster.hosts.get(ips[0]!)!.files.get('/opt/k8s/bin/v1.28.9/kube-apiserver')).toBeDefined();
+
+		release('v1.28.7');
+		await (await engine()).apply({confirm: true});
+		for (const ip of ips) {
+			expect([...cluster.hosts.get(ip)!.folders.keys()].sort()).toEqual(['/opt/k8s/bin/v1.28.6', '/opt/k8s/bin/v1.28.7']);
+		}
+	});
+
+	test('a state from before the record of started releases removes nothing until a second release has started healthy', async () => {
+		const {cluster, engine, release} = setup();
+		for (const version of ['v1.28.5', 'v1.28.6']) {
+			release(version);
+			await (await engine()).apply({confirm: true});
+		}
+
+		const folders = (ip: string) => [...cluster.hosts.get(ip)!.folders.keys()].sort();
+		(await engine()).state.update(state => {
+			delete state.startedReleases;
+		});
+		release('v1.28.7');
+		await (await engine()).apply({confirm: true});
+		expect(folders(ips[0]!)).toEqual(['/opt/k8s/bin/v1.28.5', '/opt/k8s/bin/v1.28.6', '/opt/k8s/bin/v1.28.7']);
+
+		release('v1.28.8');
+		await (await engine()).apply({confirm: true});
+		expect(folders(ips[0]!)).toEqual(['/opt/k8s/bin/v1.28.7', '/opt/k8s/bin/v1.28.8']);
+	});
+
+	test('a release folder left 0700 (a run killed before its chmod) makes the binaries step not done; apply makes it 0755', async () => {
+		const {cluster, engine} = setup();
+		await (await engine()).apply({confirm: true});
+		cluster.hosts.get(ips[0]!)!.folders.set('/opt/k8s/bin/v1.28.7', {mode: 0o700, owner: 'root'});
+		await (await engine()).apply({confirm: true});
+		expect(cluster.hosts.get(ips[0]!)!.folders.get('/opt/k8s/bin/v1.28.7')).toEqual({mode: 0o755, owner: 'root'});
 	});
 
 	test('an install of the old layout (regular files in binDir) moves over without asking: copied on the master, nothing sent', async () => {
@@ -171,22 +231,56 @@ describe('versioned binaries', () => {
 		}
 	});
 
+	test('the old layout\'s copy on the master does not replace a file in the release folder this install did not write: it is asked about', async () => {
+		const {cluster, engine, file} = setup();
+		const first = await engine();
+		await first.apply({confirm: true});
+		const theirs = {content: Buffer.from('#!/bin/sh\necho an apiserver of their own\n'), mode: 0o755, owner: 'root'};
+		first.state.update(state => {
+			for (const [index, ip] of ips.entries()) {
+				const files: Record<string, string> = {};
+				for (const name of names) {
+					const binary = cluster.hosts.get(ip)!.files.get(`/opt/k8s/bin/v1.28.7/${name}`)!;
+					cluster.hosts.get(ip)!.files.set(`/opt/k8s/bin/${name}`, {...binary});
+					cluster.hosts.get(ip)!.files.delete(`/opt/k8s/bin/v1.28.7/${name}`);
+					files[`/opt/k8s/bin/${name}`] = sha256(binary.content);
+				}
+
+				cluster.hosts.get(ip)!.files.set('/opt/k8s/bin/v1.28.7/kube-apiserver', theirs);
+				state.steps['install/binaries']!.hosts[`k8smaster0${index + 1}`] = {status: 'done', at: new Date().toISOString(), inputs: '', files};
+			}
+		});
+
+		await expect((await engine()).apply({confirm: true})).rejects.toThrow(/\/opt\/k8s\/bin\/v1\.28\.7\/kube-apiserver on k8smaster0\d differs from what this install wrote there/);
+		for (const ip of ips) {
+			expect(file(ip, '/opt/k8s/bin/v1.28.7/kube-apiserver')).toEqual(theirs);
+		}
+	});
+
 	test('a file at binDir/NAME this install did not write is asked about, before anything is sent; overwriting keeps a backup', async () => {
 		const {cluster, engine, file} = setup();
 		const theirs = {content: Buffer.from('#!/bin/sh\necho a kubectl of their own\n'), mode: 0o755, owner: 'root'};
 		cluster.hosts.get(ips[1]!)!.files.set('/opt/k8s/bin/kubectl', theirs);
 		cluster.hosts.get(ips[2]!)!.files.set('/opt/k8s/bin/kubectl', {content: Buffer.from(''), mode: 0o777, owner: 'root', link: '../../../usr/local/bin/kubectl'});
 		cluster.hosts.get(ips[2]!)!.files.set('/usr/local/bin/kubectl', theirs);
+		// A link naming nothing (any more).
+		cluster.hosts.get(ips[0]!)!.files.set('/opt/k8s/bin/kubectl', {content: Buffer.from(''), mode: 0o777, owner: 'root', link: 'kubectl-1.27/kubectl'});
 
 		// Without --overwrite the question is refused: the run ends naming the file.
-		await expect((await engine()).apply({confirm: true})).rejects.toThrow(/\/opt\/k8s\/bin\/kubectl on k8smaster0[23] differs from what this install wrote there/);
+		await expect((await engine()).apply({confirm: true})).rejects.toThrow(/\/opt\/k8s\/bin\/kubectl on k8smaster0[123] differs from what this install wrote there/);
 		// Asked first: nothing was sent to either, and theirs are as they were.
 		expect(cluster.uploads(ips[1]).filter(call => call.args.at(-1)!.includes('/opt/k8s/bin/'))).toEqual([]);
 		expect(file(ips[1]!, '/opt/k8s/bin/kubectl')).toEqual(theirs);
 		expect(file(ips[2]!, '/opt/k8s/bin/kubectl')?.link).toBe('../../../usr/local/bin/kubectl');
 
 		await (await engine({overwrite: true})).apply({confirm: true});
-		expect(cluster.calls.filter(call => call.args.at(-1)!.includes('cp -p -- /opt/k8s/bin/kubectl /opt/k8s/bin/kubectl.k8smi-backup-'))).toHaveLength(2);
+		expect(cluster.calls.filter(call => call.args.at(-1)!.includes('cp -P -p -- /opt/k8s/bin/kubectl /opt/k8s/bin/kubectl.k8smi-backup-'))).toHaveLength(3);
+		// A link is backed up as the link it was, whether or not it names a file.
+		const backup = (ip: string) => [...cluster.hosts.get(ip)!.files].find(([remotePath]) => remotePath.startsWith('/opt/k8s/bin/kubectl.k8smi-backup-'))?.[1];
+		expect(backup(ips[0]!)?.link).toBe('kubectl-1.27/kubectl');
+		expect(backup(ips[1]!)).toEqual(theirs);
+		expect(backup(ips[2]!)?.link).toBe('../../../usr/local/bin/kubectl');
+		expect(file(ips[0]!, '/opt/k8s/bin/kubectl')?.link).toBe('v1.28.7/kubectl');
 		expect(file(ips[1]!, '/opt/k8s/bin/kubectl')?.link).toBe('v1.28.7/kubectl');
 		expect(file(ips[2]!, '/opt/k8s/bin/kubectl')?.link).toBe('v1.28.7/kubectl');
 	});
