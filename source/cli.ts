@@ -24,7 +24,8 @@ const help = `
     --overwrite            apply: overwrite files on the masters that changed since this install wrote them (a backup is kept)
     --rotate NAME          render/apply: issue a certificate again (kubernetes, proxy-client, admin, kube-controller-manager, kube-scheduler, or all); keeps the key pair
     --exit-code            plan: exit 3 when apply would change something (a file differs, a service
-                           would restart), 0 when nothing would: a pipeline can gate on drift
+                           would restart), 0 when nothing would, 1 when a master could not be read:
+                           a pipeline can gate on drift
     --json                 Events or results as JSON lines
     --verbose              Every command as it runs
     --kube-version V      init: the Kubernetes release (default v1.14.2, the tutorial's)
@@ -33,7 +34,7 @@ const help = `
     --remove-local         reset: also delete the state folder (CA, keys, encryption key, state)
     --version              Print this tool's version
 
-  Exit codes: 0 done, 1 failed (progress kept; plan: a master could not be read), 2 bad input or a
+  Exit codes: 0 done, 1 failed (progress kept; plan --exit-code: a master could not be read), 2 bad input or a
   question that needs an option, 3 plan --exit-code: changes to apply, 130 stopped.
 `;
 

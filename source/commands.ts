@@ -4,11 +4,12 @@ import YAML from 'yaml';
 import {loadConfig, resolveConfig, type ResolvedConfig} from './config/load.js';
 import {configFromEnvironment, saveImportedEncryptionKey} from './config/from-env.js';
 import {ApplyFailed, Engine, StopRequested} from './engine/engine.js';
+import type {PlanView} from './engine/plan.js';
 import {headlessPrompter} from './engine/prompts.js';
 import {InputError, isInputError, PromptRefused} from './errors.js';
 import {writeFileAtomic} from './files.js';
 import {formatCheckGrid, formatCisGrid, formatPlan, formatStatus, type CertificateExpiry, type CheckRow} from './reporters/format.js';
-import {planChanges} from './reporters/diff-format.js';
+import {planChanges, unreadMasters} from './reporters/diff-format.js';
 import {readCertificate} from './pki/certs.js';
 import {leafNames} from './pki/material.js';
 import {jsonReporter, lineReporter} from './reporters/line.js';
@@ -28,6 +29,15 @@ export type Flags = {config: string; stateDir?: string; out?: string; yes: boole
  */
 export const planChangesExitCode = 3;
 
+/** plan --exit-code: 1 when a master could not be read (could not tell: never taken for "no drift"), 3 with changes, else 0. */
+export function planExitCode(plan: Pick<PlanView, 'changes'>): number {
+	if (unreadMasters(plan).length > 0) {
+		return 1;
+	}
+
+	return planChanges(plan) ? planChangesExitCode : 0;
+}
+
 /** One command of the CLI, with its errors reported as lines and an exit code. */
 export async function runCommand(command: string, flags: Flags, output: Output): Promise<number> {
 	try {
@@ -44,7 +54,12 @@ export async function runCommand(command: string, flags: Flags, output: Output):
 				const engine = makeEngine(await loadConfig(flags.config), flags, output);
 				const plan = await engine.plan();
 				output.out(flags.json ? JSON.stringify(plan, null, 2) : formatPlan(plan));
-				return flags.exitCode && planChanges(plan) ? planChangesExitCode : 0;
+				const unread = unreadMasters(plan);
+				if (unread.length > 0) {
+					output.err(`warning: plan could not read ${unread.join(', ')}: what apply would change there is not known`);
+				}
+
+				return flags.exitCode ? planExitCode(plan) : 0;
 			}
 
 			case 'apply': {

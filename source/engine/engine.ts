@@ -7,7 +7,7 @@ import * as operations from '../operations/index.js';
 import type {ChangingOperation, Operation, RunFacts} from '../operations/types.js';
 import type {KeyPair} from '../pki/certs.js';
 import {ensureMaterial, type Material, type MaterialChange} from '../pki/material.js';
-import {adminContexts, renderArtifacts} from '../render/artifacts.js';
+import {adminContexts, releaseBinDir, renderArtifacts} from '../render/artifacts.js';
 import {misfitError, releaseMisfits} from '../render/fit.js';
 import {callApi, getHealth, type Api, type Probe} from '../remote/health.js';
 import {Remote, throughSsh} from '../remote/ssh.js';
@@ -18,7 +18,7 @@ import {unpackBinaries, unpackedBinaries} from '../steps/binaries.js';
 import {cisResultsRead, type CisResult} from '../steps/cis.js';
 import {downloadTarball} from '../steps/download.js';
 import {FilesReadAhead} from '../steps/files.js';
-import {previewMaster, unpackedReleases, type ChangePreview, type PendingBinaries} from '../steps/preview.js';
+import {previewMaster, unpackedReleases, type ChangePreview, type HostPreview, type PendingBinaries} from '../steps/preview.js';
 import {runKind} from '../operations/run-kind.js';
 import {binaryNames} from '../steps/binaries.js';
 import {readFactsEarly} from '../steps/preflight.js';
@@ -181,8 +181,11 @@ export class Engine {
 		}
 	}
 
-	/** Everything a run of the operation would do, per step and per host, with hashes and secrets masked. Touches nothing. */
-	async plan(operation: Operation = operations.install): Promise<PlanView> {
+	/**
+	 * Everything a run of the operation would do, per step and per host, with hashes and secrets masked.
+	 * Touches nothing; the masters in skipHosts are not contacted.
+	 */
+	async plan(operation: Operation = operations.install, options: {skipHosts?: string[]} = {}): Promise<PlanView> {
 		const materialChanges: MaterialChange[] = [];
 		const unsubscribe = this.subscribe(event => {
 			if (event.type === 'material') {
@@ -192,15 +195,16 @@ export class Engine {
 		const context = await this.prepare(false, {operation});
 		unsubscribe();
 		const snapshot = this.state.snapshot;
-		const changes = operation.mode === 'recorded' ? await this.previewChanges(operation, context) : undefined;
+		const changes = operation.mode === 'recorded' ? await this.previewChanges(operation, context, new Set(options.skipHosts)) : undefined;
 		return planView(operation, context, this.state, materialChanges, runKind(snapshot, operation, this.options.config.version), changes);
 	}
 
 	/**
 	 * What apply would change on each master, read from the masters (one round trip each) once this
 	 * install is recorded on them; before, nothing of it is there and every file is new (nothing is read).
+	 * A master that cannot be read, or is skipped, is marked unread with the reason: the others are still shown.
 	 */
-	private async previewChanges(operation: Operation, context: StepContext): Promise<ChangePreview> {
+	private async previewChanges(operation: Operation, context: StepContext, skipHosts: Set<string>): Promise<ChangePreview> {
 		const {config, workspace} = this.options;
 		const snapshot = this.state.snapshot;
 		const installed = config.masters.filter(master => Object.entries(snapshot.steps).some(([key, step]) => key.startsWith(`${operation.id}/`) && step?.hosts[master.name]));
@@ -210,15 +214,20 @@ export class Engine {
 			return {read: false, hosts: [], restartOrder};
 		}
 
-		const binariesPending: PendingBinaries | undefined = context.binaries ? undefined : {paths: binaryNames(config).map(name => `${config.paths.binDir}/${name}`), from: snapshot.version, to: config.version};
+		// The units run the release's folder's binaries: that is the path they name.
+		const binariesPending: PendingBinaries | undefined = context.binaries ? undefined : {paths: binaryNames(config).map(name => `${releaseBinDir(config)}/${name}`), from: snapshot.version, to: config.version};
 		const releases = unpackedReleases(path.join(workspace.root, 'binaries'));
 		try {
-			const hosts = await Promise.all(config.masters.map(async master => {
+			const hosts = await Promise.all(config.masters.map(async (master): Promise<HostPreview> => {
+				if (skipHosts.has(master.name)) {
+					return {host: master.name, files: [], services: [], unread: 'left out with --skip, not contacted'};
+				}
+
 				try {
 					return await previewMaster(operation, context, master, releases, snapshot.restartTimes?.[master.name], binariesPending?.from === config.version ? undefined : binariesPending);
 				} catch (error) {
 					const failure = toFailure(error, 'plan', master.name, this.options.runner);
-					throw new Error(`plan could not read ${master.name} (${master.ip}): ${failure.message}${failure.fix ? `. Fix: ${failure.fix}` : ''}`);
+					return {host: master.name, files: [], services: [], unread: `${master.ip}: ${failure.message}${failure.fix ? `. Fix: ${failure.fix}` : ''}`};
 				}
 			}));
 			return {read: true, hosts, restartOrder, binariesPending};

@@ -1,5 +1,6 @@
 import type {PlanView} from '../engine/plan.js';
 import type {CertificateSummary, ChangePreview, FileChange, HostPreview, ServicePreview} from '../steps/preview.js';
+import {installRestartOrder} from '../steps/services.js';
 import {formatBytes, formatDuration} from './format.js';
 
 /** Whether apply would change anything on a master: plan --exit-code's answer. */
@@ -16,6 +17,11 @@ export function planChanges(plan: Pick<PlanView, 'changes'>): boolean {
 
 	const newRelease = changes.binariesPending !== undefined && changes.binariesPending.from !== changes.binariesPending.to;
 	return newRelease || changes.hosts.some(host => host.files.length > 0 || host.services.length > 0);
+}
+
+/** The masters plan could not read (or was told to leave out): on them, whether apply changes anything is unknown. */
+export function unreadMasters(plan: Pick<PlanView, 'changes'>): string[] {
+	return plan.changes?.hosts.filter(host => host.unread !== undefined).map(host => host.host) ?? [];
 }
 
 const short = (hash: string | undefined) => (hash ? `${hash.slice(0, 12)}…` : 'none');
@@ -39,7 +45,7 @@ function certificateLines(before: CertificateSummary | undefined, after: Certifi
 /** One file's change: a heading, then its diff, certificate facts, release or hashes. Never a secret's content. */
 export function fileChangeLines(file: FileChange): string[] {
 	const mark = file.change === 'new' ? '+' : '~';
-	const drift = file.byHand ? '  (changed on the master by hand: apply puts back what the config writes, keeping a backup)' : '';
+	const drift = file.byHand ? '  (changed on the master by hand: apply asks before it puts back what the config writes, or needs --overwrite; the master\'s copy is kept as a backup)' : '';
 	const heading = `${mark} ${file.path}  [${file.step}]${drift}`;
 	const mode = file.mode.before && file.mode.before !== file.mode.after ? [`mode ${file.mode.before} → ${file.mode.after}`] : [];
 	if (file.change === 'mode') {
@@ -57,6 +63,10 @@ export function fileChangeLines(file: FileChange): string[] {
 			const {before, after} = file.binary ?? {after: {release: '?'}};
 			const was = before ? `${before.release ?? 'a release this install did not unpack'}${before.bytes === undefined ? '' : `, ${formatBytes(before.bytes)}`}` : 'none';
 			body.push(`${file.label} ${was} → ${after.release}${after.bytes === undefined ? '' : `, ${formatBytes(after.bytes)}`}`);
+			if (file.link) {
+				body.push(`link ${file.link.before ?? '(a regular file)'} → ${file.link.after}`);
+			}
+
 			break;
 		}
 
@@ -80,20 +90,26 @@ function serviceLine(service: ServicePreview): string {
 }
 
 /**
- * In the order start takes them: the apiserver and kube-nginx in one restart, the controller-manager
- * and the scheduler once the apiserver answers (when it restarts), reloads after.
+ * In the order the install's start step takes them (installRestartOrder): group after group, a
+ * group's restarts in one systemctl restart, then its reloads; the next group once the group is ready.
  */
 export function restartSequence(services: ServicePreview[]): string[] {
-	const restarts = services.filter(service => service.action === 'restart');
-	const apiserverRestarts = restarts.some(service => service.name === 'kube-apiserver');
-	const clients = new Set(['kube-controller-manager', 'kube-scheduler']);
-	const first = restarts.filter(service => !apiserverRestarts || !clients.has(service.name));
-	const later = restarts.filter(service => apiserverRestarts && clients.has(service.name));
-	return [
-		...first.map(serviceLine),
-		...later.map(service => `then, once kube-apiserver answers: ${serviceLine(service)}`),
-		...services.filter(service => service.action === 'reload').map(serviceLine),
-	];
+	const lines: string[] = [];
+	let previous: readonly string[] = [];
+	for (const group of installRestartOrder) {
+		const inGroup = group.flatMap(name => services.filter(service => service.name === name));
+		const restarts = inGroup.filter(service => service.action === 'restart');
+		const together = restarts.length > 1 ? [`restart ${restarts.map(service => service.name).join(' and ')} in one systemctl restart:`, ...restarts.map(service => `  ${serviceLine(service).replace(/^restart /, '')}`)] : restarts.map(serviceLine);
+		const groupLines = [...together, ...inGroup.filter(service => service.action === 'reload').map(serviceLine)];
+		if (groupLines.length > 0 && lines.length > 0) {
+			groupLines[0] = `then, once ${previous.join(' and ')} are ready: ${groupLines[0]}`;
+		}
+
+		lines.push(...groupLines);
+		previous = group;
+	}
+
+	return lines;
 }
 
 function expectedTime(host: HostPreview): string {
@@ -117,10 +133,15 @@ export function formatChanges(changes: ChangePreview): string[] {
 		const {from, to, paths} = changes.binariesPending;
 		lines.push(from && from !== to
 			? `  binaries: ${paths.length} of release ${to} replace ${from} on every master (sizes and hashes known once apply unpacks the tarball)`
-			: `  binaries: not compared (the tarball of ${to} is read again at apply, which checks each binary's sha256 on the master)`);
+			: `  binaries: compared with the sha256 this install recorded on each master (the tarball of ${to} is not unpacked here: apply reads it again and checks each binary's sha256 on the master)`);
 	}
 
 	for (const host of changes.hosts) {
+		if (host.unread !== undefined) {
+			lines.push(`${host.host}: not read (${host.unread}): what apply would change there is not known`);
+			continue;
+		}
+
 		if (host.files.length === 0) {
 			lines.push(`${host.host}: no file differs`);
 			continue;

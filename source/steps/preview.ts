@@ -1,14 +1,18 @@
 import {existsSync, readdirSync, readFileSync} from 'node:fs';
 import path from 'node:path';
+import type {ResolvedConfig} from '../config/load.js';
 import type {Master} from '../config/schema.js';
 import type {Operation} from '../operations/types.js';
 import {readCertificate} from '../pki/certs.js';
+import {releaseBinDir} from '../render/artifacts.js';
 import {shellQuote} from '../remote/quote.js';
 import {sectionsScript, splitSections} from '../remote/sections.js';
 import type {RestartTime} from '../state/store.js';
 import {createTwoFilesPatch, orderDiff} from './diff.js';
 import {fileFactsScript, knownIdentities, parseFileFacts, uploadsOf, type RemoteFileFacts, type Upload} from './files.js';
+import {binaryNames} from './binaries.js';
 import {services, type ServiceName} from './readiness.js';
+import {ownLink} from './releases.js';
 import {restartPolicy, serviceFingerprint, serviceInputs, type UnitStatus} from './restart-policy.js';
 import {parseUnitStatus, unitStatusRead} from './services.js';
 import type {StepContext, StepId} from './types.js';
@@ -34,6 +38,8 @@ export type FileChange = {
 	diff?: string;
 	certificate?: {before?: CertificateSummary; after: CertificateSummary};
 	binary?: {before?: {release?: string; bytes?: number}; after: {release: string; bytes?: number}};
+	/** binDir/NAME: what the link names now (none: not a link) and what apply points it at. */
+	link?: {before?: string; after: string};
 };
 
 /** A service apply would restart or reload on a master, and the changed files that cause it. */
@@ -45,6 +51,8 @@ export type HostPreview = {
 	services: ServicePreview[];
 	/** How long this master's last restart took on this cluster (state), when recorded. */
 	lastRestart?: RestartTime;
+	/** Why this master was not read (down, or left out with --skip): what apply would change there is unknown. */
+	unread?: string;
 };
 
 export type ChangePreview = {
@@ -113,10 +121,12 @@ export type ChangeFacts = {
 	releaseOf: (sha256: string) => string | undefined;
 	release: string;
 	hostName: string;
+	/** For a binary: the release its binDir/NAME link names now (the one operators and scripts call). */
+	linkedRelease?: string;
 };
 
 /** What apply would change in one file, or undefined when the master's copy is already it. Pure. */
-export function fileChange({step, upload, facts, current, written, releaseOf, release, hostName}: ChangeFacts): FileChange | undefined {
+export function fileChange({step, upload, facts, current, written, releaseOf, release, hostName, linkedRelease}: ChangeFacts): FileChange | undefined {
 	const sameContent = facts?.sha256 === upload.sha256;
 	if (sameContent && facts?.mode === upload.mode && facts.owner === 'root') {
 		return undefined;
@@ -144,10 +154,57 @@ export function fileChange({step, upload, facts, current, written, releaseOf, re
 	} else if (kind === 'certificate' && 'content' in upload.source) {
 		change.certificate = {before: current === undefined ? undefined : certificateSummary(current), after: certificateSummary(upload.source.content)!};
 	} else if (kind === 'binary') {
-		change.binary = {before: facts ? {release: facts.sha256 ? releaseOf(facts.sha256) : undefined, bytes: sizeOf(facts)} : undefined, after: {release, bytes: upload.bytes}};
+		// Not in the release's folder yet (an upgrade): it replaces the release the link names.
+		const before = facts ? {release: facts.sha256 ? releaseOf(facts.sha256) : undefined, bytes: sizeOf(facts)} : linkedRelease === undefined ? undefined : {release: linkedRelease};
+		change.binary = {before, after: {release, bytes: upload.bytes}};
 	}
 
 	return change;
+}
+
+/** binDir/NAME, the link apply points at the release's binary. */
+export const binaryLinkPath = (config: ResolvedConfig, upload: Upload) => `${config.paths.binDir}/${upload.label}`;
+
+/** The release binDir/NAME holds now: the folder a link such as `v1.28.6/NAME` names, or a regular file's (the old layout) by its hash. */
+export function linkedRelease(facts: RemoteFileFacts | undefined, name: string, releaseOf: (sha256: string) => string | undefined): string | undefined {
+	if (facts?.link === undefined) {
+		return facts?.sha256 ? releaseOf(facts.sha256) : undefined;
+	}
+
+	const [release, file, ...rest] = facts.link.split('/');
+	return file === name && rest.length === 0 ? release : undefined;
+}
+
+export type LinkFacts = {
+	upload: Upload;
+	linkPath: string;
+	facts: RemoteFileFacts | undefined;
+	release: string;
+	releaseOf: (sha256: string) => string | undefined;
+	/** What is at the link's path is not what this install put there. */
+	byHand: boolean;
+};
+
+/** The change of binDir/NAME when it does not name the release's binary (drift, or a run stopped before the switch), else undefined. Pure. */
+export function linkChange({upload, linkPath, facts, release, releaseOf, byHand}: LinkFacts): FileChange | undefined {
+	const target = `${release}/${upload.label}`;
+	if (facts?.link === target) {
+		return undefined;
+	}
+
+	return {
+		step: 'binaries',
+		path: linkPath,
+		label: upload.label,
+		kind: 'binary',
+		change: facts === undefined ? 'new' : 'content',
+		byHand,
+		sha256: {before: facts?.sha256, after: upload.sha256},
+		// A link's own mode says nothing (the binary it names has the release's): a regular file's is shown.
+		mode: {before: facts?.link === undefined && facts ? `${octal(facts.mode)} ${facts.owner}` : undefined, after: '0777 root'},
+		binary: {before: facts && {release: linkedRelease(facts, upload.label, releaseOf)}, after: {release}},
+		link: {before: facts?.link, after: target},
+	};
 }
 
 /** Which services apply would restart or reload, why, and after which of the files it would write. Pure. */
@@ -184,20 +241,40 @@ export function unpackedReleases(binariesRoot: string): Map<string, string> {
 	return releases;
 }
 
-/** The uploads of every files step of the operation on this master, with their step. */
-function stepUploads(operation: Operation, context: StepContext, master: Master): Array<{step: StepId; upload: Upload}> {
-	return operation.steps.filter(step => step.scope === 'each-master' && step.reads).flatMap(step => uploadsOf(step.plan(context, master)).map(upload => ({step: step.id, upload})));
+/**
+ * The release's binaries as this install wrote them on the master (their sha256 recorded), when the
+ * tarball is not unpacked here (a state folder without binaries/, as in CI): apply writes the same
+ * again, so the services' fingerprints hold them as start recorded them. None for a release not written yet.
+ */
+export function recordedBinaryUploads(context: StepContext, master: Master): Upload[] {
+	const record = context.state.host('binaries', master.name);
+	return binaryNames(context.config).flatMap((name): Upload[] => {
+		const file = `${releaseBinDir(context.config)}/${name}`;
+		const sha256 = record?.files?.[file] ?? record?.stats?.[file]?.sha256;
+		const bytes = Number(record?.stats?.[file]?.stat.split(':')[2] ?? 0);
+		return sha256 ? [{kind: 'upload', path: file, mode: 0o755, sha256, bytes, secret: false, source: {file: path.join(context.workspace.binariesDir(context.config.version), name)}, label: name}] : [];
+	});
 }
 
+/** The uploads of every files step of the operation on this master, with their step. */
+function stepUploads(operation: Operation, context: StepContext, master: Master): Array<{step: StepId; upload: Upload}> {
+	const planned = operation.steps.filter(step => step.scope === 'each-master' && step.reads).flatMap(step => uploadsOf(step.plan(context, master)).map(upload => ({step: step.id, upload})));
+	const recorded = !context.binaries && operation.steps.some(step => step.id === 'binaries') ? recordedBinaryUploads(context, master) : [];
+	return [...planned, ...recorded.map(upload => ({step: 'binaries' as StepId, upload}))];
+}
+
+const isBinary = (planned: {step: StepId; upload: Upload}) => planned.step === 'binaries' && fileKind(planned.upload) === 'binary';
+
 /**
- * One round trip per master: the mode, owner and sha256 of every file apply would write, the content of
- * those shown as a diff (never a secret's: a secret is compared by its hash alone), and the units' state.
+ * One round trip per master: the mode, owner and sha256 of every file apply would write and of the
+ * binaries' links, the content of those shown as a diff (never a secret's: a secret is compared by
+ * its hash alone), and the units' state.
  */
-async function readMaster(context: StepContext, master: Master, steps: StepId[], uploads: Upload[]) {
+async function readMaster(context: StepContext, master: Master, steps: StepId[], uploads: Upload[], links: string[]) {
 	const known = Object.assign({}, ...steps.map(step => knownIdentities(context, master, step))) as Record<string, {stat: string; sha256: string}>;
 	const shown = uploads.filter(upload => isShownAsText(upload)).map(upload => upload.path);
-	const script = sectionsScript({files: fileFactsScript(uploads.map(upload => upload.path), known), contents: contentsScript(shown), units: unitStatusRead.script});
-	const result = await context.remote.check(master, script, {step: 'plan', display: `read ${uploads.length} file(s) (content of ${shown.length}, none secret) and the units' state for plan`});
+	const script = sectionsScript({files: fileFactsScript([...uploads.map(upload => upload.path), ...links], known), contents: contentsScript(shown), units: unitStatusRead.script});
+	const result = await context.remote.check(master, script, {step: 'plan', display: `read ${uploads.length} file(s) and ${links.length} link(s) (content of ${shown.length}, none secret) and the units' state for plan`});
 	const sections = splitSections(result.stdout);
 	return {facts: parseFileFacts(sections.get('files') ?? '', known), contents: parseContents(sections.get('contents') ?? ''), units: parseUnitStatus(sections.get('units') ?? '')};
 }
@@ -206,17 +283,32 @@ async function readMaster(context: StepContext, master: Master, steps: StepId[],
 export async function previewMaster(operation: Operation, context: StepContext, master: Master, releases: Map<string, string>, lastRestart: RestartTime | undefined, pending?: PendingBinaries): Promise<HostPreview> {
 	const planned = stepUploads(operation, context, master);
 	const uploads = planned.map(each => each.upload);
-	const {facts, contents, units} = await readMaster(context, master, [...new Set(planned.map(each => each.step))], uploads);
-	const files = planned.flatMap(({step, upload}) => fileChange({
-		step,
-		upload,
-		facts: facts.get(upload.path),
-		current: contents.get(upload.path),
-		written: context.state.writtenHashes(master.name, upload.path),
-		releaseOf: sha256 => releases.get(sha256),
-		release: context.config.version,
-		hostName: master.name,
-	}) ?? []);
+	const binaries = planned.filter(each => isBinary(each)).map(each => each.upload);
+	const links = new Map(binaries.map(upload => [upload.path, binaryLinkPath(context.config, upload)] as const));
+	const {facts, contents, units} = await readMaster(context, master, [...new Set(planned.map(each => each.step))], uploads, [...links.values()]);
+	const releaseOf = (sha256: string) => releases.get(sha256);
+	const files = planned.flatMap(({step, upload}) => {
+		const linkPath = links.get(upload.path);
+		const link = linkPath === undefined ? undefined : facts.get(linkPath);
+		const change = fileChange({
+			step,
+			upload,
+			facts: facts.get(upload.path),
+			current: contents.get(upload.path),
+			written: context.state.writtenHashes(master.name, upload.path),
+			releaseOf,
+			release: context.config.version,
+			hostName: master.name,
+			linkedRelease: linkedRelease(link, upload.label, releaseOf),
+		});
+		if (change || linkPath === undefined) {
+			// A binary written anew: its link is switched with it, said in the one change.
+			return change ?? [];
+		}
+
+		const byHand = link !== undefined && (link.link === undefined ? !context.state.writtenHashes(master.name, linkPath).has(link.sha256 ?? '') : !ownLink(context, master, upload.label, link.link));
+		return linkChange({upload, linkPath, facts: link, release: context.config.version, releaseOf, byHand}) ?? [];
+	});
 	// A file whose mode alone differs is written again too: its readers restart as for any write.
 	const changing = new Set(files.map(file => file.path));
 	const recorded = context.state.host('start', master.name)?.services;

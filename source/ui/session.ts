@@ -212,7 +212,8 @@ export class Session {
 		const engine = this.engine!;
 		this.set({screen: {name: 'loading', message: 'Working out the plan (nothing is changed on the masters)…'}});
 		try {
-			const plan = await engine.plan(this.operation);
+			// A master left out is not contacted; one that cannot be read is shown as such, not a failure.
+			const plan = await engine.plan(this.operation, {skipHosts: this.state.skipHosts});
 			if (this.state.screen.name !== 'loading') {
 				return;
 			}

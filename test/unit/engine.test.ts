@@ -13,6 +13,7 @@ import {readCertificate} from '../../source/pki/certs.js';
 import {stageEncryptionKey} from '../../source/pki/material.js';
 import {formatCheckGrid, formatPlan, formatStatus} from '../../source/reporters/format.js';
 import {planChanges} from '../../source/reporters/diff-format.js';
+import {planExitCode} from '../../source/commands.js';
 import {Runner, type CommandSpec} from '../../source/runner.js';
 import {transferForm} from '../../source/steps/binaries.js';
 import {Workspace} from '../../source/workspace.js';
@@ -712,11 +713,64 @@ describe('plan of a change', () => {
 		expect(planChanges(await (await engine()).engine.plan())).toBe(false);
 	});
 
-	test('a master that cannot be read: plan names it and fails (not exit 2)', async () => {
+	test('a master that cannot be read is shown unread with the reason, the others still read (--exit-code: 1); one given to skip is not contacted', async () => {
 		const {cluster, engine} = setup();
 		await (await engine()).engine.apply({confirm: true});
 		cluster.hosts.get(ips[2]!)!.reachable = false;
-		await expect((await engine()).engine.plan()).rejects.toThrow(/plan could not read k8smaster03 \(172\.24\.8\.73\)/);
+		const plan = await (await engine()).engine.plan();
+		expect(plan.changes!.hosts.map(host => host.unread === undefined)).toEqual([true, true, false]);
+		expect(plan.changes!.hosts[2]!.unread).toMatch(/^172\.24\.8\.73: /);
+		expect(formatPlan(plan)).toMatch(/^k8smaster03: not read \(172\.24\.8\.73: .*\): what apply would change there is not known$/m);
+		expect(formatPlan(plan)).toContain('k8smaster01: no file differs');
+		expect(planExitCode(plan)).toBe(1);
+
+		cluster.hosts.get(ips[2]!)!.reachable = true;
+		const before = cluster.calls.length;
+		const skipped = await (await engine()).engine.plan(undefined, {skipHosts: ['k8smaster03']});
+		expect(cluster.calls.slice(before).filter(call => call.args.includes(ips[2]!))).toEqual([]);
+		expect(skipped.changes!.hosts[2]).toMatchObject({host: 'k8smaster03', unread: 'left out with --skip, not contacted'});
+	});
+
+	test('from a state folder without binaries/ (CI), the binaries are compared with the recorded hashes: no drift is exit 0; a replaced binary is named', async () => {
+		const {cluster, engine, stateDir} = setup();
+		await (await engine()).engine.apply({confirm: true});
+		rmSync(path.join(stateDir, 'kubernetes', 'binaries'), {recursive: true, force: true});
+		const unchanged = await (await engine()).engine.plan();
+		// The units run the release's folder's binaries: the paths pending are those.
+		expect(unchanged.changes!.binariesPending!.paths).toContain('/opt/k8s/bin/v1.28.7/kube-apiserver');
+		expect(unchanged.changes!.hosts.map(host => [host.files, host.services])).toEqual(ips.map(() => [[], []]));
+		expect(formatPlan(unchanged)).toContain('binaries: compared with the sha256 this install recorded on each master');
+		expect(planExitCode(unchanged)).toBe(0);
+
+		const scheduler = '/opt/k8s/bin/v1.28.7/kube-scheduler';
+		cluster.hosts.get(ips[0]!)!.files.set(scheduler, {content: elfExecutable('replaced\n'), mode: 0o755, owner: 'root'});
+		const plan = await (await engine()).engine.plan();
+		expect(plan.changes!.hosts[0]!.files.map(file => file.path)).toEqual([scheduler]);
+		expect(plan.changes!.hosts[0]!.services).toEqual([{name: 'kube-scheduler', action: 'restart', reason: 'a file it reads differs on the master from what this install wrote', files: [scheduler]}]);
+		expect(planExitCode(plan)).toBe(3);
+	});
+
+	test('binDir\'s links are read in the same round trip: one naming another release is a change; a binary not in the release folder yet replaces the linked release', async () => {
+		const {cluster, engine} = setup();
+		await (await engine()).engine.apply({confirm: true});
+		// A link switched back (by hand, or a run stopped before the switch); an upgrade's empty folder.
+		cluster.hosts.get(ips[1]!)!.files.set('/opt/k8s/bin/kube-apiserver', {content: Buffer.from(''), mode: 0o777, owner: 'root', link: 'v1.28.6/kube-apiserver'});
+		cluster.hosts.get(ips[2]!)!.files.delete('/opt/k8s/bin/v1.28.7/kube-controller-manager');
+		cluster.hosts.get(ips[2]!)!.files.set('/opt/k8s/bin/kube-controller-manager', {content: Buffer.from(''), mode: 0o777, owner: 'root', link: 'v1.28.6/kube-controller-manager'});
+		const before = cluster.calls.length;
+		const plan = await (await engine()).engine.plan();
+		const reads = cluster.calls.slice(before).filter(call => call.command === 'ssh' && /for k8smi_file in /.test(call.args.at(-1) ?? ''));
+		expect(reads).toHaveLength(3);
+		expect(reads[0]!.args.at(-1)).toContain(' /opt/k8s/bin/kube-apiserver ');
+		expect(plan.changes!.hosts[0]!.files).toEqual([]);
+		expect(plan.changes!.hosts[1]!.files.map(file => file.path)).toEqual(['/opt/k8s/bin/kube-apiserver']);
+		// No unit reads the link: switching it restarts nothing.
+		expect(plan.changes!.hosts[1]!.services).toEqual([]);
+		const text = formatPlan(plan);
+		// v1.28.6 is no release this install wrote there: apply asks before it switches the link.
+		expect(text).toMatch(/~ \/opt\/k8s\/bin\/kube-apiserver {2}\[binaries\] {2}\(changed on the master by hand[^\n]*\n\s+kube-apiserver v1\.28\.6 → v1\.28\.7\n\s+link v1\.28\.6\/kube-apiserver → v1\.28\.7\/kube-apiserver/);
+		expect(text).toMatch(/\+ \/opt\/k8s\/bin\/v1\.28\.7\/kube-controller-manager {2}\[binaries\]\n\s+kube-controller-manager v1\.28\.6 → v1\.28\.7, /);
+		expect(planExitCode(plan)).toBe(3);
 	});
 });
 

@@ -5,7 +5,8 @@ import {fileChangeLines, formatChanges, planChanges, restartSequence} from '../.
 import {runKind} from '../../source/operations/run-kind.js';
 import {install} from '../../source/operations/index.js';
 import type {Upload} from '../../source/steps/files.js';
-import {contentsScript, fileChange, parseContents, pendingBinaryRestarts, servicePreview, type ChangeFacts, type ChangePreview} from '../../source/steps/preview.js';
+import {planExitCode} from '../../source/commands.js';
+import {contentsScript, fileChange, linkChange, parseContents, pendingBinaryRestarts, servicePreview, type ChangeFacts, type ChangePreview, type ServicePreview} from '../../source/steps/preview.js';
 import {serviceFingerprint, serviceInputs} from '../../source/steps/restart-policy.js';
 import type {InstallState} from '../../source/state/store.js';
 
@@ -36,7 +37,8 @@ describe('the diff of each kind of file', () => {
 		const change = fileChange(facts(upload, {facts: onMaster(edited), current: edited, written: new Set([upload.sha256])}))!;
 		expect(change.byHand).toBe(true);
 		expect(change.diff).toContain('+    server 172.24.8.72:6443;');
-		expect(fileChangeLines(change)[0]).toMatch(/changed on the master by hand/);
+		// apply does not put it back unasked: it asks first, or needs --overwrite.
+		expect(fileChangeLines(change)[0]).toMatch(/changed on the master by hand: apply asks before it puts back what the config writes, or needs --overwrite; the master's copy is kept as a backup/);
 	});
 
 	test('a file not on the master is new; one whose mode alone differs says so, without a diff', () => {
@@ -80,6 +82,23 @@ describe('the diff of each kind of file', () => {
 		expect(fileChangeLines(change)[1]).toBe('    kube-apiserver v1.28.4, 119.2 MiB → v1.28.7, 120.2 MiB');
 	});
 
+	test('a binary not in the new release\'s folder yet replaces the release its link names, not "none"', () => {
+		const upload: Upload = {kind: 'upload', path: '/opt/k8s/bin/v1.28.7/kube-apiserver', mode: 0o755, sha256: 'b'.repeat(64), bytes: 126_000_000, secret: false, source: {file: '/state/binaries/v1.28.7/kube-apiserver'}, label: 'kube-apiserver'};
+		const change = fileChange(facts(upload, {step: 'binaries', linkedRelease: 'v1.28.6'}))!;
+		expect(change.binary).toEqual({before: {release: 'v1.28.6'}, after: {release: 'v1.28.7', bytes: 126_000_000}});
+		expect(fileChangeLines(change)).toEqual(['+ /opt/k8s/bin/v1.28.7/kube-apiserver  [binaries]', '    kube-apiserver v1.28.6 → v1.28.7, 120.2 MiB']);
+	});
+
+	test('a link naming another release is a change (apply switches it); one naming this release is none', () => {
+		const upload: Upload = {kind: 'upload', path: '/opt/k8s/bin/v1.28.7/kube-apiserver', mode: 0o755, sha256: 'b'.repeat(64), bytes: 126_000_000, secret: false, source: {file: '/state/binaries/v1.28.7/kube-apiserver'}, label: 'kube-apiserver'};
+		const link = {upload, linkPath: '/opt/k8s/bin/kube-apiserver', release: 'v1.28.7', releaseOf: () => undefined, byHand: false};
+		expect(linkChange({...link, facts: {link: 'v1.28.7/kube-apiserver', sha256: 'b'.repeat(64)}})).toBeUndefined();
+		const change = linkChange({...link, facts: {link: 'v1.28.6/kube-apiserver'}})!;
+		expect(change).toMatchObject({path: '/opt/k8s/bin/kube-apiserver', kind: 'binary', change: 'content', link: {before: 'v1.28.6/kube-apiserver', after: 'v1.28.7/kube-apiserver'}});
+		expect(fileChangeLines(change)).toEqual(['~ /opt/k8s/bin/kube-apiserver  [binaries]', '    kube-apiserver v1.28.6 → v1.28.7', '    link v1.28.6/kube-apiserver → v1.28.7/kube-apiserver']);
+		expect(linkChange({...link, facts: undefined})).toMatchObject({change: 'new', binary: {after: {release: 'v1.28.7'}}});
+	});
+
 	test('file contents travel as base64, one line each, so that any byte comes back as it was', () => {
 		expect(contentsScript(['/a b/c'])).toContain('\'/a b/c\'');
 		const text = 'no trailing newline\n##k8smi## units';
@@ -113,21 +132,36 @@ describe('the restart preview', () => {
 		expect(servicePreview(uploads, new Set(), recorded, stopped)).toEqual([{name: 'kube-scheduler', action: 'restart', reason: 'it is failed', files: []}]);
 	});
 
-	test('start\'s order: the apiserver (with kube-nginx), its clients once it answers, reloads last', () => {
+	test('start\'s order, its groups (installRestartOrder): apiserver and kube-nginx in one systemctl restart, reloads in their group, then the clients once the group is ready', () => {
+		const scheduler: ServicePreview = {name: 'kube-scheduler', action: 'restart', reason: 'a file it reads changed', files: ['/etc/kubernetes/kube-scheduler.yaml']};
 		expect(restartSequence([
 			{name: 'kube-apiserver', action: 'restart', reason: 'a file it reads changed', files: [unitPath]},
+			scheduler,
 			{name: 'kube-nginx', action: 'reload', reason: 'a file it reads changed', files: [nginxConf.path]},
-			{name: 'kube-scheduler', action: 'restart', reason: 'a file it reads changed', files: ['/etc/kubernetes/kube-scheduler.yaml']},
 		])).toEqual([
 			`restart kube-apiserver (a file it reads changed: ${unitPath})`,
-			'then, once kube-apiserver answers: restart kube-scheduler (a file it reads changed: /etc/kubernetes/kube-scheduler.yaml)',
 			`reload kube-nginx (a file it reads changed: ${nginxConf.path})`,
+			'then, once kube-apiserver and kube-nginx are ready: restart kube-scheduler (a file it reads changed: /etc/kubernetes/kube-scheduler.yaml)',
+		]);
+		expect(restartSequence([
+			scheduler,
+			{name: 'kube-nginx', action: 'restart', reason: 'it is failed', files: []},
+			{name: 'kube-controller-manager', action: 'restart', reason: 'a file it reads changed', files: ['/etc/kubernetes/kube-controller-manager.kubeconfig']},
+			{name: 'kube-apiserver', action: 'restart', reason: 'a file it reads changed', files: [unitPath]},
+		])).toEqual([
+			'restart kube-apiserver and kube-nginx in one systemctl restart:',
+			`  kube-apiserver (a file it reads changed: ${unitPath})`,
+			'  kube-nginx (it is failed)',
+			'then, once kube-apiserver and kube-nginx are ready: restart kube-controller-manager and kube-scheduler in one systemctl restart:',
+			'  kube-controller-manager (a file it reads changed: /etc/kubernetes/kube-controller-manager.kubeconfig)',
+			'  kube-scheduler (a file it reads changed: /etc/kubernetes/kube-scheduler.yaml)',
 		]);
 	});
 
 	test('a new release not unpacked yet restarts the components whose unit runs one of its binaries', () => {
-		const restarts = pendingBinaryRestarts(uploads, {paths: ['/opt/k8s/bin/kube-apiserver'], from: 'v1.28.6', to: 'v1.28.7'}, []);
-		expect(restarts).toEqual([{name: 'kube-apiserver', action: 'restart', reason: 'its binary changes with the release (v1.28.6 → v1.28.7)', files: ['/opt/k8s/bin/kube-apiserver']}]);
+		const versioned = textUpload(unitPath, unit('168h').replace('/opt/k8s/bin/kube-apiserver', '/opt/k8s/bin/v1.28.7/kube-apiserver'));
+		const restarts = pendingBinaryRestarts([versioned], {paths: ['/opt/k8s/bin/v1.28.7/kube-apiserver'], from: 'v1.28.6', to: 'v1.28.7'}, []);
+		expect(restarts).toEqual([{name: 'kube-apiserver', action: 'restart', reason: 'its binary changes with the release (v1.28.6 → v1.28.7)', files: ['/opt/k8s/bin/v1.28.7/kube-apiserver']}]);
 	});
 
 	test('the text: one master at a time, why, and the time each took last', () => {
@@ -150,6 +184,16 @@ describe('the restart preview', () => {
 		expect(planChanges({changes})).toBe(true);
 		expect(planChanges({changes: {read: true, restartOrder: 'one master at a time', hosts: [{host: 'k8smaster01', files: [], services: []}]}})).toBe(false);
 		expect(planChanges({changes: {read: false, restartOrder: 'all masters at once', hosts: []}})).toBe(true);
+	});
+
+	test('a master not read is named; plan --exit-code then says 1 (could not tell), not 0 or 3', () => {
+		const changes: ChangePreview = {read: true, restartOrder: 'one master at a time', hosts: [
+			{host: 'k8smaster01', files: [], services: []},
+			{host: 'k8smaster03', files: [], services: [], unread: '172.24.8.73: no ssh connection'},
+		]};
+		expect(formatChanges(changes)).toContain('k8smaster03: not read (172.24.8.73: no ssh connection): what apply would change there is not known');
+		expect(planExitCode({changes})).toBe(1);
+		expect(planExitCode({changes: {...changes, hosts: [changes.hosts[0]!]}})).toBe(0);
 	});
 });
 

@@ -153,6 +153,18 @@ describe('failure', () => {
 	});
 });
 
+describe('a master down after the install', () => {
+	test('the plan is still shown, that master named as not read (the way to --skip it is open)', async () => {
+		const {session, cluster, headless} = setup();
+		await (await headless()).apply({confirm: false});
+		cluster.hosts.get('172.24.8.73')!.reachable = false;
+		const app = mount(session());
+		const plan = await app.until('Apply changes on');
+		expect(plan).toMatch(/k8smaster03: not read \(172\.24\.8\.73: /);
+		expect(plan).toContain('k8smaster01: no file differs');
+	});
+});
+
 describe('a file changed on a master', () => {
 	test('the diff is shown; Overwrite replaces it and keeps a backup', async () => {
 		const {session, cluster, headless} = setup();
