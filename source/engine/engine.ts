@@ -448,7 +448,8 @@ export class Engine {
 			const checks = await this.checkedInputs(operation);
 			const {binaries} = checks;
 			// Named once the input is known good, from the state before this run marks itself running.
-			this.emit({type: 'run-start', masters: config.masters.filter(master => !this.skipHosts.has(master.name)).map(master => master.name), ...runKind(this.state.snapshot, operation, config.version)});
+			const kind = runKind(this.state.snapshot, operation, config.version);
+			this.emit({type: 'run-start', masters: config.masters.filter(master => !this.skipHosts.has(master.name)).map(master => master.name), ...kind});
 			this.state.setRun({operation: operation.id, status: 'running', startedAt: new Date().toISOString(), error: undefined});
 			runStarted = true;
 			// Read-only, beside preflight: the files of every step, one round trip per master once its connection is up.
@@ -475,7 +476,7 @@ export class Engine {
 			this.state.setRun(skipped.length > 0 ? {operation: operation.id, status: 'failed', step: undefined, host: skipped.join(','), error: `skipped on request: ${skipped.join(', ')}`} : {operation: operation.id, status: 'done', step: undefined, host: undefined});
 			await this.closeConnections();
 			release();
-			this.emit({type: 'finished', outcome: 'done', message: operation.words.done({...this.runFacts(options), skipped}), durationMs: Math.round(performance.now() - started)});
+			this.emit({type: 'finished', outcome: 'done', message: operation.words.done({...this.runFacts(options), skipped, kind}), durationMs: Math.round(performance.now() - started)});
 		} catch (error) {
 			const stopped = error instanceof StopRequested;
 			// Bad input found before the run started (a wrong tarball, a busy state folder) records nothing.

@@ -13,6 +13,11 @@ export const install: Operation = {
 	mode: 'recorded',
 	words: {
 		question: ({masters}) => `Apply the plan to ${masters.length} master(s) (${masters.join(', ')})?`,
-		done: ({masters, skipped}) => `${masters.length - skipped.length} master(s) installed${skipped.length > 0 ? `; skipped ${skipped.join(', ')}: run apply again to install ${skipped.length === 1 ? 'it' : 'them'}` : ''}`,
+		done({masters, skipped, kind}) {
+			const count = masters.length - skipped.length;
+			const done = kind?.kind === 'upgrade' ? `${count} master(s) upgraded to ${kind.to}` : kind?.kind === 'apply-changes' ? `changes applied on ${count} master(s)` : `${count} master(s) installed`;
+			const left = skipped.length === 1 ? 'it' : 'them';
+			return `${done}${skipped.length > 0 ? `; skipped ${skipped.join(', ')}: run apply again to ${kind?.kind === 'upgrade' ? `upgrade ${left}` : kind?.kind === 'apply-changes' ? `change ${left} too` : `install ${left}`}` : ''}`;
+		},
 	},
 };

@@ -1,4 +1,5 @@
 import type {StepDefinition} from '../steps/types.js';
+import type {RunKind} from './run-kind.js';
 
 /**
  * A named list of steps the engine runs with one per-step loop. New day-2 work is a new
@@ -35,6 +36,6 @@ export type RunFacts = {masters: string[]; stateFolder: string; removeLocal: boo
 export type OperationWords = {
 	/** Asked before anything is done (the CLI; --yes answers it). */
 	question: (facts: RunFacts) => string;
-	/** The last line once the run is done; skipped: masters left out of this run. */
-	done: (facts: RunFacts & {skipped: string[]}) => string;
+	/** The last line once the run is done; skipped: masters left out of this run; kind: what the run was. */
+	done: (facts: RunFacts & {skipped: string[]; kind?: RunKind}) => string;
 };

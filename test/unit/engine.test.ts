@@ -710,6 +710,8 @@ describe('plan of a change', () => {
 		const applied = await engine({overwrite: true});
 		await applied.engine.apply({confirm: true});
 		expect(applied.events.find(event => event.type === 'run-start')).toMatchObject({kind: 'apply-changes', title: 'Apply changes', masters: ['k8smaster01', 'k8smaster02', 'k8smaster03']});
+		// The last line names the run for what it was, not as an install.
+		expect(applied.events.find(event => event.type === 'finished')).toMatchObject({outcome: 'done', message: 'changes applied on 3 master(s)'});
 		expect(planChanges(await (await engine()).engine.plan())).toBe(false);
 	});
 
