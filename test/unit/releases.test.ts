@@ -30,7 +30,28 @@ function setup() {
 	};
 
 	const file = (ip: string, remotePath: string) => cluster.hosts.get(ip)!.files.get(remotePath);
-	return {cluster, engine, release, file};
+	/** A master's binaries moved back to where an earlier version of this tool left them (binDir/NAME files); their records. */
+	const toOldLayout = (ip: string) => {
+		const files: Record<string, string> = {};
+		for (const name of names) {
+			const binary = cluster.hosts.get(ip)!.files.get(`/opt/k8s/bin/v1.28.7/${name}`)!;
+			cluster.hosts.get(ip)!.files.set(`/opt/k8s/bin/${name}`, {...binary});
+			cluster.hosts.get(ip)!.files.delete(`/opt/k8s/bin/v1.28.7/${name}`);
+			files[`/opt/k8s/bin/${name}`] = sha256(binary.content);
+		}
+
+		return files;
+	};
+
+	/** Each release applied in turn, as an operator upgrades. */
+	const applyReleases = async (...versions: string[]) => {
+		for (const version of versions) {
+			release(version);
+			await (await engine()).apply({confirm: true});
+		}
+	};
+
+	return {cluster, engine, release, file, applyReleases, toOldLayout};
 }
 
 describe('versioned binaries', () => {
@@ -90,11 +111,8 @@ describe('versioned binaries', () => {
 	});
 
 	test('release folders before the previous one are removed once start succeeded on that master, never before', async () => {
-		const {cluster, engine, release} = setup();
-		for (const version of ['v1.28.5', 'v1.28.6']) {
-			release(version);
-			await (await engine()).apply({confirm: true});
-		}
+		const {cluster, engine, release, applyReleases} = setup();
+		await applyReleases('v1.28.5', 'v1.28.6');
 
 		const folders = (ip: string) => [...cluster.hosts.get(ip)!.folders.keys()].sort();
 		expect(folders(ips[0]!)).toEqual(['/opt/k8s/bin/v1.28.5', '/opt/k8s/bin/v1.28.6']);
@@ -133,11 +151,8 @@ describe('versioned binaries', () => {
 	});
 
 	test('the way back is the release that last started healthy, not the newest folder: a killed run\'s upload is removed, not kept', async () => {
-		const {cluster, engine, release} = setup();
-		for (const version of ['v1.28.5', 'v1.28.6']) {
-			release(version);
-			await (await engine()).apply({confirm: true});
-		}
+		const {cluster, engine, release, applyReleases} = setup();
+		await applyReleases('v1.28.5', 'v1.28.6');
 
 		// v1.28.9's run is killed after its uploads, before its links: its folder is the newest on every master.
 		release('v1.28.9');
@@ -159,11 +174,8 @@ describe('versioned binaries', () => {
 	});
 
 	test('a state from before the record of started releases removes nothing until a second release has started healthy', async () => {
-		const {cluster, engine, release} = setup();
-		for (const version of ['v1.28.5', 'v1.28.6']) {
-			release(version);
-			await (await engine()).apply({confirm: true});
-		}
+		const {cluster, engine, release, applyReleases} = setup();
+		await applyReleases('v1.28.5', 'v1.28.6');
 
 		const folders = (ip: string) => [...cluster.hosts.get(ip)!.folders.keys()].sort();
 		(await engine()).state.update(state => {
@@ -187,20 +199,14 @@ describe('versioned binaries', () => {
 	});
 
 	test('an install of the old layout (regular files in binDir) moves over without asking: copied on the master, nothing sent', async () => {
-		const {cluster, engine, file} = setup();
+		const {cluster, engine, file, toOldLayout} = setup();
 		const first = await engine();
 		await first.apply({confirm: true});
 		// What an earlier version of this tool left: binDir/NAME regular files, units naming them, and its records.
 		first.state.update(state => {
 			for (const [index, ip] of ips.entries()) {
 				const host = `k8smaster0${index + 1}`;
-				const files: Record<string, string> = {};
-				for (const name of names) {
-					const binary = cluster.hosts.get(ip)!.files.get(`/opt/k8s/bin/v1.28.7/${name}`)!;
-					cluster.hosts.get(ip)!.files.set(`/opt/k8s/bin/${name}`, {...binary});
-					cluster.hosts.get(ip)!.files.delete(`/opt/k8s/bin/v1.28.7/${name}`);
-					files[`/opt/k8s/bin/${name}`] = sha256(binary.content);
-				}
+				const files = toOldLayout(ip);
 
 				state.steps['install/binaries']!.hosts[host] = {status: 'done', at: new Date().toISOString(), inputs: '', files};
 				for (const unit of ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler']) {
@@ -232,19 +238,13 @@ describe('versioned binaries', () => {
 	});
 
 	test('the old layout\'s copy on the master does not replace a file in the release folder this install did not write: it is asked about', async () => {
-		const {cluster, engine, file} = setup();
+		const {cluster, engine, file, toOldLayout} = setup();
 		const first = await engine();
 		await first.apply({confirm: true});
 		const theirs = {content: Buffer.from('#!/bin/sh\necho an apiserver of their own\n'), mode: 0o755, owner: 'root'};
 		first.state.update(state => {
 			for (const [index, ip] of ips.entries()) {
-				const files: Record<string, string> = {};
-				for (const name of names) {
-					const binary = cluster.hosts.get(ip)!.files.get(`/opt/k8s/bin/v1.28.7/${name}`)!;
-					cluster.hosts.get(ip)!.files.set(`/opt/k8s/bin/${name}`, {...binary});
-					cluster.hosts.get(ip)!.files.delete(`/opt/k8s/bin/v1.28.7/${name}`);
-					files[`/opt/k8s/bin/${name}`] = sha256(binary.content);
-				}
+				const files = toOldLayout(ip);
 
 				cluster.hosts.get(ip)!.files.set('/opt/k8s/bin/v1.28.7/kube-apiserver', theirs);
 				state.steps['install/binaries']!.hosts[`k8smaster0${index + 1}`] = {status: 'done', at: new Date().toISOString(), inputs: '', files};
