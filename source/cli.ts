@@ -22,6 +22,8 @@ const help = `
     --out DIR              render: target folder; init: config file to write (default: cluster.yaml)
     --yes, -y              apply: do not ask for confirmation
     --overwrite            apply: overwrite files on the masters that changed since this install wrote them (a backup is kept)
+    --force-remove NAME    plan/apply: a master taken out of masters: that no longer answers (dead hardware): decommissioned
+                           without contacting it; the rest proceeds and the last line says what stayed on it
     --rotate NAME          render/apply: issue a certificate again (kubernetes, proxy-client, admin, kube-controller-manager, kube-scheduler, or all); keeps the key pair
     --exit-code            plan: exit 3 when apply would change something (a file differs, a service
                            would restart), 0 when nothing would, 1 when a master could not be read:
@@ -57,6 +59,7 @@ export async function main(argv: string[], output: Output = defaultOutput): Prom
 			yes: {type: 'boolean', shortFlag: 'y', default: false},
 			overwrite: {type: 'boolean', default: false},
 			rotate: {type: 'string', isMultiple: true},
+			forceRemove: {type: 'string', isMultiple: true},
 			json: {type: 'boolean', default: false},
 			verbose: {type: 'boolean', default: false},
 			fromEnv: {type: 'string'},

@@ -1,15 +1,16 @@
 import {audit, binaries, certs, encryption, etcdCheck, rbac, start, units} from '../steps/definitions.js';
+import {leave} from '../steps/membership.js';
 import {distinctMachines, preflight} from '../steps/preflight.js';
 import {verify, verifyCluster} from '../steps/verify.js';
 import type {Operation} from './types.js';
 
-/** apply: checks, files, services, then what the cluster as a whole needs. */
+/** apply: checks, masters that leave, files, services, then what the cluster as a whole needs. */
 export const install: Operation = {
 	id: 'install',
 	title: 'Install the control plane',
 	noun: 'install',
 	command: 'apply',
-	steps: [preflight, distinctMachines, binaries, certs, encryption, audit, units, start, etcdCheck, rbac, verify, verifyCluster],
+	steps: [preflight, distinctMachines, leave, binaries, certs, encryption, audit, units, start, etcdCheck, rbac, verify, verifyCluster],
 	mode: 'recorded',
 	words: {
 		question: ({masters}) => `Apply the plan to ${masters.length} master(s) (${masters.join(', ')})?`,

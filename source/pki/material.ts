@@ -247,6 +247,29 @@ async function encryptionKeys(config: ResolvedConfig, workspace: Workspace, chan
 	return [write, ...read];
 }
 
+/**
+ * Why a kept certificate no longer fits its request, said in full: the addresses a change of masters
+ * adds or removes (the key pair is kept, so nothing that pins it changes), else its subject, key or CA.
+ */
+function mismatch(existing: string, request: CertificateRequest): string {
+	const have = (() => {
+		try {
+			const facts = readCertificate(existing);
+			return [...facts.ipSans, ...facts.dnsSans];
+		} catch {
+			return undefined;
+		}
+	})();
+	const want = [...(request.ipSans ?? []), ...(request.dnsSans ?? [])];
+	const added = want.filter(san => !have?.includes(san));
+	const removed = have?.filter(san => !want.includes(san)) ?? [];
+	if (have === undefined || added.length + removed.length === 0) {
+		return 'its subject, key or CA changed';
+	}
+
+	return `its SANs changed (${[...added.map(san => `+${san}`), ...removed.map(san => `-${san}`)].join(', ')}); same key pair`;
+}
+
 export type MaterialOptions = {
 	rotate?: readonly string[];
 	now?: Date;
@@ -323,7 +346,7 @@ export async function ensureMaterial(config: ResolvedConfig, workspace: Workspac
 
 		const certPem = issueCertificate(request, pair, {certPem: ca.certPem, keyPem: ca.keyPem}, now);
 		save(certFile, certPem, 0o644);
-		changes.push({item: `${name} certificate`, action: existing ? 'reissued' : 'issued', reason: existing ? (rotate ? 'rotation asked' : 'its SANs, subject or CA changed') : undefined});
+		changes.push({item: `${name} certificate`, action: existing ? 'reissued' : 'issued', reason: existing ? (rotate ? 'rotation asked; same key pair' : mismatch(existing, request)) : undefined});
 		leaves[name] = {certPem, keyPem: pair.privateKeyPem};
 	}
 

@@ -33,7 +33,11 @@ export function formatPlan(plan: PlanView): string {
 	];
 	const made = plan.materialChanges.filter(change => change.action !== 'kept' && change.action !== 'imported');
 	if (made.length > 0) {
-		lines.push(`Key material made at apply (not yet written; hashes below will differ for these): ${made.map(change => `${change.item} ${change.action}`).join(', ')}`);
+		lines.push(`Key material made at apply (not yet written; hashes below will differ for these): ${made.map(change => `${change.item} ${change.action}${change.reason ? ` (${change.reason})` : ''}`).join(', ')}`);
+	}
+
+	if (plan.masters) {
+		lines.push('', 'Masters that join or leave:', ...plan.masters.map(line => `  ${line}`));
 	}
 
 	if (plan.changes) {

@@ -46,7 +46,12 @@ export type InstallState = {
 	restartTimes?: Record<string, RestartTime>;
 	/** Per master, the releases the start step brought up healthy there, oldest first: the last two are the current one and the way back. */
 	startedReleases?: Record<string, string[]>;
+	/** Per master this install was run on, its address as the config gave it then: a master the config no longer lists (or lists at another address) is decommissioned there. */
+	masters?: Record<string, RecordedMaster>;
 };
+
+/** Where a master was reached (the config's entry when it was first installed). */
+export type RecordedMaster = {ip: string; sshHost?: string};
 
 export type RestartTime = {ms: number; at: string; services: string[]};
 
@@ -86,7 +91,7 @@ export function migrateState(stored: StateSchema1 | StateSchema2): InstallState 
  * One operation's view of the progress: its steps are named as the operation names them; what any
  * operation wrote on a host (writtenFiles, writtenHashes, forgetFiles, forgetHost) is the whole state's.
  */
-export type Progress = Pick<StateStore, 'writtenHashes' | 'writtenFiles' | 'forgetFiles' | 'forgetHost' | 'recordRestartTime' | 'recordStartedRelease' | 'startedReleases'> & {
+export type Progress = Pick<StateStore, 'writtenHashes' | 'writtenFiles' | 'forgetFiles' | 'forgetHost' | 'recordRestartTime' | 'recordStartedRelease' | 'startedReleases' | 'recordMasters'> & {
 	host(key: string, host: string): HostRecord | undefined;
 	recordHost(key: string, host: string, record: HostRecord): void;
 	recordFile(key: string, host: string, remotePath: string, hash: string, stat?: string): void;
@@ -141,6 +146,7 @@ export class StateStore {
 			recordRestartTime: (host, time) => this.recordRestartTime(host, time),
 			recordStartedRelease: (host, version) => this.recordStartedRelease(host, version),
 			startedReleases: host => this.startedReleases(host),
+			recordMasters: masters => this.recordMasters(masters),
 		};
 	}
 
@@ -288,6 +294,23 @@ export class StateStore {
 			}
 
 			delete state.startedReleases?.[host];
+			delete state.masters?.[host];
+		});
+	}
+
+	/**
+	 * Remembers where masters are reached, for a later apply that no longer lists one. A name already
+	 * recorded keeps its address: at another address it is a new machine, and the old one is
+	 * decommissioned (then forgotten) before the new address is recorded.
+	 */
+	recordMasters(masters: ReadonlyArray<{name: string; ip: string; sshHost?: string}>): void {
+		const missing = masters.filter(master => !this.state.masters?.[master.name]);
+		if (missing.length === 0) {
+			return;
+		}
+
+		this.update(state => {
+			state.masters = {...state.masters, ...Object.fromEntries(missing.map(({name, ip, sshHost}) => [name, sshHost === undefined ? {ip} : {ip, sshHost}]))};
 		});
 	}
 
@@ -303,6 +326,7 @@ export class StateStore {
 		this.update(state => {
 			state.steps = {};
 			delete state.run;
+			delete state.masters;
 		});
 	}
 }

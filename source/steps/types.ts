@@ -10,6 +10,7 @@ import type {Prompter} from '../engine/prompts.js';
 import type {Api, Probe} from '../remote/health.js';
 import type {CheckResult} from './preflight.js';
 import type {FilesReadAhead} from './files.js';
+import type {MembershipChange} from './membership.js';
 
 /** A step's name within its operation ("start"); the state keeps it as "install/start". */
 export type StepId = string;
@@ -55,6 +56,8 @@ export type StepContext = {
 	skipped: ReadonlySet<string>;
 	/** Asks the engine whether the operator asked to stop; checked between actions. */
 	throwIfStopping: () => void;
+	/** Masters the config adds, removes or gives a new address, against the state (see membership.ts). */
+	membership?: MembershipChange;
 };
 
 /** `observed`: what verify read on the host, handed to the run that follows it (one read, not two). */

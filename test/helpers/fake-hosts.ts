@@ -15,6 +15,9 @@ function fakeIdentity(file: FakeFile): string {
 	return `2049:${digits % 1_000_000}:${file.content.length}:1764130000.${nanoseconds}:1764130000.${nanoseconds}`;
 }
 
+/** What `hostname` prints on a fake master. */
+export const fakeHostname = (ip: string) => `host-${ip.replaceAll('.', '-')}`;
+
 /** A folder's mode and owner. */
 type FakeFolder = {mode: number; owner: string};
 
@@ -199,6 +202,10 @@ export class FakeCluster {
 				...etcd,
 				'nginx=nginx version: nginx/1.22.1', 'nginxstream=module',
 			].join('\n'));
+		}
+
+		if (script === 'hostname') {
+			return ok(`${fakeHostname(host.ip)}\n`);
 		}
 
 		if (script === 'ss -Hltn') {
