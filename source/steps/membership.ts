@@ -26,7 +26,14 @@ export type Departure = {
 	why: 'removed' | 'readdressed';
 	/** --force-remove: it no longer answers; nothing is asked of it. */
 	force: boolean;
+	/** This install wrote something there. A master that never got that far (it failed preflight) is only forgotten. */
+	installed: boolean;
 };
+
+/** Whether this install wrote anything on the master, or started a release there. */
+function installedOn(state: InstallState, name: string): boolean {
+	return (state.startedReleases?.[name]?.length ?? 0) > 0 || Object.entries(state.steps).some(([key, step]) => key.startsWith(`${installOperation}/`) && Object.keys(step?.hosts[name]?.files ?? {}).length > 0);
+}
 
 export type MembershipChange = {
 	/** In the config, never installed by this install (a readdressed name too). */
@@ -66,7 +73,7 @@ export function membershipChange(config: ResolvedConfig, state: InstallState, fo
 
 	const departure = (name: string, why: Departure['why']): Departure => {
 		const address = state.masters?.[name];
-		return {name, ip: address?.ip, ...(address?.sshHost === undefined ? {} : {sshHost: address.sshHost}), why, force: forceRemove.includes(name)};
+		return {name, ip: address?.ip, ...(address?.sshHost === undefined ? {} : {sshHost: address.sshHost}), why, force: forceRemove.includes(name), installed: installedOn(state, name)};
 	};
 
 	const change: MembershipChange = {added: [], departing: [], staying: [], leftBehind: []};
@@ -101,11 +108,13 @@ export function refuseMembership(config: ResolvedConfig, change: MembershipChang
 		}
 	}
 
-	if (change.departing.length > 0 && change.staying.length === 0) {
-		throw new InputError('masters', config.masters.map(master => master.name).join(', '), `removes every master this install runs on (${leaving.join(', ')}): none would serve while the new ones are installed`, 'keep at least one of them in masters: (add the new masters in one apply, remove the old ones in the next)');
+	// Only what an install put somewhere must be taken down through a master that keeps serving.
+	const installedLeaving = change.departing.filter(departure => departure.installed);
+	if (installedLeaving.length > 0 && change.staying.length === 0) {
+		throw new InputError('masters', config.masters.map(master => master.name).join(', '), `removes every master this install runs on (${installedLeaving.map(departure => departure.name).join(', ')}): none would serve while the new ones are installed`, 'keep at least one of them in masters: (add the new masters in one apply, remove the old ones in the next)');
 	}
 
-	const unknown = change.departing.find(departure => departure.ip === undefined && !departure.force);
+	const unknown = installedLeaving.find(departure => departure.ip === undefined && !departure.force);
 	if (unknown) {
 		throw new InputError('masters', unknown.name, 'leaves, but this install was recorded before master addresses were, so its address is not known', `put ${unknown.name} back in masters: with its address and run apply once, then remove it; or, if the machine is gone, pass --force-remove ${unknown.name}`);
 	}
@@ -125,6 +134,11 @@ export function describeMembership(config: ResolvedConfig, change: MembershipCha
 	for (const departure of change.departing) {
 		const where = departure.ip ?? 'address not recorded';
 		const why = departure.why === 'readdressed' ? `the config gives ${departure.name} a new address: the machine at ${where} leaves` : `${departure.name} (${where}) leaves`;
+		if (!departure.installed) {
+			lines.push(`${why}: this install wrote nothing there, so it is only forgotten in the state; its address leaves the certificates' SANs`);
+			continue;
+		}
+
 		const how = departure.force
 			? '--force-remove: nothing is asked of it; what this install left there is named at the end'
 			: 'units stopped and disabled, the files this install wrote removed as reset does';
@@ -157,13 +171,13 @@ function leavePlan(context: StepContext): PlannedAction[] {
 	const staying = through(context).map(master => master.name).join(', ');
 	return [
 		{kind: 'remote', script: 'kube-nginx.conf', display: `on ${staying}: write kube-nginx's config without ${departing.map(departure => departure.name).join(', ')}, reload kube-nginx (open connections kept) and wait until no old worker accepts`},
-		...departing.flatMap((departure): PlannedAction[] => [
+		...departing.flatMap((departure): PlannedAction[] => (!departure.installed ? [{kind: 'check', description: `${departure.name}: this install wrote nothing there; forget it in the state`}] : [
 			departure.force
 				? {kind: 'check', description: `${departure.name}: --force-remove, nothing is asked of it (its units and files stay there)`}
 				: {kind: 'remote', script: 'reset', display: `on ${departure.name} (${departure.ip ?? '?'}): systemctl stop and disable ${services.map(service => service.name).reverse().join(' ')}; remove the files this install wrote, as reset does`},
 			{kind: 'local', display: `through ${staying}: DELETE its apiserver identity lease (kube-system), PUT default/kubernetes Endpoints and EndpointSlice without ${departure.ip ?? 'its address'}`},
 			{kind: 'check', description: `forget ${departure.name}'s records in the state once it is decommissioned`},
-		]),
+		])),
 	];
 }
 
@@ -333,6 +347,12 @@ export const leave: StepDefinition = {
 		const notes: string[] = [];
 		for (const departure of change.departing) {
 			context.throwIfStopping();
+			if (!departure.installed) {
+				context.state.forgetHost(departure.name);
+				notes.push(`${departure.name}: nothing of this install there; forgotten`);
+				continue;
+			}
+
 			context.progress('leave', clusterHost, {message: `decommissioning ${departure.name}`});
 			const {hostname, detail} = departure.force ? {hostname: departure.name, detail: undefined} : await decommission(context, departure);
 			const cluster = await removeFromCluster(context, departure, hostname);

@@ -344,6 +344,23 @@ describe('a master taken out of the config', () => {
 	});
 });
 
+describe('a master that never got anything', () => {
+	test('a first install that failed preflight on a wrong address: the address corrected, nothing is asked of the old one', async () => {
+		const {cluster, engine, setMasters} = setup([master(1, ip1), master(2, ip2), {name: 'k8smaster03', ip: '172.24.8.79'}]);
+		await expect((await engine()).engine.apply({confirm: true})).rejects.toBeInstanceOf(ApplyFailed);
+		setMasters(three);
+		const plan = await (await engine()).engine.plan();
+		expect(plan.masters).toContainEqual(expect.stringMatching(/^the config gives k8smaster03 a new address: the machine at 172\.24\.8\.79 leaves: this install wrote nothing there, so it is only forgotten/));
+		const calls = cluster.calls.length;
+		const {engine: instance, events} = await engine();
+		await instance.apply({confirm: true});
+		expect(cluster.calls.slice(calls).filter(call => call.args.includes('172.24.8.79'))).toEqual([]);
+		expect(cluster.running(ip3)).toEqual(['kube-apiserver', 'kube-controller-manager', 'kube-nginx', 'kube-scheduler']);
+		expect(instance.state.snapshot.masters?.k8smaster03).toEqual({ip: ip3});
+		expect(finished(events)).toMatchObject({outcome: 'done'});
+	});
+});
+
 describe('a master replaced', () => {
 	test('the same name at a new address: the old machine leaves, the new one joins under the name', async () => {
 		const {cluster, engine, setMasters, install} = setup();
