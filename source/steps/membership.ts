@@ -160,7 +160,8 @@ function through(context: StepContext): Master[] {
 	return staying.length > 0 ? staying : context.config.masters.slice(0, 1);
 }
 
-const asMaster = (departure: Departure): Master => ({name: departure.name, ip: departure.ip ?? '0.0.0.0', ...(departure.sshHost === undefined ? {} : {sshHost: departure.sshHost})});
+// Only a departure with a recorded address is contacted (refuseMembership asks --force-remove for the others).
+const asMaster = (departure: Departure): Master => ({name: departure.name, ip: departure.ip!, ...(departure.sshHost === undefined ? {} : {sshHost: departure.sshHost})});
 
 function leavePlan(context: StepContext): PlannedAction[] {
 	const departing = context.membership?.departing ?? [];
@@ -170,11 +171,11 @@ function leavePlan(context: StepContext): PlannedAction[] {
 
 	const staying = through(context).map(master => master.name).join(', ');
 	return [
-		{kind: 'remote', script: 'kube-nginx.conf', display: `on ${staying}: write kube-nginx's config without ${departing.map(departure => departure.name).join(', ')}, reload kube-nginx (open connections kept) and wait until no old worker accepts`},
+		{kind: 'check', description: `on ${staying}: write kube-nginx's config without ${departing.map(departure => departure.name).join(', ')}, reload kube-nginx (open connections kept) and wait until no old worker accepts`},
 		...departing.flatMap((departure): PlannedAction[] => (!departure.installed ? [{kind: 'check', description: `${departure.name}: this install wrote nothing there; forget it in the state`}] : [
 			departure.force
 				? {kind: 'check', description: `${departure.name}: --force-remove, nothing is asked of it (its units and files stay there)`}
-				: {kind: 'remote', script: 'reset', display: `on ${departure.name} (${departure.ip ?? '?'}): systemctl stop and disable ${services.map(service => service.name).reverse().join(' ')}; remove the files this install wrote, as reset does`},
+				: {kind: 'check', description: `on ${departure.name} (${departure.ip ?? '?'}): systemctl stop and disable ${services.map(service => service.name).reverse().join(' ')}; remove the files this install wrote, as reset does`},
 			{kind: 'local', display: `through ${staying}: DELETE its apiserver identity lease (kube-system), PUT default/kubernetes Endpoints and EndpointSlice without ${departure.ip ?? 'its address'}`},
 			{kind: 'check', description: `forget ${departure.name}'s records in the state once it is decommissioned`},
 		])),

@@ -2,6 +2,7 @@ import {readFileSync} from 'node:fs';
 import path from 'node:path';
 import {describe, expect, test} from 'vitest';
 import {loadConfig} from '../../source/config/load.js';
+import {planExitCode} from '../../source/commands.js';
 import {ApplyFailed, Engine, StopRequested} from '../../source/engine/engine.js';
 import type {EngineEvent} from '../../source/engine/events.js';
 import {headlessPrompter, type Prompter} from '../../source/engine/prompts.js';
@@ -276,7 +277,8 @@ describe('a master taken out of the config', () => {
 		expect(state.masters).not.toHaveProperty('k8smaster02');
 		expect(finished(events)).toMatchObject({outcome: 'done'});
 
-		// The next apply has nothing to decommission and changes nothing.
+		// The next plan and apply have nothing to decommission and change nothing.
+		expect(planExitCode(await (await engine()).engine.plan())).toBe(0);
 		const again = await engine();
 		const uploads = cluster.uploads().length;
 		await again.engine.apply({confirm: true});
