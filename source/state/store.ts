@@ -294,6 +294,7 @@ export class StateStore {
 			}
 
 			delete state.startedReleases?.[host];
+			delete state.restartTimes?.[host];
 			delete state.masters?.[host];
 		});
 	}

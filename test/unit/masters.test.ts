@@ -274,6 +274,7 @@ describe('a master taken out of the config', () => {
 		const state = instance.state.snapshot;
 		expect(hostsRecorded(instance)).not.toContain('k8smaster02');
 		expect(state.startedReleases).not.toHaveProperty('k8smaster02');
+		expect(state.restartTimes).not.toHaveProperty('k8smaster02');
 		expect(state.masters).not.toHaveProperty('k8smaster02');
 		expect(finished(events)).toMatchObject({outcome: 'done'});
 
