@@ -216,7 +216,7 @@ export class Engine {
 
 		// The units run the release's folder's binaries: that is the path they name.
 		const binariesPending: PendingBinaries | undefined = context.binaries ? undefined : {paths: binaryNames(config).map(name => `${releaseBinDir(config)}/${name}`), from: snapshot.version, to: config.version};
-		const releases = unpackedReleases(path.join(workspace.root, 'binaries'));
+		const releases = unpackedReleases(workspace.releasesDir);
 		try {
 			const hosts = await Promise.all(config.masters.map(async (master): Promise<HostPreview> => {
 				if (skipHosts.has(master.name)) {
