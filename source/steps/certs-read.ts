@@ -5,7 +5,7 @@ import {shellWords} from '../remote/quote.js';
 import type {StepContext, StepDefinition} from './types.js';
 
 /** One file `certs` reads on a master, and what it holds: a certificate, a kubeconfig's client certificate, or a public key (age only). */
-type Target = {name: CertificateName; path: string; kind: 'pem' | 'kubeconfig' | 'public key'};
+export type Target = {name: CertificateName; path: string; kind: 'pem' | 'kubeconfig' | 'public key'};
 
 export function certificateTargets(context: StepContext): Target[] {
 	const {certDir, configDir} = context.config.paths;

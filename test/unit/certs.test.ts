@@ -1,4 +1,6 @@
-import {readFileSync, statSync} from 'node:fs';
+import {execFileSync} from 'node:child_process';
+import {createHash} from 'node:crypto';
+import {readFileSync, statSync, writeFileSync} from 'node:fs';
 import path from 'node:path';
 import {describe, expect, test} from 'vitest';
 import YAML from 'yaml';
@@ -15,10 +17,12 @@ import type {LeafName} from '../../source/pki/material.js';
 import {formatCertificates, formatRenewPreview} from '../../source/reporters/certs-format.js';
 import {formatStatus} from '../../source/reporters/format.js';
 import {Runner} from '../../source/runner.js';
+import {certificatesScript, parseCertificatesOutput} from '../../source/steps/certs-read.js';
 import {caExpiryCheck} from '../../source/steps/verify.js';
 import {Workspace} from '../../source/workspace.js';
 import {FakeCluster} from '../helpers/fake-hosts.js';
 import {baseConfig, makeFixture, writeConfig} from '../helpers/fixture.js';
+import {tempDir} from '../helpers/temp.js';
 
 const ips = ['172.24.8.71', '172.24.8.72', '172.24.8.73'];
 const day = 86_400_000;
@@ -157,6 +161,35 @@ describe('certs: the table', () => {
 		const err: string[] = [];
 		expect(await main(['certs', '--config', configFile, '--state-dir', stateDir], {out: () => undefined, err: line => err.push(line)})).toBe(2);
 		expect(err.join('\n')).toMatch(/--state-dir: holds no install of this cluster.*Fix: run apply first/);
+	});
+});
+
+describe('certs\' read, run by a real shell', () => {
+	test('per file its mtime, sha256 and certificate; of a kubeconfig only the client certificate; a missing file named', async () => {
+		const dir = tempDir('k8smi-certs-');
+		const pair = await generateKeyPair();
+		const certificate = issueCertificate({subject: {CN: 'system:kube-scheduler'}, profile: 'client', validityDays: 30}, pair);
+		const kubeconfig = `users:\n  - name: x\n    user:\n      client-certificate-data: ${Buffer.from(certificate).toString('base64')}\n      client-key-data: ${Buffer.from(pair.privateKeyPem).toString('base64')}\n`;
+		writeFileSync(path.join(dir, 'kube-scheduler.pem'), certificate);
+		writeFileSync(path.join(dir, 'kube-scheduler.kubeconfig'), kubeconfig);
+		writeFileSync(path.join(dir, 'sa.pub'), pair.publicKeyPem);
+		const targets = [
+			{name: 'kube-scheduler' as const, path: path.join(dir, 'kube-scheduler.pem'), kind: 'pem' as const},
+			{name: 'kube-scheduler' as const, path: path.join(dir, 'kube-scheduler.kubeconfig'), kind: 'kubeconfig' as const},
+			{name: 'service-account key' as const, path: path.join(dir, 'sa.pub'), kind: 'public key' as const},
+			{name: 'ca' as const, path: path.join(dir, 'ca.pem'), kind: 'pem' as const},
+		];
+		const output = execFileSync('sh', ['-c', certificatesScript(targets)], {encoding: 'utf8'});
+		expect(output).not.toContain(Buffer.from(pair.privateKeyPem).toString('base64'));
+		expect(output).not.toContain('PUBLIC KEY');
+		const read = parseCertificatesOutput(output);
+		const sha = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
+		expect(read.get(targets[0]!.path)).toEqual({mtime: Math.floor(statSync(targets[0]!.path).mtimeMs / 1000), sha256: sha(targets[0]!.path), text: certificate});
+		const fromKubeconfig = read.get(targets[1]!.path);
+		expect(fromKubeconfig).toMatchObject({sha256: sha(targets[1]!.path)});
+		expect(Buffer.from((fromKubeconfig as {text: string}).text.trim(), 'base64').toString()).toBe(certificate);
+		expect(read.get(targets[2]!.path)).toMatchObject({sha256: sha(targets[2]!.path), text: ''});
+		expect(read.get(targets[3]!.path)).toBe('missing');
 	});
 });
 
