@@ -102,7 +102,7 @@ export class FakeCluster {
 	private revision = 1000;
 	/** Per master, the aescbc key names its apiserver read from the encryption config when it last started (the first encrypts). */
 	readonly loadedKeys = new Map<string, string[]>();
-	/** Every secret list answers 410 Expired to a continue token, as after an etcd compaction. */
+	/** The next secret list with a continue token answers 410 Expired, as after an etcd compaction (once). */
 	expireContinue = false;
 	/** Called before each command; a test throws or stops here to interrupt at a chosen point. */
 	beforeCommand: (spec: CommandSpec, index: number) => void = () => undefined;
@@ -580,6 +580,7 @@ export class FakeCluster {
 		if (listing) {
 			const token = listing[2] === undefined ? undefined : decodeURIComponent(listing[2]);
 			if (token !== undefined && this.expireContinue) {
+				this.expireContinue = false;
 				return status(410, 'Expired', 'The provided continue parameter is too old to display a consistent list result.');
 			}
 
