@@ -10,7 +10,7 @@ export const rotateEncryptionKey: Operation = {
 	title: 'Rotate the encryption key',
 	noun: 'encryption-key rotation',
 	command: 'rotate-encryption-key',
-	steps: [...rotationSteps],
+	steps: rotationSteps(),
 	mode: 'recorded',
 	words: {
 		question: ({masters}) => `Rotate the encryption key on ${masters.length} master(s) (${masters.join(', ')}): add a new key, restart every apiserver three times one after the other, and write every secret back?`,

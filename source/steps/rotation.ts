@@ -373,18 +373,21 @@ export const rotationDone: StepDefinition = {
 };
 
 /**
- * The rotation's steps in order. An etcd snapshot, when there is a step for it, goes between the
- * check (which must stay first: see checksFirst) and newKey.
+ * The rotation's steps in order; `snapshot`, when given, is taken after the check and before the new
+ * key is made (the check stays first: see checksFirst; the snapshot must not need it).
  */
-export const rotationSteps: StepDefinition[] = [
-	rotationCheck,
-	newKey,
-	phaseFiles('prepare', ['new-key']),
-	phaseRestart('prepare'),
-	phaseFiles('rotate', ['prepare-restart']),
-	phaseRestart('rotate'),
-	rewrite,
-	phaseFiles('drop', ['rewrite']),
-	phaseRestart('drop'),
-	rotationDone,
-];
+export function rotationSteps(snapshot?: StepDefinition): StepDefinition[] {
+	return [
+		rotationCheck,
+		...(snapshot ? [snapshot] : []),
+		{...newKey, needs: snapshot ? [snapshot.id] : []},
+		phaseFiles('prepare', ['new-key']),
+		phaseRestart('prepare'),
+		phaseFiles('rotate', ['prepare-restart']),
+		phaseRestart('rotate'),
+		rewrite,
+		phaseFiles('drop', ['rewrite']),
+		phaseRestart('drop'),
+		rotationDone,
+	];
+}

@@ -111,6 +111,7 @@ describe('rotate-encryption-key', () => {
 
 		const progress = events.filter(event => event.type === 'host-progress' && event.step === 'rewrite').map(event => event.type === 'host-progress' && event.message);
 		expect(progress).toContain('100 secret(s) written back, about 140 to go');
+		expect(events.find(event => event.type === 'run-start')).toMatchObject({kind: 'operation', title: 'Rotate the encryption key'});
 		expect(events.at(-1)).toMatchObject({type: 'finished', outcome: 'done'});
 		expect(formatStatus(state, 'state.json')).toMatch(/Encryption-key rotation key1 → key2: done .*240 under key2; key1 kept in the state folder/);
 
