@@ -1,6 +1,7 @@
 import {existsSync, readFileSync, statSync, writeFileSync} from 'node:fs';
 import path from 'node:path';
 import {describe, expect, test} from 'vitest';
+import {main} from '../../source/cli.js';
 import {loadConfig} from '../../source/config/load.js';
 import {ApplyFailed, Engine, StopRequested} from '../../source/engine/engine.js';
 import type {EngineEvent} from '../../source/engine/events.js';
@@ -34,7 +35,7 @@ async function installed() {
 	const first = await engine();
 	await first.engine.apply({confirm: true});
 	cluster.seedSecrets(['default', 'team-a', 'team-b'], 80);
-	return {...fixture, cluster, engine, root: first.workspace.root};
+	return {...fixture, configFile, cluster, engine, root: first.workspace.root};
 }
 
 /** The aescbc key names of a master's encryption config, in order. */
@@ -257,6 +258,24 @@ describe('rotate-encryption-key', () => {
 		const uploads = cluster.uploads().length;
 		await expect((await engine()).engine.run(rotateEncryptionKey, {confirm: true})).rejects.toThrow(/encryption-key2\.key/);
 		expect(cluster.uploads().length).toBe(uploads);
+	});
+
+	test('the command: --remove-old-key before a rotation, or during one, exits 2 and removes nothing', async () => {
+		const {configFile, stateDir, root} = await installed();
+		const run = async (args: string[]) => {
+			const out: string[] = [];
+			const err: string[] = [];
+			const code = await main(args, {out: line => out.push(line), err: line => err.push(line)});
+			return {code, out: out.join('\n'), err: err.join('\n')};
+		};
+
+		const early = await run(['rotate-encryption-key', '--remove-old-key', '--config', configFile, '--state-dir', stateDir]);
+		expect(early).toMatchObject({code: 2, err: expect.stringMatching(/^error: --remove-old-key: records no encryption-key rotation .*Fix: run rotate-encryption-key first/)});
+		const store = new StateStore(root, 'k8s');
+		store.recordEncryptionRotation({from: [{name: 'key1', sha256: 'a'}], to: {name: 'key2', sha256: 'b'}, startedAt: 'now', phase: 'rewrite'});
+		const during = await run(['rotate-encryption-key', '--remove-old-key', '--config', configFile, '--state-dir', stateDir]);
+		expect(during).toMatchObject({code: 2, err: expect.stringMatching(/^error: --remove-old-key: is still needed: the rotation is at its rewrite phase \(got key1\)/)});
+		expect(existsSync(path.join(root, 'pki', 'encryption.key'))).toBe(true);
 	});
 
 	test('the etcd count reads prefixes and keys only', () => {
