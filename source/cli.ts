@@ -21,12 +21,14 @@ const help = `
                            configured lifetime, then restart one master at a time exactly what reads them
     status                 Print the recorded progress
     reset                  Stop and remove what this install put on the masters (asks first); keeps the CA and keys
+    rotate-encryption-key  A new encryption key: added, made the write key, every secret rewritten, the old key
+                           dropped; one master at a time; resumes where an earlier run stopped
 
   Options
     --config, -c FILE      Cluster config (default: cluster.yaml)
     --state-dir DIR        Where state, key material and logs are kept (default: ${'$'}XDG_CONFIG_HOME/k8s-master-install-nodejs)
     --out DIR              render: target folder; init: config file to write (default: cluster.yaml)
-    --yes, -y              apply: do not ask for confirmation
+    --yes, -y              apply, rotate-encryption-key: do not ask for confirmation
     --overwrite            apply: overwrite files on the masters that changed since this install wrote them (a backup is kept)
     --force-remove NAME    plan/apply: a master taken out of masters: that no longer answers (dead hardware): decommissioned
                            without contacting it; the rest proceeds and the last line says what stayed on it
@@ -41,6 +43,8 @@ const help = `
     --tarball FILE         init: the server tarball (default ./kubernetes-server-linux-amd64.tar.gz)
     --force                init: replace an existing config file
     --remove-local         reset: also delete the state folder (CA, keys, encryption key, state)
+    --remove-old-key       rotate-encryption-key: delete the old key's file from the state folder once the
+                           rotation is done on every master
     --version              Print this tool's version
 
   Exit codes: 0 done, 1 failed (progress kept; plan --exit-code: a master could not be read), 2 bad input or a
@@ -74,6 +78,7 @@ export async function main(argv: string[], output: Output = defaultOutput): Prom
 			tarball: {type: 'string', default: './kubernetes-server-linux-amd64.tar.gz'},
 			force: {type: 'boolean', default: false},
 			removeLocal: {type: 'boolean', default: false},
+			removeOldKey: {type: 'boolean', default: false},
 			exitCode: {type: 'boolean', default: false},
 			newKeys: {type: 'boolean', default: false},
 			help: {type: 'boolean', shortFlag: 'h', default: false},

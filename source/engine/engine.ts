@@ -110,7 +110,7 @@ export class Engine {
 			}
 		}
 
-		const {material, changes, record} = await ensureMaterial(config, workspace, {rotate: this.options.rotate, newKeys: this.options.newKeys, previous: this.state.snapshot.material, persist, keyCache: this.keyCache});
+		const {material, changes, record} = await ensureMaterial(config, workspace, {rotate: this.options.rotate, newKeys: this.options.newKeys, previous: this.state.snapshot.material, keptKeys: this.state.snapshot.keptEncryptionKeys, persist, keyCache: this.keyCache});
 		this.registerSecrets(material);
 		if (!options.quiet) {
 			this.emit({type: 'material', changes});
