@@ -23,6 +23,8 @@ const help = `
     --yes, -y              apply: do not ask for confirmation
     --overwrite            apply: overwrite files on the masters that changed since this install wrote them (a backup is kept)
     --rotate NAME          render/apply: issue a certificate again (kubernetes, proxy-client, admin, kube-controller-manager, kube-scheduler, or all); keeps the key pair
+    --allow-downgrade      plan/apply: allow a release older than a master runs, within its minor
+                           release (never across minor releases; see README, Upgrades)
     --exit-code            plan: exit 3 when apply would change something (a file differs, a service
                            would restart), 0 when nothing would, 1 when a master could not be read:
                            a pipeline can gate on drift
@@ -65,6 +67,7 @@ export async function main(argv: string[], output: Output = defaultOutput): Prom
 			force: {type: 'boolean', default: false},
 			removeLocal: {type: 'boolean', default: false},
 			exitCode: {type: 'boolean', default: false},
+			allowDowngrade: {type: 'boolean', default: false},
 			help: {type: 'boolean', shortFlag: 'h', default: false},
 			version: {type: 'boolean', default: false},
 		},

@@ -20,7 +20,7 @@ import {Workspace} from './workspace.js';
 
 export type Output = {out: (line: string) => void; err: (line: string) => void};
 
-export type Flags = {config: string; stateDir?: string; out?: string; yes: boolean; overwrite: boolean; rotate?: string[]; json: boolean; verbose: boolean; fromEnv?: string; kubeVersion: string; tarball: string; force: boolean; removeLocal: boolean; exitCode?: boolean};
+export type Flags = {config: string; stateDir?: string; out?: string; yes: boolean; overwrite: boolean; rotate?: string[]; json: boolean; verbose: boolean; fromEnv?: string; kubeVersion: string; tarball: string; force: boolean; removeLocal: boolean; exitCode?: boolean; allowDowngrade?: boolean};
 
 /**
  * plan --exit-code's answer when apply would change something. terraform plan -detailed-exitcode says
@@ -122,7 +122,7 @@ export function reportError(error: unknown, output: Output): number {
 	if (error instanceof ApplyFailed) {
 		output.err(error.failures[0]?.step === 'reset'
 			? `error: ${error.message}. What was removed is recorded: run reset again once they are reachable.`
-			: `error: ${error.message}. Progress is saved: fix the cause and run apply again to resume.`);
+			: `error: ${error.message}. Progress is saved: fix the cause and run apply again to resume.${error.wayBack ? `\n${error.wayBack}` : ''}`);
 		return 1;
 	}
 
@@ -154,7 +154,7 @@ function makeEngine(config: ResolvedConfig, flags: Flags, output: Output, runner
 		throw new InputError('--rotate', unknown.join(','), 'names no certificate', `use ${leafNames.join(', ')} or all`);
 	}
 
-	const engine = new Engine({config, workspace, runner, prompter: headlessPrompter({yes: flags.yes, overwrite: flags.overwrite}), rotate});
+	const engine = new Engine({config, workspace, runner, prompter: headlessPrompter({yes: flags.yes, overwrite: flags.overwrite}), rotate, allowDowngrade: flags.allowDowngrade});
 	for (const warning of config.warnings) {
 		output.err(`warning: ${warning}`);
 	}

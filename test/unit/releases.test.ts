@@ -24,9 +24,9 @@ function setup() {
 	const configFile = path.join(dir, 'cluster.yaml');
 	const release = (version: string) => writeConfig(dir, baseConfig(makeFixture(version).tarball, version));
 	release('v1.28.7');
-	const engine = async (options: {overwrite?: boolean} = {}) => {
+	const engine = async (options: {overwrite?: boolean; allowDowngrade?: boolean} = {}) => {
 		const config = await loadConfig(configFile);
-		return new Engine({config, workspace: new Workspace(stateDir, config.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: options.overwrite ?? false}), probe: cluster.probe, api: cluster.api});
+		return new Engine({config, workspace: new Workspace(stateDir, config.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: options.overwrite ?? false}), probe: cluster.probe, api: cluster.api, allowDowngrade: options.allowDowngrade});
 	};
 
 	const file = (ip: string, remotePath: string) => cluster.hosts.get(ip)!.files.get(remotePath);
@@ -103,11 +103,13 @@ describe('versioned binaries', () => {
 			expect(host.unitRestarts.get('kube-scheduler')).toBe(2);
 			// kube-nginx runs no release binary: its unit is unchanged, so it keeps running.
 			expect(host.unitRestarts.get('kube-nginx')).toBe(1);
-			expect(upgrade.state.snapshot.steps['install/start']!.hosts[`k8smaster0${index + 1}`]!.note).toMatch(/^restarted kube-apiserver, kube-controller-manager, kube-scheduler; all ready/);
+			// Every apiserver first, then every controller-manager and scheduler (see startPhases).
+			expect(upgrade.state.snapshot.steps['install/start']!.hosts[`k8smaster0${index + 1}`]!.note).toMatch(/^restarted kube-apiserver; all ready/);
+			expect(upgrade.state.snapshot.steps['install/start-controllers']!.hosts[`k8smaster0${index + 1}`]!.note).toMatch(/^restarted kube-controller-manager, kube-scheduler; all ready/);
 		}
 
-		// A running cluster: one master after the other.
-		expect(cluster.restartOrder).toEqual(ips);
+		// A running cluster: one master after the other, the apiservers, then their clients.
+		expect(cluster.restartOrder).toEqual([...ips, ...ips]);
 	});
 
 	test('release folders before the previous one are removed once start succeeded on that master, never before', async () => {
@@ -144,7 +146,11 @@ describe('versioned binaries', () => {
 		const binaryUploads = () => cluster.uploads().filter(call => call.args.at(-1)!.includes('/opt/k8s/bin/'));
 		const sent = binaryUploads().length;
 		release('v1.28.6');
-		await (await engine()).apply({confirm: true});
+		// A downgrade: refused as bad input unless asked for, before anything is touched.
+		const calls = cluster.calls.length;
+		await expect((await engine()).apply({confirm: true})).rejects.toMatchObject({field: 'version', value: 'v1.28.6'});
+		expect(cluster.calls).toHaveLength(calls);
+		await (await engine({allowDowngrade: true})).apply({confirm: true});
 		expect(binaryUploads()).toHaveLength(sent);
 		expect(cluster.hosts.get(ips[0]!)!.files.get('/opt/k8s/bin/kube-apiserver')?.link).toBe('v1.28.6/kube-apiserver');
 		expect(folders(ips[0]!)).toEqual(['/opt/k8s/bin/v1.28.6', '/opt/k8s/bin/v1.28.7']);
