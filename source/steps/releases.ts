@@ -3,7 +3,7 @@ import type {ResolvedConfig} from '../config/load.js';
 import type {Master} from '../config/schema.js';
 import {releaseBinDir} from '../render/artifacts.js';
 import {shellQuote, shellWords} from '../remote/quote.js';
-import {confirmOverwrite, readRemoteFiles, runUploads, statFormat, type RemoteFileFacts, type Upload} from './files.js';
+import {checkSumsScript, confirmOverwrite, readRemoteFiles, runUploads, statFormat, type RemoteFileFacts, type Upload} from './files.js';
 import type {PlannedAction, StepContext, StepDefinition, Verification} from './types.js';
 
 /*
@@ -93,7 +93,7 @@ function copyScript(config: ResolvedConfig, copies: Upload[], token: string): st
 	return [
 		`set -e; umask 077; trap ${shellQuote(`rm -f ${temporaries}`)} EXIT; mkdir -p -- ${shellQuote(releaseBinDir(config))}; rm -f -- ${copies.map(upload => `${shellQuote(upload.path)}.k8smi-new-*`).join(' ')}`,
 		...copies.map(upload => `cp -- ${from(upload)} ${temporary(upload)}`),
-		`if [ "$(sha256sum ${temporaries} | cut -d' ' -f1 | tr '\\n' ' ')" != ${shellQuote(`${copies.map(upload => upload.sha256).join(' ')} `)} ]; then echo 'a binary changed while it was copied' >&2; exit 3; fi`,
+		checkSumsScript(temporaries, copies.map(upload => upload.sha256).join(' '), 'a binary changed while it was copied'),
 		`chown root:root ${temporaries}`,
 		`chmod 755 ${temporaries}`,
 		...copies.map(upload => `mv -f ${temporary(upload)} ${shellQuote(upload.path)}`),
