@@ -7,7 +7,7 @@ import {drainApiserver, restoreApiserver, type Drain} from './drain.js';
 import type {Upload} from './files.js';
 import {readinessAnd, renderedUnit, services, servicesReady, type AlsoRead, type Readiness, type ServiceName} from './readiness.js';
 import {filesReason, onlyConfigWritten, restartPolicy, serviceFingerprint, serviceInputs, type ServiceFacts, type UnitStatus} from './restart-policy.js';
-import {pruneReleases} from './releases.js';
+import {linksHeld, pruneReleases, switchHeldLinks} from './releases.js';
 import type {PlannedAction, StepContext, StepDefinition, StepId} from './types.js';
 
 /** The uploads of the steps that start depends on, on this master. */
@@ -229,6 +229,10 @@ export function startStep(uploadsOf: UploadsOf, {id = 'start', order = installRe
 			...handled.map((service): PlannedAction => ({kind: 'check', description: `wait until ${service.readyText(context, master)} (up to ${context.config.timeouts.readySeconds} s)`})),
 		],
 		async verify(context, master) {
+			if (lastOfRelease && linksHeld(context, master)) {
+				return {done: false, detail: `${context.config.paths.binDir}'s links held back by binaries, to switch once every service runs ${context.config.version}`};
+			}
+
 			// Every service restarts whatever its unit's state (a fresh master, new certificates everywhere): nothing to read.
 			const fromFiles = factsOf(context, master);
 			const reasons = fromFiles.map(facts => filesReason(facts));
@@ -290,7 +294,9 @@ export function startStep(uploadsOf: UploadsOf, {id = 'start', order = installRe
 			let pruned: string | undefined;
 			if (lastOfRelease) {
 				context.state.recordStartedRelease(master.name, context.config.version);
-				pruned = await pruneReleases(context, master, id);
+				const linked = await switchHeldLinks(context, master, id);
+				const removed = await pruneReleases(context, master, id);
+				pruned = [linked, removed].filter(Boolean).join('; ') || undefined;
 			}
 
 			const restarted = [...toRestart, ...toReload.map(name => `${name} (reloaded)`)];

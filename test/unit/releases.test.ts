@@ -243,6 +243,47 @@ describe('versioned binaries', () => {
 		}
 	});
 
+	test('an upgrade from the old layout keeps binDir/NAME (the file the loaded units run) until start ran the new release on that master', async () => {
+		const {cluster, engine, file, release, toOldLayout} = setup();
+		const first = await engine();
+		await first.apply({confirm: true});
+		first.state.update(state => {
+			for (const [index, ip] of ips.entries()) {
+				const host = `k8smaster0${index + 1}`;
+				state.steps['install/binaries']!.hosts[host] = {status: 'done', at: new Date().toISOString(), inputs: '', files: toOldLayout(ip)};
+				for (const unit of ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler']) {
+					const unitFile = cluster.hosts.get(ip)!.files.get(`/etc/systemd/system/${unit}.service`)!;
+					unitFile.content = Buffer.from(unitFile.content.toString().replace('/opt/k8s/bin/v1.28.7/', '/opt/k8s/bin/'));
+					state.steps['install/units']!.hosts[host]!.files![`/etc/systemd/system/${unit}.service`] = sha256(unitFile.content);
+				}
+
+				delete state.steps['install/units']!.hosts[host]!.stats;
+			}
+		});
+
+		// At the first restart (the first master's apiserver), no master's binDir/kube-* names the new release yet.
+		const atFirstRestart: Array<string | undefined> = [];
+		cluster.beforeCommand = spec => {
+			if (atFirstRestart.length === 0 && /systemctl restart kube-apiserver/.test(spec.args.at(-1) ?? '')) {
+				atFirstRestart.push(...ips.map(ip => file(ip, '/opt/k8s/bin/kube-controller-manager')?.link));
+			}
+		};
+
+		release('v1.28.9');
+		await (await engine()).apply({confirm: true});
+		expect(atFirstRestart).toEqual([undefined, undefined, undefined]);
+		for (const ip of ips) {
+			for (const name of names) {
+				expect(file(ip, `/opt/k8s/bin/${name}`)?.link).toBe(`v1.28.9/${name}`);
+			}
+		}
+
+		// The links are in place: the next apply has nothing to do on the binaries.
+		const before = cluster.calls.length;
+		await (await engine()).apply({confirm: true});
+		expect(cluster.calls.slice(before).filter(call => call.args.at(-1)!.includes('ln -sfn'))).toEqual([]);
+	});
+
 	test('the old layout\'s copy on the master does not replace a file in the release folder this install did not write: it is asked about', async () => {
 		const {cluster, engine, file, toOldLayout} = setup();
 		const first = await engine();
