@@ -191,6 +191,6 @@ export function upgradeLines(upgrade: ReleaseChange): string[] {
 	const kind = upgrade.downgrade ? 'a downgrade' : upgrade.minor ? 'a minor release' : 'a patch release';
 	return [
 		`Upgrade to ${upgrade.to} (${kind}): ${upgrade.masters.map(each => (each.move === 'same' ? `${each.host} runs it already` : `${each.host} ${each.from} → ${upgrade.to}`)).join(', ')}`,
-		`  every master's kube-apiserver first, then the controller-managers and schedulers: none of them is ever newer than an apiserver it talks to (through kube-nginx, all of them). A failure stops the run on that master; the others keep serving. The way back: set version to the release they ran${upgrade.minor ? '' : ' and apply with --allow-downgrade'}.`,
+		`  every master's kube-apiserver first, then the controller-managers and schedulers: none of them is ever newer than an apiserver it talks to (through kube-nginx, all of them). A failure stops the run on that master; the others keep serving. The way back: set version to the release they ran and apply again, ${upgrade.minor ? 'while no master has finished the new minor release (its controller-manager and scheduler on it); after that, only etcd\'s snapshot (status lists them)' : 'with --allow-downgrade once a master has finished the new release'}.`,
 	];
 }
