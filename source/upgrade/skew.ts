@@ -70,9 +70,11 @@ export function releaseChange(state: Pick<InstallState, 'version' | 'startedRele
 /**
  * Why the skew policy refuses moving the masters to `target`, as bad input on `version`, before
  * anything is touched; undefined when it allows it. Masters on different releases (an upgrade that
- * was stopped) are each checked: resuming it is one step for every one of them, and so is going back
- * to the release the others still run (none of the stopped upgrade's masters finished the new minor
- * while any apiserver was still on the old one: see services.ts).
+ * was stopped) are each checked: resuming it is one step for every one of them. Going back to the
+ * release the others still run is allowed as long as no master is recorded on the new minor release
+ * (a master is recorded once its controller-manager and scheduler run it, which the start steps do
+ * only after every apiserver runs it): its apiservers that restarted already go back within the
+ * policy's one minor release between apiservers.
  */
 export function skewRefusal(state: Pick<InstallState, 'version' | 'startedReleases' | 'steps'>, masters: readonly string[], target: KubeVersion, allowDowngrade: boolean): InputError | undefined {
 	const releases = [...recordedReleases(state, masters)];
