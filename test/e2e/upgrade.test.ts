@@ -6,7 +6,7 @@ import {controlPlaneUnits, labSsh, readState, resetMasters, runCli, startProbes,
 
 const lab = inject('lab');
 
-/** What each master's own apiserver says it is (/version, asked on the master with the admin-less CA-trusted client of the probe). */
+/** What each master's own apiserver says it is (/version on its address, asked on the master with the probe's client certificate). */
 function apiserverVersions(): string[] {
 	return lab!.hosts.map(host => (JSON.parse(labSsh(lab!, host.name, `curl -q --noproxy '*' -sS --max-time 5 --cacert /etc/kubernetes/cert/ca.pem --cert /etc/kubernetes/cert/kube-controller-manager.pem --key /etc/kubernetes/cert/kube-controller-manager-key.pem https://${host.ip}:6443/version`)) as {gitVersion: string}).gitVersion);
 }
