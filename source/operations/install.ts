@@ -1,4 +1,4 @@
-import {audit, binaries, certs, encryption, etcdCheck, rbac, start, units} from '../steps/definitions.js';
+import {audit, binaries, certs, encryption, etcdCheck, rbac, start, startControllers, units} from '../steps/definitions.js';
 import {leave} from '../steps/membership.js';
 import {distinctMachines, preflight} from '../steps/preflight.js';
 import {verify, verifyCluster} from '../steps/verify.js';
@@ -10,7 +10,7 @@ export const install: Operation = {
 	title: 'Install the control plane',
 	noun: 'install',
 	command: 'apply',
-	steps: [preflight, distinctMachines, leave, binaries, certs, encryption, audit, units, start, etcdCheck, rbac, verify, verifyCluster],
+	steps: [preflight, distinctMachines, leave, binaries, certs, encryption, audit, units, start, startControllers, etcdCheck, rbac, verify, verifyCluster],
 	mode: 'recorded',
 	words: {
 		question: ({masters}) => `Apply the plan to ${masters.length} master(s) (${masters.join(', ')})?`,
