@@ -13,13 +13,15 @@ const help = `
     apply                  Install on every master; resumes where an earlier apply stopped
     verify                 Check the installed control plane on every master and print a grid
     cis                    The CIS Kubernetes Benchmark's control-plane checks (1.1-1.4) on every master: PASS / FAIL / SKIP
-    status                 Print the recorded progress
+    status                 Print the recorded progress and the etcd snapshots taken
+    backup                 Take an etcd snapshot through the first reachable master into the state folder (0600, sha256 checked)
     reset                  Stop and remove what this install put on the masters (asks first); keeps the CA and keys
 
   Options
     --config, -c FILE      Cluster config (default: cluster.yaml)
     --state-dir DIR        Where state, key material and logs are kept (default: ${'$'}XDG_CONFIG_HOME/k8s-master-install-nodejs)
-    --out DIR              render: target folder; init: config file to write (default: cluster.yaml)
+    --out DIR              render: target folder; init: config file to write (default: cluster.yaml);
+                           backup, reset: the etcd snapshot's file (never replaced) instead of <state>/snapshots
     --yes, -y              apply: do not ask for confirmation
     --overwrite            apply: overwrite files on the masters that changed since this install wrote them (a backup is kept)
     --rotate NAME          render/apply: issue a certificate again (kubernetes, proxy-client, admin, kube-controller-manager, kube-scheduler, or all); keeps the key pair
@@ -31,7 +33,8 @@ const help = `
     --kube-version V      init: the Kubernetes release (default v1.14.2, the tutorial's)
     --tarball FILE         init: the server tarball (default ./kubernetes-server-linux-amd64.tar.gz)
     --force                init: replace an existing config file
-    --remove-local         reset: also delete the state folder (CA, keys, encryption key, state)
+    --remove-local         reset: also delete the state folder (CA, keys, encryption key, state, snapshots)
+    --no-backup            apply (an upgrade), reset: take no etcd snapshot first (a warning says so)
     --version              Print this tool's version
 
   Exit codes: 0 done, 1 failed (progress kept; plan --exit-code: a master could not be read), 2 bad input or a
@@ -64,6 +67,7 @@ export async function main(argv: string[], output: Output = defaultOutput): Prom
 			tarball: {type: 'string', default: './kubernetes-server-linux-amd64.tar.gz'},
 			force: {type: 'boolean', default: false},
 			removeLocal: {type: 'boolean', default: false},
+			noBackup: {type: 'boolean', default: false},
 			exitCode: {type: 'boolean', default: false},
 			help: {type: 'boolean', shortFlag: 'h', default: false},
 			version: {type: 'boolean', default: false},

@@ -55,7 +55,14 @@ export type StepContext = {
 	skipped: ReadonlySet<string>;
 	/** Asks the engine whether the operator asked to stop; checked between actions. */
 	throwIfStopping: () => void;
+	/** What the operator asked of etcd snapshots (--no-backup, backup --out). */
+	backup: BackupOptions;
+	/** Tells the views something the operator must know but that stops nothing (a snapshot not taken). */
+	warn: (message: string) => void;
 };
+
+/** skip: --no-backup (no snapshot before an upgrade or a reset); out: the file backup writes instead of one in the state folder. */
+export type BackupOptions = {skip?: boolean; out?: string};
 
 /** `observed`: what verify read on the host, handed to the run that follows it (one read, not two). */
 export type Verification = {done: boolean; detail?: string; observed?: unknown};
