@@ -63,10 +63,11 @@ describe('command line', () => {
 		const {dir, tarball, stateDir} = makeFixture();
 		const configFile = writeConfig(dir, baseConfig(tarball));
 		const plan = await run(['plan', '--config', configFile, '--state-dir', stateDir, '--json']);
-		expect(JSON.parse(plan.out).steps).toHaveLength(12);
+		expect(JSON.parse(plan.out).steps).toHaveLength(13);
 		const status = await run(['status', '--config', configFile, '--state-dir', stateDir]);
 		expect(status.code).toBe(0);
 		expect(status.out).toContain('No apply has run yet.');
+		expect(status.out).toContain('No etcd snapshot taken yet (k8s-master-install backup).');
 		await run(['render', '--config', configFile, '--state-dir', stateDir, '--out', path.join(dir, 'out')]);
 		const later = await run(['status', '--config', configFile, '--state-dir', stateDir]);
 		expect(later.out).toMatch(/certificate kubernetes +valid until \d{4}-\d\d-\d\d \(36[45] days\)/);
