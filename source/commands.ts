@@ -285,9 +285,26 @@ async function backup(flags: Flags, output: Output): Promise<number> {
 	const logFile = path.join(workspace.logsDir, `backup-${new Date().toISOString().replaceAll(/[:.]/g, '-')}.jsonl`);
 	const engine = makeEngine(config, flags, output, {logFile}, flags.out);
 	engine.subscribe(flags.json ? jsonReporter(output.out) : lineReporter(output.out, {verbose: flags.verbose}));
+	// Ctrl-C stops before the copy (or after it): the snapshot's folder on the master is still removed.
+	const onSignal = () => {
+		output.err('Stopping after the current action; the snapshot is removed from the master…');
+		engine.requestStop();
+	};
+
+	process.once('SIGINT', onSignal);
+	process.once('SIGTERM', onSignal);
 	try {
 		await engine.backup();
+	} catch (error) {
+		if (error instanceof StopRequested) {
+			output.err('Stopped: no snapshot was kept, and none is left on the master.');
+			return 130;
+		}
+
+		throw error;
 	} finally {
+		process.off('SIGINT', onSignal);
+		process.off('SIGTERM', onSignal);
 		output.err(`log: ${logFile}`);
 	}
 

@@ -4,7 +4,7 @@ import path from 'node:path';
 import {describe, expect, test, vi} from 'vitest';
 import {reportError, runCommand, type Flags} from '../../source/commands.js';
 import {loadConfig} from '../../source/config/load.js';
-import {ApplyFailed, Engine} from '../../source/engine/engine.js';
+import {ApplyFailed, Engine, StopRequested} from '../../source/engine/engine.js';
 import type {EngineEvent} from '../../source/engine/events.js';
 import {headlessPrompter} from '../../source/engine/prompts.js';
 import {formatPlan} from '../../source/reporters/format.js';
@@ -105,6 +105,21 @@ describe('backup', () => {
 		}
 
 		expect(readdirSync(snapshotsDir).sort()).toEqual(['kubernetes-20261205T121830Z-2.db', 'kubernetes-20261205T121830Z.db']);
+	});
+
+	test('a stop asked while the snapshot is made: nothing kept here, nothing left on the master', async () => {
+		const {cluster, engine, leftOnMasters, snapshotsDir} = setup();
+		const {engine: instance} = await engine();
+		cluster.beforeCommand = spec => {
+			if (spec.args.at(-1)!.includes(' snapshot save ')) {
+				instance.requestStop();
+			}
+		};
+
+		await expect(instance.backup()).rejects.toBeInstanceOf(StopRequested);
+		expect(readdirSync(snapshotsDir)).toEqual([]);
+		expect(leftOnMasters()).toEqual([]);
+		expect(instance.state.snapshot.snapshots).toBeUndefined();
 	});
 
 	test('through the next master when the first cannot be reached', async () => {
