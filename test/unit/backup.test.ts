@@ -1,3 +1,4 @@
+import {execFileSync} from 'node:child_process';
 import {createHash} from 'node:crypto';
 import {existsSync, readdirSync, readFileSync, statSync, writeFileSync} from 'node:fs';
 import path from 'node:path';
@@ -16,6 +17,8 @@ import {FakeCluster} from '../helpers/fake-hosts.js';
 import {baseConfig, makeFixture, writeConfig} from '../helpers/fixture.js';
 
 const ips = ['172.24.8.71', '172.24.8.72', '172.24.8.73'];
+/** One single-quoted shell word, as shellQuote wrote it, back to its text. */
+const unquoted = (word: string) => word.slice(1, -1).replaceAll('\'\\\'\'', '\'');
 const sha256 = (content: Buffer) => createHash('sha256').update(content).digest('hex');
 
 /** One fake cluster and one state folder; release switches the config to another release's tarball. */
@@ -79,6 +82,8 @@ describe('backup', () => {
 		expect(script).toContain('mkdir -m 700 -- /var/tmp/k8smi-snapshot-');
 		expect(script.indexOf('--endpoints=https://172.24.8.71:2379')).toBeLessThan(script.indexOf('--endpoints=https://172.24.8.72:2379'));
 		expect(script).toContain('--cert=/etc/kubernetes/cert/kubernetes.pem');
+		// What the master's sh reads: the script parses.
+		execFileSync('sh', ['-n', '-c', unquoted(script.slice('sh -c '.length))]);
 		expect(copy!.outputFile).toMatch(/\.partial$/);
 		expect(remove!.args.at(-1)).toMatch(/rm -rf -- \/var\/tmp\/k8smi-snapshot-[\da-f]{12}/);
 		expect(leftOnMasters()).toEqual([]);
