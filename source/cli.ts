@@ -13,6 +13,12 @@ const help = `
     apply                  Install on every master; resumes where an earlier apply stopped
     verify                 Check the installed control plane on every master and print a grid
     cis                    The CIS Kubernetes Benchmark's control-plane checks (1.1-1.4) on every master: PASS / FAIL / SKIP
+    certs                  Every certificate on the workstation and each master: subject, SANs, not after,
+                           days left, whether a master holds what this install wrote; exit 1 when one ends
+                           within certificates.warnDays (default 30), is missing, or a master could not be read
+    certs renew [NAME|all] Re-issue leaf certificates (kubernetes or apiserver, proxy-client, admin,
+                           kube-controller-manager, kube-scheduler; default all) with the same keys and the
+                           configured lifetime, then restart one master at a time exactly what reads them
     status                 Print the recorded progress and the etcd snapshots taken
     backup                 Take an etcd snapshot through the first reachable master into the state folder (0600, sha256 checked)
     reset                  Stop and remove what this install put on the masters (asks first); keeps the CA and keys
@@ -25,6 +31,7 @@ const help = `
     --yes, -y              apply: do not ask for confirmation
     --overwrite            apply: overwrite files on the masters that changed since this install wrote them (a backup is kept)
     --rotate NAME          render/apply: issue a certificate again (kubernetes, proxy-client, admin, kube-controller-manager, kube-scheduler, or all); keeps the key pair
+    --new-keys             certs renew (and apply --rotate): new key pairs for the certificates issued again
     --exit-code            plan: exit 3 when apply would change something (a file differs, a service
                            would restart), 0 when nothing would, 1 when a master could not be read:
                            a pipeline can gate on drift
@@ -69,6 +76,7 @@ export async function main(argv: string[], output: Output = defaultOutput): Prom
 			removeLocal: {type: 'boolean', default: false},
 			noBackup: {type: 'boolean', default: false},
 			exitCode: {type: 'boolean', default: false},
+			newKeys: {type: 'boolean', default: false},
 			help: {type: 'boolean', shortFlag: 'h', default: false},
 			version: {type: 'boolean', default: false},
 		},
@@ -105,5 +113,5 @@ export async function main(argv: string[], output: Output = defaultOutput): Prom
 
 	// The engine is loaded once a command is known: --help and --version answer without it.
 	const {runCommand} = await import('./commands.js');
-	return runCommand(command, flags, output);
+	return runCommand(command, {...flags, args: cli.input.slice(1)}, output);
 }

@@ -12,6 +12,7 @@ import {formatCheckGrid, formatCisGrid, formatPlan, formatStatus, type Certifica
 import {planChanges, unreadMasters} from './reporters/diff-format.js';
 import {readCertificate} from './pki/certs.js';
 import {leafNames} from './pki/material.js';
+import {certsCommand} from './certs-command.js';
 import {jsonReporter, lineReporter} from './reporters/line.js';
 import {formatSnapshots} from './reporters/snapshots.js';
 import {refuseExistingOut, refuseLostSnapshot, snapshotStepId} from './steps/snapshot.js';
@@ -22,7 +23,7 @@ import {Workspace} from './workspace.js';
 
 export type Output = {out: (line: string) => void; err: (line: string) => void};
 
-export type Flags = {config: string; stateDir?: string; out?: string; yes: boolean; overwrite: boolean; rotate?: string[]; json: boolean; verbose: boolean; fromEnv?: string; kubeVersion: string; tarball: string; force: boolean; removeLocal: boolean; exitCode?: boolean; noBackup?: boolean};
+export type Flags = {config: string; stateDir?: string; out?: string; yes: boolean; overwrite: boolean; rotate?: string[]; json: boolean; verbose: boolean; fromEnv?: string; kubeVersion: string; tarball: string; force: boolean; removeLocal: boolean; exitCode?: boolean; newKeys?: boolean; args?: string[]; noBackup?: boolean};
 
 /**
  * plan --exit-code's answer when apply would change something. terraform plan -detailed-exitcode says
@@ -88,6 +89,10 @@ export async function runCommand(command: string, flags: Flags, output: Output):
 				return await reset(flags, output);
 			}
 
+			case 'certs': {
+				return await certsCommand(flags, output, makeEngine);
+			}
+
 			case 'backup': {
 				return await backup(flags, output);
 			}
@@ -96,12 +101,12 @@ export async function runCommand(command: string, flags: Flags, output: Output):
 				const config = await loadConfig(flags.config);
 				const workspace = new Workspace(flags.stateDir ?? defaultStateDir(), config.name);
 				const state = new StateStore(workspace.root, config.name);
-				output.out(flags.json ? JSON.stringify(state.snapshot, null, 2) : [formatStatus(state.snapshot, state.path, await certificateExpiries(workspace, config)), ...formatSnapshots(state.snapshot.snapshots)].join('\n'));
+				output.out(flags.json ? JSON.stringify(state.snapshot, null, 2) : [formatStatus(state.snapshot, state.path, await certificateExpiries(workspace, config), new Date(), config.certificates.warnDays), ...formatSnapshots(state.snapshot.snapshots)].join('\n'));
 				return 0;
 			}
 
 			default: {
-				throw new InputError('command', command, 'is not a command', 'use one of init, render, preflight, plan, apply, verify, cis, status, backup, reset (see --help)');
+				throw new InputError('command', command, 'is not a command', 'use one of init, render, preflight, plan, apply, verify, cis, certs, status, backup, reset (see --help)');
 			}
 		}
 	} catch (error) {
@@ -167,7 +172,9 @@ function makeEngine(config: ResolvedConfig, flags: Flags, output: Output, runner
 		throw new InputError('--rotate', unknown.join(','), 'names no certificate', `use ${leafNames.join(', ')} or all`);
 	}
 
-	const engine = new Engine({config, workspace, runner, prompter: headlessPrompter({yes: flags.yes, overwrite: flags.overwrite}), rotate, backup: {skip: flags.noBackup, out: snapshotFile}});
+	// --new-keys: the named leaves get new key pairs with their certificates (certs renew --new-keys).
+	const newKeys = flags.newKeys ? leafNames.filter(name => rotate.includes(name) || rotate.includes('all')) : undefined;
+	const engine = new Engine({config, workspace, runner, prompter: headlessPrompter({yes: flags.yes, overwrite: flags.overwrite}), rotate, newKeys, backup: {skip: flags.noBackup, out: snapshotFile}});
 	for (const warning of config.warnings) {
 		output.err(`warning: ${warning}`);
 	}
@@ -199,11 +206,19 @@ async function render(flags: Flags, output: Output): Promise<number> {
 	return 0;
 }
 
-async function apply(flags: Flags, output: Output): Promise<number> {
-	const config = await loadConfig(flags.config);
-	const workspace = new Workspace(flags.stateDir ?? defaultStateDir(), config.name);
-	const logFile = path.join(workspace.logsDir, `apply-${new Date().toISOString().replaceAll(/[:.]/g, '-')}.jsonl`);
-	const engine = makeEngine(config, flags, output, {logFile});
+/** apply, or another run of the install made already (certs renew, after its preview). */
+export async function apply(flags: Flags, output: Output, made?: {engine: Engine; logFile: string}): Promise<number> {
+	let engine: Engine;
+	let logFile: string;
+	if (made) {
+		({engine, logFile} = made);
+	} else {
+		const config = await loadConfig(flags.config);
+		const workspace = new Workspace(flags.stateDir ?? defaultStateDir(), config.name);
+		logFile = path.join(workspace.logsDir, `apply-${new Date().toISOString().replaceAll(/[:.]/g, '-')}.jsonl`);
+		engine = makeEngine(config, flags, output, {logFile});
+	}
+
 	engine.subscribe(flags.json ? jsonReporter(output.out) : lineReporter(output.out, {verbose: flags.verbose}));
 	let interrupts = 0;
 	const onSignal = () => {

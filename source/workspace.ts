@@ -23,8 +23,13 @@ export class Workspace {
 		return path.join(this.root, 'logs');
 	}
 
+	/** Where unpacked releases live, one folder per version. */
+	get releasesDir(): string {
+		return path.join(this.root, 'binaries');
+	}
+
 	binariesDir(version: string): string {
-		return path.join(this.root, 'binaries', version);
+		return path.join(this.releasesDir, version);
 	}
 
 	get renderedDir(): string {

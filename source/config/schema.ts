@@ -139,6 +139,8 @@ export const configSchema = z.strictObject({
 		}).prefault({}),
 		extraSans: z.array(z.string().refine(value => isIpv4(value) || /^[a-z\d*]([a-z\d.-]*[a-z\d])?$/.test(value), problem('is neither an IPv4 address nor a DNS name', 'write an address like 203.0.113.10 or a name like api.example.com'))).default([]),
 		validityDays: z.number().int().min(1).max(3650).default(365),
+		// `certs` exits 1, and status and verify warn, when a certificate ends within this many days.
+		warnDays: z.number().int().min(1).max(3650).default(30),
 		// The CA key on the masters lets the controller-manager sign kubelet certificates (TLS bootstrap).
 		clusterSigning: z.boolean().default(true),
 	}).prefault({}),

@@ -6,7 +6,7 @@ import {writeFileAtomic} from '../files.js';
 import * as operations from '../operations/index.js';
 import type {ChangingOperation, FetchingOperation, Operation, RunFacts} from '../operations/types.js';
 import type {KeyPair} from '../pki/certs.js';
-import {ensureMaterial, type Material, type MaterialChange} from '../pki/material.js';
+import {ensureMaterial, type LeafName, type Material, type MaterialChange} from '../pki/material.js';
 import {adminContexts, releaseBinDir, renderArtifacts} from '../render/artifacts.js';
 import {misfitError, releaseMisfits} from '../render/fit.js';
 import {callApi, getHealth, type Api, type Probe} from '../remote/health.js';
@@ -15,7 +15,9 @@ import {stopRunningCommands, type Runner} from '../runner.js';
 import {readLocalText} from '../safe-read.js';
 import {StateStore} from '../state/store.js';
 import {unpackBinaries, unpackedBinaries} from '../steps/binaries.js';
+import {certificateRowsRead} from '../steps/certs-read.js';
 import {cisResultsRead, type CisResult} from '../steps/cis.js';
+import type {CertificateRow} from '../pki/inventory.js';
 import {downloadTarball} from '../steps/download.js';
 import {FilesReadAhead} from '../steps/files.js';
 import {previewMaster, unpackedReleases, type ChangePreview, type HostPreview, type PendingBinaries} from '../steps/preview.js';
@@ -40,6 +42,8 @@ export type EngineOptions = {
 	runner: Runner;
 	prompter: Prompter;
 	rotate?: string[];
+	/** Leaves whose key pair is made anew with their certificate (certs renew --new-keys). */
+	newKeys?: LeafName[];
 	/** How apiserver health is asked; the real TLS client unless a test replaces it. */
 	probe?: Probe;
 	api?: Api;
@@ -106,7 +110,7 @@ export class Engine {
 			}
 		}
 
-		const {material, changes, record} = await ensureMaterial(config, workspace, {rotate: this.options.rotate, previous: this.state.snapshot.material, persist, keyCache: this.keyCache});
+		const {material, changes, record} = await ensureMaterial(config, workspace, {rotate: this.options.rotate, newKeys: this.options.newKeys, previous: this.state.snapshot.material, persist, keyCache: this.keyCache});
 		this.registerSecrets(material);
 		if (!options.quiet) {
 			this.emit({type: 'material', changes});
@@ -221,7 +225,7 @@ export class Engine {
 
 		// The units run the release's folder's binaries: that is the path they name.
 		const binariesPending: PendingBinaries | undefined = context.binaries ? undefined : {paths: binaryNames(config).map(name => `${releaseBinDir(config)}/${name}`), from: snapshot.version, to: config.version};
-		const releases = unpackedReleases(path.join(workspace.root, 'binaries'));
+		const releases = unpackedReleases(workspace.releasesDir);
 		try {
 			const hosts = await Promise.all(config.masters.map(async (master): Promise<HostPreview> => {
 				if (skipHosts.has(master.name)) {
@@ -305,10 +309,24 @@ export class Engine {
 
 	/** The CIS benchmark's control-plane checks, read from every master; records nothing. */
 	async cis(): Promise<Map<string, CisResult[] | FailureInfo>> {
-		const context = await this.prepare(false, {operation: operations.cis, quiet: true});
+		const {context, failures} = await this.readEachMaster(operations.cis);
+		const read = cisResultsRead(context);
+		return new Map(this.options.config.masters.map(master => [master.name, failures.get(master.name) ?? read.get(master.name) ?? []]));
+	}
+
+	/** Every certificate this install manages, read from every master (one round trip each); records nothing. */
+	async certificates(): Promise<Map<string, CertificateRow[] | FailureInfo>> {
+		const {context, failures} = await this.readEachMaster(operations.certificates);
+		const read = certificateRowsRead(context);
+		return new Map(this.options.config.masters.map(master => [master.name, failures.get(master.name) ?? read.get(master.name) ?? []]));
+	}
+
+	/** A read operation's steps on every master at once; a master that fails is named with why, the others still read. */
+	private async readEachMaster(operation: Operation): Promise<{context: StepContext; failures: Map<string, FailureInfo>}> {
+		const context = await this.prepare(false, {operation, quiet: true});
 		const failures = new Map<string, FailureInfo>();
 		try {
-			for (const step of operations.cis.steps) {
+			for (const step of operation.steps) {
 				await Promise.all(stepHosts(step, context).map(async master => {
 					try {
 						await step.run(context, master, '');
@@ -321,8 +339,7 @@ export class Engine {
 			await context.remote.close();
 		}
 
-		const read = cisResultsRead(context);
-		return new Map(this.options.config.masters.map(master => [master.name, failures.get(master.name) ?? read.get(master.name) ?? []]));
+		return {context, failures};
 	}
 
 	private async check(operation: Operation): Promise<boolean> {

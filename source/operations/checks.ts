@@ -1,3 +1,4 @@
+import {certsReadStep} from '../steps/certs-read.js';
 import {cisStep} from '../steps/cis.js';
 import {distinctMachines, preflight as preflightStep} from '../steps/preflight.js';
 import {verify as verifyStep, verifyCluster} from '../steps/verify.js';
@@ -11,3 +12,6 @@ export const verify: Operation = {id: 'verify', title: 'Check the installed cont
 
 /** cis: the CIS benchmark's control-plane checks, read from every master. */
 export const cis: Operation = {id: 'cis', title: 'Read the CIS benchmark checks', noun: 'CIS benchmark', command: 'cis', steps: [cisStep], mode: 'checks'};
+
+/** certs: every certificate this install manages, read from every master. */
+export const certificates: Operation = {id: 'certs', title: 'Read the certificates on the masters', noun: 'certificates', command: 'certs', steps: [certsReadStep], mode: 'checks'};

@@ -122,7 +122,16 @@ async function importCa(config: ResolvedConfig, now: Date): Promise<Material['ca
 
 type Save = (file: string, data: string, mode: number) => void;
 
-async function keyPairAt(file: string, changes: MaterialChange[], item: string, save: Save, cache?: Map<string, KeyPair>): Promise<KeyPair> {
+async function keyPairAt(file: string, changes: MaterialChange[], item: string, save: Save, cache?: Map<string, KeyPair>, replace = false): Promise<KeyPair> {
+	if (replace) {
+		// Cached by file: the checks before apply and apply itself must ship the same new key.
+		const pair = cache?.get(`${file} (new)`) ?? await generateKeyPair();
+		cache?.set(`${file} (new)`, pair);
+		save(file, pair.privateKeyPem, 0o600);
+		changes.push({item, action: 'made', reason: 'a new key asked (--new-keys)'});
+		return pair;
+	}
+
 	if (existsSync(file)) {
 		const privateKeyPem = await readKept(file);
 		return {privateKeyPem, publicKeyPem: publicKeyPemOf(privateKeyPem)};
@@ -249,6 +258,8 @@ async function encryptionKeys(config: ResolvedConfig, workspace: Workspace, chan
 
 export type MaterialOptions = {
 	rotate?: readonly string[];
+	/** Leaves whose key pair is made anew (certs renew --new-keys); their certificates are issued again for it. */
+	newKeys?: readonly LeafName[];
 	now?: Date;
 	previous?: MaterialRecord;
 	/** false for plan: what is missing is made in memory only and reported, nothing is written. */
@@ -278,13 +289,13 @@ export async function ensureMaterial(config: ResolvedConfig, workspace: Workspac
 	}
 
 	// Missing key pairs are made side by side: Node's crypto runs them on its thread pool.
-	const keyItems: Array<[string, string]> = [
+	const keyItems: Array<[string, string, boolean?]> = [
 		...(config.ca ? [] : [['CA key', workspace.pki('ca-key.pem')] as [string, string]]),
-		...leafNames.map((name): [string, string] => [`${name} key`, workspace.pki(`${name}-key.pem`)]),
+		...leafNames.map((name): [string, string, boolean] => [`${name} key`, workspace.pki(`${name}-key.pem`), options.newKeys?.includes(name) === true]),
 		...(config.serviceAccount.signingKey === 'dedicated' ? [['service-account key', workspace.pki('sa.key')] as [string, string]] : []),
 	];
 	const made: MaterialChange[][] = keyItems.map(() => []);
-	const pairs = new Map(await Promise.all(keyItems.map(async ([item, file], index) => [item, await keyPairAt(file, made[index]!, item, save, options.keyCache)] as const)));
+	const pairs = new Map(await Promise.all(keyItems.map(async ([item, file, replace], index) => [item, await keyPairAt(file, made[index]!, item, save, options.keyCache, replace)] as const)));
 	changes.push(...made.flat());
 
 	let ca: Material['ca'];

@@ -1,6 +1,7 @@
 import type {PlanView} from '../engine/engine.js';
 import type {EngineEvent, FailureInfo} from '../engine/events.js';
 import type {CisResult} from '../steps/cis.js';
+import {daysLeft, expiryLevel} from '../pki/inventory.js';
 import {stepKey, type InstallState} from '../state/store.js';
 import {operations} from '../operations/index.js';
 import {formatChanges} from './diff-format.js';
@@ -77,7 +78,7 @@ export function formatPlan(plan: PlanView): string {
 export type CertificateExpiry = {name: string; notAfter: Date};
 
 /** The saved progress as text, with the expiry of the certificates this install made. */
-export function formatStatus(state: InstallState, stateFile: string, certificates: CertificateExpiry[] = [], now = new Date()): string {
+export function formatStatus(state: InstallState, stateFile: string, certificates: CertificateExpiry[] = [], now = new Date(), warnDays = 30): string {
 	const lines = [`Cluster ${state.cluster}${state.version ? `, Kubernetes ${state.version}` : ''} (state: ${stateFile})`];
 	if (state.run) {
 		const where = state.run.step ? ` at ${state.run.step}${state.run.host ? ` on ${state.run.host}` : ''}` : '';
@@ -103,9 +104,12 @@ export function formatStatus(state: InstallState, stateFile: string, certificate
 	}
 
 	for (const {name, notAfter} of certificates) {
-		const days = Math.floor((notAfter.getTime() - now.getTime()) / 86_400_000);
-		const warning = days < 0 ? '  EXPIRED: run apply --rotate ' : days < 30 ? '  expires soon: run apply --rotate ' : '';
-		lines.push(`  certificate ${name.padEnd(13)} valid until ${notAfter.toISOString().slice(0, 10)} (${days} days)${warning ? `${warning}${name === 'ca' ? '(the CA needs a planned renewal)' : name}` : ''}`);
+		const days = daysLeft(notAfter, now);
+		const level = expiryLevel(name === 'ca' ? 'ca' : 'kubernetes', days, warnDays);
+		const warning = level === 'ok' ? ''
+			: name === 'ca' ? `  ${level === 'expired' ? 'EXPIRED' : 'ends within a year'}: plan the CA's replacement (README: Certificates)`
+			: `  ${level === 'expired' ? 'EXPIRED' : 'expires soon'}: run certs renew ${name}`;
+		lines.push(`  certificate ${name.padEnd(13)} valid until ${notAfter.toISOString().slice(0, 10)} (${days} days)${warning}`);
 	}
 
 	return lines.join('\n');

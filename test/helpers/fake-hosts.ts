@@ -240,6 +240,21 @@ export class FakeCluster {
 			return ok(names.map(name => `${name} ${this.autoRestarting.delete(`${host.ip} ${name}`) ? 'activating' : (name === 'kube-apiserver' ? host.active : host.units.has(name)) ? 'active' : 'inactive'} no`).join('\n'));
 		}
 
+		// certs' read: per file its mtime, sha256, and the certificate (of a kubeconfig its client-certificate-data alone).
+		if (script.startsWith('# k8s-master-install: certificates\n')) {
+			const paths = unquoteWords(/^for f in (.*); do$/m.exec(script)?.[1] ?? '');
+			return ok(paths.map(file => {
+				const found = host.files.get(file);
+				if (!found) {
+					return `==> ${file}\nmissing\n`;
+				}
+
+				const text = found.content.toString();
+				const shown = file.endsWith('.kubeconfig') ? `${/^ *client-certificate-data: *(.*)$/m.exec(text)?.[1] ?? ''}\n` : file.endsWith('.pem') ? text : '';
+				return `==> ${file}\nmtime 1764130000\nsha256 ${createHash('sha256').update(found.content).digest('hex')}\n${shown}`;
+			}).join(''));
+		}
+
 		if (script.startsWith('for f in ') && script.includes('echo "==> $f"')) {
 			const paths = unquoteWords(script.slice('for f in '.length, script.indexOf('; do')));
 			return ok(paths.map(file => `==> ${file}\n${host.files.get(file)?.content.toString() ?? 'missing\n'}`).join(''));
