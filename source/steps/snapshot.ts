@@ -1,5 +1,5 @@
 import {randomBytes} from 'node:crypto';
-import {linkSync, mkdirSync, rmSync, statSync} from 'node:fs';
+import {linkSync, lstatSync, mkdirSync, rmSync, statSync} from 'node:fs';
 import path from 'node:path';
 import type {Master} from '../config/schema.js';
 import {InputError, StepError} from '../errors.js';
@@ -30,12 +30,12 @@ export const beforeUpgrade: Occasion = context => {
 };
 
 /** The snapshot's file on this workstation: backup --out, else one named for the cluster and the UTC time in the state folder. */
-export function snapshotTarget(context: StepContext, now = new Date()): string {
+export function snapshotTarget(context: StepContext): string {
 	if (context.backup.out) {
 		return path.resolve(context.backup.out);
 	}
 
-	const stamp = now.toISOString().replaceAll(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+	const stamp = new Date().toISOString().replaceAll(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
 	return path.join(context.workspace.root, 'snapshots', `${context.config.name}-${stamp}.db`);
 }
 
@@ -53,9 +53,10 @@ export function refuseLostSnapshot(removeLocal: boolean | undefined, backup: Bac
 	}
 }
 
+/** A link counts too, even one that names nothing: nothing is written where a name is taken. */
 function existsAt(file: string): boolean {
 	try {
-		statSync(file);
+		lstatSync(file);
 		return true;
 	} catch {
 		return false;
