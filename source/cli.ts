@@ -22,14 +22,18 @@ const help = `
     status                 Print the recorded progress and the etcd snapshots taken
     backup                 Take an etcd snapshot through the first reachable master into the state folder (0600, sha256 checked)
     reset                  Stop and remove what this install put on the masters (asks first); keeps the CA and keys
+    rotate-encryption-key  A new encryption key: added, made the write key, every secret rewritten, the old key
+                           dropped; one master at a time; resumes where an earlier run stopped
 
   Options
     --config, -c FILE      Cluster config (default: cluster.yaml)
     --state-dir DIR        Where state, key material and logs are kept (default: ${'$'}XDG_CONFIG_HOME/k8s-master-install-nodejs)
     --out DIR              render: target folder; init: config file to write (default: cluster.yaml);
                            backup, reset: the etcd snapshot's file (never replaced) instead of <state>/snapshots
-    --yes, -y              apply: do not ask for confirmation
+    --yes, -y              apply, rotate-encryption-key: do not ask for confirmation
     --overwrite            apply: overwrite files on the masters that changed since this install wrote them (a backup is kept)
+    --force-remove NAME    plan/apply: a master taken out of masters: that no longer answers (dead hardware): decommissioned
+                           without contacting it; the rest proceeds and the last line says what stayed on it
     --rotate NAME          render/apply: issue a certificate again (kubernetes, proxy-client, admin, kube-controller-manager, kube-scheduler, or all); keeps the key pair
     --new-keys             certs renew (and apply --rotate): new key pairs for the certificates issued again
     --exit-code            plan: exit 3 when apply would change something (a file differs, a service
@@ -42,6 +46,8 @@ const help = `
     --force                init: replace an existing config file
     --remove-local         reset: also delete the state folder (CA, keys, encryption key, state, snapshots)
     --no-backup            apply (an upgrade), reset: take no etcd snapshot first (a warning says so)
+    --remove-old-key       rotate-encryption-key: delete the old key's file from the state folder once the
+                           rotation is done on every master
     --version              Print this tool's version
 
   Exit codes: 0 done, 1 failed (progress kept; plan --exit-code: a master could not be read), 2 bad input or a
@@ -67,6 +73,7 @@ export async function main(argv: string[], output: Output = defaultOutput): Prom
 			yes: {type: 'boolean', shortFlag: 'y', default: false},
 			overwrite: {type: 'boolean', default: false},
 			rotate: {type: 'string', isMultiple: true},
+			forceRemove: {type: 'string', isMultiple: true},
 			json: {type: 'boolean', default: false},
 			verbose: {type: 'boolean', default: false},
 			fromEnv: {type: 'string'},
@@ -75,6 +82,7 @@ export async function main(argv: string[], output: Output = defaultOutput): Prom
 			force: {type: 'boolean', default: false},
 			removeLocal: {type: 'boolean', default: false},
 			noBackup: {type: 'boolean', default: false},
+			removeOldKey: {type: 'boolean', default: false},
 			exitCode: {type: 'boolean', default: false},
 			newKeys: {type: 'boolean', default: false},
 			help: {type: 'boolean', shortFlag: 'h', default: false},

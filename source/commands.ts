@@ -6,6 +6,9 @@ import {configFromEnvironment, saveImportedEncryptionKey} from './config/from-en
 import {ApplyFailed, Engine, StopRequested} from './engine/engine.js';
 import type {PlanView} from './engine/plan.js';
 import {headlessPrompter} from './engine/prompts.js';
+import * as operations from './operations/index.js';
+import type {Operation} from './operations/types.js';
+import {removeOldKeyFiles} from './pki/old-keys.js';
 import {InputError, isInputError, PromptRefused} from './errors.js';
 import {writeFileAtomic} from './files.js';
 import {formatCheckGrid, formatCisGrid, formatPlan, formatStatus, type CertificateExpiry, type CheckRow} from './reporters/format.js';
@@ -23,7 +26,7 @@ import {Workspace} from './workspace.js';
 
 export type Output = {out: (line: string) => void; err: (line: string) => void};
 
-export type Flags = {config: string; stateDir?: string; out?: string; yes: boolean; overwrite: boolean; rotate?: string[]; json: boolean; verbose: boolean; fromEnv?: string; kubeVersion: string; tarball: string; force: boolean; removeLocal: boolean; exitCode?: boolean; newKeys?: boolean; args?: string[]; noBackup?: boolean};
+export type Flags = {config: string; stateDir?: string; out?: string; yes: boolean; overwrite: boolean; rotate?: string[]; forceRemove?: string[]; json: boolean; verbose: boolean; fromEnv?: string; kubeVersion: string; tarball: string; force: boolean; removeLocal: boolean; exitCode?: boolean; newKeys?: boolean; args?: string[]; removeOldKey?: boolean; noBackup?: boolean};
 
 /**
  * plan --exit-code's answer when apply would change something. terraform plan -detailed-exitcode says
@@ -69,6 +72,10 @@ export async function runCommand(command: string, flags: Flags, output: Output):
 				return await apply(flags, output);
 			}
 
+			case 'rotate-encryption-key': {
+				return flags.removeOldKey ? await removeOldKey(flags, output) : await apply(flags, output, undefined, operations.rotateEncryptionKey);
+			}
+
 			case 'preflight': {
 				return await checksCommand(flags, output, async engine => engine.preflight(), false);
 			}
@@ -106,7 +113,7 @@ export async function runCommand(command: string, flags: Flags, output: Output):
 			}
 
 			default: {
-				throw new InputError('command', command, 'is not a command', 'use one of init, render, preflight, plan, apply, verify, cis, certs, status, backup, reset (see --help)');
+				throw new InputError('command', command, 'is not a command', 'use one of init, render, preflight, plan, apply, verify, cis, certs, status, backup, reset, rotate-encryption-key (see --help)');
 			}
 		}
 	} catch (error) {
@@ -174,7 +181,7 @@ function makeEngine(config: ResolvedConfig, flags: Flags, output: Output, runner
 
 	// --new-keys: the named leaves get new key pairs with their certificates (certs renew --new-keys).
 	const newKeys = flags.newKeys ? leafNames.filter(name => rotate.includes(name) || rotate.includes('all')) : undefined;
-	const engine = new Engine({config, workspace, runner, prompter: headlessPrompter({yes: flags.yes, overwrite: flags.overwrite}), rotate, newKeys, backup: {skip: flags.noBackup, out: snapshotFile}});
+	const engine = new Engine({config, workspace, runner, prompter: headlessPrompter({yes: flags.yes, overwrite: flags.overwrite}), rotate, newKeys, forceRemove: flags.forceRemove, backup: {skip: flags.noBackup, out: snapshotFile}});
 	for (const warning of config.warnings) {
 		output.err(`warning: ${warning}`);
 	}
@@ -206,8 +213,11 @@ async function render(flags: Flags, output: Output): Promise<number> {
 	return 0;
 }
 
-/** apply, or another run of the install made already (certs renew, after its preview). */
-export async function apply(flags: Flags, output: Output, made?: {engine: Engine; logFile: string}): Promise<number> {
+/**
+ * apply, or another run of the install made already (certs renew, after its preview), or another
+ * recorded operation (rotate-encryption-key) run the same way: a log file, Ctrl-C stops after the current action.
+ */
+export async function apply(flags: Flags, output: Output, made?: {engine: Engine; logFile: string}, operation: Operation = operations.install): Promise<number> {
 	let engine: Engine;
 	let logFile: string;
 	if (made) {
@@ -215,7 +225,7 @@ export async function apply(flags: Flags, output: Output, made?: {engine: Engine
 	} else {
 		const config = await loadConfig(flags.config);
 		const workspace = new Workspace(flags.stateDir ?? defaultStateDir(), config.name);
-		logFile = path.join(workspace.logsDir, `apply-${new Date().toISOString().replaceAll(/[:.]/g, '-')}.jsonl`);
+		logFile = path.join(workspace.logsDir, `${operation.command}-${new Date().toISOString().replaceAll(/[:.]/g, '-')}.jsonl`);
 		engine = makeEngine(config, flags, output, {logFile});
 	}
 
@@ -235,7 +245,7 @@ export async function apply(flags: Flags, output: Output, made?: {engine: Engine
 	process.on('SIGINT', onSignal);
 	process.on('SIGTERM', onSignal);
 	try {
-		await engine.apply({confirm: true});
+		await engine.run(operation, {confirm: true});
 		output.err(`log: ${logFile}`);
 		return 0;
 	} catch (error) {
@@ -324,6 +334,20 @@ async function backup(flags: Flags, output: Output): Promise<number> {
 	}
 
 	return 0;
+}
+
+/** rotate-encryption-key --remove-old-key: the old keys' files deleted once the rotation is done on every master. */
+async function removeOldKey(flags: Flags, output: Output): Promise<number> {
+	const config = await loadConfig(flags.config);
+	const workspace = new Workspace(flags.stateDir ?? defaultStateDir(), config.name);
+	const release = workspace.lock();
+	try {
+		const removed = removeOldKeyFiles(workspace, new StateStore(workspace.root, config.name));
+		output.out(removed.length > 0 ? `removed ${removed.join(', ')}` : 'the old key files were removed already');
+		return 0;
+	} finally {
+		release();
+	}
 }
 
 async function init(flags: Flags, output: Output): Promise<number> {

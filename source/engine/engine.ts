@@ -24,6 +24,7 @@ import {previewMaster, unpackedReleases, type ChangePreview, type HostPreview, t
 import {runKind} from '../operations/run-kind.js';
 import {binaryNames} from '../steps/binaries.js';
 import {readFactsEarly} from '../steps/preflight.js';
+import {describeMembership, membershipChange, refuseMembership} from '../steps/membership.js';
 import {refuseLostSnapshot, snapshotStepId} from '../steps/snapshot.js';
 import type {BackupOptions, BinaryFile, StepContext} from '../steps/types.js';
 import type {Workspace} from '../workspace.js';
@@ -47,6 +48,8 @@ export type EngineOptions = {
 	/** How apiserver health is asked; the real TLS client unless a test replaces it. */
 	probe?: Probe;
 	api?: Api;
+	/** Masters the config no longer lists that no longer answer: decommissioned without being contacted. */
+	forceRemove?: string[];
 	/** etcd snapshots: --no-backup, and the file backup writes (--out). */
 	backup?: BackupOptions;
 };
@@ -110,7 +113,7 @@ export class Engine {
 			}
 		}
 
-		const {material, changes, record} = await ensureMaterial(config, workspace, {rotate: this.options.rotate, newKeys: this.options.newKeys, previous: this.state.snapshot.material, persist, keyCache: this.keyCache});
+		const {material, changes, record} = await ensureMaterial(config, workspace, {rotate: this.options.rotate, newKeys: this.options.newKeys, previous: this.state.snapshot.material, keptKeys: this.state.snapshot.keptEncryptionKeys, persist, keyCache: this.keyCache});
 		this.registerSecrets(material);
 		if (!options.quiet) {
 			this.emit({type: 'material', changes});
@@ -172,6 +175,7 @@ export class Engine {
 			throwIfStopping: this.throwIfStopping,
 			backup: this.options.backup ?? {},
 			warn: message => this.emit({type: 'warning', message}),
+			membership: membershipChange(config, this.state.snapshot, this.options.forceRemove),
 		};
 		return this.context;
 	}
@@ -201,11 +205,17 @@ export class Engine {
 				materialChanges.push(...event.changes);
 			}
 		});
+		if (operation.mode === 'recorded') {
+			refuseMembership(this.options.config, membershipChange(this.options.config, this.state.snapshot, this.options.forceRemove), this.options.forceRemove);
+		}
+
 		const context = await this.prepare(false, {operation});
 		unsubscribe();
 		const snapshot = this.state.snapshot;
 		const changes = operation.mode === 'recorded' ? await this.previewChanges(operation, context, new Set(options.skipHosts)) : undefined;
-		return planView(operation, context, this.state, materialChanges, runKind(snapshot, operation, this.options.config.version), changes);
+		const view = planView(operation, context, this.state, materialChanges, runKind(snapshot, operation, this.options.config.version), changes);
+		const masters = operation.mode === 'recorded' ? describeMembership(this.options.config, context.membership!) : [];
+		return masters.length > 0 ? {...view, masters} : view;
 	}
 
 	/**
@@ -500,6 +510,13 @@ export class Engine {
 			throw new InputError('skip', [...this.skipHosts].join(','), unknown.length > 0 ? `names no master (${unknown.join(', ')})` : 'would skip every master', 'skip only some of the masters named in the config');
 		}
 
+		// Masters that join or leave: refused input first, then said before the question.
+		const membership = membershipChange(config, this.state.snapshot, this.options.forceRemove);
+		refuseMembership(config, membership, this.options.forceRemove);
+		for (const message of describeMembership(config, membership)) {
+			this.emit({type: 'warning', message});
+		}
+
 		let release: (() => void) | undefined;
 		let runStarted = false;
 		let readingAhead: Promise<unknown> | undefined;
@@ -513,6 +530,7 @@ export class Engine {
 			const kind = runKind(this.state.snapshot, operation, config.version);
 			this.emit({type: 'run-start', masters: config.masters.filter(master => !this.skipHosts.has(master.name)).map(master => master.name), ...kind});
 			this.state.setRun({operation: operation.id, status: 'running', startedAt: new Date().toISOString(), error: undefined});
+			this.state.recordMasters(config.masters);
 			runStarted = true;
 			// Read-only, beside preflight: the files of every step, one round trip per master once its connection is up.
 			readingAhead = Promise.all(config.masters.filter(master => !this.skipHosts.has(master.name)).map(async master => checks.readAhead.read(checks, master, () => operation.steps.flatMap(step => (step.reads ? [{step: step.id, paths: step.reads(checks, master)}] : [])))));
@@ -538,7 +556,8 @@ export class Engine {
 			this.state.setRun(skipped.length > 0 ? {operation: operation.id, status: 'failed', step: undefined, host: skipped.join(','), error: `skipped on request: ${skipped.join(', ')}`} : {operation: operation.id, status: 'done', step: undefined, host: undefined});
 			await this.closeConnections();
 			release();
-			this.emit({type: 'finished', outcome: 'done', message: operation.words.done({...this.runFacts(options), skipped, kind}), durationMs: Math.round(performance.now() - started)});
+			const leftBehind = context.membership?.leftBehind ?? [];
+			this.emit({type: 'finished', outcome: 'done', message: [operation.words.done({...this.runFacts(options), skipped, kind}), ...leftBehind].join('; '), durationMs: Math.round(performance.now() - started)});
 		} catch (error) {
 			const stopped = error instanceof StopRequested;
 			// Bad input found before the run started (a wrong tarball, a busy state folder) records nothing.

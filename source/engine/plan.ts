@@ -26,6 +26,8 @@ export type PlanView = {
 	run: RunKind;
 	/** What differs on the masters from what apply would write, and what would restart; absent for operations that write nothing. */
 	changes?: ChangePreview;
+	/** Masters that join or leave, and what that changes on the others, in words; absent when the masters stay as they are. */
+	masters?: string[];
 	steps: Array<{
 		id: StepId;
 		title: string;

@@ -193,18 +193,23 @@ export function encryptionKeyFile(workspace: Workspace, name: string): string {
 	return workspace.pki(name === firstKeyName ? 'encryption.key' : `encryption-${name}.key`);
 }
 
+/** The name the next key made here gets: after the highest one in the state folder. */
+export function nextEncryptionKeyName(workspace: Workspace): string {
+	const folder = path.dirname(encryptionKeyFile(workspace, firstKeyName));
+	const numbers = (existsSync(folder) ? readdirSync(folder) : []).flatMap(file => {
+		const number = /^encryption-key([1-9]\d{0,8})\.key$/.exec(file)?.[1];
+		return number ? [Number(number)] : [];
+	});
+	return `key${Math.max(1, ...numbers) + 1}`;
+}
+
 /**
  * Makes a new key for a rotation to add, beside the keys already here. Its name follows the highest
  * one here, so it is never the name of a key etcd may hold data under; its file is written once,
  * 0600, and never over an existing one.
  */
 export function stageEncryptionKey(workspace: Workspace): EncryptionKey {
-	const folder = path.dirname(encryptionKeyFile(workspace, firstKeyName));
-	const numbers = (existsSync(folder) ? readdirSync(folder) : []).flatMap(file => {
-		const number = /^encryption-key([1-9]\d{0,8})\.key$/.exec(file)?.[1];
-		return number ? [Number(number)] : [];
-	});
-	const key = {name: `key${Math.max(1, ...numbers) + 1}`, secret: randomBytes(32).toString('base64')};
+	const key = {name: nextEncryptionKeyName(workspace), secret: randomBytes(32).toString('base64')};
 	const file = encryptionKeyFile(workspace, key.name);
 	try {
 		writeFileExclusive(file, `${key.secret}\n`, 0o600);
@@ -256,12 +261,37 @@ async function encryptionKeys(config: ResolvedConfig, workspace: Workspace, chan
 	return [write, ...read];
 }
 
+/**
+ * Why a kept certificate no longer fits its request, said in full: the addresses a change of masters
+ * adds or removes (the key pair is kept, so nothing that pins it changes), else its subject, key or CA.
+ */
+function mismatch(existing: string, request: CertificateRequest): string {
+	const have = (() => {
+		try {
+			const facts = readCertificate(existing);
+			return [...facts.ipSans, ...facts.dnsSans];
+		} catch {
+			return undefined;
+		}
+	})();
+	const want = [...(request.ipSans ?? []), ...(request.dnsSans ?? [])];
+	const added = want.filter(san => !have?.includes(san));
+	const removed = have?.filter(san => !want.includes(san)) ?? [];
+	if (have === undefined || added.length + removed.length === 0) {
+		return 'its subject, key or CA changed';
+	}
+
+	return `its SANs changed (${[...added.map(san => `+${san}`), ...removed.map(san => `-${san}`)].join(', ')}); same key pair`;
+}
+
 export type MaterialOptions = {
 	rotate?: readonly string[];
 	/** Leaves whose key pair is made anew (certs renew --new-keys); their certificates are issued again for it. */
 	newKeys?: readonly LeafName[];
 	now?: Date;
 	previous?: MaterialRecord;
+	/** The encryption keys a reset left recorded (the state's keptEncryptionKeys): used while no material is recorded. */
+	keptKeys?: readonly EncryptionKeyRecord[];
 	/** false for plan: what is missing is made in memory only and reported, nothing is written. */
 	persist?: boolean;
 	/** Key pairs made in memory by an earlier call (persist: false) of the same run, reused rather than made twice. */
@@ -334,12 +364,12 @@ export async function ensureMaterial(config: ResolvedConfig, workspace: Workspac
 
 		const certPem = issueCertificate(request, pair, {certPem: ca.certPem, keyPem: ca.keyPem}, now);
 		save(certFile, certPem, 0o644);
-		changes.push({item: `${name} certificate`, action: existing ? 'reissued' : 'issued', reason: existing ? (rotate ? 'rotation asked' : 'its SANs, subject or CA changed') : undefined});
+		changes.push({item: `${name} certificate`, action: existing ? 'reissued' : 'issued', reason: existing ? (rotate ? `rotation asked; ${options.newKeys?.includes(name) ? 'new' : 'same'} key pair` : mismatch(existing, request)) : undefined});
 		leaves[name] = {certPem, keyPem: pair.privateKeyPem};
 	}
 
 	const serviceAccount = pairs.get('service-account key');
-	const keys = await encryptionKeys(config, workspace, changes, save, options.previous?.encryptionKeys);
+	const keys = await encryptionKeys(config, workspace, changes, save, options.previous?.encryptionKeys ?? options.keptKeys);
 	const record: MaterialRecord = {caCertSha256, encryptionKeys: keys.map(({name, secret}) => ({name, sha256: sha256(secret)})), serviceAccountKey};
 	return {material: {ca, leaves, serviceAccount, encryptionKeys: keys}, changes, record};
 }

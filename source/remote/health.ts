@@ -5,7 +5,7 @@ export type TlsClient = {ca: string; cert: string; key: string};
 
 export type HealthAnswer = {ok: boolean; status: number; body: string; error?: string};
 
-export type ApiRequest = {method: 'GET' | 'POST' | 'DELETE'; path: string; body?: unknown; headers?: Record<string, string>};
+export type ApiRequest = {method: 'GET' | 'POST' | 'PUT' | 'DELETE'; path: string; body?: unknown; headers?: Record<string, string>};
 
 /**
  * One connection pool per endpoint and identity: a run's many calls (readiness polls, checks) share

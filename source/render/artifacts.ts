@@ -1,4 +1,6 @@
+import path from 'node:path';
 import type {ResolvedConfig} from '../config/load.js';
+import {InputError} from '../errors.js';
 import {apiserverPort} from '../config/network.js';
 import {firstKeyName, type EncryptionKeys, type LeafName, type Material} from '../pki/material.js';
 import {atLeast, componentFlagsFor, schedulerConfigVersion, type Component, type FlagContext} from '../versions.js';
@@ -132,14 +134,20 @@ export function renderNginxConfig(config: ResolvedConfig, drained?: string): str
  */
 export function renderEncryptionConfig(config: ResolvedConfig, keys: EncryptionKeys): Artifact {
 	const [write] = keys;
+	const block = keys.map(key => `            - name: ${key.name}\n              secret: ${key.secret}`).join('\n');
+	const content = renderTemplate('encryption-config.yaml', {ENCRYPTION_KEYS: block}, config.templatesDir, {
+		// An operator's copy made before there could be more keys names key1 itself around {{ENCRYPTION_KEY}}.
+		...(keys.length === 1 && write.name === firstKeyName ? {ENCRYPTION_KEY: write.secret} : {}),
+	});
+	// The keys are indented for a line of their own: after other text on its line the first key would sit
+	// deeper than the others, and the YAML would no longer list them as siblings (or not parse).
+	if (content.includes(block) && !content.startsWith(block) && !content.includes(`\n${block}`)) {
+		throw new InputError('templatesDir', path.join(config.templatesDir ?? 'templates', 'encryption-config.yaml'), 'has {{ENCRYPTION_KEYS}} after other text on its line', 'put {{ENCRYPTION_KEYS}} alone at the start of its line, as templates/encryption-config.yaml does');
+	}
+
 	return {
 		name: 'encryption-config.yaml',
-		content: renderTemplate('encryption-config.yaml', {
-			ENCRYPTION_KEYS: keys.map(key => `            - name: ${key.name}\n              secret: ${key.secret}`).join('\n'),
-		}, config.templatesDir, {
-			// An operator's copy made before there could be more keys names key1 itself around {{ENCRYPTION_KEY}}.
-			...(keys.length === 1 && write.name === firstKeyName ? {ENCRYPTION_KEY: write.secret} : {}),
-		}),
+		content,
 		mode: 0o600,
 		secret: true,
 		remote: {step: 'encryption', path: `${config.paths.configDir}/encryption-config.yaml`},

@@ -34,7 +34,11 @@ export function formatPlan(plan: PlanView): string {
 	];
 	const made = plan.materialChanges.filter(change => change.action !== 'kept' && change.action !== 'imported');
 	if (made.length > 0) {
-		lines.push(`Key material made at apply (not yet written; hashes below will differ for these): ${made.map(change => `${change.item} ${change.action}`).join(', ')}`);
+		lines.push(`Key material made at apply (not yet written; hashes below will differ for these): ${made.map(change => `${change.item} ${change.action}${change.reason ? ` (${change.reason})` : ''}`).join(', ')}`);
+	}
+
+	if (plan.masters) {
+		lines.push('', 'Masters that join or leave:', ...plan.masters.map(line => `  ${line}`));
 	}
 
 	if (plan.changes) {
@@ -94,7 +98,17 @@ export function formatStatus(state: InstallState, stateFile: string, certificate
 		lines.push(`CA sha256 ${state.material.caCertSha256.slice(0, 16)}…, encryption key sha256 ${write?.sha256.slice(0, 16)}…${keys}`);
 	}
 
-	const recorded = [...operations.values()].filter(operation => operation.mode === 'recorded');
+	const rotation = state.encryptionRotation;
+	if (rotation) {
+		const count = rotation.count ? `; secrets in etcd at ${rotation.count.at}: ${Object.entries(rotation.count.byKey).map(([key, each]) => `${each} under ${key}`).join(', ') || 'none'}` : '';
+		const old = rotation.from.map(key => key.name).join(', ');
+		const kept = rotation.phase === 'done' ? (rotation.oldKeysRemovedAt ? `; ${old} removed ${rotation.oldKeysRemovedAt}` : `; ${old} kept in the state folder (rotate-encryption-key --remove-old-key deletes it)`) : '';
+		const rewrite = rotation.phase === 'rewrite' && rotation.rewrite ? `, ${rotation.rewrite.rewritten} secret(s) written back` : '';
+		lines.push(`Encryption-key rotation ${old} → ${rotation.to.name}: ${rotation.phase === 'done' ? `done ${rotation.finishedAt ?? ''}`.trim() : `at the ${rotation.phase} phase${rewrite}`}, started ${rotation.startedAt}${count}${kept}`);
+	}
+
+	// An operation's steps are listed once it recorded progress (the install's always).
+	const recorded = [...operations.values()].filter(operation => operation.mode === 'recorded' && (operation.id === 'install' || Object.keys(state.steps).some(key => key.startsWith(`${operation.id}/`))));
 	// Named as its operation names it while only one operation keeps progress.
 	const steps = recorded.flatMap(operation => operation.steps.map(each => ({key: stepKey(operation.id, each.id), name: recorded.length > 1 ? stepKey(operation.id, each.id) : each.id})));
 	const width = Math.max(...steps.map(step => step.name.length));

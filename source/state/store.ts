@@ -2,7 +2,7 @@ import {existsSync} from 'node:fs';
 import path from 'node:path';
 import Conf from 'conf';
 import {InputError} from '../errors.js';
-import {firstKeyName, type MaterialRecord} from '../pki/material.js';
+import {firstKeyName, type EncryptionKeyRecord, type MaterialRecord} from '../pki/material.js';
 import {checkLocalFile} from '../safe-read.js';
 
 import type {StepId} from '../steps/types.js';
@@ -48,10 +48,45 @@ export type InstallState = {
 	startedReleases?: Record<string, string[]>;
 	/** The etcd snapshots taken (backup, before an upgrade or a reset), oldest first: where and what, never their content. */
 	snapshots?: SnapshotRecord[];
+	/** Per master this install was run on, its address as the config gave it then: a master the config no longer lists (or lists at another address) is decommissioned there. */
+	masters?: Record<string, RecordedMaster>;
+	/** The last (or running) encryption-key rotation: rotate-encryption-key. */
+	encryptionRotation?: EncryptionRotation;
+	/**
+	 * The encryption keys a reset left recorded: etcd keeps the data they encrypted, so the next apply
+	 * must use them, not a key of its own. Set only when they are not the first key alone.
+	 */
+	keptEncryptionKeys?: EncryptionKeyRecord[];
 };
 
 /** One etcd snapshot kept on this workstation: its file (mode 0600), its sha256 and what etcdctl snapshot status read in it. */
 export type SnapshotRecord = {path: string; sha256: string; at: string; revision: number; keys: number; bytes: number; master: string; occasion: string};
+
+/** The phases of a rotation, in order; each is finished on every master before the next begins. */
+export const rotationPhases = ['prepare', 'rotate', 'rewrite', 'drop', 'done'] as const;
+
+export type RotationPhase = typeof rotationPhases[number];
+
+/** What the state keeps of a key rotation: names and sha256 of the keys, never a secret. */
+export type EncryptionRotation = {
+	/** The keys the masters used before it, the write key first; their files stay until removed on request. */
+	from: EncryptionKeyRecord[];
+	/** The key it brings in. */
+	to: EncryptionKeyRecord;
+	startedAt: string;
+	/** The phase begun last: a phase begins only once the one before is finished on every master. */
+	phase: RotationPhase;
+	/** Where the rewrite stands: the continue token of the next page (none: from the start) and what was written back. */
+	rewrite?: {continue?: string; rewritten: number; gone: number; at: string};
+	/** The last count of the secrets' raw values in etcd, per key name (`plain`: not encrypted). */
+	count?: {at: string; byKey: Record<string, number>};
+	finishedAt?: string;
+	/** When the old keys' files were removed from the state folder (on request). */
+	oldKeysRemovedAt?: string;
+};
+
+/** Where a master was reached (the config's entry when it was first installed). */
+export type RecordedMaster = {ip: string; sshHost?: string};
 
 export type RestartTime = {ms: number; at: string; services: string[]};
 
@@ -91,7 +126,7 @@ export function migrateState(stored: StateSchema1 | StateSchema2): InstallState 
  * One operation's view of the progress: its steps are named as the operation names them; what any
  * operation wrote on a host (writtenFiles, writtenHashes, forgetFiles, forgetHost) is the whole state's.
  */
-export type Progress = Pick<StateStore, 'writtenHashes' | 'writtenFiles' | 'forgetFiles' | 'forgetHost' | 'recordRestartTime' | 'recordStartedRelease' | 'startedReleases' | 'recordSnapshot' | 'recordedVersion'> & {
+export type Progress = Pick<StateStore, 'writtenHashes' | 'writtenFiles' | 'forgetFiles' | 'forgetHost' | 'recordRestartTime' | 'recordStartedRelease' | 'startedReleases' | 'recordMasters' | 'encryptionRotation' | 'recordEncryptionRotation' | 'recordEncryptionKeys' | 'recordSnapshot' | 'recordedVersion'> & {
 	host(key: string, host: string): HostRecord | undefined;
 	recordHost(key: string, host: string, record: HostRecord): void;
 	recordFile(key: string, host: string, remotePath: string, hash: string, stat?: string): void;
@@ -146,6 +181,10 @@ export class StateStore {
 			recordRestartTime: (host, time) => this.recordRestartTime(host, time),
 			recordStartedRelease: (host, version) => this.recordStartedRelease(host, version),
 			startedReleases: host => this.startedReleases(host),
+			recordMasters: masters => this.recordMasters(masters),
+			encryptionRotation: () => this.encryptionRotation(),
+			recordEncryptionRotation: rotation => this.recordEncryptionRotation(rotation),
+			recordEncryptionKeys: keys => this.recordEncryptionKeys(keys),
 			recordSnapshot: record => this.recordSnapshot(record),
 			recordedVersion: () => this.recordedVersion(),
 		};
@@ -307,13 +346,61 @@ export class StateStore {
 			}
 
 			delete state.startedReleases?.[host];
+			delete state.restartTimes?.[host];
+			delete state.masters?.[host];
 		});
 	}
 
-	/** Forgets that the key material is in use: no master holds it any more. */
+	/**
+	 * Remembers where masters are reached, for a later apply that no longer lists one. A name already
+	 * recorded keeps its address: at another address it is a new machine, and the old one is
+	 * decommissioned (then forgotten) before the new address is recorded.
+	 */
+	recordMasters(masters: ReadonlyArray<{name: string; ip: string; sshHost?: string}>): void {
+		const missing = masters.filter(master => !this.state.masters?.[master.name]);
+		if (missing.length === 0) {
+			return;
+		}
+
+		this.update(state => {
+			state.masters = {...state.masters, ...Object.fromEntries(missing.map(({name, ip, sshHost}) => [name, sshHost === undefined ? {ip} : {ip, sshHost}]))};
+		});
+	}
+
+	/**
+	 * Forgets that the key material is in use: no master holds it any more. Keys other than the
+	 * first alone (a rotation's) are kept: etcd's data, which a reset keeps, is encrypted with them.
+	 */
 	forgetMaterialInUse(): void {
 		this.update(state => {
+			const keys = state.material?.encryptionKeys;
+			if (keys && (keys.length > 1 || keys[0]?.name !== firstKeyName)) {
+				state.keptEncryptionKeys = keys;
+			}
+
 			delete state.material;
+		});
+	}
+
+	/** The running or last encryption-key rotation. */
+	encryptionRotation(): EncryptionRotation | undefined {
+		return this.state.encryptionRotation && structuredClone(this.state.encryptionRotation);
+	}
+
+	recordEncryptionRotation(rotation: EncryptionRotation): void {
+		this.update(state => {
+			state.encryptionRotation = rotation;
+		});
+	}
+
+	/** The encryption keys the masters are given now, in order: recorded before any master gets them. */
+	recordEncryptionKeys(keys: EncryptionKeyRecord[]): void {
+		this.update(state => {
+			if (state.material) {
+				state.material.encryptionKeys = keys;
+			}
+
+			delete state.keptEncryptionKeys;
 		});
 	}
 
@@ -322,6 +409,7 @@ export class StateStore {
 		this.update(state => {
 			state.steps = {};
 			delete state.run;
+			delete state.masters;
 		});
 	}
 }

@@ -26,15 +26,17 @@ function artifactUploads(context: StepContext, master: Master, step: StepId): Up
 
 export {binaries};
 
-export const certs = filesStep({id: 'certs', title: 'Place certificates and keys', needs: [], plan: (context, master) => artifactUploads(context, master, 'certs')});
-export const encryption = filesStep({id: 'encryption', title: 'Place the encryption-at-rest config', needs: [], plan: (context, master) => artifactUploads(context, master, 'encryption')});
-export const audit = filesStep({id: 'audit', title: 'Place the audit policy', needs: [], plan: (context, master) => artifactUploads(context, master, 'audit')});
+// Every files step needs leave: a master the config gives a new address is decommissioned, and its
+// record forgotten, before the new machine under its name gets anything.
+export const certs = filesStep({id: 'certs', title: 'Place certificates and keys', needs: ['leave'], plan: (context, master) => artifactUploads(context, master, 'certs')});
+export const encryption = filesStep({id: 'encryption', title: 'Place the encryption-at-rest config', needs: ['leave'], plan: (context, master) => artifactUploads(context, master, 'encryption')});
+export const audit = filesStep({id: 'audit', title: 'Place the audit policy', needs: ['leave'], plan: (context, master) => artifactUploads(context, master, 'audit')});
 export const units = filesStep({
 	id: 'units',
 	title: 'Install the units and the component configs',
 	// A unit names its release's folder: written before the binaries land there, a daemon-reload or a
 	// reboot in between (a killed upgrade) would start a folder that is empty or not there.
-	needs: ['binaries'],
+	needs: ['binaries', 'leave'],
 	plan: (context, master) => [
 		// umask 077, as the uploads make their folders: a folder both make (/opt/k8s) gets one mode whichever runs first.
 		{kind: 'remote', script: `umask 077; mkdir -p ${shellWords(workingDirectories(context.config))}`},

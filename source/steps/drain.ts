@@ -64,6 +64,27 @@ async function writeEverywhere(context: StepContext, drain: Drain, content: stri
 }
 
 /**
+ * Writes kube-nginx's config as the units step renders it on these masters and reloads it where it
+ * runs, waiting until no old worker accepts: a master that leaves the cluster gets no new connection
+ * once this returns.
+ */
+export async function rewriteNginx(context: StepContext, masters: Master[], step: string, display: string): Promise<void> {
+	const {content, remote} = nginxConfig(context);
+	const results = await Promise.allSettled(masters.map(async master => {
+		// Recorded as the drain records it (the start step's), so the units step's record still knows the content before.
+		context.state.recordFile('start', master.name, remote.path, sha256(content));
+		await context.remote.check(master, reloadScript(context, remote.path, content, true), {step, display: `${display} (${remote.path}, reload kube-nginx)`});
+		context.readAhead.forget(master.name, [remote.path]);
+	}));
+	const failed = results.findIndex(result => result.status === 'rejected');
+	if (failed >= 0) {
+		const master = masters[failed]!;
+		const reason = (results[failed] as PromiseRejectedResult).reason as Error;
+		throw new StepError({step, host: master.name, message: `could not ${display} on ${master.name}: ${reason.message.split('\n')[0]}`, command: display, fix: `systemctl status kube-nginx on ${master.name}; then run apply again`});
+	}
+}
+
+/**
  * Writes the config in place and reloads kube-nginx if it runs, then waits until its old worker
  * stopped accepting (its title turns "is shutting down"): only then does no new connection reach
  * the old upstreams. A worker that never comes means nginx refused the config: its error log says why.

@@ -132,6 +132,15 @@ export class FilesReadAhead {
 		await reading;
 	}
 
+	/** Files changed since they were read (a master leaving rewrote kube-nginx's config): the step that needs them reads them again. */
+	forget(host: string, paths: string[]): void {
+		void this.byHost.get(host)?.then(read => {
+			for (const file of paths) {
+				read?.asked.delete(file);
+			}
+		});
+	}
+
 	async take(host: string, paths: string[], written: Set<string> | undefined): Promise<Map<string, RemoteFileFacts> | undefined> {
 		const read = await this.byHost.get(host);
 		if (!read || Date.now() - read.at > FilesReadAhead.recentMs || paths.some(file => !read.asked.has(file) || written?.has(file))) {

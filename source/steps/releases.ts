@@ -146,7 +146,8 @@ function recordLinks(context: StepContext, master: Master, uploads: Upload[], st
 export const binaries: StepDefinition = {
 	id: 'binaries',
 	title: 'Copy the server binaries',
-	needs: [],
+	// A master that leaves under a name the config now gives a new machine is forgotten first.
+	needs: ['leave'],
 	scope: 'each-master',
 	plan: binariesPlan,
 	reads: binaryReads,

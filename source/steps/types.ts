@@ -10,6 +10,7 @@ import type {Prompter} from '../engine/prompts.js';
 import type {Api, Probe} from '../remote/health.js';
 import type {CheckResult} from './preflight.js';
 import type {FilesReadAhead} from './files.js';
+import type {MembershipChange} from './membership.js';
 
 /** A step's name within its operation ("start"); the state keeps it as "install/start". */
 export type StepId = string;
@@ -59,6 +60,8 @@ export type StepContext = {
 	backup: BackupOptions;
 	/** Tells the views something the operator must know but that stops nothing (a snapshot not taken). */
 	warn: (message: string) => void;
+	/** Masters the config adds, removes or gives a new address, against the state (see membership.ts). */
+	membership?: MembershipChange;
 };
 
 /** skip: --no-backup (no snapshot before an upgrade or a reset); out: the file backup writes instead of one in the state folder. */

@@ -13,6 +13,7 @@ import {leaderLockKind, livenessPath, readinessPath} from '../versions.js';
 import {cisFactsScript, cisSummary, evaluateCis, parseCisFacts} from './cis.js';
 import {apiserver, etcdctlScript} from './clients.js';
 import {firstMaster, type CheckResult} from './preflight.js';
+import {countSecretValues, describeCount} from './secret-count.js';
 import {adminTls, services, servicesReady} from './readiness.js';
 import type {PlannedAction, StepContext, StepDefinition, StepId} from './types.js';
 
@@ -184,6 +185,24 @@ export function expectedSecretPrefix(context: StepContext): string | undefined {
 	return provider && provider !== 'identity' && settings?.keys?.[0]?.name ? `k8s:enc:${provider}:v1:${settings.keys[0].name}:` : undefined;
 }
 
+/** Which key each secret's raw value in etcd is under: all under the write key, or a rotation is left to finish. */
+async function keyCountCheck(context: StepContext, master: Master): Promise<CheckResult> {
+	const check = 'secrets per encryption key';
+	const write = /^k8s:enc:aescbc:v1:([^:]+):$/.exec(expectedSecretPrefix(context) ?? '')?.[1];
+	let count;
+	try {
+		count = await countSecretValues(context, master, 'verify-cluster');
+	} catch (error) {
+		return {check, level: 'fail', detail: `etcdctl could not read /registry/secrets/: ${(error instanceof Error ? error.message : String(error)).split('\n')[0]}`, fix: 'check etcd and the etcd client certificates on the master (etcdctl endpoint health)'};
+	}
+
+	const elsewhere = Object.entries(count.byKey).filter(([key]) => key !== write);
+	const detail = Object.keys(count.byKey).length === 0 ? 'no secret in etcd' : describeCount(count.byKey, write ? [write] : []);
+	return elsewhere.length === 0
+		? {check, level: 'pass', detail}
+		: {check, level: 'warn', detail, fix: `a value under another key than ${write ?? 'the write key'} is readable only while that key is listed: run rotate-encryption-key (it finishes a rotation under way, or writes every secret back under a new key)`};
+}
+
 /** Writes a throwaway secret, reads its raw value in etcd, and deletes it again. */
 async function encryptionCheck(context: StepContext, master: Master): Promise<CheckResult> {
 	const check = 'secrets encrypted in etcd';
@@ -351,7 +370,7 @@ export const verifyCluster: StepDefinition = {
 		const version = context.config.kubeVersion;
 		const endpoint = context.config.controlPlane;
 		return [
-			{kind: 'check', description: 'through the first master whose apiserver answers: can-i --as kubernetes get nodes --subresource=proxy (a SelfSubjectAccessReview, as kubectl auth can-i); a test secret is stored encrypted (k8s:enc:aescbc:v1:) in etcd, then deleted; controller-manager and scheduler have a leader'},
+			{kind: 'check', description: 'through the first master whose apiserver answers: can-i --as kubernetes get nodes --subresource=proxy (a SelfSubjectAccessReview, as kubectl auth can-i); a test secret is stored encrypted (k8s:enc:aescbc:v1:) in etcd, then deleted; every secret in etcd counted per encryption key (etcdctl); controller-manager and scheduler have a leader'},
 			...(endpoint ? [{kind: 'check', description: `https://${endpoint.host}:${endpoint.port}${readinessPath(version)} answers ok through controlPlaneEndpoint`} satisfies PlannedAction] : []),
 		];
 	},
@@ -362,7 +381,7 @@ export const verifyCluster: StepDefinition = {
 		const throughEndpoint = endpoint ? [controlPlaneCheck(context, endpoint)] : [];
 		const master = await reachableMaster(context);
 		const throughMaster = master
-			? [rbacCheck(context, master), encryptionCheck(context, master), leaderCheck(context, master, 'kube-controller-manager'), leaderCheck(context, master, 'kube-scheduler')]
+			? [rbacCheck(context, master), encryptionCheck(context, master), keyCountCheck(context, master), leaderCheck(context, master, 'kube-controller-manager'), leaderCheck(context, master, 'kube-scheduler')]
 			: [{check: 'cluster checks', level: 'fail', detail: 'no apiserver answers: the cluster-wide checks cannot run', fix: 'run k8s-master-install status, then apply'} satisfies CheckResult];
 		const results = await Promise.all([...throughEndpoint, ...throughMaster]);
 		report(context, 'verify-cluster', 'cluster', results);

@@ -15,6 +15,9 @@ function fakeIdentity(file: FakeFile): string {
 	return `2049:${digits % 1_000_000}:${file.content.length}:1764130000.${nanoseconds}:1764130000.${nanoseconds}`;
 }
 
+/** What `hostname` prints on a fake master. */
+export const fakeHostname = (ip: string) => `host-${ip.replaceAll('.', '-')}`;
+
 /** A folder's mode and owner. */
 type FakeFolder = {mode: number; owner: string};
 
@@ -103,6 +106,13 @@ export class FakeCluster {
 	snapshotFailure: string | undefined;
 	/** The copy of the snapshot arrives with a byte more than the master holds (its sha256 differs). */
 	corruptSnapshotCopy = false;
+	/** Secrets in etcd, by `NAMESPACE/NAME`: the key their raw value is under (`plain`: unencrypted) and their revision. */
+	readonly etcdSecrets = new Map<string, {key: string; revision: number; object: Record<string, any>}>();
+	private revision = 1000;
+	/** Per master, the aescbc key names its apiserver read from the encryption config when it last started (the first encrypts). */
+	readonly loadedKeys = new Map<string, string[]>();
+	/** The next secret list with a continue token answers 410 Expired, as after an etcd compaction (once). */
+	expireContinue = false;
 	/** Called before each command; a test throws or stops here to interrupt at a chosen point. */
 	beforeCommand: (spec: CommandSpec, index: number) => void = () => undefined;
 
@@ -141,6 +151,16 @@ export class FakeCluster {
 		const body = pathName.endsWith('?verbose') ? '[+]ping ok\n[+]etcd ok\nreadyz check passed' : 'ok';
 		return up && host!.reachable ? {ok: true, status: 200, body} : {ok: false, status: 0, body: '', error: 'connect ECONNREFUSED'};
 	};
+
+	/** Secrets stored in etcd under one key, `perNamespace` in each namespace. */
+	seedSecrets(namespaces: string[], perNamespace: number, key = 'key1'): void {
+		for (const namespace of namespaces) {
+			for (let index = 0; index < perNamespace; index++) {
+				const name = `secret-${String(index).padStart(3, '0')}`;
+				this.etcdSecrets.set(`${namespace}/${name}`, {key, revision: ++this.revision, object: {apiVersion: 'v1', kind: 'Secret', metadata: {name, namespace}, type: 'Opaque', data: {value: Buffer.from(`${namespace}-${index}`).toString('base64')}}});
+			}
+		}
+	}
 
 	/** Every unit a master runs, the apiserver included. */
 	running(ip: string): string[] {
@@ -205,6 +225,10 @@ export class FakeCluster {
 				...etcd,
 				'nginx=nginx version: nginx/1.22.1', 'nginxstream=module',
 			].join('\n'));
+		}
+
+		if (script === 'hostname') {
+			return ok(`${fakeHostname(host.ip)}\n`);
 		}
 
 		if (script === 'ss -Hltn') {
@@ -490,6 +514,8 @@ export class FakeCluster {
 
 				host.active = true;
 				host.restarts++;
+				const config = [...host.files].find(([file]) => file.endsWith('/encryption-config.yaml'))?.[1].content.toString() ?? '';
+				this.loadedKeys.set(host.ip, [...config.matchAll(/- name: (\S+)/g)].map(match => match[1]!));
 			}
 
 			return transient ? fail(1, `Job for ${transient}.service failed because the control process exited with error code.`) : ok();
@@ -511,13 +537,18 @@ export class FakeCluster {
 			return ok('kube-apiserver: fake journal');
 		}
 
+		if (script.includes('etcdctl') && script.includes('/registry/secrets/') && script.includes('fields')) {
+			// What the awk after `etcdctl get -w fields` prints: each value's key prefix (or plain) and its etcd key.
+			return ok([...this.etcdSecrets].map(([id, stored]) => `${stored.key === 'plain' ? 'plain' : `k8s:enc:aescbc:v1:${stored.key}:`} /registry/secrets/${id}`).join('\n'));
+		}
+
 		if (script.includes('etcdctl') && script.includes('--print-value-only')) {
 			const name = /\/registry\/secrets\/default\/([\w-]+)/.exec(script)?.[1] ?? '';
 			if (!this.secrets.has(name)) {
 				return ok('prefix=\nplain=0\n');
 			}
 
-			return ok(host.files.has('/etc/kubernetes/encryption-config.yaml') ? 'prefix=k8s:enc:aescbc:v1:key1:\nplain=0\n' : 'prefix=k8s..v1..Secret..\nplain=1\n');
+			return ok(host.files.has('/etc/kubernetes/encryption-config.yaml') ? `prefix=k8s:enc:aescbc:v1:${this.loadedKeys.get(host.ip)?.[0] ?? 'key1'}:\nplain=0\n` : 'prefix=k8s..v1..Secret..\nplain=1\n');
 		}
 
 		if (script.includes('etcdctl')) {
@@ -573,7 +604,8 @@ export class FakeCluster {
 	readonly api = async (ip: string, port: number, request: ApiRequest, _tls?: unknown, _timeoutMs?: number, via?: string): Promise<HealthAnswer> => {
 		this.apiRoutes.push({ip, port, via});
 		// Counted and hooked like the commands, so a test can stop a run at an API call; the step is told by the path.
-		const spec: CommandSpec = {command: 'https', args: [request.method, `https://${ip}:6443${request.path}`], host: ip, step: request.path.includes('clusterrolebindings') ? 'rbac' : 'verify'};
+		const rewriting = request.path.startsWith('/api/v1/secrets?') || request.method === 'PUT';
+		const spec: CommandSpec = {command: 'https', args: [request.method, `https://${ip}:6443${request.path}`], host: ip, step: request.path.includes('clusterrolebindings') ? 'rbac' : rewriting ? 'rewrite' : 'verify'};
 		this.beforeCommand(spec, this.calls.length);
 		this.calls.push(spec);
 		const host = this.hosts.get(ip);
@@ -587,6 +619,54 @@ export class FakeCluster {
 		if (request.path === '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews') {
 			const allowed = request.headers?.['Impersonate-User'] === 'kubernetes' && body?.spec?.resourceAttributes?.subresource === 'proxy' && this.bindings.has('kube-apiserver:kubelet-apis');
 			return answer(201, {...body, status: {allowed}});
+		}
+
+		const loaded = this.loadedKeys.get(ip) ?? [];
+		const readable = (key: string) => key === 'plain' || loaded.includes(key);
+		const listing = /^\/api\/v1\/secrets\?limit=(\d+)(?:&continue=([^&]+))?$/.exec(request.path);
+		if (listing) {
+			const token = listing[2] === undefined ? undefined : decodeURIComponent(listing[2]);
+			if (token !== undefined && this.expireContinue) {
+				this.expireContinue = false;
+				return status(410, 'Expired', 'The provided continue parameter is too old to display a consistent list result.');
+			}
+
+			const ids = [...this.etcdSecrets.keys()].sort();
+			const from = token === undefined ? 0 : ids.findIndex(id => id >= Buffer.from(token, 'base64').toString());
+			const start = from < 0 ? ids.length : from;
+			const limit = Number(listing[1]);
+			const page = ids.slice(start, start + limit);
+			const next = ids[start + limit];
+			if (page.some(id => !readable(this.etcdSecrets.get(id)!.key))) {
+				return status(500, 'InternalError', 'Internal error occurred: no matching key was found for the provided AES transformer');
+			}
+
+			const items = page.map(id => {
+				const stored = this.etcdSecrets.get(id)!;
+				return {...stored.object, metadata: {...stored.object.metadata, resourceVersion: String(stored.revision)}};
+			});
+			return answer(200, {kind: 'SecretList', apiVersion: 'v1', metadata: next === undefined ? {} : {continue: Buffer.from(next).toString('base64'), remainingItemCount: ids.length - start - limit}, items});
+		}
+
+		const replace = /^\/api\/v1\/namespaces\/([\w-]+)\/secrets\/([\w.-]+)$/.exec(request.path);
+		if (replace && request.method === 'PUT') {
+			const id = `${replace[1]}/${replace[2]}`;
+			const stored = this.etcdSecrets.get(id);
+			if (!stored) {
+				return status(404, 'NotFound', `secrets "${replace[2]}" not found`);
+			}
+
+			if (body?.metadata?.resourceVersion !== String(stored.revision)) {
+				return status(409, 'Conflict', `Operation cannot be fulfilled on secrets "${replace[2]}": the object has been modified`);
+			}
+
+			if (!readable(stored.key)) {
+				return status(500, 'InternalError', 'Internal error occurred: no matching key was found for the provided AES transformer');
+			}
+
+			const {resourceVersion: _, ...metadata} = body.metadata as Record<string, unknown>;
+			this.etcdSecrets.set(id, {key: loaded[0] ?? 'plain', revision: ++this.revision, object: {...body, metadata}});
+			return answer(200, {...body, metadata: {...metadata, resourceVersion: String(this.revision)}});
 		}
 
 		const secret = /^\/api\/v1\/namespaces\/default\/secrets(?:\/([\w-]+))?$/.exec(request.path);

@@ -24,8 +24,13 @@
 #   lab.sh isolate on|off       this machine reaches the masters only through k8sbastion (or directly again)
 #   lab.sh rootfs               build the cached rootfs only
 #   lab.sh kubectl-path         print the path of Debian's kubectl 1.20 on this machine
+#   lab.sh add-host 4           opt-in: grow the running lab by k8smaster04 (172.24.8.74), a master
+#                               without etcd (the masters use the three members); lab.json lists it
+#                               under "extraHosts". `up` never makes it; `down` removes it with the rest
+#   lab.sh remove-host 4        take k8smaster04 away again (the lab is back to its three masters)
 #
-# HOST is a name (k8smaster01, k8sbastion), a short index (1..4; 4 is the bastion) or an IP.
+# HOST is a name (k8smaster01, k8sbastion), a short index (1..4; 4 is the bastion) or an IP;
+# k8smaster04, once added, by its name or IP.
 # Environment: LAB_DIR (default /run/k8smi-lab), K8SMI_CACHE_DIR (default
 # /var/cache/k8smi-lab), K8SMI_MIRROR (default: the Debian mirror of this machine's apt
 # sources, else http://deb.debian.org/debian).
@@ -54,6 +59,13 @@ IPS=(172.24.8.71 172.24.8.72 172.24.8.73 172.24.8.70)
 MASTERS=(0 1 2)   # indexes into HOSTS/IPS
 BASTION=3
 ALL=("${MASTERS[@]}" "$BASTION")
+# Opt-in (add-host / remove-host), never made by `up`: a fourth master, for changes of the masters.
+# It joins HOSTS/IPS/ALL only while $LAB_DIR/extra-host says it was added.
+EXTRA=4
+EXTRA_NAME=k8smaster04
+EXTRA_IP=172.24.8.74
+with_extra() { HOSTS[$EXTRA]=$EXTRA_NAME; IPS[$EXTRA]=$EXTRA_IP; ALL=("${MASTERS[@]}" "$BASTION" "$EXTRA"); }
+extra_added() { [ -f "${LAB_DIR%/}/extra-host" ]; }
 TARBALL_VERSIONS=(v1.28.7 v1.28.6 v1.14.2)
 # Also at real size (559 MB of binaries, make-tarball.sh REAL_SIZE=1): made once, cached in $CACHE_DIR.
 REAL_SIZE_VERSIONS=(v1.28.7 v1.28.6 v1.14.2)
@@ -353,22 +365,24 @@ net_up() {
   v6off "$BRIDGE"
   ip addr replace "$BRIDGE_ADDR/$PREFIX_LEN" dev "$BRIDGE"
   ip link set "$BRIDGE" up
-  local i ns veth
-  for i in "${ALL[@]}"; do
-    ns=$(netns_of "$i"); veth=$(veth_of "$i")
-    [ -e "/run/netns/$ns" ] || ip netns add "$ns"
-    if ! ip link show "$veth" >/dev/null 2>&1; then
-      ip link add "$veth" type veth peer name eth0 netns "$ns"
-    fi
-    v6off "$veth"
-    ip netns exec "$ns" sh -c 'for f in /proc/sys/net/ipv6/conf/*/disable_ipv6; do echo 1 >"$f"; done' 2>/dev/null || true
-    ip link set "$veth" master "$BRIDGE"
-    ip link set "$veth" up
-    ip -n "$ns" link set lo up
-    ip -n "$ns" addr replace "${IPS[$i]}/$PREFIX_LEN" dev eth0
-    ip -n "$ns" link set eth0 up
-    # no default route: the hosts reach only 172.24.8.0/24
-  done
+  local i
+  for i in "${ALL[@]}"; do net_host "$i"; done
+}
+net_host() { # i: its network namespace, joined to the bridge
+  local i=$1 ns veth
+  ns=$(netns_of "$i"); veth=$(veth_of "$i")
+  [ -e "/run/netns/$ns" ] || ip netns add "$ns"
+  if ! ip link show "$veth" >/dev/null 2>&1; then
+    ip link add "$veth" type veth peer name eth0 netns "$ns"
+  fi
+  v6off "$veth"
+  ip netns exec "$ns" sh -c 'for f in /proc/sys/net/ipv6/conf/*/disable_ipv6; do echo 1 >"$f"; done' 2>/dev/null || true
+  ip link set "$veth" master "$BRIDGE"
+  ip link set "$veth" up
+  ip -n "$ns" link set lo up
+  ip -n "$ns" addr replace "${IPS[$i]}/$PREFIX_LEN" dev eth0
+  ip -n "$ns" link set eth0 up
+  # no default route: the hosts reach only 172.24.8.0/24
 }
 
 # ---------------------------------------------------------------------- hosts
@@ -398,6 +412,12 @@ host_prepare() { # i
   # the bastion runs OpenSSH only (sshd forwards TCP by default, as ProxyJump needs)
   if [ "$i" = "$BASTION" ]; then
     rm -f "$m/etc/systemd/system/multi-user.target.wants/etcd.service"
+    return 0
+  fi
+  # the added master runs no etcd member: its apiserver uses the three (etcd is external to the installer)
+  if [ "$i" = "$EXTRA" ]; then
+    rm -f "$m/etc/systemd/system/multi-user.target.wants/etcd.service"
+    echo "$EXTRA_IP $EXTRA_NAME" >>"$m/etc/hosts"
     return 0
   fi
 
@@ -535,12 +555,14 @@ write_lab_json() {
   local tb=() v
   for v in "${TARBALL_VERSIONS[@]}"; do tb+=("$v=$LAB_DIR/tarballs/$v/kubernetes-server-linux-amd64.tar.gz"); done
   for v in "${REAL_SIZE_VERSIONS[@]}"; do tb+=("$v-real-size=$(real_size_tarball "$v")"); done
+  local extra=""
+  if extra_added; then extra="$EXTRA_NAME $EXTRA_IP"; fi
   python3 - "$LAB_DIR" "${tb[@]}" >"$LAB_DIR/lab.json.tmp" <<PY
 import json, sys
 lab = sys.argv[1]
 names, ips = "${HOSTS[*]}".split(), "${IPS[*]}".split()
 hosts = [{"name": names[i], "ip": ips[i]} for i in map(int, "${MASTERS[*]}".split())]
-print(json.dumps({
+info = {
   "hosts": hosts,
   "ssh": {"user": "root", "port": 22,
           "identityFile": lab + "/ssh/id_ed25519",
@@ -555,7 +577,11 @@ print(json.dumps({
   "bridge": {"name": "$BRIDGE", "ip": "$BRIDGE_ADDR", "prefixLength": $PREFIX_LEN},
   "bastion": {"name": names[$BASTION], "ip": ips[$BASTION], "user": "root", "port": 22},
   "labDir": lab,
-}, indent=2))
+}
+extra = "$extra".split()
+if extra:
+    info["extraHosts"] = [{"name": extra[0], "ip": extra[1]}]
+print(json.dumps(info, indent=2))
 PY
   mv "$LAB_DIR/lab.json.tmp" "$LAB_DIR/lab.json"
 }
@@ -606,8 +632,9 @@ cmd_link() {
 # An operator behind a bastion: routes from this machine to the masters become unreachable (more
 # specific than the bridge's /24), so only k8sbastion is reached; the hosts still reach each other.
 isolate() {
-  local i
-  for i in "${MASTERS[@]}"; do
+  local i extra=()
+  if extra_added; then extra=("$EXTRA"); fi
+  for i in "${MASTERS[@]}" "${extra[@]}"; do
     case "$1" in
       on) ip route replace unreachable "${IPS[$i]}/32" ;;
       off) ip route del unreachable "${IPS[$i]}/32" 2>/dev/null || true ;;
@@ -621,6 +648,19 @@ cmd_isolate() {
     off) isolate off; log "not isolated: this machine reaches the masters directly" ;;
     *) die "usage: lab.sh isolate on|off" ;;
   esac
+}
+
+# known_hosts and the ssh config of every host in ALL
+write_ssh_files() {
+  local i
+  cat "$LAB_DIR"/hosts/*/known_hosts >"$LAB_DIR/ssh/known_hosts"
+  {
+    for i in "${ALL[@]}"; do
+      printf 'Host %s %s\n  HostName %s\n' "${HOSTS[$i]}" "${IPS[$i]}" "${IPS[$i]}"
+    done
+    printf 'Host *\n  User root\n  IdentityFile %s\n  IdentitiesOnly yes\n  UserKnownHostsFile %s\n  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n  BatchMode yes\n  LogLevel ERROR\n' \
+      "$LAB_DIR/ssh/id_ed25519" "$LAB_DIR/ssh/known_hosts"
+  } >"$LAB_DIR/ssh/config"
 }
 
 lab_is_up() {
@@ -643,6 +683,8 @@ cmd_up() {
     log "a partial lab exists: tearing it down first"
     down_locked
   fi
+  # an added master (add-host) is never made by up
+  ALL=("${MASTERS[@]}" "$BASTION")
   local T0; T0=$(now)
   T_DEBOOTSTRAP="-"
   ensure_rootfs
@@ -666,14 +708,7 @@ cmd_up() {
   local tarpid=$!
   net_up
   for i in "${ALL[@]}"; do host_prepare "$i"; done
-  cat "$LAB_DIR"/hosts/*/known_hosts >"$LAB_DIR/ssh/known_hosts"
-  {
-    for i in "${ALL[@]}"; do
-      printf 'Host %s %s\n  HostName %s\n' "${HOSTS[$i]}" "${IPS[$i]}" "${IPS[$i]}"
-    done
-    printf 'Host *\n  User root\n  IdentityFile %s\n  IdentitiesOnly yes\n  UserKnownHostsFile %s\n  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n  BatchMode yes\n  LogLevel ERROR\n' \
-      "$LAB_DIR/ssh/id_ed25519" "$LAB_DIR/ssh/known_hosts"
-  } >"$LAB_DIR/ssh/config"
+  write_ssh_files
   local T_PREP; T_PREP=$(elapsed "$t")
 
   t=$(now)
@@ -710,6 +745,79 @@ cmd_up() {
 
 lockfile() { mkdir -p "$CACHE_DIR"; echo "$CACHE_DIR/lab.lock"; }
 
+# ------------------------------------------------------- add-host / remove-host
+# Opt-in: the running lab grows by k8smaster04 (no etcd member) and shrinks back. Only that host.
+extra_arg() {
+  case "${1:-}" in
+    4 | "$EXTRA_NAME" | "$EXTRA_IP") ;;
+    *) die "usage: lab.sh $2 4 (the lab's only optional host: $EXTRA_NAME, $EXTRA_IP)" ;;
+  esac
+}
+
+cmd_add_host() {
+  need_root; check_lab_dir
+  extra_arg "${1:-}" add-host
+  exec 9>>"$(lockfile)"; flock 9
+  find_nspawn
+  lab_is_up || die "the lab is not up: run 'lab.sh up' first"
+  with_extra
+  if pid_alive "$(cat "$LAB_DIR/pids/$EXTRA_NAME.nspawn" 2>/dev/null)" systemd-nspawn; then
+    log "$EXTRA_NAME is already up; nothing to do"
+    return 0
+  fi
+  local t; t=$(now)
+  ensure_rootfs
+  # recorded first: down (and remove-host) clean it up even if it never boots
+  echo "$EXTRA_NAME $EXTRA_IP" >"$LAB_DIR/extra-host"
+  net_host "$EXTRA"
+  # isolated (lab.sh isolate on): it is reached through the bastion too
+  if ip route show type unreachable 2>/dev/null | awk -v ip="${IPS[0]}" '$2 == ip {f=1} END {exit !f}'; then
+    ip route replace unreachable "$EXTRA_IP/32"
+  fi
+  host_prepare "$EXTRA"
+  write_ssh_files
+  host_boot "$EXTRA"
+  wait_ssh "$EXTRA" 60
+  write_lab_json
+  log "$EXTRA_NAME ($EXTRA_IP) is up in $(elapsed "$t")s; lab.json lists it under extraHosts"
+}
+
+cmd_remove_host() {
+  need_root; check_lab_dir
+  extra_arg "${1:-}" remove-host
+  exec 9>>"$(lockfile)"; flock 9
+  with_extra
+  local name=$EXTRA_NAME pid n rec recns f
+  local hd; hd=$(hostdir_of "$EXTRA")
+  # its nspawn (an orderly shutdown), then its PID 1 if it is still the one recorded: by id, nothing else
+  pid=$(cat "$LAB_DIR/pids/$name.nspawn" 2>/dev/null || true)
+  if pid_alive "$pid" systemd-nspawn; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for n in $(seq 1 80); do pid_alive "$pid" systemd-nspawn || break; sleep 0.1; done
+  fi
+  if [ -f "$LAB_DIR/pids/$name.init" ] && read -r rec recns <"$LAB_DIR/pids/$name.init" &&
+    [ -n "$rec" ] && [ "$(readlink "/proc/$rec/ns/pid" 2>/dev/null)" = "$recns" ]; then
+    kill -KILL "$rec" 2>/dev/null || true
+  fi
+  if pid_alive "$pid" systemd-nspawn; then kill -KILL "$pid" 2>/dev/null || true; fi
+  for n in $(seq 1 50); do pid_alive "$pid" systemd-nspawn || break; sleep 0.1; done
+  if mountpoint -q "$hd/merged" 2>/dev/null; then
+    umount "$hd/merged" 2>/dev/null || umount -l "$hd/merged" || die "cannot unmount $hd/merged"
+  fi
+  ip route del unreachable "$EXTRA_IP/32" 2>/dev/null || true
+  ip link show "$(veth_of "$EXTRA")" >/dev/null 2>&1 && ip link del "$(veth_of "$EXTRA")" 2>/dev/null || true
+  [ -e "/run/netns/$(netns_of "$EXTRA")" ] && ip netns del "$(netns_of "$EXTRA")" 2>/dev/null || true
+  f="$LAB_DIR/pids/$name.nspawn-lock"
+  [ -f "$f" ] && rm -f "/run/systemd/nspawn/locks/$(cat "$f")"
+  rmdir "/run/systemd/nspawn/propagate/$name" 2>/dev/null || true
+  [ -d "$hd" ] && rm -rf --one-file-system "$hd"
+  rm -f "$LAB_DIR/pids/$name".* "$LAB_DIR/extra-host"
+  ALL=("${MASTERS[@]}" "$BASTION")
+  if [ -d "$LAB_DIR/ssh" ]; then write_ssh_files; fi
+  if [ -f "$LAB_DIR/lab.json" ]; then write_lab_json; fi
+  log "$name removed; the lab has its three masters again"
+}
+
 # ------------------------------------------------------------------------ down
 # The lab's processes, identified exactly (never by a broad name):
 #  - systemd-nspawn processes whose command line names one of our netns;
@@ -719,7 +827,7 @@ lockfile() { mkdir -p "$CACHE_DIR"; echo "$CACHE_DIR/lab.lock"; }
 lab_nspawn_pids() {
   local f
   for f in $(grep -lasF -- "--network-namespace-path=/run/netns/k8smi-k8s" /proc/[0-9]*/cmdline 2>/dev/null); do
-    if { tr '\0' ' ' <"$f"; } 2>/dev/null | grep -qE -- "systemd-nspawn .*--network-namespace-path=/run/netns/k8smi-(k8smaster0[123]|k8sbastion) "; then
+    if { tr '\0' ' ' <"$f"; } 2>/dev/null | grep -qE -- "systemd-nspawn .*--network-namespace-path=/run/netns/k8smi-(k8smaster0[1234]|k8sbastion) "; then
       f=${f#/proc/}; echo "${f%/cmdline}"
     fi
   done
@@ -729,7 +837,7 @@ lab_container_inits() {
   for f in $(grep -lsE '^NSpid:[[:space:]]+[0-9]+([[:space:]]+[0-9]+)*[[:space:]]+1$' /proc/[0-9]*/status 2>/dev/null); do
     d=${f%/status}
     awk '$5=="/" {for (i=7;i<=NF;i++) if ($i=="-") {print $(i+2); exit}}' "$d/mountinfo" 2>/dev/null |
-      grep -qE '^k8smi-(k8smaster0[123]|k8sbastion)$' && echo "${d#/proc/}"
+      grep -qE '^k8smi-(k8smaster0[1234]|k8sbastion)$' && echo "${d#/proc/}"
   done
 }
 
@@ -775,7 +883,7 @@ down_locked() {
   local mp
   while read -r mp; do
     [ -n "$mp" ] && { umount "$mp" 2>/dev/null || umount -l "$mp" 2>/dev/null || log "cannot unmount $mp"; }
-  done < <(awk '{for (i=7;i<=NF;i++) if ($i=="-") { if ($(i+1)=="overlay" && $(i+2) ~ /^k8smi-(k8smaster0[123]|k8sbastion)$/) print $5; break }}' /proc/self/mountinfo)
+  done < <(awk '{for (i=7;i<=NF;i++) if ($i=="-") { if ($(i+1)=="overlay" && $(i+2) ~ /^k8smi-(k8smaster0[1234]|k8sbastion)$/) print $5; break }}' /proc/self/mountinfo)
   # anything else mounted under LAB_DIR (should be nothing)
   local mnt
   while read -r mnt; do
@@ -794,7 +902,7 @@ down_locked() {
   for f in "$LAB_DIR"/pids/*.nspawn-lock; do
     [ -f "$f" ] && rm -f "/run/systemd/nspawn/locks/$(cat "$f")"
   done
-  rmdir /run/systemd/nspawn/propagate/k8smaster0[123] /run/systemd/nspawn/propagate/k8sbastion 2>/dev/null || true # left by a SIGKILLed nspawn
+  rmdir /run/systemd/nspawn/propagate/k8smaster0[1234] /run/systemd/nspawn/propagate/k8sbastion 2>/dev/null || true # left by a SIGKILLed nspawn
   rmdir /run/systemd/nspawn/locks /run/systemd/nspawn/propagate /run/systemd/nspawn 2>/dev/null || true
   # 4. the lab dir
   if [ -d "$LAB_DIR" ]; then
@@ -902,6 +1010,8 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}/
 main() {
   local cmd=${1:-}
   [ $# -gt 0 ] && shift
+  # a master added with add-host is a host of the lab (down, status, ssh, cut, heal, logs) until removed
+  if extra_added; then with_extra; fi
   case "$cmd" in
     deps) cmd_deps "$@" ;;
     up) cmd_up "$@" ;;
@@ -917,6 +1027,8 @@ main() {
     link) cmd_link "$@" ;;
     isolate) cmd_isolate "$@" ;;
     kubectl-path) deb_kubectl ;;
+    add-host) cmd_add_host "$@" ;;
+    remove-host) cmd_remove_host "$@" ;;
     rootfs) need_root; exec 9>>"$(lockfile)"; flock 9; ensure_rootfs ;;
     -h | --help | help | "") usage ;;
     *) usage >&2; die "unknown command: $cmd" ;;

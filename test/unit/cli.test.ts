@@ -63,7 +63,7 @@ describe('command line', () => {
 		const {dir, tarball, stateDir} = makeFixture();
 		const configFile = writeConfig(dir, baseConfig(tarball));
 		const plan = await run(['plan', '--config', configFile, '--state-dir', stateDir, '--json']);
-		expect(JSON.parse(plan.out).steps).toHaveLength(13);
+		expect(JSON.parse(plan.out).steps).toHaveLength(14);
 		const status = await run(['status', '--config', configFile, '--state-dir', stateDir]);
 		expect(status.code).toBe(0);
 		expect(status.out).toContain('No apply has run yet.');
@@ -79,6 +79,13 @@ describe('command line', () => {
 		const result = await run(['apply', '--config', writeConfig(dir, baseConfig(tarball)), '--state-dir', stateDir]);
 		expect(result.code).toBe(2);
 		expect(result.err).toMatch(/Pass --yes to answer it/);
+	});
+
+	test('--force-remove refuses a master that does not leave, before anything is touched', async () => {
+		const {dir, tarball, stateDir} = makeFixture();
+		const result = await run(['plan', '--config', writeConfig(dir, baseConfig(tarball)), '--state-dir', stateDir, '--force-remove', 'k8smaster02']);
+		expect(result.code).toBe(2);
+		expect(result.err).toMatch(/--force-remove: is still in masters: .*\(got k8smaster02\)/);
 	});
 
 	test('--rotate refuses a name that is no certificate', async () => {

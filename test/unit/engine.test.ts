@@ -77,8 +77,8 @@ describe('apply', () => {
 		const stepsDone = events.filter(event => event.type === 'step-done').map(event => event.type === 'step-done' && `${event.step}:${event.outcome}`);
 		// The files steps run side by side and finish in any order (binaries switches its links after its uploads);
 		// the units, which name the release's folder, only once the binaries are there; verify and its cluster checks side by side.
-		// A first install takes no etcd snapshot (there is nothing of it in etcd yet).
-		expect([...stepsDone.slice(0, 3), new Set(stepsDone.slice(3, 7)), ...stepsDone.slice(7, 11), new Set(stepsDone.slice(11))]).toEqual(['preflight:done', 'distinct-machines:done', 'snapshot:skipped', new Set(['binaries:done', 'certs:done', 'encryption:done', 'audit:done']), 'units:done', 'start:done', 'etcd-check:done', 'rbac:done', new Set(['verify-cluster:done', 'verify:done'])]);
+		// A first install takes no etcd snapshot (there is nothing of it in etcd yet), and no master leaves: the files steps wait for the leave step.
+		expect([...stepsDone.slice(0, 4), new Set(stepsDone.slice(4, 8)), ...stepsDone.slice(8, 12), new Set(stepsDone.slice(12))]).toEqual(['preflight:done', 'distinct-machines:done', 'snapshot:skipped', 'leave:skipped', new Set(['binaries:done', 'certs:done', 'encryption:done', 'audit:done']), 'units:done', 'start:done', 'etcd-check:done', 'rbac:done', new Set(['verify-cluster:done', 'verify:done'])]);
 		expect(instance.state.snapshot.run?.status).toBe('done');
 		// The files of the five files steps are read in one round trip per master, beside preflight, and what
 		// verify read is what run uses. The units' state is not read on fresh masters (every unit starts whatever it is).
@@ -649,8 +649,8 @@ describe('plan', () => {
 		const {cluster, engine, stateDir} = setup();
 		const {engine: instance} = await engine();
 		const plan = await instance.plan();
-		expect(plan.steps.map(step => step.id)).toEqual(['preflight', 'distinct-machines', 'snapshot', 'binaries', 'certs', 'encryption', 'audit', 'units', 'start', 'etcd-check', 'rbac', 'verify', 'verify-cluster']);
-		expect(plan.steps[3]!.hosts.map(host => host.host)).toEqual(['k8smaster01', 'k8smaster02', 'k8smaster03']);
+		expect(plan.steps.map(step => step.id)).toEqual(['preflight', 'distinct-machines', 'snapshot', 'leave', 'binaries', 'certs', 'encryption', 'audit', 'units', 'start', 'etcd-check', 'rbac', 'verify', 'verify-cluster']);
+		expect(plan.steps[4]!.hosts.map(host => host.host)).toEqual(['k8smaster01', 'k8smaster02', 'k8smaster03']);
 		// The cluster-wide checks are steps of their own, planned once, not with every master's.
 		expect(plan.steps.find(step => step.id === 'verify-cluster')!.hosts.map(host => host.host)).toEqual(['cluster (via k8smaster01)']);
 		expect(JSON.stringify(plan.steps.find(step => step.id === 'verify')!.hosts)).not.toContain('SelfSubjectAccessReview');

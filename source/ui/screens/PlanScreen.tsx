@@ -45,6 +45,12 @@ export function PlanScreen({plan, grid, lastRun, session}: {plan: PlanView; grid
 			<Text bold>{plan.run.title}: plan for cluster {plan.cluster}, Kubernetes {plan.version} on {grid.hosts.length} master{grid.hosts.length === 1 ? '' : 's'}</Text>
 			<Txt tone="muted">{`state: ${plan.stateFile}`}</Txt>
 			{made.length > 0 ? <Txt tone="info">{`Made when the install starts, then kept for every later run: ${summarizeMaterial(made.map(change => change.item))}`}</Txt> : null}
+			{plan.masters ? (
+				<Box marginTop={1} flexDirection="column">
+					<Text bold>Masters that join or leave</Text>
+					{plan.masters.map(line => <Txt key={line} tone="warn">{`• ${line}`}</Txt>)}
+				</Box>
+			) : null}
 			<Box marginTop={1}><GridView grid={grid} /></Box>
 			<Txt tone="muted">{gridLegend}</Txt>
 			<ChangesView plan={plan} configFile={session.getSnapshot().configFile} />

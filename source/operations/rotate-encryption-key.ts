@@ -1,0 +1,19 @@
+import {rotationSteps} from '../steps/rotation.js';
+import type {Operation} from './types.js';
+
+/**
+ * rotate-encryption-key: a new aescbc key in four phases (prepare, rotate, rewrite, drop), each
+ * finished on every master before the next; see steps/rotation.ts. A killed run continues.
+ */
+export const rotateEncryptionKey: Operation = {
+	id: 'rotate-encryption-key',
+	title: 'Rotate the encryption key',
+	noun: 'encryption-key rotation',
+	command: 'rotate-encryption-key',
+	steps: rotationSteps(),
+	mode: 'recorded',
+	words: {
+		question: ({masters}) => `Rotate the encryption key on ${masters.length} master(s) (${masters.join(', ')}): add a new key, restart every apiserver three times one after the other, and write every secret back?`,
+		done: ({masters}) => `encryption key rotated on ${masters.length} master(s): every secret is under the new key; the old key file stays in the state folder until rotate-encryption-key --remove-old-key`,
+	},
+};
