@@ -36,6 +36,8 @@ const help = `
                            without contacting it; the rest proceeds and the last line says what stayed on it
     --rotate NAME          render/apply: issue a certificate again (kubernetes, proxy-client, admin, kube-controller-manager, kube-scheduler, or all); keeps the key pair
     --new-keys             certs renew (and apply --rotate): new key pairs for the certificates issued again
+    --allow-downgrade      plan/apply: allow a release older than a master runs, within its minor
+                           release (never across minor releases; see README, Upgrades)
     --exit-code            plan: exit 3 when apply would change something (a file differs, a service
                            would restart), 0 when nothing would, 1 when a master could not be read:
                            a pipeline can gate on drift
@@ -85,6 +87,7 @@ export async function main(argv: string[], output: Output = defaultOutput): Prom
 			removeOldKey: {type: 'boolean', default: false},
 			exitCode: {type: 'boolean', default: false},
 			newKeys: {type: 'boolean', default: false},
+			allowDowngrade: {type: 'boolean', default: false},
 			help: {type: 'boolean', shortFlag: 'h', default: false},
 			version: {type: 'boolean', default: false},
 		},

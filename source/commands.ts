@@ -26,7 +26,7 @@ import {Workspace} from './workspace.js';
 
 export type Output = {out: (line: string) => void; err: (line: string) => void};
 
-export type Flags = {config: string; stateDir?: string; out?: string; yes: boolean; overwrite: boolean; rotate?: string[]; forceRemove?: string[]; json: boolean; verbose: boolean; fromEnv?: string; kubeVersion: string; tarball: string; force: boolean; removeLocal: boolean; exitCode?: boolean; newKeys?: boolean; args?: string[]; removeOldKey?: boolean; noBackup?: boolean};
+export type Flags = {config: string; stateDir?: string; out?: string; yes: boolean; overwrite: boolean; rotate?: string[]; forceRemove?: string[]; json: boolean; verbose: boolean; fromEnv?: string; kubeVersion: string; tarball: string; force: boolean; removeLocal: boolean; exitCode?: boolean; newKeys?: boolean; args?: string[]; removeOldKey?: boolean; allowDowngrade?: boolean; noBackup?: boolean};
 
 /**
  * plan --exit-code's answer when apply would change something. terraform plan -detailed-exitcode says
@@ -146,7 +146,7 @@ export function reportError(error: unknown, output: Output): number {
 	if (error instanceof ApplyFailed) {
 		output.err(error.failures[0]?.step === 'reset'
 			? `error: ${error.message}. What was removed is recorded: run reset again once they are reachable.`
-			: `error: ${error.message}. Progress is saved: fix the cause and run apply again to resume.`);
+			: `error: ${error.message}. Progress is saved: fix the cause and run apply again to resume.${error.wayBack ? `\n${error.wayBack}` : ''}`);
 		return 1;
 	}
 
@@ -181,7 +181,7 @@ function makeEngine(config: ResolvedConfig, flags: Flags, output: Output, runner
 
 	// --new-keys: the named leaves get new key pairs with their certificates (certs renew --new-keys).
 	const newKeys = flags.newKeys ? leafNames.filter(name => rotate.includes(name) || rotate.includes('all')) : undefined;
-	const engine = new Engine({config, workspace, runner, prompter: headlessPrompter({yes: flags.yes, overwrite: flags.overwrite}), rotate, newKeys, forceRemove: flags.forceRemove, backup: {skip: flags.noBackup, out: snapshotFile}});
+	const engine = new Engine({config, workspace, runner, prompter: headlessPrompter({yes: flags.yes, overwrite: flags.overwrite}), rotate, newKeys, forceRemove: flags.forceRemove, allowDowngrade: flags.allowDowngrade, backup: {skip: flags.noBackup, out: snapshotFile}});
 	for (const warning of config.warnings) {
 		output.err(`warning: ${warning}`);
 	}

@@ -22,6 +22,9 @@ import {downloadTarball} from '../steps/download.js';
 import {FilesReadAhead} from '../steps/files.js';
 import {previewMaster, unpackedReleases, type ChangePreview, type HostPreview, type PendingBinaries} from '../steps/preview.js';
 import {runKind} from '../operations/run-kind.js';
+import {controlPlaneServes} from '../steps/liveness.js';
+import {releaseChange, skewRefusal} from '../upgrade/skew.js';
+import {wayBack} from '../upgrade/way-back.js';
 import {binaryNames} from '../steps/binaries.js';
 import {readFactsEarly} from '../steps/preflight.js';
 import {describeMembership, membershipChange, refuseMembership} from '../steps/membership.js';
@@ -45,6 +48,8 @@ export type EngineOptions = {
 	rotate?: string[];
 	/** Leaves whose key pair is made anew with their certificate (certs renew --new-keys). */
 	newKeys?: LeafName[];
+	/** apply/plan --allow-downgrade: a release older than a master runs, within its minor release (see upgrade/skew.ts). */
+	allowDowngrade?: boolean;
 	/** How apiserver health is asked; the real TLS client unless a test replaces it. */
 	probe?: Probe;
 	api?: Api;
@@ -199,6 +204,7 @@ export class Engine {
 	 * Touches nothing; the masters in skipHosts are not contacted.
 	 */
 	async plan(operation: Operation = operations.install, options: {skipHosts?: string[]} = {}): Promise<PlanView> {
+		this.refuseSkew(operation);
 		const materialChanges: MaterialChange[] = [];
 		const unsubscribe = this.subscribe(event => {
 			if (event.type === 'material') {
@@ -227,10 +233,12 @@ export class Engine {
 		const {config, workspace} = this.options;
 		const snapshot = this.state.snapshot;
 		const installed = config.masters.filter(master => Object.entries(snapshot.steps).some(([key, step]) => key.startsWith(`${operation.id}/`) && step?.hosts[master.name]));
-		const live = Object.entries(snapshot.steps).some(([key, step]) => key === `${operation.id}/start` && Object.values(step?.hosts ?? {}).some(record => record.status === 'done'));
-		const restartOrder = live ? 'one master at a time' : 'all masters at once';
+		// As apply decides it (one function): a control plane that serves restarts one master at a time.
+		const restartOrder = await controlPlaneServes({...context, skipped: skipHosts}, this.state.progress(operation.id), operation.steps) ? 'one master at a time' : 'all masters at once';
+		const upgrade = releaseChange(snapshot, config.masters.map(master => master.name), config.kubeVersion);
 		if (installed.length === 0) {
-			return {read: false, hosts: [], restartOrder};
+			await context.remote.close();
+			return {read: false, hosts: [], restartOrder, upgrade};
 		}
 
 		// The units run the release's folder's binaries: that is the path they name.
@@ -249,7 +257,7 @@ export class Engine {
 					return {host: master.name, files: [], services: [], unread: `${master.ip}: ${failure.message}${failure.fix ? `. Fix: ${failure.fix}` : ''}`};
 				}
 			}));
-			return {read: true, hosts, restartOrder, binariesPending};
+			return {read: true, hosts, restartOrder, binariesPending, upgrade};
 		} finally {
 			await context.remote.close();
 		}
@@ -510,6 +518,9 @@ export class Engine {
 			throw new InputError('skip', [...this.skipHosts].join(','), unknown.length > 0 ? `names no master (${unknown.join(', ')})` : 'would skip every master', 'skip only some of the masters named in the config');
 		}
 
+		// Before the question: a release the masters cannot step to is bad input, and nothing is touched.
+		this.refuseSkew(operation);
+
 		// Masters that join or leave: refused input first, then said before the question.
 		const membership = membershipChange(config, this.state.snapshot, this.options.forceRemove);
 		refuseMembership(config, membership, this.options.forceRemove);
@@ -560,6 +571,10 @@ export class Engine {
 			this.emit({type: 'finished', outcome: 'done', message: [operation.words.done({...this.runFacts(options), skipped, kind}), ...leftBehind].join('; '), durationMs: Math.round(performance.now() - started)});
 		} catch (error) {
 			const stopped = error instanceof StopRequested;
+			if (error instanceof ApplyFailed && runStarted) {
+				error.wayBack = wayBack(this.state.snapshot, config.masters.map(master => master.name), config.kubeVersion, [...new Set(error.failures.map(failure => failure.host))]);
+			}
+
 			// Bad input found before the run started (a wrong tarball, a busy state folder) records nothing.
 			if (runStarted) {
 				this.state.setRun({operation: operation.id, status: stopped ? 'stopped' : 'failed', error: error instanceof Error ? this.options.runner.redact(error.message) : String(error)});
@@ -569,8 +584,18 @@ export class Engine {
 			await readingAhead;
 			await this.closeConnections();
 			release?.();
-			this.emit({type: 'finished', outcome: stopped ? 'stopped' : 'failed', message: error instanceof Error ? this.options.runner.redact(error.message) : String(error), durationMs: Math.round(performance.now() - started)});
+			const message = error instanceof Error ? this.options.runner.redact(error.message) : String(error);
+			this.emit({type: 'finished', outcome: stopped ? 'stopped' : 'failed', message: error instanceof ApplyFailed && error.wayBack ? `${message}\n${error.wayBack}` : message, durationMs: Math.round(performance.now() - started)});
 			throw error;
+		}
+	}
+
+	/** A recorded operation brings every master to the config's release: refused when the skew policy forbids that step. */
+	private refuseSkew(operation: Operation): void {
+		const {config} = this.options;
+		const refusal = operation.mode === 'recorded' ? skewRefusal(this.state.snapshot, config.masters.map(master => master.name), config.kubeVersion, this.options.allowDowngrade ?? false) : undefined;
+		if (refusal) {
+			throw refusal;
 		}
 	}
 

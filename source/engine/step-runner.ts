@@ -5,7 +5,7 @@ import type {Operation} from '../operations/types.js';
 import type {Runner} from '../runner.js';
 import type {HostRecord, Progress, StateStore} from '../state/store.js';
 import {uploadsOf} from '../steps/files.js';
-import {adminTls} from '../steps/readiness.js';
+import {controlPlaneServes} from '../steps/liveness.js';
 import type {StepContext, StepDefinition, StepId, Verification} from '../steps/types.js';
 import type {EngineEvent, FailureInfo, HostOutcome} from './events.js';
 import {clusterHost, fingerprint, inputActions, stepHosts} from './plan.js';
@@ -21,6 +21,8 @@ export class StopRequested extends Error {
 /** A run did not finish: which step, and every host that failed with its reason. */
 export class ApplyFailed extends Error {
 	readonly failures: FailureInfo[];
+	/** During a change of release: the failing master, the others left serving, and the way back (upgrade/way-back.ts). */
+	wayBack?: string;
 
 	constructor(readonly step: StepId, failures: FailureInfo[]) {
 		super(`${[...new Set(failures.map(failure => failure.step))].join(', ') || step} failed on ${[...new Set(failures.map(failure => failure.host))].join(', ')}`);
@@ -50,13 +52,11 @@ type HostResult = {outcome: HostOutcome; failure?: FailureInfo; refused?: Prompt
  */
 export class StepRunner {
 	private readonly progress: Progress;
+	/** Whether a control plane served when this run reached its first rolling-when-live step (see controlPlaneServes). */
+	private live: Promise<boolean> | undefined;
 
 	constructor(private readonly options: StepRunnerOptions) {
 		this.progress = options.state.progress(options.operation.id);
-	}
-
-	private get masters(): Master[] {
-		return this.options.config.masters;
 	}
 
 	private emit(event: EngineEvent): void {
@@ -110,7 +110,7 @@ export class StepRunner {
 		this.emit({type: 'step-start', step: step.id, title: step.title, hosts: step.scope === 'cluster' ? [clusterHost] : hosts.map(master => master.name)});
 		const outcomes = step.scope === 'cluster'
 			? [await this.runCluster(step, context, hosts)]
-			: await this.rolls(step, context, hosts)
+			: await this.rolls(step, context)
 				? await this.runRolling(step, context, hosts)
 				: await Promise.all(hosts.map(async master => (this.options.skipHosts.has(master.name) ? this.skipHost(step, master) : this.runHost(step, context, master, master.name))));
 		const refused = outcomes.find(outcome => outcome.refused)?.refused;
@@ -139,7 +139,7 @@ export class StepRunner {
 	}
 
 	/** Whether the step's masters take turns: always (rolling), or once a control plane serves (rolling-when-live). */
-	private async rolls(step: StepDefinition, context: StepContext, hosts: Master[]): Promise<boolean> {
+	private async rolls(step: StepDefinition, context: StepContext): Promise<boolean> {
 		switch (step.order ?? 'parallel') {
 			case 'parallel': {
 				return false;
@@ -150,15 +150,10 @@ export class StepRunner {
 			}
 
 			case 'rolling-when-live': {
-				return hosts.some(master => this.progress.host(step.id, master.name)?.status === 'done') || this.anyApiserverAnswers(context);
+				this.live ??= controlPlaneServes(context, this.progress, this.options.operation.steps);
+				return this.live;
 			}
 		}
-	}
-
-	/** A control plane this install has no record of may already serve (taking over a cluster): any HTTP answer counts. */
-	private async anyApiserverAnswers(context: StepContext): Promise<boolean> {
-		const answers = await Promise.all(this.masters.map(async master => context.probe(master.ip, 6443, '/healthz', adminTls(context))));
-		return answers.some(answer => answer.status > 0);
 	}
 
 	/**

@@ -1,6 +1,7 @@
 import type {PlanView} from '../engine/plan.js';
 import type {CertificateSummary, ChangePreview, FileChange, HostPreview, ServicePreview} from '../steps/preview.js';
-import {installRestartOrder} from '../steps/services.js';
+import {installRestartOrder, startPhases, type RestartOrder} from '../steps/services.js';
+import type {ReleaseChange} from '../upgrade/skew.js';
 import {formatBytes, formatDuration} from './format.js';
 
 /** Whether apply would change anything on a master: plan --exit-code's answer. */
@@ -90,13 +91,13 @@ function serviceLine(service: ServicePreview): string {
 }
 
 /**
- * In the order the install's start step takes them (installRestartOrder): group after group, a
- * group's restarts in one systemctl restart, then its reloads; the next group once the group is ready.
+ * In the order the start steps take them (installRestartOrder, or one step's groups): group after
+ * group, a group's restarts in one systemctl restart, then its reloads; the next group once the group is ready.
  */
-export function restartSequence(services: ServicePreview[]): string[] {
+export function restartSequence(services: ServicePreview[], order: RestartOrder = installRestartOrder): string[] {
 	const lines: string[] = [];
 	let previous: readonly string[] = [];
-	for (const group of installRestartOrder) {
+	for (const group of order) {
 		const inGroup = group.flatMap(name => services.filter(service => service.name === name));
 		const restarts = inGroup.filter(service => service.action === 'restart');
 		const together = restarts.length > 1 ? [`restart ${restarts.map(service => service.name).join(' and ')} in one systemctl restart:`, ...restarts.map(service => `  ${serviceLine(service).replace(/^restart /, '')}`)] : restarts.map(serviceLine);
@@ -128,7 +129,7 @@ export function formatChanges(changes: ChangePreview): string[] {
 		return ['No install of this cluster is recorded: everything below is new (the masters were not read).'];
 	}
 
-	const lines = ['Changes: what apply would write, against what each master holds now (read from it; secrets by their hash only)'];
+	const lines = [...changes.upgrade ? upgradeLines(changes.upgrade) : [], 'Changes: what apply would write, against what each master holds now (read from it; secrets by their hash only)'];
 	if (changes.binariesPending) {
 		const {from, to, paths} = changes.binariesPending;
 		lines.push(from && from !== to
@@ -162,8 +163,20 @@ export function formatChanges(changes: ChangePreview): string[] {
 	const total = restarting.reduce((sum, host) => sum + (host.lastRestart?.ms ?? 0), 0);
 	const rolling = changes.restartOrder === 'one master at a time';
 	lines.push('', `Restarts, ${changes.restartOrder}${rolling ? ` (${restarting.map(host => host.host).join(', then ')}; the others keep serving)` : ''}:`);
-	for (const host of restarting) {
-		lines.push(`  ${host.host}: ${expectedTime(host)}`, ...restartSequence(host.services).map(line => `    ${line}`));
+	// One start step per phase (see startPhases): every master's apiserver before any controller-manager or scheduler.
+	const timed = new Set<string>();
+	for (const [index, phase] of startPhases.entries()) {
+		const inPhase = restarting.filter(host => host.services.some(service => phase.flat().includes(service.name)));
+		if (inPhase.length === 0) {
+			continue;
+		}
+
+		const names = phase.flat().join(' and ');
+		lines.push(`  ${index === 0 ? names : `then, once every apiserver is ready, ${names}`}, ${rolling ? 'master by master' : 'on every master at once'}:`);
+		for (const host of inPhase) {
+			lines.push(`  ${host.host}:${timed.has(host.host) ? '' : ` ${expectedTime(host)}`}`, ...restartSequence(host.services, phase).map(line => `    ${line}`));
+			timed.add(host.host);
+		}
 	}
 
 	if (rolling && restarting.every(host => host.lastRestart)) {
@@ -171,4 +184,13 @@ export function formatChanges(changes: ChangePreview): string[] {
 	}
 
 	return lines;
+}
+
+/** An upgrade (or a way back): each master's release before and after, and why the order is what it is. */
+export function upgradeLines(upgrade: ReleaseChange): string[] {
+	const kind = upgrade.downgrade ? 'a downgrade' : upgrade.minor ? 'a minor release' : 'a patch release';
+	return [
+		`Upgrade to ${upgrade.to} (${kind}): ${upgrade.masters.map(each => (each.move === 'same' ? `${each.host} runs it already` : `${each.host} ${each.from} → ${upgrade.to}`)).join(', ')}`,
+		`  every master's kube-apiserver first, then the controller-managers and schedulers: none of them is ever newer than an apiserver it talks to (through kube-nginx, all of them). A failure stops the run on that master; the others keep serving. The way back: set version to the release they ran and apply again, ${upgrade.minor ? 'while no master has finished the new minor release (its controller-manager and scheduler on it); after that, only etcd\'s snapshot (status lists them)' : 'with --allow-downgrade once a master has finished the new release'}.`,
+	];
 }

@@ -6,7 +6,7 @@ import {sha256} from '../files.js';
 import {apiserver, etcdctlScript} from './clients.js';
 import {filesStep, uploadsOf, type Upload} from './files.js';
 import {binaries} from './releases.js';
-import {startStep} from './services.js';
+import {startPhases, startStep} from './services.js';
 import type {StepContext, StepDefinition, StepId} from './types.js';
 
 function artifactUploads(context: StepContext, master: Master, step: StepId): Upload[] {
@@ -47,7 +47,10 @@ export const units = filesStep({
 /** The files the start step's services read, as the files steps place them. */
 export const uploadsStartReads = (context: StepContext, master: Master): Upload[] => uploadsOf([binaries, certs, encryption, audit, units].flatMap(step => step.plan(context, master)));
 
-export const start = startStep(uploadsStartReads);
+/** Every master's apiserver and kube-nginx, then (the next step) every master's controller-manager and scheduler: see startPhases. */
+export const start = startStep(uploadsStartReads, {id: 'start', order: startPhases[0], title: 'Start the control plane: the apiservers and kube-nginx, and wait until ready'});
+
+export const startControllers = startStep(uploadsStartReads, {id: 'start-controllers', order: startPhases[1], title: 'Start the controller-managers and schedulers, once every apiserver runs, and wait until ready', needs: ['start'], completesRelease: true});
 
 const etcdKeyLimit = 1000;
 

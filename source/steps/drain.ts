@@ -5,7 +5,7 @@ import {renderNginxConfig, type Artifact} from '../render/artifacts.js';
 import {shellQuote} from '../remote/quote.js';
 import {readinessPath} from '../versions.js';
 import {adminTls} from './readiness.js';
-import type {StepContext} from './types.js';
+import type {StepContext, StepId} from './types.js';
 
 /**
  * kube-nginx on every master sends to every apiserver and learns that one stopped only when a
@@ -16,10 +16,10 @@ import type {StepContext} from './types.js';
  * it restarts (its upstream `down`, a reload, and no old worker still accepting), and comes back
  * once it is ready.
  */
-export type Drain = {target: Master; masters: Master[]};
+export type Drain = {target: Master; masters: Master[]; step: StepId};
 
-/** Takes `target`'s apiserver out of kube-nginx everywhere, when another master's apiserver is ready to serve instead; else undefined. */
-export async function drainApiserver(context: StepContext, target: Master): Promise<Drain | undefined> {
+/** Takes `target`'s apiserver out of kube-nginx everywhere, when another master's apiserver is ready to serve instead; else undefined. `step`: the start step restarting it, whose progress and record this is. */
+export async function drainApiserver(context: StepContext, target: Master, step: StepId): Promise<Drain | undefined> {
 	const {config} = context;
 	const masters = config.masters.filter(master => !context.skipped.has(master.name));
 	const others = masters.filter(master => master.name !== target.name);
@@ -30,15 +30,15 @@ export async function drainApiserver(context: StepContext, target: Master): Prom
 		return undefined;
 	}
 
-	context.progress('start', target.name, {message: `taking ${target.name}'s apiserver out of kube-nginx on ${masters.length} masters`});
-	const drain = {target, masters};
+	context.progress(step, target.name, {message: `taking ${target.name}'s apiserver out of kube-nginx on ${masters.length} masters`});
+	const drain = {target, masters, step};
 	await writeEverywhere(context, drain, drained, `take ${target.name}'s apiserver out of kube-nginx`, true);
 	return drain;
 }
 
 /** Puts the apiserver back into kube-nginx on the masters it was taken out of. */
 export async function restoreApiserver(context: StepContext, drain: Drain): Promise<void> {
-	context.progress('start', drain.target.name, {message: `putting ${drain.target.name}'s apiserver back into kube-nginx`});
+	context.progress(drain.step, drain.target.name, {message: `putting ${drain.target.name}'s apiserver back into kube-nginx`});
 	// Nothing to wait for: an old worker that still leaves it out only sends to the others a moment longer.
 	await writeEverywhere(context, drain, nginxConfig(context).content, `put ${drain.target.name}'s apiserver back into kube-nginx`, false);
 }
@@ -52,14 +52,14 @@ async function writeEverywhere(context: StepContext, drain: Drain, content: stri
 	const confPath = nginxConfig(context).remote.path;
 	const results = await Promise.allSettled(drain.masters.map(async master => {
 		// Recorded before it is written: a run killed in between finds the file as its own, not as a hand edit.
-		context.state.recordFile('start', master.name, confPath, sha256(content));
-		await context.remote.check(master, reloadScript(context, confPath, content, waitForOldWorker), {step: 'start', display: `${display} (${confPath}, reload kube-nginx)`});
+		context.state.recordFile(drain.step, master.name, confPath, sha256(content));
+		await context.remote.check(master, reloadScript(context, confPath, content, waitForOldWorker), {step: drain.step, display: `${display} (${confPath}, reload kube-nginx)`});
 	}));
 	const failed = results.findIndex(result => result.status === 'rejected');
 	if (failed >= 0) {
 		const master = drain.masters[failed]!;
 		const reason = (results[failed] as PromiseRejectedResult).reason as Error;
-		throw new StepError({step: 'start', host: drain.target.name, message: `could not ${display} on ${master.name}: ${reason.message.split('\n')[0]}`, command: display, fix: `systemctl status kube-nginx on ${master.name}; then run apply again (nothing was restarted on ${drain.target.name} that apply will not finish)`});
+		throw new StepError({step: drain.step, host: drain.target.name, message: `could not ${display} on ${master.name}: ${reason.message.split('\n')[0]}`, command: display, fix: `systemctl status kube-nginx on ${master.name}; then run apply again (nothing was restarted on ${drain.target.name} that apply will not finish)`});
 	}
 }
 

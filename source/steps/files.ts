@@ -198,14 +198,23 @@ export function uploadScript(uploads: Upload[], token = randomBytes(4).toString(
 	return [
 		`set -e; umask 077; ${trap}; mkdir -p ${directories}; rm -f -- ${leftovers}`,
 		...reads,
-		// openssl's sha256 uses the CPU's SHA instructions (about twice coreutils' speed here); sha256sum where it is missing.
-		`if command -v openssl >/dev/null 2>&1; then k8smi_sums=$(openssl dgst -sha256 -r ${temporaries}); else k8smi_sums=$(sha256sum ${temporaries}); fi`,
-		`if [ "$(printf '%s\\n' "$k8smi_sums" | cut -d' ' -f1 | tr '\\n' ' ')" != ${shellQuote(`${expected} `)} ]; then echo 'incomplete upload discarded' >&2; exit 3; fi`,
+		checkSumsScript(temporaries, expected, 'incomplete upload discarded'),
 		`chown root:root ${temporaries}`,
 		...chmods,
 		...moves,
 		'trap - EXIT',
 		`stat -c 'S ${statFormat} %n' -- ${uploads.map(upload => shellQuote(upload.path)).join(' ')}`,
+	].join('; ');
+}
+
+/**
+ * Fails (exit 3, saying `problem`) unless the files (shell words) hold these sha256s, in order.
+ * openssl's sha256 uses the CPU's SHA instructions (about twice coreutils' speed here); sha256sum where it is missing.
+ */
+export function checkSumsScript(files: string, expected: string, problem: string): string {
+	return [
+		`if command -v openssl >/dev/null 2>&1; then k8smi_sums=$(openssl dgst -sha256 -r ${files}); else k8smi_sums=$(sha256sum ${files}); fi`,
+		`if [ "$(printf '%s\\n' "$k8smi_sums" | cut -d' ' -f1 | tr '\\n' ' ')" != ${shellQuote(`${expected} `)} ]; then echo ${shellQuote(problem)} >&2; exit 3; fi`,
 	].join('; ');
 }
 

@@ -14,8 +14,9 @@ import {binaryNames} from './binaries.js';
 import {services, type ServiceName} from './readiness.js';
 import {ownLink} from './releases.js';
 import {restartPolicy, serviceFingerprint, serviceInputs, type UnitStatus} from './restart-policy.js';
-import {parseUnitStatus, unitStatusRead} from './services.js';
+import {parseUnitStatus, serviceRecordStep, unitStatusRead} from './services.js';
 import type {StepContext, StepId} from './types.js';
+import type {ReleaseChange} from '../upgrade/skew.js';
 
 /** What a certificate says, never its key: enough to tell what a re-issue changes. */
 export type CertificateSummary = {subject: string; issuer: string; sans: string[]; notAfter: string};
@@ -63,6 +64,8 @@ export type ChangePreview = {
 	restartOrder: 'one master at a time' | 'all masters at once';
 	/** Binaries of a release not unpacked yet: their hashes are known only once apply reads the tarball. */
 	binariesPending?: PendingBinaries;
+	/** The masters' releases (as recorded) when this run brings them to another one. */
+	upgrade?: ReleaseChange;
 };
 
 /** The binaries' paths on the masters, the release they come from (recorded) and go to. */
@@ -311,7 +314,7 @@ export async function previewMaster(operation: Operation, context: StepContext, 
 	});
 	// A file whose mode alone differs is written again too: its readers restart as for any write.
 	const changing = new Set(files.map(file => file.path));
-	const recorded = context.state.host('start', master.name)?.services;
+	const recorded = context.state.host(serviceRecordStep, master.name)?.services;
 	const restarts = servicePreview(uploads, changing, recorded, units);
 	return {host: master.name, files, services: [...restarts, ...pendingBinaryRestarts(uploads, pending, restarts)], lastRestart};
 }

@@ -3,7 +3,7 @@ import type {ResolvedConfig} from '../config/load.js';
 import type {Master} from '../config/schema.js';
 import {releaseBinDir} from '../render/artifacts.js';
 import {shellQuote, shellWords} from '../remote/quote.js';
-import {confirmOverwrite, readRemoteFiles, runUploads, statFormat, type RemoteFileFacts, type Upload} from './files.js';
+import {checkSumsScript, confirmOverwrite, readRemoteFiles, runUploads, statFormat, type RemoteFileFacts, type Upload} from './files.js';
 import type {PlannedAction, StepContext, StepDefinition, Verification} from './types.js';
 
 /*
@@ -93,13 +93,43 @@ function copyScript(config: ResolvedConfig, copies: Upload[], token: string): st
 	return [
 		`set -e; umask 077; trap ${shellQuote(`rm -f ${temporaries}`)} EXIT; mkdir -p -- ${shellQuote(releaseBinDir(config))}; rm -f -- ${copies.map(upload => `${shellQuote(upload.path)}.k8smi-new-*`).join(' ')}`,
 		...copies.map(upload => `cp -- ${from(upload)} ${temporary(upload)}`),
-		`if [ "$(sha256sum ${temporaries} | cut -d' ' -f1 | tr '\\n' ' ')" != ${shellQuote(`${copies.map(upload => upload.sha256).join(' ')} `)} ]; then echo 'a binary changed while it was copied' >&2; exit 3; fi`,
+		checkSumsScript(temporaries, copies.map(upload => upload.sha256).join(' '), 'a binary changed while it was copied'),
 		`chown root:root ${temporaries}`,
 		`chmod 755 ${temporaries}`,
 		...copies.map(upload => `mv -f ${temporary(upload)} ${shellQuote(upload.path)}`),
 		'trap - EXIT',
 		`stat -c 'S ${statFormat} %n' -- ${shellWords(copies.map(upload => upload.path))}`,
 	].join('; ');
+}
+
+/**
+ * Links held back on a master in this run: binDir/NAME is still the old layout's binary (a regular
+ * file of another release), and the units systemd has loaded run that path. Switched to the new
+ * release there, a unit that systemd restarts on its own (a crash, Restart=) before the start steps
+ * would run the new release outside their order: on every master at once, a controller-manager
+ * before the apiservers. So they are switched by the last start step, once every service on the
+ * master runs from the release's folder (switchHeldLinks).
+ */
+const heldLinks = new WeakMap<StepContext, Map<string, string[]>>();
+
+/** Whether binDir/NAME links wait on this master for the start steps (see heldLinks). */
+export function linksHeld(context: StepContext, master: Master): boolean {
+	return (heldLinks.get(context)?.get(master.name)?.length ?? 0) > 0;
+}
+
+/** Switches the links held back on this master, now that its services run from the release's folder. */
+export async function switchHeldLinks(context: StepContext, master: Master, step: string): Promise<string | undefined> {
+	const names = heldLinks.get(context)?.get(master.name) ?? [];
+	if (names.length === 0) {
+		return undefined;
+	}
+
+	const uploads = releaseUploads(binariesPlan(context)).filter(upload => names.includes(upload.label));
+	const script = switchLinksScript(context.config, names);
+	const linked = landedStats((await context.remote.check(master, script, {step, display: `point ${names.map(name => linkPath(context.config, name)).join(', ')} at ${context.config.version}/ (the old layout's files, kept until every service ran the new release)`})).stdout);
+	recordLinks(context, master, uploads, linked);
+	heldLinks.get(context)?.delete(master.name);
+	return `${names.map(name => linkPath(context.config, name)).join(', ')} now link to ${context.config.version}/`;
 }
 
 const landedStats = (output: string) => new Map([...output.matchAll(/^S (\S+) (.+)$/gm)].map(match => [match[2]!, match[1]!] as const));
@@ -196,9 +226,22 @@ export const binaries: StepDefinition = {
 
 		const note = await runUploads(context, master, 'binaries', actions, facts);
 		context.throwIfStopping();
-		const linked = landedStats((await context.remote.check(master, switchLinks!.script, {step: 'binaries', display: switchLinks!.display})).stdout);
-		recordLinks(context, master, uploads, linked);
-		return `${copies.length > 0 ? `${copies.length} copied on the master from the old layout, ` : ''}${note}; ${config.paths.binDir}/NAME point at ${config.version}/`;
+		// The old layout's binary of another release, which the loaded units run: held back (see heldLinks).
+		const held = uploads.filter(upload => facts.get(linkPath(config, upload.label))?.link === undefined && ![undefined, upload.sha256].includes(facts.get(linkPath(config, upload.label))?.sha256)).map(upload => upload.label);
+		const switched = uploads.filter(upload => !held.includes(upload.label));
+		if (!heldLinks.has(context)) {
+			heldLinks.set(context, new Map());
+		}
+
+		heldLinks.get(context)!.set(master.name, held);
+		if (switched.length > 0) {
+			const script = held.length === 0 ? switchLinks!.script : switchLinksScript(config, switched.map(upload => upload.label));
+			const linked = landedStats((await context.remote.check(master, script, {step: 'binaries', display: switchLinks!.display})).stdout);
+			recordLinks(context, master, switched, linked);
+		}
+
+		const links = held.length > 0 ? `${held.map(name => linkPath(config, name)).join(', ')} (the old layout's files, which the running units start) keep their release until start ran ${config.version} on this master` : `${config.paths.binDir}/NAME point at ${config.version}/`;
+		return `${copies.length > 0 ? `${copies.length} copied on the master from the old layout, ` : ''}${note}; ${links}`;
 	},
 };
 

@@ -1,13 +1,13 @@
 import type {Master} from '../config/schema.js';
+import type {RestartTime} from '../state/store.js';
 import {StepError} from '../errors.js';
-import type {HostRecord} from '../state/store.js';
 import {apiserverStop, readinessPath} from '../versions.js';
 import {diagnoseService} from './diagnose.js';
 import {drainApiserver, restoreApiserver, type Drain} from './drain.js';
 import type {Upload} from './files.js';
 import {readinessAnd, renderedUnit, services, servicesReady, type AlsoRead, type Readiness, type ServiceName} from './readiness.js';
 import {filesReason, onlyConfigWritten, restartPolicy, serviceFingerprint, serviceInputs, type ServiceFacts, type UnitStatus} from './restart-policy.js';
-import {pruneReleases} from './releases.js';
+import {linksHeld, pruneReleases, switchHeldLinks} from './releases.js';
 import type {PlannedAction, StepContext, StepDefinition, StepId} from './types.js';
 
 /** The uploads of the steps that start depends on, on this master. */
@@ -17,18 +17,32 @@ type UploadsOf = (context: StepContext, master: Master) => Upload[];
  * The order a start step restarts services on each master: group after group, each group's services
  * restarted together (those that must), the next group once the group is ready; the next group
  * follows whatever came of that wait (a stop, a timeout): left on their old files, its services
- * would outlive the run. An upgrade can run one group per step (every master's apiserver, then every
- * controller-manager, then every scheduler), each step with its own id.
+ * would outlive the run.
  */
 export type RestartOrder = ReadonlyArray<readonly ServiceName[]>;
 
 /**
- * The install's: the apiserver and kube-nginx, then their clients. Started beside the apiserver
- * (tried), the clients' requests through kube-nginx fail while no apiserver answers, and after
- * max_fails=3 nginx takes every apiserver out for its fail_timeout (30 s): "no live upstreams", and
- * the start waited 25 s longer.
+ * Every master's apiserver and kube-nginx first, then every master's controller-manager and scheduler:
+ * two start steps, each rolling on a running cluster. The version-skew policy wants no
+ * controller-manager or scheduler newer than any apiserver it talks to, and through kube-nginx each
+ * talks to all of them: in a minor upgrade they restart only once every apiserver runs the new
+ * release. The same two steps serve every run (no second path for upgrades): a patch upgrade or a
+ * config change restarts the same services, only in this order, and a fresh install waits for the
+ * apiservers before their clients anyway (started beside them, the clients' requests through
+ * kube-nginx fail while no apiserver answers, and after max_fails=3 nginx takes every apiserver out
+ * for its fail_timeout, 30 s: tried, the start waited 25 s longer).
  */
-export const installRestartOrder: RestartOrder = [['kube-apiserver', 'kube-nginx'], ['kube-controller-manager', 'kube-scheduler']];
+export const startPhases: readonly RestartOrder[] = [[['kube-apiserver', 'kube-nginx']], [['kube-controller-manager', 'kube-scheduler']]];
+
+/** Every group of every phase, in order. */
+export const installRestartOrder: RestartOrder = startPhases.flat();
+
+/**
+ * Where each service's fingerprint (the files it last started healthy with) is kept, whichever start
+ * step restarted it: the install's start step's record, as before the start was split in two, so a
+ * state written then is read as it was (nothing restarts that did not change).
+ */
+export const serviceRecordStep: StepId = 'start';
 
 // One systemctl for the four units (eight took about 0.1 s on a master, more when it is busy), printed
 // as "UNIT ACTIVE NEEDSRELOAD" lines. ActiveState is what is-active prints; -p repeated and no
@@ -74,6 +88,21 @@ function restartBounds(context: StepContext, master: Master, names: readonly Ser
 	const flags = renderedUnit(context, master, 'kube-apiserver').match(/(?<=\s)--\S+/g) ?? [];
 	const stop = apiserverStop(context.config.kubeVersion, flags);
 	return {timeoutMs: (stop.seconds + ready + 30) * 1000, says: `the stopping kube-apiserver waits for ${stop.waitsFor}, up to ${stop.seconds} s; then up to ${ready} s to start`};
+}
+
+/**
+ * A master's restarts in this run (both start steps add to one): the plan's estimate is its whole
+ * restart, apiserver to scheduler, as it was before the start was split in two.
+ */
+const restartsThisRun = new WeakMap<StepContext, Map<string, RestartTime>>();
+
+function recordRestart(context: StepContext, master: Master, ms: number, restarted: ServiceName[]): void {
+	const run = restartsThisRun.get(context) ?? new Map<string, RestartTime>();
+	restartsThisRun.set(context, run);
+	const earlier = run.get(master.name);
+	const time = {ms: (earlier?.ms ?? 0) + ms, at: new Date().toISOString(), services: [...earlier?.services ?? [], ...restarted]};
+	run.set(master.name, time);
+	context.state.recordRestartTime(master.name, time);
 }
 
 /** How long a unit that systemd is restarting on its own (Restart=) gets to come up: one RestartSec of ours and some. */
@@ -135,21 +164,24 @@ async function waitReady(context: StepContext, master: Master, step: StepId, nam
  * its unit is not active, or systemd holds an old copy of its unit. Each is waited for until ready,
  * in start order. Once every service runs this release, older release folders are removed (see pruneReleases).
  */
-export function startStep(uploadsOf: UploadsOf, {id = 'start', order = installRestartOrder}: {id?: StepId; order?: RestartOrder} = {}): StepDefinition {
+export function startStep(uploadsOf: UploadsOf, {id = 'start', order = installRestartOrder, title = 'Start the control plane and wait until ready', needs = [], completesRelease}: {id?: StepId; order?: RestartOrder; title?: string; needs?: StepId[]; completesRelease?: boolean} = {}): StepDefinition {
 	const handled = services.filter(service => order.some(group => group.includes(service.name)));
+	// The step after which every service of the master runs this release: it records it and prunes older ones.
+	const lastOfRelease = completesRelease ?? handled.length === services.length;
 	const inputsOf = (context: StepContext, master: Master) => {
 		const uploads = uploadsOf(context, master);
 		return new Map(services.map(service => [service.name, serviceInputs(service.name, uploads)] as const));
 	};
 
 	/** What the restart policy needs of each service this step starts; the units' state when read. */
-	const factsOf = (context: StepContext, master: Master, record: HostRecord | undefined, status?: Map<ServiceName, UnitStatus>): ServiceFacts[] => {
+	const factsOf = (context: StepContext, master: Master, status?: Map<ServiceName, UnitStatus>): ServiceFacts[] => {
 		const inputs = inputsOf(context, master);
 		const changed = context.changedFiles.get(master.name);
+		const recorded = context.state.host(serviceRecordStep, master.name)?.services;
 		return handled.map(({name}) => ({
 			name,
 			inputs: serviceFingerprint(inputs.get(name)!),
-			recorded: record?.services?.[name],
+			recorded: recorded?.[name],
 			written: inputs.get(name)!.filter(upload => changed?.has(upload.path)).map(upload => upload.path),
 			unit: status?.get(name),
 		}));
@@ -179,7 +211,7 @@ export function startStep(uploadsOf: UploadsOf, {id = 'start', order = installRe
 			}
 
 			for (const name of wave) {
-				context.state.recordService(id, master.name, name, serviceFingerprint(inputs.get(name)!));
+				context.state.recordService(serviceRecordStep, master.name, name, serviceFingerprint(inputs.get(name)!));
 			}
 		}
 	};
@@ -188,17 +220,21 @@ export function startStep(uploadsOf: UploadsOf, {id = 'start', order = installRe
 	const [firstGroup = [], ...laterGroups] = order;
 	return {
 		id,
-		title: 'Start the control plane and wait until ready',
-		needs: ['binaries', 'certs', 'encryption', 'audit', 'units'],
+		title,
+		needs: ['binaries', 'certs', 'encryption', 'audit', 'units', ...needs],
 		scope: 'each-master',
 		order: 'rolling-when-live',
 		plan: (context, master) => [
-			{kind: 'remote', script: restartScript(names, names), display: [restartScript(names, firstGroup), ...laterGroups.map(group => `then once they are ready: systemctl restart ${group.join(' ')}`)].join(', ') + ` (only the units a changed file or a stopped unit concerns; kube-nginx is reloaded when its config alone changed; on a running cluster a restarting apiserver is taken out of kube-nginx on every master first and put back once ready${handled.length === services.length ? `; then release folders before the previous one are removed from ${context.config.paths.binDir}` : ''})`},
+			{kind: 'remote', script: restartScript(names, names), display: [restartScript(names, firstGroup), ...laterGroups.map(group => `then once they are ready: systemctl restart ${group.join(' ')}`)].join(', ') + ` (only the units a changed file or a stopped unit concerns; kube-nginx is reloaded when its config alone changed; on a running cluster a restarting apiserver is taken out of kube-nginx on every master first and put back once ready${lastOfRelease ? `; then release folders before the previous one are removed from ${context.config.paths.binDir}` : ''})`},
 			...handled.map((service): PlannedAction => ({kind: 'check', description: `wait until ${service.readyText(context, master)} (up to ${context.config.timeouts.readySeconds} s)`})),
 		],
-		async verify(context, master, record) {
+		async verify(context, master) {
+			if (lastOfRelease && linksHeld(context, master)) {
+				return {done: false, detail: `${context.config.paths.binDir}'s links held back by binaries, to switch once every service runs ${context.config.version}`};
+			}
+
 			// Every service restarts whatever its unit's state (a fresh master, new certificates everywhere): nothing to read.
-			const fromFiles = factsOf(context, master, record);
+			const fromFiles = factsOf(context, master);
 			const reasons = fromFiles.map(facts => filesReason(facts));
 			if (reasons.every(Boolean) && !fromFiles.some(facts => onlyConfigWritten(facts))) {
 				return {done: false, detail: `${fromFiles[0]!.name}: ${reasons[0]}`, observed: new Map<ServiceName, UnitStatus>()};
@@ -206,7 +242,7 @@ export function startStep(uploadsOf: UploadsOf, {id = 'start', order = installRe
 
 			// The units' state and the services' readiness in one round trip.
 			const {readiness, also} = await readinessAnd(context, master, names, id, readinessPath(context.config.kubeVersion), unitStatusRead);
-			const [change] = restartPolicy(factsOf(context, master, record, parseUnitStatus(also)));
+			const [change] = restartPolicy(factsOf(context, master, parseUnitStatus(also)));
 			if (change) {
 				return {done: false, detail: `${change.name}: ${change.reason}`, observed: parseUnitStatus(also)};
 			}
@@ -217,13 +253,13 @@ export function startStep(uploadsOf: UploadsOf, {id = 'start', order = installRe
 		async run(context, master, _inputs, verification) {
 			// The units' state as verify just read it (none when it did not matter).
 			const status = (verification?.observed as Map<ServiceName, UnitStatus> | undefined) ?? await unitStatus(context, master, id);
-			const changes = restartPolicy(factsOf(context, master, context.state.host(id, master.name), status));
+			const changes = restartPolicy(factsOf(context, master, status));
 			const toRestart = changes.filter(change => change.action === 'restart').map(change => change.name);
 			const toReload = changes.filter(change => change.action === 'reload').map(change => change.name);
 
 			context.throwIfStopping();
 			const restartStarted = Date.now();
-			const drain = toRestart.includes('kube-apiserver') ? await drainApiserver(context, master) : undefined;
+			const drain = toRestart.includes('kube-apiserver') ? await drainApiserver(context, master, id) : undefined;
 			let daemonReloaded = false;
 			let waitFailed: unknown;
 			for (const group of order) {
@@ -251,14 +287,16 @@ export function startStep(uploadsOf: UploadsOf, {id = 'start', order = installRe
 			}
 
 			if (toRestart.length > 0) {
-				context.state.recordRestartTime(master.name, {ms: Date.now() - restartStarted, at: new Date().toISOString(), services: toRestart});
+				recordRestart(context, master, Date.now() - restartStarted, toRestart);
 			}
 
 			// Every service ready on this release: it is the way back from the next one, and no unit here still runs an older one.
 			let pruned: string | undefined;
-			if (handled.length === services.length) {
+			if (lastOfRelease) {
 				context.state.recordStartedRelease(master.name, context.config.version);
-				pruned = await pruneReleases(context, master, id);
+				const linked = await switchHeldLinks(context, master, id);
+				const removed = await pruneReleases(context, master, id);
+				pruned = [linked, removed].filter(Boolean).join('; ') || undefined;
 			}
 
 			const restarted = [...toRestart, ...toReload.map(name => `${name} (reloaded)`)];

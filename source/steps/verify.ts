@@ -325,7 +325,7 @@ async function reachableMaster(context: StepContext): Promise<Master | undefined
 export const verify: StepDefinition = {
 	id: 'verify',
 	title: 'Verify the control plane',
-	needs: ['start', 'rbac'],
+	needs: ['start', 'start-controllers', 'rbac'],
 	scope: 'each-master',
 	plan: (context, master): PlannedAction[] => {
 		const version = context.config.kubeVersion;
@@ -362,7 +362,7 @@ export const verify: StepDefinition = {
 export const verifyCluster: StepDefinition = {
 	id: 'verify-cluster',
 	title: 'Verify the cluster as a whole',
-	needs: ['start', 'rbac'],
+	needs: ['start', 'start-controllers', 'rbac'],
 	scope: 'cluster',
 	// It finds its own way in (reachableMaster): through another master it would only ask the same again.
 	hosts: firstMaster,

@@ -290,6 +290,52 @@ for v in "${VERSIONS[@]}"; do
   read -r _ p f < <(grep '^RESULT ' "$W/matrix-$v.log" || echo "RESULT 0 1")
   PASS=$((PASS + p)) FAIL=$((FAIL + f))
 done
+# ---- version skew: a controller-manager or scheduler newer (minor) than an apiserver it talks to refuses to run.
+# A stand-in for kube-nginx in front of apiservers of these releases: each connection's /version is the next one's;
+# anything else 503 (the leader election then gives up: START).
+versions_server() { # PORT VERSION...
+  python3 - "$W" "$@" >/dev/null 2>&1 <<'PY' &
+import http.server, itertools, json, ssl, sys, threading
+w, port, versions, lock = sys.argv[1], int(sys.argv[2]), itertools.cycle(sys.argv[3:]), threading.Lock()
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/version":
+            with lock:
+                body, code = json.dumps({"gitVersion": next(versions)}).encode(), 200
+        else:
+            body, code = b'{"kind":"Status","code":503,"message":"not this stand-in"}', 503
+        self.send_response(code); self.send_header("Content-Type", "application/json"); self.send_header("Content-Length", str(len(body)))
+        self.end_headers(); self.wfile.write(body)
+    def log_message(self, *args): pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", port), H)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); context.load_cert_chain(w + "/k.pem", w + "/k-key.pem")
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+PY
+  echo $!
+}
+skew_case() { # COMPONENT VERSION "APISERVER VERSIONS" WANT(START | message)
+  local c=$1 v=$2 port=$((SPORT0 + 200 + RANDOM % 1000)) pid out rc
+  # shellcheck disable=SC2086
+  pid=$(versions_server "$port" $3)
+  for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+  kc "$W/skew-$port.kubeconfig" "$W/cm.pem" "$W/cm-key.pem" "https://127.0.0.1:$port"
+  SPORT=$((port + 1))
+  # shellcheck disable=SC2046
+  out=$(cd "$W" && K8SMI_STANDIN_COMPONENT=$c K8SMI_STANDIN_VERSION=$v K8SMI_STANDIN_LE_ATTEMPTS=1 timeout 20 python3 "$CS" $(cbase "$c" "$v") --kubeconfig="$W/skew-$port.kubeconfig" 2>&1)
+  rc=$?
+  kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+  if { [ "$4" = START ] && [ $rc = 3 ]; } || { [ "$4" != START ] && [ $rc = 1 ] && grep -qF -- "$4" <<<"$out"; }; then
+    PASS=$((PASS + 1)); echo "  ok   skew ${c#kube-} $v, apiservers $3 -> $4"
+  else
+    FAIL=$((FAIL + 1)); echo "  FAIL skew ${c#kube-} $v, apiservers $3 (rc=$rc) want: $4"; tail -3 <<<"$out" | sed 's/^/       | /'
+  fi
+}
+skew_case $CM v1.29.2 "v1.29.2 v1.29.0 v1.30.1" START
+skew_case $CM v1.29.2 "v1.28.7" "kube-controller-manager v1.29.2 is newer than the kube-apiserver it talks to (v1.28.7"
+# Round robin: the one older apiserver among three is found at start.
+skew_case $SC v1.29.2 "v1.29.2 v1.29.2 v1.28.7" "kube-scheduler v1.29.2 is newer than the kube-apiserver it talks to (v1.28.7"
+skew_case $SC v1.28.9 "v1.28.7 v1.29.2" START
 for c in $CM $SC; do
   o=$(K8SMI_STANDIN_COMPONENT=$c K8SMI_STANDIN_VERSION=v1.28.7 python3 "$CS" --version)
   [ "$o" = "Kubernetes v1.28.7" ] && { PASS=$((PASS + 1)); echo "  ok   $c --version"; } || { FAIL=$((FAIL + 1)); echo "  FAIL $c --version: $o"; }

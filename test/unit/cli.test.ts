@@ -1,6 +1,7 @@
 import {existsSync, readdirSync, readFileSync, statSync} from 'node:fs';
 import path from 'node:path';
 import {describe, expect, test} from 'vitest';
+import {StateStore} from '../../source/state/store.js';
 import {main} from '../../source/cli.js';
 import {baseConfig, makeFixture, writeConfig} from '../helpers/fixture.js';
 
@@ -59,11 +60,24 @@ describe('command line', () => {
 		expect(again.out).not.toMatch(/made|issued/);
 	});
 
+	test('a downgrade is bad input (exit 2) naming version and --allow-downgrade; with the flag plan goes on', async () => {
+		const {dir, tarball, stateDir} = makeFixture();
+		const configFile = writeConfig(dir, baseConfig(tarball));
+		new StateStore(path.join(stateDir, 'kubernetes'), 'kubernetes').update(state => {
+			state.version = 'v1.28.9';
+			state.startedReleases = {k8smaster01: ['v1.28.9']};
+		});
+		const refused = await run(['plan', '--config', configFile, '--state-dir', stateDir]);
+		expect(refused.code).toBe(2);
+		expect(refused.err).toContain('error: version: is older than the release k8smaster01 runs v1.28.9: a downgrade (got v1.28.7). Fix: pass --allow-downgrade');
+		expect((await run(['plan', '--allow-downgrade', '--config', configFile, '--state-dir', stateDir])).code).toBe(0);
+	});
+
 	test('plan --json is machine-readable; status reads the state', async () => {
 		const {dir, tarball, stateDir} = makeFixture();
 		const configFile = writeConfig(dir, baseConfig(tarball));
 		const plan = await run(['plan', '--config', configFile, '--state-dir', stateDir, '--json']);
-		expect(JSON.parse(plan.out).steps).toHaveLength(14);
+		expect(JSON.parse(plan.out).steps).toHaveLength(15);
 		const status = await run(['status', '--config', configFile, '--state-dir', stateDir]);
 		expect(status.code).toBe(0);
 		expect(status.out).toContain('No apply has run yet.');

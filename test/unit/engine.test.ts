@@ -77,8 +77,9 @@ describe('apply', () => {
 		const stepsDone = events.filter(event => event.type === 'step-done').map(event => event.type === 'step-done' && `${event.step}:${event.outcome}`);
 		// The files steps run side by side and finish in any order (binaries switches its links after its uploads);
 		// the units, which name the release's folder, only once the binaries are there; verify and its cluster checks side by side.
-		// A first install takes no etcd snapshot (there is nothing of it in etcd yet), and no master leaves: the files steps wait for the leave step.
-		expect([...stepsDone.slice(0, 4), new Set(stepsDone.slice(4, 8)), ...stepsDone.slice(8, 12), new Set(stepsDone.slice(12))]).toEqual(['preflight:done', 'distinct-machines:done', 'snapshot:skipped', 'leave:skipped', new Set(['binaries:done', 'certs:done', 'encryption:done', 'audit:done']), 'units:done', 'start:done', 'etcd-check:done', 'rbac:done', new Set(['verify-cluster:done', 'verify:done'])]);
+		// A first install takes no etcd snapshot (nothing of it is in etcd yet). No master leaves on a first install: the leave step has nothing to do, and the files steps wait for it.
+		// The controller-managers and schedulers once every apiserver is ready, beside the checks that need only the apiservers.
+		expect([...stepsDone.slice(0, 4), new Set(stepsDone.slice(4, 8)), ...stepsDone.slice(8, 10), new Set(stepsDone.slice(10, 13)), new Set(stepsDone.slice(13))]).toEqual(['preflight:done', 'distinct-machines:done', 'snapshot:skipped', 'leave:skipped', new Set(['binaries:done', 'certs:done', 'encryption:done', 'audit:done']), 'units:done', 'start:done', new Set(['start-controllers:done', 'etcd-check:done', 'rbac:done']), new Set(['verify-cluster:done', 'verify:done'])]);
 		expect(instance.state.snapshot.run?.status).toBe('done');
 		// The files of the five files steps are read in one round trip per master, beside preflight, and what
 		// verify read is what run uses. The units' state is not read on fresh masters (every unit starts whatever it is).
@@ -318,7 +319,7 @@ describe('apply', () => {
 		expect(ips.map(ip => cluster.hosts.get(ip)!.restarts)).toEqual([1, 1, 1]);
 		expect(ips.map(ip => Object.fromEntries(cluster.hosts.get(ip)!.unitRestarts))).toEqual(ips.map(() => ({'kube-nginx': 1, 'kube-controller-manager': 1, 'kube-scheduler': 2})));
 		expect(hostFile(cluster, ips[0]!, '/etc/systemd/system/kube-scheduler.service')?.content.toString()).toMatch(/--v=4$/m);
-		expect(events.some(event => event.type === 'host-done' && event.step === 'start' && event.detail === 'restarted kube-scheduler; all ready')).toBe(true);
+		expect(events.some(event => event.type === 'host-done' && event.step === 'start-controllers' && event.detail === 'restarted kube-scheduler; all ready')).toBe(true);
 	});
 
 	test('a unit that stopped on a master is started again by the next apply, the others are left running', async () => {
@@ -649,7 +650,7 @@ describe('plan', () => {
 		const {cluster, engine, stateDir} = setup();
 		const {engine: instance} = await engine();
 		const plan = await instance.plan();
-		expect(plan.steps.map(step => step.id)).toEqual(['preflight', 'distinct-machines', 'snapshot', 'leave', 'binaries', 'certs', 'encryption', 'audit', 'units', 'start', 'etcd-check', 'rbac', 'verify', 'verify-cluster']);
+		expect(plan.steps.map(step => step.id)).toEqual(['preflight', 'distinct-machines', 'snapshot', 'leave', 'binaries', 'certs', 'encryption', 'audit', 'units', 'start', 'start-controllers', 'etcd-check', 'rbac', 'verify', 'verify-cluster']);
 		expect(plan.steps[4]!.hosts.map(host => host.host)).toEqual(['k8smaster01', 'k8smaster02', 'k8smaster03']);
 		// The cluster-wide checks are steps of their own, planned once, not with every master's.
 		expect(plan.steps.find(step => step.id === 'verify-cluster')!.hosts.map(host => host.host)).toEqual(['cluster (via k8smaster01)']);

@@ -24,9 +24,9 @@ function setup() {
 	const configFile = path.join(dir, 'cluster.yaml');
 	const release = (version: string) => writeConfig(dir, baseConfig(makeFixture(version).tarball, version));
 	release('v1.28.7');
-	const engine = async (options: {overwrite?: boolean} = {}) => {
+	const engine = async (options: {overwrite?: boolean; allowDowngrade?: boolean} = {}) => {
 		const config = await loadConfig(configFile);
-		return new Engine({config, workspace: new Workspace(stateDir, config.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: options.overwrite ?? false}), probe: cluster.probe, api: cluster.api});
+		return new Engine({config, workspace: new Workspace(stateDir, config.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: options.overwrite ?? false}), probe: cluster.probe, api: cluster.api, allowDowngrade: options.allowDowngrade});
 	};
 
 	const file = (ip: string, remotePath: string) => cluster.hosts.get(ip)!.files.get(remotePath);
@@ -103,7 +103,9 @@ describe('versioned binaries', () => {
 			expect(host.unitRestarts.get('kube-scheduler')).toBe(2);
 			// kube-nginx runs no release binary: its unit is unchanged, so it keeps running.
 			expect(host.unitRestarts.get('kube-nginx')).toBe(1);
-			expect(upgrade.state.snapshot.steps['install/start']!.hosts[`k8smaster0${index + 1}`]!.note).toMatch(/^restarted kube-apiserver, kube-controller-manager, kube-scheduler; all ready/);
+			// Every apiserver first, then every controller-manager and scheduler (see startPhases).
+			expect(upgrade.state.snapshot.steps['install/start']!.hosts[`k8smaster0${index + 1}`]!.note).toMatch(/^restarted kube-apiserver; all ready/);
+			expect(upgrade.state.snapshot.steps['install/start-controllers']!.hosts[`k8smaster0${index + 1}`]!.note).toMatch(/^restarted kube-controller-manager, kube-scheduler; all ready/);
 		}
 
 		// A running cluster: one master after the other.
@@ -144,7 +146,11 @@ describe('versioned binaries', () => {
 		const binaryUploads = () => cluster.uploads().filter(call => call.args.at(-1)!.includes('/opt/k8s/bin/'));
 		const sent = binaryUploads().length;
 		release('v1.28.6');
-		await (await engine()).apply({confirm: true});
+		// A downgrade: refused as bad input unless asked for, before anything is touched.
+		const calls = cluster.calls.length;
+		await expect((await engine()).apply({confirm: true})).rejects.toMatchObject({field: 'version', value: 'v1.28.6'});
+		expect(cluster.calls).toHaveLength(calls);
+		await (await engine({allowDowngrade: true})).apply({confirm: true});
 		expect(binaryUploads()).toHaveLength(sent);
 		expect(cluster.hosts.get(ips[0]!)!.files.get('/opt/k8s/bin/kube-apiserver')?.link).toBe('v1.28.6/kube-apiserver');
 		expect(folders(ips[0]!)).toEqual(['/opt/k8s/bin/v1.28.6', '/opt/k8s/bin/v1.28.7']);
@@ -235,6 +241,47 @@ describe('versioned binaries', () => {
 			expect(file(ip, '/etc/systemd/system/kube-apiserver.service')?.content.toString()).toContain('ExecStart=/opt/k8s/bin/v1.28.7/kube-apiserver');
 			expect(cluster.hosts.get(ip)!.restarts).toBe(restarts[index]! + 1);
 		}
+	});
+
+	test('an upgrade from the old layout keeps binDir/NAME (the file the loaded units run) until start ran the new release on that master', async () => {
+		const {cluster, engine, file, release, toOldLayout} = setup();
+		const first = await engine();
+		await first.apply({confirm: true});
+		first.state.update(state => {
+			for (const [index, ip] of ips.entries()) {
+				const host = `k8smaster0${index + 1}`;
+				state.steps['install/binaries']!.hosts[host] = {status: 'done', at: new Date().toISOString(), inputs: '', files: toOldLayout(ip)};
+				for (const unit of ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler']) {
+					const unitFile = cluster.hosts.get(ip)!.files.get(`/etc/systemd/system/${unit}.service`)!;
+					unitFile.content = Buffer.from(unitFile.content.toString().replace('/opt/k8s/bin/v1.28.7/', '/opt/k8s/bin/'));
+					state.steps['install/units']!.hosts[host]!.files![`/etc/systemd/system/${unit}.service`] = sha256(unitFile.content);
+				}
+
+				delete state.steps['install/units']!.hosts[host]!.stats;
+			}
+		});
+
+		// At the first restart (the first master's apiserver), no master's binDir/kube-* names the new release yet.
+		const atFirstRestart: Array<string | undefined> = [];
+		cluster.beforeCommand = spec => {
+			if (atFirstRestart.length === 0 && /systemctl restart kube-apiserver/.test(spec.args.at(-1) ?? '')) {
+				atFirstRestart.push(...ips.map(ip => file(ip, '/opt/k8s/bin/kube-controller-manager')?.link));
+			}
+		};
+
+		release('v1.28.9');
+		await (await engine()).apply({confirm: true});
+		expect(atFirstRestart).toEqual([undefined, undefined, undefined]);
+		for (const ip of ips) {
+			for (const name of names) {
+				expect(file(ip, `/opt/k8s/bin/${name}`)?.link).toBe(`v1.28.9/${name}`);
+			}
+		}
+
+		// The links are in place: the next apply has nothing to do on the binaries.
+		const before = cluster.calls.length;
+		await (await engine()).apply({confirm: true});
+		expect(cluster.calls.slice(before).filter(call => call.args.at(-1)!.includes('ln -sfn'))).toEqual([]);
 	});
 
 	test('the old layout\'s copy on the master does not replace a file in the release folder this install did not write: it is asked about', async () => {

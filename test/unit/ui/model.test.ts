@@ -29,7 +29,7 @@ function replay(events: EngineEvent[]): {model: RunModel; history: HistoryItem[]
 describe('run model', () => {
 	test('steps start pending on the hosts they run on; progress, outcomes and times land per host', () => {
 		const initial = initialRun(masters);
-		expect(initial.steps.map(step => step.status)).toEqual(Array.from({length: 14}, () => 'pending'));
+		expect(initial.steps.map(step => step.status)).toEqual(Array.from({length: 15}, () => 'pending'));
 		expect(initial.steps.find(step => step.id === 'rbac')!.hosts.map(host => host.host)).toEqual(['cluster']);
 
 		const {model, history} = replay([
