@@ -237,8 +237,6 @@ describe('certs renew', () => {
 		const {cluster, engine, stateDir} = await installed();
 		const before = readCertificate(pki(stateDir, 'kube-scheduler.pem'));
 		const key = pki(stateDir, 'kube-scheduler-key.pem');
-		// Certificate times have whole seconds: the renewal is issued in a later second than the install.
-		await new Promise(resolve => setTimeout(resolve, 1000));
 		const {engine: renewing, config, workspace} = await engine({rotate: ['kube-scheduler']});
 		const plan = await renewing.plan();
 		const preview = formatRenewPreview(plan, {leaves: ['kube-scheduler'], newKeys: false, validityDays: config.certificates.validityDays, lifetimes: new Map([['kube-scheduler', 365]]), adminKubeconfig: path.join(workspace.renderedDir, 'admin.kubeconfig')}).join('\n');
@@ -250,6 +248,8 @@ describe('certs renew', () => {
 		}
 
 		cluster.restartOrder.length = 0;
+		// Certificates count whole seconds: issued in the install's second, the renewed one would end with it.
+		await new Promise(resolve => setTimeout(resolve, 1005 - (Date.now() % 1000)));
 		await renewing.apply({confirm: true});
 		const after = readCertificate(pki(stateDir, 'kube-scheduler.pem'));
 		expect(pki(stateDir, 'kube-scheduler-key.pem')).toBe(key);

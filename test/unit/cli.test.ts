@@ -2,6 +2,7 @@ import {existsSync, readdirSync, readFileSync, statSync} from 'node:fs';
 import path from 'node:path';
 import {describe, expect, test} from 'vitest';
 import {StateStore} from '../../source/state/store.js';
+import {install} from '../../source/operations/install.js';
 import {main} from '../../source/cli.js';
 import {baseConfig, makeFixture, writeConfig} from '../helpers/fixture.js';
 
@@ -77,7 +78,7 @@ describe('command line', () => {
 		const {dir, tarball, stateDir} = makeFixture();
 		const configFile = writeConfig(dir, baseConfig(tarball));
 		const plan = await run(['plan', '--config', configFile, '--state-dir', stateDir, '--json']);
-		expect(JSON.parse(plan.out).steps).toHaveLength(15);
+		expect(JSON.parse(plan.out).steps).toHaveLength(install.steps.length);
 		const status = await run(['status', '--config', configFile, '--state-dir', stateDir]);
 		expect(status.code).toBe(0);
 		expect(status.out).toContain('No apply has run yet.');

@@ -4,6 +4,7 @@ import {describe, expect, test} from 'vitest';
 import {main} from '../../../source/cli.js';
 import {loadConfig} from '../../../source/config/load.js';
 import type {EngineEvent} from '../../../source/engine/events.js';
+import {install} from '../../../source/operations/install.js';
 import {keysFor} from '../../../source/ui/app.js';
 import {initialRun, reduceRun, type HistoryItem, type RunModel} from '../../../source/ui/run-model.js';
 import {Session, type SessionState} from '../../../source/ui/session.js';
@@ -29,7 +30,7 @@ function replay(events: EngineEvent[]): {model: RunModel; history: HistoryItem[]
 describe('run model', () => {
 	test('steps start pending on the hosts they run on; progress, outcomes and times land per host', () => {
 		const initial = initialRun(masters);
-		expect(initial.steps.map(step => step.status)).toEqual(Array.from({length: 15}, () => 'pending'));
+		expect(initial.steps.map(step => step.status)).toEqual(Array.from({length: install.steps.length}, () => 'pending'));
 		expect(initial.steps.find(step => step.id === 'rbac')!.hosts.map(host => host.host)).toEqual(['cluster']);
 
 		const {model, history} = replay([
