@@ -19,7 +19,8 @@ const help = `
     certs renew [NAME|all] Re-issue leaf certificates (kubernetes or apiserver, proxy-client, admin,
                            kube-controller-manager, kube-scheduler; default all) with the same keys and the
                            configured lifetime, then restart one master at a time exactly what reads them
-    status                 Print the recorded progress
+    status                 Print the recorded progress and the etcd snapshots taken
+    backup                 Take an etcd snapshot through the first reachable master into the state folder (0600, sha256 checked)
     reset                  Stop and remove what this install put on the masters (asks first); keeps the CA and keys
     rotate-encryption-key  A new encryption key: added, made the write key, every secret rewritten, the old key
                            dropped; one master at a time; resumes where an earlier run stopped
@@ -27,7 +28,8 @@ const help = `
   Options
     --config, -c FILE      Cluster config (default: cluster.yaml)
     --state-dir DIR        Where state, key material and logs are kept (default: ${'$'}XDG_CONFIG_HOME/k8s-master-install-nodejs)
-    --out DIR              render: target folder; init: config file to write (default: cluster.yaml)
+    --out DIR              render: target folder; init: config file to write (default: cluster.yaml);
+                           backup, reset: the etcd snapshot's file (never replaced) instead of <state>/snapshots
     --yes, -y              apply, rotate-encryption-key: do not ask for confirmation
     --overwrite            apply: overwrite files on the masters that changed since this install wrote them (a backup is kept)
     --force-remove NAME    plan/apply: a master taken out of masters: that no longer answers (dead hardware): decommissioned
@@ -44,7 +46,8 @@ const help = `
     --kube-version V      init: the Kubernetes release (default v1.14.2, the tutorial's)
     --tarball FILE         init: the server tarball (default ./kubernetes-server-linux-amd64.tar.gz)
     --force                init: replace an existing config file
-    --remove-local         reset: also delete the state folder (CA, keys, encryption key, state)
+    --remove-local         reset: also delete the state folder (CA, keys, encryption key, state, snapshots)
+    --no-backup            apply (an upgrade), reset: take no etcd snapshot first (a warning says so)
     --remove-old-key       rotate-encryption-key: delete the old key's file from the state folder once the
                            rotation is done on every master
     --version              Print this tool's version
@@ -80,6 +83,7 @@ export async function main(argv: string[], output: Output = defaultOutput): Prom
 			tarball: {type: 'string', default: './kubernetes-server-linux-amd64.tar.gz'},
 			force: {type: 'boolean', default: false},
 			removeLocal: {type: 'boolean', default: false},
+			noBackup: {type: 'boolean', default: false},
 			removeOldKey: {type: 'boolean', default: false},
 			exitCode: {type: 'boolean', default: false},
 			newKeys: {type: 'boolean', default: false},

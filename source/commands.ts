@@ -17,6 +17,8 @@ import {readCertificate} from './pki/certs.js';
 import {leafNames} from './pki/material.js';
 import {certsCommand} from './certs-command.js';
 import {jsonReporter, lineReporter} from './reporters/line.js';
+import {formatSnapshots} from './reporters/snapshots.js';
+import {refuseExistingOut, refuseLostSnapshot, snapshotStepId} from './steps/snapshot.js';
 import {Runner, stopRunningCommands} from './runner.js';
 import {readLocalText} from './safe-read.js';
 import {defaultStateDir, StateStore} from './state/store.js';
@@ -24,7 +26,7 @@ import {Workspace} from './workspace.js';
 
 export type Output = {out: (line: string) => void; err: (line: string) => void};
 
-export type Flags = {config: string; stateDir?: string; out?: string; yes: boolean; overwrite: boolean; rotate?: string[]; forceRemove?: string[]; json: boolean; verbose: boolean; fromEnv?: string; kubeVersion: string; tarball: string; force: boolean; removeLocal: boolean; exitCode?: boolean; newKeys?: boolean; args?: string[]; removeOldKey?: boolean; allowDowngrade?: boolean};
+export type Flags = {config: string; stateDir?: string; out?: string; yes: boolean; overwrite: boolean; rotate?: string[]; forceRemove?: string[]; json: boolean; verbose: boolean; fromEnv?: string; kubeVersion: string; tarball: string; force: boolean; removeLocal: boolean; exitCode?: boolean; newKeys?: boolean; args?: string[]; removeOldKey?: boolean; allowDowngrade?: boolean; noBackup?: boolean};
 
 /**
  * plan --exit-code's answer when apply would change something. terraform plan -detailed-exitcode says
@@ -98,16 +100,20 @@ export async function runCommand(command: string, flags: Flags, output: Output):
 				return await certsCommand(flags, output, makeEngine);
 			}
 
+			case 'backup': {
+				return await backup(flags, output);
+			}
+
 			case 'status': {
 				const config = await loadConfig(flags.config);
 				const workspace = new Workspace(flags.stateDir ?? defaultStateDir(), config.name);
 				const state = new StateStore(workspace.root, config.name);
-				output.out(flags.json ? JSON.stringify(state.snapshot, null, 2) : formatStatus(state.snapshot, state.path, await certificateExpiries(workspace, config), new Date(), config.certificates.warnDays));
+				output.out(flags.json ? JSON.stringify(state.snapshot, null, 2) : [formatStatus(state.snapshot, state.path, await certificateExpiries(workspace, config), new Date(), config.certificates.warnDays), ...formatSnapshots(state.snapshot.snapshots)].join('\n'));
 				return 0;
 			}
 
 			default: {
-				throw new InputError('command', command, 'is not a command', 'use one of init, render, preflight, plan, apply, verify, cis, certs, status, reset, rotate-encryption-key (see --help)');
+				throw new InputError('command', command, 'is not a command', 'use one of init, render, preflight, plan, apply, verify, cis, certs, status, backup, reset, rotate-encryption-key (see --help)');
 			}
 		}
 	} catch (error) {
@@ -129,6 +135,12 @@ export function reportError(error: unknown, output: Output): number {
 	if (error instanceof StopRequested) {
 		output.err('Stopped. Progress is saved: run the same apply again to resume.');
 		return 130;
+	}
+
+	if (error instanceof ApplyFailed && error.step === snapshotStepId) {
+		const fix = error.failures.at(-1)?.fix;
+		output.err(`error: ${error.message}. Nothing was changed on the masters${fix ? `. Fix: ${fix}` : ''}.`);
+		return 1;
 	}
 
 	if (error instanceof ApplyFailed) {
@@ -157,7 +169,8 @@ async function certificateExpiries(workspace: Workspace, config: ResolvedConfig)
 	})));
 }
 
-function makeEngine(config: ResolvedConfig, flags: Flags, output: Output, runnerOptions: {logFile?: string} = {}): Engine {
+/** snapshotFile: where backup (and reset) write their etcd snapshot instead of the state folder (--out). */
+function makeEngine(config: ResolvedConfig, flags: Flags, output: Output, runnerOptions: {logFile?: string} = {}, snapshotFile?: string): Engine {
 	const workspace = new Workspace(flags.stateDir ?? defaultStateDir(), config.name);
 	const runner = new Runner({logFile: runnerOptions.logFile, defaultTimeoutMs: config.timeouts.commandSeconds * 1000});
 	const rotate = flags.rotate ?? [];
@@ -168,7 +181,7 @@ function makeEngine(config: ResolvedConfig, flags: Flags, output: Output, runner
 
 	// --new-keys: the named leaves get new key pairs with their certificates (certs renew --new-keys).
 	const newKeys = flags.newKeys ? leafNames.filter(name => rotate.includes(name) || rotate.includes('all')) : undefined;
-	const engine = new Engine({config, workspace, runner, prompter: headlessPrompter({yes: flags.yes, overwrite: flags.overwrite}), rotate, newKeys, forceRemove: flags.forceRemove, allowDowngrade: flags.allowDowngrade});
+	const engine = new Engine({config, workspace, runner, prompter: headlessPrompter({yes: flags.yes, overwrite: flags.overwrite}), rotate, newKeys, forceRemove: flags.forceRemove, allowDowngrade: flags.allowDowngrade, backup: {skip: flags.noBackup, out: snapshotFile}});
 	for (const warning of config.warnings) {
 		output.err(`warning: ${warning}`);
 	}
@@ -264,8 +277,11 @@ async function checksCommand(flags: Flags, output: Output, run: (engine: Engine)
 
 /** On a terminal without --yes, reset asks for the cluster's name to be typed; otherwise --yes is needed. */
 async function reset(flags: Flags, output: Output): Promise<number> {
+	refuseExistingOut(flags.out);
 	const config = await loadConfig(flags.config);
-	const engine = makeEngine(config, flags, output);
+	// Refused before the cluster's name is asked for.
+	refuseLostSnapshot(flags.removeLocal, {skip: flags.noBackup, out: flags.out}, new Workspace(flags.stateDir ?? defaultStateDir(), config.name).root);
+	const engine = makeEngine(config, flags, output, {}, flags.out);
 	engine.subscribe(flags.json ? jsonReporter(output.out) : lineReporter(output.out, {verbose: flags.verbose}));
 	const typed = !flags.yes && process.stdin.isTTY === true && process.stdout.isTTY === true;
 	if (typed) {
@@ -279,6 +295,44 @@ async function reset(flags: Flags, output: Output): Promise<number> {
 	}
 
 	await engine.reset({confirm: !typed, removeLocal: flags.removeLocal});
+	return 0;
+}
+
+/** An etcd snapshot through the first reachable master, into the state folder's snapshots or --out FILE. */
+async function backup(flags: Flags, output: Output): Promise<number> {
+	if (flags.noBackup) {
+		throw new InputError('--no-backup', 'set', 'leaves backup nothing to do', 'leave --no-backup out (it is for apply and reset)');
+	}
+
+	refuseExistingOut(flags.out);
+	const config = await loadConfig(flags.config);
+	const workspace = new Workspace(flags.stateDir ?? defaultStateDir(), config.name);
+	const logFile = path.join(workspace.logsDir, `backup-${new Date().toISOString().replaceAll(/[:.]/g, '-')}.jsonl`);
+	const engine = makeEngine(config, flags, output, {logFile}, flags.out);
+	engine.subscribe(flags.json ? jsonReporter(output.out) : lineReporter(output.out, {verbose: flags.verbose}));
+	// Ctrl-C stops before the copy (or after it): the snapshot's folder on the master is still removed.
+	const onSignal = () => {
+		output.err('Stopping after the current action; the snapshot is removed from the master…');
+		engine.requestStop();
+	};
+
+	process.once('SIGINT', onSignal);
+	process.once('SIGTERM', onSignal);
+	try {
+		await engine.backup();
+	} catch (error) {
+		if (error instanceof StopRequested) {
+			output.err('Stopped: no snapshot was kept, and none is left on the master.');
+			return 130;
+		}
+
+		throw error;
+	} finally {
+		process.off('SIGINT', onSignal);
+		process.off('SIGTERM', onSignal);
+		output.err(`log: ${logFile}`);
+	}
+
 	return 0;
 }
 

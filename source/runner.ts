@@ -15,6 +15,12 @@ export type CommandSpec = {
 	/** What the view and the log show instead of the raw arguments (they may be long scripts). */
 	display?: string;
 	onInputProgress?: (bytesSent: number) => void;
+	/**
+	 * Standard output goes straight into this new file (large or binary output: an etcd snapshot),
+	 * created with mode 0600 before the first byte; an existing file is refused (EEXIST), never
+	 * replaced. The result's stdout is then empty: nothing of it reaches memory, a log or a view.
+	 */
+	outputFile?: string;
 };
 
 export type InputPart = {file: string} | {bytes: Buffer};
@@ -66,11 +72,14 @@ export const execaExecutor: Executor = async spec => {
 	// the time of a large upload on a busy workstation); the bytes read so far are its shared offset.
 	const [onlyPart] = spec.inputParts ?? [];
 	const inputFile = spec.inputParts?.length === 1 && onlyPart && 'file' in onlyPart ? openInput(onlyPart.file) : undefined;
+	const outputFile = spec.outputFile === undefined ? undefined : openSync(spec.outputFile, 'wx', 0o600);
 	const subprocess = execa(command, args, {
 		// Ctrl-C in the terminal means "stop after the action under way": the action must not get it too.
 		detached: true,
 		// execa hands any descriptor number to spawn as it is; its types name only 0 and 3-9.
 		stdin: inputFile === undefined ? (spec.inputParts ? 'pipe' : 'ignore') : inputFile as 0,
+		// The file's descriptor itself: the bytes go from the command to the disk, not through this process.
+		stdout: outputFile === undefined ? 'pipe' : outputFile as 1,
 		timeout: spec.timeoutMs,
 		reject: false,
 		stripFinalNewline: false,
@@ -101,6 +110,10 @@ export const execaExecutor: Executor = async spec => {
 	const result = await subprocess.finally(() => {
 		running.delete(subprocess);
 		clearInterval(progress);
+		if (outputFile !== undefined) {
+			closeSync(outputFile);
+		}
+
 		if (inputFile !== undefined) {
 			const sent = fileOffset(inputFile);
 			if (sent !== undefined) {

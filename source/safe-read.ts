@@ -26,6 +26,7 @@ const kinds = {
 	marker: {bytes: 4 * KiB, what: 'a release tag or lock file'},
 	tarball: {bytes: 4 * GiB, what: 'a server tarball'},
 	binary: {bytes: 1 * GiB, what: 'a server binary'},
+	'etcd snapshot': {bytes: 64 * GiB, what: 'an etcd snapshot'},
 } as const;
 
 export type FileKind = keyof typeof kinds;

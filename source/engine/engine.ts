@@ -4,7 +4,7 @@ import type {ResolvedConfig} from '../config/load.js';
 import {InputError, InputErrors, PromptRefused} from '../errors.js';
 import {writeFileAtomic} from '../files.js';
 import * as operations from '../operations/index.js';
-import type {ChangingOperation, Operation, RunFacts} from '../operations/types.js';
+import type {ChangingOperation, FetchingOperation, Operation, RunFacts} from '../operations/types.js';
 import type {KeyPair} from '../pki/certs.js';
 import {ensureMaterial, type LeafName, type Material, type MaterialChange} from '../pki/material.js';
 import {adminContexts, releaseBinDir, renderArtifacts} from '../render/artifacts.js';
@@ -28,7 +28,8 @@ import {wayBack} from '../upgrade/way-back.js';
 import {binaryNames} from '../steps/binaries.js';
 import {readFactsEarly} from '../steps/preflight.js';
 import {describeMembership, membershipChange, refuseMembership} from '../steps/membership.js';
-import type {BinaryFile, StepContext} from '../steps/types.js';
+import {refuseLostSnapshot, snapshotStepId} from '../steps/snapshot.js';
+import type {BackupOptions, BinaryFile, StepContext} from '../steps/types.js';
 import type {Workspace} from '../workspace.js';
 import {runCheckSteps} from './checks.js';
 import type {EngineEvent, EventListener, FailureInfo} from './events.js';
@@ -54,6 +55,8 @@ export type EngineOptions = {
 	api?: Api;
 	/** Masters the config no longer lists that no longer answer: decommissioned without being contacted. */
 	forceRemove?: string[];
+	/** etcd snapshots: --no-backup, and the file backup writes (--out). */
+	backup?: BackupOptions;
 };
 
 export type RunOptions = {
@@ -175,6 +178,8 @@ export class Engine {
 			},
 			skipped: this.skipHosts,
 			throwIfStopping: this.throwIfStopping,
+			backup: this.options.backup ?? {},
+			warn: message => this.emit({type: 'warning', message}),
 			membership: membershipChange(config, this.state.snapshot, this.options.forceRemove),
 		};
 		return this.context;
@@ -277,6 +282,11 @@ export class Engine {
 			case 'checks': {
 				return this.check(operation);
 			}
+
+			case 'fetch': {
+				await this.fetch(operation);
+				return true;
+			}
 		}
 	}
 
@@ -291,7 +301,13 @@ export class Engine {
 	 * data is not touched. The local CA, keys and state folder stay unless removeLocal is asked.
 	 */
 	async reset(options: {confirm: boolean; removeLocal?: boolean}): Promise<void> {
+		refuseLostSnapshot(options.removeLocal, this.options.backup, this.options.workspace.root);
 		await this.run(operations.reset, options);
+	}
+
+	/** An etcd snapshot through the first reachable master, copied here (state folder or --out) and checked; no master changes. */
+	async backup(): Promise<void> {
+		await this.run(operations.backup, {confirm: false});
 	}
 
 	/** The preflight checks alone, on every master, recording nothing; true when none failed. */
@@ -386,7 +402,10 @@ export class Engine {
 			}
 		} catch (error) {
 			if (error instanceof ApplyFailed) {
-				this.emit({type: 'finished', outcome: 'failed', message: `${operation.noun} failed on ${error.failures.map(failure => failure.host).join(', ')}; run ${operation.command} again once they are reachable`, durationMs: Math.round(performance.now() - started)});
+				const message = error.step === snapshotStepId
+					? `${error.message}: nothing was changed on the masters`
+					: `${operation.noun} failed on ${error.failures.map(failure => failure.host).join(', ')}; run ${operation.command} again once they are reachable`;
+				this.emit({type: 'finished', outcome: 'failed', message, durationMs: Math.round(performance.now() - started)});
 			}
 
 			throw error;
@@ -402,6 +421,32 @@ export class Engine {
 		}
 
 		this.emit({type: 'finished', outcome: 'done', message: operation.words.done({...this.runFacts(options), skipped: []}), durationMs: Math.round(performance.now() - started)});
+	}
+
+	/** Every step once, through the masters, nothing recorded as progress and nothing asked: no master changes (backup). */
+	private async fetch(operation: FetchingOperation): Promise<void> {
+		const started = performance.now();
+		const elapsed = () => Math.round(performance.now() - started);
+		const release = this.options.workspace.lock();
+		try {
+			const context = await this.prepare(false, {operation, quiet: true});
+			const runner = this.stepRunner(operation, false);
+			try {
+				await context.remote.closeLeftovers();
+				for (const step of operation.steps) {
+					await runner.runStep(step, context);
+				}
+			} finally {
+				await context.remote.close();
+			}
+		} catch (error) {
+			this.emit({type: 'finished', outcome: error instanceof StopRequested ? 'stopped' : 'failed', message: this.options.runner.redact(error instanceof Error ? error.message : String(error)), durationMs: elapsed()});
+			throw error;
+		} finally {
+			release();
+		}
+
+		this.emit({type: 'finished', outcome: 'done', message: operation.words.done({...this.runFacts({confirm: false}), skipped: []}), durationMs: elapsed()});
 	}
 
 	/** The operation's question, or the resume of the same operation where its last run stopped; the CLI asks, --yes answers. */

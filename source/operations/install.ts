@@ -1,16 +1,20 @@
 import {audit, binaries, certs, encryption, etcdCheck, rbac, start, startControllers, units} from '../steps/definitions.js';
 import {leave} from '../steps/membership.js';
 import {distinctMachines, preflight} from '../steps/preflight.js';
+import {beforeUpgrade, snapshotStep} from '../steps/snapshot.js';
 import {verify, verifyCluster} from '../steps/verify.js';
 import type {Operation} from './types.js';
 
-/** apply: checks, masters that leave, files, services, then what the cluster as a whole needs. */
+/** Before an upgrade, taken among the checks (it needs them): a failed snapshot stops the run before any master changes. */
+const snapshotBeforeUpgrade = {...snapshotStep(beforeUpgrade), needs: [distinctMachines.id]};
+
+/** apply: checks (and a snapshot before an upgrade), masters that leave, files, services, then what the cluster as a whole needs. */
 export const install: Operation = {
 	id: 'install',
 	title: 'Install the control plane',
 	noun: 'install',
 	command: 'apply',
-	steps: [preflight, distinctMachines, leave, binaries, certs, encryption, audit, units, start, startControllers, etcdCheck, rbac, verify, verifyCluster],
+	steps: [preflight, distinctMachines, snapshotBeforeUpgrade, leave, binaries, certs, encryption, audit, units, start, startControllers, etcdCheck, rbac, verify, verifyCluster],
 	mode: 'recorded',
 	words: {
 		question: ({masters}) => `Apply the plan to ${masters.length} master(s) (${masters.join(', ')})?`,

@@ -1,13 +1,14 @@
 import {resetStep} from '../steps/reset.js';
+import {snapshotBeforeReset} from '../steps/snapshot.js';
 import type {Operation} from './types.js';
 
-/** reset: the control plane removed from every master; etcd's data and the local CA stay. */
+/** reset: an etcd snapshot first, then the control plane removed from every master; etcd's data and the local CA stay. */
 export const reset: Operation = {
 	id: 'reset',
 	title: 'Remove the control plane from the masters',
 	noun: 'reset',
 	command: 'reset',
-	steps: [resetStep],
+	steps: [snapshotBeforeReset, resetStep],
 	mode: 'sweep',
 	words: {
 		question: ({masters, stateFolder, removeLocal}) => `Stop kube-apiserver, kube-nginx, kube-controller-manager and kube-scheduler and remove this install's files on ${masters.join(', ')}${removeLocal ? `, then delete ${stateFolder} (CA, keys, encryption key, state)` : ''}?`,

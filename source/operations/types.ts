@@ -25,7 +25,12 @@ export type Operation = {
 	 * words: what the operator reads before and after such a run.
 	 */
 	| {mode: 'recorded' | 'sweep'; words: OperationWords}
+	/** Brings something from the masters to this workstation and changes no master: every step once, nothing recorded as progress, nothing asked (backup). */
+	| {mode: 'fetch'; words: Pick<OperationWords, 'done'>}
 );
+
+/** An operation that only brings something here from the masters. */
+export type FetchingOperation = Extract<Operation, {mode: 'fetch'}>;
 
 /** An operation that changes the masters. */
 export type ChangingOperation = Extract<Operation, {mode: 'recorded' | 'sweep'}>;

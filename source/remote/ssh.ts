@@ -9,7 +9,8 @@ import {processIsAlive} from '../workspace.js';
 import type {Api, HealthAnswer, Probe} from './health.js';
 import {shellQuote, shellWords} from './quote.js';
 
-export type RemoteOptions = {step: string; timeoutMs?: number; display?: string; inputParts?: InputPart[]; onInputProgress?: (bytes: number) => void};
+/** outputFile: the command's standard output written into this new 0600 file (see CommandSpec). */
+export type RemoteOptions = {step: string; timeoutMs?: number; display?: string; inputParts?: InputPart[]; onInputProgress?: (bytes: number) => void; outputFile?: string};
 
 /** The name ssh is given for the master: its sshHost, so that the operator's `Host` blocks apply, else its IP. */
 export function sshDestination(master: Master): string {
@@ -193,6 +194,7 @@ export class Remote {
 			display: `ssh ${master.name} ${options.display ?? script}`,
 			inputParts: options.inputParts,
 			onInputProgress: options.onInputProgress,
+			outputFile: options.outputFile,
 		}).then(async result => (result.exitCode === 255 && this.config.bastion ? {...result, stderr: `${result.stderr.trimEnd()}\n${await this.bastionSays(this.config.bastion)}`} : result));
 		if (!this.firstAnswers.has(master)) {
 			this.firstAnswers.set(master, answer.then(result => result.exitCode === 0, () => false));

@@ -46,6 +46,8 @@ export type InstallState = {
 	restartTimes?: Record<string, RestartTime>;
 	/** Per master, the releases the start step brought up healthy there, oldest first: the last two are the current one and the way back. */
 	startedReleases?: Record<string, string[]>;
+	/** The etcd snapshots taken (backup, before an upgrade or a reset), oldest first: where and what, never their content. */
+	snapshots?: SnapshotRecord[];
 	/** Per master this install was run on, its address as the config gave it then: a master the config no longer lists (or lists at another address) is decommissioned there. */
 	masters?: Record<string, RecordedMaster>;
 	/** The last (or running) encryption-key rotation: rotate-encryption-key. */
@@ -56,6 +58,9 @@ export type InstallState = {
 	 */
 	keptEncryptionKeys?: EncryptionKeyRecord[];
 };
+
+/** One etcd snapshot kept on this workstation: its file (mode 0600), its sha256 and what etcdctl snapshot status read in it. */
+export type SnapshotRecord = {path: string; sha256: string; at: string; revision: number; keys: number; bytes: number; master: string; occasion: string};
 
 /** The phases of a rotation, in order; each is finished on every master before the next begins. */
 export const rotationPhases = ['prepare', 'rotate', 'rewrite', 'drop', 'done'] as const;
@@ -121,7 +126,7 @@ export function migrateState(stored: StateSchema1 | StateSchema2): InstallState 
  * One operation's view of the progress: its steps are named as the operation names them; what any
  * operation wrote on a host (writtenFiles, writtenHashes, forgetFiles, forgetHost) is the whole state's.
  */
-export type Progress = Pick<StateStore, 'writtenHashes' | 'writtenFiles' | 'forgetFiles' | 'forgetHost' | 'recordRestartTime' | 'recordStartedRelease' | 'startedReleases' | 'recordMasters' | 'encryptionRotation' | 'recordEncryptionRotation' | 'recordEncryptionKeys'> & {
+export type Progress = Pick<StateStore, 'writtenHashes' | 'writtenFiles' | 'forgetFiles' | 'forgetHost' | 'recordRestartTime' | 'recordStartedRelease' | 'startedReleases' | 'recordMasters' | 'encryptionRotation' | 'recordEncryptionRotation' | 'recordEncryptionKeys' | 'recordSnapshot' | 'recordedVersion'> & {
 	host(key: string, host: string): HostRecord | undefined;
 	recordHost(key: string, host: string, record: HostRecord): void;
 	recordFile(key: string, host: string, remotePath: string, hash: string, stat?: string): void;
@@ -180,6 +185,8 @@ export class StateStore {
 			encryptionRotation: () => this.encryptionRotation(),
 			recordEncryptionRotation: rotation => this.recordEncryptionRotation(rotation),
 			recordEncryptionKeys: keys => this.recordEncryptionKeys(keys),
+			recordSnapshot: record => this.recordSnapshot(record),
+			recordedVersion: () => this.recordedVersion(),
 		};
 	}
 
@@ -305,6 +312,18 @@ export class StateStore {
 	/** The releases that started healthy on a master, oldest first (none recorded before this record existed). */
 	startedReleases(host: string): string[] {
 		return this.state.startedReleases?.[host] ?? [];
+	}
+
+	/** Remembers an etcd snapshot kept on this workstation. */
+	recordSnapshot(record: SnapshotRecord): void {
+		this.update(state => {
+			state.snapshots = [...state.snapshots ?? [], record];
+		});
+	}
+
+	/** The release the state records the masters on (set once an apply's checks passed); undefined before the first. */
+	recordedVersion(): string | undefined {
+		return this.state.version;
 	}
 
 	/** Forgets files that are no longer on a host (removed with an old release), whichever step wrote them. */

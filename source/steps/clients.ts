@@ -25,13 +25,13 @@ export async function apiserver(context: StepContext, master: Master, step: Step
 	return {ok: answer.ok, status: answer.status, object, reason, problem};
 }
 
-/** etcdctl on a master, with the certificates the apiserver uses for etcd. */
-export function etcdctlScript(context: StepContext, master: Master, args: string[]): string {
+/** etcdctl on a master, with the certificates the apiserver uses for etcd; every endpoint unless told (a snapshot asks one member). */
+export function etcdctlScript(context: StepContext, master: Master, args: string[], endpoints = context.config.etcd.endpoints): string {
 	const files = flagContext(context.config, master.ip);
 	const binDir = context.config.paths.binDir;
 	const searchPath = [...new Set([binDir, '/opt/k8s/bin'])].join(':');
 	return `ETCDCTL_API=3 PATH="$PATH":${shellQuote(searchPath)} etcdctl ${shellWords([
-		`--endpoints=${context.config.etcd.endpoints.join(',')}`,
+		`--endpoints=${endpoints.join(',')}`,
 		`--cacert=${files.etcdCaFile}`,
 		`--cert=${files.etcdCertFile}`,
 		`--key=${files.etcdKeyFile}`,

@@ -56,9 +56,16 @@ export type StepContext = {
 	skipped: ReadonlySet<string>;
 	/** Asks the engine whether the operator asked to stop; checked between actions. */
 	throwIfStopping: () => void;
+	/** What the operator asked of etcd snapshots (--no-backup, backup --out). */
+	backup: BackupOptions;
+	/** Tells the views something the operator must know but that stops nothing (a snapshot not taken). */
+	warn: (message: string) => void;
 	/** Masters the config adds, removes or gives a new address, against the state (see membership.ts). */
 	membership?: MembershipChange;
 };
+
+/** skip: --no-backup (no snapshot before an upgrade or a reset); out: the file backup writes instead of one in the state folder. */
+export type BackupOptions = {skip?: boolean; out?: string};
 
 /** `observed`: what verify read on the host, handed to the run that follows it (one read, not two). */
 export type Verification = {done: boolean; detail?: string; observed?: unknown};

@@ -1,5 +1,5 @@
 import {createHash} from 'node:crypto';
-import {readFileSync} from 'node:fs';
+import {readFileSync, writeFileSync} from 'node:fs';
 import {posix} from 'node:path';
 import {gunzipSync} from 'node:zlib';
 import {execaExecutor, type CommandResult, type CommandSpec, type Executor} from '../../source/runner.js';
@@ -100,6 +100,12 @@ export class FakeCluster {
 	readonly sshHosts = new Map<string, string>();
 	/** The forwarded socket each probe and API call went through (undefined: straight to the address). */
 	readonly apiRoutes: Array<{ip: string; port: number; via: string | undefined}> = [];
+	/** What etcdctl snapshot save writes on a master: not text (a snapshot is binary). */
+	snapshotBytes = Buffer.from([0x00, 0xff, 0xfe, 0x80, ...Buffer.from('etcd snapshot\n'), 0xc3, 0x28]);
+	/** When set, no etcd member gives a snapshot: the save script's own exit 4 with this error. */
+	snapshotFailure: string | undefined;
+	/** The copy of the snapshot arrives with a byte more than the master holds (its sha256 differs). */
+	corruptSnapshotCopy = false;
 	/** Secrets in etcd, by `NAMESPACE/NAME`: the key their raw value is under (`plain`: unencrypted) and their revision. */
 	readonly etcdSecrets = new Map<string, {key: string; revision: number; object: Record<string, any>}>();
 	private revision = 1000;
@@ -416,6 +422,40 @@ export class FakeCluster {
 			}
 
 			host.files.set(to, {...copied});
+			return ok();
+		}
+
+		if (script.includes(' snapshot save ')) {
+			// etcdctl snapshot save into a new 0700 folder under umask 077, then its status and sha256.
+			const folder = unquoteWords(/^mkdir -m 700 -- (\S+) \|\| exit 1$/m.exec(script)![1]!)[0]!;
+			if (this.snapshotFailure) {
+				return fail(4, this.snapshotFailure);
+			}
+
+			const content = this.snapshotBytes;
+			host.folders.set(folder, {mode: 0o700, owner: 'root'});
+			host.files.set(`${folder}/etcd.db`, {content, mode: script.startsWith('umask 077\n') ? 0o600 : 0o644, owner: 'root'});
+			return ok(`status={"hash":3925837040,"revision":42,"totalKey":7,"totalSize":${content.length}}\nsha256=${createHash('sha256').update(content).digest('hex')}\n`);
+		}
+
+		if (spec.outputFile && script.startsWith('cat -- ')) {
+			const found = host.files.get(unquoteWords(script)[2]!);
+			if (!found) {
+				return fail(1, `cat: ${unquoteWords(script)[2]}: No such file or directory`);
+			}
+
+			writeFileSync(spec.outputFile, this.corruptSnapshotCopy ? Buffer.concat([found.content, Buffer.from('!')]) : found.content, {flag: 'wx', mode: 0o600});
+			return ok();
+		}
+
+		const removeFolder = /^rm -rf -- (\S+)$/.exec(script);
+		if (removeFolder) {
+			const [folder] = unquoteWords(removeFolder[1]!);
+			host.folders.delete(folder!);
+			for (const file of [...host.files.keys()].filter(file => file.startsWith(`${folder}/`))) {
+				host.files.delete(file);
+			}
+
 			return ok();
 		}
 

@@ -82,6 +82,7 @@ describe('command line', () => {
 		const status = await run(['status', '--config', configFile, '--state-dir', stateDir]);
 		expect(status.code).toBe(0);
 		expect(status.out).toContain('No apply has run yet.');
+		expect(status.out).toContain('No etcd snapshot taken yet (k8s-master-install backup).');
 		await run(['render', '--config', configFile, '--state-dir', stateDir, '--out', path.join(dir, 'out')]);
 		const later = await run(['status', '--config', configFile, '--state-dir', stateDir]);
 		expect(later.out).toMatch(/certificate kubernetes +valid until \d{4}-\d\d-\d\d \(36[45] days\)/);

@@ -381,7 +381,8 @@ describe('reset', () => {
 		const fixture = makeFixture('v1.28.7');
 		const config = await loadConfig(writeConfig(fixture.dir, baseConfig(fixture.tarball)));
 		const fake = new FakeCluster(ips);
-		const engine = () => new Engine({config, workspace: new Workspace(fixture.stateDir, config.name), runner: new Runner({executor: fake.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: fake.probe, api: fake.api});
+		// --no-backup: the snapshot reset takes first would be deleted with the state folder (backup.test.ts).
+		const engine = () => new Engine({config, workspace: new Workspace(fixture.stateDir, config.name), runner: new Runner({executor: fake.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: fake.probe, api: fake.api, backup: {skip: true}});
 		await (await engine()).apply({confirm: true});
 		fake.hosts.get('172.24.8.73')!.reachable = false;
 		await expect((await engine()).reset({confirm: true, removeLocal: true})).rejects.toThrow(/reset failed on k8smaster03/);

@@ -77,9 +77,9 @@ describe('apply', () => {
 		const stepsDone = events.filter(event => event.type === 'step-done').map(event => event.type === 'step-done' && `${event.step}:${event.outcome}`);
 		// The files steps run side by side and finish in any order (binaries switches its links after its uploads);
 		// the units, which name the release's folder, only once the binaries are there; verify and its cluster checks side by side.
-		// No master leaves on a first install: the leave step has nothing to do, and the files steps wait for it.
+		// A first install takes no etcd snapshot (nothing of it is in etcd yet). No master leaves on a first install: the leave step has nothing to do, and the files steps wait for it.
 		// The controller-managers and schedulers once every apiserver is ready, beside the checks that need only the apiservers.
-		expect([...stepsDone.slice(0, 3), new Set(stepsDone.slice(3, 7)), ...stepsDone.slice(7, 9), new Set(stepsDone.slice(9, 12)), new Set(stepsDone.slice(12))]).toEqual(['preflight:done', 'distinct-machines:done', 'leave:skipped', new Set(['binaries:done', 'certs:done', 'encryption:done', 'audit:done']), 'units:done', 'start:done', new Set(['start-controllers:done', 'etcd-check:done', 'rbac:done']), new Set(['verify-cluster:done', 'verify:done'])]);
+		expect([...stepsDone.slice(0, 4), new Set(stepsDone.slice(4, 8)), ...stepsDone.slice(8, 10), new Set(stepsDone.slice(10, 13)), new Set(stepsDone.slice(13))]).toEqual(['preflight:done', 'distinct-machines:done', 'snapshot:skipped', 'leave:skipped', new Set(['binaries:done', 'certs:done', 'encryption:done', 'audit:done']), 'units:done', 'start:done', new Set(['start-controllers:done', 'etcd-check:done', 'rbac:done']), new Set(['verify-cluster:done', 'verify:done'])]);
 		expect(instance.state.snapshot.run?.status).toBe('done');
 		// The files of the five files steps are read in one round trip per master, beside preflight, and what
 		// verify read is what run uses. The units' state is not read on fresh masters (every unit starts whatever it is).
@@ -650,8 +650,8 @@ describe('plan', () => {
 		const {cluster, engine, stateDir} = setup();
 		const {engine: instance} = await engine();
 		const plan = await instance.plan();
-		expect(plan.steps.map(step => step.id)).toEqual(['preflight', 'distinct-machines', 'leave', 'binaries', 'certs', 'encryption', 'audit', 'units', 'start', 'start-controllers', 'etcd-check', 'rbac', 'verify', 'verify-cluster']);
-		expect(plan.steps[3]!.hosts.map(host => host.host)).toEqual(['k8smaster01', 'k8smaster02', 'k8smaster03']);
+		expect(plan.steps.map(step => step.id)).toEqual(['preflight', 'distinct-machines', 'snapshot', 'leave', 'binaries', 'certs', 'encryption', 'audit', 'units', 'start', 'start-controllers', 'etcd-check', 'rbac', 'verify', 'verify-cluster']);
+		expect(plan.steps[4]!.hosts.map(host => host.host)).toEqual(['k8smaster01', 'k8smaster02', 'k8smaster03']);
 		// The cluster-wide checks are steps of their own, planned once, not with every master's.
 		expect(plan.steps.find(step => step.id === 'verify-cluster')!.hosts.map(host => host.host)).toEqual(['cluster (via k8smaster01)']);
 		expect(JSON.stringify(plan.steps.find(step => step.id === 'verify')!.hosts)).not.toContain('SelfSubjectAccessReview');
