@@ -47,7 +47,7 @@ const help = `
     --tarball FILE         init: the server tarball (default ./kubernetes-server-linux-amd64.tar.gz)
     --force                init: replace an existing config file
     --remove-local         reset: also delete the state folder (CA, keys, encryption key, state, snapshots)
-    --no-backup            apply (an upgrade), reset: take no etcd snapshot first (a warning says so)
+    --no-backup            apply (an upgrade), reset, rotate-encryption-key: take no etcd snapshot first (a warning says so)
     --remove-old-key       rotate-encryption-key: delete the old key's file from the state folder once the
                            rotation is done on every master
     --version              Print this tool's version

@@ -131,8 +131,17 @@ export type Progress = Pick<StateStore, 'writtenHashes' | 'writtenFiles' | 'forg
 	recordHost(key: string, host: string, record: HostRecord): void;
 	recordFile(key: string, host: string, remotePath: string, hash: string, stat?: string): void;
 	recordStats(key: string, host: string, files: Array<{path: string; stat?: string; sha256: string}>): void;
-	recordService(key: string, host: string, service: string, inputs: string): void;
+	/** Per service, the fingerprint of the files it last started healthy with on this host, by whichever operation. */
+	startedWith(host: string): Record<string, string> | undefined;
+	recordService(host: string, service: string, inputs: string): void;
 };
+
+/**
+ * Where the services' fingerprints are kept: the install's start step's record, as before day-2
+ * operations restarted services too, so a state written then is read as it was. A restart by a key
+ * rotation or an upgrade updates it: the next apply restarts only what changed since.
+ */
+const serviceRecordKey = stepKey('install', 'start');
 
 /** conf's own folder for this tool: the default --state-dir. */
 export function defaultStateDir(): string {
@@ -173,7 +182,8 @@ export class StateStore {
 			recordHost: (step, host, record) => this.recordHost(stepKey(operation, step), host, record),
 			recordFile: (step, host, remotePath, hash, stat) => this.recordFile(stepKey(operation, step), host, remotePath, hash, stat),
 			recordStats: (step, host, files) => this.recordStats(stepKey(operation, step), host, files),
-			recordService: (step, host, service, inputs) => this.recordService(stepKey(operation, step), host, service, inputs),
+			startedWith: host => this.host(serviceRecordKey, host)?.services,
+			recordService: (host, service, inputs) => this.recordService(serviceRecordKey, host, service, inputs),
 			writtenHashes: (host, remotePath) => this.writtenHashes(host, remotePath),
 			writtenFiles: host => this.writtenFiles(host),
 			forgetFiles: (host, remotePaths) => this.forgetFiles(host, remotePaths),

@@ -341,7 +341,7 @@ export const leave: StepDefinition = {
 		// kube-nginx runs this config now: the start step has no reason to reload or restart it for it.
 		for (const master of staying) {
 			if (context.state.host('start', master.name)?.services?.['kube-nginx'] !== undefined) {
-				context.state.recordService('start', master.name, 'kube-nginx', serviceFingerprint(serviceInputs('kube-nginx', uploadsStartReads(context, master))));
+				context.state.recordService(master.name, 'kube-nginx', serviceFingerprint(serviceInputs('kube-nginx', uploadsStartReads(context, master))));
 			}
 		}
 

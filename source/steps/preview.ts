@@ -14,7 +14,7 @@ import {binaryNames} from './binaries.js';
 import {services, type ServiceName} from './readiness.js';
 import {ownLink} from './releases.js';
 import {restartPolicy, serviceFingerprint, serviceInputs, type UnitStatus} from './restart-policy.js';
-import {parseUnitStatus, serviceRecordStep, unitStatusRead} from './services.js';
+import {parseUnitStatus, unitStatusRead} from './services.js';
 import type {StepContext, StepId} from './types.js';
 import type {ReleaseChange} from '../upgrade/skew.js';
 
@@ -314,7 +314,7 @@ export async function previewMaster(operation: Operation, context: StepContext, 
 	});
 	// A file whose mode alone differs is written again too: its readers restart as for any write.
 	const changing = new Set(files.map(file => file.path));
-	const recorded = context.state.host(serviceRecordStep, master.name)?.services;
+	const recorded = context.state.startedWith(master.name);
 	const restarts = servicePreview(uploads, changing, recorded, units);
 	return {host: master.name, files, services: [...restarts, ...pendingBinaryRestarts(uploads, pending, restarts)], lastRestart};
 }

@@ -37,13 +37,6 @@ export const startPhases: readonly RestartOrder[] = [[['kube-apiserver', 'kube-n
 /** Every group of every phase, in order. */
 export const installRestartOrder: RestartOrder = startPhases.flat();
 
-/**
- * Where each service's fingerprint (the files it last started healthy with) is kept, whichever start
- * step restarted it: the install's start step's record, as before the start was split in two, so a
- * state written then is read as it was (nothing restarts that did not change).
- */
-export const serviceRecordStep: StepId = 'start';
-
 // One systemctl for the four units (eight took about 0.1 s on a master, more when it is busy), printed
 // as "UNIT ACTIVE NEEDSRELOAD" lines. ActiveState is what is-active prints; -p repeated and no
 // --value: CentOS 7's systemd 219 reads both.
@@ -177,7 +170,7 @@ export function startStep(uploadsOf: UploadsOf, {id = 'start', order = installRe
 	const factsOf = (context: StepContext, master: Master, status?: Map<ServiceName, UnitStatus>): ServiceFacts[] => {
 		const inputs = inputsOf(context, master);
 		const changed = context.changedFiles.get(master.name);
-		const recorded = context.state.host(serviceRecordStep, master.name)?.services;
+		const recorded = context.state.startedWith(master.name);
 		return handled.map(({name}) => ({
 			name,
 			inputs: serviceFingerprint(inputs.get(name)!),
@@ -211,7 +204,7 @@ export function startStep(uploadsOf: UploadsOf, {id = 'start', order = installRe
 			}
 
 			for (const name of wave) {
-				context.state.recordService(serviceRecordStep, master.name, name, serviceFingerprint(inputs.get(name)!));
+				context.state.recordService(master.name, name, serviceFingerprint(inputs.get(name)!));
 			}
 		}
 	};

@@ -66,7 +66,7 @@ describe('rotate-encryption-key', () => {
 		const {engine, root} = await installed();
 		const {engine: instance} = await engine();
 		const plan = await instance.plan(rotateEncryptionKey);
-		expect(plan.steps.map(step => step.id)).toEqual(['rotation-check', 'new-key', 'prepare', 'prepare-restart', 'rotate', 'rotate-restart', 'rewrite', 'drop', 'drop-restart', 'rotation-done']);
+		expect(plan.steps.map(step => step.id)).toEqual(['rotation-check', 'snapshot', 'new-key', 'prepare', 'prepare-restart', 'rotate', 'rotate-restart', 'rewrite', 'drop', 'drop-restart', 'rotation-done']);
 		const described = (id: string) => plan.steps.find(step => step.id === id)!.hosts[0]!.actions.map(action => ('description' in action ? action.description : 'command' in action ? action.command : action.label)).join(' ');
 		expect(described('prepare')).toContain('with the aescbc keys key1, key2 (new)');
 		expect(described('rotate')).toContain('with the aescbc keys key2 (new), key1');
@@ -116,11 +116,14 @@ describe('rotate-encryption-key', () => {
 		expect(events.at(-1)).toMatchObject({type: 'finished', outcome: 'done'});
 		expect(formatStatus(state, 'state.json')).toMatch(/Encryption-key rotation key1 → key2: done .*240 under key2; key1 kept in the state folder/);
 
-		// Done: an apply renders the same config (key2 alone) and leaves it as it is.
+		// Done: an apply renders the same config (key2 alone), leaves it as it is and restarts nothing:
+		// the apiservers' record of what they started with is the whole state's, whichever operation restarted them.
 		const configUploads = () => cluster.uploads().filter(call => call.args.at(-1)!.includes('encryption-config.yaml')).length;
 		const uploadsBefore = configUploads();
+		const restartsBefore = cluster.restartOrder.length;
 		await (await engine()).engine.apply({confirm: true});
 		expect(configUploads()).toBe(uploadsBefore);
+		expect(cluster.restartOrder).toHaveLength(restartsBefore);
 
 		// The old key goes only on request, once done.
 		const store = new StateStore(root, 'k8s');
@@ -138,6 +141,8 @@ describe('rotate-encryption-key', () => {
 		expect(stopped.phase).toBe('rewrite');
 		expect(stopped.rewrite).toMatchObject({rewritten: 100});
 		expect(stopped.rewrite!.continue).toBeDefined();
+		// etcd was snapshotted before the new key was made.
+		expect(first.engine.state.snapshot.snapshots?.map(each => each.occasion)).toEqual(['before the key rotation']);
 		// Still both keys on every master: nothing under key1 is unreadable.
 		for (const ip of ips) {
 			expect(keysOn(cluster, ip)).toEqual(['key2', 'key1']);
@@ -157,6 +162,8 @@ describe('rotate-encryption-key', () => {
 		expect(cluster.restartOrder).toHaveLength(12);
 		expect(etcdCount(cluster)).toEqual({key2: 240});
 		expect(again.engine.state.snapshot.encryptionRotation).toMatchObject({phase: 'done', rewrite: {rewritten: 240}});
+		// The resumed rotation takes no second snapshot: the one before it began is the way back.
+		expect(again.engine.state.snapshot.snapshots).toHaveLength(1);
 	});
 
 	test('an expired continue token starts the list over: every secret still ends under the new key', async () => {
