@@ -351,7 +351,14 @@ describe('versioned binaries', () => {
 describe('the restart order is data', () => {
 	test('an operation can restart every master\'s apiserver, then every controller-manager, then every scheduler', async () => {
 		const {cluster, engine} = setup();
-		await (await engine()).apply({confirm: true});
+		const installed = await engine();
+		await installed.apply({confirm: true});
+		// As if nothing recorded what the services started with: each group restarts.
+		installed.state.update(state => {
+			for (const record of Object.values(state.steps['install/start']!.hosts)) {
+				delete record.services;
+			}
+		});
 		const before = cluster.calls.length;
 		const apiservers = {...startStep(uploadsStartReads, {id: 'start-apiservers', order: [['kube-apiserver']]}), order: 'rolling' as const};
 		const controllerManagers = {...startStep(uploadsStartReads, {id: 'start-controller-managers', order: [['kube-controller-manager']]}), order: 'rolling' as const, needs: ['start-apiservers']};
