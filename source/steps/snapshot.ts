@@ -78,7 +78,9 @@ function endpointsFrom(context: StepContext, master: Master): string[] {
 export function saveScript(context: StepContext, master: Master, folder: string): string {
 	const files = flagContext(context.config, master.ip);
 	const file = `${folder}/etcd.db`;
-	const saves = endpointsFrom(context, master).map(endpoint => etcdctlScript(context, master, ['snapshot', 'save', file], [endpoint]));
+	// etcd 3.4's snapshot save waits for ever on a member that is down (tried: still waiting after 40 s):
+	// asked first whether it answers (bounded by its dial and command timeouts), a dead member is passed over.
+	const saves = endpointsFrom(context, master).map(endpoint => `{ ${etcdctlScript(context, master, ['endpoint', 'health', '--dial-timeout=3s', '--command-timeout=5s'], [endpoint])} && ${etcdctlScript(context, master, ['snapshot', 'save', file], [endpoint])}; }`);
 	const searchPath = [...new Set([context.config.paths.binDir, '/opt/k8s/bin'])].join(':');
 	return [
 		'umask 077',
