@@ -19,6 +19,16 @@ import {baseConfig, makeFixture, writeConfig} from '../helpers/fixture.js';
 const ips = ['172.24.8.71', '172.24.8.72', '172.24.8.73'];
 const configPath = '/etc/kubernetes/encryption-config.yaml';
 
+/** Asks the run to stop once the first apiserver restarts (the prepare phase). */
+function stopAtFirstApiserverRestart(cluster: FakeCluster, engine: Engine): void {
+	let restarts = 0;
+	cluster.beforeCommand = spec => {
+		if (spec.command === 'ssh' && (spec.args.at(-1) ?? '').includes('systemctl restart kube-apiserver') && ++restarts === 1) {
+			engine.requestStop();
+		}
+	};
+}
+
 /** An installed cluster on the fake masters, with secrets under key1 in three namespaces. */
 async function installed() {
 	const fixture = makeFixture();
@@ -220,12 +230,7 @@ describe('rotate-encryption-key', () => {
 	test('a stop during prepare resumes prepare; masters read both keys meanwhile', async () => {
 		const {cluster, engine} = await installed();
 		const first = await engine();
-		let restarts = 0;
-		cluster.beforeCommand = spec => {
-			if (spec.command === 'ssh' && (spec.args.at(-1) ?? '').includes('systemctl restart kube-apiserver') && ++restarts === 1) {
-				first.engine.requestStop();
-			}
-		};
+		stopAtFirstApiserverRestart(cluster, first.engine);
 
 		await expect(first.engine.run(rotateEncryptionKey, {confirm: true})).rejects.toBeInstanceOf(StopRequested);
 		expect(first.engine.state.snapshot.encryptionRotation!.phase).toBe('prepare');
@@ -253,12 +258,7 @@ describe('rotate-encryption-key', () => {
 	test('a key file that is not the recorded one is refused before any master changes', async () => {
 		const {cluster, engine, root} = await installed();
 		const first = await engine();
-		let restarts = 0;
-		cluster.beforeCommand = spec => {
-			if (spec.command === 'ssh' && (spec.args.at(-1) ?? '').includes('systemctl restart kube-apiserver') && ++restarts === 1) {
-				first.engine.requestStop();
-			}
-		};
+		stopAtFirstApiserverRestart(cluster, first.engine);
 		await expect(first.engine.run(rotateEncryptionKey, {confirm: true})).rejects.toBeInstanceOf(StopRequested);
 		cluster.beforeCommand = () => undefined;
 		writeFileSync(path.join(root, 'pki', 'encryption-key2.key'), `${Buffer.alloc(32, 7).toString('base64')}\n`, {mode: 0o600});
