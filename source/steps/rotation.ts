@@ -1,3 +1,4 @@
+import YAML from 'yaml';
 import type {Master} from '../config/schema.js';
 import {InputError, StepError} from '../errors.js';
 import {sha256} from '../files.js';
@@ -138,6 +139,24 @@ function beginPhase(context: StepContext, phase: Exclude<RotationPhase, 'done'>)
 const done = (phase: RotationPhase): Verification => ({done: true, detail: `the ${phase} phase is finished on every master (recorded)`});
 
 /**
+ * The rewrite writes back secrets and proves it by counting /registry/secrets/: a config that also
+ * encrypts other resources, or an apiserver keeping its keys under another prefix, would leave data
+ * under the old key that drop then removes for good.
+ */
+function refuseUnprovable(context: StepContext): void {
+	const prefixFlag = context.config.extraFlags['kube-apiserver'].find(flag => /^--etcd[-_]prefix\b/.test(flag));
+	if (prefixFlag) {
+		throw new InputError('extraFlags.kube-apiserver', prefixFlag, 'moves the apiserver\'s data out of /registry/, where the rotation proves that no secret is left under the old key', 'rotate by hand (the Kubernetes documentation\'s "Rotating a decryption key"), or run without this flag');
+	}
+
+	const rendered = YAML.parse(renderEncryptionConfig(context.config, context.material.encryptionKeys).content) as {resources?: Array<{resources?: unknown}>};
+	const others = (rendered.resources ?? []).flatMap(entry => (Array.isArray(entry.resources) ? entry.resources : [])).filter(resource => resource !== 'secrets');
+	if (others.length > 0) {
+		throw new InputError('templatesDir', `${context.config.templatesDir ?? 'templates'}/encryption-config.yaml`, `encrypts ${others.join(', ')} besides secrets: the rotation writes back and counts secrets only`, 'rotate by hand for those resources (the Kubernetes documentation\'s "Rotating a decryption key"), or encrypt secrets only');
+	}
+}
+
+/**
  * The first step, a check before anything is made: every master runs the encryption config this
  * install wrote there and its apiserver is ready. A rotation on a master that drifted or is down
  * would leave it unable to read what the others write.
@@ -150,6 +169,7 @@ export const rotationCheck: StepDefinition = {
 	plan: (context, master) => [{kind: 'check', description: `${context.config.paths.configDir}/encryption-config.yaml is the one this install wrote; https://${master.ip}:6443${readinessPath(context.config.kubeVersion)} answers ok`}],
 	verify: async () => ({done: false}),
 	async run(context, master) {
+		refuseUnprovable(context);
 		const file = `${context.config.paths.configDir}/encryption-config.yaml`;
 		const [facts, ready] = await Promise.all([
 			readRemoteFiles(context, master, 'rotation-check', [file], 'encryption'),
@@ -197,14 +217,16 @@ const phaseTitles: Record<ConfigPhase, string> = {
 /** The count that lets drop go ahead: every secret's value in etcd under the new key. */
 function requireProof(rotation: EncryptionRotation | undefined, master: Master): void {
 	const left = Object.entries(rotation?.count?.byKey ?? {}).filter(([key, count]) => key !== rotation!.to.name && count > 0);
-	if (rotation?.count && left.length === 0 && rank(rotation.phase) >= rank('rewrite')) {
+	// Secrets written back but none counted under the new key: the count read the wrong place (another --etcd-prefix), not a proof.
+	const counted = (rotation?.count?.byKey[rotation.to.name] ?? 0) > 0 || (rotation?.rewrite?.rewritten ?? 0) === 0;
+	if (rotation?.count && left.length === 0 && counted && rank(rotation.phase) >= rank('rewrite')) {
 		return;
 	}
 
 	throw new StepError({
 		step: 'drop',
 		host: master.name,
-		message: rotation?.count ? `the old key is still needed: etcd holds ${left.map(([key, count]) => `${count} secret value(s) under ${key}`).join(', ')}` : 'the old key is still needed: the rewrite has not proved that no secret is left under it',
+		message: rotation?.count && left.length > 0 ? `the old key is still needed: etcd holds ${left.map(([key, count]) => `${count} secret value(s) under ${key}`).join(', ')}` : 'the old key is still needed: the rewrite has not proved that no secret is left under it',
 		fix: 'run rotate-encryption-key again: it finishes the rewrite first',
 	});
 }

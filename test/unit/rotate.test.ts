@@ -1,6 +1,7 @@
-import {existsSync, readFileSync, statSync, writeFileSync} from 'node:fs';
+import {existsSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs';
 import path from 'node:path';
 import {describe, expect, test} from 'vitest';
+import YAML from 'yaml';
 import {main} from '../../source/cli.js';
 import {loadConfig} from '../../source/config/load.js';
 import {ApplyFailed, Engine, StopRequested} from '../../source/engine/engine.js';
@@ -135,9 +136,14 @@ describe('rotate-encryption-key', () => {
 		expect(configUploads()).toBe(uploadsBefore);
 		expect(cluster.restartOrder).toHaveLength(restartsBefore);
 
-		// The old key goes only on request, once done.
+		// The old key goes only on request, once done, and not while the snapshot taken before the rotation (its secrets under key1) is kept.
 		const store = new StateStore(root, 'k8s');
-		expect(removeOldKeyFiles(new Workspace(stateDir, root.split('/').at(-1)!), store)).toEqual([path.join(root, 'pki', 'encryption.key')]);
+		const workspace = new Workspace(stateDir, root.split('/').at(-1)!);
+		const [before] = store.snapshot.snapshots!;
+		expect(() => removeOldKeyFiles(workspace, store)).toThrow(`still decrypts the secrets in 1 etcd snapshot(s) taken before the rewrite (${before!.path})`);
+		expect(existsSync(path.join(root, 'pki', 'encryption.key'))).toBe(true);
+		rmSync(before!.path);
+		expect(removeOldKeyFiles(workspace, store)).toEqual([path.join(root, 'pki', 'encryption.key')]);
 		expect(existsSync(path.join(root, 'pki', 'encryption-key2.key'))).toBe(true);
 	});
 
@@ -265,6 +271,18 @@ describe('rotate-encryption-key', () => {
 		const uploads = cluster.uploads().length;
 		await expect((await engine()).engine.run(rotateEncryptionKey, {confirm: true})).rejects.toThrow(/encryption-key2\.key/);
 		expect(cluster.uploads().length).toBe(uploads);
+	});
+
+	test('an apiserver keeping its data under another etcd prefix is refused before a key is made: the count could not prove the rewrite', async () => {
+		const {configFile, engine, root} = await installed();
+		const config = YAML.parse(readFileSync(configFile, 'utf8')) as Record<string, unknown>;
+		writeFileSync(configFile, YAML.stringify({...config, extraFlags: {'kube-apiserver': ['--etcd-prefix=/elsewhere']}}));
+		const {engine: instance} = await engine();
+		const failed = await instance.run(rotateEncryptionKey, {confirm: true}).catch((error: unknown) => error);
+		expect(failed).toBeInstanceOf(ApplyFailed);
+		expect((failed as ApplyFailed).failures[0]!.message).toMatch(/^rotation-check on k8smaster01: extraFlags.kube-apiserver: moves the apiserver's data out of \/registry\/.* \(got --etcd-prefix=\/elsewhere\)/);
+		expect(existsSync(path.join(root, 'pki', 'encryption-key2.key'))).toBe(false);
+		expect(instance.state.snapshot.encryptionRotation).toBeUndefined();
 	});
 
 	test('the command: --remove-old-key before a rotation, or during one, exits 2 and removes nothing', async () => {
