@@ -415,6 +415,10 @@ export class Engine {
 		}
 
 		this.state.clearProgress();
+		for (const master of this.options.config.masters) {
+			this.state.forgetHost(master.name);
+		}
+
 		this.state.forgetMaterialInUse();
 		if (options.removeLocal) {
 			rmSync(workspace.root, {recursive: true, force: true});

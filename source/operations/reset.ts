@@ -11,7 +11,7 @@ export const reset: Operation = {
 	steps: [snapshotBeforeReset, resetStep],
 	mode: 'sweep',
 	words: {
-		question: ({masters, stateFolder, removeLocal}) => `Stop kube-apiserver, kube-nginx, kube-controller-manager and kube-scheduler and remove this install's files on ${masters.join(', ')}${removeLocal ? `, then delete ${stateFolder} (CA, keys, encryption key, state)` : ''}?`,
+		question: ({masters, stateFolder, removeLocal}) => `Stop kube-apiserver, kube-nginx, kube-controller-manager and kube-scheduler and remove this install's files on ${masters.join(', ')}${removeLocal ? `, then delete ${stateFolder} (CA, keys, encryption key, state and the etcd snapshots under it)` : ''}?`,
 		done: ({masters, stateFolder, removeLocal}) => `${masters.length} master(s) reset${removeLocal ? `; ${stateFolder} deleted` : `; the CA and keys are kept in ${stateFolder}`}`,
 	},
 };

@@ -415,11 +415,14 @@ export class StateStore {
 	}
 
 	/** Forgets progress (not the key material): "start over". */
+	/**
+	 * Forgets every step's progress. Where masters are reached stays: it is the inventory of what this
+	 * install runs on, and a master the config dropped must still be decommissioned by the next apply.
+	 */
 	clearProgress(): void {
 		this.update(state => {
 			state.steps = {};
 			delete state.run;
-			delete state.masters;
 		});
 	}
 }

@@ -333,6 +333,12 @@ export const leave: StepDefinition = {
 	async run(context) {
 		const change = context.membership!;
 		const names = change.departing.map(departure => departure.name).join(', ');
+		// A skipped master's kube-nginx would keep sending to the leaving apiserver once it stops.
+		const skippedStaying = change.staying.filter(master => context.skipped.has(master.name));
+		if (skippedStaying.length > 0) {
+			throw new StepError({step: 'leave', host: clusterHost, message: `${names} cannot leave while ${skippedStaying.map(master => master.name).join(', ')} is skipped: its kube-nginx would keep sending requests to the leaving apiserver`, fix: 'run apply without skipping a master that stays'});
+		}
+
 		// A master that has kube-nginx's config of this install; one that has none yet gets it from the units step.
 		const confPath = `${context.config.paths.nginxDir}/conf/kube-nginx.conf`;
 		const staying = through(context).filter(master => change.staying.includes(master) && context.state.writtenFiles(master.name).has(confPath));
@@ -340,7 +346,7 @@ export const leave: StepDefinition = {
 		await rewriteNginx(context, staying, 'leave', `take ${names} out of kube-nginx`);
 		// kube-nginx runs this config now: the start step has no reason to reload or restart it for it.
 		for (const master of staying) {
-			if (context.state.host('start', master.name)?.services?.['kube-nginx'] !== undefined) {
+			if (context.state.startedWith(master.name)?.['kube-nginx'] !== undefined) {
 				context.state.recordService(master.name, 'kube-nginx', serviceFingerprint(serviceInputs('kube-nginx', uploadsStartReads(context, master))));
 			}
 		}

@@ -85,6 +85,8 @@ export function saveScript(context: StepContext, master: Master, folder: string)
 	return [
 		'umask 077',
 		`for f in ${shellWords([files.etcdCaFile, files.etcdCertFile, files.etcdKeyFile])}; do if [ ! -r "$f" ]; then echo "k8smi: $f is missing" >&2; exit 3; fi; done`,
+		// What a killed run left (a snapshot of etcd and every secret in it) goes first.
+		`rm -rf -- ${remoteParent}/k8smi-snapshot-*`,
 		`mkdir -m 700 -- ${shellQuote(folder)} || exit 1`,
 		`if ! { ${saves.join(' || ')}; } > ${shellQuote(`${folder}/save.log`)} 2>&1; then tail -n 5 ${shellQuote(`${folder}/save.log`)} >&2; rm -rf -- ${shellQuote(folder)}; exit 4; fi`,
 		// etcd 3.6 moved snapshot status to etcdutl.
@@ -127,13 +129,10 @@ export async function takeSnapshot(context: StepContext, master: Master, why: st
 	mkdirSync(path.dirname(target), {recursive: true, mode: 0o700});
 	const partial = `${target}.${randomBytes(4).toString('hex')}.partial`;
 	const timeoutMs = Math.max(context.config.timeouts.commandSeconds * 1000, 600_000);
-	// Whether the master was reached: only then may the folder be there to remove.
-	let reached = false;
 	try {
 		const script = saveScript(context, master, folder);
 		const display = `umask 077; etcdctl snapshot save ${remoteFile} (from one member, ${master.name}'s own first); etcdctl snapshot status -w json; sha256sum`;
 		const saved = await context.remote.run(master, script, {step, display, timeoutMs});
-		reached = saved.exitCode !== 255 || saved.timedOut;
 		if (saved.exitCode !== 0) {
 			const fix = saveFixes(master)[saved.exitCode];
 			throw fix ? new StepError({step, host: master.name, message: `exit ${saved.exitCode}: ${lastLine(saved.stderr) || display}`, command: display, output: context.runner.redact(saved.stderr.slice(-2000)), fix}) : context.remote.failure(master, script, {step, display}, saved);
@@ -170,9 +169,8 @@ export async function takeSnapshot(context: StepContext, master: Master, why: st
 		return record;
 	} finally {
 		rmSync(partial, {force: true});
-		if (reached) {
-			await removeRemoteFolder(context, master, folder);
-		}
+		// Always: even an ssh that failed (exit 255) may have cut the connection after the snapshot was made.
+		await removeRemoteFolder(context, master, folder);
 	}
 }
 

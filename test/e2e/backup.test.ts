@@ -98,7 +98,19 @@ describe.skipIf(!lab)('backup and restore on the lab', () => {
 				case 'masters':
 				case 'members': {
 					for (const host of lab!.hosts) {
-						labSsh(lab!, host.name, `set -e\n${labValues(host)}\n${script}`);
+						const block = `set -e\n${labValues(host)}\n${script}`;
+						try {
+							labSsh(lab!, host.name, block);
+						} catch (error) {
+							// systemd in the lab's containers cannot kill a stopped unit's cgroup ("Failed to kill control group:
+							// Input/output error"), and the first start after it can fail with 219/CGROUP; a second start works.
+							// Lab-only: any other failure, or a second one, fails the test.
+							if (!labSsh(lab!, host.name, 'journalctl -n 30 --no-pager -o cat || true').includes('status=219/CGROUP')) {
+								throw error;
+							}
+
+							labSsh(lab!, host.name, block);
+						}
 					}
 
 					break;
@@ -108,7 +120,8 @@ describe.skipIf(!lab)('backup and restore on the lab', () => {
 					const host = lab!.hosts[0]!;
 					// etcdctl 3.4 prints endpoint health on stderr.
 					const out = labSsh(lab!, host.name, `${labValues(host)}\n{\n${script}\n} 2>&1`);
-					expect(out.match(/is healthy/g), out).toHaveLength(lab!.hosts.length);
+					// The loop asks until every member is healthy: its last answer (after any unhealthy one) names each member healthy.
+					expect(out.split('Error: unhealthy cluster').at(-1)!.match(/is healthy/g), out).toHaveLength(lab!.hosts.length);
 					break;
 				}
 			}

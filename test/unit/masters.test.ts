@@ -313,6 +313,18 @@ describe('a master taken out of the config', () => {
 		expect(hostsRecorded(instance)).not.toContain('k8smaster03');
 	});
 
+	test('a master cannot leave while a master that stays is skipped: its kube-nginx would keep sending to it; nothing is stopped', async () => {
+		const {cluster, engine, setMasters, install} = setup();
+		await install();
+		setMasters([master(1, ip1), master(2, ip2)]);
+		const {engine: instance} = await engine();
+		const failure = await instance.apply({confirm: true, skipHosts: ['k8smaster02']}).catch((error: unknown) => error);
+		expect(failure).toBeInstanceOf(ApplyFailed);
+		expect((failure as ApplyFailed).failures[0]).toMatchObject({step: 'leave', message: expect.stringContaining('k8smaster03 cannot leave while k8smaster02 is skipped')});
+		expect(upstreams(cluster, ip2)).toEqual([ip1, ip2, ip3]);
+		expect(cluster.calls.filter(call => call.command === 'ssh' && call.args.includes(ip3) && call.args.at(-1)!.includes('systemctl stop'))).toEqual([]);
+	});
+
 	test('removing every master the install runs on is refused, as is --force-remove of a master that stays; nothing is touched', async () => {
 		const {cluster, engine, setMasters, install} = setup([master(1, ip1)]);
 		await install();

@@ -8,6 +8,7 @@ import type {EngineEvent} from '../../source/engine/events.js';
 import {headlessPrompter, type Prompter} from '../../source/engine/prompts.js';
 import type {MaterialRecord} from '../../source/pki/material.js';
 import {Runner} from '../../source/runner.js';
+import {StateStore} from '../../source/state/store.js';
 import {Workspace} from '../../source/workspace.js';
 import {FakeCluster} from '../helpers/fake-hosts.js';
 import {baseConfig, makeFixture, writeConfig} from '../helpers/fixture.js';
@@ -110,6 +111,18 @@ describe('state', () => {
 		expect(cluster.uploads().length).toBe(uploads);
 		expect(instance.state.snapshot.run).toMatchObject({operation: 'install', status: 'done'});
 		expect(Object.keys(instance.state.snapshot.steps)).toEqual(expect.arrayContaining(['install/distinct-machines', 'install/verify-cluster']));
+	});
+});
+
+describe('start over', () => {
+	test('forgets the progress, not where the masters are: a master the config dropped is still decommissioned by the next apply', () => {
+		const {stateDir} = makeFixture();
+		const store = new StateStore(path.join(stateDir, 'kubernetes'), 'kubernetes');
+		store.recordMasters([{name: 'k8smaster01', ip: '172.24.8.71'}, {name: 'k8smaster03', ip: '172.24.8.73'}]);
+		store.progress('install').recordHost('start', 'k8smaster03', {status: 'done', at: new Date().toISOString(), inputs: 'x'});
+		store.clearProgress();
+		expect(store.snapshot.steps).toEqual({});
+		expect(Object.keys(store.snapshot.masters ?? {})).toEqual(['k8smaster01', 'k8smaster03']);
 	});
 });
 
