@@ -297,11 +297,19 @@ async function removeFromCluster(context: StepContext, departure: Departure, hos
 async function decommission(context: StepContext, departure: Departure): Promise<{hostname: string; detail: string}> {
 	const master = asMaster(departure);
 	let hostname: string;
+	let addresses: string[];
 	try {
-		hostname = (await context.remote.check(master, 'hostname', {step: 'leave'})).stdout.trim();
+		const [first = '', ...rest] = (await context.remote.check(master, 'hostname; if command -v ip >/dev/null; then ip -o addr show | awk \'{print $4}\' | cut -d/ -f1; fi', {step: 'leave', display: 'hostname and addresses'})).stdout.trim().split('\n');
+		hostname = first.trim();
+		addresses = rest.map(line => line.trim()).filter(Boolean);
 	} catch (error) {
 		const reason = error instanceof Error ? error.message.split('\n')[0] : String(error);
 		throw new StepError({step: 'leave', host: departure.name, message: `${departure.name} (${departure.ip}) leaves the cluster but does not answer: ${reason}`, fix: `if the machine is gone, run apply again with --force-remove ${departure.name}: nothing is asked of it and the run names what stays there; else make it reachable and run apply again`});
+	}
+
+	// Reached by a name (sshHost) that now points at another machine (a replacement under the same name): never reset that one.
+	if (departure.ip && addresses.length > 0 && !addresses.includes(departure.ip)) {
+		throw new StepError({step: 'leave', host: departure.name, message: `${departure.name} was reached as ${master.sshHost ?? master.ip}, but that machine (${hostname}) does not have ${departure.ip}: it is not the master that leaves`, fix: `if the old machine is gone, run apply again with --force-remove ${departure.name}; else make the old machine reachable at its recorded address`});
 	}
 
 	return {hostname, detail: await resetHost(context, master)};

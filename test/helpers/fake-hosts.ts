@@ -231,6 +231,10 @@ export class FakeCluster {
 			return ok(`${fakeHostname(host.ip)}\n`);
 		}
 
+		if (script.startsWith('hostname; if command -v ip')) {
+			return ok(`${fakeHostname(host.ip)}\n127.0.0.1\n${host.ip}\n`);
+		}
+
 		if (script === 'ss -Hltn') {
 			return ok([...host.listening.map(entry => `LISTEN 0 4096 0.0.0.0:${entry.port} 0.0.0.0:*`), ...(host.active ? [`LISTEN 0 4096 ${host.ip}:6443 0.0.0.0:*`] : [])].join('\n'));
 		}
