@@ -1,5 +1,5 @@
 import {execFileSync, spawnSync} from 'node:child_process';
-import {writeFileSync} from 'node:fs';
+import {rmSync, writeFileSync} from 'node:fs';
 import path from 'node:path';
 import {beforeEach, describe, expect, inject, test} from 'vitest';
 import {etcdctl, readState, resetMasters, runCli, startProbes, stopProbes, writeLabConfig} from './lab-helpers.js';
@@ -104,6 +104,13 @@ describe.skipIf(!lab)('rotate-encryption-key on the lab', () => {
 		const verified = await runCli(['verify', '--config', configFile, '--state-dir', stateDir]);
 		expect(verified.code, verified.stdout).toBe(0);
 		expect(verified.stdout).toMatch(/secrets per encryption key/);
+		// The snapshot taken before the rotation holds secrets only key1 decrypts: the old key stays while it is kept.
+		const [before] = readState(stateDir).snapshots;
+		expect(before.occasion).toBe('before the key rotation');
+		const refused = await runCli(['rotate-encryption-key', '--remove-old-key', '--config', configFile, '--state-dir', stateDir]);
+		expect(refused.code, refused.stderr).toBe(2);
+		expect(refused.stderr).toContain(before.path);
+		rmSync(before.path);
 		const removed = await runCli(['rotate-encryption-key', '--remove-old-key', '--config', configFile, '--state-dir', stateDir]);
 		expect(removed.code, removed.stderr).toBe(0);
 		expect(removed.stdout).toMatch(/removed .*encryption\.key/);
