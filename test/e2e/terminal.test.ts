@@ -47,7 +47,8 @@ describe.skipIf(!lab)('the terminal UI in a real terminal', () => {
 		const done = await waitFor(/EXIT=\d+/, 120_000);
 		expect(done, done).toContain('EXIT=0');
 		expect(done).toMatch(/Done: 3 master\(s\) installed/);
-		expect(done).toMatch(/✔ Start the control plane and wait until ready/);
+		expect(done).toMatch(/✔ Start the control plane: the apiservers and kube-nginx/);
+		expect(done).toMatch(/✔ Start the controller-managers and schedulers/);
 		expect(readState(stateDir).run.status).toBe('done');
 		for (const host of lab!.hosts) {
 			expect(labSsh(lab!, host.name, 'systemctl is-active kube-apiserver').trim()).toBe('active');
