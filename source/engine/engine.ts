@@ -16,6 +16,7 @@ import {readLocalText} from '../safe-read.js';
 import {StateStore} from '../state/store.js';
 import {unpackBinaries, unpackedBinaries} from '../steps/binaries.js';
 import {certificateRowsRead} from '../steps/certs-read.js';
+import type {PerMasterReads} from '../steps/per-master-reads.js';
 import {cisResultsRead, type CisResult} from '../steps/cis.js';
 import type {CertificateRow} from '../pki/inventory.js';
 import {downloadTarball} from '../steps/download.js';
@@ -327,20 +328,16 @@ export class Engine {
 
 	/** The CIS benchmark's control-plane checks, read from every master; records nothing. */
 	async cis(): Promise<Map<string, CisResult[] | FailureInfo>> {
-		const {context, failures} = await this.readEachMaster(operations.cis);
-		const read = cisResultsRead(context);
-		return new Map(this.options.config.masters.map(master => [master.name, failures.get(master.name) ?? read.get(master.name) ?? []]));
+		return this.readEachMaster(operations.cis, cisResultsRead);
 	}
 
 	/** Every certificate this install manages, read from every master (one round trip each); records nothing. */
 	async certificates(): Promise<Map<string, CertificateRow[] | FailureInfo>> {
-		const {context, failures} = await this.readEachMaster(operations.certificates);
-		const read = certificateRowsRead(context);
-		return new Map(this.options.config.masters.map(master => [master.name, failures.get(master.name) ?? read.get(master.name) ?? []]));
+		return this.readEachMaster(operations.certificates, certificateRowsRead);
 	}
 
 	/** A read operation's steps on every master at once; a master that fails is named with why, the others still read. */
-	private async readEachMaster(operation: Operation): Promise<{context: StepContext; failures: Map<string, FailureInfo>}> {
+	private async readEachMaster<T>(operation: Operation, reads: PerMasterReads<T[]>): Promise<Map<string, T[] | FailureInfo>> {
 		const context = await this.prepare(false, {operation, quiet: true});
 		const failures = new Map<string, FailureInfo>();
 		try {
@@ -357,7 +354,8 @@ export class Engine {
 			await context.remote.close();
 		}
 
-		return {context, failures};
+		const read = reads.read(context);
+		return new Map(this.options.config.masters.map(master => [master.name, failures.get(master.name) ?? read.get(master.name) ?? []]));
 	}
 
 	private async check(operation: Operation): Promise<boolean> {

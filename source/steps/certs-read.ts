@@ -1,3 +1,4 @@
+import {PerMasterReads} from './per-master-reads.js';
 import type {Master} from '../config/schema.js';
 import {sha256} from '../files.js';
 import {certificateRow, writtenStatus, type CertificateName, type CertificateRow} from '../pki/inventory.js';
@@ -80,11 +81,7 @@ export function masterRows(context: StepContext, master: Master, output: string,
 }
 
 /** Per run, each master's rows: the certs command prints them whole. */
-const rowsRead = new WeakMap<StepContext, Map<string, CertificateRow[]>>();
-
-export function certificateRowsRead(context: StepContext): Map<string, CertificateRow[]> {
-	return rowsRead.get(context) ?? new Map();
-}
+export const certificateRowsRead = new PerMasterReads<CertificateRow[]>();
 
 /** The certificates on every master as a read-only step, done again every time; the command judges them. */
 export const certsReadStep: StepDefinition = {
@@ -97,8 +94,7 @@ export const certsReadStep: StepDefinition = {
 	async run(context, master) {
 		const result = await context.remote.check(master, certificatesScript(certificateTargets(context)), {step: 'certs-read', display: 'read the certificates, their hashes and ages'});
 		const rows = masterRows(context, master, result.stdout, new Date());
-		const read = rowsRead.get(context) ?? new Map<string, CertificateRow[]>();
-		rowsRead.set(context, read.set(master.name, rows));
+		certificateRowsRead.record(context, master.name, rows);
 		const soonest = rows.filter(row => row.daysLeft !== undefined).sort((a, b) => a.daysLeft! - b.daysLeft!)[0];
 		return `${rows.length} files read${soonest ? `; first to end: ${soonest.name} in ${soonest.daysLeft} days` : ''}`;
 	},

@@ -1,3 +1,4 @@
+import {PerMasterReads} from './per-master-reads.js';
 import type {Master} from '../config/schema.js';
 import {unitPath} from '../render/artifacts.js';
 import {shellQuote, shellWords} from '../remote/quote.js';
@@ -325,11 +326,7 @@ export function cisSummary(results: CisResult[]): {failed: string[]; text: strin
 }
 
 /** Per run, each master's results: the cis command prints them whole, not only the step's note. */
-const resultsRead = new WeakMap<StepContext, Map<string, CisResult[]>>();
-
-export function cisResultsRead(context: StepContext): Map<string, CisResult[]> {
-	return resultsRead.get(context) ?? new Map();
-}
+export const cisResultsRead = new PerMasterReads<CisResult[]>();
 
 /** The benchmark as a step: read-only and done again every time; the command judges the results. */
 export const cisStep: StepDefinition = {
@@ -341,8 +338,7 @@ export const cisStep: StepDefinition = {
 	verify: async () => ({done: false}),
 	async run(context, master) {
 		const results = await cisResults(context, master, 'cis');
-		const read = resultsRead.get(context) ?? new Map<string, CisResult[]>();
-		resultsRead.set(context, read.set(master.name, results));
+		cisResultsRead.record(context, master.name, results);
 		return cisSummary(results).text;
 	},
 };
