@@ -1,4 +1,4 @@
-import {audit, binaries, certs, encryption, etcdCheck, rbac, start, startControllers, units} from '../steps/definitions.js';
+import {audit, binaries, certs, controllerUnits, encryption, etcdCheck, rbac, start, startControllers, units} from '../steps/definitions.js';
 import {leave} from '../steps/membership.js';
 import {distinctMachines, preflight} from '../steps/preflight.js';
 import {beforeUpgrade, snapshotStep} from '../steps/snapshot.js';
@@ -14,13 +14,14 @@ export const install: Operation = {
 	title: 'Install the control plane',
 	noun: 'install',
 	command: 'apply',
-	steps: [preflight, distinctMachines, snapshotBeforeUpgrade, leave, binaries, certs, encryption, audit, units, start, startControllers, etcdCheck, rbac, verify, verifyCluster],
+	steps: [preflight, distinctMachines, snapshotBeforeUpgrade, leave, binaries, certs, encryption, audit, units, start, controllerUnits, startControllers, etcdCheck, rbac, verify, verifyCluster],
 	mode: 'recorded',
 	words: {
 		question: ({masters}) => `Apply the plan to ${masters.length} master(s) (${masters.join(', ')})?`,
-		done({masters, skipped, kind}) {
+		done({masters, skipped, kind, changed}) {
 			const count = masters.length - skipped.length;
-			const done = kind?.kind === 'upgrade' ? `${count} master(s) upgraded to ${kind.to}` : kind?.kind === 'apply-changes' ? `changes applied on ${count} master(s)` : `${count} master(s) installed`;
+			const done = changed === false ? `nothing to change: ${count} master(s) already as configured, and ready`
+				: kind?.kind === 'upgrade' ? `${count} master(s) upgraded to ${kind.to}` : kind?.kind === 'apply-changes' ? `changes applied on ${count} master(s)` : `${count} master(s) installed`;
 			const left = skipped.length === 1 ? 'it' : 'them';
 			return `${done}${skipped.length > 0 ? `; skipped ${skipped.join(', ')}: run apply again to ${kind?.kind === 'upgrade' ? `upgrade ${left}` : kind?.kind === 'apply-changes' ? `change ${left} too` : `install ${left}`}` : ''}`;
 		},

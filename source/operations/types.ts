@@ -41,6 +41,6 @@ export type RunFacts = {masters: string[]; stateFolder: string; removeLocal: boo
 export type OperationWords = {
 	/** Asked before anything is done (the CLI; --yes answers it). */
 	question: (facts: RunFacts) => string;
-	/** The last line once the run is done; skipped: masters left out of this run; kind: what the run was. */
-	done: (facts: RunFacts & {skipped: string[]; kind?: RunKind}) => string;
+	/** The last line once the run is done; skipped: masters left out of this run; kind: what the run was; changed: false when every step found its work in place. */
+	done: (facts: RunFacts & {skipped: string[]; kind?: RunKind; changed?: boolean}) => string;
 };

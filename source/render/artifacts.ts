@@ -7,7 +7,16 @@ import {atLeast, componentFlagsFor, schedulerConfigVersion, type Component, type
 import {renderTemplate} from './templates.js';
 
 /** Which install step puts an artifact on the masters. */
-export type ArtifactStep = 'certs' | 'encryption' | 'audit' | 'units';
+export type ArtifactStep = 'certs' | 'encryption' | 'audit' | 'units' | 'controller-units';
+
+/**
+ * The step that places a component's unit: the controller-manager's and the scheduler's only once
+ * every apiserver runs this release. A unit on disk is what systemd starts after any daemon-reload
+ * (the apiservers' restart does one), and the real controller-manager exits, to be started again by
+ * systemd, when it loses its lease, as it may while apiservers restart: placed earlier, a minor
+ * upgrade could start a controller-manager newer than an apiserver it talks to.
+ */
+const unitStep = (component: Component): ArtifactStep => (component === 'kube-apiserver' ? 'units' : 'controller-units');
 
 /** One rendered file: where it goes on the masters (if anywhere), its mode, and whether it is secret. */
 export type Artifact = {
@@ -205,7 +214,7 @@ export function renderArtifacts(config: ResolvedConfig, material: Material, etcd
 		content: renderUnit(config, master.ip, component),
 		mode: readable,
 		secret: false,
-		remote: {step: 'units', path: unitPath(component), host: master.name},
+		remote: {step: unitStep(component), path: unitPath(component), host: master.name},
 	}));
 	artifacts.push(
 		kubeconfig('kube-controller-manager'),
@@ -229,7 +238,7 @@ export function renderArtifacts(config: ResolvedConfig, material: Material, etcd
 			}, config.templatesDir).trimEnd() + '\n',
 			mode: readable,
 			secret: false,
-			remote: {step: 'units', path: `${configDir}/kube-scheduler.yaml`},
+			remote: {step: unitStep('kube-scheduler'), path: `${configDir}/kube-scheduler.yaml`},
 		},
 		{name: 'kube-nginx.conf', content: renderNginxConfig(config), mode: readable, secret: false, remote: {step: 'units', path: `${nginxDir}/conf/kube-nginx.conf`}},
 		{

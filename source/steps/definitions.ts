@@ -33,7 +33,7 @@ export const encryption = filesStep({id: 'encryption', title: 'Place the encrypt
 export const audit = filesStep({id: 'audit', title: 'Place the audit policy', needs: ['leave'], plan: (context, master) => artifactUploads(context, master, 'audit')});
 export const units = filesStep({
 	id: 'units',
-	title: 'Install the units and the component configs',
+	title: 'Install the apiserver and kube-nginx units',
 	// A unit names its release's folder: written before the binaries land there, a daemon-reload or a
 	// reboot in between (a killed upgrade) would start a folder that is empty or not there.
 	needs: ['binaries', 'leave'],
@@ -44,13 +44,21 @@ export const units = filesStep({
 	],
 });
 
-/** The files the start step's services read, as the files steps place them. */
-export const uploadsStartReads = (context: StepContext, master: Master): Upload[] => uploadsOf([binaries, certs, encryption, audit, units].flatMap(step => step.plan(context, master)));
+/** The controller-manager's and scheduler's units and the scheduler's config: placed once every apiserver runs this release (see unitStep). */
+export const controllerUnits = filesStep({
+	id: 'controller-units',
+	title: 'Install the controller-manager and scheduler units',
+	needs: ['start'],
+	plan: (context, master) => artifactUploads(context, master, 'controller-units'),
+});
+
+/** The files the start steps' services read, as the files steps place them. */
+export const uploadsStartReads = (context: StepContext, master: Master): Upload[] => uploadsOf([binaries, certs, encryption, audit, units, controllerUnits].flatMap(step => step.plan(context, master)));
 
 /** Every master's apiserver and kube-nginx, then (the next step) every master's controller-manager and scheduler: see startPhases. */
 export const start = startStep(uploadsStartReads, {id: 'start', order: startPhases[0], title: 'Start the control plane: the apiservers and kube-nginx, and wait until ready'});
 
-export const startControllers = startStep(uploadsStartReads, {id: 'start-controllers', order: startPhases[1], title: 'Start the controller-managers and schedulers, once every apiserver runs, and wait until ready', needs: ['start'], completesRelease: true});
+export const startControllers = startStep(uploadsStartReads, {id: 'start-controllers', order: startPhases[1], title: 'Start the controller-managers and schedulers, once every apiserver runs, and wait until ready', needs: ['start', 'controller-units'], completesRelease: true});
 
 const etcdKeyLimit = 1000;
 
@@ -59,6 +67,7 @@ const registryKeysArgs = ['get', '/registry/', '--prefix', '--keys-only', `--lim
 
 export const etcdCheck: StepDefinition = {
 	id: 'etcd-check',
+	readsOnly: true,
 	title: 'Check what the apiserver wrote to etcd',
 	needs: ['start'],
 	scope: 'cluster',

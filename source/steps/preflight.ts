@@ -262,6 +262,7 @@ export function firstMaster(context: StepContext): Master[] {
 
 export const preflight: StepDefinition = {
 	id: 'preflight',
+	readsOnly: true,
 	title: 'Preflight checks',
 	needs: [],
 	scope: 'each-master',
@@ -296,6 +297,7 @@ export const preflight: StepDefinition = {
 /** Across masters, once every master passed preflight: two addresses of one machine would make a control plane of fewer masters than listed. */
 export const distinctMachines: StepDefinition = {
 	id: 'distinct-machines',
+	readsOnly: true,
 	title: 'Check that no two masters are one machine',
 	needs: ['preflight'],
 	scope: 'cluster',

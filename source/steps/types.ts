@@ -92,4 +92,6 @@ export type StepDefinition = {
 	 * as they are after a failure. rolling-when-live: rolling once a control plane serves, so that the others keep serving.
 	 */
 	order?: 'parallel' | 'rolling' | 'rolling-when-live';
+	/** A check: it reads and changes nothing, so a run in which only checks ran changed nothing. */
+	readsOnly?: true;
 };

@@ -324,6 +324,7 @@ async function reachableMaster(context: StepContext): Promise<Master | undefined
 
 export const verify: StepDefinition = {
 	id: 'verify',
+	readsOnly: true,
 	title: 'Verify the control plane',
 	needs: ['start', 'start-controllers', 'rbac'],
 	scope: 'each-master',
@@ -361,6 +362,7 @@ export const verify: StepDefinition = {
  */
 export const verifyCluster: StepDefinition = {
 	id: 'verify-cluster',
+	readsOnly: true,
 	title: 'Verify the cluster as a whole',
 	needs: ['start', 'start-controllers', 'rbac'],
 	scope: 'cluster',

@@ -78,8 +78,8 @@ describe('apply', () => {
 		// The files steps run side by side and finish in any order (binaries switches its links after its uploads);
 		// the units, which name the release's folder, only once the binaries are there; verify and its cluster checks side by side.
 		// A first install takes no etcd snapshot (nothing of it is in etcd yet). No master leaves on a first install: the leave step has nothing to do, and the files steps wait for it.
-		// The controller-managers and schedulers once every apiserver is ready, beside the checks that need only the apiservers.
-		expect([...stepsDone.slice(0, 4), new Set(stepsDone.slice(4, 8)), ...stepsDone.slice(8, 10), new Set(stepsDone.slice(10, 13)), new Set(stepsDone.slice(13))]).toEqual(['preflight:done', 'distinct-machines:done', 'snapshot:skipped', 'leave:skipped', new Set(['binaries:done', 'certs:done', 'encryption:done', 'audit:done']), 'units:done', 'start:done', new Set(['start-controllers:done', 'etcd-check:done', 'rbac:done']), new Set(['verify-cluster:done', 'verify:done'])]);
+		// The controller-managers' and schedulers' units once every apiserver is ready, then their start beside the checks that need only the apiservers.
+		expect([...stepsDone.slice(0, 4), new Set(stepsDone.slice(4, 8)), ...stepsDone.slice(8, 11), new Set(stepsDone.slice(11, 14)), new Set(stepsDone.slice(14))]).toEqual(['preflight:done', 'distinct-machines:done', 'snapshot:skipped', 'leave:skipped', new Set(['binaries:done', 'certs:done', 'encryption:done', 'audit:done']), 'units:done', 'start:done', 'controller-units:done', new Set(['start-controllers:done', 'etcd-check:done', 'rbac:done']), new Set(['verify-cluster:done', 'verify:done'])]);
 		expect(instance.state.snapshot.run?.status).toBe('done');
 		// The files of the five files steps are read in one round trip per master, beside preflight, and what
 		// verify read is what run uses. The units' state is not read on fresh masters (every unit starts whatever it is).
@@ -146,7 +146,8 @@ describe('apply', () => {
 				}
 			});
 			await slow.engine.apply({confirm: true});
-			expect(fileReads(from)).toEqual([6, 6, 6]);
+			// The one read ahead, then one per files step: binaries, certs, encryption, audit, units, controller-units.
+			expect(fileReads(from)).toEqual([7, 7, 7]);
 		} finally {
 			clock.mockRestore();
 		}
@@ -650,7 +651,7 @@ describe('plan', () => {
 		const {cluster, engine, stateDir} = setup();
 		const {engine: instance} = await engine();
 		const plan = await instance.plan();
-		expect(plan.steps.map(step => step.id)).toEqual(['preflight', 'distinct-machines', 'snapshot', 'leave', 'binaries', 'certs', 'encryption', 'audit', 'units', 'start', 'start-controllers', 'etcd-check', 'rbac', 'verify', 'verify-cluster']);
+		expect(plan.steps.map(step => step.id)).toEqual(['preflight', 'distinct-machines', 'snapshot', 'leave', 'binaries', 'certs', 'encryption', 'audit', 'units', 'start', 'controller-units', 'start-controllers', 'etcd-check', 'rbac', 'verify', 'verify-cluster']);
 		expect(plan.steps[4]!.hosts.map(host => host.host)).toEqual(['k8smaster01', 'k8smaster02', 'k8smaster03']);
 		// The cluster-wide checks are steps of their own, planned once, not with every master's.
 		expect(plan.steps.find(step => step.id === 'verify-cluster')!.hosts.map(host => host.host)).toEqual(['cluster (via k8smaster01)']);
@@ -715,6 +716,10 @@ describe('plan of a change', () => {
 		// The last line names the run for what it was, not as an install.
 		expect(applied.events.find(event => event.type === 'finished')).toMatchObject({outcome: 'done', message: 'changes applied on 3 master(s)'});
 		expect(planChanges(await (await engine()).engine.plan())).toBe(false);
+		// Applied again, only the checks run: the last line says nothing changed.
+		const again = await engine();
+		await again.engine.apply({confirm: true});
+		expect(again.events.find(event => event.type === 'finished')).toMatchObject({outcome: 'done', message: 'nothing to change: 3 master(s) already as configured, and ready'});
 	});
 
 	test('a master that cannot be read is shown unread with the reason, the others still read (--exit-code: 1); one given to skip is not contacted', async () => {

@@ -65,6 +65,19 @@ describe('upgrades', () => {
 		]);
 		const state = (await engine()).state.snapshot;
 		expect(masters.map(master => state.startedReleases?.[master])).toEqual(masters.map(() => ['v1.28.7', 'v1.29.2']));
+
+		// A unit on disk is what systemd starts after any daemon-reload: the new controller-manager's and
+		// scheduler's reach a master only once the last apiserver restarted; the apiserver's before its own.
+		const calls = cluster.calls.slice(before);
+		const lastApiserverRestart = calls.findLastIndex(call => /systemctl restart kube-apiserver/.test(call.args.at(-1) ?? ''));
+		const written = (unit: string) => calls.flatMap((call, index) => (call.command === 'ssh' && /(cat|head -c \d+|gzip -dc) > /.test(call.args.at(-1) ?? '') && (call.args.at(-1) ?? '').includes(unit) ? [index] : []));
+		for (const unit of ['/etc/systemd/system/kube-controller-manager.service', '/etc/systemd/system/kube-scheduler.service']) {
+			expect(written(unit), unit).toHaveLength(masters.length);
+			expect(Math.min(...written(unit)), unit).toBeGreaterThan(lastApiserverRestart);
+		}
+
+		expect(written('/etc/systemd/system/kube-apiserver.service')).toHaveLength(masters.length);
+		expect(Math.max(...written('/etc/systemd/system/kube-apiserver.service'))).toBeLessThan(lastApiserverRestart);
 	});
 
 	test('a fresh install stays parallel in both start steps: the decision to roll is made once per run', async () => {

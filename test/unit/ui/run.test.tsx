@@ -89,7 +89,7 @@ describe('plan and run', () => {
 		expect(await app.exited).toBe(130);
 		const last = app.frame();
 		// The action under way was the stream of all ten (small) binaries: it finished, nothing after it began.
-		expect(last).toContain('■ Stopped before units (Install the units and the component configs). Progress is saved.');
+		expect(last).toContain('■ Stopped before units (Install the apiserver and kube-nginx units). Progress is saved.');
 		// The step lasted as long as the upload was held: past a second on a busy machine ("1.2 s").
 		expect(last).toMatch(/✔ Copy the server binaries +(\d+ ms|\d+\.\d s)\n +✔ k8smaster01 +done: 4 written/);
 		expect(last).toMatch(/To resume: k8s-master-install apply --config \S+cluster\.yaml/);
