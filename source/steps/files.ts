@@ -93,13 +93,15 @@ export function parseFileFacts(output: string, known: Record<string, {stat: stri
 
 /**
  * The facts of a step's files: those read for every step at the start of the run when still recent, else read now.
- * `knownTo`: the step whose recorded identities spare hashes (another step's files: the start step removing old binaries).
+ * `knownTo`: the steps whose recorded identities spare hashes (other steps' files: the start step removing old binaries).
  */
-export async function readRemoteFiles(context: StepContext, master: Master, step: StepId, paths: string[], knownTo: StepId = step): Promise<Map<string, RemoteFileFacts>> {
-	return (await context.readAhead.take(master.name, paths, context.changedFiles.get(master.name))) ?? readFacts(context, master, step, [{step: knownTo, paths}]);
+export async function readRemoteFiles(context: StepContext, master: Master, step: StepId, paths: string[], knownTo: readonly StepId[] = [step]): Promise<Map<string, RemoteFileFacts>> {
+	const [first = step, ...others] = knownTo;
+	return (await context.readAhead.take(master.name, step, paths, context.changedFiles.get(master.name))) ?? readFacts(context, master, step, [{step: first, paths}, ...others.map(each => ({step: each, paths: []}))]);
 }
 
-type ReadAhead = {at: number; asked: Set<string>; facts: Map<string, RemoteFileFacts>};
+/** asked: per step, the paths it may still take (two steps may read one path: the binaries' release folder). */
+type ReadAhead = {at: number; asked: Map<StepId, Set<string>>; facts: Map<string, RemoteFileFacts>};
 
 /**
  * The files of every files step, read in one round trip per master at the start of apply (beside
@@ -126,7 +128,7 @@ export class FilesReadAhead {
 			// The age counts from before the read: a change made while it ran is not older than the reading.
 			const at = Date.now();
 			const facts = await readFacts(context, master, 'preflight', asked);
-			return {at, asked: new Set(asked.flatMap(request => request.paths)), facts};
+			return {at, asked: new Map(asked.map(request => [request.step, new Set(request.paths)])), facts};
 		})().catch(() => undefined);
 		this.byHost.set(master.name, reading);
 		await reading;
@@ -135,20 +137,23 @@ export class FilesReadAhead {
 	/** Files changed since they were read (a master leaving rewrote kube-nginx's config): the step that needs them reads them again. */
 	forget(host: string, paths: string[]): void {
 		void this.byHost.get(host)?.then(read => {
-			for (const file of paths) {
-				read?.asked.delete(file);
+			for (const asked of read?.asked.values() ?? []) {
+				for (const file of paths) {
+					asked.delete(file);
+				}
 			}
 		});
 	}
 
-	async take(host: string, paths: string[], written: Set<string> | undefined): Promise<Map<string, RemoteFileFacts> | undefined> {
+	async take(host: string, step: StepId, paths: string[], written: Set<string> | undefined): Promise<Map<string, RemoteFileFacts> | undefined> {
 		const read = await this.byHost.get(host);
-		if (!read || Date.now() - read.at > FilesReadAhead.recentMs || paths.some(file => !read.asked.has(file) || written?.has(file))) {
+		const asked = read?.asked.get(step);
+		if (!read || !asked || Date.now() - read.at > FilesReadAhead.recentMs || paths.some(file => !asked.has(file) || written?.has(file))) {
 			return undefined;
 		}
 
 		for (const file of paths) {
-			read.asked.delete(file);
+			asked.delete(file);
 		}
 
 		return new Map(paths.flatMap(file => (read.facts.has(file) ? [[file, read.facts.get(file)!] as const] : [])));

@@ -12,7 +12,7 @@ import {createTwoFilesPatch, orderDiff} from './diff.js';
 import {fileFactsScript, knownIdentities, parseFileFacts, uploadsOf, type RemoteFileFacts, type Upload} from './files.js';
 import {binaryNames} from './binaries.js';
 import {services, type ServiceName} from './readiness.js';
-import {ownLink} from './releases.js';
+import {binariesStepOf, binariesSteps, ownLink} from './releases.js';
 import {restartPolicy, serviceFingerprint, serviceInputs, type UnitStatus} from './restart-policy.js';
 import {parseUnitStatus, unitStatusRead} from './services.js';
 import type {StepContext, StepId} from './types.js';
@@ -196,7 +196,7 @@ export function linkChange({upload, linkPath, facts, release, releaseOf, byHand}
 	}
 
 	return {
-		step: 'binaries',
+		step: binariesStepOf(upload.label),
 		path: linkPath,
 		label: upload.label,
 		kind: 'binary',
@@ -250,8 +250,9 @@ export function unpackedReleases(binariesRoot: string): Map<string, string> {
  * again, so the services' fingerprints hold them as start recorded them. None for a release not written yet.
  */
 export function recordedBinaryUploads(context: StepContext, master: Master): Upload[] {
-	const record = context.state.host('binaries', master.name);
 	return binaryNames(context.config).flatMap((name): Upload[] => {
+		// A state from before the binaries went in two steps holds them all under binaries.
+		const record = [binariesStepOf(name), 'binaries'].map(step => context.state.host(step, master.name)).find(each => each !== undefined);
 		const file = `${releaseBinDir(context.config)}/${name}`;
 		const sha256 = record?.files?.[file] ?? record?.stats?.[file]?.sha256;
 		const bytes = Number(record?.stats?.[file]?.stat.split(':')[2] ?? 0);
@@ -263,10 +264,10 @@ export function recordedBinaryUploads(context: StepContext, master: Master): Upl
 function stepUploads(operation: Operation, context: StepContext, master: Master): Array<{step: StepId; upload: Upload}> {
 	const planned = operation.steps.filter(step => step.scope === 'each-master' && step.reads).flatMap(step => uploadsOf(step.plan(context, master)).map(upload => ({step: step.id, upload})));
 	const recorded = !context.binaries && operation.steps.some(step => step.id === 'binaries') ? recordedBinaryUploads(context, master) : [];
-	return [...planned, ...recorded.map(upload => ({step: 'binaries' as StepId, upload}))];
+	return [...planned, ...recorded.map(upload => ({step: binariesStepOf(upload.label) as StepId, upload}))];
 }
 
-const isBinary = (planned: {step: StepId; upload: Upload}) => planned.step === 'binaries' && fileKind(planned.upload) === 'binary';
+const isBinary = (planned: {step: StepId; upload: Upload}) => (binariesSteps as readonly StepId[]).includes(planned.step) && fileKind(planned.upload) === 'binary';
 
 /**
  * One round trip per master: the mode, owner and sha256 of every file apply would write and of the

@@ -61,6 +61,16 @@ function replacedWithoutAsking(context: StepContext, master: Master, remotePath:
 	return facts === undefined || (facts.sha256 !== undefined && context.state.writtenHashes(master.name, remotePath).has(facts.sha256));
 }
 
+/**
+ * The binaries go in two steps: what the apiservers' start needs (kube-apiserver, and kubectl, which
+ * asks kube-nginx's readiness where curl is missing) before it, the rest (the controller-manager, the
+ * scheduler, binaries.include) while the apiservers start, which takes them seconds of waiting.
+ */
+export type BinariesStep = 'binaries' | 'controller-binaries';
+const startsFirst = new Set(['kube-apiserver', 'kubectl']);
+export const binariesStepOf = (name: string): BinariesStep => (startsFirst.has(name) ? 'binaries' : 'controller-binaries');
+export const binariesSteps: readonly BinariesStep[] = ['binaries', 'controller-binaries'];
+
 const releaseUploads = (actions: PlannedAction[]) => actions.filter((action): action is Upload => action.kind === 'upload');
 type RemoteAction = Extract<PlannedAction, {kind: 'remote'}>;
 
@@ -134,23 +144,26 @@ export async function switchHeldLinks(context: StepContext, master: Master, step
 
 const landedStats = (output: string) => new Map([...output.matchAll(/^S (\S+) (.+)$/gm)].map(match => [match[2]!, match[1]!] as const));
 
-function binariesPlan(context: StepContext): PlannedAction[] {
+/** The uploads and the link switch of one binaries step (of both when none is named: the held links' lookup). */
+function binariesPlan(context: StepContext, step?: BinariesStep): PlannedAction[] {
 	const {config} = context;
 	if (!context.binaries) {
-		return [{kind: 'check', description: `unpack ${config.binaries.tarball ?? config.binaries.url} and copy its server binaries to ${releaseBinDir(config)}/, then point ${config.paths.binDir}/NAME at them (hashes known once unpacked)`}];
+		const which = step === 'binaries' ? 'kube-apiserver and kubectl' : 'the other server binaries';
+		return [{kind: 'check', description: `unpack ${config.binaries.tarball ?? config.binaries.url} and copy ${which} to ${releaseBinDir(config)}/, then point ${config.paths.binDir}/NAME at them (hashes known once unpacked)`}];
 	}
 
-	const names = context.binaries.map(binary => binary.name);
+	const binaries = context.binaries.filter(binary => step === undefined || binariesStepOf(binary.name) === step);
+	const names = binaries.map(binary => binary.name);
 	return [
-		...context.binaries.map((binary): Upload => ({
+		...binaries.map((binary): Upload => ({
 			kind: 'upload', path: `${releaseBinDir(config)}/${binary.name}`, mode: 0o755, sha256: binary.sha256, bytes: binary.bytes, secret: false, source: binary.gzipBytes === undefined ? {file: binary.file} : {gzipFile: binary.file, gzipBytes: binary.gzipBytes}, label: binary.name,
 		})),
 		{kind: 'remote', script: switchLinksScript(config, names), display: `point ${names.map(name => linkPath(config, name)).join(', ')} at ${config.version}/ (ln -s, mv -T)`},
 	];
 }
 
-/** The release's files, binDir's links and the release's folder. */
-const binaryReads = (context: StepContext) => [...releaseUploads(binariesPlan(context)).flatMap(upload => [upload.path, linkPath(context.config, upload.label)]), releaseBinDir(context.config)];
+/** The step's release files, binDir's links to them and the release's folder. */
+const binaryReads = (context: StepContext, step: BinariesStep) => [...releaseUploads(binariesPlan(context, step)).flatMap(upload => [upload.path, linkPath(context.config, upload.label)]), releaseBinDir(context.config)];
 
 /** What is wrong with the release's folder (a run killed before its chmod leaves it 0700), if anything. */
 function folderProblem(context: StepContext, facts: Map<string, RemoteFileFacts>): string | undefined {
@@ -165,85 +178,101 @@ function linksInPlace(context: StepContext, uploads: Upload[], facts: Map<string
 
 /** The links' identities with their targets' hashes: a later read does not hash 100 MB through a link that did not change. */
 function recordLinks(context: StepContext, master: Master, uploads: Upload[], stats: Map<string, string | undefined>): void {
-	context.state.recordStats('binaries', master.name, uploads.map(upload => ({path: linkPath(context.config, upload.label), stat: stats.get(linkPath(context.config, upload.label)), sha256: upload.sha256})));
+	for (const step of binariesSteps) {
+		const own = uploads.filter(upload => binariesStepOf(upload.label) === step);
+		if (own.length > 0) {
+			context.state.recordStats(step, master.name, own.map(upload => ({path: linkPath(context.config, upload.label), stat: stats.get(linkPath(context.config, upload.label)), sha256: upload.sha256})));
+		}
+	}
 }
 
 /**
- * Copies the release's binaries into binDir/VERSION/ (from the old layout's files on the master when
- * they hold the same bytes, else over ssh), then switches binDir/NAME to them. The services keep
- * running their own release's binaries until the start step restarts them.
+ * Copies the step's binaries of the release into binDir/VERSION/ (from the old layout's files on the
+ * master when they hold the same bytes, else over ssh), then switches binDir/NAME to them. The
+ * services keep running their own release's binaries until a start step restarts them.
  */
-export const binaries: StepDefinition = {
-	id: 'binaries',
-	title: 'Copy the server binaries',
-	// A master that leaves under a name the config now gives a new machine is forgotten first.
-	needs: ['leave'],
-	scope: 'each-master',
-	plan: binariesPlan,
-	reads: binaryReads,
-	async verify(context, master): Promise<Verification> {
-		const uploads = releaseUploads(binariesPlan(context));
-		const facts = await readRemoteFiles(context, master, 'binaries', binaryReads(context));
-		const missing = uploads.filter(upload => !(facts.get(upload.path)?.sha256 === upload.sha256 && facts.get(upload.path)?.mode === upload.mode && facts.get(upload.path)?.owner === 'root'));
-		const links = linksInPlace(context, uploads, facts) ? undefined : `${context.config.paths.binDir}'s links to switch to ${context.config.version}`;
-		const folder = folderProblem(context, facts);
-		if (missing.length > 0 || links || folder) {
-			return {done: false, detail: missing.length > 0 ? `${missing.length} of ${uploads.length} binaries to write` : links ?? folder!, observed: facts};
-		}
+function binariesStep(id: BinariesStep, title: string): StepDefinition {
+	return {
+		id,
+		title,
+		// A master that leaves under a name the config now gives a new machine is forgotten first.
+		needs: ['leave'],
+		scope: 'each-master',
+		plan: context => binariesPlan(context, id),
+		reads: context => binaryReads(context, id),
+		verify: async (context, master) => verifyBinaries(context, master, id),
+		run: async (context, master, _inputs, verification) => placeBinaries(context, master, id, verification),
+	};
+}
 
-		context.state.recordStats('binaries', master.name, uploads.map(upload => ({path: upload.path, stat: facts.get(upload.path)?.stat, sha256: upload.sha256})));
-		recordLinks(context, master, uploads, new Map(uploads.map(upload => [linkPath(context.config, upload.label), facts.get(linkPath(context.config, upload.label))?.stat])));
-		return {done: true, detail: `${uploads.length} binaries of ${context.config.version} in place, linked from ${context.config.paths.binDir}`};
-	},
-	async run(context, master, _inputs, verification) {
-		const {config} = context;
-		const actions = binariesPlan(context);
-		const uploads = releaseUploads(actions);
-		const facts = new Map((verification?.observed as Map<string, RemoteFileFacts> | undefined) ?? await readRemoteFiles(context, master, 'binaries', binaryReads(context)));
-		// Asked first, before a byte is sent: a file at binDir/NAME this install did not write.
-		for (const upload of uploads) {
-			const current = facts.get(linkPath(config, upload.label));
-			if (current?.link !== linkTarget(config, upload.label) && !replaceable(context, master, upload, current)) {
-				await confirmOverwrite(context, master, 'binaries', {...upload, path: linkPath(config, upload.label)});
-			}
-		}
+export const binaries = binariesStep('binaries', 'Copy kube-apiserver and kubectl');
+export const controllerBinaries = binariesStep('controller-binaries', 'Copy the other server binaries, while the apiservers start');
 
-		const [switchLinks] = actions.filter((action): action is RemoteAction => action.kind === 'remote');
-		// The old layout's binary with this release's bytes: copied on the master (binaries are 100+ MB),
-		// over nothing or a file this install wrote; over anyone else's, runUploads asks first.
-		const copies = uploads.filter(upload => facts.get(upload.path)?.sha256 !== upload.sha256 && facts.get(linkPath(config, upload.label))?.link === undefined && facts.get(linkPath(config, upload.label))?.sha256 === upload.sha256 && replacedWithoutAsking(context, master, upload.path, facts.get(upload.path)));
-		if (copies.length > 0) {
-			context.throwIfStopping();
-			const script = copyScript(config, copies, randomBytes(4).toString('hex'));
-			const copied = landedStats((await context.remote.check(master, script, {step: 'binaries', display: `cp ${copies.map(upload => linkPath(config, upload.label)).join(', ')} into ${releaseBinDir(config)}/ (the same bytes: nothing sent)`})).stdout);
-			const changed = context.changedFiles.get(master.name) ?? new Set<string>();
-			context.changedFiles.set(master.name, changed);
-			for (const upload of copies) {
-				facts.set(upload.path, {sha256: upload.sha256, mode: upload.mode, owner: 'root', stat: copied.get(upload.path)});
-				changed.add(upload.path);
-			}
-		}
+async function verifyBinaries(context: StepContext, master: Master, step: BinariesStep): Promise<Verification> {
+	const uploads = releaseUploads(binariesPlan(context, step));
+	const facts = await readRemoteFiles(context, master, step, binaryReads(context, step));
+	const missing = uploads.filter(upload => !(facts.get(upload.path)?.sha256 === upload.sha256 && facts.get(upload.path)?.mode === upload.mode && facts.get(upload.path)?.owner === 'root'));
+	const links = linksInPlace(context, uploads, facts) ? undefined : `${context.config.paths.binDir}'s links to switch to ${context.config.version}`;
+	const folder = folderProblem(context, facts);
+	if (missing.length > 0 || links || folder) {
+		return {done: false, detail: missing.length > 0 ? `${missing.length} of ${uploads.length} binaries to write` : links ?? folder!, observed: facts};
+	}
 
-		const note = await runUploads(context, master, 'binaries', actions, facts);
+	context.state.recordStats(step, master.name, uploads.map(upload => ({path: upload.path, stat: facts.get(upload.path)?.stat, sha256: upload.sha256})));
+	recordLinks(context, master, uploads, new Map(uploads.map(upload => [linkPath(context.config, upload.label), facts.get(linkPath(context.config, upload.label))?.stat])));
+	return {done: true, detail: `${uploads.length} binaries of ${context.config.version} in place, linked from ${context.config.paths.binDir}`};
+}
+
+async function placeBinaries(context: StepContext, master: Master, step: BinariesStep, verification: Verification | undefined): Promise<string> {
+	const {config} = context;
+	const actions = binariesPlan(context, step);
+	const uploads = releaseUploads(actions);
+	const facts = new Map((verification?.observed as Map<string, RemoteFileFacts> | undefined) ?? await readRemoteFiles(context, master, step, binaryReads(context, step)));
+	// Asked first, before a byte is sent: a file at binDir/NAME this install did not write.
+	for (const upload of uploads) {
+		const current = facts.get(linkPath(config, upload.label));
+		if (current?.link !== linkTarget(config, upload.label) && !replaceable(context, master, upload, current)) {
+			await confirmOverwrite(context, master, step, {...upload, path: linkPath(config, upload.label)});
+		}
+	}
+
+	const [switchLinks] = actions.filter((action): action is RemoteAction => action.kind === 'remote');
+	// The old layout's binary with this release's bytes: copied on the master (binaries are 100+ MB),
+	// over nothing or a file this install wrote; over anyone else's, runUploads asks first.
+	const copies = uploads.filter(upload => facts.get(upload.path)?.sha256 !== upload.sha256 && facts.get(linkPath(config, upload.label))?.link === undefined && facts.get(linkPath(config, upload.label))?.sha256 === upload.sha256 && replacedWithoutAsking(context, master, upload.path, facts.get(upload.path)));
+	if (copies.length > 0) {
 		context.throwIfStopping();
-		// The old layout's binary of another release, which the loaded units run: held back (see heldLinks).
-		const held = uploads.filter(upload => facts.get(linkPath(config, upload.label))?.link === undefined && ![undefined, upload.sha256].includes(facts.get(linkPath(config, upload.label))?.sha256)).map(upload => upload.label);
-		const switched = uploads.filter(upload => !held.includes(upload.label));
-		if (!heldLinks.has(context)) {
-			heldLinks.set(context, new Map());
+		const script = copyScript(config, copies, randomBytes(4).toString('hex'));
+		const copied = landedStats((await context.remote.check(master, script, {step, display: `cp ${copies.map(upload => linkPath(config, upload.label)).join(', ')} into ${releaseBinDir(config)}/ (the same bytes: nothing sent)`})).stdout);
+		const changed = context.changedFiles.get(master.name) ?? new Set<string>();
+		context.changedFiles.set(master.name, changed);
+		for (const upload of copies) {
+			facts.set(upload.path, {sha256: upload.sha256, mode: upload.mode, owner: 'root', stat: copied.get(upload.path)});
+			changed.add(upload.path);
 		}
+	}
 
-		heldLinks.get(context)!.set(master.name, held);
-		if (switched.length > 0) {
-			const script = held.length === 0 ? switchLinks!.script : switchLinksScript(config, switched.map(upload => upload.label));
-			const linked = landedStats((await context.remote.check(master, script, {step: 'binaries', display: switchLinks!.display})).stdout);
-			recordLinks(context, master, switched, linked);
-		}
+	const note = await runUploads(context, master, step, actions, facts);
+	context.throwIfStopping();
+	// The old layout's binary of another release, which the loaded units run: held back (see heldLinks).
+	const held = uploads.filter(upload => facts.get(linkPath(config, upload.label))?.link === undefined && ![undefined, upload.sha256].includes(facts.get(linkPath(config, upload.label))?.sha256)).map(upload => upload.label);
+	const switched = uploads.filter(upload => !held.includes(upload.label));
+	if (!heldLinks.has(context)) {
+		heldLinks.set(context, new Map());
+	}
 
-		const links = held.length > 0 ? `${held.map(name => linkPath(config, name)).join(', ')} (the old layout's files, which the running units start) keep their release until start ran ${config.version} on this master` : `${config.paths.binDir}/NAME point at ${config.version}/`;
-		return `${copies.length > 0 ? `${copies.length} copied on the master from the old layout, ` : ''}${note}; ${links}`;
-	},
-};
+	// Both binaries steps hold theirs on the master: each keeps the other's.
+	const others = heldLinks.get(context)!.get(master.name)?.filter(name => !uploads.some(upload => upload.label === name)) ?? [];
+	heldLinks.get(context)!.set(master.name, [...others, ...held]);
+	if (switched.length > 0) {
+		const script = held.length === 0 ? switchLinks!.script : switchLinksScript(config, switched.map(upload => upload.label));
+		const linked = landedStats((await context.remote.check(master, script, {step, display: switchLinks!.display})).stdout);
+		recordLinks(context, master, switched, linked);
+	}
+
+	const links = held.length > 0 ? `${held.map(name => linkPath(config, name)).join(', ')} (the old layout's files, which the running units start) keep their release until start ran ${config.version} on this master` : `${config.paths.binDir}/NAME point at ${config.version}/`;
+	return `${copies.length > 0 ? `${copies.length} copied on the master from the old layout, ` : ''}${note}; ${links}`;
+}
 
 /**
  * After the start step on a master (every service ready on this release): release folders this
@@ -269,7 +298,7 @@ export async function pruneReleases(context: StepContext, master: Master, step: 
 
 	const files = older.flatMap(folder => recorded.get(folder)!);
 	const links = [...new Set(files.map(file => file.name))].map(name => linkPath(context.config, name));
-	const facts = await readRemoteFiles(context, master, step, [...files.map(file => file.path), ...links], 'binaries');
+	const facts = await readRemoteFiles(context, master, step, [...files.map(file => file.path), ...links], binariesSteps);
 	const ours = files.filter(file => file.hashes.has(facts.get(file.path)?.sha256 ?? '')).map(file => file.path);
 	const oldLinks = links.filter(link => older.some(folder => facts.get(link)?.link === `${folder.slice(binDir.length + 1)}/${link.slice(link.lastIndexOf('/') + 1)}`));
 	// A folder already gone is not reported as kept.

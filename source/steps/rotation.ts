@@ -172,7 +172,7 @@ export const rotationCheck: StepDefinition = {
 		refuseUnprovable(context);
 		const file = `${context.config.paths.configDir}/encryption-config.yaml`;
 		const [facts, ready] = await Promise.all([
-			readRemoteFiles(context, master, 'rotation-check', [file], 'encryption'),
+			readRemoteFiles(context, master, 'rotation-check', [file], ['encryption']),
 			context.probe(master.ip, 6443, readinessPath(context.config.kubeVersion), adminTls(context)),
 		]);
 		const found = facts.get(file)?.sha256;

@@ -153,7 +153,7 @@ describe.skipIf(!lab)('apply on the lab\'s three masters', () => {
 	});
 
 	test.each([
-		['binaries', /== Copy the server binaries/, /k8smaster0\d( \[binaries\])?: .* \(25%\)/],
+		['binaries', /== Copy kube-apiserver and kubectl/, /k8smaster0\d( \[binaries\])?: .* \(25%\)/],
 		['start', /== Start the control plane/, /== Start the control plane/],
 	])('apply killed with SIGKILL during %s, then resumed, ends the same', async (_, stepLine, killLine) => {
 		const {configFile, stateDir} = writeLabConfig(lab!, 'v1.28.7');
@@ -184,7 +184,7 @@ describe.skipIf(!lab)('apply on the lab\'s three masters', () => {
 		let cut = false;
 		try {
 			const failed = await runCli(['apply', '--config', configFile, '--state-dir', stateDir, '--yes'], line => {
-				if (!cut && /== Copy the server binaries/.test(line)) {
+				if (!cut && /== Copy kube-apiserver and kubectl/.test(line)) {
 					cut = true;
 					labCommand(lab!, 'cut', 'k8smaster02');
 				}

@@ -79,7 +79,8 @@ describe('apply', () => {
 		// the units, which name the release's folder, only once the binaries are there; verify and its cluster checks side by side.
 		// A first install takes no etcd snapshot (nothing of it is in etcd yet). No master leaves on a first install: the leave step has nothing to do, and the files steps wait for it.
 		// The controller-managers' and schedulers' units once every apiserver is ready, then their start beside the checks that need only the apiservers.
-		expect([...stepsDone.slice(0, 4), new Set(stepsDone.slice(4, 8)), ...stepsDone.slice(8, 11), new Set(stepsDone.slice(11, 14)), new Set(stepsDone.slice(14))]).toEqual(['preflight:done', 'distinct-machines:done', 'snapshot:skipped', 'leave:skipped', new Set(['binaries:done', 'certs:done', 'encryption:done', 'audit:done']), 'units:done', 'start:done', 'controller-units:done', new Set(['start-controllers:done', 'etcd-check:done', 'rbac:done']), new Set(['verify-cluster:done', 'verify:done'])]);
+		// The controller-managers' and schedulers' binaries go while the apiservers start.
+		expect([...stepsDone.slice(0, 4), new Set(stepsDone.slice(4, 8)), stepsDone[8], new Set(stepsDone.slice(9, 11)), stepsDone[11], new Set(stepsDone.slice(12, 15)), new Set(stepsDone.slice(15))]).toEqual(['preflight:done', 'distinct-machines:done', 'snapshot:skipped', 'leave:skipped', new Set(['binaries:done', 'certs:done', 'encryption:done', 'audit:done']), 'units:done', new Set(['start:done', 'controller-binaries:done']), 'controller-units:done', new Set(['start-controllers:done', 'etcd-check:done', 'rbac:done']), new Set(['verify-cluster:done', 'verify:done'])]);
 		expect(instance.state.snapshot.run?.status).toBe('done');
 		// The files of the five files steps are read in one round trip per master, beside preflight, and what
 		// verify read is what run uses. The units' state is not read on fresh masters (every unit starts whatever it is).
@@ -146,8 +147,8 @@ describe('apply', () => {
 				}
 			});
 			await slow.engine.apply({confirm: true});
-			// The one read ahead, then one per files step: binaries, certs, encryption, audit, units, controller-units.
-			expect(fileReads(from)).toEqual([7, 7, 7]);
+			// The one read ahead, then one per files step: binaries, certs, encryption, audit, units, controller-binaries, controller-units.
+			expect(fileReads(from)).toEqual([8, 8, 8]);
 		} finally {
 			clock.mockRestore();
 		}
@@ -163,7 +164,7 @@ describe('apply', () => {
 		// An identity in whole seconds (another stat, an old file system) is not trusted: those files are hashed.
 		const coarse = (await engine()).engine;
 		coarse.state.update(state => {
-			for (const seen of Object.values(state.steps['install/binaries']!.hosts.k8smaster01!.stats!)) {
+			for (const seen of ['install/binaries', 'install/controller-binaries'].flatMap(key => Object.values(state.steps[key]!.hosts.k8smaster01!.stats!))) {
 				seen.stat = seen.stat.replaceAll(/\.\d{9}/g, '');
 			}
 		});
@@ -254,10 +255,10 @@ describe('apply', () => {
 		heal();
 		await (await engine()).engine.apply({confirm: true});
 		expect(ips.every(ip => cluster.hosts.get(ip)!.active)).toBe(true);
-		// k8smaster01's binaries were verified, not copied again: the one upload is the first run's, all four in one stream.
+		// k8smaster01's binaries were verified, not copied again: the uploads are the first run's, two in each of the two binaries steps' streams.
 		const binaryUploads71 = cluster.uploads('172.24.8.71').filter(call => (call.args.at(-1) ?? '').includes('/opt/k8s/bin/'));
-		expect(binaryUploads71).toHaveLength(1);
-		expect(binaryUploads71[0]!.args.at(-1)!.match(/; mv -f /g)).toHaveLength(4);
+		expect(binaryUploads71).toHaveLength(2);
+		expect(binaryUploads71.map(upload => upload.args.at(-1)!.match(/; mv -f /g)?.length)).toEqual([2, 2]);
 	});
 
 	test('an upload cut short never replaces the file: the host discards it and the step fails', async () => {
@@ -651,7 +652,7 @@ describe('plan', () => {
 		const {cluster, engine, stateDir} = setup();
 		const {engine: instance} = await engine();
 		const plan = await instance.plan();
-		expect(plan.steps.map(step => step.id)).toEqual(['preflight', 'distinct-machines', 'snapshot', 'leave', 'binaries', 'certs', 'encryption', 'audit', 'units', 'start', 'controller-units', 'start-controllers', 'etcd-check', 'rbac', 'verify', 'verify-cluster']);
+		expect(plan.steps.map(step => step.id)).toEqual(['preflight', 'distinct-machines', 'snapshot', 'leave', 'binaries', 'certs', 'encryption', 'audit', 'units', 'start', 'controller-binaries', 'controller-units', 'start-controllers', 'etcd-check', 'rbac', 'verify', 'verify-cluster']);
 		expect(plan.steps[4]!.hosts.map(host => host.host)).toEqual(['k8smaster01', 'k8smaster02', 'k8smaster03']);
 		// The cluster-wide checks are steps of their own, planned once, not with every master's.
 		expect(plan.steps.find(step => step.id === 'verify-cluster')!.hosts.map(host => host.host)).toEqual(['cluster (via k8smaster01)']);
@@ -670,7 +671,8 @@ describe('plan', () => {
 		await (await engine()).engine.apply({confirm: true});
 		const text = formatPlan(await (await engine()).engine.plan());
 		expect(text).toMatch(/write \/opt\/k8s\/bin\/v1\.28\.7\/kube-apiserver {2}mode 0755 .* sha256 [a-f\d]{16}/);
-		expect(text).toContain('point /opt/k8s/bin/kube-apiserver, /opt/k8s/bin/kube-controller-manager, /opt/k8s/bin/kube-scheduler, /opt/k8s/bin/kubectl at v1.28.7/ (ln -s, mv -T)');
+		expect(text).toContain('point /opt/k8s/bin/kube-apiserver, /opt/k8s/bin/kubectl at v1.28.7/ (ln -s, mv -T)');
+		expect(text).toContain('point /opt/k8s/bin/kube-controller-manager, /opt/k8s/bin/kube-scheduler at v1.28.7/ (ln -s, mv -T)');
 		expect(text).toContain('recorded done');
 		const key = readFileSync(path.join(stateDir, 'kubernetes', 'pki', 'encryption.key'), 'utf8').trim();
 		expect(text).not.toContain(key);
@@ -778,7 +780,7 @@ describe('plan of a change', () => {
 		const text = formatPlan(plan);
 		// v1.28.6 is no release this install wrote there: apply asks before it switches the link.
 		expect(text).toMatch(/~ \/opt\/k8s\/bin\/kube-apiserver {2}\[binaries\] {2}\(changed on the master by hand[^\n]*\n\s+kube-apiserver v1\.28\.6 → v1\.28\.7\n\s+link v1\.28\.6\/kube-apiserver → v1\.28\.7\/kube-apiserver/);
-		expect(text).toMatch(/\+ \/opt\/k8s\/bin\/v1\.28\.7\/kube-controller-manager {2}\[binaries\]\n\s+kube-controller-manager v1\.28\.6 → v1\.28\.7, /);
+		expect(text).toMatch(/\+ \/opt\/k8s\/bin\/v1\.28\.7\/kube-controller-manager {2}\[controller-binaries\]\n\s+kube-controller-manager v1\.28\.6 → v1\.28\.7, /);
 		expect(planExitCode(plan)).toBe(3);
 	});
 });

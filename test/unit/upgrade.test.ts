@@ -144,6 +144,33 @@ describe('upgrades', () => {
 		expect(instance.state.snapshot.run?.status).toBe('done');
 	});
 
+	test('a state written before the binaries and the units went in two steps each applies as it was: nothing sent, hashed or restarted', async () => {
+		const {cluster, engine, stateFile} = setup('v1.28.7');
+		await (await engine()).apply({confirm: true});
+		const state = JSON.parse(readFileSync(stateFile, 'utf8'));
+		type Host = {files?: Record<string, string>; stats?: Record<string, unknown>};
+		for (const [later, earlier] of [['install/controller-binaries', 'install/binaries'], ['install/controller-units', 'install/units']] as const) {
+			for (const [name, host] of Object.entries(state.steps[later].hosts as Record<string, Host>)) {
+				const into = state.steps[earlier].hosts[name] as Host;
+				into.files = {...into.files, ...host.files};
+				into.stats = {...into.stats, ...host.stats};
+			}
+
+			delete state.steps[later];
+		}
+
+		writeFileSync(stateFile, JSON.stringify(state));
+		const restarts = ips.map(ip => JSON.stringify([...cluster.hosts.get(ip)!.unitRestarts]));
+		const before = cluster.calls.length;
+		cluster.hashedFiles.length = 0;
+		const instance = await engine();
+		await instance.apply({confirm: true});
+		expect(ips.map(ip => JSON.stringify([...cluster.hosts.get(ip)!.unitRestarts]))).toEqual(restarts);
+		expect(cluster.uploads().filter(call => cluster.calls.indexOf(call) >= before)).toEqual([]);
+		expect(cluster.hashedFiles.filter(entry => entry.includes('/opt/k8s/bin/'))).toEqual([]);
+		expect(instance.state.snapshot.run?.status).toBe('done');
+	});
+
 	test('the units the new release starts with never hold a flag it refuses: written before the restart (v1.19 → v1.20)', async () => {
 		const {cluster, engine, release} = setup('v1.19.16');
 		await (await engine()).apply({confirm: true});

@@ -55,8 +55,8 @@ describe('plan and run', () => {
 		await app.press(keys.enter);
 		expect(await app.exited).toBe(0);
 		const last = app.frame();
-		expect(last).toMatch(/✔ Copy the server binaries\s+\d/);
-		expect(last).toMatch(/✔ k8smaster02\s+done: 4 written, 0 already in place/);
+		expect(last).toMatch(/✔ Copy kube-apiserver and kubectl\s+\d/);
+		expect(last).toMatch(/✔ k8smaster02\s+done: 2 written, 0 already in place/);
 		expect(last).toContain('✔ Done: 3 master(s) installed');
 		// A long path wraps on the screen.
 		expect(last.replaceAll(/\s+/g, '')).toMatch(/Log:.*apply-.*\.jsonl/);
@@ -75,9 +75,9 @@ describe('plan and run', () => {
 		const [, share] = /k8smaster01 +\[█+░+\] +(\d+)% {2}[\d.]+ (?:B|KiB|MiB) of [\d.]+ (?:B|KiB|MiB)/.exec(running)!;
 		expect(Number(share)).toBeGreaterThan(0);
 		expect(Number(share)).toBeLessThan(100);
-		expect(running).toMatch(/Copy the server binaries {2}\d+ s\n/);
+		expect(running).toMatch(/Copy kube-apiserver and kubectl {2}\d+ s\n/);
 		expect(running).toContain('Last commands');
-		expect(running).toMatch(/⠋ k8smaster01 +ssh k8smaster01 write 4 files: \/opt\/k8s\/bin\/\S+ \(755\)/);
+		expect(running).toMatch(/⠋ k8smaster01 +ssh k8smaster01 write 2 files: \/opt\/k8s\/bin\/\S+ \(755\)/);
 		// The generated files need nothing from the binaries: they are written meanwhile; start waits for both.
 		expect(running).toContain('○ Start the control plane');
 		expect(running).toContain('q or Ctrl-C stop safely after the current action');
@@ -91,7 +91,7 @@ describe('plan and run', () => {
 		// The action under way was the stream of all ten (small) binaries: it finished, nothing after it began.
 		expect(last).toContain('■ Stopped before units (Install the apiserver and kube-nginx units). Progress is saved.');
 		// The step lasted as long as the upload was held: past a second on a busy machine ("1.2 s").
-		expect(last).toMatch(/✔ Copy the server binaries +(\d+ ms|\d+\.\d s)\n +✔ k8smaster01 +done: 4 written/);
+		expect(last).toMatch(/✔ Copy kube-apiserver and kubectl +(\d+ ms|\d+\.\d s)\n +✔ k8smaster01 +done: 2 written/);
 		expect(last).toMatch(/To resume: k8s-master-install apply --config \S+cluster\.yaml/);
 		expect(new StateStore(path.join(stateDir, 'kubernetes'), 'kubernetes').snapshot.run?.status).toBe('stopped');
 	});
@@ -105,8 +105,8 @@ describe('failure', () => {
 		await app.until('Start the install');
 		await app.press(keys.enter);
 		const failed = await app.until('What now?');
-		expect(failed).toContain('✘ Copy the server binaries failed on k8smaster02');
-		expect(failed).toMatch(/command: write 4 files: \/opt\/k8s\/bin\//);
+		expect(failed).toContain('✘ Copy kube-apiserver and kubectl failed on k8smaster02');
+		expect(failed).toMatch(/command: write 2 files: \/opt\/k8s\/bin\//);
 		expect(failed).toMatch(/│ ssh: connect to host 172\.24\.8\.72 port 22: No route to host/);
 		expect(failed).toMatch(/fix: k8smaster02 \(172\.24\.8\.72\) is not reachable/);
 		expect(failed).toContain('❯ Retry');
@@ -266,7 +266,7 @@ describe('saved progress', () => {
 		await app.until('Show what is done');
 		await app.press(keys.down, keys.enter);
 		const done = await app.until('What is done');
-		expect(done).toMatch(/Copy the server binaries\s+(✔ done|■ stopped) \d\d:\d\d/);
+		expect(done).toMatch(/Copy kube-apiserver and kubectl\s+(✔ done|■ stopped) \d\d:\d\d/);
 		expect(done).toMatch(/Let the apiserver use the kubelet API \(RBAC\)\s+○ not yet/);
 		await app.press(keys.enter);
 		await app.until('Show what is done');
