@@ -402,6 +402,26 @@ describe('a master replaced', () => {
 		expect(cluster.uploads()).toHaveLength(uploads);
 	});
 
+	test('a replacement reached under the old ssh name: the machine that answers does not have the old address, so it is not reset; the run names --force-remove', async () => {
+		const {cluster, engine, setMasters} = setup([master(1, ip1), {...master(2, ip2), sshHost: 'cp2'}, master(3, ip3)]);
+		cluster.sshHosts.set('cp2', ip2);
+		await (await engine()).engine.apply({confirm: true});
+		// The name now leads to the new machine, which the config gives its new address.
+		cluster.sshHosts.set('cp2', ip4);
+		setMasters([master(1, ip1), {...master(2, ip4), sshHost: 'cp2'}, master(3, ip3)]);
+		const before = cluster.calls.length;
+		const failure = await (await engine()).engine.apply({confirm: true}).catch((error: unknown) => error);
+		expect(failure).toBeInstanceOf(ApplyFailed);
+		expect((failure as ApplyFailed).failures[0]).toMatchObject({step: 'leave', host: 'k8smaster02'});
+		expect((failure as ApplyFailed).failures[0]!.message).toContain('k8smaster02 was reached as cp2, but that machine');
+		expect((failure as ApplyFailed).failures[0]!.message).toContain(`does not have ${ip2}: it is not the master that leaves`);
+		expect((failure as ApplyFailed).failures[0]!.fix).toContain('--force-remove k8smaster02');
+		// Nothing was stopped anywhere, and nothing was sent to the new machine.
+		expect(cluster.calls.slice(before).filter(call => /systemctl (stop|disable)/.test(call.args.at(-1) ?? ''))).toEqual([]);
+		expect(cluster.running(ip2)).toEqual(['kube-apiserver', 'kube-controller-manager', 'kube-nginx', 'kube-scheduler']);
+		expect(cluster.uploads(ip4)).toEqual([]);
+	});
+
 	test('the first master replaced by a new one: the leaving one goes through a master that stays, the cluster steps and kubeconfig follow the new list', async () => {
 		const {cluster, engine, setMasters, install, stateDir} = setup();
 		await install();
