@@ -4,11 +4,16 @@ import {resetMasters, runCli, startProbes, stopProbes, writeLabConfig, type Prob
 const lab = inject('lab');
 
 /** Seconds each master spent in start, from the line reporter's "✔ <master> done in X s" lines of that step. */
+/** Each master's start step time: its line under the step's heading, or tagged [start] while other steps run beside it (the binaries that follow). */
 function startSeconds(output: string): Map<string, number> {
-	const section = output.split('[start]')[1]?.split('\n== ')[0] ?? '';
 	const seconds = new Map<string, number>();
-	for (const [, host, value, unit] of section.matchAll(/✔ (\S+) done in ([\d.]+) (ms|s)/g)) {
-		seconds.set(host!, Number(value) / (unit === 'ms' ? 1000 : 1));
+	let section = '';
+	for (const line of output.split('\n')) {
+		section = /^== .* \[(\S+)\]$/.exec(line)?.[1] ?? section;
+		const done = /✔ (\S+)(?: \[(\S+)\])? done in ([\d.]+) (ms|s)/.exec(line);
+		if (done && (done[2] ?? section) === 'start') {
+			seconds.set(done[1]!, Number(done[3]) / (done[4] === 'ms' ? 1000 : 1));
+		}
 	}
 
 	return seconds;

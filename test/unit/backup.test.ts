@@ -5,16 +5,15 @@ import path from 'node:path';
 import {describe, expect, test, vi} from 'vitest';
 import {reportError, runCommand, type Flags} from '../../source/commands.js';
 import {loadConfig} from '../../source/config/load.js';
-import {ApplyFailed, Engine, StopRequested} from '../../source/engine/engine.js';
+import {ApplyFailed, StopRequested} from '../../source/engine/engine.js';
 import type {EngineEvent} from '../../source/engine/events.js';
-import {headlessPrompter} from '../../source/engine/prompts.js';
 import {formatPlan} from '../../source/reporters/format.js';
 import {formatSnapshots} from '../../source/reporters/snapshots.js';
 import {Runner, execaExecutor} from '../../source/runner.js';
 import type {BackupOptions} from '../../source/steps/types.js';
-import {Workspace} from '../../source/workspace.js';
 import {FakeCluster} from '../helpers/fake-hosts.js';
 import {baseConfig, makeFixture, writeConfig} from '../helpers/fixture.js';
+import {fakeEngine} from '../helpers/engine.js';
 
 const ips = ['172.24.8.71', '172.24.8.72', '172.24.8.73'];
 /** One single-quoted shell word, as shellQuote wrote it, back to its text. */
@@ -32,7 +31,7 @@ function setup() {
 	const engine = async (backup: BackupOptions = {}) => {
 		const config = await loadConfig(configFile);
 		const events: EngineEvent[] = [];
-		const instance = new Engine({config, workspace: new Workspace(stateDir, config.name), runner: new Runner({executor: cluster.executor, logFile}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe, api: cluster.api, backup});
+		const instance = fakeEngine(cluster, config, stateDir, {runner: new Runner({executor: cluster.executor, logFile}), backup});
 		instance.subscribe(event => events.push(event));
 		return {engine: instance, events};
 	};

@@ -7,22 +7,20 @@ import YAML from 'yaml';
 import {main} from '../../source/cli.js';
 import {certificatesReport} from '../../source/certs-command.js';
 import {loadConfig} from '../../source/config/load.js';
-import {Engine} from '../../source/engine/engine.js';
 import type {EngineEvent} from '../../source/engine/events.js';
-import {headlessPrompter} from '../../source/engine/prompts.js';
 import {InputError} from '../../source/errors.js';
 import {generateKeyPair, issueCertificate, publicKeyPemOf, readCertificate} from '../../source/pki/certs.js';
 import {certificatesExitCode, daysLeft, expiryLevel, renewTargets, writtenStatus, type CertificateRow} from '../../source/pki/inventory.js';
 import type {LeafName} from '../../source/pki/material.js';
 import {formatCertificates, formatRenewPreview} from '../../source/reporters/certs-format.js';
 import {formatStatus} from '../../source/reporters/format.js';
-import {Runner} from '../../source/runner.js';
 import {certificatesScript, parseCertificatesOutput} from '../../source/steps/certs-read.js';
 import {caExpiryCheck} from '../../source/steps/verify.js';
 import {Workspace} from '../../source/workspace.js';
 import {FakeCluster} from '../helpers/fake-hosts.js';
 import {baseConfig, makeFixture, writeConfig} from '../helpers/fixture.js';
 import {tempDir} from '../helpers/temp.js';
+import {fakeEngine} from '../helpers/engine.js';
 
 const ips = ['172.24.8.71', '172.24.8.72', '172.24.8.73'];
 const day = 86_400_000;
@@ -38,11 +36,7 @@ async function installed(change: (raw: Record<string, any>) => void = () => unde
 		const config = await loadConfig(configFile);
 		const workspace = new Workspace(fixture.stateDir, config.name);
 		const events: EngineEvent[] = [];
-		const instance = new Engine({
-			config, workspace, runner: new Runner({executor: cluster.executor}),
-			prompter: headlessPrompter({yes: true, overwrite: false}),
-			probe: cluster.probe, api: cluster.api, rotate: options.rotate, newKeys: options.newKeys,
-		});
+		const instance = fakeEngine(cluster, config, fixture.stateDir, {workspace, rotate: options.rotate, newKeys: options.newKeys});
 		instance.subscribe(event => events.push(event));
 		return {engine: instance, events, config, workspace};
 	};

@@ -1,14 +1,11 @@
 import {describe, expect, test} from 'vitest';
 import {loadConfig} from '../../source/config/load.js';
-import {Engine} from '../../source/engine/engine.js';
 import type {EngineEvent} from '../../source/engine/events.js';
-import {headlessPrompter} from '../../source/engine/prompts.js';
 import {formatCisGrid} from '../../source/reporters/format.js';
-import {Runner} from '../../source/runner.js';
 import type {CisResult} from '../../source/steps/cis.js';
-import {Workspace} from '../../source/workspace.js';
 import {FakeCluster} from '../helpers/fake-hosts.js';
 import {baseConfig, makeFixture, writeConfig} from '../helpers/fixture.js';
+import {fakeEngine} from '../helpers/engine.js';
 
 const ips = ['172.24.8.71', '172.24.8.72', '172.24.8.73'];
 
@@ -19,7 +16,7 @@ function setup(settings: Record<string, unknown> = {}, version = 'v1.28.7') {
 	const engine = async () => {
 		const config = await loadConfig(configFile);
 		const events: EngineEvent[] = [];
-		const instance = new Engine({config, workspace: new Workspace(fixture.stateDir, config.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe, api: cluster.api});
+		const instance = fakeEngine(cluster, config, fixture.stateDir);
 		instance.subscribe(event => events.push(event));
 		return {instance, events};
 	};

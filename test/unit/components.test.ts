@@ -16,6 +16,7 @@ import {configKinds, parseVersion, schedulerConfigVersion} from '../../source/ve
 import {Workspace} from '../../source/workspace.js';
 import {FakeCluster} from '../helpers/fake-hosts.js';
 import {baseConfig, makeFixture, writeConfig} from '../helpers/fixture.js';
+import {fakeEngine} from '../helpers/engine.js';
 
 const ips = ['172.24.8.71', '172.24.8.72', '172.24.8.73'];
 
@@ -141,7 +142,7 @@ describe('fit to the release', () => {
 	test('an extra flag the release removed is named with the field and the fix; apply refuses it before any host is written to', async () => {
 		const {config, dir, stateDir} = await configFor('v1.28.7', {extraFlags: {'kube-apiserver': ['--insecure-port=0']}});
 		const cluster = new FakeCluster(ips);
-		const engine = new Engine({config, workspace: new Workspace(stateDir, config.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe, api: cluster.api});
+		const engine = fakeEngine(cluster, config, stateDir);
 		const warnings: string[] = [];
 		engine.subscribe(event => {
 			if (event.type === 'warning') {
@@ -223,7 +224,7 @@ describe('verify', () => {
 		const {config, stateDir} = await configFor('v1.28.7');
 		const cluster = new FakeCluster(ips);
 		const engine = () => {
-			const instance = new Engine({config, workspace: new Workspace(stateDir, config.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe, api: cluster.api});
+			const instance = fakeEngine(cluster, config, stateDir);
 			const events: EngineEvent[] = [];
 			instance.subscribe(event => events.push(event));
 			return {instance, events};
@@ -274,7 +275,7 @@ describe('what an operator taking over or changing a running cluster relies on',
 		const fake = new FakeCluster(ips);
 		const engine = async () => {
 			const config = await loadConfig(configFile);
-			return new Engine({config, workspace: new Workspace(fixture.stateDir, config.name), runner: new Runner({executor: fake.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: fake.probe, api: fake.api});
+			return fakeEngine(fake, config, fixture.stateDir);
 		};
 
 		return {...fixture, configFile, fake, engine};
@@ -382,7 +383,7 @@ describe('reset', () => {
 		const config = await loadConfig(writeConfig(fixture.dir, baseConfig(fixture.tarball)));
 		const fake = new FakeCluster(ips);
 		// --no-backup: the snapshot reset takes first would be deleted with the state folder (backup.test.ts).
-		const engine = () => new Engine({config, workspace: new Workspace(fixture.stateDir, config.name), runner: new Runner({executor: fake.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: fake.probe, api: fake.api, backup: {skip: true}});
+		const engine = () => fakeEngine(fake, config, fixture.stateDir, {backup: {skip: true}});
 		await (await engine()).apply({confirm: true});
 		fake.hosts.get('172.24.8.73')!.reachable = false;
 		await expect((await engine()).reset({confirm: true, removeLocal: true})).rejects.toThrow(/reset failed on k8smaster03/);

@@ -19,6 +19,7 @@ import {transferForm} from '../../source/steps/binaries.js';
 import {Workspace} from '../../source/workspace.js';
 import {FakeCluster} from '../helpers/fake-hosts.js';
 import {baseConfig, binaryNames, elfExecutable, makeFixture, writeConfig} from '../helpers/fixture.js';
+import {fakeEngine} from '../helpers/engine.js';
 
 const ips = ['172.24.8.71', '172.24.8.72', '172.24.8.73'];
 
@@ -32,13 +33,7 @@ function setup(version = 'v1.28.7', change: (raw: Record<string, any>) => void =
 	const engine = async (options: {yes?: boolean; overwrite?: boolean} = {}) => {
 		const config = await loadConfig(configFile);
 		const events: EngineEvent[] = [];
-		const instance = new Engine({
-			config,
-			workspace: new Workspace(fixture.stateDir, config.name),
-			runner: new Runner({executor: cluster.executor, logFile}),
-			prompter: headlessPrompter({yes: options.yes ?? true, overwrite: options.overwrite ?? false}),
-			probe: cluster.probe, api: cluster.api,
-		});
+		const instance = fakeEngine(cluster, config, fixture.stateDir, {runner: new Runner({executor: cluster.executor, logFile}), prompter: headlessPrompter({yes: options.yes ?? true, overwrite: options.overwrite ?? false})});
 		instance.subscribe(event => events.push(event));
 		return {engine: instance, events};
 	};
@@ -425,7 +420,7 @@ describe('verify', () => {
 			return cluster.api(ip, port, request, ...rest);
 		};
 		const config = await loadConfig(configFile);
-		const instance = () => new Engine({config, workspace: new Workspace(stateDir, config.name), runner: new Runner({executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe, api});
+		const instance = () => fakeEngine(cluster, config, stateDir, {runner: new Runner({executor}), api});
 		await instance().apply({confirm: true});
 		expect(timeline[0]).toBe('cluster asked');
 		expect(timeline.slice(1).sort()).toEqual(ips.map(ip => `read ${ip}`));
@@ -583,18 +578,18 @@ describe('binaries', () => {
 		const {dir, tarball, stateDir} = makeFixture('v1.28.7', binaryNames.filter(name => name !== 'cloud-controller-manager'));
 		const config = await loadConfig(writeConfig(dir, baseConfig(tarball)));
 		const cluster = new FakeCluster(ips);
-		const engine = () => new Engine({config, workspace: new Workspace(stateDir, config.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe, api: cluster.api});
+		const engine = () => fakeEngine(cluster, config, stateDir);
 		await engine().apply({confirm: true});
 		const binaries = () => [...cluster.hosts.get('172.24.8.71')!.files.keys()].filter(file => file.startsWith('/opt/k8s/bin/v1.28.7/')).sort();
 		expect(binaries()).toEqual(['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubectl'].map(name => `/opt/k8s/bin/v1.28.7/${name}`));
 		const withKubelet = await loadConfig(writeConfig(dir, {...baseConfig(tarball), binaries: {tarball, include: ['kubelet', 'kube-proxy']}}));
-		await new Engine({config: withKubelet, workspace: new Workspace(stateDir, withKubelet.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe, api: cluster.api}).apply({confirm: true});
+		await fakeEngine(cluster, withKubelet, stateDir).apply({confirm: true});
 		expect(binaries()).toEqual(['kube-apiserver', 'kube-controller-manager', 'kube-proxy', 'kube-scheduler', 'kubectl', 'kubelet'].map(name => `/opt/k8s/bin/v1.28.7/${name}`));
 		expect(hostFile(cluster, '172.24.8.71', '/opt/k8s/bin/kubelet')?.link).toBe('v1.28.7/kubelet');
 
 		const broken = makeFixture('v1.28.7', binaryNames.filter(name => name !== 'kube-apiserver'));
 		const brokenConfig = await loadConfig(writeConfig(broken.dir, baseConfig(broken.tarball)));
-		const refused = new Engine({config: brokenConfig, workspace: new Workspace(broken.stateDir, brokenConfig.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe, api: cluster.api});
+		const refused = fakeEngine(cluster, brokenConfig, broken.stateDir);
 		await expect(refused.apply({confirm: true})).rejects.toThrow(/binaries\.tarball: lacks kubernetes\/server\/bin\/kube-apiserver/);
 	});
 
@@ -917,7 +912,7 @@ describe('a tarball\'s binaries are what they claim', () => {
 		execFileSync('tar', ['-czf', tarball, '-C', path.join(dir, 'src'), 'kubernetes']);
 		const config = await loadConfig(writeConfig(dir, baseConfig(tarball)));
 		const cluster = new FakeCluster(ips);
-		const engine = new Engine({config, workspace: new Workspace(stateDir, config.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe, api: cluster.api});
+		const engine = fakeEngine(cluster, config, stateDir);
 		await expect(engine.apply({confirm: true})).rejects.toThrow(/binaries\.tarball: holds kubernetes\/server\/bin\/kube-apiserver as a symbolic link \(to \/etc\/hostname\); only regular files are taken as binaries/);
 		expect(cluster.uploads()).toEqual([]);
 		// Nothing of the tarball is kept: no binaries, no half-written folder.

@@ -90,7 +90,9 @@ class ClusterObjects {
 	};
 }
 
-function setup(masters = three, version = 'v1.28.7') {
+type MasterEntry = {name: string; ip: string; sshHost?: string};
+
+function setup(masters: MasterEntry[] = three, version = 'v1.28.7') {
 	const fixture = makeFixture(version);
 	const raw = baseConfig(fixture.tarball, version);
 	raw.masters = masters;
@@ -115,7 +117,7 @@ function setup(masters = three, version = 'v1.28.7') {
 	};
 
 	/** The config's masters changed, as an operator edits the list. */
-	const setMasters = (list: Array<{name: string; ip: string}>) => writeConfig(fixture.dir, {...raw, masters: list});
+	const setMasters = (list: MasterEntry[]) => writeConfig(fixture.dir, {...raw, masters: list});
 	const install = async () => {
 		await (await engine()).engine.apply({confirm: true});
 		objects.syncFromRunning();

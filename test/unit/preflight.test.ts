@@ -13,6 +13,7 @@ import {Workspace} from '../../source/workspace.js';
 import {FakeCluster} from '../helpers/fake-hosts.js';
 import {baseConfig, makeFixture, writeConfig} from '../helpers/fixture.js';
 import {tempDir} from '../helpers/temp.js';
+import {fakeEngine} from '../helpers/engine.js';
 
 async function config(change: (raw: Record<string, any>) => void = () => undefined) {
 	const {dir, tarball} = makeFixture();
@@ -91,7 +92,7 @@ describe('preflight', () => {
 		const cluster = new FakeCluster(['172.24.8.71', '172.24.8.72', '172.24.8.73']);
 		cluster.sshHosts.set('cp2', '172.24.8.71');
 		change(cluster);
-		const engine = new Engine({config: loaded, workspace: new Workspace(stateDir, loaded.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe, api: cluster.api});
+		const engine = fakeEngine(cluster, loaded, stateDir);
 		const events: EngineEvent[] = [];
 		engine.subscribe(event => events.push(event));
 		const keyMaterial = () => existsSync(path.join(stateDir, 'kubernetes', 'pki'));
@@ -185,7 +186,7 @@ describe('preflight', () => {
 		const cluster = new FakeCluster(['172.24.8.71', '172.24.8.72', '172.24.8.73']);
 		cluster.hosts.get('172.24.8.73')!.listening.push({port: 10259, process: 'haproxy'});
 		cluster.hosts.get('172.24.8.72')!.clockOffsetMs = 7000;
-		const engine = new Engine({config: loaded, workspace: new Workspace(stateDir, loaded.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe, api: cluster.api});
+		const engine = fakeEngine(cluster, loaded, stateDir);
 		const events: EngineEvent[] = [];
 		engine.subscribe(event => events.push(event));
 		await expect(engine.apply({confirm: true})).rejects.toThrow(/preflight failed on k8smaster03/);

@@ -16,6 +16,7 @@ import {parseSecretCount, secretCountScript} from '../../source/steps/secret-cou
 import {Workspace} from '../../source/workspace.js';
 import {FakeCluster} from '../helpers/fake-hosts.js';
 import {baseConfig, makeFixture, writeConfig} from '../helpers/fixture.js';
+import {fakeEngine} from '../helpers/engine.js';
 
 const ips = ['172.24.8.71', '172.24.8.72', '172.24.8.73'];
 const configPath = '/etc/kubernetes/encryption-config.yaml';
@@ -38,7 +39,7 @@ async function installed() {
 	const engine = async () => {
 		const config = await loadConfig(configFile);
 		const events: EngineEvent[] = [];
-		const instance = new Engine({config, workspace: new Workspace(fixture.stateDir, config.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe, api: cluster.api});
+		const instance = fakeEngine(cluster, config, fixture.stateDir);
 		instance.subscribe(event => events.push(event));
 		return {engine: instance, events, workspace: new Workspace(fixture.stateDir, config.name)};
 	};

@@ -2,19 +2,18 @@ import {readFileSync, writeFileSync} from 'node:fs';
 import path from 'node:path';
 import {describe, expect, test} from 'vitest';
 import {loadConfig} from '../../source/config/load.js';
-import {ApplyFailed, Engine} from '../../source/engine/engine.js';
+import {ApplyFailed} from '../../source/engine/engine.js';
 import type {EngineEvent} from '../../source/engine/events.js';
-import {headlessPrompter} from '../../source/engine/prompts.js';
 import {InputError} from '../../source/errors.js';
 import {ensureMaterial} from '../../source/pki/material.js';
 import {renderArtifacts} from '../../source/render/artifacts.js';
 import {releaseMisfits} from '../../source/render/fit.js';
 import {formatPlan} from '../../source/reporters/format.js';
-import {Runner} from '../../source/runner.js';
 import {retiredFlags, supportedMinors} from '../../source/versions.js';
 import {Workspace} from '../../source/workspace.js';
 import {FakeCluster} from '../helpers/fake-hosts.js';
 import {baseConfig, makeFixture, writeConfig} from '../helpers/fixture.js';
+import {fakeEngine} from '../helpers/engine.js';
 
 const ips = ['172.24.8.71', '172.24.8.72', '172.24.8.73'];
 const masters = ['k8smaster01', 'k8smaster02', 'k8smaster03'];
@@ -28,7 +27,7 @@ function setup(first: string) {
 	const events: EngineEvent[] = [];
 	const engine = async (options: {allowDowngrade?: boolean} = {}) => {
 		const config = await loadConfig(configFile);
-		const instance = new Engine({config, workspace: new Workspace(stateDir, config.name), runner: new Runner({executor: cluster.executor}), prompter: headlessPrompter({yes: true, overwrite: false}), probe: cluster.probe, api: cluster.api, allowDowngrade: options.allowDowngrade});
+		const instance = fakeEngine(cluster, config, stateDir, {allowDowngrade: options.allowDowngrade});
 		instance.subscribe(event => events.push(event));
 		return instance;
 	};
