@@ -176,9 +176,14 @@ async function benchRollingChange(info) {
 		const upgraded = {...installed, ...writeConfig(info, {version: 'v1.28.7', binaries: {tarball: info.tarballs['v1.28.7-real-size']}, serviceAccount: undefined, extraFlags: {'kube-apiserver': ['--event-ttl=170h']}}), stateDir: installed.stateDir};
 		for (const config of [flagged, upgraded]) {
 			const run = must(await apply(config), 'a rolling change');
-			const section = run.stdout.split('[start]')[1]?.split('\n== ')[0] ?? '';
-			for (const [, value, unit] of section.matchAll(/✔ \S+ done in ([\d.]+) (ms|s)/g)) {
-				perMaster.push(Number(value) * (unit === 'ms' ? 1 : 1000));
+			// A master's start line sits under the step's heading, or is tagged [start] while the binaries go beside it.
+			let section = '';
+			for (const line of run.stdout.split('\n')) {
+				section = /^== .* \[(\S+)\]$/.exec(line)?.[1] ?? section;
+				const done = /✔ \S+(?: \[(\S+)\])? done in ([\d.]+) (ms|s)/.exec(line);
+				if (done && (done[1] ?? section) === 'start') {
+					perMaster.push(Number(done[2]) * (done[3] === 'ms' ? 1 : 1000));
+				}
 			}
 		}
 	}
