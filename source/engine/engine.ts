@@ -570,7 +570,7 @@ export class Engine {
 			await this.closeConnections();
 			release();
 			const leftBehind = context.membership?.leftBehind ?? [];
-			this.emit({type: 'finished', outcome: 'done', message: [operation.words.done({...this.runFacts(options), skipped, kind, changed: runner.changed.size > 0}), ...leftBehind].join('; '), durationMs: Math.round(performance.now() - started)});
+			this.emit({type: 'finished', outcome: 'done', message: [operation.words.done({...this.runFacts(options), skipped, kind, changed: runner.changed}), ...leftBehind].join('; '), durationMs: Math.round(performance.now() - started)});
 		} catch (error) {
 			const stopped = error instanceof StopRequested;
 			if (error instanceof ApplyFailed && runStarted) {

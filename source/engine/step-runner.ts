@@ -54,8 +54,8 @@ export class StepRunner {
 	private readonly progress: Progress;
 	/** Whether a control plane served when this run reached its first rolling-when-live step (see controlPlaneServes). */
 	private live: Promise<boolean> | undefined;
-	/** Steps that did something on a host (not only checks, not only found in place). */
-	readonly changed = new Set<StepId>();
+	/** Whether a step did something on a host (not only checks, not only found in place). */
+	changed = false;
 
 	constructor(private readonly options: StepRunnerOptions) {
 		this.progress = options.state.progress(options.operation.id);
@@ -120,9 +120,7 @@ export class StepRunner {
 		const stopped = outcomes.some(outcome => outcome.outcome === 'stopped');
 		const overall: HostOutcome = failures.length > 0 ? 'failed' : stopped ? 'stopped' : outcomes.every(outcome => outcome.outcome === 'skipped' || outcome.outcome === 'excluded') ? 'skipped' : 'done';
 		this.emit({type: 'step-done', step: step.id, outcome: overall, durationMs: Math.round(performance.now() - started)});
-		if (!step.readsOnly && outcomes.some(outcome => outcome.outcome === 'done')) {
-			this.changed.add(step.id);
-		}
+		this.changed ||= !step.readsOnly && outcomes.some(outcome => outcome.outcome === 'done');
 		if (refused) {
 			throw refused;
 		}
