@@ -89,7 +89,13 @@ export class StepRunner {
 	 * reason to end the run is raised: a question refused, then a failure, then a stop.
 	 */
 	async runWave(wave: StepDefinition[], context: StepContext): Promise<void> {
-		const settled = await Promise.allSettled(wave.map(async step => this.runStep(step, context)));
+		const running = new Map<StepId, Promise<void>>();
+		for (const step of wave) {
+			const awaited = wave.find(each => each.id === step.afterWhenLive);
+			running.set(step.id, awaited ? this.runAfterWhenLive(step, awaited, running.get(awaited.id)!, context) : this.runStep(step, context));
+		}
+
+		const settled = await Promise.allSettled(running.values());
 		const reasons = settled.flatMap(result => (result.status === 'rejected' ? [result.reason as unknown] : []));
 		const failures = reasons.filter((reason): reason is ApplyFailed => reason instanceof ApplyFailed);
 		if (failures.length > 0) {
@@ -103,6 +109,19 @@ export class StepRunner {
 		if (first !== undefined) {
 			throw first;
 		}
+	}
+
+	/** `step` after `awaited` when that one rolls (a control plane serves), else beside it; not at all after it failed (that failure ends the run). */
+	private async runAfterWhenLive(step: StepDefinition, awaited: StepDefinition, running: Promise<void>, context: StepContext): Promise<void> {
+		if (await this.rolls(awaited, context)) {
+			try {
+				await running;
+			} catch {
+				return;
+			}
+		}
+
+		await this.runStep(step, context);
 	}
 
 	async runStep(step: StepDefinition, context: StepContext): Promise<void> {

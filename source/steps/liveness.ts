@@ -16,7 +16,22 @@ export async function controlPlaneServes(context: StepContext, progress: Pick<Pr
 		return true;
 	}
 
-	// Any HTTP answer counts: an apiserver this install has no record of may already serve.
-	const answers = await Promise.all(masters.filter(master => !context.skipped.has(master.name)).map(async master => context.probe(master.ip, 6443, '/healthz', adminTls(context))));
-	return answers.some(answer => answer.status > 0);
+	// Any HTTP answer counts: an apiserver this install has no record of may already serve. The first
+	// one decides: a master with no machine behind its address would keep the rest waiting seconds.
+	const answering = masters.filter(master => !context.skipped.has(master.name)).map(async master => (await context.probe(master.ip, 6443, '/healthz', adminTls(context))).status > 0);
+	return new Promise((resolve, reject) => {
+		let left = answering.length;
+		if (left === 0) {
+			resolve(false);
+		}
+
+		for (const answers of answering) {
+			answers.then(answered => {
+				left--;
+				if (answered || left === 0) {
+					resolve(answered);
+				}
+			}, reject);
+		}
+	});
 }

@@ -92,6 +92,12 @@ export type StepDefinition = {
 	 * as they are after a failure. rolling-when-live: rolling once a control plane serves, so that the others keep serving.
 	 */
 	order?: 'parallel' | 'rolling' | 'rolling-when-live';
+	/**
+	 * A step of the same wave that this one waits for once a control plane serves (when that step
+	 * rolls): on a new cluster they run side by side, on a running one this step's work would take
+	 * the CPU its restarts need.
+	 */
+	afterWhenLive?: StepId;
 	/** A check: it reads and changes nothing, so a run in which only checks ran changed nothing. */
 	readsOnly?: true;
 };

@@ -77,6 +77,14 @@ describe('upgrades', () => {
 
 		expect(written('/etc/systemd/system/kube-apiserver.service')).toHaveLength(masters.length);
 		expect(Math.max(...written('/etc/systemd/system/kube-apiserver.service'))).toBeLessThan(lastApiserverRestart);
+
+		// On a running cluster the controller binaries go once the apiservers rolled: beside a restart they slow it.
+		for (const binary of ['/v1.29.2/kube-controller-manager', '/v1.29.2/kube-scheduler']) {
+			expect(written(binary), binary).toHaveLength(masters.length);
+			expect(Math.min(...written(binary)), binary).toBeGreaterThan(lastApiserverRestart);
+		}
+
+		expect(Math.max(...written('/v1.29.2/kube-apiserver'))).toBeLessThan(calls.findIndex(call => /systemctl restart kube-apiserver/.test(call.args.at(-1) ?? '')));
 	});
 
 	test('a fresh install stays parallel in both start steps: the decision to roll is made once per run', async () => {
@@ -85,6 +93,11 @@ describe('upgrades', () => {
 		// Side by side: every master's controller-manager started before the first one was done.
 		const steps = events.filter(event => (event.type === 'host-start' || event.type === 'host-done') && event.step === 'start-controllers').map(event => event.type);
 		expect(steps.slice(0, 3)).toEqual(['host-start', 'host-start', 'host-start']);
+		// On a new cluster the controller binaries go beside the apiservers' start, not after it.
+		const startDone = events.findIndex(event => event.type === 'step-done' && event.step === 'start');
+		const sending = events.flatMap((event, index) => (event.type === 'host-start' && event.step === 'controller-binaries' ? [index] : []));
+		expect(sending).toHaveLength(3);
+		expect(Math.max(...sending)).toBeLessThan(startDone);
 	});
 
 	test('skipping a minor release is refused before anything is touched, naming the release to apply first', async () => {
