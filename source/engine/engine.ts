@@ -21,6 +21,7 @@ import {cisResultsRead, type CisResult} from '../steps/cis.js';
 import type {CertificateRow} from '../pki/inventory.js';
 import {downloadTarball} from '../steps/download.js';
 import {FilesReadAhead} from '../steps/files.js';
+import {ServicesSeen} from '../steps/readiness.js';
 import {previewMaster, unpackedReleases, type ChangePreview, type HostPreview, type PendingBinaries} from '../steps/preview.js';
 import {runKind} from '../operations/run-kind.js';
 import {controlPlaneServes} from '../steps/liveness.js';
@@ -169,6 +170,7 @@ export class Engine {
 			check: (step, host, result) => this.emit({type: 'check', step, host, ...result}),
 			changedFiles: new Map<string, Set<string>>(),
 			readAhead: options.readAhead ?? new FilesReadAhead(),
+			servicesSeen: new ServicesSeen(),
 			// The key material counts as in use (and may no longer change) once it is on a master.
 			materialShipped: () => {
 				if (persist && !this.state.snapshot.material) {

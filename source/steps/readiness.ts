@@ -125,6 +125,37 @@ export async function readinessAnd(context: StepContext, master: Master, names: 
 	return {readiness: new Map(names.map(name => [name, answers.get(name)!])), also: onMaster.also};
 }
 
+export type ServicesRead = {readiness: Map<ServiceName, Readiness>; also: string};
+
+/**
+ * What a start step's check read on each master (every service's readiness, the units' state), for
+ * the start step after it: on a run that restarts nothing the controller-managers' check need not ask
+ * the master again. Kept only while no start step of this run restarted anything: a restart anywhere
+ * (an apiserver gone for seconds) may change what the other services answer.
+ */
+export class ServicesSeen {
+	private readonly byMaster = new Map<string, ServicesRead>();
+	private restarted = false;
+
+	remember(master: string, read: ServicesRead): void {
+		if (!this.restarted) {
+			this.byMaster.set(master, read);
+		}
+	}
+
+	/** The read of this master, if it answers for every one of `names`; taken once. */
+	take(master: string, names: ServiceName[]): ServicesRead | undefined {
+		const read = this.byMaster.get(master);
+		this.byMaster.delete(master);
+		return read && names.every(name => read.readiness.has(name)) ? read : undefined;
+	}
+
+	restarting(): void {
+		this.restarted = true;
+		this.byMaster.clear();
+	}
+}
+
 /** In start order: the apiserver first, then the proxy in front of the apiservers, then its clients. */
 export const services: Service[] = [
 	{

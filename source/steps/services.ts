@@ -233,17 +233,21 @@ export function startStep(uploadsOf: UploadsOf, {id = 'start', order = installRe
 				return {done: false, detail: `${fromFiles[0]!.name}: ${reasons[0]}`, observed: new Map<ServiceName, UnitStatus>()};
 			}
 
-			// The units' state and the services' readiness in one round trip.
-			const {readiness, also} = await readinessAnd(context, master, names, id, readinessPath(context.config.kubeVersion), unitStatusRead);
+			// The units' state and every service's readiness in one round trip, or what the start step before this one read of them.
+			const read = context.servicesSeen.take(master.name, names) ?? await readinessAnd(context, master, services.map(service => service.name), id, readinessPath(context.config.kubeVersion), unitStatusRead);
+			context.servicesSeen.remember(master.name, read);
+			const {also} = read;
+			const readiness = names.map(name => [name, read.readiness.get(name)!] as const);
 			const [change] = restartPolicy(factsOf(context, master, parseUnitStatus(also)));
 			if (change) {
 				return {done: false, detail: `${change.name}: ${change.reason}`, observed: parseUnitStatus(also)};
 			}
 
-			const notReady = [...readiness].find(([, each]) => !each.ok);
+			const notReady = readiness.find(([, each]) => !each.ok);
 			return notReady ? {done: false, detail: `${notReady[0]} not ready (${notReady[1].detail})`, observed: parseUnitStatus(also)} : {done: true, detail: `${names.length === services.length ? 'all four services' : names.join(', ')} active and ready`};
 		},
 		async run(context, master, _inputs, verification) {
+			context.servicesSeen.restarting();
 			// The units' state as verify just read it (none when it did not matter).
 			const status = (verification?.observed as Map<ServiceName, UnitStatus> | undefined) ?? await unitStatus(context, master, id);
 			const changes = restartPolicy(factsOf(context, master, status));

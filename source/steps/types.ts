@@ -8,6 +8,7 @@ import type {HostRecord, Progress} from '../state/store.js';
 import type {Workspace} from '../workspace.js';
 import type {Prompter} from '../engine/prompts.js';
 import type {Api, Probe} from '../remote/health.js';
+import type {ServicesSeen} from './readiness.js';
 import type {CheckResult} from './preflight.js';
 import type {FilesReadAhead} from './files.js';
 import type {MembershipChange} from './membership.js';
@@ -44,6 +45,8 @@ export type StepContext = {
 	api: Api;
 	/** Files facts read for several steps in one round trip; readRemoteFiles takes from it. */
 	readAhead: FilesReadAhead;
+	/** Services' readiness a start step's check read, for the next start step's (see ServicesSeen). */
+	servicesSeen: ServicesSeen;
 	/** Reports per-host progress to the views. */
 	progress: (step: StepId, host: string, update: {message?: string; bytes?: number; total?: number}) => void;
 	/** Per master, the remote paths this run wrote: a service reading one must restart. */

@@ -717,6 +717,12 @@ describe('plan of a change', () => {
 		const again = await engine();
 		await again.engine.apply({confirm: true});
 		expect(again.events.find(event => event.type === 'finished')).toMatchObject({outcome: 'done', message: 'nothing to change: 3 master(s) already as configured, and ready'});
+		// Nothing restarted: the controller-managers' and schedulers' readiness came with start's read of each master.
+		const asked = (events: EngineEvent[], step: string) => events.filter(event => event.type === 'command-start' && event.step === step).map(event => (event as {host?: string}).host);
+		expect(asked(again.events, 'start')).toEqual(['k8smaster01', 'k8smaster02', 'k8smaster03']);
+		expect(asked(again.events, 'start-controllers')).toEqual([]);
+		// After an apiserver restart they are asked again: a restart anywhere may change what they answer.
+		expect(asked(applied.events, 'start-controllers').sort()).toEqual(['k8smaster01', 'k8smaster02', 'k8smaster03']);
 	});
 
 	test('a master that cannot be read is shown unread with the reason, the others still read (--exit-code: 1); one given to skip is not contacted', async () => {
