@@ -67,11 +67,14 @@ export function planView(operation: Operation, context: StepContext, state: Stat
 			hosts: masters.map(master => {
 				const recordName = step.scope === 'cluster' ? clusterHost : master.name;
 				const record = progress.host(step.id, recordName);
+				const actions = step.plan(context, master);
 				return {
 					host: step.scope === 'cluster' ? `${clusterHost} (via ${master.name})` : master.name,
 					recorded: record ? `${record.status} at ${record.at}` : undefined,
-					inputsChanged: record !== undefined && record.inputs !== fingerprint(inputActions(operation, step, context, master)),
-					actions: step.plan(context, master).map(action => actionView(action, runner)),
+					// A step that only checks is checked again on every run anyway: new words in its check ("no
+					// release change" where the install said "first install") are no change to run again.
+					inputsChanged: record !== undefined && actions.some(action => action.kind !== 'check') && record.inputs !== fingerprint(inputActions(operation, step, context, master)),
+					actions: actions.map(action => actionView(action, runner)),
 				};
 			}),
 		});

@@ -683,6 +683,9 @@ describe('plan of a change', () => {
 		expect(unchanged.changes?.read).toBe(true);
 		expect(planChanges(unchanged)).toBe(false);
 		expect(formatPlan(unchanged)).toContain('Restarts: none');
+		// No step is said to run again: the snapshot's check now says "no release change" where the install's said "first install".
+		expect(unchanged.steps.flatMap(step => step.hosts.filter(host => host.inputsChanged).map(host => `${step.id} ${host.host}`))).toEqual([]);
+		expect(formatPlan(unchanged)).not.toContain('runs again');
 
 		writeConfig(path.dirname(configFile), {...baseConfig(tarball), extraFlags: {'kube-apiserver': ['--event-ttl=170h']}});
 		const nginx = '/opt/k8s/kube-nginx/conf/kube-nginx.conf';
