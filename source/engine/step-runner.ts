@@ -91,8 +91,8 @@ export class StepRunner {
 	async runWave(wave: StepDefinition[], context: StepContext): Promise<void> {
 		const running = new Map<StepId, Promise<void>>();
 		for (const step of wave) {
-			const awaited = wave.find(each => each.id === step.afterWhenLive);
-			running.set(step.id, awaited ? this.runAfterWhenLive(step, awaited, running.get(awaited.id)!, context) : this.runStep(step, context));
+			const awaited = (step.afterWhenLive ?? []).map(id => running.get(id)).filter(promise => promise !== undefined);
+			running.set(step.id, awaited.length > 0 ? this.runAfterWhenLive(step, awaited, context) : this.runStep(step, context));
 		}
 
 		const settled = await Promise.allSettled(running.values());
@@ -111,17 +111,22 @@ export class StepRunner {
 		}
 	}
 
-	/** `step` after `awaited` when that one rolls (a control plane serves), else beside it; not at all after it failed (that failure ends the run). */
-	private async runAfterWhenLive(step: StepDefinition, awaited: StepDefinition, running: Promise<void>, context: StepContext): Promise<void> {
-		if (await this.rolls(awaited, context)) {
-			try {
-				await running;
-			} catch {
+	/** `step` after the `awaited` steps once a control plane serves, else beside them; not at all after one failed (that failure ends the run). */
+	private async runAfterWhenLive(step: StepDefinition, awaited: Array<Promise<void>>, context: StepContext): Promise<void> {
+		if (await this.serves(context)) {
+			const settled = await Promise.allSettled(awaited);
+			if (settled.some(result => result.status === 'rejected')) {
 				return;
 			}
 		}
 
 		await this.runStep(step, context);
+	}
+
+	/** Asked once per run (see controlPlaneServes). */
+	private async serves(context: StepContext): Promise<boolean> {
+		this.live ??= controlPlaneServes(context, this.progress, this.options.operation.steps);
+		return this.live;
 	}
 
 	async runStep(step: StepDefinition, context: StepContext): Promise<void> {
@@ -172,8 +177,7 @@ export class StepRunner {
 			}
 
 			case 'rolling-when-live': {
-				this.live ??= controlPlaneServes(context, this.progress, this.options.operation.steps);
-				return this.live;
+				return this.serves(context);
 			}
 		}
 	}
@@ -266,15 +270,25 @@ export class StepRunner {
 	}
 }
 
-/** The steps in order, grouped: a step joins the wave before it unless it needs one of that wave's steps. */
+/**
+ * The steps in order, grouped: a step joins the wave before it unless it needs one of that wave's
+ * steps (other than those it waits for only on a running cluster, afterWhenLive).
+ */
 export function waves(ordered: StepDefinition[]): StepDefinition[][] {
 	const grouped: StepDefinition[][] = [];
 	for (const step of ordered) {
 		const last = grouped.at(-1);
-		if (last && !last.some(each => step.needs.includes(each.id))) {
+		if (last && !last.some(each => step.needs.includes(each.id) && !step.afterWhenLive?.includes(each.id))) {
 			last.push(step);
 		} else {
 			grouped.push([step]);
+		}
+
+		// Waited for in the wave only if started before it: a step named but elsewhere would silently not be waited for.
+		const wave = grouped.at(-1)!;
+		const misplaced = step.afterWhenLive?.filter(id => !wave.slice(0, -1).some(each => each.id === id));
+		if (misplaced && misplaced.length > 0) {
+			throw new Error(`step ${step.id}: afterWhenLive names ${misplaced.join(', ')}, not a step before it in its wave`);
 		}
 	}
 

@@ -35,8 +35,10 @@ export const units = filesStep({
 	id: 'units',
 	title: 'Install the apiserver and kube-nginx units',
 	// A unit names its release's folder: written before the binaries land there, a daemon-reload or a
-	// reboot in between (a killed upgrade) would start a folder that is empty or not there.
+	// reboot in between (a killed upgrade) would start a folder that is empty or not there. On a new
+	// cluster no unit is enabled before start: written beside the binaries, off the critical path.
 	needs: ['binaries', 'leave'],
+	afterWhenLive: ['binaries'],
 	plan: (context, master) => [
 		// umask 077, as the uploads make their folders: a folder both make (/opt/k8s) gets one mode whichever runs first.
 		{kind: 'remote', script: `umask 077; mkdir -p ${shellWords(workingDirectories(context.config))}`},
@@ -48,8 +50,10 @@ export const units = filesStep({
 export const controllerUnits = filesStep({
 	id: 'controller-units',
 	title: 'Install the controller-manager and scheduler units',
-	// Naming the release's folder, after the binaries it names (see units).
+	// Naming the release's folder, after the binaries it names (see units); on a new cluster beside
+	// start and them, as nothing starts the controller-managers before start-controllers.
 	needs: ['start', 'controller-binaries'],
+	afterWhenLive: ['start', 'controller-binaries'],
 	plan: (context, master) => artifactUploads(context, master, 'controller-units'),
 });
 

@@ -368,7 +368,7 @@ function shipped(context: StepContext, step: StepId): void {
 }
 
 /** A step that only places files: binaries, certs, encryption, audit, units. */
-export function filesStep(definition: Pick<StepDefinition, 'id' | 'title' | 'needs' | 'plan'>): StepDefinition {
+export function filesStep(definition: Pick<StepDefinition, 'id' | 'title' | 'needs' | 'afterWhenLive' | 'plan'>): StepDefinition {
 	return {
 		...definition,
 		scope: 'each-master',

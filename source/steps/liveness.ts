@@ -5,9 +5,9 @@ import type {StepContext, StepDefinition} from './types.js';
 /**
  * Whether a run's rolling-when-live steps go one master at a time: a control plane already serves
  * (a start step was done on some master, or an apiserver answers: a cluster taken over), so the
- * others must keep serving. Asked once per run, before its first start step: the steps after it
- * (the controller-managers' after the apiservers') roll or not as it does, and a fresh install
- * stays parallel throughout. The plan says the same from this one function.
+ * others must keep serving. Asked once per run, when a step first depends on it (a start step, or
+ * one ordered only on a running cluster, afterWhenLive): every step after it rolls or not as it
+ * does, and a fresh install stays parallel throughout. The plan says the same from this one function.
  */
 export async function controlPlaneServes(context: StepContext, progress: Pick<Progress, 'host'>, steps: readonly StepDefinition[]): Promise<boolean> {
 	const {masters} = context.config;

@@ -191,7 +191,7 @@ function recordLinks(context: StepContext, master: Master, uploads: Upload[], st
  * master when they hold the same bytes, else over ssh), then switches binDir/NAME to them. The
  * services keep running their own release's binaries until a start step restarts them.
  */
-function binariesStep(id: BinariesStep, title: string, afterWhenLive?: StepId): StepDefinition {
+function binariesStep(id: BinariesStep, title: string, afterWhenLive?: StepId[]): StepDefinition {
 	return {
 		id,
 		title,
@@ -208,7 +208,7 @@ function binariesStep(id: BinariesStep, title: string, afterWhenLive?: StepId): 
 
 export const binaries = binariesStep('binaries', 'Copy kube-apiserver and kubectl');
 // On a running cluster after the apiservers' restarts: beside one, the transfer made it 4 s slower on the lab.
-export const controllerBinaries = binariesStep('controller-binaries', 'Copy the other server binaries, while the apiservers start (after them on a running cluster)', 'start');
+export const controllerBinaries = binariesStep('controller-binaries', 'Copy the other server binaries, while the apiservers start (after them on a running cluster)', ['start']);
 
 async function verifyBinaries(context: StepContext, master: Master, step: BinariesStep): Promise<Verification> {
 	const uploads = releaseUploads(binariesPlan(context, step));

@@ -96,11 +96,12 @@ export type StepDefinition = {
 	 */
 	order?: 'parallel' | 'rolling' | 'rolling-when-live';
 	/**
-	 * A step of the same wave that this one waits for once a control plane serves (when that step
-	 * rolls): on a new cluster they run side by side, on a running one this step's work would take
-	 * the CPU its restarts need.
+	 * Steps of the same wave, before this one, that it waits for only once a control plane serves
+	 * (see controlPlaneServes). On a new cluster nothing is enabled before its start step, so the
+	 * order between these steps' files matters only on a running cluster; the needs listed here do
+	 * not make a wave of their own.
 	 */
-	afterWhenLive?: StepId;
+	afterWhenLive?: StepId[];
 	/** A check: it reads and changes nothing, so a run in which only checks ran changed nothing. */
 	readsOnly?: true;
 };

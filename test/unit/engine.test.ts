@@ -71,11 +71,10 @@ describe('apply', () => {
 		expect(cluster.bindings.has('kube-apiserver:kubelet-apis')).toBe(true);
 		const stepsDone = events.filter(event => event.type === 'step-done').map(event => event.type === 'step-done' && `${event.step}:${event.outcome}`);
 		// The files steps run side by side and finish in any order (binaries switches its links after its uploads);
-		// the units, which name the release's folder, only once the binaries are there; verify and its cluster checks side by side.
+		// on a new cluster (nothing enabled before start) the units beside the binaries they name; verify and its cluster checks side by side.
 		// A first install takes no etcd snapshot (nothing of it is in etcd yet). No master leaves on a first install: the leave step has nothing to do, and the files steps wait for it.
-		// The controller-managers' and schedulers' units once every apiserver is ready, then their start beside the checks that need only the apiservers.
-		// The controller-managers' and schedulers' binaries go while the apiservers start.
-		expect([...stepsDone.slice(0, 4), new Set(stepsDone.slice(4, 8)), stepsDone[8], new Set(stepsDone.slice(9, 11)), stepsDone[11], new Set(stepsDone.slice(12, 15)), new Set(stepsDone.slice(15))]).toEqual(['preflight:done', 'distinct-machines:done', 'snapshot:skipped', 'leave:skipped', new Set(['binaries:done', 'certs:done', 'encryption:done', 'audit:done']), 'units:done', new Set(['start:done', 'controller-binaries:done']), 'controller-units:done', new Set(['start-controllers:done', 'etcd-check:done', 'rbac:done']), new Set(['verify-cluster:done', 'verify:done'])]);
+		// The controller-managers' and schedulers' binaries and units go while the apiservers start, then their start beside the checks that need only the apiservers.
+		expect([...stepsDone.slice(0, 4), new Set(stepsDone.slice(4, 9)), new Set(stepsDone.slice(9, 12)), new Set(stepsDone.slice(12, 15)), new Set(stepsDone.slice(15))]).toEqual(['preflight:done', 'distinct-machines:done', 'snapshot:skipped', 'leave:skipped', new Set(['binaries:done', 'certs:done', 'encryption:done', 'audit:done', 'units:done']), new Set(['start:done', 'controller-binaries:done', 'controller-units:done']), new Set(['start-controllers:done', 'etcd-check:done', 'rbac:done']), new Set(['verify-cluster:done', 'verify:done'])]);
 		expect(instance.state.snapshot.run?.status).toBe('done');
 		// The files of the five files steps are read in one round trip per master, beside preflight, and what
 		// verify read is what run uses. The units' state is not read on fresh masters (every unit starts whatever it is).

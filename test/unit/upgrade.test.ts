@@ -85,6 +85,11 @@ describe('upgrades', () => {
 		}
 
 		expect(Math.max(...written('/v1.29.2/kube-apiserver'))).toBeLessThan(calls.findIndex(call => /systemctl restart kube-apiserver/.test(call.args.at(-1) ?? '')));
+
+		// On a running cluster every unit is written after the binaries it names, on every master.
+		for (const [unit, binary] of [['kube-apiserver.service', '/v1.29.2/kube-apiserver'], ['kube-controller-manager.service', '/v1.29.2/kube-controller-manager'], ['kube-scheduler.service', '/v1.29.2/kube-scheduler']]) {
+			expect(Math.min(...written(`/etc/systemd/system/${unit}`)), unit).toBeGreaterThan(Math.max(...written(binary!)));
+		}
 	});
 
 	test('a fresh install stays parallel in both start steps: the decision to roll is made once per run', async () => {
@@ -98,6 +103,13 @@ describe('upgrades', () => {
 		const sending = events.flatMap((event, index) => (event.type === 'host-start' && event.step === 'controller-binaries' ? [index] : []));
 		expect(sending).toHaveLength(3);
 		expect(Math.max(...sending)).toBeLessThan(startDone);
+		// Nothing is enabled before start on a new cluster: the units go beside the binaries they name.
+		const hostStarts = (step: string) => events.flatMap((event, index) => (event.type === 'host-start' && event.step === step ? [index] : []));
+		const stepDone = (step: string) => events.findIndex(event => event.type === 'step-done' && event.step === step);
+		expect(hostStarts('units')).toHaveLength(3);
+		expect(Math.max(...hostStarts('units'))).toBeLessThan(stepDone('binaries'));
+		expect(hostStarts('controller-units')).toHaveLength(3);
+		expect(Math.max(...hostStarts('controller-units'))).toBeLessThan(Math.min(startDone, stepDone('controller-binaries')));
 	});
 
 	test('skipping a minor release is refused before anything is touched, naming the release to apply first', async () => {
