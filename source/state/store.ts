@@ -156,6 +156,8 @@ export class StateStore {
 	readonly path: string;
 	private conf: Conf<InstallState> | undefined;
 	private state: InstallState;
+	/** The state as last written (or read): what the file holds. */
+	private written: string | undefined;
 
 	constructor(private readonly folder: string, cluster: string) {
 		this.path = path.join(folder, 'state.json');
@@ -167,6 +169,7 @@ export class StateStore {
 		}
 
 		this.state = stored.schema === 3 ? stored as InstallState : stored.schema === 1 || stored.schema === 2 ? migrateState(stored as StateSchema1 | StateSchema2) : {schema: 3, cluster, steps: {}};
+		this.written = stored.schema === 3 ? JSON.stringify(this.state) : undefined;
 	}
 
 	/** conf reads the file whole and synchronously: it must be a regular file of a sane size first. */
@@ -219,7 +222,14 @@ export class StateStore {
 
 	update(change: (state: InstallState) => void): void {
 		change(this.state);
+		// A record written again as it was (a step found done again) costs a write and an fsync for nothing.
+		const text = JSON.stringify(this.state);
+		if (text === this.written) {
+			return;
+		}
+
 		this.open().store = this.state;
+		this.written = text;
 	}
 
 	private recordHost(key: string, host: string, record: HostRecord): void {

@@ -2,7 +2,7 @@ import type {Master} from '../config/schema.js';
 import {unitPath} from '../render/artifacts.js';
 import type {HealthAnswer} from '../remote/health.js';
 import {shellQuote, shellWords} from '../remote/quote.js';
-import {sectionsScript, splitSections} from '../remote/sections.js';
+import {sectionsScript} from '../remote/sections.js';
 import {readinessPath} from '../versions.js';
 import type {StepContext, StepId} from './types.js';
 
@@ -75,8 +75,9 @@ async function probeOnMaster(context: StepContext, master: Master, endpoints: Lo
 	const script = also ? sectionsScript({read: also.script, probes}) : probes;
 	const display = [also?.display, endpoints.length > 0 ? `GET ${endpoints.map(endpoint => `127.0.0.1:${endpoint.port}${endpoint.path}`).join(', ')} on the master` : undefined].filter(Boolean).join('; ');
 	const result = await context.remote.check(master, script, {step, display, timeoutMs: waitMs + (context.config.timeouts.commandSeconds * 1000)});
-	const sections = also ? splitSections(result.stdout) : undefined;
-	const probeOutput = sections ? sections.get('probes') ?? '' : result.stdout;
+	// Split at the last section only: the read may print sections of its own (sectionsScript), handed back whole.
+	const sections = also ? lastSection(result.stdout, 'probes') : undefined;
+	const probeOutput = sections ? sections.last : result.stdout;
 	const answers = new Map<ServiceName, Readiness>();
 	for (const [index, endpoint] of endpoints.entries()) {
 		const block = probeOutput.split(`==> ${index}\n`)[1]?.split(/\n==> \d+\n/)[0] ?? '';
@@ -88,7 +89,21 @@ async function probeOnMaster(context: StepContext, master: Master, endpoints: Lo
 			: {ok: false, detail: /^\d{3}$/.test(status) && status !== '000' ? `HTTP ${status}${body ? `: ${body.split('\n').at(-1)}` : ''}` : (body || status || 'no answer').split('\n').at(-1)!});
 	}
 
-	return {answers, also: sections?.get('read') ?? ''};
+	return {answers, also: sections ? afterMarker(sections.before, 'read') : ''};
+}
+
+const markerOf = (name: string) => `##k8smi## ${name}\n`;
+
+/** The text of a script's last section, `name`, and what came before it. */
+function lastSection(output: string, name: string): {before: string; last: string} {
+	const at = output.lastIndexOf(markerOf(name));
+	return at === -1 ? {before: output, last: ''} : {before: output.slice(0, at), last: output.slice(at + markerOf(name).length)};
+}
+
+/** What follows a section's marker: the whole rest, sections printed inside it included. */
+function afterMarker(output: string, name: string): string {
+	const at = output.indexOf(markerOf(name));
+	return at === -1 ? '' : output.slice(at + markerOf(name).length);
 }
 
 /**
@@ -100,7 +115,7 @@ export async function servicesReady(context: StepContext, master: Master, names:
 }
 
 /** servicesReady, with another read on the master done in the same round trip. */
-export async function readinessAnd(context: StepContext, master: Master, names: ServiceName[], step: StepId, nginxPath: string, also?: AlsoRead, waitMs = 0): Promise<{readiness: Map<ServiceName, Readiness>; also: string}> {
+export async function readinessAnd(context: StepContext, master: Master, names: ServiceName[], step: StepId, nginxPath: string, also?: AlsoRead, waitMs = 0): Promise<ServicesRead> {
 	const local: LocalEndpoint[] = [];
 	const direct: Array<Promise<[ServiceName, Readiness]>> = [];
 	const fromHere = async (name: ServiceName, port: number, pathName: string): Promise<[ServiceName, Readiness]> => {
@@ -122,16 +137,18 @@ export async function readinessAnd(context: StepContext, master: Master, names: 
 
 	const [onMaster, answeredHere] = await Promise.all([local.length > 0 || also ? probeOnMaster(context, master, local, step, also, waitMs) : {answers: new Map<ServiceName, Readiness>(), also: ''}, Promise.all(direct)]);
 	const answers = new Map<ServiceName, Readiness>([...onMaster.answers, ...answeredHere]);
-	return {readiness: new Map(names.map(name => [name, answers.get(name)!])), also: onMaster.also};
+	return {readiness: new Map(names.map(name => [name, answers.get(name)!])), also: onMaster.also, nginxPath};
 }
 
-export type ServicesRead = {readiness: Map<ServiceName, Readiness>; also: string};
+/** nginxPath: what kube-nginx was asked (the plain readiness path, or with ?verbose). */
+export type ServicesRead = {readiness: Map<ServiceName, Readiness>; also: string; nginxPath: string};
 
 /**
  * What a start step's check read on each master (every service's readiness, the units' state), for
- * the start step after it: on a run that restarts nothing the controller-managers' check need not ask
- * the master again. Kept only while no start step of this run restarted anything: a restart anywhere
- * (an apiserver gone for seconds) may change what the other services answer.
+ * the checks after it in the same run (the controller-managers' start step, verify): on a run that
+ * restarts nothing they need not ask the master again. Kept only while no start step of this run
+ * restarted anything: a restart anywhere (an apiserver gone for seconds) may change what the other
+ * services answer.
  */
 export class ServicesSeen {
 	private readonly byMaster = new Map<string, ServicesRead>();
@@ -143,11 +160,10 @@ export class ServicesSeen {
 		}
 	}
 
-	/** The read of this master, if it answers for every one of `names`; taken once. */
-	take(master: string, names: ServiceName[]): ServicesRead | undefined {
+	/** The read of this master, if it answers for every one of `names` (kube-nginx asked at `nginxPath`). */
+	reuse(master: string, names: ServiceName[], nginxPath?: string): ServicesRead | undefined {
 		const read = this.byMaster.get(master);
-		this.byMaster.delete(master);
-		return read && names.every(name => read.readiness.has(name)) ? read : undefined;
+		return read && names.every(name => read.readiness.has(name)) && (nginxPath === undefined || !names.includes('kube-nginx') || read.nginxPath === nginxPath) ? read : undefined;
 	}
 
 	restarting(): void {

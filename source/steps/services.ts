@@ -234,17 +234,18 @@ export function startStep(uploadsOf: UploadsOf, {id = 'start', order = installRe
 			}
 
 			// The units' state and every service's readiness in one round trip, or what the start step before this one read of them.
-			const read = context.servicesSeen.take(master.name, names) ?? await readinessAnd(context, master, services.map(service => service.name), id, readinessPath(context.config.kubeVersion), unitStatusRead);
+			// kube-nginx asked as verify asks it (?verbose), so that verify can take this read too.
+			const read = context.servicesSeen.reuse(master.name, names) ?? await readinessAnd(context, master, services.map(service => service.name), id, `${readinessPath(context.config.kubeVersion)}?verbose`, unitStatusRead);
 			context.servicesSeen.remember(master.name, read);
-			const {also} = read;
+			const status = parseUnitStatus(read.also);
 			const readiness = names.map(name => [name, read.readiness.get(name)!] as const);
-			const [change] = restartPolicy(factsOf(context, master, parseUnitStatus(also)));
+			const [change] = restartPolicy(factsOf(context, master, status));
 			if (change) {
-				return {done: false, detail: `${change.name}: ${change.reason}`, observed: parseUnitStatus(also)};
+				return {done: false, detail: `${change.name}: ${change.reason}`, observed: status};
 			}
 
 			const notReady = readiness.find(([, each]) => !each.ok);
-			return notReady ? {done: false, detail: `${notReady[0]} not ready (${notReady[1].detail})`, observed: parseUnitStatus(also)} : {done: true, detail: `${names.length === services.length ? 'all four services' : names.join(', ')} active and ready`};
+			return notReady ? {done: false, detail: `${notReady[0]} not ready (${notReady[1].detail})`, observed: status} : {done: true, detail: `${names.length === services.length ? 'all four services' : names.join(', ')} active and ready`};
 		},
 		async run(context, master, _inputs, verification) {
 			context.servicesSeen.restarting();

@@ -14,7 +14,7 @@ import {cisFactsScript, cisSummary, evaluateCis, parseCisFacts} from './cis.js';
 import {apiserver, etcdctlScript} from './clients.js';
 import {firstMaster, type CheckResult} from './preflight.js';
 import {countSecretValues, describeCount} from './secret-count.js';
-import {adminTls, services, servicesReady} from './readiness.js';
+import {adminTls, readinessAnd, services, type Readiness, type ServiceName} from './readiness.js';
 import type {PlannedAction, StepContext, StepDefinition, StepId} from './types.js';
 
 const dayMs = 24 * 60 * 60 * 1000;
@@ -38,23 +38,39 @@ function benchmarkCheck(context: StepContext, output: string): CheckResult {
 		: {check: 'CIS benchmark', level: 'warn', detail: text, fix: context.config.profile === 'cis' ? 'k8s-master-install cis names each check and what it read; an extra flag or a changed file is the likely cause' : 'profile: tutorial keeps the tutorial\'s settings; profile: cis (the default) meets the benchmark'};
 }
 
-/** What the checks read on the master, in one round trip: listening ports, the installed certificates, the CIS facts. */
-async function readMaster(context: StepContext, master: Master): Promise<{ports: string; certificates: string; benchmark: string}> {
+type MasterRead = {ports: string; certificates: string; benchmark: string};
+
+/**
+ * What the checks read on the master, in one round trip: listening ports, the installed
+ * certificates, the CIS facts, and the readiness of kube-nginx, the controller-manager and the
+ * scheduler, unless a start step's check of this run read that already and nothing restarted since.
+ */
+async function readMaster(context: StepContext, master: Master): Promise<{read: MasterRead; local: CheckResult[]}> {
 	const script = sectionsScript({ports: 'ss -Hltn', certificates: certificatesScript(context), benchmark: cisFactsScript(context)});
-	const options = {step: 'verify', display: 'read listening ports, the installed certificates, the components\' command lines, file modes and owners'};
-	const result = await context.remote.run(master, script, options);
-	if (result.exitCode === 255) {
-		throw context.remote.failure(master, script, options, result);
+	const display = 'read listening ports, the installed certificates, the components\' command lines, file modes and owners';
+	const names: ServiceName[] = ['kube-nginx', 'kube-controller-manager', 'kube-scheduler'];
+	const pathName = `${readinessPath(context.config.kubeVersion)}?verbose`;
+	const seen = context.servicesSeen.reuse(master.name, names, pathName);
+	let output: string;
+	let readiness: Map<ServiceName, Readiness>;
+	if (seen) {
+		const options = {step: 'verify', display};
+		const result = await context.remote.run(master, script, options);
+		if (result.exitCode === 255) {
+			throw context.remote.failure(master, script, options, result);
+		}
+
+		[output, readiness] = [result.stdout, seen.readiness];
+	} else {
+		({also: output, readiness} = await readinessAnd(context, master, names, 'verify', pathName, {script, display}));
 	}
 
-	const found = splitSections(result.stdout);
-	return {ports: found.get('ports') ?? '', certificates: found.get('certificates') ?? '', benchmark: found.get('benchmark') ?? ''};
+	const found = splitSections(output);
+	return {read: {ports: found.get('ports') ?? '', certificates: found.get('certificates') ?? '', benchmark: found.get('benchmark') ?? ''}, local: localChecks(context, master, readiness, pathName)};
 }
 
-/** kube-nginx (readiness through it), the controller-manager and the scheduler: one round trip to the master. */
-async function localChecks(context: StepContext, master: Master): Promise<CheckResult[]> {
-	const pathName = `${readinessPath(context.config.kubeVersion)}?verbose`;
-	const answers = await servicesReady(context, master, ['kube-nginx', 'kube-controller-manager', 'kube-scheduler'], 'verify', pathName);
+/** kube-nginx (readiness through it), the controller-manager and the scheduler, as read on the master. */
+function localChecks(context: StepContext, master: Master, answers: Map<ServiceName, Readiness>, pathName: string): CheckResult[] {
 	const proxy = answers.get('kube-nginx')!;
 	const component = (check: string, name: 'kube-controller-manager' | 'kube-scheduler'): CheckResult => {
 		const answer = answers.get(name)!;
@@ -344,10 +360,9 @@ export const verify: StepDefinition = {
 	async run(context, master) {
 		const version = context.config.kubeVersion;
 		// Independent reads: asked side by side, reported in this order.
-		const [live, ready, local, read] = await Promise.all([
+		const [live, ready, {local, read}] = await Promise.all([
 			endpointCheck(context, master, 'apiserver live', 'kube-apiserver', 6443, livenessPath(version)),
 			endpointCheck(context, master, 'apiserver ready', 'kube-apiserver', 6443, `${readinessPath(version)}?verbose`),
-			localChecks(context, master),
 			readMaster(context, master),
 		]);
 		const results = [live, ready, ...local, insecurePortsCheck(read.ports), certificateCheck(context, read.certificates), ...[caExpiryCheck(read.certificates)].filter(check => check !== undefined), benchmarkCheck(context, read.benchmark)];

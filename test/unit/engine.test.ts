@@ -725,6 +725,14 @@ describe('plan of a change', () => {
 		expect(asked(again.events, 'start-controllers')).toEqual([]);
 		// After an apiserver restart they are asked again: a restart anywhere may change what they answer.
 		expect(asked(applied.events, 'start-controllers').sort()).toEqual(['k8smaster01', 'k8smaster02', 'k8smaster03']);
+		// verify: one round trip per master, its readiness reads in it after a restart, taken from start's read when nothing restarted.
+		const verifyReads = (events: EngineEvent[]) => events.filter(event => event.type === 'command-start' && event.step === 'verify' && /^ssh \S+ read listening ports/.test(event.display)).map(event => (event as {display: string}).display);
+		expect(verifyReads(applied.events)).toHaveLength(3);
+		expect(verifyReads(applied.events).every(display => /read listening ports.*; GET 127\.0\.0\.1:8443\/readyz\?verbose, 127\.0\.0\.1:10257\/healthz, 127\.0\.0\.1:10259\/healthz on the master/.test(display))).toBe(true);
+		expect(verifyReads(again.events)).toHaveLength(3);
+		expect(verifyReads(again.events).some(display => /GET/.test(display))).toBe(false);
+		expect(again.events.filter(event => event.type === 'check' && event.step === 'verify' && event.check === 'via kube-nginx').map(event => event.type === 'check' && event.detail)).toEqual(Array.from({length: 3}, () => expect.stringMatching(/^127\.0\.0\.1:8443\/readyz\?verbose: /)));
+		expect(again.events.filter(event => event.type === 'check' && event.level === 'fail')).toEqual([]);
 	});
 
 	test('a master that cannot be read is shown unread with the reason, the others still read (--exit-code: 1); one given to skip is not contacted', async () => {

@@ -5,7 +5,7 @@ import path from 'node:path';
 import {describe, expect, test} from 'vitest';
 import {loadConfig} from '../../source/config/load.js';
 import {InputError} from '../../source/errors.js';
-import {generateKeyPair, issueCertificate, readCertificate} from '../../source/pki/certs.js';
+import {generateKeyPair, isSignedBy, issueCertificate, readCertificate} from '../../source/pki/certs.js';
 import {writeFileExclusive} from '../../source/files.js';
 import {ensureMaterial, stageEncryptionKey, type MaterialRecord} from '../../source/pki/material.js';
 import {Workspace} from '../../source/workspace.js';
@@ -26,6 +26,18 @@ function openssl(args: string[]): string {
 const mode = (file: string) => statSync(file).mode & 0o777;
 
 describe('key material', () => {
+	test('a certificate is signed by its CA, not by another CA of the same name, and never when unreadable', async () => {
+		const [caKey, otherKey, leafKey] = await Promise.all([generateKeyPair(), generateKeyPair(), generateKeyPair()]);
+		const subject = {CN: 'kubernetes-ca'};
+		const ca = issueCertificate({subject, profile: 'ca', validityDays: 10}, caKey);
+		const other = issueCertificate({subject, profile: 'ca', validityDays: 10}, otherKey);
+		const leaf = issueCertificate({subject: {CN: 'admin', O: 'system:masters'}, profile: 'client', validityDays: 10}, leafKey, {certPem: ca, keyPem: caKey.privateKeyPem});
+		expect(isSignedBy(leaf, ca)).toBe(true);
+		expect(isSignedBy(leaf, other)).toBe(false);
+		expect(isSignedBy(leaf, leaf)).toBe(false);
+		expect(isSignedBy('not a certificate', ca)).toBe(false);
+	});
+
 	test('the certificates verify with openssl and carry the SANs, subject and usages asked', async () => {
 		const {config, workspace} = await setup();
 		await ensureMaterial(config, workspace);

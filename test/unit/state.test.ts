@@ -1,5 +1,5 @@
 import {createHash} from 'node:crypto';
-import {mkdirSync, readFileSync, writeFileSync} from 'node:fs';
+import {mkdirSync, readFileSync, statSync, writeFileSync} from 'node:fs';
 import path from 'node:path';
 import {describe, expect, test} from 'vitest';
 import {loadConfig} from '../../source/config/load.js';
@@ -111,6 +111,27 @@ describe('state', () => {
 		expect(cluster.uploads().length).toBe(uploads);
 		expect(instance.state.snapshot.run).toMatchObject({operation: 'install', status: 'done'});
 		expect(Object.keys(instance.state.snapshot.steps)).toEqual(expect.arrayContaining(['install/distinct-machines', 'install/verify-cluster']));
+	});
+});
+
+describe('writes', () => {
+	test('a record written again as it was leaves the file alone; any change is written, also by a store opened later', () => {
+		const {stateDir} = makeFixture();
+		const folder = path.join(stateDir, 'kubernetes');
+		const record = {status: 'done', at: '2026-01-01T00:00:00.000Z', inputs: 'x'} as const;
+		const store = new StateStore(folder, 'kubernetes');
+		store.progress('install').recordHost('start', 'k8smaster01', record);
+		const file = path.join(folder, 'state.json');
+		const written = statSync(file, {bigint: true});
+		store.progress('install').recordHost('start', 'k8smaster01', {...record});
+		new StateStore(folder, 'kubernetes').progress('install').recordHost('start', 'k8smaster01', {...record});
+		expect(statSync(file, {bigint: true}).ino).toBe(written.ino);
+		expect(statSync(file, {bigint: true}).mtimeNs).toBe(written.mtimeNs);
+
+		store.progress('install').recordHost('start', 'k8smaster02', record);
+		expect(Object.keys(new StateStore(folder, 'kubernetes').snapshot.steps['install/start']!.hosts)).toEqual(['k8smaster01', 'k8smaster02']);
+		new StateStore(folder, 'kubernetes').progress('install').recordHost('start', 'k8smaster01', {...record, inputs: 'y'});
+		expect(new StateStore(folder, 'kubernetes').progress('install').host('start', 'k8smaster01')?.inputs).toBe('y');
 	});
 });
 
