@@ -209,10 +209,9 @@ export class FakeCluster {
 	}
 
 	private script(host: FakeHost, script: string, spec: CommandSpec): CommandResult {
-		// Sections `echo '##k8smi## NAME'` + `{ SCRIPT }`, each answered as if sent alone.
+		// Sections `echo '##k8smi## NAME'` + `{ SCRIPT }` (a section may hold sections), each answered as if sent alone.
 		if (script.startsWith('echo \'##k8smi## ')) {
-			const sections = [...script.matchAll(/^echo '##k8smi## (\w+)'\n\{\n([\s\S]*?)\n\}$/gm)];
-			return ok(sections.map(([, name, part]) => `##k8smi## ${name}\n${this.script(host, part!, spec).stdout}\n`).join(''));
+			return ok(topSections(script).map(([name, part]) => `##k8smi## ${name}\n${this.script(host, part, spec).stdout}\n`).join(''));
 		}
 
 		if (script.startsWith('echo "uid=$(id -u)"')) {
@@ -712,4 +711,29 @@ export class FakeCluster {
 
 		return status(404, 'NotFound', `the server could not find the requested resource (${request.method} ${request.path})`);
 	};
+}
+
+/** The outermost sections of a sectionsScript: a `{` or `}` line alone opens or closes a group. */
+function topSections(script: string): Array<[string, string]> {
+	const sections: Array<[string, string]> = [];
+	let depth = 0;
+	let name = '';
+	let body: string[] = [];
+	for (const line of script.split('\n')) {
+		if (depth === 0) {
+			name = /^echo '##k8smi## (\w+)'$/.exec(line)?.[1] ?? name;
+			depth += line === '{' ? 1 : 0;
+			continue;
+		}
+
+		depth += line === '{' ? 1 : line === '}' ? -1 : 0;
+		if (depth === 0) {
+			sections.push([name, body.join('\n')]);
+			body = [];
+		} else {
+			body.push(line);
+		}
+	}
+
+	return sections;
 }
