@@ -125,10 +125,20 @@ function expectedTime(host: HostPreview): string {
 
 /** The change preview as text: each file's diff per master, then what restarts, in which order, why, and how long. */
 export function formatChanges(changes: ChangePreview): string[] {
+	const {files, restarts} = formatChangeParts(changes);
+	return [...files, ...restarts];
+}
+
+/** The change preview in its two parts: a screen may cut the diffs short, never what restarts. */
+export function formatChangeParts(changes: ChangePreview): {files: string[]; restarts: string[]} {
 	if (!changes.read) {
-		return ['No install of this cluster is recorded: everything below is new (the masters were not read).'];
+		return {files: ['No install of this cluster is recorded: everything below is new (the masters were not read).'], restarts: []};
 	}
 
+	return {files: fileLines(changes), restarts: restartLines(changes)};
+}
+
+function fileLines(changes: ChangePreview): string[] {
 	const lines = [...changes.upgrade ? upgradeLines(changes.upgrade) : [], 'Changes: what apply would write, against what each master holds now (read from it; secrets by their hash only)'];
 	if (changes.binariesPending) {
 		const {from, to, paths} = changes.binariesPending;
@@ -154,6 +164,11 @@ export function formatChanges(changes: ChangePreview): string[] {
 		}
 	}
 
+	return lines;
+}
+
+function restartLines(changes: ChangePreview): string[] {
+	const lines: string[] = [];
 	const restarting = changes.hosts.filter(host => host.services.length > 0);
 	if (restarting.length === 0) {
 		lines.push('', 'Restarts: none');

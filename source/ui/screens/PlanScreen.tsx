@@ -4,11 +4,11 @@ import type {RunRecord} from '../../state/store.js';
 import {GridView} from '../components/Grid.js';
 import {Menu} from '../components/Menu.js';
 import type {Session} from '../session.js';
-import {formatChanges} from '../../reporters/diff-format.js';
+import {formatChangeParts} from '../../reporters/diff-format.js';
 import {Txt, type Tone} from '../theme.js';
 import {formatWhen, gridLegend, summarizeMaterial, type Grid} from '../wording.js';
 
-/** The change preview's lines shown on screen at most; the rest is in `plan`'s text. */
+/** The diff lines shown on screen at most; the rest is in `plan`'s text. What restarts is always shown. */
 const changeLinesShown = 60;
 
 /** A diff line's colour: added green, removed red, the rest plain. */
@@ -27,12 +27,13 @@ function ChangesView({plan, configFile}: {plan: PlanView; configFile: string}) {
 		return null;
 	}
 
-	const lines = formatChanges(plan.changes);
-	const shown = lines.slice(0, changeLinesShown);
+	const {files, restarts} = formatChangeParts(plan.changes);
+	const shown = files.slice(0, changeLinesShown);
 	return (
 		<Box marginTop={1} flexDirection="column">
 			{shown.map((line, index) => <Txt key={index} tone={diffTone(line)}>{line || ' '}</Txt>)}
-			{lines.length > shown.length ? <Txt tone="muted">{`… ${lines.length - shown.length} more lines: k8s-master-install plan --config ${configFile}`}</Txt> : null}
+			{files.length > shown.length ? <Txt tone="muted">{`… ${files.length - shown.length} more lines of differences: k8s-master-install plan --config ${configFile}`}</Txt> : null}
+			{restarts.map((line, index) => <Txt key={`restart-${index}`}>{line || ' '}</Txt>)}
 		</Box>
 	);
 }

@@ -197,6 +197,18 @@ describe('a file changed on a master', () => {
 		expect(cluster.calls.some(call => (call.args.at(-1) ?? '').includes('k8smi-backup-'))).toBe(true);
 	});
 
+	test('a long diff is cut short on screen, what restarts never is', async () => {
+		const {session, cluster, headless} = setup();
+		await (await headless()).apply({confirm: false});
+		const edited = Array.from({length: 120}, (_, index) => `line ${index} edited by hand`).join('\n');
+		cluster.hosts.get('172.24.8.73')!.files.set('/etc/kubernetes/audit-policy.yaml', {content: Buffer.from(`${edited}\n`), mode: 0o644, owner: 'root'});
+		const app = mount(session());
+		const plan = await app.until('Apply changes on');
+		expect(plan).toMatch(/… \d+ more lines of differences: k8s-master-install plan --config\s+\S+cluster\.yaml/);
+		expect(plan).toContain('Restarts, one master at a time');
+		expect(plan).toMatch(/restart kube-apiserver \(a file it reads differs on the master/);
+	});
+
 	test('Keep leaves it and the step fails on that master', async () => {
 		const {session, cluster, headless} = setup();
 		await (await headless()).apply({confirm: false});
