@@ -171,6 +171,18 @@ export const sentBytes = (upload: Upload) => ('gzipFile' in upload.source ? uplo
 
 const directoryOf = (upload: Upload) => shellQuote(upload.path.slice(0, upload.path.lastIndexOf('/')) || '/');
 
+/** Below this a batch fits the pipe sshd writes it into as it is: asking for a larger one costs more than it saves. */
+const widenFromBytes = 1024 * 1024;
+
+/**
+ * Asks for a 1 MiB pipe between sshd and the script (the most an unprivileged process may have,
+ * fs.pipe-max-size) with perl (Debian's perl-base) or python3, where either is. sshd queues what the
+ * 64 KiB pipe cannot take yet, and grows that queue by copying it into a new allocation each time: on
+ * the lab's masters that made sshd spend 8 ms of CPU per MB received, 3 ms with the larger pipe (and
+ * the whole machine 13 ms against 6). Where neither is, or stdin is no pipe, nothing changes but the speed.
+ */
+export const widenStdinPipe = '{ perl -e \'fcntl(STDIN, 1031, 1048576)\' || python3 -c \'import fcntl; fcntl.fcntl(0, 1031, 1048576)\'; } >/dev/null 2>&1 || true';
+
 /**
  * Writes a batch of files from stdin in one script: `cat` for a single file, `head -c N` for each of
  * several sent one after the other (it reads no further than N bytes from a pipe), through `gzip -dc`
@@ -200,8 +212,10 @@ export function uploadScript(uploads: Upload[], token = randomBytes(4).toString(
 	// If ssh dies mid-stream, the reader sees a normal end of input: only a batch whose every file has
 	// its expected sha256 replaces anything. Whatever fails (disk full, a chmod) leaves no temporary file.
 	// The identity of each new file is printed for the state, so the next run need not hash it.
+	const sent = uploads.reduce((sum, upload) => sum + sentBytes(upload), 0);
 	return [
 		`set -e; umask 077; ${trap}; mkdir -p ${directories}; rm -f -- ${leftovers}`,
+		...sent >= widenFromBytes ? [widenStdinPipe] : [],
 		...reads,
 		checkSumsScript(temporaries, expected, 'incomplete upload discarded'),
 		`chown root:root ${temporaries}`,

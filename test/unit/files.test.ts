@@ -1,10 +1,10 @@
 import {execFileSync, spawnSync} from 'node:child_process';
 import {createHash} from 'node:crypto';
 import {gzipSync} from 'node:zlib';
-import {mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync} from 'node:fs';
+import {existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync} from 'node:fs';
 import path from 'node:path';
 import {describe, expect, test} from 'vitest';
-import {batches, fileFactsScript, uploadScript, type Upload} from '../../source/steps/files.js';
+import {batches, fileFactsScript, uploadScript, widenStdinPipe, type Upload} from '../../source/steps/files.js';
 import {tempDir} from '../helpers/temp.js';
 
 const MiB = 1024 * 1024;
@@ -65,6 +65,36 @@ describe.each(['dash', 'bash'])('the scripts run by %s on this machine', shell =
 		expect(cut.status).toBe(3);
 		expect(readdirSync(path.join(dir, 'sub dir')).sort()).toEqual(['public', 'secret']);
 		expect(readFileSync(path.join(dir, 'sub dir', 'secret'), 'utf8')).toBe('secret');
+	});
+
+	test('a batch of 1 MiB or more first asks for a 1 MiB stdin pipe, with perl, else python3; with neither, the pipe stays as it was', () => {
+		const large = uploadScript([upload('kube-apiserver', MiB)]);
+		expect(large).toContain(widenStdinPipe);
+		expect(uploadScript([upload('unit', MiB - 1)])).not.toContain(widenStdinPipe);
+		// The system's own (a version manager's shim is a script that needs more than PATH gives it here).
+		const system = (name: string) => ['/usr/bin', '/bin'].map(dir => path.join(dir, name)).find(file => existsSync(file))!;
+		// Only the interpreter under test is on PATH: the snippet itself needs nothing else.
+		const only = (name?: string) => {
+			const bin = tempDir('k8smi-bin-');
+			if (name) {
+				symlinkSync(system(name), path.join(bin, name));
+			}
+
+			return bin;
+		};
+
+		const shellPath = system(shell);
+		const python = system('python3');
+		const pipeSize = (bin: string) => {
+			// Through a pipe the shell makes: node gives a child a socket, which no pipe size applies to.
+			const result = spawnSync(shellPath, ['-c', `set -e; : | { ${widenStdinPipe}; ${python} -c 'import fcntl; print(fcntl.fcntl(0, 1032))'; }`], {stdio: ['ignore', 'pipe', 'pipe'], env: {PATH: bin}, encoding: 'utf8'});
+			expect(result.status, result.stderr).toBe(0);
+			return Number(result.stdout.trim());
+		};
+
+		expect(pipeSize(only('perl'))).toBe(MiB);
+		expect(pipeSize(only('python3'))).toBe(MiB);
+		expect(pipeSize(only())).toBe(64 * 1024);
 	});
 
 	test.skipIf(process.getuid?.() !== 0)('uploads: temporary names are this upload\'s own; what a cut-off session left is removed', () => {
