@@ -86,7 +86,7 @@ describe('apply', () => {
 				expect(fileReads[0]).toContain(` ${file} `);
 			}
 
-			expect(remoteScripts(ip).filter(script => script.includes('NeedDaemonReload'))).toHaveLength(0);
+			expect(remoteScripts(ip).filter(script => script.includes('-p ActiveState'))).toHaveLength(0);
 		}
 
 		// The controller-manager and the scheduler start once their master's apiserver answers (the first leader election then succeeds).
