@@ -72,8 +72,8 @@ async function failure(context: StepContext, master: Master, step: StepId, name:
  * enable --no-reload only links the units for boot. A daemon-reload (a third of a second of systemd's
  * CPU on an idle master, seconds on a busy one: twice per master in an install) only when systemd
  * holds an older copy of a unit (NeedDaemonReload, drop-ins included) or gave up on one before its
- * file was there (not-found: a systemd older than 246 does not look again on its own). A unit it has
- * not loaded yet, as on a new master, is read from disk by the restart itself.
+ * file was there (not-found, which an older systemd may keep until a reload; 252 looks again). A unit
+ * it has not loaded yet, as on a new master, is read from disk by the restart itself.
  */
 export const restartScript = (enable: readonly ServiceName[], restart: readonly ServiceName[]) => `systemctl enable --no-reload ${enable.join(' ')} && if systemctl show -p NeedDaemonReload -p LoadState ${enable.join(' ')} | grep -qx -e NeedDaemonReload=yes -e LoadState=not-found; then systemctl daemon-reload; fi && systemctl restart ${restart.join(' ')}`;
 
