@@ -43,6 +43,10 @@ export function fingerprint(actions: PlannedAction[]): string {
 
 /** The actions whose results a step depends on (start restarts when any file it runs with changed). */
 export function inputActions(operation: Operation, step: StepDefinition, context: StepContext, master: Master): PlannedAction[] {
+	if (step.inputs) {
+		return step.inputs(context, master);
+	}
+
 	const upstream = operation.steps.filter(candidate => step.needs.includes(candidate.id) && candidate.scope === 'each-master');
 	return [...upstream.flatMap(candidate => candidate.plan(context, master)), ...step.plan(context, master)];
 }

@@ -217,16 +217,23 @@ export function startStep(uploadsOf: UploadsOf, {id = 'start', order = installRe
 
 	const names = handled.map(service => service.name);
 	const [firstGroup = [], ...laterGroups] = order;
+	const plan = (context: StepContext, master: Master): PlannedAction[] => [
+		{kind: 'remote', script: restartScript(names, names), display: [restartScript(names, firstGroup), ...laterGroups.map(group => `then once they are ready: systemctl restart ${group.join(' ')}`)].join(', ') + ` (only the units a changed file or a stopped unit concerns; kube-nginx is reloaded when its config alone changed; on a running cluster a restarting apiserver is taken out of kube-nginx on every master first and put back once ready${lastOfRelease ? `; then release folders before the previous one are removed from ${context.config.paths.binDir}` : ''})`},
+		...handled.map((service): PlannedAction => ({kind: 'check', description: `wait until ${service.readyText(context, master)} (up to ${context.config.timeouts.readySeconds} s)`})),
+	];
 	return {
 		id,
 		title,
 		needs: ['binaries', 'certs', 'encryption', 'audit', 'units', ...needs],
 		scope: 'each-master',
 		order: 'rolling-when-live',
-		plan: (context, master) => [
-			{kind: 'remote', script: restartScript(names, names), display: [restartScript(names, firstGroup), ...laterGroups.map(group => `then once they are ready: systemctl restart ${group.join(' ')}`)].join(', ') + ` (only the units a changed file or a stopped unit concerns; kube-nginx is reloaded when its config alone changed; on a running cluster a restarting apiserver is taken out of kube-nginx on every master first and put back once ready${lastOfRelease ? `; then release folders before the previous one are removed from ${context.config.paths.binDir}` : ''})`},
-			...handled.map((service): PlannedAction => ({kind: 'check', description: `wait until ${service.readyText(context, master)} (up to ${context.config.timeouts.readySeconds} s)`})),
-		],
+		plan,
+		// The files its own services read, and what it does: the apiserver's unit is no input of the
+		// controller-managers' start, which an apiserver-only change leaves alone.
+		inputs: (context, master) => {
+			const uploads = uploadsOf(context, master);
+			return [...new Set(handled.flatMap(service => serviceInputs(service.name, uploads))), ...plan(context, master)];
+		},
 		async verify(context, master) {
 			if (lastOfRelease && linksHeld(context, master)) {
 				return {done: false, detail: `${context.config.paths.binDir}'s links held back by binaries, to switch once every service runs ${context.config.version}`};

@@ -82,6 +82,11 @@ export type StepDefinition = {
 	scope: 'each-master' | 'cluster';
 	/** What the step will do on the host, for plan and for the inputs fingerprint. */
 	plan: (context: StepContext, master: Master) => PlannedAction[];
+	/**
+	 * What its result depends on, when narrower than every each-master step it needs and its own plan
+	 * (the fingerprint recorded when it is done; the plan says "changed" when it differs).
+	 */
+	inputs?: (context: StepContext, master: Master) => PlannedAction[];
 	/** The remote files verify reads: read for every step at once at the start of apply. */
 	reads?: (context: StepContext, master: Master) => string[];
 	/** Reads the host (not the state) to tell whether the step's result is in place for these inputs. */

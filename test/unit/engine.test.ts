@@ -702,6 +702,10 @@ describe('plan of a change', () => {
 		expect(text).toMatch(/\+\s*server 172\.24\.8\.73:6443/);
 		expect(text).toContain('Restarts, one master at a time (k8smaster01, then k8smaster02, then k8smaster03; the others keep serving):');
 		expect(text).toContain('restart kube-apiserver (a file it reads changed: /etc/systemd/system/kube-apiserver.service)');
+		// The apiserver's unit is an input of start, not of the controller-managers' and schedulers' start.
+		const changedSteps = (id: string) => plan.steps.find(step => step.id === id)!.hosts.filter(host => host.inputsChanged).map(host => host.host);
+		expect(changedSteps('start')).toEqual(['k8smaster01', 'k8smaster02', 'k8smaster03']);
+		expect(changedSteps('start-controllers')).toEqual([]);
 		expect(text).toContain('reload kube-nginx (a file it reads differs on the master from what this install wrote: /opt/k8s/kube-nginx/conf/kube-nginx.conf)');
 		expect(text).toMatch(/k8smaster01: expected about [\d.]+ m?s \(its last restart, of kube-apiserver, kube-nginx, kube-controller-manager, kube-scheduler/);
 		// JSON carries the same: the diffs, the hashes, never a secret's content.
