@@ -167,9 +167,10 @@ export function startStep(uploadsOf: UploadsOf, {id = 'start', order = installRe
 	const handled = services.filter(service => order.some(group => group.includes(service.name)));
 	// The step after which every service of the master runs this release: it records it and prunes older ones.
 	const lastOfRelease = completesRelease ?? handled.length === services.length;
+	/** The files each service this step starts reads. */
 	const inputsOf = (context: StepContext, master: Master) => {
 		const uploads = uploadsOf(context, master);
-		return new Map(services.map(service => [service.name, serviceInputs(service.name, uploads)] as const));
+		return new Map(handled.map(service => [service.name, serviceInputs(service.name, uploads)] as const));
 	};
 
 	/** What the restart policy needs of each service this step starts; the units' state when read. */
@@ -230,10 +231,7 @@ export function startStep(uploadsOf: UploadsOf, {id = 'start', order = installRe
 		plan,
 		// The files its own services read, and what it does: the apiserver's unit is no input of the
 		// controller-managers' start, which an apiserver-only change leaves alone.
-		inputs: (context, master) => {
-			const uploads = uploadsOf(context, master);
-			return [...new Set(handled.flatMap(service => serviceInputs(service.name, uploads))), ...plan(context, master)];
-		},
+		inputs: (context, master) => [...new Set([...inputsOf(context, master).values()].flat()), ...plan(context, master)],
 		async verify(context, master) {
 			if (lastOfRelease && linksHeld(context, master)) {
 				return {done: false, detail: `${context.config.paths.binDir}'s links held back by binaries, to switch once every service runs ${context.config.version}`};
