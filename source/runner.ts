@@ -21,6 +21,8 @@ export type CommandSpec = {
 	 * replaced. The result's stdout is then empty: nothing of it reaches memory, a log or a view.
 	 */
 	outputFile?: string;
+	/** Called once, when the command first writes to its standard output. */
+	onOutput?: () => void;
 };
 
 export type InputPart = {file: string} | {bytes: Buffer};
@@ -85,6 +87,10 @@ export const execaExecutor: Executor = async spec => {
 		stripFinalNewline: false,
 		maxBuffer: 64 * 1024 * 1024,
 	});
+	if (spec.onOutput) {
+		subprocess.stdout?.once('data', spec.onOutput);
+	}
+
 	let progress: NodeJS.Timeout | undefined;
 	if (inputFile !== undefined) {
 		progress = setInterval(() => {

@@ -112,7 +112,7 @@ export class Engine {
 	};
 
 	/** Renders material and artifacts. persist=false (plan) makes what is missing in memory only. */
-	async prepare(persist: boolean, options: {operation?: Operation; quiet?: boolean; remote?: Remote; readAhead?: FilesReadAhead; refuseMisfits?: boolean} = {}): Promise<StepContext> {
+	async prepare(persist: boolean, options: {operation?: Operation; quiet?: boolean; remote?: Remote; readAhead?: FilesReadAhead; servicesSeen?: ServicesSeen; refuseMisfits?: boolean} = {}): Promise<StepContext> {
 		const {config, workspace, runner} = this.options;
 		if (!options.quiet) {
 			for (const message of config.warnings) {
@@ -170,7 +170,7 @@ export class Engine {
 			check: (step, host, result) => this.emit({type: 'check', step, host, ...result}),
 			changedFiles: new Map<string, Set<string>>(),
 			readAhead: options.readAhead ?? new FilesReadAhead(),
-			servicesSeen: new ServicesSeen(),
+			servicesSeen: options.servicesSeen ?? new ServicesSeen(),
 			// The key material counts as in use (and may no longer change) once it is on a master.
 			materialShipped: () => {
 				if (persist && !this.state.snapshot.material) {
@@ -547,15 +547,23 @@ export class Engine {
 			this.state.setRun({operation: operation.id, status: 'running', startedAt: new Date().toISOString(), error: undefined});
 			this.state.recordMasters(config.masters);
 			runStarted = true;
-			// Read-only, beside preflight: the files of every step, one round trip per master once its connection is up.
-			readingAhead = Promise.all(config.masters.filter(master => !this.skipHosts.has(master.name)).map(async master => checks.readAhead.read(checks, master, () => operation.steps.flatMap(step => (step.reads ? [{step: step.id, paths: step.reads(checks, master)}] : [])))));
+			// Read-only, beside preflight, once each master's connection is up: the files of every step in one
+			// round trip, and beside it what steps read ahead of the live state (a start step's check).
+			readingAhead = Promise.all(config.masters.filter(master => !this.skipHosts.has(master.name)).flatMap(master => [
+				checks.readAhead.read(checks, master, () => operation.steps.flatMap(step => (step.reads ? [{step: step.id, paths: step.reads(checks, master)}] : []))),
+				...operation.steps.filter(step => step.readAhead).map(async step => {
+					if (await checks.remote.connected(master)) {
+						await step.readAhead!(checks, master);
+					}
+				}),
+			]));
 			const runner = this.stepRunner(operation, true);
 			const checkSteps = checksFirst(operation.steps);
 			for (const wave of waves(checkSteps)) {
 				await runner.runWave(wave, checks);
 			}
 
-			const context = await this.prepare(true, {operation, remote: checks.remote, readAhead: checks.readAhead});
+			const context = await this.prepare(true, {operation, remote: checks.remote, readAhead: checks.readAhead, servicesSeen: checks.servicesSeen});
 			context.binaries = binaries;
 			this.state.update(state => {
 				state.version = config.version;

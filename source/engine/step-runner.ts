@@ -65,15 +65,15 @@ export class StepRunner {
 		this.options.emit(event);
 	}
 
-	private setRun(run: Omit<Parameters<StateStore['setRun']>[0], 'operation'>): void {
+	private setRun(run: Omit<Parameters<StateStore['setRun']>[0], 'operation'>, options?: {later?: boolean}): void {
 		if (this.options.records) {
-			this.options.state.setRun({...run, operation: this.options.operation.id});
+			this.options.state.setRun({...run, operation: this.options.operation.id}, options);
 		}
 	}
 
-	private recordHost(step: StepDefinition, host: string, record: HostRecord): void {
+	private recordHost(step: StepDefinition, host: string, record: HostRecord, options?: {later?: boolean}): void {
 		if (this.options.records) {
-			this.progress.recordHost(step.id, host, record);
+			this.progress.recordHost(step.id, host, record, options);
 		}
 	}
 
@@ -237,7 +237,8 @@ export class StepRunner {
 		const inputs = this.inputs(step, context, master);
 		const record = state.host(step.id, recordName);
 		this.emit({type: 'host-start', step: step.id, host: recordName});
-		this.setRun({status: 'running', step: step.id, host: recordName});
+		// Where the run is: written with the next record (before any action, which records itself first).
+		this.setRun({status: 'running', step: step.id, host: recordName}, {later: true});
 		try {
 			this.throwIfStopping();
 			const verification = verified ?? await step.verify(context, master, record, inputs);
@@ -250,9 +251,12 @@ export class StepRunner {
 				return {outcome: 'skipped'};
 			}
 
-			this.recordHost(step, recordName, {...kept(record), status: 'running', at: new Date().toISOString(), inputs});
+			// Written ahead of the action. A check changes nothing: its records go with the next write
+			// (at the latest the run's end); lost to a kill, the check runs again as it always does.
+			const later = step.readsOnly === true;
+			this.recordHost(step, recordName, {...kept(record), status: 'running', at: new Date().toISOString(), inputs}, {later});
 			const note = await step.run(context, master, inputs, verification);
-			this.recordHost(step, recordName, {...kept(state.host(step.id, recordName)), status: 'done', at: new Date().toISOString(), inputs, note});
+			this.recordHost(step, recordName, {...kept(state.host(step.id, recordName)), status: 'done', at: new Date().toISOString(), inputs, note}, {later});
 			this.emit({type: 'host-done', step: step.id, host: recordName, outcome: 'done', detail: note, durationMs: elapsed()});
 			return {outcome: 'done'};
 		} catch (error) {
@@ -262,7 +266,7 @@ export class StepRunner {
 			}
 
 			const failure = toFailure(error, step.id, master.name, this.options.runner);
-			this.recordHost(step, recordName, {...kept(state.host(step.id, recordName)), status: 'failed', at: new Date().toISOString(), inputs, error: failure.message});
+			this.recordHost(step, recordName, {...kept(state.host(step.id, recordName)), status: 'failed', at: new Date().toISOString(), inputs, error: failure.message}, {later: step.readsOnly === true});
 			this.emit({type: 'host-done', step: step.id, host: recordName, outcome: 'failed', failure, durationMs: elapsed()});
 			// A question that could not be answered ends the run once every host has settled.
 			return {outcome: 'failed', failure, refused: error instanceof PromptRefused ? error : undefined};

@@ -14,7 +14,7 @@ export const install: Operation = {
 	title: 'Install the control plane',
 	noun: 'install',
 	command: 'apply',
-	steps: [preflight, distinctMachines, snapshotBeforeUpgrade, leave, binaries, certs, encryption, audit, units, start, controllerBinaries, controllerUnits, startControllers, etcdCheck, rbac, verify, verifyCluster],
+	steps: [preflight, distinctMachines, snapshotBeforeUpgrade, leave, binaries, certs, encryption, audit, units, start, controllerBinaries, controllerUnits, startControllers, rbac, etcdCheck, verify, verifyCluster],
 	mode: 'recorded',
 	words: {
 		question: ({masters}) => `Apply the plan to ${masters.length} master(s) (${masters.join(', ')})?`,

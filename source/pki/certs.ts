@@ -28,10 +28,32 @@ export async function generateKeyPair(): Promise<KeyPair> {
 	return generateRsaKeyPair();
 }
 
-/** The public half (of a private or public key) as generateKeyPair writes it: SPKI PEM, the one form compared. */
-export function publicKeyPemOf(keyPem: string): string {
-	return createPublicKey(keyPem).export({type: 'spki', format: 'pem'}).toString();
+/**
+ * A pure function of PEM text, remembered: a run reads the same keys and certificates several times
+ * (the checks' plan, the run's, verify on every master), and each RSA key or certificate parsed
+ * again cost milliseconds of the one thread that starts the next command.
+ */
+function remembered<Pems extends string[], T>(read: (...pems: Pems) => T): (...pems: Pems) => T {
+	const known = new Map<string, T>();
+	return (...pems) => {
+		const key = pems.join('\0');
+		let value = known.get(key);
+		if (value === undefined) {
+			value = read(...pems);
+			// Bounded: a long-lived process (a test worker) sees many.
+			if (known.size >= 256) {
+				known.clear();
+			}
+
+			known.set(key, value);
+		}
+
+		return value;
+	};
 }
+
+/** The public half (of a private or public key) as generateKeyPair writes it: SPKI PEM, the one form compared. */
+export const publicKeyPemOf = remembered((keyPem: string): string => createPublicKey(keyPem).export({type: 'spki', format: 'pem'}).toString());
 
 function subjectAttributes(subject: Subject): forge.pki.CertificateField[] {
 	const attributes: forge.pki.CertificateField[] = [];
@@ -135,7 +157,9 @@ export function subjectToString(subject: Subject): string {
 	return distinguishedName(subjectAttributes(subject));
 }
 
-export function readCertificate(certPem: string): CertificateFacts {
+export const readCertificate: (certPem: string) => Readonly<CertificateFacts> = remembered((certPem: string) => Object.freeze(parseCertificate(certPem)));
+
+function parseCertificate(certPem: string): CertificateFacts {
 	const cert = pki.certificateFromPem(certPem);
 	const altNames = (cert.getExtension('subjectAltName') as {altNames?: Array<{type: number; value?: string; ip?: string}>} | null)?.altNames ?? [];
 	const basic = cert.getExtension('basicConstraints') as {cA?: boolean} | null;
@@ -155,14 +179,14 @@ export function readCertificate(certPem: string): CertificateFacts {
 }
 
 /** True when the certificate names the CA as its issuer and was signed by the CA's key (natively: forge's RSA took 15 ms a certificate). */
-export function isSignedBy(certPem: string, caCertPem: string): boolean {
+export const isSignedBy = remembered((certPem: string, caCertPem: string): boolean => {
 	try {
 		const [cert, ca] = [new X509Certificate(certPem), new X509Certificate(caCertPem)];
 		return cert.checkIssued(ca) && cert.verify(ca.publicKey);
 	} catch {
 		return false;
 	}
-}
+});
 
 /** True when the certificate already says everything the request asks, for this key and this CA. */
 export function certificateMatches(certPem: string, request: CertificateRequest, keyPair: KeyPair, caCertPem: string): boolean {

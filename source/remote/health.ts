@@ -1,5 +1,6 @@
 import {createHash} from 'node:crypto';
 import https from 'node:https';
+import {createSecureContext, type SecureContext} from 'node:tls';
 
 export type TlsClient = {ca: string; cert: string; key: string};
 
@@ -10,18 +11,27 @@ export type ApiRequest = {method: 'GET' | 'POST' | 'PUT' | 'DELETE'; path: strin
 /**
  * One connection pool per endpoint and identity: a run's many calls (readiness polls, checks) share
  * kept-alive TLS connections instead of a handshake each. Idle sockets do not keep the process alive.
+ * One TLS context per identity: made per connection, it parsed the key and the CA again each time.
  */
 const agents = new Map<string, https.Agent>();
+const secureContexts = new Map<string, SecureContext>();
 
-function agentFor(ip: string, port: number, tls: TlsClient, via: string | undefined): https.Agent {
-	const key = `${ip}:${port}:${via ?? ''}:${createHash('sha256').update(tls.cert).update(tls.ca).digest('hex')}`;
+function connectionFor(ip: string, port: number, tls: TlsClient, via: string | undefined): {agent: https.Agent; secureContext: SecureContext} {
+	const identity = createHash('sha256').update(tls.cert).update(tls.ca).update(tls.key).digest('hex');
+	let secureContext = secureContexts.get(identity);
+	if (!secureContext) {
+		secureContext = createSecureContext({ca: tls.ca, cert: tls.cert, key: tls.key});
+		secureContexts.set(identity, secureContext);
+	}
+
+	const key = `${ip}:${port}:${via ?? ''}:${identity}`;
 	let agent = agents.get(key);
 	if (!agent) {
 		agent = new https.Agent({keepAlive: true, maxSockets: 8});
 		agents.set(key, agent);
 	}
 
-	return agent;
+	return {agent, secureContext};
 }
 
 /**
@@ -36,7 +46,7 @@ async function send(ip: string, port: number, request: ApiRequest, tls: TlsClien
 	const payload = request.body === undefined ? undefined : JSON.stringify(request.body);
 	return new Promise(resolve => {
 		const call = https.request({
-			host: ip, port, ...via === undefined ? {} : {socketPath: via}, path: request.path, method: request.method, ca: tls.ca, cert: tls.cert, key: tls.key, timeout: timeoutMs, agent: agentFor(ip, port, tls, via),
+			host: ip, port, ...via === undefined ? {} : {socketPath: via}, path: request.path, method: request.method, ...connectionFor(ip, port, tls, via), timeout: timeoutMs,
 			headers: {accept: 'application/json', ...(payload === undefined ? {} : {'content-type': 'application/json', 'content-length': Buffer.byteLength(payload)}), ...request.headers},
 		}, response => {
 			let body = '';

@@ -114,7 +114,7 @@ export class Remote {
 	private controlDirMade = false;
 	private readonly used = new Set<Master>();
 	/** Per master, whether the first command's answer came back with exit 0: the shared connection is then up. */
-	private readonly firstAnswers = new Map<Master, Promise<boolean>>();
+	private readonly connections = new Map<Master, Promise<boolean>>();
 	/** Per master and target, the socket forwarded to it (apiserver calls through a bastion). */
 	private readonly forwards = new Map<string, Promise<{socket: string} | {error: string}>>();
 	private forwardsMade = 0;
@@ -188,6 +188,14 @@ export class Remote {
 		this.makeControlDir();
 		this.used.add(master);
 		const wrapped = this.config.ssh.sudo ? `sudo -n sh -c ${shellQuote(script)}` : `sh -c ${shellQuote(script)}`;
+		const first = !this.connections.has(master);
+		let connected: (up: boolean) => void = () => undefined;
+		if (first) {
+			this.connections.set(master, new Promise(resolve => {
+				connected = resolve;
+			}));
+		}
+
 		const answer = this.runner.run({
 			command: 'ssh',
 			args: [...this.sshArgs(), sshDestination(master), wrapped],
@@ -198,9 +206,11 @@ export class Remote {
 			inputParts: options.inputParts,
 			onInputProgress: options.onInputProgress,
 			outputFile: options.outputFile,
+			// The first command's first output: its connection is up, and shared from then on.
+			onOutput: first ? () => connected(true) : undefined,
 		}).then(async result => (result.exitCode === 255 && this.config.bastion ? {...result, stderr: `${result.stderr.trimEnd()}\n${await this.bastionSays(this.config.bastion)}`} : result));
-		if (!this.firstAnswers.has(master)) {
-			this.firstAnswers.set(master, answer.then(result => result.exitCode === 0, () => false));
+		if (first) {
+			answer.then(result => connected(result.exitCode === 0), () => connected(false));
 		}
 
 		return answer;
@@ -217,11 +227,12 @@ export class Remote {
 	}
 
 	/**
-	 * Whether the first command sent to the master succeeded, once it settled: a command sent after
-	 * it shares that connection instead of racing it with a second handshake. True when none was sent.
+	 * Whether the first command sent to the master got through: true once it writes its first output
+	 * (while it still runs), else whether it succeeded once it settled. A command sent after that
+	 * shares its connection instead of racing it with a second handshake. True when none was sent.
 	 */
-	async firstCommandSucceeded(master: Master): Promise<boolean> {
-		return this.firstAnswers.get(master) ?? true;
+	async connected(master: Master): Promise<boolean> {
+		return this.connections.get(master) ?? true;
 	}
 
 	/** Like run, but a non-zero exit becomes a StepError naming the host, the command and the fix. */

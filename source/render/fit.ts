@@ -19,13 +19,14 @@ function unitMisfits(component: Component, artifact: Artifact, version: KubeVers
 	const names = new Set(flags.map(flagName));
 	const misfits: Misfit[] = [];
 	for (const flag of flags) {
+		const name = flagName(flag);
 		const value = flag.includes('=') ? flag.slice(flag.indexOf('=') + 1) : '';
-		const retired = retiredFlags.find(rule => rule.component === component && rule.name === flagName(flag) && (rule.value === undefined || rule.value.test(value)) && atLeast(version, rule.removedIn));
+		const retired = retiredFlags.find(rule => rule.component === component && rule.name === name && (rule.value === undefined || rule.value.test(value)) && atLeast(version, rule.removedIn));
 		if (retired) {
 			misfits.push({file: artifact.name, problem: `${flag} is refused by ${component} from v1.${retired.removedIn}`, fix: retired.fix, flag});
 		}
 
-		const early = introducedFlags.find(rule => rule.component === component && rule.name === flagName(flag) && !atLeast(version, rule.since));
+		const early = introducedFlags.find(rule => rule.component === component && rule.name === name && !atLeast(version, rule.since));
 		if (early) {
 			misfits.push({file: artifact.name, problem: `${flag} is not known to ${component} before v1.${early.since}`, fix: early.fix, flag});
 		}
@@ -72,10 +73,24 @@ function documentMisfits(artifact: Artifact, document: {apiVersion?: unknown; ki
 
 /** Checks rendered units and config files against what the chosen release accepts and requires. */
 export function releaseMisfits(config: ResolvedConfig, artifacts: Artifact[]): Misfit[] {
-	const misfits: Misfit[] = [];
-	for (const artifact of artifacts) {
+	return artifacts.flatMap(artifact => artifactMisfits(artifact, config.kubeVersion));
+}
+
+/** Misfits found in an artifact, by release, name and content: a run renders the same files twice (its checks, its steps), each parse costs milliseconds. */
+const found = new Map<string, Misfit[]>();
+
+function artifactMisfits(artifact: Artifact, version: KubeVersion): Misfit[] {
+	const key = `${version.text}\0${artifact.name}\0${artifact.content}`;
+	let misfits = found.get(key);
+	if (!misfits) {
 		const component = components.find(each => artifact.name.startsWith(`${each}-`) && artifact.name.endsWith('.service'));
-		misfits.push(...(component ? unitMisfits(component, artifact, config.kubeVersion) : kindMisfits(artifact, config.kubeVersion)));
+		misfits = component ? unitMisfits(component, artifact, version) : kindMisfits(artifact, version);
+		// Bounded: a long-lived process (a test worker) renders many.
+		if (found.size >= 512) {
+			found.clear();
+		}
+
+		found.set(key, misfits);
 	}
 
 	return misfits;

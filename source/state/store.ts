@@ -128,7 +128,7 @@ export function migrateState(stored: StateSchema1 | StateSchema2): InstallState 
  */
 export type Progress = Pick<StateStore, 'writtenHashes' | 'writtenFiles' | 'forgetFiles' | 'forgetHost' | 'recordRestartTime' | 'recordStartedRelease' | 'startedReleases' | 'recordMasters' | 'encryptionRotation' | 'recordEncryptionRotation' | 'recordEncryptionKeys' | 'recordSnapshot' | 'recordedVersion'> & {
 	host(key: string, host: string): HostRecord | undefined;
-	recordHost(key: string, host: string, record: HostRecord): void;
+	recordHost(key: string, host: string, record: HostRecord, options?: {later?: boolean}): void;
 	recordFile(key: string, host: string, remotePath: string, hash: string, stat?: string): void;
 	recordStats(key: string, host: string, files: Array<{path: string; stat?: string; sha256: string}>): void;
 	/** Per service, the fingerprint of the files it last started healthy with on this host, by whichever operation. */
@@ -156,7 +156,7 @@ export class StateStore {
 	readonly path: string;
 	private conf: Conf<InstallState> | undefined;
 	private state: InstallState;
-	/** The state as last written (or read): what the file holds. */
+	/** The state as last written (or read): a change that leaves it so writes nothing. */
 	private written: string | undefined;
 
 	constructor(private readonly folder: string, cluster: string) {
@@ -182,7 +182,7 @@ export class StateStore {
 	progress(operation: string): Progress {
 		return {
 			host: (step, host) => this.host(stepKey(operation, step), host),
-			recordHost: (step, host, record) => this.recordHost(stepKey(operation, step), host, record),
+			recordHost: (step, host, record, options) => this.recordHost(stepKey(operation, step), host, record, options),
 			recordFile: (step, host, remotePath, hash, stat) => this.recordFile(stepKey(operation, step), host, remotePath, hash, stat),
 			recordStats: (step, host, files) => this.recordStats(stepKey(operation, step), host, files),
 			startedWith: host => this.host(serviceRecordKey, host)?.services,
@@ -220,8 +220,17 @@ export class StateStore {
 		return this.state.steps[key]?.hosts[host];
 	}
 
-	update(change: (state: InstallState) => void): void {
+	/**
+	 * Changes the state and writes it. `later`: a change no action depends on (where the run is, a
+	 * check under way) is written with the next change that is written, not on its own: each write
+	 * costs the run a serialisation, an fsync and a rename on its one thread.
+	 */
+	update(change: (state: InstallState) => void, {later = false}: {later?: boolean} = {}): void {
 		change(this.state);
+		if (later) {
+			return;
+		}
+
 		// A record written again as it was (a step found done again) costs a write and an fsync for nothing.
 		const text = JSON.stringify(this.state);
 		if (text === this.written) {
@@ -232,10 +241,15 @@ export class StateStore {
 		this.written = text;
 	}
 
-	private recordHost(key: string, host: string, record: HostRecord): void {
+	private recordHost(key: string, host: string, record: HostRecord, options?: {later?: boolean}): void {
+		// Recorded again as it is (a step found done again): not even the state as a whole is compared.
+		if (JSON.stringify(this.host(key, host)) === JSON.stringify(record)) {
+			return;
+		}
+
 		this.update(state => {
 			(state.steps[key] ??= {hosts: {}}).hosts[host] = record;
-		});
+		}, options);
 	}
 
 	/** Remembers one file written (or found in place) on a host, before the step as a whole is done. */
@@ -291,11 +305,11 @@ export class StateStore {
 		return hashes;
 	}
 
-	setRun(run: Partial<RunRecord> & Pick<RunRecord, 'operation' | 'status'>): void {
+	setRun(run: Partial<RunRecord> & Pick<RunRecord, 'operation' | 'status'>, options?: {later?: boolean}): void {
 		this.update(state => {
 			const now = new Date().toISOString();
 			state.run = {startedAt: state.run?.startedAt ?? now, ...state.run, ...run, updatedAt: now};
-		});
+		}, options);
 	}
 
 	/** Every remote path this install wrote on a host, with the hashes it wrote there. */

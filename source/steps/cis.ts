@@ -254,19 +254,34 @@ function filesToRead(context: StepContext): string[] {
 
 const cisComponents: Component[] = ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler'];
 
+/**
+ * "R UNIT" and "A UNIT ARG" lines for each running component: one systemctl for the three (each one
+ * costs a master about 10 ms), its answer read as "UNIT PID" lines whatever order it prints them in.
+ */
+export const commandLinesScript = `systemctl show -p Id -p MainPID ${cisComponents.join(' ')} 2>/dev/null | awk -F= '$1 == "Id" {sub(/\\.service$/, "", $2); u = $2} $1 == "MainPID" {p = $2} /^$/ {if (u != "") print u, p; u = ""; p = ""} END {if (u != "") print u, p}' | while read -r u p; do if [ -n "$p" ] && [ "$p" != 0 ] && [ -r "/proc/$p/cmdline" ]; then echo "R $u"; tr '\\0' '\\n' < "/proc/$p/cmdline" | while IFS= read -r a; do printf 'A %s %s\\n' "$u" "$a"; done; fi; done`;
+
 /** One round trip: command lines of the running components, modes and owners, the encryption provider line. */
 export function cisFactsScript(context: StepContext): string {
 	const encryption = shellQuote(configFile(context, 'encryption-config.yaml'));
 	return [
-		`for u in ${cisComponents.join(' ')}; do p=$(systemctl show -p MainPID "$u" 2>/dev/null); p=\${p#MainPID=}; if [ -n "$p" ] && [ "$p" != 0 ] && [ -r "/proc/$p/cmdline" ]; then echo "R $u"; tr '\\0' '\\n' < "/proc/$p/cmdline" | while IFS= read -r a; do printf 'A %s %s\\n' "$u" "$a"; done; fi; done`,
+		commandLinesScript,
 		// One stat for all: an absent file prints nothing (its complaint goes to /dev/null).
 		`stat -c 'S %a %U:%G %n' -- ${shellWords(filesToRead(context))} 2>/dev/null`,
 		`if [ -d ${shellQuote(context.config.paths.certDir)} ]; then find -H ${shellQuote(context.config.paths.certDir)} -exec stat -c 'D %a %U:%G %n' -- {} +; fi`,
-		// The benchmark's own reading (1.2.28): the words of the line after the last `providers:`; the key is never printed.
-		`if [ -f ${encryption} ]; then grep -A1 'providers:' ${encryption} | tail -n 1 | grep -o '[A-Za-z]*' | sed 's/^/P /'; fi`,
-		`grep -h '^enableProfiling:' ${shellQuote(configFile(context, 'kube-scheduler.yaml'))} 2>/dev/null | sed 's/^enableProfiling: */E /'`,
+		providerWordsScript(encryption),
+		schedulerProfilingScript(shellQuote(configFile(context, 'kube-scheduler.yaml'))),
 	].join('\n');
 }
+
+/**
+ * The benchmark's own reading (1.2.28), `grep -A1 'providers:' | tail -n 1 | grep -o '[A-Za-z]*'`:
+ * the words of the line after the last `providers:` (that line itself when it is the last), as "P WORD"
+ * lines; the key is never printed. One awk instead of four processes (each costs a master milliseconds).
+ */
+export const providerWordsScript = (file: string) => `if [ -f ${file} ]; then awk 'after {last = $0; after = 0} /providers:/ {last = $0; after = 1} END {s = last; while (match(s, /[A-Za-z]+/)) {print "P " substr(s, RSTART, RLENGTH); s = substr(s, RSTART + RLENGTH)}}' ${file}; fi`;
+
+/** The scheduler config's enableProfiling line, as "E VALUE". */
+export const schedulerProfilingScript = (file: string) => `if [ -f ${file} ]; then awk '/^enableProfiling:/ {sub(/^enableProfiling: */, "E "); print}' ${file}; fi`;
 
 export function parseCisFacts(output: string): CisFacts {
 	const facts: CisFacts = {commandLines: new Map(), files: new Map(), certDirEntries: [], encryptionProviderWords: [], schedulerConfigProfiling: undefined};

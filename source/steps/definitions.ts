@@ -74,7 +74,8 @@ export const etcdCheck: StepDefinition = {
 	id: 'etcd-check',
 	readsOnly: true,
 	title: 'Check what the apiserver wrote to etcd',
-	needs: ['start'],
+	// Beside verify, not beside the RBAC step: nothing waits for it, and there it held verify back (an etcdctl on a master against one GET).
+	needs: ['start', 'start-controllers'],
 	scope: 'cluster',
 	plan: (context, master) => [{kind: 'remote', script: etcdctlScript(context, master, registryKeysArgs)}],
 	// A read-only check: it is simply done again.

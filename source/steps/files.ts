@@ -120,8 +120,8 @@ export class FilesReadAhead {
 	async read(context: StepContext, master: Master, requests: () => Array<{step: StepId; paths: string[]}>): Promise<void> {
 		const reading = (async () => {
 			const asked = requests();
-			// A master whose first command failed is left to the steps, which say why.
-			if (asked.length === 0 || !await context.remote.firstCommandSucceeded(master)) {
+			// A master the first command did not get through to is left to the steps, which say why.
+			if (asked.length === 0 || !await context.remote.connected(master)) {
 				return undefined;
 			}
 

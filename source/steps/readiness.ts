@@ -70,9 +70,15 @@ async function probeOnMaster(context: StepContext, master: Master, endpoints: Lo
 	// The last line of each answer is its status; read with builtins only (no process per look).
 	const allOk = `ok=1; for i in ${indexes}; do s=; while IFS= read -r l || [ -n "$l" ]; do s=$l; l=; done < "$t/$i"; [ "$s" = 200 ] || ok=0; done`;
 	const seconds = Math.floor(waitMs / 1000);
-	const ask = seconds < 1 ? `${runs} wait;` : `end=$(($(date +%s) + ${seconds})); while :; do ${runs} wait; ${allOk}; if [ "$ok" = 1 ] || [ "$(date +%s)" -ge "$end" ]; then break; fi; sleep 0.1 2>/dev/null || sleep 1; done;`;
-	const probes = endpoints.length === 0 ? '' : `t=$(mktemp -d) || exit 1; trap 'rm -rf "$t"' EXIT; ${ask} for i in ${indexes}; do echo "==> $i"; cat "$t/$i"; echo; done`;
-	const script = also ? sectionsScript({read: also.script, probes}) : probes;
+	const folder = `t=$(mktemp -d) || exit 1; trap 'rm -rf "$t"' EXIT;`;
+	const printed = `for i in ${indexes}; do echo "==> $i"; cat "$t/$i"; echo; done`;
+	// Asked once, the probes run in the background while the read runs (their answers go to files): one wait for both.
+	const [first, probes] = endpoints.length === 0
+		? ['', '']
+		: seconds < 1
+			? [`${folder} ${runs}`, `wait; ${printed}`]
+			: ['', `${folder} end=$(($(date +%s) + ${seconds})); while :; do ${runs} wait; ${allOk}; if [ "$ok" = 1 ] || [ "$(date +%s)" -ge "$end" ]; then break; fi; sleep 0.1 2>/dev/null || sleep 1; done; ${printed}`];
+	const script = [first, also ? sectionsScript({read: also.script, probes}) : probes].filter(Boolean).join('\n');
 	const display = [also?.display, endpoints.length > 0 ? `GET ${endpoints.map(endpoint => `127.0.0.1:${endpoint.port}${endpoint.path}`).join(', ')} on the master` : undefined].filter(Boolean).join('; ');
 	const result = await context.remote.check(master, script, {step, display, timeoutMs: waitMs + (context.config.timeouts.commandSeconds * 1000)});
 	// Split at the last section only: the read may print sections of its own (sectionsScript), handed back whole.
@@ -149,9 +155,15 @@ export type ServicesRead = {readiness: Map<ServiceName, Readiness>; also: string
  * restarts nothing they need not ask the master again. Kept only while no start step of this run
  * restarted anything: a restart anywhere (an apiserver gone for seconds) may change what the other
  * services answer.
+ *
+ * The same read may be made ahead, beside the files' read-ahead at the start of apply (readAhead):
+ * the start step's check takes it instead of a round trip of its own, when it is recent and nothing
+ * restarted or was written on that master since it was sent.
  */
 export class ServicesSeen {
+	private static readonly recentMs = 10_000;
 	private readonly byMaster = new Map<string, ServicesRead>();
+	private readonly ahead = new Map<string, {at: number; reading: Promise<ServicesRead | undefined>}>();
 	private restarted = false;
 
 	remember(master: string, read: ServicesRead): void {
@@ -163,14 +175,38 @@ export class ServicesSeen {
 	/** The read of this master, if it answers for every one of `names` (kube-nginx asked at `nginxPath`). */
 	reuse(master: string, names: ServiceName[], nginxPath?: string): ServicesRead | undefined {
 		const read = this.byMaster.get(master);
-		return read && names.every(name => read.readiness.has(name)) && (nginxPath === undefined || !names.includes('kube-nginx') || read.nginxPath === nginxPath) ? read : undefined;
+		return read && covers(read, names, nginxPath) ? read : undefined;
+	}
+
+	/** Starts a read ahead of this master (once); it never fails: a read that did not come back is made again when needed. */
+	async readAhead(master: string, read: () => Promise<ServicesRead>): Promise<void> {
+		if (this.ahead.has(master) || this.restarted) {
+			return;
+		}
+
+		// The age counts from before the read: a change made while it ran is not older than the reading.
+		const reading = read().catch(() => undefined);
+		this.ahead.set(master, {at: Date.now(), reading});
+		await reading;
+	}
+
+	/** The read made ahead of this master, taken once: only if recent, and nothing restarted or was `written` on the master since. */
+	async takeAhead(master: string, names: ServiceName[], written: ReadonlySet<string> | undefined): Promise<ServicesRead | undefined> {
+		const ahead = this.ahead.get(master);
+		this.ahead.delete(master);
+		const read = await ahead?.reading;
+		const unchanged = ahead !== undefined && !this.restarted && (written?.size ?? 0) === 0 && Date.now() - ahead.at <= ServicesSeen.recentMs;
+		return read && unchanged && covers(read, names) ? read : undefined;
 	}
 
 	restarting(): void {
 		this.restarted = true;
 		this.byMaster.clear();
+		this.ahead.clear();
 	}
 }
+
+const covers = (read: ServicesRead, names: ServiceName[], nginxPath?: string) => names.every(name => read.readiness.has(name)) && (nginxPath === undefined || !names.includes('kube-nginx') || read.nginxPath === nginxPath);
 
 /** In start order: the apiserver first, then the proxy in front of the apiservers, then its clients. */
 export const services: Service[] = [

@@ -22,7 +22,8 @@ export type ServiceFacts = {
 export type ServiceChange = {name: ServiceName; action: 'restart' | 'reload'; reason: string};
 
 function mentions(text: string, remotePath: string): boolean {
-	return new RegExp(`${remotePath.replaceAll(/[.*+?^${}()|[\]\\/]/g, '\\$&')}(?![\\w.-])`).test(text);
+	// Most texts do not name the path at all: asked first, without making a pattern for it.
+	return text.includes(remotePath) && new RegExp(`${remotePath.replaceAll(/[.*+?^${}()|[\]\\/]/g, '\\$&')}(?![\\w.-])`).test(text);
 }
 
 const textOf = (upload: Upload) => ('content' in upload.source ? upload.source.content : '');

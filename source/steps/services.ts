@@ -1,14 +1,16 @@
 import type {Master} from '../config/schema.js';
+import {sectionsScript, splitSections} from '../remote/sections.js';
 import type {RestartTime} from '../state/store.js';
 import {StepError} from '../errors.js';
 import {apiserverStop, readinessPath} from '../versions.js';
 import {diagnoseService} from './diagnose.js';
 import {drainApiserver, restoreApiserver, type Drain} from './drain.js';
 import type {Upload} from './files.js';
-import {readinessAnd, renderedUnit, services, servicesReady, type AlsoRead, type Readiness, type ServiceName} from './readiness.js';
+import {readinessAnd, renderedUnit, services, servicesReady, type AlsoRead, type Readiness, type ServiceName, type ServicesRead} from './readiness.js';
 import {filesReason, onlyConfigWritten, restartPolicy, serviceFingerprint, serviceInputs, type ServiceFacts, type UnitStatus} from './restart-policy.js';
 import {linksHeld, pruneReleases, switchHeldLinks} from './releases.js';
 import type {PlannedAction, StepContext, StepDefinition, StepId} from './types.js';
+import {verifyReadDisplay, verifyReadParts} from './verify.js';
 
 /** The uploads of the steps that start depends on, on this master. */
 type UploadsOf = (context: StepContext, master: Master) => Upload[];
@@ -44,6 +46,16 @@ export const unitStatusRead: AlsoRead = {
 	script: `systemctl show -p Id -p ActiveState -p NeedDaemonReload ${services.map(service => service.name).join(' ')} | awk -F= '$1 == "Id" {sub(/\\.service$/, "", $2); u = $2} $1 == "ActiveState" {a = $2} $1 == "NeedDaemonReload" {n = $2} /^$/ {if (u != "") print u, a, n; u = ""} END {if (u != "") print u, a, n}'`,
 	display: 'systemctl is-active, NeedDaemonReload of the control-plane units',
 };
+
+/**
+ * What a start step's check reads: every service's readiness, the units' state and, beside them,
+ * what verify reads on the master (verify takes it when nothing restarts). kube-nginx is asked as
+ * verify asks it (?verbose).
+ */
+function readServices(context: StepContext, master: Master, step: StepId): Promise<ServicesRead> {
+	const also: AlsoRead = {script: sectionsScript({units: unitStatusRead.script, ...verifyReadParts(context)}), display: `${unitStatusRead.display}; ${verifyReadDisplay}`};
+	return readinessAnd(context, master, services.map(service => service.name), step, `${readinessPath(context.config.kubeVersion)}?verbose`, also);
+}
 
 async function unitStatus(context: StepContext, master: Master, step: StepId): Promise<Map<ServiceName, UnitStatus>> {
 	const result = await context.remote.check(master, unitStatusRead.script, {step, display: unitStatusRead.display});
@@ -232,6 +244,12 @@ export function startStep(uploadsOf: UploadsOf, {id = 'start', order = installRe
 		// The files its own services read, and what it does: the apiserver's unit is no input of the
 		// controller-managers' start, which an apiserver-only change leaves alone.
 		inputs: (context, master) => [...new Set([...inputsOf(context, master).values()].flat()), ...plan(context, master)],
+		// Only where this step ran before (a running cluster): on a new master nothing runs yet to read.
+		readAhead: async (context, master) => {
+			if (context.state.host(id, master.name)?.status === 'done') {
+				await context.servicesSeen.readAhead(master.name, async () => readServices(context, master, 'preflight'));
+			}
+		},
 		async verify(context, master) {
 			if (lastOfRelease && linksHeld(context, master)) {
 				return {done: false, detail: `${context.config.paths.binDir}'s links held back by binaries, to switch once every service runs ${context.config.version}`};
@@ -244,11 +262,10 @@ export function startStep(uploadsOf: UploadsOf, {id = 'start', order = installRe
 				return {done: false, detail: `${fromFiles[0]!.name}: ${reasons[0]}`, observed: new Map<ServiceName, UnitStatus>()};
 			}
 
-			// The units' state and every service's readiness in one round trip, or what the start step before this one read of them.
-			// kube-nginx asked as verify asks it (?verbose), so that verify can take this read too.
-			const read = context.servicesSeen.reuse(master.name, names) ?? await readinessAnd(context, master, services.map(service => service.name), id, `${readinessPath(context.config.kubeVersion)}?verbose`, unitStatusRead);
+			// The units' state and every service's readiness in one round trip (or made ahead), or what the start step before this one read of them.
+			const read = context.servicesSeen.reuse(master.name, names) ?? await context.servicesSeen.takeAhead(master.name, names, context.changedFiles.get(master.name)) ?? await readServices(context, master, id);
 			context.servicesSeen.remember(master.name, read);
-			const status = parseUnitStatus(read.also);
+			const status = parseUnitStatus(splitSections(read.also).get('units') ?? '');
 			const readiness = names.map(name => [name, read.readiness.get(name)!] as const);
 			const [change] = restartPolicy(factsOf(context, master, status));
 			if (change) {

@@ -89,6 +89,8 @@ export type StepDefinition = {
 	inputs?: (context: StepContext, master: Master) => PlannedAction[];
 	/** The remote files verify reads: read for every step at once at the start of apply. */
 	reads?: (context: StepContext, master: Master) => string[];
+	/** A read of the master's live state that verify may take, sent beside the files' at the start of apply. */
+	readAhead?: (context: StepContext, master: Master) => Promise<void>;
 	/** Reads the host (not the state) to tell whether the step's result is in place for these inputs. */
 	verify: (context: StepContext, master: Master, record: HostRecord | undefined, inputs: string) => Promise<Verification>;
 	/** Does the work; returns a short note for the state and the views. */

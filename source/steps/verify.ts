@@ -41,32 +41,51 @@ function benchmarkCheck(context: StepContext, output: string): CheckResult {
 type MasterRead = {ports: string; certificates: string; benchmark: string};
 
 /**
- * What the checks read on the master, in one round trip: listening ports, the installed
- * certificates, the CIS facts, and the readiness of kube-nginx, the controller-manager and the
- * scheduler, unless a start step's check of this run read that already and nothing restarted since.
+ * What the checks read on the master beyond readiness, each part a section: listening ports, the
+ * installed certificates and the CIS facts. A start step's check reads them too, so that a run that
+ * restarts nothing needs no round trip of its own here.
+ */
+export const verifyReadParts = (context: StepContext) => ({ports: 'ss -Hltn', certificates: certificatesScript(context), benchmark: cisFactsScript(context)});
+
+export const verifyReadDisplay = 'read listening ports, the installed certificates, the components\' command lines, file modes and owners';
+
+/** The sections of verifyReadParts, if `output` has them all. */
+function masterRead(output: string): MasterRead | undefined {
+	const found = splitSections(output);
+	const [ports, certificates, benchmark] = [found.get('ports'), found.get('certificates'), found.get('benchmark')];
+	return ports === undefined || certificates === undefined || benchmark === undefined ? undefined : {ports, certificates, benchmark};
+}
+
+/**
+ * What the checks read on the master, in one round trip: verifyReadParts, and the readiness of kube-nginx,
+ * the controller-manager and the scheduler; none when a start step's check of this run read all of
+ * that already and nothing restarted since.
  */
 async function readMaster(context: StepContext, master: Master): Promise<{read: MasterRead; local: CheckResult[]}> {
-	const script = sectionsScript({ports: 'ss -Hltn', certificates: certificatesScript(context), benchmark: cisFactsScript(context)});
-	const display = 'read listening ports, the installed certificates, the components\' command lines, file modes and owners';
 	const names: ServiceName[] = ['kube-nginx', 'kube-controller-manager', 'kube-scheduler'];
 	const pathName = `${readinessPath(context.config.kubeVersion)}?verbose`;
 	const seen = context.servicesSeen.reuse(master.name, names, pathName);
+	const seenRead = seen && masterRead(seen.also);
+	if (seen && seenRead) {
+		return {read: seenRead, local: localChecks(context, master, seen.readiness, pathName)};
+	}
+
+	const also = {script: sectionsScript(verifyReadParts(context)), display: verifyReadDisplay};
 	let output: string;
 	let readiness: Map<ServiceName, Readiness>;
 	if (seen) {
-		const options = {step: 'verify', display};
-		const result = await context.remote.run(master, script, options);
+		const options = {step: 'verify', display: also.display};
+		const result = await context.remote.run(master, also.script, options);
 		if (result.exitCode === 255) {
-			throw context.remote.failure(master, script, options, result);
+			throw context.remote.failure(master, also.script, options, result);
 		}
 
 		[output, readiness] = [result.stdout, seen.readiness];
 	} else {
-		({also: output, readiness} = await readinessAnd(context, master, names, 'verify', pathName, {script, display}));
+		({also: output, readiness} = await readinessAnd(context, master, names, 'verify', pathName, also));
 	}
 
-	const found = splitSections(output);
-	return {read: {ports: found.get('ports') ?? '', certificates: found.get('certificates') ?? '', benchmark: found.get('benchmark') ?? ''}, local: localChecks(context, master, readiness, pathName)};
+	return {read: masterRead(output) ?? {ports: '', certificates: '', benchmark: ''}, local: localChecks(context, master, readiness, pathName)};
 }
 
 /** kube-nginx (readiness through it), the controller-manager and the scheduler, as read on the master. */
@@ -330,7 +349,9 @@ async function controlPlaneCheck(context: StepContext, endpoint: Endpoint): Prom
 /** The first master whose apiserver answers: cluster-wide checks go through it. */
 async function reachableMaster(context: StepContext): Promise<Master | undefined> {
 	for (const master of context.config.masters.filter(each => !context.skipped.has(each.name))) {
-		if ((await context.probe(master.ip, 6443, readinessPath(context.config.kubeVersion), adminTls(context))).ok) {
+		// A start step's check of this run found it ready, and nothing restarted since: not asked again.
+		const seen = context.servicesSeen.reuse(master.name, ['kube-apiserver'])?.readiness.get('kube-apiserver')?.ok === true;
+		if (seen || (await context.probe(master.ip, 6443, readinessPath(context.config.kubeVersion), adminTls(context))).ok) {
 			return master;
 		}
 	}
@@ -397,8 +418,10 @@ export const verifyCluster: StepDefinition = {
 		// Independent of each other: asked side by side, the endpoint even when no master answers directly.
 		const throughEndpoint = endpoint ? [controlPlaneCheck(context, endpoint)] : [];
 		const master = await reachableMaster(context);
+		// The encryption check asks first: the longest of them (a write, a read on the master, a delete), it takes the connection already open.
+		const encryption = master && encryptionCheck(context, master);
 		const throughMaster = master
-			? [rbacCheck(context, master), encryptionCheck(context, master), keyCountCheck(context, master), leaderCheck(context, master, 'kube-controller-manager'), leaderCheck(context, master, 'kube-scheduler')]
+			? [rbacCheck(context, master), encryption!, keyCountCheck(context, master), leaderCheck(context, master, 'kube-controller-manager'), leaderCheck(context, master, 'kube-scheduler')]
 			: [{check: 'cluster checks', level: 'fail', detail: 'no apiserver answers: the cluster-wide checks cannot run', fix: 'run k8s-master-install status, then apply'} satisfies CheckResult];
 		const results = await Promise.all([...throughEndpoint, ...throughMaster]);
 		report(context, 'verify-cluster', 'cluster', results);

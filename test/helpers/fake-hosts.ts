@@ -214,6 +214,13 @@ export class FakeCluster {
 			return ok(topSections(script).map(([name, part]) => `##k8smi## ${name}\n${this.script(host, part, spec).stdout}\n`).join(''));
 		}
 
+		// Probes started in the background first, then sections, the last of which waits for them and prints their answers.
+		const sectionsAt = script.indexOf('\necho \'##k8smi## ');
+		if (script.startsWith('t=$(mktemp -d)') && sectionsAt !== -1) {
+			const started = script.slice(0, sectionsAt);
+			return ok(topSections(script.slice(sectionsAt + 1)).map(([name, part]) => `##k8smi## ${name}\n${this.script(host, part.startsWith('wait;') ? `${started} ${part}` : part, spec).stdout}\n`).join(''));
+		}
+
 		if (script.startsWith('echo "uid=$(id -u)"')) {
 			const etcd = [...script.matchAll(/echo 'etcd=(\S+) open'/g)].map(match => `etcd=${match[1]} open`);
 			return ok([

@@ -1,11 +1,15 @@
+import {spawn, spawnSync} from 'node:child_process';
+import {readFileSync, writeFileSync} from 'node:fs';
+import path from 'node:path';
 import {describe, expect, test} from 'vitest';
 import {loadConfig} from '../../source/config/load.js';
 import type {EngineEvent} from '../../source/engine/events.js';
 import {formatCisGrid} from '../../source/reporters/format.js';
-import type {CisResult} from '../../source/steps/cis.js';
+import {commandLinesScript, providerWordsScript, schedulerProfilingScript, type CisResult} from '../../source/steps/cis.js';
 import {FakeCluster} from '../helpers/fake-hosts.js';
 import {baseConfig, makeFixture, writeConfig} from '../helpers/fixture.js';
 import {fakeEngine} from '../helpers/engine.js';
+import {tempDir} from '../helpers/temp.js';
 
 const ips = ['172.24.8.71', '172.24.8.72', '172.24.8.73'];
 
@@ -115,3 +119,54 @@ describe('CIS benchmark (kube-bench cis-1.10, sections 1.1-1.4)', () => {
 	});
 });
 
+
+describe('the command lines read on a master, by sh against a systemctl that answers as told', () => {
+	test('one systemctl for the three components; a unit with no process (MainPID=0) is left out, whatever order systemctl prints', async () => {
+		const processes = [spawn('sleep', ['30']), spawn('sleep', ['31'])];
+		try {
+			const bin = tempDir('k8smi-systemctl-');
+			// systemd prints a unit's properties in its own order, not in the order asked.
+			const answer = `MainPID=${processes[0]!.pid}\nId=kube-apiserver.service\n\nId=kube-controller-manager.service\nMainPID=0\n\nMainPID=${processes[1]!.pid}\nId=kube-scheduler.service`;
+			writeFileSync(path.join(bin, 'systemctl'), `#!/bin/sh\necho "$*" >> ${bin}/calls\nprintf '%s\\n' "$ANSWER"\n`, {mode: 0o755});
+			const result = spawnSync('sh', ['-c', commandLinesScript], {env: {PATH: `${bin}:/usr/bin:/bin`, ANSWER: answer}, encoding: 'utf8'});
+			expect(result.stdout).toBe('R kube-apiserver\nA kube-apiserver sleep\nA kube-apiserver 30\nR kube-scheduler\nA kube-scheduler sleep\nA kube-scheduler 31\n');
+			expect(readFileSync(path.join(bin, 'calls'), 'utf8')).toBe('show -p Id -p MainPID kube-apiserver kube-controller-manager kube-scheduler\n');
+		} finally {
+			for (const each of processes) {
+				each.kill();
+			}
+		}
+	});
+});
+
+describe('the config lines read on a master, by sh', () => {
+	const sh = (script: string) => spawnSync('sh', ['-c', script], {encoding: 'utf8'});
+
+	test('the encryption provider: what the benchmark\'s grep -A1 | tail -n 1 | grep -o reads, the key never printed', () => {
+		const dir = tempDir('k8smi-cis-');
+		const configs = [
+			'resources:\n  - resources:\n      - secrets\n    providers:\n      - aescbc:\n          keys:\n            - name: key1\n              secret: c2VjcmV0\n      - identity: {}\n',
+			'providers:\n- identity: {}\nproviders:\n  - secretbox:\n      keys: []\n',
+			'providers:\nproviders:\n  - kms:\n',
+			'kind: EncryptionConfiguration\nproviders:',
+			'kind: EncryptionConfiguration\n',
+		];
+		for (const [index, content] of configs.entries()) {
+			const file = path.join(dir, `encryption-${index}.yaml`);
+			writeFileSync(file, content);
+			const benchmark = sh(`grep -A1 'providers:' ${file} | tail -n 1 | grep -o '[A-Za-z]*' | sed 's/^/P /'`).stdout;
+			expect(sh(providerWordsScript(file))).toMatchObject({status: 0, stdout: benchmark});
+		}
+
+		expect(sh(providerWordsScript(path.join(dir, 'encryption-0.yaml'))).stdout).toBe('P aescbc\n');
+		expect(sh(providerWordsScript(path.join(dir, 'absent.yaml')))).toMatchObject({status: 0, stdout: ''});
+	});
+
+	test('the scheduler config\'s enableProfiling, and nothing (exit 0) without the file', () => {
+		const dir = tempDir('k8smi-cis-');
+		const file = path.join(dir, 'kube-scheduler.yaml');
+		writeFileSync(file, 'apiVersion: kubescheduler.config.k8s.io/v1\nenableProfiling: false\nleaderElection:\n  enableProfiling: true\n');
+		expect(sh(schedulerProfilingScript(file))).toMatchObject({status: 0, stdout: 'E false\n'});
+		expect(sh(schedulerProfilingScript(path.join(dir, 'absent.yaml')))).toMatchObject({status: 0, stdout: ''});
+	});
+});

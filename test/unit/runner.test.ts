@@ -33,6 +33,16 @@ describe('runner', () => {
 		expect(runner.redact('a -----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY----- b')).toBe('a [private key] b');
 	});
 
+	test('onOutput is called once, at the first output, while the command still runs', async () => {
+		const runner = new Runner();
+		const started = performance.now();
+		const calls: number[] = [];
+		const result = await runner.run({command: 'sh', args: ['-c', 'echo up; sleep 0.5; echo again'], onOutput: () => calls.push(performance.now() - started)});
+		expect(result).toMatchObject({exitCode: 0, stdout: 'up\nagain\n'});
+		expect(calls).toHaveLength(1);
+		expect(calls[0]).toBeLessThan(result.durationMs - 300);
+	});
+
 	test('a command that runs too long is stopped at its timeout', async () => {
 		const runner = new Runner();
 		const result = await runner.run({command: 'sleep', args: ['5'], timeoutMs: 200});

@@ -21,8 +21,8 @@ describe('waves', () => {
 			['preflight'], ['distinct-machines'], ['snapshot', 'leave'],
 			['binaries', 'certs', 'encryption', 'audit', 'units'],
 			['start', 'controller-binaries', 'controller-units'],
-			['start-controllers', 'etcd-check', 'rbac'],
-			['verify', 'verify-cluster'],
+			['start-controllers', 'rbac'],
+			['etcd-check', 'verify', 'verify-cluster'],
 		]);
 	});
 });
