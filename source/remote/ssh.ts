@@ -113,7 +113,7 @@ export class Remote {
 	private readonly controlDir = `${controlDirBase}/${controlDirPrefix}${process.pid}-${++remotesMade}`;
 	private controlDirMade = false;
 	private readonly used = new Set<Master>();
-	/** Per master, whether the first command's answer came back with exit 0: the shared connection is then up. */
+	/** Per master, whether its first command got through (its first output, else its exit 0): the shared connection is then up. */
 	private readonly connections = new Map<Master, Promise<boolean>>();
 	/** Per master and target, the socket forwarded to it (apiserver calls through a bastion). */
 	private readonly forwards = new Map<string, Promise<{socket: string} | {error: string}>>();
