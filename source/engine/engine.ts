@@ -577,6 +577,8 @@ export class Engine {
 
 			const skipped = [...this.skipHosts];
 			this.state.setRun(skipped.length > 0 ? {operation: operation.id, status: 'failed', step: undefined, host: skipped.join(','), error: `skipped on request: ${skipped.join(', ')}`} : {operation: operation.id, status: 'done', step: undefined, host: undefined});
+			// A read made ahead that no step took (a start that restarts whatever it would read) ends before the connections.
+			await readingAhead;
 			await this.closeConnections();
 			release();
 			const leftBehind = context.membership?.leftBehind ?? [];
