@@ -1,13 +1,16 @@
 import {execFileSync} from 'node:child_process';
 import path from 'node:path';
 import {afterEach, beforeEach, describe, expect, inject, test} from 'vitest';
+import {tempDir} from '../helpers/temp.js';
 import {labSsh, readState, resetMasters, writeLabConfig} from './lab-helpers.js';
 
 const lab = inject('lab');
 const session = 'k8smi-e2e-terminal';
+// A tmux server of its own, its socket in the test's temporary folder: the default one leaves /tmp/tmux-UID behind.
+const socket = path.join(tempDir('k8smi-tmux-'), 'socket');
 
 function tmux(...args: string[]): string {
-	return execFileSync('tmux', args, {encoding: 'utf8'});
+	return execFileSync('tmux', ['-S', socket, ...args], {encoding: 'utf8'});
 }
 
 /** The whole pane with its scroll-back, as the operator would read it. */
